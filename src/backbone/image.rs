@@ -1,0 +1,238 @@
+//! Image backbones: preprocessing resolved from the zoo, a JSON file beside the model, and flags; batched
+//! inference; pooling to one vector per image.
+
+use std::path::{Path, PathBuf};
+
+use image::DynamicImage;
+use ndarray::Array2;
+use ort::value::{TensorElementType, TensorRef};
+
+use super::{BackboneIdentity, BackboneOptions, BackboneRef, LoadedModel, tensor_shape};
+use crate::error::{Error, Result};
+use crate::pooling::{self, pool};
+use crate::preprocess::{ImagePreprocess, Layout, PreprocessOverrides};
+
+pub struct ImageBackbone {
+    model: LoadedModel,
+    input: String,
+    preprocess: ImagePreprocess,
+    /// Some models only take a fixed batch size (often 1).
+    fixed_batch: Option<usize>,
+}
+
+impl ImageBackbone {
+    pub fn open(backbone: &BackboneRef, options: &BackboneOptions) -> Result<Self> {
+        let model = LoadedModel::open(backbone, options)?;
+        let path = model.path.clone();
+        let inputs = model.session.inputs();
+        if inputs.len() != 1 {
+            let names: Vec<&str> = inputs.iter().map(|i| i.name()).collect();
+            return Err(Error::model(
+                &path,
+                format!(
+                    "has {} inputs ({}); an image backbone takes one image tensor (is this a text model? use --text)",
+                    names.len(),
+                    names.join(", ")
+                ),
+            ));
+        }
+        let input = &inputs[0];
+        let (ty, shape) =
+            tensor_shape(input).ok_or_else(|| Error::model(&path, "its input is not a tensor"))?;
+        let model_layout = image_layout(&shape);
+        if ty != TensorElementType::Float32 || model_layout.is_none() {
+            return Err(Error::model(
+                &path,
+                format!(
+                    "its input '{}' is {} — not an image (expected float32 [N,3,H,W] or [N,H,W,3])",
+                    input.name(),
+                    input.dtype()
+                ),
+            ));
+        }
+        let input_name = input.name().to_string();
+        let preprocess = resolve_preprocess(
+            &path,
+            model.zoo.as_ref().and_then(|z| z.preprocess.clone()),
+            &shape,
+            options,
+        )?;
+        let fixed_batch = (shape[0] > 0).then_some(shape[0] as usize);
+        Ok(ImageBackbone {
+            model,
+            input: input_name,
+            preprocess,
+            fixed_batch,
+        })
+    }
+
+    pub fn preprocess(&self) -> &ImagePreprocess {
+        &self.preprocess
+    }
+
+    pub fn identity(&self) -> &BackboneIdentity {
+        &self.model.identity
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.model.path
+    }
+
+    /// Preprocesses and embeds images: one row per image.
+    pub fn embed(&mut self, images: &[DynamicImage]) -> Result<Array2<f32>> {
+        let len = self.preprocess.tensor_len();
+        let mut batch = vec![0.0f32; len * images.len()];
+        for (image, slot) in images.iter().zip(batch.chunks_exact_mut(len)) {
+            self.preprocess.apply(image, slot);
+        }
+        self.embed_preprocessed(&batch)
+    }
+
+    /// Embeds a batch already in the model's input layout (a multiple of `preprocess().tensor_len()` values).
+    pub fn embed_preprocessed(&mut self, batch: &[f32]) -> Result<Array2<f32>> {
+        let len = self.preprocess.tensor_len();
+        let n = batch.len() / len;
+        let step = self.fixed_batch.unwrap_or(n.max(1));
+        let mut rows = Vec::new();
+        let mut dim = 0;
+        for chunk in batch.chunks(step * len) {
+            let count = chunk.len() / len;
+            let (d, values) = self.run(chunk, count)?;
+            dim = d;
+            rows.extend(values);
+        }
+        Array2::from_shape_vec((n, dim), rows)
+            .map_err(|e| Error::Ort(format!("unexpected output size: {e}")))
+    }
+
+    fn run(&mut self, chunk: &[f32], count: usize) -> Result<(usize, Vec<f32>)> {
+        let shape = self.preprocess.batch_shape(count);
+        let tensor = TensorRef::from_array_view((shape, chunk))?;
+        let outputs = self
+            .model
+            .session
+            .run(ort::inputs![self.input.as_str() => tensor])?;
+        let (out_shape, data) = outputs[self.model.output.as_str()].try_extract_tensor::<f32>()?;
+        let identity = &self.model.identity;
+        let (_, dim, mut values) = pool(
+            out_shape,
+            data,
+            identity.pooling,
+            self.preprocess.layout,
+            None,
+        )
+        .map_err(|e| {
+            Error::model(
+                &self.model.path,
+                format!("output '{}': {e}", identity.output),
+            )
+        })?;
+        if identity.normalize {
+            pooling::l2_normalize(&mut values, dim);
+        }
+        Ok((dim, values))
+    }
+}
+
+/// NCHW when the channel axis is 1, NHWC when it is 3 (dynamic axes count as either; NCHW preferred).
+fn image_layout(shape: &[i64]) -> Option<Layout> {
+    if shape.len() != 4 {
+        return None;
+    }
+    let could_be_3 = |d: i64| d == 3 || d < 0;
+    if could_be_3(shape[1]) && !(shape[1] < 0 && shape[3] == 3) {
+        Some(Layout::Nchw)
+    } else if could_be_3(shape[3]) {
+        Some(Layout::Nhwc)
+    } else {
+        None
+    }
+}
+
+/// Zoo (or timm defaults) ← the model's own fixed input shape ← a JSON file beside the model ← the
+/// `--preprocess` file ← flags. A size that contradicts a fixed input shape is an error.
+fn resolve_preprocess(
+    path: &Path,
+    zoo: Option<ImagePreprocess>,
+    shape: &[i64],
+    options: &BackboneOptions,
+) -> Result<ImagePreprocess> {
+    let from_zoo = zoo.is_some();
+    let mut preprocess = zoo.unwrap_or_default();
+    // Only a fixed channel axis tells the layout; a fully dynamic shape keeps the configured one.
+    let shape_layout = match (shape[1], shape[3]) {
+        (3, _) => Some(Layout::Nchw),
+        (_, 3) => Some(Layout::Nhwc),
+        _ => None,
+    };
+    let (h_axis, w_axis) = spatial_axes(shape_layout.unwrap_or(preprocess.layout));
+    let mut overrides = PreprocessOverrides {
+        layout: shape_layout,
+        ..Default::default()
+    };
+    if shape[h_axis] > 0 && shape[w_axis] > 0 {
+        overrides.size = Some((shape[h_axis] as u32, shape[w_axis] as u32));
+    }
+    if !from_zoo && let Some(sidecar) = sidecar_file(path) {
+        overrides.merge(&PreprocessOverrides::from_json_file(&sidecar)?);
+    }
+    if let Some(file) = &options.preprocess_file {
+        overrides.merge(&PreprocessOverrides::from_json_file(file)?);
+    }
+    overrides.merge(&options.preprocess);
+    overrides.apply_to(&mut preprocess);
+    if let Some(layout) = shape_layout
+        && preprocess.layout != layout
+    {
+        return Err(Error::Config(format!(
+            "{}: layout {:?} does not fit the model's input shape {shape:?}",
+            path.display(),
+            preprocess.layout
+        )));
+    }
+    let (h_axis, w_axis) = spatial_axes(preprocess.layout);
+    let fits = |axis: usize, want: u32| shape[axis] <= 0 || shape[axis] == want as i64;
+    if !fits(h_axis, preprocess.height) || !fits(w_axis, preprocess.width) {
+        return Err(Error::Config(format!(
+            "{}: input size {}x{} does not fit the model's fixed input shape {shape:?}",
+            path.display(),
+            preprocess.width,
+            preprocess.height
+        )));
+    }
+    Ok(preprocess)
+}
+
+fn spatial_axes(layout: Layout) -> (usize, usize) {
+    match layout {
+        Layout::Nchw => (2, 3),
+        Layout::Nhwc => (1, 2),
+    }
+}
+
+/// A preprocessing JSON beside a model: `NAME.json`, `preprocessor_config.json` or `config.json`.
+fn sidecar_file(model: &Path) -> Option<PathBuf> {
+    let dir = model.parent()?;
+    [
+        model.with_extension("json"),
+        dir.join("preprocessor_config.json"),
+        dir.join("config.json"),
+    ]
+    .into_iter()
+    .find(|p| p.is_file())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn layouts_from_shapes() {
+        assert_eq!(image_layout(&[-1, 3, 224, 224]), Some(Layout::Nchw));
+        assert_eq!(image_layout(&[-1, 224, 224, 3]), Some(Layout::Nhwc));
+        assert_eq!(image_layout(&[-1, -1, -1, 3]), Some(Layout::Nhwc));
+        assert_eq!(image_layout(&[-1, -1, -1, -1]), Some(Layout::Nchw));
+        assert_eq!(image_layout(&[-1, 1, 28, 28]), None);
+        assert_eq!(image_layout(&[-1, 128]), None);
+    }
+}

@@ -1,0 +1,221 @@
+//! The backbone session: an ONNX file (from the zoo or any path) loaded into ONNX Runtime, with the feature
+//! output chosen (or an intermediate layer tapped) and pooled into one vector per input.
+
+pub mod image;
+pub mod text;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use ort::session::Session;
+use ort::value::{Outlet, TensorElementType, ValueType};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::fetch;
+use crate::onnx::{self, ModelSummary};
+use crate::pooling::Pooling;
+use crate::preprocess::PreprocessOverrides;
+use crate::runtime::{self, RuntimeOptions};
+use crate::zoo::{self, ZooModel};
+
+pub use image::ImageBackbone;
+pub use text::TextBackbone;
+
+/// A backbone named by the user: a zoo name or a path to an `.onnx` file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BackboneRef {
+    Zoo(String),
+    File(PathBuf),
+}
+
+impl BackboneRef {
+    /// A zoo name if the zoo has it, else a path.
+    pub fn parse(text: &str) -> Self {
+        if zoo::models().iter().any(|m| m.name == text) {
+            BackboneRef::Zoo(text.to_string())
+        } else {
+            BackboneRef::File(PathBuf::from(text))
+        }
+    }
+}
+
+impl fmt::Display for BackboneRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BackboneRef::Zoo(name) => f.write_str(name),
+            BackboneRef::File(path) => write!(f, "{}", path.display()),
+        }
+    }
+}
+
+/// Everything about how a backbone is opened that a user can choose.
+#[derive(Debug, Clone, Default)]
+pub struct BackboneOptions {
+    pub runtime: RuntimeOptions,
+    /// The graph output to take features from (default: the zoo's, else the first output).
+    pub output: Option<String>,
+    /// An intermediate tensor to take features from instead; it is added to the graph's outputs.
+    pub layer: Option<String>,
+    pub pooling: Option<Pooling>,
+    /// L2-normalise the pooled vectors (default: the zoo's choice, else off).
+    pub normalize: Option<bool>,
+    /// A preprocessing JSON file (timm / Hugging Face keys); overrides one found beside the model.
+    pub preprocess_file: Option<PathBuf>,
+    /// Preprocessing flags; override everything else.
+    pub preprocess: PreprocessOverrides,
+}
+
+/// What identifies the features a backbone makes: a head trained on them is only valid with the same.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BackboneIdentity {
+    pub name: String,
+    pub sha256: String,
+    pub output: String,
+    pub layer: Option<String>,
+    pub pooling: Pooling,
+    pub normalize: bool,
+}
+
+/// An ONNX file loaded into a session, with its feature output resolved.
+pub(crate) struct LoadedModel {
+    pub path: PathBuf,
+    pub zoo: Option<ZooModel>,
+    pub session: Session,
+    pub output: String,
+    pub identity: BackboneIdentity,
+}
+
+impl LoadedModel {
+    pub fn open(backbone: &BackboneRef, options: &BackboneOptions) -> Result<Self> {
+        let (path, zoo) = match backbone {
+            BackboneRef::Zoo(name) => {
+                let model = zoo::find(name)?;
+                (zoo::fetch_all(&model)?, Some(model))
+            }
+            BackboneRef::File(path) => (path.clone(), None),
+        };
+        let bytes = onnx::read_model_bytes(&path)?;
+        let summary = onnx::summarize(&path, &bytes)?;
+        let output = options
+            .layer
+            .clone()
+            .or_else(|| options.output.clone())
+            .or_else(|| zoo.as_ref().map(|m| m.output.clone()))
+            .or_else(|| summary.graph_outputs.first().cloned())
+            .ok_or_else(|| Error::model(&path, "the model has no outputs"))?;
+        let tapped = !summary.graph_outputs.contains(&output);
+        if tapped {
+            onnx::check_tensor_exists(&path, &summary, &output)?;
+        }
+        let mut builder = runtime::session_builder(&options.runtime)?;
+        let session = if tapped {
+            builder.commit_from_memory(&onnx::with_extra_outputs(&bytes, &[&output]))
+        } else {
+            builder.commit_from_file(&path)
+        }
+        .map_err(|e| {
+            Error::model(
+                &path,
+                format!("ONNX Runtime cannot load it: {}", e.message()),
+            )
+        })?;
+        check_float_output(&path, &session, &output)?;
+        let name = match &zoo {
+            Some(model) => model.name.clone(),
+            None => path
+                .file_stem()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+        };
+        let identity = BackboneIdentity {
+            name,
+            sha256: fetch::sha256_bytes(&bytes),
+            output: output.clone(),
+            layer: options.layer.clone(),
+            pooling: options
+                .pooling
+                .or(zoo.as_ref().map(|m| m.pooling))
+                .unwrap_or_default(),
+            normalize: options
+                .normalize
+                .or(zoo.as_ref().map(|m| m.normalize))
+                .unwrap_or(false),
+        };
+        Ok(LoadedModel {
+            path,
+            zoo,
+            session,
+            output,
+            identity,
+        })
+    }
+}
+
+fn check_float_output(path: &Path, session: &Session, output: &str) -> Result<()> {
+    let outlet = session
+        .outputs()
+        .iter()
+        .find(|o| o.name() == output)
+        .ok_or_else(|| {
+            Error::model(
+                path,
+                format!("ONNX Runtime does not expose output '{output}'"),
+            )
+        })?;
+    match outlet.dtype() {
+        ValueType::Tensor {
+            ty: TensorElementType::Float32,
+            ..
+        } => Ok(()),
+        other => Err(Error::model(
+            path,
+            format!("output '{output}' is {other}, not a float32 tensor of features"),
+        )),
+    }
+}
+
+/// Tensor shape of an outlet, `-1` for dynamic dimensions; `None` for non-tensors.
+pub(crate) fn tensor_shape(outlet: &Outlet) -> Option<(TensorElementType, Vec<i64>)> {
+    match outlet.dtype() {
+        ValueType::Tensor { ty, shape, .. } => Some((*ty, shape.to_vec())),
+        _ => None,
+    }
+}
+
+/// What `headstart inspect` reports about an ONNX file.
+pub struct Inspection {
+    pub path: PathBuf,
+    pub sha256: String,
+    pub summary: ModelSummary,
+    /// (name, type as ONNX Runtime describes it)
+    pub inputs: Vec<(String, String)>,
+    pub outputs: Vec<(String, String)>,
+}
+
+/// Loads a model (any ONNX file) and describes it.
+pub fn inspect(path: &Path, runtime: &RuntimeOptions) -> Result<Inspection> {
+    let bytes = onnx::read_model_bytes(path)?;
+    let summary = onnx::summarize(path, &bytes)?;
+    let session = runtime::session_builder(runtime)?
+        .commit_from_file(path)
+        .map_err(|e| {
+            Error::model(
+                path,
+                format!("ONNX Runtime cannot load it: {}", e.message()),
+            )
+        })?;
+    let describe = |outlets: &[Outlet]| {
+        outlets
+            .iter()
+            .map(|o| (o.name().to_string(), o.dtype().to_string()))
+            .collect()
+    };
+    Ok(Inspection {
+        path: path.to_path_buf(),
+        sha256: fetch::sha256_bytes(&bytes),
+        inputs: describe(session.inputs()),
+        outputs: describe(session.outputs()),
+        summary,
+    })
+}

