@@ -37,7 +37,7 @@ const PHOTOS: [(&str, &str); 5] = [
 /// Fetches (once) and returns the sample photos.
 pub fn sample_photos() -> Result<Vec<PathBuf>> {
     let dir = crate::home::home()?.join("samples").join("scikit-image");
-    PHOTOS
+    let files: Vec<(RegistryFile, PathBuf)> = PHOTOS
         .iter()
         .map(|(name, sha256)| {
             let spec = RegistryFile {
@@ -46,11 +46,11 @@ pub fn sample_photos() -> Result<Vec<PathBuf>> {
                 sha256: sha256.to_string(),
                 platform: Some("manylinux_2_28_x86_64".into()),
             };
-            let path = dir.join(name);
-            fetch::ensure(&spec, &path)?;
-            Ok(path)
+            (spec, dir.join(name))
         })
-        .collect()
+        .collect();
+    fetch::ensure_all(&files)?;
+    Ok(files.into_iter().map(|(_, path)| path).collect())
 }
 
 /// One photo's result: the embedding size and the pretrained model's own top classes.

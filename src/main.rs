@@ -230,13 +230,14 @@ fn embed(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
         let texts: Vec<&str> = args.inputs.iter().map(String::as_str).collect();
         backbone.embed(&texts)?
     } else {
-        let mut backbone =
-            ImageBackbone::open(&args.backbone.reference(Modality::Image), &options)?;
+        // Decode first: a bad input path should not wait for a backbone download.
         let images = args
             .inputs
             .iter()
             .map(|p| decode::open_image(p.as_ref()))
             .collect::<Result<Vec<_>>>()?;
+        let mut backbone =
+            ImageBackbone::open(&args.backbone.reference(Modality::Image), &options)?;
         backbone.embed(&images)?
     };
     for (input, row) in args.inputs.iter().zip(embeddings.rows()) {
@@ -296,7 +297,12 @@ fn list_models() -> Result<()> {
         );
         println!("    source   {}", model.onnx.origin());
         println!("    sha256   {}", model.onnx.sha256());
-        println!("    features {} pooled {:?}", model.output, model.pooling);
+        let pooling = serde_json::to_value(model.pooling).unwrap_or_default();
+        println!(
+            "    features output '{}', pooling {}",
+            model.output,
+            pooling.as_str().unwrap_or("auto")
+        );
         if let Some(p) = &model.preprocess {
             println!("    input    {}", p.describe());
         }

@@ -36,7 +36,7 @@ pub fn pool(
     }
     let n = dims[0];
     if pooling == Pooling::Flatten {
-        let d = if n == 0 { 0 } else { data.len() / n };
+        let d = data.len().checked_div(n).unwrap_or(0);
         return Ok((n, d, data.to_vec()));
     }
     match (dims.as_slice(), pooling) {
@@ -212,7 +212,7 @@ mod tests {
             pool(&[1, 3, 2], &data, Pooling::Mean, Layout::Nchw, None)
                 .unwrap()
                 .2,
-            [35.0, 106.0 / 3.0]
+            [104.0 / 3.0, 106.0 / 3.0]
         );
     }
 

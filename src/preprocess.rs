@@ -178,7 +178,7 @@ impl PreprocessOverrides {
             out.std = Some([if unit_scale { 255.0 } else { 1.0 }; 3]);
         }
         if let Some(s) = out.std
-            && s.iter().any(|v| *v == 0.0)
+            && s.contains(&0.0)
         {
             return Err("std must not contain zero".into());
         }
@@ -333,7 +333,7 @@ fn triple(value: Option<&Value>, name: &str) -> std::result::Result<Option<[f32;
 }
 
 fn positive(v: f64, name: &str) -> std::result::Result<u32, String> {
-    if v >= 1.0 && v <= 16384.0 && v.fract() == 0.0 {
+    if (1.0..=16384.0).contains(&v) && v.fract() == 0.0 {
         Ok(v as u32)
     } else {
         Err(format!(

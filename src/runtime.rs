@@ -72,41 +72,38 @@ pub fn session_builder(options: &RuntimeOptions) -> Result<SessionBuilder> {
     }
     match options.device {
         Device::Cpu => Ok(builder),
-        Device::Cuda => try_cuda(builder)
-            .map_err(|(_, reason)| Error::Runtime(format!("--device cuda: {reason}"))),
-        Device::Auto if cfg!(feature = "cuda") => match try_cuda(builder) {
-            Ok(builder) => Ok(builder),
-            Err((builder, reason)) => {
-                if !CPU_FALLBACK_SAID.swap(true, Ordering::Relaxed) {
-                    eprintln!("headstart: CUDA is not usable ({reason}); running on CPU");
-                }
-                Ok(builder)
-            }
+        Device::Cuda => match try_cuda(builder) {
+            (builder, Ok(())) => Ok(builder),
+            (_, Err(reason)) => Err(Error::Runtime(format!("--device cuda: {reason}"))),
         },
+        Device::Auto if cfg!(feature = "cuda") => {
+            let (builder, outcome) = try_cuda(builder);
+            if let Err(reason) = outcome
+                && !CPU_FALLBACK_SAID.swap(true, Ordering::Relaxed)
+            {
+                eprintln!("headstart: CUDA is not usable ({reason}); running on CPU");
+            }
+            Ok(builder)
+        }
         Device::Auto => Ok(builder),
     }
 }
 
+/// Adds the CUDA execution provider; on failure the builder comes back unchanged with the reason.
 #[cfg(feature = "cuda")]
-fn try_cuda(
-    builder: SessionBuilder,
-) -> std::result::Result<SessionBuilder, (SessionBuilder, String)> {
-    builder
-        .with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()])
-        .map_err(|e| {
+fn try_cuda(builder: SessionBuilder) -> (SessionBuilder, std::result::Result<(), String>) {
+    match builder.with_execution_providers([ort::ep::CUDA::default().build().error_on_failure()]) {
+        Ok(builder) => (builder, Ok(())),
+        Err(e) => {
             let reason = e.message().to_string();
-            (e.recover(), reason)
-        })
+            (e.recover(), Err(reason))
+        }
+    }
 }
 
 #[cfg(not(feature = "cuda"))]
-fn try_cuda(
-    builder: SessionBuilder,
-) -> std::result::Result<SessionBuilder, (SessionBuilder, String)> {
-    Err((
-        builder,
-        "this headstart was built without CUDA support; rebuild it with `--features cuda`".into(),
-    ))
+fn try_cuda(builder: SessionBuilder) -> (SessionBuilder, std::result::Result<(), String>) {
+    (builder, Err("this headstart was built without CUDA support; rebuild it with `--features cuda`".into()))
 }
 
 fn load_error(library: &Path, error: ort::LoadDynamicError) -> Error {

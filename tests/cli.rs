@@ -1,0 +1,213 @@
+//! Bad inputs through the `headstart` binary: each is one clear line on stderr and a non-zero exit, never a panic.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use headstart::fetch::{self, RegistryFile};
+use headstart::onnx::proto::{FLOAT, GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use prost::Message;
+
+fn headstart(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args(args)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
+    (output.status.code().unwrap_or(-1), stdout, stderr)
+}
+
+/// Runs a command that must fail, and returns its one error line.
+fn fails(args: &[&str]) -> String {
+    let (code, _, stderr) = headstart(args);
+    assert_eq!(
+        code, 1,
+        "{args:?} should fail with exit 1; stderr: {stderr}"
+    );
+    assert!(!stderr.contains("panicked"), "{args:?} panicked: {stderr}");
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "{args:?} should print one error line: {stderr}"
+    );
+    assert!(!stderr.lines().last().unwrap_or("").is_empty());
+    errors[0].to_string()
+}
+
+fn efficientnet_path() -> PathBuf {
+    headstart::zoo::onnx_path(&headstart::zoo::find("efficientnet-lite0").unwrap()).unwrap()
+}
+
+fn sample(name: &str) -> String {
+    let photos = headstart::demo::sample_photos().unwrap();
+    photos
+        .into_iter()
+        .find(|p| p.ends_with(name))
+        .unwrap()
+        .display()
+        .to_string()
+}
+
+#[test]
+fn missing_model_file() {
+    let err = fails(&["inspect", "/no/such/model.onnx"]);
+    assert!(
+        err.contains("/no/such/model.onnx") && err.contains("no such file"),
+        "{err}"
+    );
+    let err = fails(&[
+        "embed",
+        "--backbone",
+        "/no/such/model.onnx",
+        &sample("coffee.png"),
+    ]);
+    assert!(err.contains("no such file"), "{err}");
+}
+
+#[test]
+fn corrupt_model_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bytes = std::fs::read(efficientnet_path()).unwrap();
+    let truncated = dir.path().join("truncated.onnx");
+    std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
+    let garbage = dir.path().join("garbage.onnx");
+    std::fs::write(&garbage, b"definitely not a protobuf \xff\xfe model").unwrap();
+    let empty = dir.path().join("empty.onnx");
+    std::fs::write(&empty, b"").unwrap();
+    for path in [&truncated, &garbage, &empty] {
+        let path = path.to_str().unwrap();
+        let err = fails(&["inspect", path]);
+        assert!(
+            err.contains(path) && err.contains("not a valid ONNX model"),
+            "{err}"
+        );
+        let err = fails(&["embed", "--backbone", path, &sample("coffee.png")]);
+        assert!(err.contains("not a valid ONNX model"), "{err}");
+    }
+}
+
+#[test]
+fn output_or_layer_that_does_not_exist() {
+    let coffee = sample("coffee.png");
+    let err = fails(&["embed", "--output", "nope", &coffee]);
+    assert!(
+        err.contains("no tensor named 'nope'") && err.contains("inspect"),
+        "{err}"
+    );
+    let err = fails(&["embed", "--layer", "block", &coffee]);
+    assert!(
+        err.contains("no tensor named 'block'")
+            && err.contains("similar:")
+            && err.contains("block0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn models_whose_input_is_not_an_image() {
+    let coffee = sample("coffee.png");
+    let err = fails(&["embed", "--backbone", "all-minilm-l6-v2", &coffee]);
+    assert!(
+        err.contains("3 inputs") && err.contains("text model"),
+        "{err}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let vector_model = dir.path().join("vector.onnx");
+    let graph = GraphProto {
+        name: "vector".into(),
+        node: vec![NodeProto::new("Relu", &["x"], &["y"])],
+        input: vec![ValueInfoProto::tensor("x", FLOAT, &[None, Some(10)])],
+        output: vec![ValueInfoProto::tensor("y", FLOAT, &[None, Some(10)])],
+        ..Default::default()
+    };
+    std::fs::write(&vector_model, ModelProto::new(graph, 13).encode_to_vec()).unwrap();
+    let err = fails(&[
+        "embed",
+        "--backbone",
+        vector_model.to_str().unwrap(),
+        &coffee,
+    ]);
+    assert!(
+        err.contains("not an image") && err.contains("[N,3,H,W]"),
+        "{err}"
+    );
+}
+
+#[test]
+fn runtime_that_is_too_old_or_missing() {
+    let home = headstart::home::home().unwrap();
+    let old = home.join("test-runtimes").join("libonnxruntime.so.1.20.1");
+    let spec = RegistryFile {
+        package: "onnxruntime==1.20.1".into(),
+        file: "onnxruntime/capi/libonnxruntime.so.1.20.1".into(),
+        sha256: "be3dd32e78f6906fd4fa6208dbd296031fa1c3ffb42b40f706cf68d3de269f2b".into(),
+        platform: Some("manylinux_2_28_x86_64".into()),
+    };
+    fetch::ensure(&spec, &old).unwrap();
+    let model = efficientnet_path();
+    let err = fails(&[
+        "inspect",
+        model.to_str().unwrap(),
+        "--ort-lib",
+        old.to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("1.20.1") && err.contains("needs 1.22 or newer"),
+        "{err}"
+    );
+
+    let err = fails(&[
+        "inspect",
+        model.to_str().unwrap(),
+        "--ort-lib",
+        "/no/such/libonnxruntime.so",
+    ]);
+    assert!(err.contains("does not exist"), "{err}");
+
+    let not_a_runtime = Path::new(env!("CARGO_BIN_EXE_headstart"));
+    let err = fails(&[
+        "inspect",
+        model.to_str().unwrap(),
+        "--ort-lib",
+        not_a_runtime.to_str().unwrap(),
+    ]);
+    assert!(err.contains("ONNX Runtime"), "{err}");
+}
+
+#[test]
+fn cuda_is_refused_with_the_reason() {
+    let model = efficientnet_path();
+    let (code, _, stderr) = headstart(&["inspect", model.to_str().unwrap(), "--device", "cuda"]);
+    assert_eq!(code, 1, "{stderr}");
+    assert!(
+        stderr.contains("--device cuda:") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn inspect_and_embed_work() {
+    let model = efficientnet_path();
+    let (code, stdout, stderr) = headstart(&["inspect", model.to_str().unwrap(), "--layers"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(stdout.contains("ai.onnx 13"), "{stdout}");
+    assert!(
+        stdout.contains("image: Tensor<f32>(batch, 3, 224, 224)") || stdout.contains("image: "),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("features") && stdout.contains("logits") && stdout.contains("block15"),
+        "{stdout}"
+    );
+
+    let (code, stdout, stderr) = headstart(&["embed", &sample("coffee.png"), "--threads", "1"]);
+    assert_eq!(code, 0, "{stderr}");
+    let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
+    assert_eq!(line["embedding"].as_array().unwrap().len(), 1280);
+
+    let (code, stdout, stderr) = headstart(&["embed", "--text", "hello world", "good morning"]);
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 2);
+}
