@@ -12,7 +12,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut backbone = ImageBackbone::open(&default, &Default::default())?;
     let embedding = backbone.embed(&[image])?;
     let row = embedding.row(0);
-    println!("{path}: {}-d embedding from {}", row.len(), backbone.identity().name);
-    println!("first values: {:?}", &row.as_slice().unwrap_or(&[])[..row.len().min(8)]);
+    println!(
+        "{path}: {}-d embedding from {}",
+        row.len(),
+        backbone.identity().name
+    );
+    println!(
+        "first values: {:?}",
+        &row.as_slice().unwrap_or(&[])[..row.len().min(8)]
+    );
     Ok(())
 }

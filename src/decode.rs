@@ -1,24 +1,132 @@
-//! Decoding files into images: the format is told by the content, not the extension.
+//! Decoding files into RGB images: the format is told by the content, not the extension; EXIF orientation is
+//! applied; grayscale, alpha, 16-bit, palette and CMYK become 8-bit RGB; a pixel-count limit stops a hostile
+//! header from exhausting memory.
 
+use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ImageReader};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
 
 use crate::error::{Error, Result};
 
-/// Opens and decodes an image file.
+/// The default decode limit: 64 megapixels (8000 x 8000).
+pub const DEFAULT_MAX_PIXELS: u64 = 64_000_000;
+
+/// Opens and decodes an image file with the default limit.
 pub fn open_image(path: &Path) -> Result<DynamicImage> {
-    let reader = ImageReader::open(path)
-        .map_err(|e| Error::io(path, e))?
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    decode_image(&bytes, DEFAULT_MAX_PIXELS).map_err(|message| Error::input(path, message))
+}
+
+/// Decodes an image from its bytes into 8-bit RGB, oriented as its EXIF data says. The error is a reason
+/// fit for a skip report.
+pub fn decode_image(bytes: &[u8], max_pixels: u64) -> std::result::Result<DynamicImage, String> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::io(path, e))?;
+        .map_err(|e| format!("cannot read: {e}"))?;
     if reader.format().is_none() {
-        return Err(Error::input(
-            path,
-            "not an image in a format headstart reads (JPEG, PNG, WebP, GIF, BMP, TIFF)",
+        return Err("not an image (content is not JPEG, PNG, WebP, GIF, BMP or TIFF)".into());
+    }
+    let mut limits = Limits::default();
+    // Room for the decoded image and a converted copy, whatever its sample size.
+    limits.max_alloc = Some(max_pixels.saturating_mul(16));
+    reader.limits(limits);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| format!("cannot decode: {e}"))?;
+    let (width, height) = decoder.dimensions();
+    let pixels = width as u64 * height as u64;
+    if pixels > max_pixels {
+        return Err(format!(
+            "{width}x{height} is {pixels} pixels, over the limit of {max_pixels}"
         ));
     }
-    reader
-        .decode()
-        .map_err(|e| Error::input(path, format!("cannot decode image: {e}")))
+    if pixels == 0 {
+        return Err("the image has no pixels".into());
+    }
+    let orientation = decoder
+        .orientation()
+        .map_err(|e| format!("cannot read orientation: {e}"))?;
+    let mut image =
+        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+    image.apply_orientation(orientation);
+    Ok(match image {
+        DynamicImage::ImageRgb8(_) => image,
+        other => DynamicImage::ImageRgb8(other.to_rgb8()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use image::{ImageFormat, Rgba};
+
+    fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+        let mut out = Cursor::new(Vec::new());
+        image.write_to(&mut out, format).unwrap();
+        out.into_inner()
+    }
+
+    #[test]
+    fn formats_by_content_and_conversions_to_rgb() {
+        let rgba =
+            DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(3, 2, Rgba([200, 100, 50, 0])));
+        for format in [
+            ImageFormat::Png,
+            ImageFormat::Bmp,
+            ImageFormat::Tiff,
+            ImageFormat::Gif,
+            ImageFormat::WebP,
+        ] {
+            let decoded = decode_image(&encode(&rgba, format), DEFAULT_MAX_PIXELS).unwrap();
+            assert_eq!((decoded.width(), decoded.height()), (3, 2), "{format:?}");
+            assert!(matches!(decoded, DynamicImage::ImageRgb8(_)));
+        }
+        let gray16 = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(
+            2,
+            2,
+            image::Luma([65535u16]),
+        ));
+        let decoded = decode_image(&encode(&gray16, ImageFormat::Png), DEFAULT_MAX_PIXELS).unwrap();
+        assert_eq!(decoded.to_rgb8().get_pixel(0, 0).0, [255, 255, 255]);
+    }
+
+    #[test]
+    fn exif_orientation_is_applied() {
+        // A 4x2 image stored rotated, with EXIF orientation 6 ("rotate 90° clockwise to display").
+        let mut upright = image::RgbImage::from_pixel(4, 2, image::Rgb([0, 0, 0]));
+        upright.put_pixel(0, 0, image::Rgb([255, 255, 255]));
+        let stored = DynamicImage::ImageRgb8(upright).rotate270();
+        let mut jpeg = encode(&stored, ImageFormat::Jpeg);
+        let exif: &[u8] = b"Exif\x00\x00II*\x00\x08\x00\x00\x00\x01\x00\x12\x01\x03\x00\x01\x00\x00\x00\x06\x00\x00\x00\x00\x00\x00\x00";
+        let mut app1 = vec![0xFF, 0xE1];
+        app1.extend_from_slice(&((exif.len() + 2) as u16).to_be_bytes());
+        app1.extend_from_slice(exif);
+        jpeg.splice(2..2, app1);
+        let decoded = decode_image(&jpeg, DEFAULT_MAX_PIXELS).unwrap().to_rgb8();
+        assert_eq!(decoded.dimensions(), (4, 2));
+        assert!(
+            decoded.get_pixel(0, 0).0[0] > 128,
+            "the white corner is back at the top left"
+        );
+    }
+
+    #[test]
+    fn limits_and_garbage() {
+        let big = DynamicImage::ImageRgb8(image::RgbImage::new(100, 100));
+        let err = decode_image(&encode(&big, ImageFormat::Png), 9_999).unwrap_err();
+        assert!(err.contains("over the limit"), "{err}");
+        assert!(
+            decode_image(b"hello, I am a text file", DEFAULT_MAX_PIXELS)
+                .unwrap_err()
+                .contains("not an image")
+        );
+        assert!(decode_image(b"", DEFAULT_MAX_PIXELS).is_err());
+        let png = encode(&big, ImageFormat::Png);
+        assert!(
+            decode_image(&png[..png.len() / 2], DEFAULT_MAX_PIXELS)
+                .unwrap_err()
+                .contains("cannot decode")
+        );
+    }
 }

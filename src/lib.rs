@@ -1,20 +1,26 @@
 //! headstart: transfer learning without backprop. A frozen, pretrained ONNX backbone turns images or texts
 //! into embeddings; a small classifier learns the user's classes from them.
 //!
-//! The modules follow the data path: [`preprocess`] → [`backbone`] (ONNX Runtime session, [`pooling`]) →
-//! embeddings. [`runtime`] finds and loads ONNX Runtime, [`zoo`] and [`fetch`] provide verified backbones
+//! The modules follow the data path: [`dataset`] (files) → [`decode`] → [`preprocess`] → [`backbone`]
+//! (ONNX Runtime session, [`pooling`]) → [`embed`] (batched pipeline, [`cache`], [`npz`] output). [`runtime`] finds and loads ONNX Runtime, [`zoo`] and [`fetch`] provide verified backbones
 //! from package registries, [`onnx`] reads and edits ONNX files.
 
 pub mod atomic;
 pub mod backbone;
+pub mod cache;
+pub mod dataset;
+pub mod datasets;
 pub mod decode;
 pub mod demo;
+pub mod embed;
 pub mod error;
 pub mod fetch;
 pub mod home;
+pub mod npz;
 pub mod onnx;
 pub mod pooling;
 pub mod preprocess;
+pub mod progress;
 pub mod runtime;
 pub mod zoo;
 

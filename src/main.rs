@@ -5,11 +5,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use headstart::backbone::{self, BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
+use headstart::embed::{self, Augment, EmbedOptions};
 use headstart::pooling::Pooling;
 use headstart::preprocess::{ColourOrder, Interpolation, Layout, PreprocessOverrides, Resize};
+use headstart::progress::Progress;
 use headstart::runtime::{Device, RuntimeOptions};
 use headstart::zoo::{self, Modality};
-use headstart::{Result, decode, demo};
+use headstart::{Result, dataset, datasets, decode, demo};
 
 #[derive(Parser)]
 #[command(
@@ -36,8 +38,8 @@ struct Cli {
 enum Command {
     /// Run the default backbones on sample photos and sentences and show what they see
     Demo,
-    /// Embed images (or texts with --text): one JSON line per input, {"input": ..., "embedding": [...]}
-    Embed(EmbedArgs),
+    /// Embed a folder of images into an .npz (-o), or files / texts (--text) as JSON lines on stdout
+    Embed(Box<EmbedArgs>),
     /// Show an ONNX file's inputs, outputs and opsets; --layers lists the tensors --layer can tap
     Inspect {
         model: PathBuf,
@@ -47,6 +49,15 @@ enum Command {
     /// The model zoo
     #[command(subcommand)]
     Models(ModelsCommand),
+    /// Demo datasets from package registries
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+}
+
+#[derive(Subcommand)]
+enum DatasetsCommand {
+    /// Fetch a dataset and print its class-folder path: `elpv` (solar cells, defective/functional)
+    Fetch { name: String },
 }
 
 #[derive(Subcommand)]
@@ -63,9 +74,36 @@ enum ModelsCommand {
 
 #[derive(Args)]
 struct EmbedArgs {
-    /// Image files, or texts with --text
+    /// A folder (one sub-folder per class, or flat), image files, or texts with --text
     #[arg(required = true)]
     inputs: Vec<String>,
+    /// The .npz to write when embedding a folder
+    #[arg(long, short, value_name = "OUT.npz")]
+    output_file: Option<PathBuf>,
+    /// Images per inference batch
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Decode threads (default: one per core)
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Neither read nor write the embedding cache
+    #[arg(long)]
+    no_cache: bool,
+    /// Also embed augmented views of each image: flip, crop (comma-separated)
+    #[arg(long, value_name = "VIEWS")]
+    augment: Option<Augment>,
+    /// Fail on the first file that cannot be embedded instead of skipping it
+    #[arg(long)]
+    strict: bool,
+    /// Largest image to decode, in pixels
+    #[arg(long, default_value_t = headstart::decode::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// No progress bar or summary
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print a JSON summary (counts, skips, seconds, images/s) instead of the text one
+    #[arg(long)]
+    json: bool,
     /// Inputs are texts, embedded with a text backbone
     #[arg(long)]
     text: bool,
@@ -201,9 +239,17 @@ fn main() -> ExitCode {
 fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
     match command {
         Command::Demo => print_demo(&demo::run(&runtime)?),
-        Command::Embed(args) => embed(args, runtime)?,
+        Command::Embed(args) => embed(*args, runtime)?,
         Command::Inspect { model, layers } => inspect(&model, layers, &runtime)?,
         Command::Models(ModelsCommand::List) => list_models()?,
+        Command::Datasets(DatasetsCommand::Fetch { name }) => match name.as_str() {
+            "elpv" => println!("{}", datasets::elpv_by_defect()?.display()),
+            other => {
+                return Err(headstart::Error::Config(format!(
+                    "no dataset '{other}' (have: elpv)"
+                )));
+            }
+        },
         Command::Models(ModelsCommand::Fetch { names }) => {
             let wanted: Vec<zoo::ZooModel> = if names.iter().any(|n| n == "all") {
                 zoo::models()
@@ -221,6 +267,21 @@ fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
 
 fn embed(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
     let options = args.backbone.options(runtime)?;
+    let folder = match args.inputs.as_slice() {
+        [single] if !args.text && std::path::Path::new(single).is_dir() => {
+            Some(PathBuf::from(single))
+        }
+        _ => None,
+    };
+    if let Some(folder) = folder {
+        return embed_folder(&folder, &args, &options);
+    }
+    if let Some(out) = &args.output_file {
+        return Err(headstart::Error::Config(format!(
+            "-o {} writes a folder's embeddings: give one folder of images",
+            out.display()
+        )));
+    }
     let embeddings = if args.text {
         let mut backbone = TextBackbone::open(
             &args.backbone.reference(Modality::Text),
@@ -243,6 +304,73 @@ fn embed(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
     for (input, row) in args.inputs.iter().zip(embeddings.rows()) {
         let line = serde_json::json!({ "input": input, "embedding": row.to_vec() });
         println!("{line}");
+    }
+    Ok(())
+}
+
+fn embed_folder(
+    folder: &std::path::Path,
+    args: &EmbedArgs,
+    options: &BackboneOptions,
+) -> Result<()> {
+    let out = args.output_file.clone().ok_or_else(|| {
+        headstart::Error::Config(format!(
+            "embedding the folder {} writes an .npz: pass -o OUT.npz",
+            folder.display()
+        ))
+    })?;
+    let dataset = dataset::scan(folder)?;
+    let mut backbone = ImageBackbone::open(&args.backbone.reference(Modality::Image), options)?;
+    let embed_options = EmbedOptions {
+        batch_size: args.batch_size,
+        workers: args.workers.unwrap_or(EmbedOptions::default().workers),
+        use_cache: !args.no_cache,
+        cache_dir: None,
+        augment: args.augment.unwrap_or_default(),
+        strict: args.strict,
+        max_pixels: args.max_pixels,
+    };
+    let mut bar = Progress::new(dataset.items.len(), "images", !args.quiet && !args.json);
+    let result = embed::embed_dataset(&dataset, &mut backbone, &embed_options, &mut |done, _| {
+        bar.update(done)
+    });
+    bar.finish();
+    let (set, summary) = result?;
+    if set.rows() == 0 {
+        return Err(headstart::Error::input(
+            folder,
+            "no image could be embedded; nothing written",
+        ));
+    }
+    set.write_npz(&out)?;
+    if args.json {
+        let mut value = serde_json::to_value(&summary).unwrap_or_default();
+        value["output"] = serde_json::json!(out.display().to_string());
+        value["dim"] = serde_json::json!(set.dim);
+        println!("{value}");
+    } else if !args.quiet {
+        println!(
+            "embedded {} of {} files ({} rows: {} from cache, {} computed) in {:.1} s, {:.1} images/s -> {} [{} x {}]",
+            summary.embedded,
+            summary.files,
+            summary.rows,
+            summary.from_cache,
+            summary.computed,
+            summary.seconds,
+            summary.images_per_second,
+            out.display(),
+            set.rows(),
+            set.dim
+        );
+        if !summary.skipped.is_empty() {
+            println!("skipped {}:", summary.skipped.len());
+            for skip in &summary.skipped {
+                println!("  {}: {}", skip.path, skip.reason);
+            }
+        }
+        for class in &summary.empty_classes {
+            println!("empty class folder: {class}");
+        }
     }
     Ok(())
 }

@@ -4,8 +4,9 @@
 
 use std::path::Path;
 
+use fast_image_resize::images::{Image, ImageRef};
+use fast_image_resize::{FilterType, PixelType, ResizeAlg, ResizeOptions, Resizer};
 use image::DynamicImage;
-use image::imageops::FilterType;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
@@ -47,12 +48,13 @@ pub enum Interpolation {
 }
 
 impl Interpolation {
-    fn filter(self) -> FilterType {
+    /// Pillow's filters (fast_image_resize follows Pillow's convolution resampling).
+    fn algorithm(self) -> ResizeAlg {
         match self {
-            Interpolation::Nearest => FilterType::Nearest,
-            Interpolation::Bilinear => FilterType::Triangle,
-            Interpolation::Bicubic => FilterType::CatmullRom,
-            Interpolation::Lanczos => FilterType::Lanczos3,
+            Interpolation::Nearest => ResizeAlg::Nearest,
+            Interpolation::Bilinear => ResizeAlg::Convolution(FilterType::Bilinear),
+            Interpolation::Bicubic => ResizeAlg::Convolution(FilterType::CatmullRom),
+            Interpolation::Lanczos => ResizeAlg::Convolution(FilterType::Lanczos3),
         }
     }
 }
@@ -360,27 +362,25 @@ impl ImagePreprocess {
     /// Resizes, crops and normalises `image` into `out` (length [`Self::tensor_len`]) in the model's layout
     /// and colour order.
     pub fn apply(&self, image: &DynamicImage, out: &mut [f32]) {
-        let rgb = image.to_rgb8();
-        let (h, w) = (self.height, self.width);
-        let filter = self.interpolation.filter();
-        let resized = match self.resize {
-            Resize::Stretch => image::imageops::resize(&rgb, w, h, filter),
-            Resize::Crop => {
-                // Cropping first keeps memory bounded for extreme aspect ratios (a 10000x10 image).
-                let (left, top, cw, ch) = self.crop_window(rgb.width(), rgb.height());
-                let window = image::imageops::crop_imm(&rgb, left, top, cw, ch).to_image();
-                image::imageops::resize(&window, w, h, filter)
+        let converted;
+        let rgb = match image.as_rgb8() {
+            Some(rgb) => rgb,
+            None => {
+                converted = image.to_rgb8();
+                &converted
             }
         };
+        let (h, w) = (self.height, self.width);
+        let resized = self.resize(rgb);
         let plane = (h * w) as usize;
         let source_channel = |c: usize| match self.colour {
             ColourOrder::Rgb => c,
             ColourOrder::Bgr => 2 - c,
         };
         let scale = self.std.map(|s| 1.0 / s);
-        for (i, pixel) in resized.pixels().enumerate() {
+        for (i, pixel) in resized.chunks_exact(3).enumerate() {
             for c in 0..3 {
-                let v = (pixel.0[source_channel(c)] as f32 - self.mean[c]) * scale[c];
+                let v = (pixel[source_channel(c)] as f32 - self.mean[c]) * scale[c];
                 match self.layout {
                     Layout::Nchw => out[c * plane + i] = v,
                     Layout::Nhwc => out[i * 3 + c] = v,
@@ -389,26 +389,48 @@ impl ImagePreprocess {
         }
     }
 
-    /// The source region that `Resize::Crop` keeps: what resizing the shorter side to size / crop_pct and
-    /// centre-cropping to the input size would keep, as (left, top, width, height) in source pixels.
-    fn crop_window(&self, width: u32, height: u32) -> (u32, u32, u32, u32) {
-        let (h, w) = (self.height as f64, self.width as f64);
-        let (width_f, height_f) = (width.max(1) as f64, height.max(1) as f64);
+    /// The resized (and cropped) RGB pixels, `width * height * 3` bytes. The crop is taken from the source
+    /// as a fractional box, so nothing larger than the output is ever allocated (a 10000x10 image is fine),
+    /// and pixel values equal Pillow's resize-then-crop.
+    fn resize(&self, rgb: &image::RgbImage) -> Vec<u8> {
+        let (left, top, width, height) = self.source_box(rgb.width(), rgb.height());
+        let mut output = Image::new(self.width, self.height, PixelType::U8x3);
+        let source = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3);
+        let options = ResizeOptions::new()
+            .resize_alg(self.interpolation.algorithm())
+            .crop(left, top, width, height);
+        match source.map(|source| Resizer::new().resize(&source, &mut output, &options)) {
+            Ok(Ok(())) => output.into_vec(),
+            // An RgbImage's buffer always fits its size and the box lies inside it; mid-grey keeps going.
+            _ => vec![127; self.tensor_len()],
+        }
+    }
+
+    /// The part of the source the output shows, as (left, top, width, height) in source pixels.
+    /// `Resize::Crop` follows timm and torchvision: the shorter side becomes floor(size / crop_pct) (the
+    /// longer one truncated to keep the aspect ratio), then a centre crop at offsets rounded half to even.
+    fn source_box(&self, width: u32, height: u32) -> (f64, f64, f64, f64) {
+        let (w, h) = (self.width as f64, self.height as f64);
+        let (src_w, src_h) = (width.max(1) as f64, height.max(1) as f64);
+        if self.resize == Resize::Stretch {
+            return (0.0, 0.0, src_w, src_h);
+        }
         let pct = self.crop_pct as f64;
-        let (cw, ch) = if self.height == self.width {
-            let scale = (h / pct).floor() / width_f.min(height_f);
-            (w / scale, h / scale)
+        let (resized_w, resized_h) = if self.height == self.width {
+            let short = (h / pct).floor();
+            if src_w <= src_h {
+                (short, (short * src_h / src_w).floor())
+            } else {
+                ((short * src_w / src_h).floor(), short)
+            }
         } else {
-            (width_f * pct, height_f * pct)
+            ((w / pct).floor(), (h / pct).floor())
         };
-        let cw = (cw.round() as u32).clamp(1, width.max(1));
-        let ch = (ch.round() as u32).clamp(1, height.max(1));
-        (
-            (width.saturating_sub(cw)) / 2,
-            (height.saturating_sub(ch)) / 2,
-            cw,
-            ch,
-        )
+        let (resized_w, resized_h) = (resized_w.max(w), resized_h.max(h));
+        let left = ((resized_w - w) / 2.0).round_ties_even();
+        let top = ((resized_h - h) / 2.0).round_ties_even();
+        let (sx, sy) = (src_w / resized_w, src_h / resized_h);
+        (left * sx, top * sy, w * sx, h * sy)
     }
 
     /// One line for users: what their images go through.
@@ -525,11 +547,39 @@ mod tests {
     }
 
     #[test]
-    fn crop_window_is_centred_and_bounded() {
+    fn source_box_follows_resize_then_centre_crop() {
         let p = ImagePreprocess::default();
-        assert_eq!(p.crop_window(256, 256), (16, 16, 224, 224));
-        assert_eq!(p.crop_window(512, 256), (144, 16, 224, 224));
-        assert_eq!(p.crop_window(10, 10000), (0, 4995, 9, 9));
-        assert_eq!(p.crop_window(1, 1), (0, 0, 1, 1));
+        // 256x256 stays 256x256, crop 224 at offset 16.
+        assert_eq!(p.source_box(256, 256), (16.0, 16.0, 224.0, 224.0));
+        // 451x300 is resized to 384x256 (truncated), crop offsets (80, 16).
+        let (l, t, w, h) = p.source_box(451, 300);
+        assert!((l - 80.0 * 451.0 / 384.0).abs() < 1e-9 && (t - 16.0 * 300.0 / 256.0).abs() < 1e-9);
+        assert!(
+            (w - 224.0 * 451.0 / 384.0).abs() < 1e-9 && (h - 224.0 * 300.0 / 256.0).abs() < 1e-9
+        );
+        // Extreme aspect ratios stay inside the source.
+        let (l, t, w, h) = p.source_box(10, 10000);
+        assert!(l >= 0.0 && t >= 0.0 && l + w <= 10.0 + 1e-9 && t + h <= 10000.0 + 1e-9);
+        let stretch = ImagePreprocess {
+            resize: Resize::Stretch,
+            ..p
+        };
+        assert_eq!(stretch.source_box(7, 5), (0.0, 0.0, 7.0, 5.0));
+    }
+
+    #[test]
+    fn tiny_and_extreme_images_resize() {
+        let p = ImagePreprocess::default();
+        let mut out = vec![0.0; p.tensor_len()];
+        for (w, h) in [(1, 1), (10000, 10), (10, 10000)] {
+            let image = DynamicImage::ImageRgb8(image::RgbImage::from_pixel(
+                w,
+                h,
+                image::Rgb([200, 100, 50]),
+            ));
+            p.apply(&image, &mut out);
+            let expected = (200.0 - p.mean[0]) / p.std[0];
+            assert!((out[0] - expected).abs() < 1e-5, "{w}x{h}: {}", out[0]);
+        }
     }
 }

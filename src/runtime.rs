@@ -103,7 +103,13 @@ fn try_cuda(builder: SessionBuilder) -> (SessionBuilder, std::result::Result<(),
 
 #[cfg(not(feature = "cuda"))]
 fn try_cuda(builder: SessionBuilder) -> (SessionBuilder, std::result::Result<(), String>) {
-    (builder, Err("this headstart was built without CUDA support; rebuild it with `--features cuda`".into()))
+    (
+        builder,
+        Err(
+            "this headstart was built without CUDA support; rebuild it with `--features cuda`"
+                .into(),
+        ),
+    )
 }
 
 fn load_error(library: &Path, error: ort::LoadDynamicError) -> Error {

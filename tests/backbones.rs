@@ -237,9 +237,15 @@ fn nhwc_bgr_mean_subtraction_is_exact_on_a_generated_model() {
 #[test]
 fn dynamic_size_and_fixed_batch_models() {
     let dir = tempfile::tempdir().unwrap();
-    let solid = |rgb: [u8; 3]| image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(50, 40, image::Rgb(rgb)));
+    let solid = |rgb: [u8; 3]| {
+        image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(50, 40, image::Rgb(rgb)))
+    };
     let unit = BackboneOptions {
-        preprocess: PreprocessOverrides { mean: Some([0.0; 3]), std: Some([1.0; 3]), ..Default::default() },
+        preprocess: PreprocessOverrides {
+            mean: Some([0.0; 3]),
+            std: Some([1.0; 3]),
+            ..Default::default()
+        },
         ..Default::default()
     };
     let pool_model = |name: &str, dims: &[Option<i64>]| {
@@ -248,7 +254,11 @@ fn dynamic_size_and_fixed_batch_models() {
             name: "pool".into(),
             node: vec![NodeProto::new("GlobalAveragePool", &["image"], &["pooled"])],
             input: vec![ValueInfoProto::tensor("image", FLOAT, dims)],
-            output: vec![ValueInfoProto::tensor("pooled", FLOAT, &[dims[0], Some(3), Some(1), Some(1)])],
+            output: vec![ValueInfoProto::tensor(
+                "pooled",
+                FLOAT,
+                &[dims[0], Some(3), Some(1), Some(1)],
+            )],
             ..Default::default()
         };
         std::fs::write(&path, ModelProto::new(graph, 13).encode_to_vec()).unwrap();
@@ -257,25 +267,46 @@ fn dynamic_size_and_fixed_batch_models() {
 
     let dynamic = pool_model("dynamic.onnx", &[None, Some(3), None, None]);
     let backbone = ImageBackbone::open(&dynamic, &unit).unwrap();
-    assert_eq!((backbone.preprocess().height, backbone.preprocess().width), (224, 224), "default size");
+    assert_eq!(
+        (backbone.preprocess().height, backbone.preprocess().width),
+        (224, 224),
+        "default size"
+    );
     let small = BackboneOptions {
-        preprocess: PreprocessOverrides { size: Some((8, 16)), ..unit.preprocess.clone() },
+        preprocess: PreprocessOverrides {
+            size: Some((8, 16)),
+            ..unit.preprocess.clone()
+        },
         ..Default::default()
     };
     let mut backbone = ImageBackbone::open(&dynamic, &small).unwrap();
-    assert_eq!((backbone.preprocess().height, backbone.preprocess().width), (8, 16));
+    assert_eq!(
+        (backbone.preprocess().height, backbone.preprocess().width),
+        (8, 16)
+    );
     let out = backbone.embed(&[solid([1, 2, 3])]).unwrap();
     assert_eq!(out.row(0).to_vec(), [1.0, 2.0, 3.0]);
 
     let batch_of_one = pool_model("batch1.onnx", &[Some(1), Some(3), Some(4), Some(4)]);
     let mut backbone = ImageBackbone::open(&batch_of_one, &unit).unwrap();
-    let out = backbone.embed(&[solid([1, 1, 1]), solid([2, 2, 2]), solid([3, 3, 3])]).unwrap();
+    let out = backbone
+        .embed(&[solid([1, 1, 1]), solid([2, 2, 2]), solid([3, 3, 3])])
+        .unwrap();
     assert_eq!(out.column(0).to_vec(), [1.0, 2.0, 3.0]);
 
     let conflicting = BackboneOptions {
-        preprocess: PreprocessOverrides { size: Some((8, 8)), ..Default::default() },
+        preprocess: PreprocessOverrides {
+            size: Some((8, 8)),
+            ..Default::default()
+        },
         ..Default::default()
     };
-    let err = ImageBackbone::open(&batch_of_one, &conflicting).err().unwrap().to_string();
-    assert!(err.contains("does not fit the model's fixed input shape"), "{err}");
+    let err = ImageBackbone::open(&batch_of_one, &conflicting)
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("does not fit the model's fixed input shape"),
+        "{err}"
+    );
 }

@@ -1,0 +1,253 @@
+//! Image datasets: a folder with one sub-folder per class (nested folders inside a class are allowed), or a
+//! flat folder of unlabelled images. Order is deterministic (sorted). Whether a file is an image is decided
+//! later, by its content.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+#[derive(Debug, Clone)]
+pub struct Dataset {
+    pub root: PathBuf,
+    /// Class names (folder names), sorted; empty for a flat folder.
+    pub classes: Vec<String>,
+    pub items: Vec<Item>,
+    /// Entries that are not candidates at all (hidden, outside a class folder, unreadable folders, loops).
+    pub skipped: Vec<Skip>,
+    /// Class folders that hold no files.
+    pub empty_classes: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub path: PathBuf,
+    /// Path relative to the dataset root, with `/` separators.
+    pub relative: String,
+    /// Index into `classes`; `None` in a flat folder.
+    pub label: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Skip {
+    pub path: String,
+    pub reason: String,
+}
+
+impl Dataset {
+    pub fn is_labelled(&self) -> bool {
+        !self.classes.is_empty()
+    }
+}
+
+/// Lists a dataset folder.
+pub fn scan(root: &Path) -> Result<Dataset> {
+    let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
+    if !meta.is_dir() {
+        return Err(Error::input(
+            root,
+            "not a folder (give a folder of images, one sub-folder per class)",
+        ));
+    }
+    let mut dataset = Dataset {
+        root: root.to_path_buf(),
+        classes: Vec::new(),
+        items: Vec::new(),
+        skipped: Vec::new(),
+        empty_classes: Vec::new(),
+    };
+    let mut visited = HashSet::new();
+    if let Ok(canonical) = root.canonicalize() {
+        visited.insert(canonical);
+    }
+    let entries = sorted_entries(root).map_err(|e| Error::io(root, e))?;
+    let has_class_folders = entries
+        .iter()
+        .any(|(name, path)| !is_hidden(name) && path.is_dir());
+    for (name, path) in entries {
+        let relative = name.clone();
+        if is_hidden(&name) {
+            dataset.skipped.push(Skip {
+                path: relative,
+                reason: "hidden".into(),
+            });
+        } else if path.is_dir() {
+            if !has_class_folders {
+                continue;
+            }
+            let label = dataset.classes.len();
+            dataset.classes.push(name.clone());
+            let before = dataset.items.len();
+            walk(&path, &relative, Some(label), &mut visited, &mut dataset);
+            if dataset.items.len() == before {
+                dataset.empty_classes.push(name);
+            }
+        } else if has_class_folders {
+            dataset.skipped.push(Skip {
+                path: relative,
+                reason: "not inside a class folder".into(),
+            });
+        } else if path.is_file() {
+            dataset.items.push(Item {
+                path,
+                relative,
+                label: None,
+            });
+        } else {
+            dataset.skipped.push(Skip {
+                path: relative,
+                reason: "not a regular file".into(),
+            });
+        }
+    }
+    Ok(dataset)
+}
+
+fn walk(
+    dir: &Path,
+    relative: &str,
+    label: Option<usize>,
+    visited: &mut HashSet<PathBuf>,
+    dataset: &mut Dataset,
+) {
+    match dir.canonicalize() {
+        Ok(canonical) if !visited.insert(canonical.clone()) => {
+            dataset.skipped.push(Skip {
+                path: relative.into(),
+                reason: "folder already visited (symlink loop?)".into(),
+            });
+            return;
+        }
+        Ok(_) => {}
+        Err(e) => {
+            dataset.skipped.push(Skip {
+                path: relative.into(),
+                reason: format!("cannot resolve: {e}"),
+            });
+            return;
+        }
+    }
+    let entries = match sorted_entries(dir) {
+        Ok(entries) => entries,
+        Err(e) => {
+            dataset.skipped.push(Skip {
+                path: relative.into(),
+                reason: format!("cannot list folder: {e}"),
+            });
+            return;
+        }
+    };
+    for (name, path) in entries {
+        let child = format!("{relative}/{name}");
+        if is_hidden(&name) {
+            dataset.skipped.push(Skip {
+                path: child,
+                reason: "hidden".into(),
+            });
+        } else if path.is_dir() {
+            walk(&path, &child, label, visited, dataset);
+        } else if path.is_file() {
+            dataset.items.push(Item {
+                path,
+                relative: child,
+                label,
+            });
+        } else {
+            dataset.skipped.push(Skip {
+                path: child,
+                reason: "not a regular file (broken link?)".into(),
+            });
+        }
+    }
+}
+
+fn is_hidden(name: &str) -> bool {
+    name.starts_with('.')
+}
+
+/// Entries sorted by name; names that are not UTF-8 are kept, shown lossily.
+fn sorted_entries(dir: &Path) -> std::io::Result<Vec<(String, PathBuf)>> {
+    let mut entries: Vec<(String, PathBuf)> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .map(|e| (e.file_name().to_string_lossy().into_owned(), e.path()))
+        .collect();
+    entries.sort();
+    Ok(entries)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(path: &Path) {
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(path, b"x").unwrap();
+    }
+
+    #[test]
+    fn class_folders_nested_hidden_stray_and_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path();
+        touch(&root.join("dogs/b.png"));
+        touch(&root.join("dogs/deep/a.png"));
+        touch(&root.join("cats/z.jpg"));
+        touch(&root.join("cats/.DS_Store"));
+        touch(&root.join("README.md"));
+        std::fs::create_dir_all(root.join("birds")).unwrap();
+        let d = scan(root).unwrap();
+        assert_eq!(d.classes, ["birds", "cats", "dogs"]);
+        let items: Vec<(&str, Option<usize>)> = d
+            .items
+            .iter()
+            .map(|i| (i.relative.as_str(), i.label))
+            .collect();
+        assert_eq!(
+            items,
+            [
+                ("cats/z.jpg", Some(1)),
+                ("dogs/b.png", Some(2)),
+                ("dogs/deep/a.png", Some(2))
+            ]
+        );
+        assert_eq!(d.empty_classes, ["birds"]);
+        let skipped: Vec<&str> = d.skipped.iter().map(|s| s.path.as_str()).collect();
+        assert_eq!(skipped, ["README.md", "cats/.DS_Store"]);
+    }
+
+    #[test]
+    fn flat_folder_is_unlabelled() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(&dir.path().join("b.png"));
+        touch(&dir.path().join("a.png"));
+        let d = scan(dir.path()).unwrap();
+        assert!(!d.is_labelled());
+        assert_eq!(
+            d.items
+                .iter()
+                .map(|i| i.relative.as_str())
+                .collect::<Vec<_>>(),
+            ["a.png", "b.png"]
+        );
+        assert!(d.items.iter().all(|i| i.label.is_none()));
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn symlink_loops_end() {
+        let dir = tempfile::tempdir().unwrap();
+        touch(&dir.path().join("cls/a.png"));
+        std::os::unix::fs::symlink(dir.path().join("cls"), dir.path().join("cls/loop")).unwrap();
+        let d = scan(dir.path()).unwrap();
+        assert_eq!(d.items.len(), 1);
+        assert!(
+            d.skipped
+                .iter()
+                .any(|s| s.path == "cls/loop" && s.reason.contains("loop"))
+        );
+    }
+
+    #[test]
+    fn not_a_folder() {
+        assert!(scan(Path::new("/no/such/dir")).is_err());
+    }
+}

@@ -1,0 +1,434 @@
+//! `embed` on folders: real images and real backbones, awkward inputs, the cache, the .npz format.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use headstart::backbone::{BackboneRef, ImageBackbone};
+use headstart::dataset;
+use headstart::demo::{cosine, sample_photos};
+use headstart::embed::{Augment, EmbedOptions, EmbedSummary, EmbeddedSet, embed_dataset};
+use headstart::npz::{NpyData, read_npz};
+use image::{DynamicImage, ImageFormat};
+
+fn backbone() -> ImageBackbone {
+    ImageBackbone::open(
+        &BackboneRef::Zoo("efficientnet-lite0".into()),
+        &Default::default(),
+    )
+    .unwrap()
+}
+
+fn run(dir: &Path, options: &EmbedOptions) -> (EmbeddedSet, EmbedSummary) {
+    let data = dataset::scan(dir).unwrap();
+    embed_dataset(&data, &mut backbone(), options, &mut |_, _| {}).unwrap()
+}
+
+fn save(image: &DynamicImage, path: &Path, format: ImageFormat) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    image.save_with_format(path, format).unwrap();
+}
+
+fn photo(name: &str) -> PathBuf {
+    sample_photos()
+        .unwrap()
+        .into_iter()
+        .find(|p| p.ends_with(name))
+        .unwrap()
+}
+
+fn elpv_cell(name: &str) -> PathBuf {
+    headstart::datasets::elpv()
+        .unwrap()
+        .join("images")
+        .join(name)
+}
+
+/// JPEG bytes with an EXIF orientation tag inserted after the start-of-image marker.
+fn jpeg_with_orientation(image: &DynamicImage, orientation: u16) -> Vec<u8> {
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    image.write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
+    let jpeg = jpeg.into_inner();
+    let mut tiff = b"II*\x00\x08\x00\x00\x00\x01\x00".to_vec();
+    tiff.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0]);
+    tiff.extend_from_slice(&orientation.to_le_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+fn embedding_of(set: &EmbeddedSet, path: &str) -> Vec<f32> {
+    let row = set
+        .paths
+        .iter()
+        .position(|p| p == path)
+        .unwrap_or_else(|| panic!("{path} not embedded"));
+    set.embeddings[row * set.dim..(row + 1) * set.dim].to_vec()
+}
+
+#[test]
+fn awkward_images_are_converted_and_oriented() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let coffee = image::open(photo("coffee.png")).unwrap();
+    let small = coffee.resize_exact(120, 80, image::imageops::FilterType::Triangle);
+    save(&small, &root.join("upright/coffee.png"), ImageFormat::Png);
+    // The same picture stored rotated 90° clockwise... plus an EXIF tag saying "rotate it back".
+    let stored = small.rotate270();
+    std::fs::create_dir_all(root.join("exif")).unwrap();
+    std::fs::write(
+        root.join("exif/rotated.jpg"),
+        jpeg_with_orientation(&stored, 6),
+    )
+    .unwrap();
+    std::fs::write(
+        root.join("exif/untagged.jpg"),
+        jpeg_with_orientation(&stored, 1),
+    )
+    .unwrap();
+    save(
+        &DynamicImage::ImageLuma8(small.to_luma8()),
+        &root.join("modes/gray.png"),
+        ImageFormat::Png,
+    );
+    save(
+        &DynamicImage::ImageRgba8(small.to_rgba8()),
+        &root.join("modes/alpha.png"),
+        ImageFormat::Png,
+    );
+    save(
+        &DynamicImage::ImageRgb16(small.to_rgb16()),
+        &root.join("modes/sixteen.png"),
+        ImageFormat::Png,
+    );
+    save(&small, &root.join("modes/palette.gif"), ImageFormat::Gif);
+    save(&small, &root.join("modes/image.webp"), ImageFormat::WebP);
+    save(&small, &root.join("modes/image.bmp"), ImageFormat::Bmp);
+    save(&small, &root.join("modes/image.tiff"), ImageFormat::Tiff);
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cmyk.jpg"),
+        root.join("modes/cmyk.jpg"),
+    )
+    .unwrap();
+    // A PNG named .jpg: the content decides.
+    save(&small, &root.join("modes/misnamed.jpg"), ImageFormat::Png);
+
+    let (set, summary) = run(
+        root,
+        &EmbedOptions {
+            use_cache: false,
+            ..Default::default()
+        },
+    );
+    assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
+    assert_eq!(set.rows(), 12);
+    assert_eq!(set.class_names, ["exif", "modes", "upright"]);
+    let upright = embedding_of(&set, "upright/coffee.png");
+    let rotated = cosine(&upright, &embedding_of(&set, "exif/rotated.jpg"));
+    let untagged = cosine(&upright, &embedding_of(&set, "exif/untagged.jpg"));
+    assert!(
+        rotated > 0.9 && rotated > untagged + 0.05,
+        "EXIF orientation applied: cos {rotated} vs {untagged} without"
+    );
+    for name in [
+        "alpha.png",
+        "sixteen.png",
+        "palette.gif",
+        "image.webp",
+        "image.bmp",
+        "image.tiff",
+        "misnamed.jpg",
+        "cmyk.jpg",
+    ] {
+        let similarity = cosine(&upright, &embedding_of(&set, &format!("modes/{name}")));
+        assert!(similarity > 0.9, "{name}: cos {similarity}");
+    }
+    assert!(cosine(&upright, &embedding_of(&set, "modes/gray.png")) > 0.7);
+}
+
+#[test]
+fn skips_empty_classes_and_flat_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let cat = image::open(photo("chelsea.png"))
+        .unwrap()
+        .thumbnail(100, 100);
+    save(&cat, &root.join("cats/cat.png"), ImageFormat::Png);
+    std::fs::write(root.join("cats/notes.png"), b"this is text, not a PNG").unwrap();
+    let png = std::fs::read(root.join("cats/cat.png")).unwrap();
+    std::fs::write(root.join("cats/truncated.png"), &png[..png.len() / 3]).unwrap();
+    std::fs::create_dir_all(root.join("dogs")).unwrap();
+    std::fs::write(root.join("README.txt"), b"about this dataset").unwrap();
+
+    let (set, summary) = run(
+        root,
+        &EmbedOptions {
+            use_cache: false,
+            ..Default::default()
+        },
+    );
+    assert_eq!(set.rows(), 1);
+    assert_eq!(set.labels, [0]);
+    assert_eq!(summary.empty_classes, ["dogs"]);
+    let reasons: Vec<(&str, &str)> = summary
+        .skipped
+        .iter()
+        .map(|s| (s.path.as_str(), s.reason.as_str()))
+        .collect();
+    assert_eq!(reasons.len(), 3, "{reasons:?}");
+    assert!(
+        reasons[0].0 == "README.txt" && reasons[0].1.contains("not inside a class folder"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].0 == "cats/notes.png" && reasons[1].1.contains("not an image"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[2].0 == "cats/truncated.png" && reasons[2].1.contains("cannot decode"),
+        "{reasons:?}"
+    );
+
+    let data = dataset::scan(root).unwrap();
+    let strict = EmbedOptions {
+        use_cache: false,
+        strict: true,
+        ..Default::default()
+    };
+    let err = embed_dataset(&data, &mut backbone(), &strict, &mut |_, _| {})
+        .err()
+        .unwrap()
+        .to_string();
+    assert!(
+        err.contains("notes.png") && err.contains("--strict"),
+        "{err}"
+    );
+
+    let flat = tempfile::tempdir().unwrap();
+    save(&cat, &flat.path().join("a.png"), ImageFormat::Png);
+    save(&cat.fliph(), &flat.path().join("b.png"), ImageFormat::Png);
+    let (set, _) = run(
+        flat.path(),
+        &EmbedOptions {
+            use_cache: false,
+            ..Default::default()
+        },
+    );
+    assert_eq!(set.labels, [-1, -1]);
+    assert!(set.class_names.is_empty());
+}
+
+#[test]
+fn cache_hits_partial_cache_and_augmentation() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = &dir.path().join("data");
+    for (i, name) in ["chelsea.png", "coffee.png", "rocket.jpg"]
+        .iter()
+        .enumerate()
+    {
+        let image = image::open(photo(name)).unwrap().thumbnail(160, 160);
+        save(
+            &image,
+            &root.join(format!("class{}/{name}.png", i % 2)),
+            ImageFormat::Png,
+        );
+    }
+    let options = EmbedOptions {
+        cache_dir: Some(dir.path().join("cache")),
+        ..Default::default()
+    };
+    let (first, summary) = run(root, &options);
+    assert_eq!((summary.from_cache, summary.computed), (0, 3));
+    let (second, summary) = run(root, &options);
+    assert_eq!(
+        (summary.from_cache, summary.computed),
+        (3, 0),
+        "everything from the cache"
+    );
+    assert_eq!(first.embeddings, second.embeddings);
+
+    let extra = image::open(photo("astronaut.png"))
+        .unwrap()
+        .thumbnail(150, 150);
+    save(&extra, &root.join("class1/astronaut.png"), ImageFormat::Png);
+    let (_, summary) = run(root, &options);
+    assert_eq!(
+        (summary.from_cache, summary.computed),
+        (3, 1),
+        "only the new image is embedded"
+    );
+
+    let augmented = EmbedOptions {
+        augment: Augment {
+            flip: true,
+            crop: true,
+        },
+        ..options
+    };
+    let (set, summary) = run(root, &augmented);
+    assert_eq!(set.rows(), 12);
+    assert_eq!((summary.from_cache, summary.computed), (4, 8));
+    assert_eq!(set.augmented.iter().filter(|a| **a).count(), 8);
+    assert_eq!(&set.augmented[..3], [false, true, true]);
+    assert_eq!(set.paths[0], set.paths[1]);
+    assert_ne!(
+        set.embeddings[..set.dim],
+        set.embeddings[set.dim..2 * set.dim],
+        "a flipped view differs"
+    );
+}
+
+/// Embeddings equal those of an independent Python path (Pillow + onnxruntime; tests/data/reference_embed.py).
+#[test]
+fn embeddings_match_an_independent_reference() {
+    let reference: serde_json::Value =
+        serde_json::from_str(include_str!("data/reference_embeddings.json")).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    std::fs::create_dir_all(root.join("elpv")).unwrap();
+    std::fs::copy(photo("chelsea.png"), root.join("chelsea.png")).unwrap();
+    std::fs::copy(photo("coffee.png"), root.join("coffee.png")).unwrap();
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cmyk.jpg"),
+        root.join("cmyk.jpg"),
+    )
+    .unwrap();
+    std::fs::copy(elpv_cell("cell0001.png"), root.join("cell0001.png")).unwrap();
+    std::fs::remove_dir(root.join("elpv")).unwrap();
+    let (set, _) = run(
+        root,
+        &EmbedOptions {
+            use_cache: false,
+            ..Default::default()
+        },
+    );
+    for (name, key) in [
+        ("chelsea.png", "chelsea.png"),
+        ("coffee.png", "coffee.png"),
+        ("cmyk.jpg", "cmyk.jpg"),
+        ("cell0001.png", "elpv/cell0001.png"),
+    ] {
+        let expected: Vec<f32> = reference[key]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_f64().unwrap() as f32)
+            .collect();
+        let similarity = cosine(&embedding_of(&set, name), &expected);
+        assert!(
+            similarity >= 0.999,
+            "{name}: cosine {similarity} with the Python reference"
+        );
+    }
+}
+
+#[test]
+fn npz_output_is_complete_and_numpy_reads_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    for (i, name) in ["cell0001.png", "cell0002.png", "cell0004.png"]
+        .iter()
+        .enumerate()
+    {
+        let class = if i == 2 { "functional" } else { "defective" };
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        std::fs::copy(elpv_cell(name), root.join(class).join(name)).unwrap();
+    }
+    let out = dir.path().join("out.npz");
+    let status = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args([
+            "embed",
+            root.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        status.status.success(),
+        "{}",
+        String::from_utf8_lossy(&status.stderr)
+    );
+    let summary: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(summary["embedded"], 3);
+    assert_eq!(summary["dim"], 1280);
+
+    let arrays = read_npz(&out).unwrap();
+    let get = |name: &str| {
+        arrays
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, a)| a.clone())
+            .unwrap()
+    };
+    assert!(matches!(get("embeddings"), NpyData::F32 { shape, .. } if shape == [3, 1280]));
+    assert_eq!(
+        get("labels"),
+        NpyData::I64 {
+            shape: vec![3],
+            data: vec![0, 0, 1]
+        }
+    );
+    assert_eq!(
+        get("class_names"),
+        NpyData::Strings {
+            shape: vec![2],
+            data: vec!["defective".into(), "functional".into()]
+        }
+    );
+    assert!(matches!(get("backbone_sha256"), NpyData::Strings { data, .. } if data[0].len() == 64));
+
+    let python = headstart::home::home().unwrap().join("python");
+    let has_numpy = Command::new("python3")
+        .env("PYTHONPATH", &python)
+        .args(["-c", "import numpy"])
+        .status()
+        .unwrap();
+    if !has_numpy.success() {
+        let install = Command::new("python3")
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&python)
+            .arg("numpy")
+            .status()
+            .unwrap();
+        assert!(install.success());
+    }
+    let script = format!(
+        "import numpy as np; d = np.load({:?}); print(d['embeddings'].shape, d['embeddings'].dtype, list(d['labels']), \
+         list(d['class_names']), list(d['paths']), str(d['backbone']))",
+        out.to_str().unwrap()
+    );
+    let numpy = Command::new("python3")
+        .env("PYTHONPATH", &python)
+        .args(["-c", &script])
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&numpy.stdout);
+    assert!(
+        numpy.status.success(),
+        "{}",
+        String::from_utf8_lossy(&numpy.stderr)
+    );
+    assert!(
+        printed.contains("(3, 1280) float32 [np.int64(0), np.int64(0), np.int64(1)]")
+            || printed.contains("(3, 1280) float32 [0, 0, 1]"),
+        "{printed}"
+    );
+    assert!(
+        printed.contains("'defective/cell0001.png'") && printed.contains("efficientnet-lite0"),
+        "{printed}"
+    );
+}
