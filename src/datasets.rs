@@ -63,7 +63,7 @@ pub fn elpv_cells(dir: &Path) -> Result<Vec<ElpvCell>> {
 pub fn elpv_by_defect() -> Result<PathBuf> {
     let source = elpv()?;
     let dir = crate::home::home()?.join("datasets").join("elpv-defect");
-    let marker = dir.join(".complete");
+    let marker = fetch::completion_marker(&dir);
     if marker.is_file() {
         return Ok(dir);
     }

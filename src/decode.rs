@@ -5,7 +5,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use image::{DynamicImage, ImageDecoder, ImageReader, Limits};
+use image::{DynamicImage, ImageDecoder, ImageReader, Limits, RgbImage};
 
 use crate::error::{Error, Result};
 
@@ -50,10 +50,24 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> std::result::Result<Dynami
     let mut image =
         DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
     image.apply_orientation(orientation);
-    Ok(match image {
-        DynamicImage::ImageRgb8(_) => image,
-        other => DynamicImage::ImageRgb8(other.to_rgb8()),
-    })
+    Ok(DynamicImage::ImageRgb8(into_rgb8(image)))
+}
+
+/// 8-bit RGB. The common 8-bit layouts are converted directly (the generic conversion is ~10x slower and
+/// dominated decoding of grayscale datasets); alpha is dropped, as Pillow's `convert("RGB")` does.
+fn into_rgb8(image: DynamicImage) -> RgbImage {
+    let (width, height) = (image.width(), image.height());
+    let expand = |pixels: &[u8], channels: usize, map: fn(&[u8]) -> [u8; 3]| -> Vec<u8> {
+        pixels.chunks_exact(channels).flat_map(map).collect()
+    };
+    let raw = match &image {
+        DynamicImage::ImageRgb8(_) => return image.into_rgb8(),
+        DynamicImage::ImageLuma8(gray) => expand(gray.as_raw(), 1, |p| [p[0]; 3]),
+        DynamicImage::ImageLumaA8(gray) => expand(gray.as_raw(), 2, |p| [p[0]; 3]),
+        DynamicImage::ImageRgba8(rgba) => expand(rgba.as_raw(), 4, |p| [p[0], p[1], p[2]]),
+        other => return other.to_rgb8(),
+    };
+    RgbImage::from_raw(width, height, raw).unwrap_or_else(|| image.to_rgb8())
 }
 
 #[cfg(test)]
@@ -82,6 +96,16 @@ mod tests {
             assert_eq!((decoded.width(), decoded.height()), (3, 2), "{format:?}");
             assert!(matches!(decoded, DynamicImage::ImageRgb8(_)));
         }
+        let gray = DynamicImage::ImageLuma8(image::GrayImage::from_pixel(2, 1, image::Luma([7])));
+        assert_eq!(into_rgb8(gray).as_raw(), &[7, 7, 7, 7, 7, 7]);
+        let gray_alpha = DynamicImage::ImageLumaA8(image::GrayAlphaImage::from_pixel(
+            1,
+            1,
+            image::LumaA([9, 0]),
+        ));
+        assert_eq!(into_rgb8(gray_alpha).as_raw(), &[9, 9, 9]);
+        let rgba = DynamicImage::ImageRgba8(image::RgbaImage::from_pixel(1, 1, Rgba([1, 2, 3, 4])));
+        assert_eq!(into_rgb8(rgba).as_raw(), &[1, 2, 3]);
         let gray16 = DynamicImage::ImageLuma16(image::ImageBuffer::from_pixel(
             2,
             2,

@@ -181,6 +181,15 @@ fn extract_verified(archive_path: &Path, spec: &RegistryFile, dest: &Path) -> Re
     })
 }
 
+/// The file beside a folder that says the folder was filled completely (inside, it would show up as data).
+pub fn completion_marker(folder: &Path) -> PathBuf {
+    let name = folder
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    folder.with_file_name(format!("{name}.complete"))
+}
+
 /// sha256 of a file, as lowercase hex.
 pub fn sha256_file(path: &Path) -> Result<String> {
     let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -216,10 +225,10 @@ pub struct RegistryFolder {
     pub archive_sha256: String,
 }
 
-/// Makes sure `dest` holds the package folder; a marker file records a complete extraction, so an
-/// interrupted one is redone.
+/// Makes sure `dest` holds the package folder; a marker file beside it records a complete extraction, so
+/// an interrupted one is redone.
 pub fn ensure_folder(spec: &RegistryFolder, dest: &Path) -> Result<()> {
-    let marker = dest.join(".complete");
+    let marker = completion_marker(dest);
     if marker.is_file() {
         return Ok(());
     }

@@ -226,6 +226,7 @@ fn main() -> ExitCode {
         library: cli.ort_lib.clone(),
         device: cli.device,
         threads: cli.threads,
+        intra_op_spinning: None,
     };
     match run(cli.command, runtime) {
         Ok(()) => ExitCode::SUCCESS,
@@ -320,7 +321,10 @@ fn embed_folder(
         ))
     })?;
     let dataset = dataset::scan(folder)?;
-    let mut backbone = ImageBackbone::open(&args.backbone.reference(Modality::Image), options)?;
+    // Decode workers share the cores with ONNX Runtime: its idle threads must not spin.
+    let mut options = options.clone();
+    options.runtime.intra_op_spinning = Some(false);
+    let mut backbone = ImageBackbone::open(&args.backbone.reference(Modality::Image), &options)?;
     let embed_options = EmbedOptions {
         batch_size: args.batch_size,
         workers: args.workers.unwrap_or(EmbedOptions::default().workers),

@@ -36,6 +36,9 @@ pub struct RuntimeOptions {
     pub device: Device,
     /// Intra-op threads per session; `None` lets ONNX Runtime decide.
     pub threads: Option<usize>,
+    /// Whether idle ONNX Runtime threads spin; `None` keeps its default (on). Turn it off when other threads
+    /// (image decoding) need the same cores.
+    pub intra_op_spinning: Option<bool>,
 }
 
 static ENVIRONMENT: Mutex<Option<Environment>> = Mutex::new(None);
@@ -69,6 +72,9 @@ pub fn session_builder(options: &RuntimeOptions) -> Result<SessionBuilder> {
             return Err(Error::Config("--threads must be at least 1".into()));
         }
         builder = builder.with_intra_threads(threads)?;
+    }
+    if let Some(spinning) = options.intra_op_spinning {
+        builder = builder.with_intra_op_spinning(spinning)?;
     }
     match options.device {
         Device::Cpu => Ok(builder),

@@ -283,7 +283,7 @@ fn cache_hits_partial_cache_and_augmentation() {
     );
 }
 
-/// Embeddings equal those of an independent Python path (Pillow + onnxruntime; tests/data/reference_embed.py).
+/// Embeddings equal those of an independent Python path (Pillow + onnxruntime: `benches/reference_embed.py vectors`).
 #[test]
 fn embeddings_match_an_independent_reference() {
     let reference: serde_json::Value =
