@@ -103,6 +103,40 @@ pub fn scan(root: &Path) -> Result<Dataset> {
     Ok(dataset)
 }
 
+/// Files and folders given on a command line, as one unlabelled dataset: folders are walked (sorted), files
+/// are taken as they are. Paths are shown as given.
+pub fn from_inputs(inputs: &[PathBuf]) -> Result<Dataset> {
+    let mut dataset = Dataset {
+        root: PathBuf::new(),
+        classes: Vec::new(),
+        items: Vec::new(),
+        skipped: Vec::new(),
+        empty_classes: Vec::new(),
+    };
+    let mut visited = HashSet::new();
+    for input in inputs {
+        let shown = input.to_string_lossy().into_owned();
+        if input.is_dir() {
+            walk(
+                input,
+                shown.trim_end_matches('/'),
+                None,
+                &mut visited,
+                &mut dataset,
+            );
+        } else if input.is_file() {
+            dataset.items.push(Item {
+                path: input.clone(),
+                relative: shown,
+                label: None,
+            });
+        } else {
+            return Err(Error::input(input, "no such file or folder"));
+        }
+    }
+    Ok(dataset)
+}
+
 fn walk(
     dir: &Path,
     relative: &str,

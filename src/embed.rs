@@ -16,7 +16,7 @@ use crate::cache::{self, EmbeddingCache, Key};
 use crate::dataset::{Dataset, Skip};
 use crate::decode::{DEFAULT_MAX_PIXELS, decode_image};
 use crate::error::{Error, Result};
-use crate::npz::{NpyArray, write_npz};
+use crate::npz::{NpyArray, NpyData, read_npz, write_npz};
 use crate::preprocess::ImagePreprocess;
 
 /// Extra views of each image for tiny datasets.
@@ -114,6 +114,8 @@ pub struct EmbeddedSet {
     pub paths: Vec<String>,
     /// Whether a row is an augmented view.
     pub augmented: Vec<bool>,
+    /// The zoo name or path of the backbone.
+    pub backbone_source: String,
     pub backbone: BackboneIdentity,
     pub preprocess: ImagePreprocess,
 }
@@ -148,11 +150,132 @@ impl EmbeddedSet {
                 ("paths", NpyArray::Strings(&self.paths)),
                 ("augmented", NpyArray::Bool(&self.augmented)),
                 ("backbone", NpyArray::Str(&self.backbone.name)),
+                ("backbone_source", NpyArray::Str(&self.backbone_source)),
                 ("backbone_sha256", NpyArray::Str(&self.backbone.sha256)),
                 ("backbone_config", NpyArray::Str(&backbone)),
                 ("preprocess", NpyArray::Str(&preprocess)),
             ],
         )
+    }
+}
+
+impl EmbeddedSet {
+    /// Reads an `.npz` written by [`EmbeddedSet::write_npz`], checking that its arrays fit together.
+    pub fn read_npz(path: &Path) -> Result<Self> {
+        let bad = |message: String| Error::input(path, message);
+        let arrays = read_npz(path)?;
+        let get = |name: &str| {
+            arrays
+                .iter()
+                .find(|(n, _)| n == name)
+                .map(|(_, a)| a)
+                .ok_or_else(|| bad(format!("no '{name}' array: not written by headstart embed")))
+        };
+        let text = |name: &str| -> Result<String> {
+            match get(name)? {
+                NpyData::Strings { data, .. } => Ok(data.first().cloned().unwrap_or_default()),
+                _ => Err(bad(format!("'{name}' is not a string"))),
+            }
+        };
+        let strings = |name: &str| -> Result<Vec<String>> {
+            match get(name)? {
+                NpyData::Strings { data, .. } => Ok(data.clone()),
+                _ => Err(bad(format!("'{name}' is not a list of strings"))),
+            }
+        };
+        let NpyData::F32 {
+            shape,
+            data: embeddings,
+        } = get("embeddings")?
+        else {
+            return Err(bad("'embeddings' is not float32".into()));
+        };
+        let [rows, dim] = shape.as_slice() else {
+            return Err(bad("'embeddings' is not a matrix".into()));
+        };
+        let NpyData::I64 { data: labels, .. } = get("labels")? else {
+            return Err(bad("'labels' is not int64".into()));
+        };
+        let NpyData::Bool(augmented) = get("augmented")? else {
+            return Err(bad("'augmented' is not bool".into()));
+        };
+        let set = EmbeddedSet {
+            dim: *dim,
+            embeddings: embeddings.clone(),
+            labels: labels.clone(),
+            class_names: strings("class_names")?,
+            paths: strings("paths")?,
+            augmented: augmented.clone(),
+            backbone_source: text("backbone_source")?,
+            backbone: serde_json::from_str(&text("backbone_config")?)
+                .map_err(|e| bad(format!("bad backbone_config: {e}")))?,
+            preprocess: serde_json::from_str(&text("preprocess")?)
+                .map_err(|e| bad(format!("bad preprocess: {e}")))?,
+        };
+        if [set.labels.len(), set.paths.len(), set.augmented.len()]
+            .iter()
+            .any(|&n| n != *rows)
+        {
+            return Err(bad(format!(
+                "mismatched lengths: {rows} embeddings, {} labels, {} paths, {} augmented flags",
+                set.labels.len(),
+                set.paths.len(),
+                set.augmented.len()
+            )));
+        }
+        if let Some(bad_label) = set
+            .labels
+            .iter()
+            .find(|&&l| l < -1 || l >= set.class_names.len() as i64)
+        {
+            return Err(bad(format!("label {bad_label} is not a class index")));
+        }
+        if let Some(row) = set
+            .embeddings
+            .chunks(set.dim.max(1))
+            .position(|r| r.iter().any(|v| !v.is_finite()))
+        {
+            return Err(bad(format!("embedding row {row} contains NaN or Inf")));
+        }
+        Ok(set)
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> EmbeddedSet {
+        EmbeddedSet {
+            embeddings: indices
+                .iter()
+                .flat_map(|&i| {
+                    self.embeddings[i * self.dim..(i + 1) * self.dim]
+                        .iter()
+                        .copied()
+                })
+                .collect(),
+            labels: indices.iter().map(|&i| self.labels[i]).collect(),
+            paths: indices.iter().map(|&i| self.paths[i].clone()).collect(),
+            augmented: indices.iter().map(|&i| self.augmented[i]).collect(),
+            ..self.clone_metadata()
+        }
+    }
+
+    fn clone_metadata(&self) -> EmbeddedSet {
+        EmbeddedSet {
+            dim: self.dim,
+            embeddings: Vec::new(),
+            labels: Vec::new(),
+            class_names: self.class_names.clone(),
+            paths: Vec::new(),
+            augmented: Vec::new(),
+            backbone_source: self.backbone_source.clone(),
+            backbone: self.backbone.clone(),
+            preprocess: self.preprocess.clone(),
+        }
+    }
+
+    /// The embeddings as an [N, D] matrix view.
+    pub fn matrix(&self) -> ndarray::ArrayView2<'_, f32> {
+        ndarray::ArrayView2::from_shape((self.rows(), self.dim), &self.embeddings)
+            .expect("every constructor keeps rows x dim values")
     }
 }
 
@@ -334,6 +457,7 @@ pub fn embed_dataset(
         class_names: dataset.classes.clone(),
         paths: Vec::new(),
         augmented: Vec::new(),
+        backbone_source: backbone.source().to_string(),
         backbone: backbone.identity().clone(),
         preprocess,
     };

@@ -5,13 +5,16 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use headstart::backbone::{self, BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
-use headstart::embed::{self, Augment, EmbedOptions};
+use headstart::bundle::Bundle;
+use headstart::classifier::{Classifier, Prediction, predictions};
+use headstart::embed::{self, Augment, EmbedOptions, EmbeddedSet};
+use headstart::head::{ClassWeight, HeadKind, TrainParams};
 use headstart::pooling::Pooling;
 use headstart::preprocess::{ColourOrder, Interpolation, Layout, PreprocessOverrides, Resize};
 use headstart::progress::Progress;
 use headstart::runtime::{Device, RuntimeOptions};
 use headstart::zoo::{self, Modality};
-use headstart::{Result, dataset, datasets, decode, demo};
+use headstart::{Result, dataset, datasets, decode, demo, workflow};
 
 #[derive(Parser)]
 #[command(
@@ -36,10 +39,20 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the default backbones on sample photos and sentences and show what they see
-    Demo,
+    /// The whole job on real data: fetch the ELPV solar-cell images, embed, train, evaluate on a held-out split
+    Demo {
+        /// Instead: what the default backbones see in sample photos and sentences
+        #[arg(long)]
+        photos: bool,
+    },
     /// Embed a folder of images into an .npz (-o), or files / texts (--text) as JSON lines on stdout
     Embed(Box<EmbedArgs>),
+    /// Train a head on a labelled folder of images (embedded through the cache) or an .npz; writes a bundle
+    Train(Box<TrainArgs>),
+    /// Evaluate a bundle on a labelled folder or .npz: accuracy, macro-F1, per-class metrics, confusion matrix
+    Eval(Box<EvalArgs>),
+    /// Classify images with a bundle: top-k classes with probabilities
+    Predict(Box<PredictArgs>),
     /// Show an ONNX file's inputs, outputs and opsets; --layers lists the tensors --layer can tap
     Inspect {
         model: PathBuf,
@@ -80,6 +93,21 @@ struct EmbedArgs {
     /// The .npz to write when embedding a folder
     #[arg(long, short, value_name = "OUT.npz")]
     output_file: Option<PathBuf>,
+    /// Inputs are texts, embedded with a text backbone
+    #[arg(long)]
+    text: bool,
+    /// tokenizer.json for a text backbone outside the zoo (default: beside the model)
+    #[arg(long, value_name = "PATH")]
+    tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    embed: EmbedFlags,
+    #[command(flatten)]
+    backbone: BackboneArgs,
+}
+
+/// How folders are embedded (embed, train, eval, predict).
+#[derive(Args)]
+struct EmbedFlags {
     /// Images per inference batch
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
@@ -101,17 +129,101 @@ struct EmbedArgs {
     /// No progress bar or summary
     #[arg(long, short)]
     quiet: bool,
-    /// Print a JSON summary (counts, skips, seconds, images/s) instead of the text one
+    /// Print JSON instead of text
     #[arg(long)]
     json: bool,
-    /// Inputs are texts, embedded with a text backbone
-    #[arg(long)]
-    text: bool,
-    /// tokenizer.json for a text backbone outside the zoo (default: beside the model)
-    #[arg(long, value_name = "PATH")]
-    tokenizer: Option<PathBuf>,
+}
+
+impl EmbedFlags {
+    fn options(&self) -> EmbedOptions {
+        EmbedOptions {
+            batch_size: self.batch_size,
+            workers: self.workers.unwrap_or(EmbedOptions::default().workers),
+            use_cache: !self.no_cache,
+            cache_dir: None,
+            augment: self.augment.unwrap_or_default(),
+            strict: self.strict,
+            max_pixels: self.max_pixels,
+        }
+    }
+
+    fn progress(&self, total: usize) -> Progress {
+        Progress::new(total, "images", !self.quiet && !self.json)
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// A folder with one sub-folder per class, or an .npz from `headstart embed`
+    input: PathBuf,
+    /// The bundle to write
+    #[arg(long, short, value_name = "MODEL.hs")]
+    output_file: PathBuf,
+    #[arg(long, value_enum, default_value_t = HeadKind::Logistic)]
+    head: HeadKind,
+    /// Hold out this fraction of each class for validation (stratified, seeded)
+    #[arg(long, value_name = "F", conflicts_with = "val")]
+    val_split: Option<f64>,
+    /// Validate on this labelled folder or .npz instead
+    #[arg(long, value_name = "DIR")]
+    val: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ClassWeight::None)]
+    class_weight: ClassWeight,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Cross-validation folds
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Inverse regularisation strengths to cross-validate (logistic), comma-separated
+    #[arg(long, value_delimiter = ',', value_name = "C,...")]
+    grid: Option<Vec<f64>>,
+    /// Neighbours (knn)
+    #[arg(long, default_value_t = 5)]
+    k: usize,
+    #[command(flatten)]
+    embed: EmbedFlags,
     #[command(flatten)]
     backbone: BackboneArgs,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    bundle: PathBuf,
+    /// A labelled folder or an .npz from `headstart embed` (same backbone)
+    input: PathBuf,
+    /// The bundle's backbone, if it is not where the bundle says
+    #[arg(long, value_name = "NAME|PATH")]
+    backbone: Option<String>,
+    #[command(flatten)]
+    embed: EmbedFlags,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    bundle: PathBuf,
+    /// Image files or folders
+    #[arg(required = true)]
+    inputs: Vec<PathBuf>,
+    /// How many classes to show per input
+    #[arg(long, default_value_t = 3)]
+    top_k: usize,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Answer `unknown` when the top probability is below P
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    min_confidence: f32,
+    /// The bundle's backbone, if it is not where the bundle says
+    #[arg(long, value_name = "NAME|PATH")]
+    backbone: Option<String>,
+    #[command(flatten)]
+    embed: EmbedFlags,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Csv,
+    Json,
 }
 
 #[derive(Args)]
@@ -239,8 +351,17 @@ fn main() -> ExitCode {
 
 fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
     match command {
-        Command::Demo => print_demo(&demo::run(&runtime)?),
+        Command::Demo { photos: true } => print_demo(&demo::run_photos(&runtime)?),
+        Command::Demo { photos: false } => {
+            let mut bar = Progress::new(2624, "images", true);
+            let result = demo::run_elpv(&runtime, &mut |done, _| bar.update(done));
+            bar.finish();
+            print_elpv_demo(&result?);
+        }
         Command::Embed(args) => embed(*args, runtime)?,
+        Command::Train(args) => train(*args, runtime)?,
+        Command::Eval(args) => eval(*args, runtime)?,
+        Command::Predict(args) => predict(*args, runtime)?,
         Command::Inspect { model, layers } => inspect(&model, layers, &runtime)?,
         Command::Models(ModelsCommand::List) => list_models()?,
         Command::Datasets(DatasetsCommand::Fetch { name }) => match name.as_str() {
@@ -320,26 +441,13 @@ fn embed_folder(
             folder.display()
         ))
     })?;
-    let dataset = dataset::scan(folder)?;
-    // Decode workers share the cores with ONNX Runtime: its idle threads must not spin.
-    let mut options = options.clone();
-    options.runtime.intra_op_spinning = Some(false);
-    let mut backbone = ImageBackbone::open(&args.backbone.reference(Modality::Image), &options)?;
-    let embed_options = EmbedOptions {
-        batch_size: args.batch_size,
-        workers: args.workers.unwrap_or(EmbedOptions::default().workers),
-        use_cache: !args.no_cache,
-        cache_dir: None,
-        augment: args.augment.unwrap_or_default(),
-        strict: args.strict,
-        max_pixels: args.max_pixels,
-    };
-    let mut bar = Progress::new(dataset.items.len(), "images", !args.quiet && !args.json);
-    let result = embed::embed_dataset(&dataset, &mut backbone, &embed_options, &mut |done, _| {
-        bar.update(done)
-    });
-    bar.finish();
-    let (set, summary) = result?;
+    let flags = &args.embed;
+    let (set, summary) = embed_with_progress(
+        folder,
+        &args.backbone.reference(Modality::Image),
+        options,
+        flags,
+    )?;
     if set.rows() == 0 {
         return Err(headstart::Error::input(
             folder,
@@ -347,36 +455,280 @@ fn embed_folder(
         ));
     }
     set.write_npz(&out)?;
-    if args.json {
+    if flags.json {
         let mut value = serde_json::to_value(&summary).unwrap_or_default();
         value["output"] = serde_json::json!(out.display().to_string());
         value["dim"] = serde_json::json!(set.dim);
         println!("{value}");
-    } else if !args.quiet {
+    } else if !flags.quiet {
+        if let Some(summary) = &summary {
+            print_embed_summary(summary);
+        }
+        println!("-> {} [{} x {}]", out.display(), set.rows(), set.dim);
+    }
+    Ok(())
+}
+
+/// Embeddings of a folder (with a progress bar) or an .npz.
+fn embed_with_progress(
+    input: &std::path::Path,
+    backbone: &BackboneRef,
+    options: &BackboneOptions,
+    flags: &EmbedFlags,
+) -> Result<(EmbeddedSet, Option<embed::EmbedSummary>)> {
+    let total = if input.is_dir() {
+        dataset::scan(input)?.items.len()
+    } else {
+        0
+    };
+    let mut bar = flags.progress(total);
+    let result = workflow::embeddings_for(
+        input,
+        backbone,
+        options,
+        &flags.options(),
+        &mut |done, _| bar.update(done),
+    );
+    bar.finish();
+    result
+}
+
+fn print_embed_summary(summary: &embed::EmbedSummary) {
+    println!(
+        "embedded {} of {} files ({} rows: {} from cache, {} computed) in {:.1} s, {:.1} images/s",
+        summary.embedded,
+        summary.files,
+        summary.rows,
+        summary.from_cache,
+        summary.computed,
+        summary.seconds,
+        summary.images_per_second
+    );
+    if !summary.skipped.is_empty() {
+        println!("skipped {}:", summary.skipped.len());
+        for skip in &summary.skipped {
+            println!("  {}: {}", skip.path, skip.reason);
+        }
+    }
+    for class in &summary.empty_classes {
+        println!("empty class folder: {class}");
+    }
+}
+
+fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
+    let options = args.backbone.options(runtime)?;
+    let reference = args.backbone.reference(Modality::Image);
+    let flags = &args.embed;
+    let (set, summary) = embed_with_progress(&args.input, &reference, &options, flags)?;
+    if let (Some(summary), false) = (&summary, flags.quiet || flags.json) {
+        print_embed_summary(summary);
+    }
+    let (train_set, validation) = match (&args.val, args.val_split) {
+        (Some(dir), _) => {
+            let (val, _) = embed_with_progress(
+                dir,
+                &BackboneRef::parse(&set.backbone_source),
+                &options,
+                flags,
+            )?;
+            (set, Some(val))
+        }
+        (None, Some(fraction)) => {
+            let (train_rows, val_rows) = workflow::stratified_split(&set, fraction, args.seed)?;
+            (set.select(&train_rows), Some(set.select(&val_rows)))
+        }
+        (None, None) => (set, None),
+    };
+    let params = TrainParams {
+        head: args.head,
+        folds: args.folds,
+        grid: args
+            .grid
+            .clone()
+            .unwrap_or_else(|| TrainParams::default().grid),
+        class_weight: args.class_weight,
+        seed: args.seed,
+        k: args.k,
+        ..TrainParams::default()
+    };
+    let trained = workflow::train_bundle(&train_set, validation.as_ref(), &params)?;
+    trained.bundle.save(&args.output_file)?;
+    if flags.json {
+        let value = serde_json::json!({
+            "bundle": args.output_file.display().to_string(),
+            "train": trained.report,
+            "validation": trained.validation,
+        });
+        println!("{value}");
+    } else if !flags.quiet {
+        print_train_report(&trained.report);
+        if let Some(metrics) = &trained.validation {
+            println!(
+                "\nvalidation ({} images)\n{}",
+                metrics.samples,
+                metrics.render()
+            );
+        }
+        println!("wrote {}", args.output_file.display());
+    }
+    Ok(())
+}
+
+fn print_train_report(report: &headstart::head::TrainReport) {
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+    println!(
+        "trained {:?} head on {} embeddings in {:.2} s",
+        report.head, report.samples, report.seconds
+    );
+    if !report.cv.is_empty() {
+        let grid: Vec<String> = report
+            .cv
+            .iter()
+            .map(|(c, acc)| format!("C={c}: {acc:.4}"))
+            .collect();
         println!(
-            "embedded {} of {} files ({} rows: {} from cache, {} computed) in {:.1} s, {:.1} images/s -> {} [{} x {}]",
-            summary.embedded,
-            summary.files,
-            summary.rows,
-            summary.from_cache,
-            summary.computed,
-            summary.seconds,
-            summary.images_per_second,
-            out.display(),
-            set.rows(),
-            set.dim
+            "  {}-fold cross-validated accuracy: {}",
+            report.folds,
+            grid.join("  ")
         );
-        if !summary.skipped.is_empty() {
-            println!("skipped {}:", summary.skipped.len());
-            for skip in &summary.skipped {
-                println!("  {}: {}", skip.path, skip.reason);
+    }
+    if let Some(c) = report.chosen_c {
+        println!("  chosen C = {c}");
+    }
+    println!(
+        "  out-of-fold accuracy {:.4}, calibrated temperature {:.3}",
+        report.cv_accuracy, report.temperature
+    );
+}
+
+fn eval(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
+    let backbone = args.backbone.as_deref().map(BackboneRef::parse);
+    let flags = &args.embed;
+    let (set, bundle) = if args.input.is_dir() {
+        let mut classifier = Classifier::load(&args.bundle, &runtime, backbone.as_ref())?;
+        let data = dataset::scan(&args.input)?;
+        let mut bar = flags.progress(data.items.len());
+        let result =
+            classifier.embed_dataset(&data, &flags.options(), &mut |done, _| bar.update(done));
+        bar.finish();
+        let (set, summary) = result?;
+        if !flags.quiet && !flags.json {
+            print_embed_summary(&summary);
+        }
+        (set, classifier.bundle)
+    } else {
+        (
+            EmbeddedSet::read_npz(&args.input)?,
+            Bundle::load(&args.bundle)?,
+        )
+    };
+    let (metrics, _) = workflow::evaluate_set(&bundle, &set)?;
+    if flags.json {
+        println!("{}", serde_json::to_string(&metrics).unwrap_or_default());
+    } else {
+        print!("{}", metrics.render());
+    }
+    Ok(())
+}
+
+fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
+    if !(0.0..=1.0).contains(&args.min_confidence) {
+        return Err(headstart::Error::Config(
+            "--min-confidence must be between 0 and 1".into(),
+        ));
+    }
+    let backbone = args.backbone.as_deref().map(BackboneRef::parse);
+    let mut classifier = Classifier::load(&args.bundle, &runtime, backbone.as_ref())?;
+    let data = dataset::from_inputs(&args.inputs)?;
+    let flags = &args.embed;
+    let mut bar = flags.progress(data.items.len());
+    let result = classifier.embed_dataset(&data, &flags.options(), &mut |done, _| bar.update(done));
+    bar.finish();
+    let (set, summary) = result?;
+    let probabilities = classifier.predict_embeddings(set.matrix());
+    let answers = predictions(
+        probabilities.view(),
+        classifier.class_names(),
+        args.top_k,
+        args.min_confidence,
+    );
+    let rows: Vec<(&String, &Prediction)> = set.paths.iter().zip(&answers).collect();
+    match args.format {
+        OutputFormat::Json => {
+            let items: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(path, p)| {
+                    let top: Vec<serde_json::Value> =
+                        p.top.iter().map(|(c, prob)| serde_json::json!({"class": c, "probability": prob})).collect();
+                    serde_json::json!({"path": path, "label": p.label.as_deref().unwrap_or("unknown"), "top": top})
+                })
+                .collect();
+            let skipped: Vec<serde_json::Value> = summary
+                .skipped
+                .iter()
+                .map(|s| serde_json::json!({"path": s.path, "reason": s.reason}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"predictions": items, "skipped": skipped})
+            );
+        }
+        OutputFormat::Csv => {
+            let header: Vec<String> = (1..=args.top_k)
+                .flat_map(|i| [format!("class{i}"), format!("p{i}")])
+                .collect();
+            println!("path,label,{}", header.join(","));
+            for (path, p) in &rows {
+                let top: Vec<String> = p
+                    .top
+                    .iter()
+                    .flat_map(|(c, prob)| [csv_field(c), format!("{prob:.4}")])
+                    .collect();
+                println!(
+                    "{},{},{}",
+                    csv_field(path),
+                    csv_field(p.label.as_deref().unwrap_or("unknown")),
+                    top.join(",")
+                );
             }
         }
-        for class in &summary.empty_classes {
-            println!("empty class folder: {class}");
+        OutputFormat::Table => {
+            let width = rows
+                .iter()
+                .map(|(path, _)| path.chars().count())
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            for (path, p) in &rows {
+                let top: Vec<String> = p
+                    .top
+                    .iter()
+                    .map(|(c, prob)| format!("{c} {:.1}%", prob * 100.0))
+                    .collect();
+                println!(
+                    "{path:<width$}  {:<12}  {}",
+                    p.label.as_deref().unwrap_or("unknown"),
+                    top.join("  ")
+                );
+            }
+        }
+    }
+    if !matches!(args.format, OutputFormat::Json) {
+        for skip in &summary.skipped {
+            eprintln!("skipped {}: {}", skip.path, skip.reason);
         }
     }
     Ok(())
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
 }
 
 fn inspect(path: &std::path::Path, layers: bool, runtime: &RuntimeOptions) -> Result<()> {
@@ -447,6 +799,22 @@ fn list_models() -> Result<()> {
         println!("    licence  {}", model.licence);
     }
     Ok(())
+}
+
+fn print_elpv_demo(report: &demo::ElpvReport) {
+    println!(
+        "ELPV solar cells: defective (defect probability >= 0.5) vs functional, backbone efficientnet-lite0"
+    );
+    print_embed_summary(&report.embed);
+    println!(
+        "split: {} train / {} test images (stratified, seed {})",
+        report.train_images,
+        report.test_images,
+        demo::ELPV_SEED
+    );
+    print_train_report(&report.report);
+    println!("\ntest set\n{}", report.test.render());
+    println!("whole job: {:.1} s", report.seconds);
 }
 
 fn print_demo(report: &demo::DemoReport) {

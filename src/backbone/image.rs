@@ -74,6 +74,11 @@ impl ImageBackbone {
         &self.model.identity
     }
 
+    /// The zoo name or path it was opened from.
+    pub fn source(&self) -> &str {
+        &self.model.source
+    }
+
     pub fn path(&self) -> &Path {
         &self.model.path
     }

@@ -79,6 +79,8 @@ pub struct BackboneIdentity {
 
 /// An ONNX file loaded into a session, with its feature output resolved.
 pub(crate) struct LoadedModel {
+    /// How the user named it (zoo name or path), to open it again.
+    pub source: String,
     pub path: PathBuf,
     pub zoo: Option<ZooModel>,
     pub session: Session,
@@ -143,6 +145,7 @@ impl LoadedModel {
                 .unwrap_or(false),
         };
         Ok(LoadedModel {
+            source: backbone.to_string(),
             path,
             zoo,
             session,

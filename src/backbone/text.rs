@@ -117,6 +117,11 @@ impl TextBackbone {
         &self.model.identity
     }
 
+    /// The zoo name or path it was opened from.
+    pub fn source(&self) -> &str {
+        &self.model.source
+    }
+
     /// Texts longer than this many tokens are truncated.
     pub fn max_length(&self) -> usize {
         self.max_length

@@ -1,0 +1,345 @@
+//! The saved model: one `.hs` file holding the head, its scaler and temperature, the class names, the
+//! backbone's identity and preprocessing, and how it was trained. It is an `.npz` (numpy can open it) whose
+//! `bundle` entry is versioned JSON; saving is atomic.
+
+use std::path::Path;
+
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+
+use crate::backbone::BackboneIdentity;
+use crate::error::{Error, Result};
+use crate::head::{ClassWeight, Head, HeadKind, Scaler};
+use crate::npz::{NpyArray, NpyData, read_npz, write_npz};
+use crate::preprocess::ImagePreprocess;
+
+/// Bumped when a bundle written now could not be read by an older headstart.
+pub const FORMAT_VERSION: u32 = 1;
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bundle {
+    pub head: Head,
+    pub temperature: f32,
+    pub info: BundleInfo,
+}
+
+/// Everything but the arrays.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BundleInfo {
+    pub format_version: u32,
+    pub class_names: Vec<String>,
+    /// What the user named the backbone (a zoo name or a path), to open it again.
+    pub backbone_source: String,
+    pub backbone: BackboneIdentity,
+    /// Image preprocessing; `None` for text backbones.
+    pub preprocess: Option<ImagePreprocess>,
+    pub training: TrainingInfo,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TrainingInfo {
+    pub head: HeadKind,
+    pub chosen_c: Option<f64>,
+    pub cv_accuracy: f64,
+    pub folds: usize,
+    pub class_weight: ClassWeight,
+    pub seed: u64,
+    pub knn_k: Option<usize>,
+    pub samples: usize,
+    /// sha256 (first 16 hex digits) of the training embeddings and labels.
+    pub dataset_fingerprint: String,
+    pub headstart_version: String,
+    /// UTC, RFC 3339.
+    pub date: String,
+}
+
+impl Bundle {
+    pub fn save(&self, path: &Path) -> Result<()> {
+        let info = serde_json::to_string(&self.info)
+            .map_err(|e| Error::Config(format!("bundle metadata: {e}")))?;
+        let temperature = [self.temperature];
+        let mut arrays: Vec<(&str, NpyArray)> = vec![
+            ("bundle", NpyArray::Str(&info)),
+            ("temperature", f32s(&temperature)),
+        ];
+        let labels: Vec<i64>;
+        match &self.head {
+            Head::Logistic {
+                scaler,
+                weights,
+                intercept,
+            } => {
+                arrays.push(("scaler_mean", f32s(scaler.mean.as_slice().unwrap_or(&[]))));
+                arrays.push(("scaler_scale", f32s(scaler.scale.as_slice().unwrap_or(&[]))));
+                arrays.push(("weights", matrix(weights)));
+                arrays.push(("intercept", f32s(intercept.as_slice().unwrap_or(&[]))));
+            }
+            Head::Centroid { centroids } => arrays.push(("centroids", matrix(centroids))),
+            Head::Knn {
+                embeddings,
+                labels: knn_labels,
+                ..
+            } => {
+                labels = knn_labels.iter().map(|&l| l as i64).collect();
+                arrays.push(("knn_embeddings", matrix(embeddings)));
+                arrays.push((
+                    "knn_labels",
+                    NpyArray::I64 {
+                        shape: vec![labels.len()],
+                        data: &labels,
+                    },
+                ));
+            }
+        }
+        write_npz(path, &arrays)
+    }
+
+    pub fn load(path: &Path) -> Result<Self> {
+        let bad = |message: String| Error::input(path, message);
+        let arrays = read_npz(path).map_err(|e| match e {
+            Error::Input { message, .. } => bad(format!("not a headstart bundle ({message})")),
+            other => other,
+        })?;
+        let get = |name: &str| arrays.iter().find(|(n, _)| n == name).map(|(_, a)| a);
+        let Some(NpyData::Strings { data, .. }) = get("bundle") else {
+            return Err(bad("not a headstart bundle (no 'bundle' entry)".into()));
+        };
+        let json = data.first().map(String::as_str).unwrap_or("");
+        let version = serde_json::from_str::<serde_json::Value>(json)
+            .ok()
+            .and_then(|v| v.get("format_version").and_then(serde_json::Value::as_u64))
+            .ok_or_else(|| bad("not a headstart bundle (unreadable metadata)".into()))?;
+        if version > FORMAT_VERSION as u64 {
+            return Err(bad(format!(
+                "written by a newer headstart (bundle format {version}; this one reads up to {FORMAT_VERSION}): upgrade headstart"
+            )));
+        }
+        let info: BundleInfo =
+            serde_json::from_str(json).map_err(|e| bad(format!("damaged bundle metadata: {e}")))?;
+        let vector = |name: &str| -> Result<Array1<f32>> {
+            match get(name) {
+                Some(NpyData::F32 { shape, data }) if shape.len() == 1 => {
+                    Ok(Array1::from(data.clone()))
+                }
+                _ => Err(bad(format!(
+                    "damaged bundle: '{name}' is missing or not a float vector"
+                ))),
+            }
+        };
+        let table = |name: &str| -> Result<Array2<f32>> {
+            match get(name) {
+                Some(NpyData::F32 { shape, data }) if shape.len() == 2 => {
+                    Array2::from_shape_vec((shape[0], shape[1]), data.clone())
+                        .map_err(|_| bad(format!("damaged bundle: '{name}' has the wrong size")))
+                }
+                _ => Err(bad(format!(
+                    "damaged bundle: '{name}' is missing or not a float matrix"
+                ))),
+            }
+        };
+        let k = info.class_names.len();
+        let head = match info.training.head {
+            HeadKind::Logistic => Head::Logistic {
+                scaler: Scaler {
+                    mean: vector("scaler_mean")?,
+                    scale: vector("scaler_scale")?,
+                },
+                weights: table("weights")?,
+                intercept: vector("intercept")?,
+            },
+            HeadKind::Centroid => Head::Centroid {
+                centroids: table("centroids")?,
+            },
+            HeadKind::Knn => {
+                let Some(NpyData::I64 { data, .. }) = get("knn_labels") else {
+                    return Err(bad("damaged bundle: 'knn_labels' is missing".into()));
+                };
+                let labels: Vec<usize> = data.iter().map(|&l| l.max(0) as usize).collect();
+                if labels.iter().any(|&l| l >= k) {
+                    return Err(bad("damaged bundle: a kNN label is not a class".into()));
+                }
+                Head::Knn {
+                    embeddings: table("knn_embeddings")?,
+                    labels,
+                    k: info.training.knn_k.unwrap_or(5),
+                    classes: k,
+                }
+            }
+        };
+        if head.classes() != k || !consistent(&head) {
+            return Err(bad(
+                "damaged bundle: the head's arrays do not fit together".into()
+            ));
+        }
+        let temperature = vector("temperature")?
+            .first()
+            .copied()
+            .filter(|t| t.is_finite() && *t > 0.0)
+            .unwrap_or(1.0);
+        Ok(Bundle {
+            head,
+            temperature,
+            info,
+        })
+    }
+}
+
+fn consistent(head: &Head) -> bool {
+    match head {
+        Head::Logistic {
+            scaler,
+            weights,
+            intercept,
+        } => {
+            scaler.mean.len() == weights.nrows()
+                && scaler.scale.len() == weights.nrows()
+                && intercept.len() == weights.ncols()
+        }
+        Head::Centroid { .. } => true,
+        Head::Knn {
+            embeddings, labels, ..
+        } => embeddings.nrows() == labels.len(),
+    }
+}
+
+fn f32s(values: &[f32]) -> NpyArray<'_> {
+    NpyArray::F32 {
+        shape: vec![values.len()],
+        data: values,
+    }
+}
+
+fn matrix(m: &Array2<f32>) -> NpyArray<'_> {
+    NpyArray::F32 {
+        shape: vec![m.nrows(), m.ncols()],
+        data: m.as_slice().unwrap_or(&[]),
+    }
+}
+
+/// Now, as RFC 3339 UTC (days-to-civil from Howard Hinnant's algorithm; no time-zone crate needed).
+pub fn utc_now() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs()) as i64;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}Z",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    fn info(head: HeadKind, classes: usize) -> BundleInfo {
+        BundleInfo {
+            format_version: FORMAT_VERSION,
+            class_names: (0..classes).map(|c| format!("class{c}")).collect(),
+            backbone_source: "efficientnet-lite0".into(),
+            backbone: BackboneIdentity {
+                name: "efficientnet-lite0".into(),
+                sha256: "ab".repeat(32),
+                output: "features".into(),
+                layer: None,
+                pooling: Default::default(),
+                normalize: false,
+            },
+            preprocess: Some(ImagePreprocess::default()),
+            training: TrainingInfo {
+                head,
+                chosen_c: Some(0.1),
+                cv_accuracy: 0.9,
+                folds: 5,
+                class_weight: ClassWeight::None,
+                seed: 42,
+                knn_k: Some(3),
+                samples: 10,
+                dataset_fingerprint: "0123456789abcdef".into(),
+                headstart_version: env!("CARGO_PKG_VERSION").into(),
+                date: utc_now(),
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips_every_head() {
+        let dir = tempfile::tempdir().unwrap();
+        let heads = [
+            Head::Logistic {
+                scaler: Scaler {
+                    mean: array![0.5, -1.0],
+                    scale: array![2.0, 1.0],
+                },
+                weights: array![[1.0, -1.0, 0.5], [0.0, 2.0, 1.0]],
+                intercept: array![0.1, 0.2, 0.3],
+            },
+            Head::Centroid {
+                centroids: array![[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]],
+            },
+            Head::Knn {
+                embeddings: array![[1.0, 0.0], [0.0, 1.0]],
+                labels: vec![2, 0],
+                k: 3,
+                classes: 3,
+            },
+        ];
+        for head in heads {
+            let bundle = Bundle {
+                temperature: 1.7,
+                info: info(head.kind(), 3),
+                head,
+            };
+            let path = dir.path().join("m.hs");
+            bundle.save(&path).unwrap();
+            assert_eq!(Bundle::load(&path).unwrap(), bundle);
+        }
+    }
+
+    #[test]
+    fn future_and_foreign_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("m.hs");
+        let mut future = info(HeadKind::Centroid, 2);
+        future.format_version = FORMAT_VERSION + 1;
+        let bundle = Bundle {
+            head: Head::Centroid {
+                centroids: array![[1.0], [0.0]],
+            },
+            temperature: 1.0,
+            info: future,
+        };
+        bundle.save(&path).unwrap();
+        let err = Bundle::load(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("newer headstart") && err.contains("upgrade"),
+            "{err}"
+        );
+        std::fs::write(&path, b"not a zip").unwrap();
+        assert!(
+            Bundle::load(&path)
+                .unwrap_err()
+                .to_string()
+                .contains("not a headstart bundle")
+        );
+    }
+
+    #[test]
+    fn dates() {
+        let now = utc_now();
+        assert_eq!(now.len(), 20);
+        assert!(now.starts_with("20") && now.ends_with('Z'));
+    }
+}

@@ -1,0 +1,216 @@
+//! A trained bundle with its backbone: images in, class probabilities out. The library face of `predict`.
+
+use std::path::Path;
+
+use image::DynamicImage;
+use ndarray::{Array2, ArrayView2};
+use serde::Serialize;
+
+use crate::backbone::{BackboneIdentity, BackboneOptions, BackboneRef, ImageBackbone};
+use crate::bundle::Bundle;
+use crate::dataset::Dataset;
+use crate::decode::open_image;
+use crate::embed::{self, EmbedOptions, EmbedSummary, EmbeddedSet};
+use crate::error::{Error, Result};
+use crate::preprocess::{ImagePreprocess, PreprocessOverrides};
+use crate::runtime::RuntimeOptions;
+use crate::zoo;
+
+pub struct Classifier {
+    pub bundle: Bundle,
+    backbone: ImageBackbone,
+}
+
+/// One input's answer.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Prediction {
+    /// The top class, or `None` ("unknown") when its probability is below the minimum confidence.
+    pub label: Option<String>,
+    /// The `k` most probable classes, most probable first.
+    pub top: Vec<(String, f32)>,
+}
+
+impl Classifier {
+    /// Loads a bundle and opens the backbone it was trained on (`backbone` overrides where to find it; it must
+    /// be the same model).
+    pub fn load(
+        path: &Path,
+        runtime: &RuntimeOptions,
+        backbone: Option<&BackboneRef>,
+    ) -> Result<Self> {
+        let bundle = Bundle::load(path)?;
+        let info = &bundle.info;
+        let preprocess = info.preprocess.clone().ok_or_else(|| {
+            Error::Config(format!(
+                "{} was trained on a text backbone; give it texts",
+                path.display()
+            ))
+        })?;
+        let reference = backbone
+            .cloned()
+            .unwrap_or_else(|| BackboneRef::parse(&info.backbone_source));
+        // Check the model file before opening it with the bundle's output and layer names.
+        let given_sha256 = match &reference {
+            BackboneRef::Zoo(name) => zoo::find(name)?.onnx.sha256().to_string(),
+            BackboneRef::File(file) if file.is_file() => crate::fetch::sha256_file(file)?,
+            BackboneRef::File(_) => info.backbone.sha256.clone(),
+        };
+        if given_sha256 != info.backbone.sha256 {
+            let given = BackboneIdentity {
+                sha256: given_sha256,
+                ..info.backbone.clone()
+            };
+            check_same_backbone(&info.backbone, &given, &reference)?;
+        }
+        let options = BackboneOptions {
+            runtime: runtime.clone(),
+            output: Some(info.backbone.output.clone()),
+            layer: info.backbone.layer.clone(),
+            pooling: Some(info.backbone.pooling),
+            normalize: Some(info.backbone.normalize),
+            preprocess_file: None,
+            preprocess: overrides(&preprocess),
+        };
+        let opened = ImageBackbone::open(&reference, &options).map_err(|e| match e {
+            Error::Model { message, .. } if message == "no such file" => Error::Config(format!(
+                "{}: the bundle's backbone {} is not there; pass --backbone PATH",
+                path.display(),
+                info.backbone_source
+            )),
+            other => other,
+        })?;
+        check_same_backbone(&info.backbone, opened.identity(), &reference)?;
+        Ok(Classifier {
+            bundle,
+            backbone: opened,
+        })
+    }
+
+    /// Embeds a dataset with the bundle's backbone (parallel decode, cache, skips), ready for
+    /// [`Self::predict_embeddings`] or evaluation.
+    pub fn embed_dataset(
+        &mut self,
+        data: &Dataset,
+        options: &EmbedOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(EmbeddedSet, EmbedSummary)> {
+        embed::embed_dataset(data, &mut self.backbone, options, progress)
+    }
+
+    pub fn class_names(&self) -> &[String] {
+        &self.bundle.info.class_names
+    }
+
+    /// Class probabilities, [N, K], for decoded images.
+    pub fn predict_images(&mut self, images: &[DynamicImage]) -> Result<Array2<f32>> {
+        let embeddings = self.backbone.embed(images)?;
+        Ok(self.predict_embeddings(embeddings.view()))
+    }
+
+    /// Class probabilities of one image.
+    pub fn predict_image(&mut self, image: &DynamicImage) -> Result<Vec<f32>> {
+        Ok(self
+            .predict_images(std::slice::from_ref(image))?
+            .row(0)
+            .to_vec())
+    }
+
+    /// Class probabilities of one image file.
+    pub fn predict_path(&mut self, path: &Path) -> Result<Vec<f32>> {
+        self.predict_image(&open_image(path)?)
+    }
+
+    /// Class probabilities for embeddings made by the same backbone.
+    pub fn predict_embeddings(&self, embeddings: ArrayView2<f32>) -> Array2<f32> {
+        self.bundle
+            .head
+            .probabilities(embeddings, self.bundle.temperature)
+    }
+}
+
+fn overrides(p: &ImagePreprocess) -> PreprocessOverrides {
+    PreprocessOverrides {
+        size: Some((p.height, p.width)),
+        resize: Some(p.resize),
+        crop_pct: Some(p.crop_pct),
+        interpolation: Some(p.interpolation),
+        mean: Some(p.mean),
+        std: Some(p.std),
+        layout: Some(p.layout),
+        colour: Some(p.colour),
+    }
+}
+
+/// A head only means something on the features it was trained on.
+pub fn check_same_backbone(
+    trained: &BackboneIdentity,
+    given: &BackboneIdentity,
+    reference: &dyn std::fmt::Display,
+) -> Result<()> {
+    if trained.sha256 != given.sha256 {
+        return Err(Error::Config(format!(
+            "this bundle was trained on backbone {} (sha256 {}…) but {reference} has sha256 {}…: use the same backbone",
+            trained.name,
+            &trained.sha256[..12.min(trained.sha256.len())],
+            &given.sha256[..12.min(given.sha256.len())]
+        )));
+    }
+    if trained != given {
+        return Err(Error::Config(format!(
+            "this bundle was trained on {} output '{}' layer {:?} pooling {:?}, not on output '{}' layer {:?} pooling {:?}",
+            trained.name,
+            trained.output,
+            trained.layer,
+            trained.pooling,
+            given.output,
+            given.layer,
+            given.pooling
+        )));
+    }
+    Ok(())
+}
+
+/// Top-`k` answers per row, with `unknown` below `min_confidence`.
+pub fn predictions(
+    probabilities: ArrayView2<f32>,
+    class_names: &[String],
+    k: usize,
+    min_confidence: f32,
+) -> Vec<Prediction> {
+    probabilities
+        .rows()
+        .into_iter()
+        .map(|row| {
+            let mut order: Vec<usize> = (0..row.len()).collect();
+            order.sort_by(|&a, &b| row[b].total_cmp(&row[a]));
+            let top: Vec<(String, f32)> = order
+                .iter()
+                .take(k.max(1))
+                .map(|&i| (class_names[i].clone(), row[i]))
+                .collect();
+            let label = top
+                .first()
+                .filter(|(_, p)| *p >= min_confidence)
+                .map(|(name, _)| name.clone());
+            Prediction { label, top }
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::array;
+
+    #[test]
+    fn unknown_below_the_threshold() {
+        let names = vec!["cat".to_string(), "dog".to_string()];
+        let p = predictions(array![[0.9f32, 0.1], [0.55, 0.45]].view(), &names, 2, 0.6);
+        assert_eq!(p[0].label.as_deref(), Some("cat"));
+        assert_eq!(
+            p[0].top,
+            [("cat".to_string(), 0.9), ("dog".to_string(), 0.1)]
+        );
+        assert_eq!(p[1].label, None);
+    }
+}

@@ -1,0 +1,636 @@
+//! Training heads with the linear-probe protocol: stratified k-fold cross-validation picks the logistic
+//! regularisation from a grid, the out-of-fold predictions calibrate the temperature, and the final head is
+//! trained on everything. Deterministic for a given seed.
+
+use std::time::Instant;
+
+use linfa::prelude::*;
+use linfa_logistic::MultiLogisticRegression;
+use ndarray::{Array1, Array2, ArrayView2, Axis};
+use serde::{Deserialize, Serialize};
+
+use super::{Head, HeadKind, Scaler, fit_temperature, normalized};
+use crate::error::{Error, Result};
+use crate::metrics::argmax;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum ClassWeight {
+    #[default]
+    None,
+    /// Smaller classes count as much as larger ones: their examples are repeated to about the size of the
+    /// largest class (linfa-logistic takes no sample weights).
+    Balanced,
+}
+
+/// Validated with [`TrainParams::check`] before training.
+#[derive(Debug, Clone, PartialEq)]
+pub struct TrainParams {
+    pub head: HeadKind,
+    /// Cross-validation folds (at least 2).
+    pub folds: usize,
+    /// Inverse regularisation strengths C to try (scikit-learn's C; linfa's alpha = 1 / C).
+    pub grid: Vec<f64>,
+    pub class_weight: ClassWeight,
+    pub seed: u64,
+    /// Neighbours for `knn`.
+    pub k: usize,
+    /// L-BFGS iterations per fit.
+    pub max_iterations: u64,
+}
+
+impl Default for TrainParams {
+    fn default() -> Self {
+        TrainParams {
+            head: HeadKind::Logistic,
+            folds: 5,
+            grid: vec![0.001, 0.01, 0.1, 1.0, 10.0],
+            class_weight: ClassWeight::None,
+            seed: 42,
+            k: 5,
+            max_iterations: 100,
+        }
+    }
+}
+
+impl TrainParams {
+    pub fn check(&self) -> Result<()> {
+        if self.folds < 2 {
+            return Err(Error::Config("--folds must be at least 2".into()));
+        }
+        if self.grid.is_empty() || self.grid.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
+            return Err(Error::Config(
+                "the C grid needs positive, finite values".into(),
+            ));
+        }
+        if self.k == 0 {
+            return Err(Error::Config("--k must be at least 1".into()));
+        }
+        if self.max_iterations == 0 {
+            return Err(Error::Config("--max-iterations must be at least 1".into()));
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainReport {
+    pub head: HeadKind,
+    /// (C, mean cross-validated accuracy) per grid value (logistic only).
+    pub cv: Vec<(f64, f64)>,
+    pub chosen_c: Option<f64>,
+    /// Out-of-fold accuracy of the chosen configuration.
+    pub cv_accuracy: f64,
+    pub folds: usize,
+    pub temperature: f32,
+    pub samples: usize,
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+}
+
+/// Trains a head on embeddings `x` ([N, D]) with classes `y` (indices into `class_names`).
+/// Returns the head, its temperature and a report.
+pub fn train(
+    x: ArrayView2<f32>,
+    y: &[usize],
+    class_names: &[String],
+    params: &TrainParams,
+) -> Result<(Head, TrainReport)> {
+    params.check()?;
+    let started = Instant::now();
+    let k = class_names.len();
+    check_data(x, y, k)?;
+    let mut counts = vec![0usize; k];
+    y.iter().for_each(|&c| counts[c] += 1);
+    let present = counts.iter().filter(|&&c| c > 0).count();
+    if present < 2 {
+        let only = counts
+            .iter()
+            .position(|&c| c > 0)
+            .map_or("none".to_string(), |c| format!("'{}'", class_names[c]));
+        return Err(Error::Config(format!(
+            "training needs examples of at least two classes; only {only} has any"
+        )));
+    }
+    let mut warnings = Vec::new();
+    for (c, &count) in counts.iter().enumerate() {
+        match count {
+            0 => warnings.push(format!(
+                "class '{}' has no examples and will never be predicted",
+                class_names[c]
+            )),
+            1 => warnings.push(format!(
+                "class '{}' has a single example: its scores are unreliable",
+                class_names[c]
+            )),
+            _ => {}
+        }
+    }
+    let folds = stratified_folds(y, params.folds, params.seed);
+
+    let (cv, chosen_c, oof) = match params.head {
+        HeadKind::Logistic => {
+            let per_c = cross_validate(x, y, &folds, params.folds, k, |xt, yt, xv| {
+                let (xt, yt) = weighted(xt, yt, k, params.class_weight);
+                let scaler = Scaler::fit(xt.view());
+                let xt = scaler.transform(xt.view()).mapv(f64::from);
+                let xv = scaler.transform(xv);
+                let mut warm: Option<Array2<f64>> = None;
+                let mut out = Vec::new();
+                for &c in &params.grid {
+                    let (weights, intercept, raw) =
+                        fit_logistic(&xt, &yt, k, c, params.max_iterations, warm.take())?;
+                    warm = Some(raw);
+                    out.push(xv.dot(&weights) + &intercept);
+                }
+                Ok(out)
+            })?;
+            let scored: Vec<(f64, f64)> = params
+                .grid
+                .iter()
+                .zip(&per_c)
+                .map(|(&c, logits)| (c, accuracy(logits.view(), y)))
+                .collect();
+            // Best accuracy; on a tie, the stronger regularisation (smaller C).
+            let best = scored.iter().enumerate().fold(0, |best, (i, s)| {
+                if s.1 > scored[best].1 + 1e-12 {
+                    i
+                } else {
+                    best
+                }
+            });
+            let oof = per_c
+                .into_iter()
+                .nth(best)
+                .unwrap_or_else(|| Array2::zeros((y.len(), k)));
+            (scored.clone(), Some(scored[best].0), oof)
+        }
+        HeadKind::Centroid | HeadKind::Knn => {
+            let oof = cross_validate(x, y, &folds, params.folds, k, |xt, yt, xv| {
+                let head = fit_simple(params.head, xt.view(), &yt, k, params.k);
+                Ok(vec![head.logits(xv)])
+            })?;
+            (
+                Vec::new(),
+                None,
+                oof.into_iter()
+                    .next()
+                    .unwrap_or_else(|| Array2::zeros((y.len(), k))),
+            )
+        }
+    };
+    let temperature = fit_temperature(oof.view(), y);
+    let cv_accuracy = accuracy(oof.view(), y);
+
+    let head = match params.head {
+        HeadKind::Logistic => {
+            let (xt, yt) = weighted(x.to_owned(), y.to_vec(), k, params.class_weight);
+            let scaler = Scaler::fit(xt.view());
+            let xs = scaler.transform(xt.view()).mapv(f64::from);
+            let c = chosen_c.unwrap_or(1.0);
+            let (weights, intercept, _) =
+                fit_logistic(&xs, &yt, k, c, params.max_iterations, None)?;
+            Head::Logistic {
+                scaler,
+                weights,
+                intercept,
+            }
+        }
+        kind => fit_simple(kind, x, y, k, params.k),
+    };
+    let report = TrainReport {
+        head: params.head,
+        cv,
+        chosen_c,
+        cv_accuracy,
+        folds: params.folds,
+        temperature,
+        samples: y.len(),
+        warnings,
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    Ok((head, report))
+}
+
+fn check_data(x: ArrayView2<f32>, y: &[usize], k: usize) -> Result<()> {
+    if x.nrows() != y.len() {
+        return Err(Error::Config(format!(
+            "{} embeddings but {} labels",
+            x.nrows(),
+            y.len()
+        )));
+    }
+    if let Some((row, _)) = x
+        .rows()
+        .into_iter()
+        .enumerate()
+        .find(|(_, r)| r.iter().any(|v| !v.is_finite()))
+    {
+        return Err(Error::Config(format!(
+            "embedding row {row} contains NaN or Inf"
+        )));
+    }
+    if let Some(bad) = y.iter().find(|&&c| c >= k) {
+        return Err(Error::Config(format!(
+            "label {bad} is not a class index (there are {k} classes)"
+        )));
+    }
+    Ok(())
+}
+
+/// Fold index per sample: each class is shuffled (seeded) and dealt round-robin, so every fold has about the
+/// same class mix.
+pub fn stratified_folds(y: &[usize], folds: usize, seed: u64) -> Vec<usize> {
+    let k = y.iter().copied().max().map_or(0, |m| m + 1);
+    let mut rng = SplitMix64(seed);
+    let mut fold_of = vec![0; y.len()];
+    let mut offset = 0;
+    for class in 0..k {
+        let mut members: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
+        rng.shuffle(&mut members);
+        for (j, &i) in members.iter().enumerate() {
+            fold_of[i] = (j + offset) % folds;
+        }
+        // Continue the deal where the last class stopped, so small classes do not all land in fold 0.
+        offset = (offset + members.len()) % folds;
+    }
+    fold_of
+}
+
+/// A fold's validation rows and the logits each output gave them.
+type FoldLogits = (Vec<usize>, Vec<Array2<f32>>);
+
+/// Runs `fit` on each fold (in parallel) and assembles its out-of-fold logits, one matrix per output.
+fn cross_validate<F>(
+    x: ArrayView2<f32>,
+    y: &[usize],
+    fold_of: &[usize],
+    folds: usize,
+    k: usize,
+    fit: F,
+) -> Result<Vec<Array2<f32>>>
+where
+    F: Fn(Array2<f32>, Vec<usize>, ArrayView2<f32>) -> Result<Vec<Array2<f32>>> + Sync,
+{
+    let results: Vec<Result<FoldLogits>> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..folds)
+            .map(|fold| {
+                let fit = &fit;
+                scope.spawn(move || {
+                    let train: Vec<usize> = (0..y.len()).filter(|&i| fold_of[i] != fold).collect();
+                    let val: Vec<usize> = (0..y.len()).filter(|&i| fold_of[i] == fold).collect();
+                    if val.is_empty() || train.is_empty() {
+                        return Ok((val, Vec::new()));
+                    }
+                    let xt = x.select(Axis(0), &train);
+                    let yt: Vec<usize> = train.iter().map(|&i| y[i]).collect();
+                    let xv = x.select(Axis(0), &val);
+                    Ok((val, fit(xt, yt, xv.view())?))
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(Error::Config("a cross-validation fold failed".into())))
+            })
+            .collect()
+    });
+    let mut out: Vec<Array2<f32>> = Vec::new();
+    for result in results {
+        let (val, logits) = result?;
+        if out.is_empty() {
+            out = vec![Array2::zeros((y.len(), k)); logits.len()];
+        }
+        for (matrix, fold_logits) in out.iter_mut().zip(logits) {
+            for (row, &i) in fold_logits.rows().into_iter().zip(&val) {
+                matrix.row_mut(i).assign(&row);
+            }
+        }
+    }
+    Ok(out)
+}
+
+fn accuracy(logits: ArrayView2<f32>, y: &[usize]) -> f64 {
+    let correct = logits
+        .rows()
+        .into_iter()
+        .zip(y)
+        .filter(|(row, t)| argmax(row.as_slice().unwrap_or(&[])) == **t)
+        .count();
+    correct as f64 / y.len().max(1) as f64
+}
+
+/// With `Balanced`, every class's examples are repeated round(largest / count) times.
+fn weighted(
+    x: Array2<f32>,
+    y: Vec<usize>,
+    k: usize,
+    weight: ClassWeight,
+) -> (Array2<f32>, Vec<usize>) {
+    if weight == ClassWeight::None {
+        return (x, y);
+    }
+    let mut counts = vec![0usize; k];
+    y.iter().for_each(|&c| counts[c] += 1);
+    let largest = counts.iter().copied().max().unwrap_or(1) as f64;
+    let copies: Vec<usize> = counts
+        .iter()
+        .map(|&c| {
+            if c == 0 {
+                0
+            } else {
+                (largest / c as f64).round().max(1.0) as usize
+            }
+        })
+        .collect();
+    let rows: Vec<usize> = (0..y.len())
+        .flat_map(|i| std::iter::repeat_n(i, copies[y[i]]))
+        .collect();
+    (
+        x.select(Axis(0), &rows),
+        rows.iter().map(|&i| y[i]).collect(),
+    )
+}
+
+/// linfa-logistic's multinomial regression; returns weights [D, K] and intercept [K] over all `k` classes
+/// (classes absent from `y` get a prohibitive intercept), plus linfa's raw parameters for warm starts.
+fn fit_logistic(
+    x: &Array2<f64>,
+    y: &[usize],
+    k: usize,
+    c: f64,
+    max_iterations: u64,
+    warm: Option<Array2<f64>>,
+) -> Result<(Array2<f32>, Array1<f32>, Array2<f64>)> {
+    let dataset = DatasetBase::new(x.view(), Array1::from(y.to_vec()));
+    let present = {
+        let mut p: Vec<usize> = y.to_vec();
+        p.sort_unstable();
+        p.dedup();
+        p
+    };
+    // linfa minimises the summed loss; scikit-learn's tolerance of 1e-4 applies to the mean, so scale it.
+    let tolerance = 1e-4 * y.len().max(1) as f64;
+    let mut model = MultiLogisticRegression::default()
+        .alpha(1.0 / c)
+        .max_iterations(max_iterations)
+        .gradient_tolerance(tolerance);
+    if let Some(raw) = warm.filter(|w| w.dim() == (x.ncols() + 1, present.len())) {
+        model = model.initial_params(raw);
+    }
+    let fitted = model
+        .fit(&dataset)
+        .map_err(|e| Error::Config(format!("logistic regression failed: {e}")))?;
+    let mut weights = Array2::zeros((x.ncols(), k));
+    let mut intercept = Array1::from_elem(k, -1e4f32);
+    for (j, &class) in fitted.classes().iter().enumerate() {
+        weights
+            .column_mut(class)
+            .assign(&fitted.params().column(j).mapv(|v| v as f32));
+        intercept[class] = fitted.intercept()[j] as f32;
+    }
+    let mut raw = Array2::zeros((x.ncols() + 1, fitted.classes().len()));
+    raw.slice_mut(ndarray::s![..x.ncols(), ..])
+        .assign(fitted.params());
+    raw.row_mut(x.ncols()).assign(fitted.intercept());
+    Ok((weights, intercept, raw))
+}
+
+fn fit_simple(
+    kind: HeadKind,
+    x: ArrayView2<f32>,
+    y: &[usize],
+    k: usize,
+    neighbours: usize,
+) -> Head {
+    let unit = normalized(x);
+    match kind {
+        HeadKind::Knn => Head::Knn {
+            embeddings: unit,
+            labels: y.to_vec(),
+            k: neighbours,
+            classes: k,
+        },
+        _ => {
+            let mut centroids = Array2::zeros((k, x.ncols()));
+            for (row, &c) in unit.rows().into_iter().zip(y) {
+                let mut target = centroids.row_mut(c);
+                target += &row;
+            }
+            Head::Centroid {
+                centroids: normalized(centroids.view()),
+            }
+        }
+    }
+}
+
+/// A small, fixed pseudo-random generator (SplitMix64): the same seed deals the same folds everywhere.
+pub struct SplitMix64(pub u64);
+
+impl SplitMix64 {
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Fisher–Yates.
+    pub fn shuffle<T>(&mut self, items: &mut [T]) {
+        for i in (1..items.len()).rev() {
+            let j = (self.next_u64() % (i as u64 + 1)) as usize;
+            items.swap(i, j);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn blobs(n_per_class: usize, k: usize, d: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
+        let mut rng = SplitMix64(seed);
+        let mut noise = || (rng.next_u64() % 10_000) as f32 / 10_000.0 - 0.5;
+        let mut x = Array2::zeros((n_per_class * k, d));
+        let mut y = Vec::new();
+        for c in 0..k {
+            for i in 0..n_per_class {
+                let row = c * n_per_class + i;
+                for j in 0..d {
+                    x[[row, j]] = noise() + if j % k == c { 1.5 } else { 0.0 };
+                }
+                y.push(c);
+            }
+        }
+        (x, y)
+    }
+
+    #[test]
+    fn folds_are_stratified_and_deterministic() {
+        let y: Vec<usize> = (0..100).map(|i| (i < 30) as usize).collect();
+        let folds = stratified_folds(&y, 5, 7);
+        assert_eq!(folds, stratified_folds(&y, 5, 7));
+        for f in 0..5 {
+            let in_fold: Vec<usize> = (0..100).filter(|&i| folds[i] == f).collect();
+            assert_eq!(in_fold.len(), 20);
+            assert_eq!(in_fold.iter().filter(|&&i| y[i] == 1).count(), 6);
+        }
+    }
+
+    #[test]
+    fn every_head_learns_separable_classes() {
+        let names: Vec<String> = (0..3).map(|c| format!("c{c}")).collect();
+        let (x, y) = blobs(30, 3, 6, 1);
+        for head in [HeadKind::Logistic, HeadKind::Centroid, HeadKind::Knn] {
+            let params = TrainParams {
+                head,
+                ..Default::default()
+            };
+            let (trained, report) = train(x.view(), &y, &names, &params).unwrap();
+            assert!(report.cv_accuracy > 0.9, "{head:?}: {report:?}");
+            let p = trained.probabilities(x.view(), report.temperature);
+            assert!((p.row(0).sum() - 1.0).abs() < 1e-4);
+            assert_eq!(argmax(p.row(0).as_slice().unwrap()), 0);
+        }
+    }
+
+    #[test]
+    fn bad_training_data_is_refused() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let (x, _) = blobs(5, 2, 3, 2);
+        let err = train(x.view(), &[0; 10], &names, &TrainParams::default())
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("at least two classes") && err.contains("'a'"),
+            "{err}"
+        );
+        let mut nan = x.clone();
+        nan[[3, 1]] = f32::NAN;
+        let y: Vec<usize> = (0..10).map(|i| i % 2).collect();
+        assert!(
+            train(nan.view(), &y, &names, &TrainParams::default())
+                .unwrap_err()
+                .to_string()
+                .contains("NaN")
+        );
+        let bad = TrainParams {
+            folds: 1,
+            ..Default::default()
+        };
+        assert!(train(x.view(), &y, &names, &bad).is_err());
+    }
+
+    #[test]
+    fn single_example_class_warns() {
+        let names = vec!["a".to_string(), "b".to_string(), "c".to_string()];
+        let (x, mut y) = blobs(10, 2, 4, 3);
+        y[0] = 2;
+        let (_, report) = train(x.view(), &y, &names, &TrainParams::default()).unwrap();
+        assert!(
+            report
+                .warnings
+                .iter()
+                .any(|w| w.contains("'c' has a single example")),
+            "{:?}",
+            report.warnings
+        );
+    }
+}
+
+#[cfg(test)]
+mod reference_tests {
+    use super::*;
+    use crate::head::softmax;
+
+    /// An independent solver for the same objective linfa minimises (summed cross-entropy + alpha/2 ||W||²,
+    /// intercept included), by plain gradient descent: the K = 2 and K > 2 heads must agree with it.
+    fn gradient_descent(x: &Array2<f32>, y: &[usize], k: usize, alpha: f32) -> Array2<f32> {
+        let n = x.nrows();
+        let mut xb = Array2::ones((n, x.ncols() + 1));
+        xb.slice_mut(ndarray::s![.., ..x.ncols()]).assign(x);
+        let mut w = Array2::<f32>::zeros((x.ncols() + 1, k));
+        let mut onehot = Array2::<f32>::zeros((n, k));
+        y.iter()
+            .enumerate()
+            .for_each(|(i, &c)| onehot[[i, c]] = 1.0);
+        for _ in 0..20_000 {
+            let p = softmax(xb.dot(&w), 1.0);
+            let grad = xb.t().dot(&(p - &onehot)) + &w * alpha;
+            w = w - grad * (0.2 / n as f32);
+        }
+        softmax(xb.dot(&w), 1.0)
+    }
+
+    fn overlapping(k: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
+        let mut rng = SplitMix64(seed);
+        let mut noise = || (rng.next_u64() % 10_000) as f32 / 5_000.0 - 1.0;
+        let n = 40 * k;
+        let x = Array2::from_shape_fn((n, 3), |(i, j)| {
+            noise() + if j == i % k { 0.8 } else { 0.0 }
+        });
+        (x, (0..n).map(|i| i % k).collect())
+    }
+
+    #[test]
+    fn logistic_agrees_with_an_independent_solver_for_two_and_more_classes() {
+        for k in [2, 3] {
+            let (x, y) = overlapping(k, k as u64);
+            let c = 0.5;
+            let (weights, intercept, _) =
+                fit_logistic(&x.mapv(f64::from), &y, k, c, 1000, None).unwrap();
+            let ours = softmax(x.dot(&weights) + &intercept, 1.0);
+            let reference = gradient_descent(&x, &y, k, (1.0 / c) as f32);
+            let diff = (&ours - &reference)
+                .mapv(f32::abs)
+                .fold(0.0f32, |a, &b| a.max(b));
+            // Both stop at a tolerance of the same convex problem; they agree to about a percent.
+            assert!(
+                diff < 0.025,
+                "K = {k}: probabilities differ by up to {diff}"
+            );
+            let agree = ours
+                .rows()
+                .into_iter()
+                .zip(reference.rows())
+                .filter(|(a, b)| argmax(a.as_slice().unwrap()) == argmax(b.as_slice().unwrap()));
+            assert_eq!(agree.count(), y.len(), "K = {k}: predicted classes differ");
+        }
+    }
+
+    #[test]
+    fn balanced_class_weight_favours_the_small_class() {
+        // 90 examples of class 0, 10 of class 1, overlapping.
+        let mut rng = SplitMix64(5);
+        let mut noise = || (rng.next_u64() % 10_000) as f32 / 5_000.0 - 1.0;
+        let y: Vec<usize> = (0..100).map(|i| (i >= 90) as usize).collect();
+        let x = Array2::from_shape_fn((100, 2), |(i, j)| {
+            noise() + if j == 0 && y[i] == 1 { 0.7 } else { 0.0 }
+        });
+        let names = vec!["common".to_string(), "rare".to_string()];
+        let predicted_rare = |weight| {
+            let params = TrainParams {
+                class_weight: weight,
+                grid: vec![1.0],
+                ..Default::default()
+            };
+            let (head, report) = train(x.view(), &y, &names, &params).unwrap();
+            let p = head.probabilities(x.view(), report.temperature);
+            p.rows()
+                .into_iter()
+                .filter(|r| argmax(r.as_slice().unwrap()) == 1)
+                .count()
+        };
+        let (plain, balanced) = (
+            predicted_rare(ClassWeight::None),
+            predicted_rare(ClassWeight::Balanced),
+        );
+        assert!(
+            balanced > plain,
+            "balanced predicts the rare class {balanced} times, unweighted {plain}"
+        );
+    }
+}

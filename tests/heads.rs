@@ -1,0 +1,238 @@
+//! train / eval / predict through the binary, on real ELPV images and the real default backbone.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use headstart::bundle::Bundle;
+use headstart::classifier::Classifier;
+use headstart::embed::EmbeddedSet;
+
+fn headstart(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// 40 defective and 40 functional ELPV cells as class folders.
+fn small_elpv(root: &Path) -> PathBuf {
+    let source = headstart::datasets::elpv_by_defect().unwrap();
+    let data = root.join("cells");
+    for class in ["defective", "functional"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(source.join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for file in files.into_iter().take(40) {
+            std::fs::copy(&file, data.join(class).join(file.file_name().unwrap())).unwrap();
+        }
+    }
+    data
+}
+
+#[test]
+fn train_eval_predict_and_bundle_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_elpv(dir.path());
+    let bundle = dir.path().join("cells.hs");
+    let (code, stdout, stderr) = headstart(&[
+        "train",
+        data.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+        "--val-split",
+        "0.25",
+        "--grid",
+        "0.01,1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["train"]["samples"], 60);
+    assert_eq!(report["validation"]["samples"], 20);
+    let accuracy = report["validation"]["accuracy"].as_f64().unwrap();
+    assert!(accuracy >= 0.6, "validation accuracy {accuracy}");
+    assert!(report["train"]["chosen_c"].is_number());
+
+    let loaded = Bundle::load(&bundle).unwrap();
+    assert_eq!(loaded.info.class_names, ["defective", "functional"]);
+    assert_eq!(loaded.info.backbone.name, "efficientnet-lite0");
+    assert_eq!(loaded.info.training.samples, 60);
+
+    // The library and the CLI give the same probabilities, and saving again changes nothing.
+    let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
+    let cell = data
+        .join("defective")
+        .read_dir()
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let library = classifier.predict_path(&cell).unwrap();
+    let resaved = dir.path().join("again.hs");
+    loaded.save(&resaved).unwrap();
+    let (code, stdout, stderr) = headstart(&[
+        "predict",
+        resaved.to_str().unwrap(),
+        cell.to_str().unwrap(),
+        "--format",
+        "json",
+        "--top-k",
+        "2",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let top = &answer["predictions"][0]["top"];
+    for entry in top.as_array().unwrap() {
+        let class = entry["class"].as_str().unwrap();
+        let index = classifier
+            .class_names()
+            .iter()
+            .position(|c| c == class)
+            .unwrap();
+        assert!((entry["probability"].as_f64().unwrap() as f32 - library[index]).abs() < 1e-5);
+    }
+
+    // eval on a folder, and on an .npz of the same images.
+    let (code, stdout, stderr) = headstart(&[
+        "eval",
+        bundle.to_str().unwrap(),
+        data.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(metrics["samples"], 80);
+    assert_eq!(metrics["confusion"].as_array().unwrap().len(), 2);
+    let npz = dir.path().join("cells.npz");
+    assert_eq!(
+        headstart(&[
+            "embed",
+            data.to_str().unwrap(),
+            "-o",
+            npz.to_str().unwrap(),
+            "-q"
+        ])
+        .0,
+        0
+    );
+    let (code, stdout, _) = headstart(&["eval", bundle.to_str().unwrap(), npz.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(
+        stdout.contains("macro-F1")
+            && stdout.contains("confusion matrix")
+            && stdout.contains("defective"),
+        "{stdout}"
+    );
+
+    // --min-confidence: nothing is that sure, so everything is unknown.
+    let (code, stdout, _) = headstart(&[
+        "predict",
+        bundle.to_str().unwrap(),
+        data.to_str().unwrap(),
+        "--min-confidence",
+        "1.0",
+        "--format",
+        "csv",
+    ]);
+    assert_eq!(code, 0);
+    assert_eq!(stdout.lines().count(), 81);
+    assert!(
+        stdout
+            .lines()
+            .skip(1)
+            .all(|l| l.split(',').nth(1) == Some("unknown")),
+        "{stdout}"
+    );
+}
+
+#[test]
+fn mismatched_backbone_and_bad_training_sets_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_elpv(dir.path());
+    let bundle = dir.path().join("cells.hs");
+    assert_eq!(
+        headstart(&[
+            "train",
+            data.to_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+            "--head",
+            "centroid",
+            "-q"
+        ])
+        .0,
+        0
+    );
+
+    let (code, _, stderr) = headstart(&[
+        "predict",
+        bundle.to_str().unwrap(),
+        data.to_str().unwrap(),
+        "--backbone",
+        "open-nsfw",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("trained on backbone efficientnet-lite0") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+
+    let other = dir.path().join("other.npz");
+    let (code, _, stderr) = headstart(&[
+        "embed",
+        data.to_str().unwrap(),
+        "-o",
+        other.to_str().unwrap(),
+        "--backbone",
+        "open-nsfw",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let (code, _, stderr) = headstart(&["eval", bundle.to_str().unwrap(), other.to_str().unwrap()]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("use the same backbone"), "{stderr}");
+
+    // One class only.
+    std::fs::remove_dir_all(data.join("functional")).unwrap();
+    let (code, _, stderr) = headstart(&[
+        "train",
+        data.to_str().unwrap(),
+        "-o",
+        dir.path().join("one.hs").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("at least two classes") && !dir.path().join("one.hs").exists(),
+        "{stderr}"
+    );
+
+    // A flat (unlabelled) folder.
+    let flat = dir.path().join("flat");
+    std::fs::create_dir_all(&flat).unwrap();
+    for file in data.join("defective").read_dir().unwrap().take(3) {
+        let file = file.unwrap().path();
+        std::fs::copy(&file, flat.join(file.file_name().unwrap())).unwrap();
+    }
+    let (code, _, stderr) = headstart(&[
+        "train",
+        flat.to_str().unwrap(),
+        "-o",
+        dir.path().join("flat.hs").to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("labelled"), "{stderr}");
+
+    // A file that is no bundle.
+    let (code, _, stderr) = headstart(&["predict", data.to_str().unwrap(), data.to_str().unwrap()]);
+    assert_eq!(code, 1, "{stderr}");
+    let _ = EmbeddedSet::read_npz(&other).unwrap();
+}
