@@ -1,4 +1,18 @@
 //! A trained bundle with its backbone: images in, class probabilities out. The library face of `predict`.
+//!
+//! ```no_run
+//! use headstart::classifier::{Classifier, predictions};
+//!
+//! # fn main() -> headstart::Result<()> {
+//! let mut classifier = Classifier::load("model.hs".as_ref(), &Default::default(), None)?;
+//! let probabilities = classifier.predict_path("cell.png".as_ref())?;
+//! let image = headstart::decode::open_image("other.png".as_ref())?;
+//! let batch = classifier.predict_images(&[image])?;
+//! let answers = predictions(batch.view(), classifier.class_names(), 3, 0.5);
+//! println!("{probabilities:?} {:?}", answers[0].label);
+//! # Ok(())
+//! # }
+//! ```
 
 use std::path::Path;
 

@@ -26,6 +26,7 @@ pub mod onnx;
 pub mod pooling;
 pub mod preprocess;
 pub mod progress;
+pub mod report;
 pub mod runtime;
 pub mod workflow;
 pub mod zoo;

@@ -12,6 +12,7 @@ use headstart::head::{ClassWeight, HeadKind, TrainParams};
 use headstart::pooling::Pooling;
 use headstart::preprocess::{ColourOrder, Interpolation, Layout, PreprocessOverrides, Resize};
 use headstart::progress::Progress;
+use headstart::report::{self, ReportInput};
 use headstart::runtime::{Device, RuntimeOptions};
 use headstart::zoo::{self, Modality};
 use headstart::{Result, dataset, datasets, decode, demo, workflow};
@@ -194,6 +195,9 @@ struct EvalArgs {
     /// The bundle's backbone, if it is not where the bundle says
     #[arg(long, value_name = "NAME|PATH")]
     backbone: Option<String>,
+    /// Also write a self-contained HTML page: heatmap, misclassified thumbnails, PCA scatter
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
     #[command(flatten)]
     embed: EmbedFlags,
 }
@@ -624,7 +628,24 @@ fn eval(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
             Bundle::load(&args.bundle)?,
         )
     };
-    let (metrics, _) = workflow::evaluate_set(&bundle, &set)?;
+    let (metrics, probabilities) = workflow::evaluate_set(&bundle, &set)?;
+    if let Some(path) = &args.report {
+        let truth: Vec<usize> = set.labels.iter().map(|&l| l.max(0) as usize).collect();
+        let input = ReportInput {
+            title: format!("{} on {}", args.bundle.display(), args.input.display()),
+            metrics: &metrics,
+            class_names: &bundle.info.class_names,
+            embeddings: set.matrix(),
+            truth: &truth,
+            probabilities: probabilities.view(),
+            paths: &set.paths,
+            root: args.input.is_dir().then(|| args.input.clone()),
+        };
+        report::write_report(path, &input)?;
+        if !flags.quiet && !flags.json {
+            println!("wrote {}", path.display());
+        }
+    }
     if flags.json {
         println!("{}", serde_json::to_string(&metrics).unwrap_or_default());
     } else {
