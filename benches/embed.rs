@@ -146,37 +146,15 @@ fn bench_images(count: usize) -> tempfile::TempDir {
 
 /// Runs benches/reference_embed.py on the same images; installs its packages into the cache when missing.
 fn python_reference(model: &Path, images: &Path) -> Result<f64, String> {
-    let site = headstart::home::home()
-        .map_err(|e| e.to_string())?
-        .join("python-bench");
-    let has = |import: &str| {
-        Command::new("python3")
-            .env("PYTHONPATH", &site)
-            .args(["-c", import])
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !has("import numpy, PIL, onnxruntime") {
-        let status = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&site)
-            .args(["numpy", "pillow", "onnxruntime==1.31.1"])
-            .status()
-            .map_err(|e| e.to_string())?;
-        if !status.success() {
-            return Err("pip could not install numpy, pillow, onnxruntime".into());
-        }
-    }
+    let site = headstart::fetch::python_packages(
+        "python-bench",
+        "numpy, PIL, onnxruntime",
+        &["numpy", "pillow", "onnxruntime==1.31.1"],
+    )
+    .map_err(|e| e.to_string())?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference_embed.py");
-    let output = Command::new("python3")
-        .env("PYTHONPATH", &site)
+    let output = Command::new(headstart::fetch::python())
+        .envs(site.iter().map(|p| ("PYTHONPATH", p)))
         .arg(script)
         .args([
             "bench".as_ref(),

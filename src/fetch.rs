@@ -81,8 +81,53 @@ fn display_dir(path: &Path) -> String {
         .unwrap_or_default()
 }
 
+/// Makes `imports` importable for Python: if the interpreter lacks them, `packages` are installed with pip into
+/// `$HEADSTART_HOME/<site>`, which is returned to be put on `PYTHONPATH` (`None`: nothing needed).
+pub fn python_packages(site: &str, imports: &str, packages: &[&str]) -> Result<Option<PathBuf>> {
+    let python = python();
+    let importable = |path: Option<&Path>| {
+        let mut check = Command::new(&python);
+        check.args(["-c", &format!("import {imports}")]);
+        if let Some(path) = path {
+            check.env("PYTHONPATH", path);
+        }
+        check.output().is_ok_and(|o| o.status.success())
+    };
+    if importable(None) {
+        return Ok(None);
+    }
+    let dir = crate::home::home()?.join(site);
+    if !importable(Some(&dir)) {
+        eprintln!(
+            "headstart: installing {} into {} with pip",
+            packages.join(" "),
+            dir.display()
+        );
+        let status = Command::new(&python)
+            .args([
+                "-m",
+                "pip",
+                "install",
+                "--quiet",
+                "--disable-pip-version-check",
+                "--target",
+            ])
+            .arg(&dir)
+            .args(packages)
+            .status()
+            .map_err(|e| Error::Fetch(format!("cannot run `{python} -m pip`: {e}")))?;
+        if !status.success() {
+            return Err(Error::Fetch(format!(
+                "pip could not install {}",
+                packages.join(" ")
+            )));
+        }
+    }
+    Ok(Some(dir))
+}
+
 /// The Python interpreter used to run pip: `HEADSTART_PYTHON`, else `python3`.
-fn python() -> String {
+pub fn python() -> String {
     std::env::var("HEADSTART_PYTHON")
         .ok()
         .filter(|p| !p.is_empty())

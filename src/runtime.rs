@@ -220,11 +220,10 @@ fn beside_executable() -> Option<PathBuf> {
 fn python_package_library() -> Option<PathBuf> {
     let script = "import importlib.util as u; s = u.find_spec('onnxruntime'); \
                   print(s.submodule_search_locations[0] if s and s.submodule_search_locations else '')";
-    let python = std::env::var("HEADSTART_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or("python3".into());
-    let output = Command::new(python).args(["-c", script]).output().ok()?;
+    let output = Command::new(fetch::python())
+        .args(["-c", script])
+        .output()
+        .ok()?;
     let package = String::from_utf8(output.stdout).ok()?;
     let capi = Path::new(package.trim()).join("capi");
     if package.trim().is_empty() {

@@ -201,52 +201,9 @@ pub fn convert(model: &ZooModel, dest: &Path) -> Result<()> {
     };
     let dir = cache_dir(&model.name)?;
     let weights = registry_path(&model.name, source)?;
-    let python = std::env::var("HEADSTART_PYTHON")
-        .ok()
-        .filter(|p| !p.is_empty())
-        .unwrap_or("python3".into());
-    let site = crate::home::home()?.join("python");
-    let imports = script_needs.join(", ");
-    let has_needs = |pythonpath: Option<&Path>| {
-        let mut check = Command::new(&python);
-        check.args(["-c", &format!("import {imports}")]);
-        if let Some(path) = pythonpath {
-            check.env("PYTHONPATH", path);
-        }
-        check.output().is_ok_and(|o| o.status.success())
-    };
-    let pythonpath = if has_needs(None) {
-        None
-    } else {
-        if !has_needs(Some(&site)) {
-            eprintln!(
-                "headstart: installing {} into {} to convert {}",
-                script_needs.join(" "),
-                site.display(),
-                model.name
-            );
-            let status = Command::new(&python)
-                .args([
-                    "-m",
-                    "pip",
-                    "install",
-                    "--quiet",
-                    "--disable-pip-version-check",
-                    "--target",
-                ])
-                .arg(&site)
-                .args(script_needs)
-                .status()
-                .map_err(|e| Error::Fetch(format!("cannot run `{python} -m pip`: {e}")))?;
-            if !status.success() {
-                return Err(Error::Fetch(format!(
-                    "pip could not install {}",
-                    script_needs.join(" ")
-                )));
-            }
-        }
-        Some(site)
-    };
+    let python = fetch::python();
+    let needs: Vec<&str> = script_needs.iter().map(String::as_str).collect();
+    let pythonpath = fetch::python_packages("python", &script_needs.join(", "), &needs)?;
     std::fs::create_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
     let script_path = dir.join(script);
     std::fs::write(&script_path, script_text).map_err(|e| Error::io(&script_path, e))?;

@@ -384,35 +384,14 @@ fn npz_output_is_complete_and_numpy_reads_it() {
     );
     assert!(matches!(get("backbone_sha256"), NpyData::Strings { data, .. } if data[0].len() == 64));
 
-    let python = headstart::home::home().unwrap().join("python");
-    let has_numpy = Command::new("python3")
-        .env("PYTHONPATH", &python)
-        .args(["-c", "import numpy"])
-        .status()
-        .unwrap();
-    if !has_numpy.success() {
-        let install = Command::new("python3")
-            .args([
-                "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "--target",
-            ])
-            .arg(&python)
-            .arg("numpy")
-            .status()
-            .unwrap();
-        assert!(install.success());
-    }
+    let pythonpath = headstart::fetch::python_packages("python", "numpy", &["numpy"]).unwrap();
     let script = format!(
         "import numpy as np; d = np.load({:?}); print(d['embeddings'].shape, d['embeddings'].dtype, list(d['labels']), \
          list(d['class_names']), list(d['paths']), str(d['backbone']))",
         out.to_str().unwrap()
     );
-    let numpy = Command::new("python3")
-        .env("PYTHONPATH", &python)
+    let numpy = Command::new(headstart::fetch::python())
+        .envs(pythonpath.iter().map(|p| ("PYTHONPATH", p)))
         .args(["-c", &script])
         .output()
         .unwrap();

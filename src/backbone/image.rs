@@ -7,9 +7,10 @@ use image::DynamicImage;
 use ndarray::Array2;
 use ort::value::{TensorElementType, TensorRef};
 
-use super::{BackboneIdentity, BackboneOptions, BackboneRef, LoadedModel, tensor_shape};
+use super::{
+    BackboneIdentity, BackboneOptions, BackboneRef, LoadedModel, pool_features, tensor_shape,
+};
 use crate::error::{Error, Result};
-use crate::pooling::{self, pool};
 use crate::preprocess::{ImagePreprocess, Layout, PreprocessOverrides};
 
 pub struct ImageBackbone {
@@ -118,23 +119,13 @@ impl ImageBackbone {
             .session
             .run(ort::inputs![self.input.as_str() => tensor])?;
         let (out_shape, data) = outputs[self.model.output.as_str()].try_extract_tensor::<f32>()?;
-        let identity = &self.model.identity;
-        let (_, dim, mut values) = pool(
-            out_shape,
-            data,
-            identity.pooling,
+        let (dim, values) = pool_features(
+            &self.model.identity,
+            &self.model.path,
+            (out_shape, data),
             self.preprocess.layout,
             None,
-        )
-        .map_err(|e| {
-            Error::model(
-                &self.model.path,
-                format!("output '{}': {e}", identity.output),
-            )
-        })?;
-        if identity.normalize {
-            pooling::l2_normalize(&mut values, dim);
-        }
+        )?;
         Ok((dim, values))
     }
 }

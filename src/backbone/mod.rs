@@ -14,7 +14,8 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::fetch;
 use crate::onnx::{self, ModelSummary};
-use crate::pooling::Pooling;
+use crate::pooling::{self, Pooling};
+use crate::preprocess::Layout;
 use crate::preprocess::PreprocessOverrides;
 use crate::runtime::{self, RuntimeOptions};
 use crate::zoo::{self, ZooModel};
@@ -153,6 +154,22 @@ impl LoadedModel {
             identity,
         })
     }
+}
+
+/// Pools a feature output of the model at `path` into rows, L2-normalised if `identity` says so: (dim, values).
+pub(crate) fn pool_features(
+    identity: &BackboneIdentity,
+    path: &Path,
+    (shape, data): (&[i64], &[f32]),
+    layout: Layout,
+    mask: Option<&[i64]>,
+) -> Result<(usize, Vec<f32>)> {
+    let (_, dim, mut values) = pooling::pool(shape, data, identity.pooling, layout, mask)
+        .map_err(|e| Error::model(path, format!("output '{}': {e}", identity.output)))?;
+    if identity.normalize {
+        pooling::l2_normalize(&mut values, dim);
+    }
+    Ok((dim, values))
 }
 
 fn check_float_output(path: &Path, session: &Session, output: &str) -> Result<()> {

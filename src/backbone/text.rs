@@ -7,9 +7,10 @@ use ndarray::Array2;
 use ort::value::{TensorElementType, TensorRef};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
-use super::{BackboneIdentity, BackboneOptions, BackboneRef, LoadedModel, tensor_shape};
+use super::{
+    BackboneIdentity, BackboneOptions, BackboneRef, LoadedModel, pool_features, tensor_shape,
+};
 use crate::error::{Error, Result};
-use crate::pooling::{self, pool};
 use crate::preprocess::Layout;
 use crate::zoo;
 
@@ -166,17 +167,13 @@ impl TextBackbone {
         }
         let outputs = self.model.session.run(inputs)?;
         let (out_shape, data) = outputs[self.model.output.as_str()].try_extract_tensor::<f32>()?;
-        let identity = &self.model.identity;
-        let (_, dim, mut values) =
-            pool(out_shape, data, identity.pooling, Layout::Nchw, Some(&mask)).map_err(|e| {
-                Error::model(
-                    &self.model.path,
-                    format!("output '{}': {e}", identity.output),
-                )
-            })?;
-        if identity.normalize {
-            pooling::l2_normalize(&mut values, dim);
-        }
+        let (dim, values) = pool_features(
+            &self.model.identity,
+            &self.model.path,
+            (out_shape, data),
+            Layout::Nchw,
+            Some(&mask),
+        )?;
         Array2::from_shape_vec((n, dim), values)
             .map_err(|e| Error::Ort(format!("unexpected output size: {e}")))
     }

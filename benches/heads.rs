@@ -1,0 +1,164 @@
+//! Head training, side by side with scikit-learn, in one run on the same embeddings, folds and grid:
+//! headstart's cross-validated logistic search (linfa-logistic) vs `LogisticRegression(lbfgs)`
+//! (benches/reference_heads.py). Synthetic embeddings: D = 1,280, K = 10 Gaussian classes, a held-out test set.
+//!
+//! cargo bench --bench heads          (HEADSTART_BENCH_SIZES=2000,10000 to choose the training sizes)
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Instant;
+
+use headstart::head::train::{SplitMix64, stratified_folds};
+use headstart::head::{TrainParams, train};
+use headstart::metrics::argmax;
+use headstart::npz::{NpyArray, write_npz};
+use ndarray::Array2;
+
+const D: usize = 1280;
+const K: usize = 10;
+const TEST: usize = 2000;
+
+fn main() {
+    let sizes: Vec<usize> = std::env::var("HEADSTART_BENCH_SIZES")
+        .ok()
+        .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
+        .unwrap_or_else(|| vec![2000]);
+    let params = TrainParams::default();
+    println!(
+        "| N | headstart s | scikit-learn s | time ratio | headstart acc | scikit-learn acc | difference |"
+    );
+    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for n in sizes {
+        let (x, y) = embeddings(n + TEST, 7);
+        let (x_train, y_train) = (x.slice(ndarray::s![..n, ..]).to_owned(), y[..n].to_vec());
+        let (x_test, y_test) = (x.slice(ndarray::s![n.., ..]).to_owned(), y[n..].to_vec());
+        let names: Vec<String> = (0..K).map(|c| format!("class{c}")).collect();
+
+        let started = Instant::now();
+        let (head, report) = train(x_train.view(), &y_train, &names, &params).expect("training");
+        let ours = started.elapsed().as_secs_f64();
+        let ours_accuracy = accuracy(
+            &head.probabilities(x_test.view(), report.temperature),
+            &y_test,
+        );
+
+        let dir = tempfile::tempdir().expect("temp dir");
+        let data = dir.path().join("data.npz");
+        let folds: Vec<i64> = stratified_folds(&y_train, params.folds, params.seed)
+            .iter()
+            .map(|&f| f as i64)
+            .collect();
+        let as_i64 = |v: &[usize]| v.iter().map(|&c| c as i64).collect::<Vec<i64>>();
+        let grid: Vec<f32> = params.grid.iter().map(|&c| c as f32).collect();
+        let (y_train64, y_test64) = (as_i64(&y_train), as_i64(&y_test));
+        write_npz(
+            &data,
+            &[
+                (
+                    "x_train",
+                    NpyArray::F32 {
+                        shape: vec![n, D],
+                        data: x_train.as_slice().expect("contiguous"),
+                    },
+                ),
+                (
+                    "y_train",
+                    NpyArray::I64 {
+                        shape: vec![n],
+                        data: &y_train64,
+                    },
+                ),
+                (
+                    "folds",
+                    NpyArray::I64 {
+                        shape: vec![n],
+                        data: &folds,
+                    },
+                ),
+                (
+                    "x_test",
+                    NpyArray::F32 {
+                        shape: vec![TEST, D],
+                        data: x_test.as_slice().expect("contiguous"),
+                    },
+                ),
+                (
+                    "y_test",
+                    NpyArray::I64 {
+                        shape: vec![TEST],
+                        data: &y_test64,
+                    },
+                ),
+                (
+                    "grid",
+                    NpyArray::F32 {
+                        shape: vec![grid.len()],
+                        data: &grid,
+                    },
+                ),
+            ],
+        )
+        .expect("writes the data");
+        match scikit_learn(&data) {
+            Ok((seconds, theirs)) => println!(
+                "| {n} | {ours:.1} | {seconds:.1} | {:.2}x | {ours_accuracy:.4} | {theirs:.4} | {:+.4} |",
+                ours / seconds,
+                ours_accuracy - theirs
+            ),
+            Err(why) => println!("| {n} | {ours:.1} | not run: {why} | | {ours_accuracy:.4} | | |"),
+        }
+    }
+}
+
+/// K Gaussian classes: a random unit-scale mean each, unit noise per feature.
+fn embeddings(n: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
+    let mut rng = SplitMix64(seed);
+    let mut uniform = move || (rng.next_u64() >> 11) as f32 / (1u64 << 53) as f32;
+    let mut normal = move || {
+        let (u, v) = (uniform().max(1e-12), uniform());
+        (-2.0 * u.ln()).sqrt() * (std::f32::consts::TAU * v).cos()
+    };
+    let means = Array2::from_shape_simple_fn((K, D), || 0.07 * normal());
+    let y: Vec<usize> = (0..n).map(|i| i % K).collect();
+    let x = Array2::from_shape_fn((n, D), |(i, j)| means[[y[i], j]] + normal());
+    (x, y)
+}
+
+fn accuracy(probabilities: &Array2<f32>, truth: &[usize]) -> f64 {
+    let correct = probabilities
+        .rows()
+        .into_iter()
+        .zip(truth)
+        .filter(|(r, t)| argmax(r.as_slice().unwrap_or(&[])) == **t);
+    correct.count() as f64 / truth.len() as f64
+}
+
+/// benches/reference_heads.py, with numpy and scikit-learn installed into the cache when missing.
+fn scikit_learn(data: &Path) -> Result<(f64, f64), String> {
+    let site = headstart::fetch::python_packages(
+        "python-bench",
+        "numpy, sklearn",
+        &["numpy", "scikit-learn"],
+    )
+    .map_err(|e| e.to_string())?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference_heads.py");
+    let output = Command::new(headstart::fetch::python())
+        .envs(site.iter().map(|p| ("PYTHONPATH", p)))
+        .arg(script)
+        .arg(data)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .last()
+            .unwrap_or("failed")
+            .to_string());
+    }
+    let result: serde_json::Value =
+        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+    Ok((
+        result["seconds"].as_f64().ok_or("no seconds")?,
+        result["accuracy"].as_f64().ok_or("no accuracy")?,
+    ))
+}
