@@ -110,6 +110,7 @@ pub fn python_packages(site: &str, imports: &str, packages: &[&str]) -> Result<O
                 "install",
                 "--quiet",
                 "--disable-pip-version-check",
+                "--root-user-action=ignore",
                 "--target",
             ])
             .arg(&dir)
