@@ -118,7 +118,7 @@ impl Classifier {
     /// Class probabilities, [N, K], for decoded images.
     pub fn predict_images(&mut self, images: &[DynamicImage]) -> Result<Array2<f32>> {
         let embeddings = self.backbone.embed(images)?;
-        Ok(self.predict_embeddings(embeddings.view()))
+        self.predict_embeddings(embeddings.view())
     }
 
     /// Class probabilities of one image.
@@ -135,10 +135,18 @@ impl Classifier {
     }
 
     /// Class probabilities for embeddings made by the same backbone.
-    pub fn predict_embeddings(&self, embeddings: ArrayView2<f32>) -> Array2<f32> {
-        self.bundle
+    pub fn predict_embeddings(&self, embeddings: ArrayView2<f32>) -> Result<Array2<f32>> {
+        let expected = self.bundle.head.dim();
+        if embeddings.ncols() != expected {
+            return Err(Error::Config(format!(
+                "the backbone makes {}-value embeddings but the bundle's head expects {expected}: a damaged bundle?",
+                embeddings.ncols()
+            )));
+        }
+        Ok(self
+            .bundle
             .head
-            .probabilities(embeddings, self.bundle.temperature)
+            .probabilities(embeddings, self.bundle.temperature))
     }
 }
 

@@ -668,7 +668,7 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
     let result = classifier.embed_dataset(&data, &flags.options(), &mut |done, _| bar.update(done));
     bar.finish();
     let (set, summary) = result?;
-    let probabilities = classifier.predict_embeddings(set.matrix());
+    let probabilities = classifier.predict_embeddings(set.matrix())?;
     let answers = predictions(
         probabilities.view(),
         classifier.class_names(),

@@ -201,6 +201,24 @@ fn mismatched_backbone_and_bad_training_sets_are_refused() {
     assert_eq!(code, 1);
     assert!(stderr.contains("use the same backbone"), "{stderr}");
 
+    // A bundle whose head does not fit the backbone's embeddings (tampered with): an error, not a panic.
+    let mut damaged = Bundle::load(&bundle).unwrap();
+    damaged.head = headstart::head::Head::Centroid {
+        centroids: ndarray::Array2::eye(2),
+    };
+    let damaged_path = dir.path().join("damaged.hs");
+    damaged.save(&damaged_path).unwrap();
+    let (code, _, stderr) = headstart(&[
+        "predict",
+        damaged_path.to_str().unwrap(),
+        data.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("damaged bundle") && !stderr.contains("panicked"),
+        "{stderr}"
+    );
+
     // One class only.
     std::fs::remove_dir_all(data.join("functional")).unwrap();
     let (code, _, stderr) = headstart(&[
