@@ -59,14 +59,19 @@ pub fn elpv_cells(dir: &Path) -> Result<Vec<ElpvCell>> {
 }
 
 /// ELPV as class folders `defective/` (probability ≥ 0.5) and `functional/`, made of hard links (copies where
-/// links are not possible) in the cache.
+/// links are not possible) in the cache. The tree is built in a staging folder and renamed into place, so it
+/// exists only complete, and two processes building it at once cannot disturb each other.
 pub fn elpv_by_defect() -> Result<PathBuf> {
     let source = elpv()?;
     let dir = crate::home::home()?.join("datasets").join("elpv-defect");
-    let marker = fetch::completion_marker(&dir);
-    if marker.is_file() {
+    if dir.is_dir() {
         return Ok(dir);
     }
+    let parent = dir.parent().unwrap_or(Path::new("."));
+    let staging = tempfile::Builder::new()
+        .prefix(".elpv-defect-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
     for cell in elpv_cells(&source)? {
         let class = if cell.defect_probability >= 0.5 {
             "defective"
@@ -77,16 +82,51 @@ pub fn elpv_by_defect() -> Result<PathBuf> {
             .image
             .file_name()
             .ok_or_else(|| Error::input(&cell.image, "no file name"))?;
-        let target = dir.join(class).join(name);
-        if target.is_file() {
-            continue;
-        }
-        let parent = dir.join(class);
-        std::fs::create_dir_all(&parent).map_err(|e| Error::io(&parent, e))?;
+        let class_dir = staging.path().join(class);
+        std::fs::create_dir_all(&class_dir).map_err(|e| Error::io(&class_dir, e))?;
+        // The target is always new here: copying onto an existing hard link would truncate the source.
+        let target = class_dir.join(name);
         if std::fs::hard_link(&cell.image, &target).is_err() {
             std::fs::copy(&cell.image, &target).map_err(|e| Error::io(&target, e))?;
         }
     }
-    std::fs::write(&marker, b"elpv by defect").map_err(|e| Error::io(&marker, e))?;
+    let staged = staging.keep();
+    if let Err(e) = std::fs::rename(&staged, &dir) {
+        let _ = std::fs::remove_dir_all(&staged);
+        // Another process renamed its complete tree into place first.
+        if !dir.is_dir() {
+            return Err(Error::io(&dir, e));
+        }
+    }
     Ok(dir)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_labels() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("labels.csv"),
+            "images/cell0001.png  1.0   mono\nimages/cell0002.png 0.3333 poly\n\n",
+        )
+        .unwrap();
+        let cells = elpv_cells(dir.path()).unwrap();
+        assert_eq!(cells.len(), 2);
+        assert_eq!(cells[1].cell_type, "poly");
+        assert!((cells[1].defect_probability - 0.3333).abs() < 1e-6);
+        std::fs::write(
+            dir.path().join("labels.csv"),
+            "images/cell0001.png one mono\n",
+        )
+        .unwrap();
+        assert!(
+            elpv_cells(dir.path())
+                .unwrap_err()
+                .to_string()
+                .contains("line 1")
+        );
+    }
 }
