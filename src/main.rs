@@ -148,8 +148,8 @@ impl EmbedFlags {
         }
     }
 
-    fn progress(&self, total: usize) -> Progress {
-        Progress::new(total, "images", !self.quiet && !self.json)
+    fn progress(&self) -> Progress {
+        Progress::new("images", !self.quiet && !self.json)
     }
 }
 
@@ -357,8 +357,8 @@ fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
     match command {
         Command::Demo { photos: true } => print_demo(&demo::run_photos(&runtime)?),
         Command::Demo { photos: false } => {
-            let mut bar = Progress::new(2624, "images", true);
-            let result = demo::run_elpv(&runtime, &mut |done, _| bar.update(done));
+            let mut bar = Progress::new("images", true);
+            let result = demo::run_elpv(&runtime, &mut |done, total| bar.update(done, total));
             bar.finish();
             print_elpv_demo(&result?);
         }
@@ -480,18 +480,13 @@ fn embed_with_progress(
     options: &BackboneOptions,
     flags: &EmbedFlags,
 ) -> Result<(EmbeddedSet, Option<embed::EmbedSummary>)> {
-    let total = if input.is_dir() {
-        dataset::scan(input)?.items.len()
-    } else {
-        0
-    };
-    let mut bar = flags.progress(total);
+    let mut bar = flags.progress();
     let result = workflow::embeddings_for(
         input,
         backbone,
         options,
         &flags.options(),
-        &mut |done, _| bar.update(done),
+        &mut |done, total| bar.update(done, total),
     );
     bar.finish();
     result
@@ -613,9 +608,10 @@ fn eval(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
     let (set, bundle) = if args.input.is_dir() {
         let mut classifier = Classifier::load(&args.bundle, &runtime, backbone.as_ref())?;
         let data = dataset::scan(&args.input)?;
-        let mut bar = flags.progress(data.items.len());
-        let result =
-            classifier.embed_dataset(&data, &flags.options(), &mut |done, _| bar.update(done));
+        let mut bar = flags.progress();
+        let result = classifier.embed_dataset(&data, &flags.options(), &mut |done, total| {
+            bar.update(done, total)
+        });
         bar.finish();
         let (set, summary) = result?;
         if !flags.quiet && !flags.json {
@@ -664,8 +660,10 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
     let mut classifier = Classifier::load(&args.bundle, &runtime, backbone.as_ref())?;
     let data = dataset::from_inputs(&args.inputs)?;
     let flags = &args.embed;
-    let mut bar = flags.progress(data.items.len());
-    let result = classifier.embed_dataset(&data, &flags.options(), &mut |done, _| bar.update(done));
+    let mut bar = flags.progress();
+    let result = classifier.embed_dataset(&data, &flags.options(), &mut |done, total| {
+        bar.update(done, total)
+    });
     bar.finish();
     let (set, summary) = result?;
     let probabilities = classifier.predict_embeddings(set.matrix())?;

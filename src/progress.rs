@@ -13,17 +13,19 @@ pub struct Progress {
 
 impl Progress {
     /// Draws only when `wanted` and stderr is a terminal.
-    pub fn new(total: usize, unit: &'static str, wanted: bool) -> Self {
+    pub fn new(unit: &'static str, wanted: bool) -> Self {
         Progress {
             enabled: wanted && std::io::stderr().is_terminal(),
-            total,
+            total: 0,
             unit,
             started: Instant::now(),
             last_draw: None,
         }
     }
 
-    pub fn update(&mut self, done: usize) {
+    /// `total` comes with every update, from the work itself, so callers need not count in advance.
+    pub fn update(&mut self, done: usize, total: usize) {
+        self.total = total;
         if !self.enabled
             || self
                 .last_draw
