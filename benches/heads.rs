@@ -1,5 +1,5 @@
 //! Head training, side by side with scikit-learn, in one run on the same embeddings, folds and grid:
-//! headstart's cross-validated logistic search (linfa-logistic) vs `LogisticRegression(lbfgs)`
+//! headstart's cross-validated logistic search vs `LogisticRegression(lbfgs)`
 //! (benches/reference_heads.py). Synthetic embeddings: D = 1,280, K = 10 Gaussian classes, a held-out test set.
 //!
 //! cargo bench --bench heads          (HEADSTART_BENCH_SIZES=2000,10000 to choose the training sizes)

@@ -1,8 +1,10 @@
-//! Heads: small classifiers trained on frozen embeddings. `logistic` (the default) is linfa-logistic's
-//! multinomial regression on standardised features; `centroid` is the nearest class mean (for 1–5 examples per
-//! class); `knn` votes among the cosine-nearest training embeddings. Each produces logits; probabilities are
-//! softmax(logits / temperature), with the temperature fitted on held-out predictions.
+//! Heads: small classifiers trained on frozen embeddings. `logistic` (the default) is multinomial logistic
+//! regression on standardised features (scikit-learn's objective, checked against linfa-logistic); `centroid`
+//! is the nearest class mean (for 1–5 examples per class); `knn` votes among the cosine-nearest training
+//! embeddings. Each produces logits; probabilities are softmax(logits / temperature), with the temperature
+//! fitted on held-out predictions.
 
+pub mod logistic;
 pub mod train;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
