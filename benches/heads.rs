@@ -1,111 +1,169 @@
 //! Head training, side by side with scikit-learn, in one run on the same embeddings, folds and grid:
-//! headstart's cross-validated logistic search vs `LogisticRegression(lbfgs)`
-//! (benches/reference_heads.py). Synthetic embeddings: D = 1,280, K = 10 Gaussian classes, a held-out test set.
+//! headstart's cross-validated logistic search vs `LogisticRegression(lbfgs)` (benches/reference_heads.py).
+//! Synthetic embeddings (D = 1,280, K = 10 Gaussian classes, 2,000 held-out rows), then the real ELPV
+//! embeddings of the default backbone with the demo's split (1,800 train / 824 test, K = 2).
 //!
-//! cargo bench --bench heads          (HEADSTART_BENCH_SIZES=2000,10000 to choose the training sizes)
+//! cargo bench --bench heads          (HEADSTART_BENCH_SIZES=2000,10000 to choose the synthetic sizes)
 
 use std::path::Path;
 use std::process::Command;
 use std::time::Instant;
 
+use headstart::backbone::{BackboneOptions, BackboneRef};
+use headstart::embed::EmbedOptions;
 use headstart::head::train::{SplitMix64, stratified_folds};
 use headstart::head::{TrainParams, train};
 use headstart::metrics::argmax;
 use headstart::npz::{NpyArray, write_npz};
-use ndarray::Array2;
+use headstart::{datasets, demo, workflow, zoo};
+use ndarray::{Array2, Axis};
 
 const D: usize = 1280;
 const K: usize = 10;
 const TEST: usize = 2000;
+
+/// Training and test rows of one comparison.
+struct Case {
+    name: String,
+    x_train: Array2<f32>,
+    y_train: Vec<usize>,
+    x_test: Array2<f32>,
+    y_test: Vec<usize>,
+    classes: usize,
+}
 
 fn main() {
     let sizes: Vec<usize> = std::env::var("HEADSTART_BENCH_SIZES")
         .ok()
         .map(|v| v.split(',').filter_map(|s| s.trim().parse().ok()).collect())
         .unwrap_or_else(|| vec![2000]);
-    let params = TrainParams::default();
     println!(
-        "| N | headstart s | scikit-learn s | time ratio | headstart acc | scikit-learn acc | difference |"
+        "| data | N | headstart s | scikit-learn s | time ratio | headstart acc | scikit-learn acc | difference |"
     );
-    println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for n in sizes {
         let (x, y) = embeddings(n + TEST, 7);
-        let (x_train, y_train) = (x.slice(ndarray::s![..n, ..]).to_owned(), y[..n].to_vec());
-        let (x_test, y_test) = (x.slice(ndarray::s![n.., ..]).to_owned(), y[n..].to_vec());
-        let names: Vec<String> = (0..K).map(|c| format!("class{c}")).collect();
+        compare(Case {
+            name: format!("synthetic, K = {K}"),
+            x_train: x.slice(ndarray::s![..n, ..]).to_owned(),
+            y_train: y[..n].to_vec(),
+            x_test: x.slice(ndarray::s![n.., ..]).to_owned(),
+            y_test: y[n..].to_vec(),
+            classes: K,
+        });
+    }
+    compare(elpv());
+}
 
-        let started = Instant::now();
-        let (head, report) = train(x_train.view(), &y_train, &names, &params).expect("training");
-        let ours = started.elapsed().as_secs_f64();
-        let ours_accuracy = accuracy(
-            &head.probabilities(x_test.view(), report.temperature),
-            &y_test,
-        );
+/// The demo's ELPV embeddings (through the cache) and its held-out split.
+fn elpv() -> Case {
+    let folder = datasets::elpv_by_defect().expect("fetches ELPV");
+    let reference = BackboneRef::Zoo(zoo::default_for(zoo::Modality::Image).name);
+    let (set, _) = workflow::embeddings_for(
+        &folder,
+        &reference,
+        &BackboneOptions::default(),
+        &EmbedOptions::default(),
+        &mut |_, _| {},
+    )
+    .expect("embeds ELPV");
+    let (train_rows, test_rows) =
+        workflow::stratified_split(&set, demo::ELPV_TEST_FRACTION, demo::ELPV_SEED)
+            .expect("splits ELPV");
+    let matrix = set.matrix();
+    let labels =
+        |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| set.labels[i] as usize).collect() };
+    Case {
+        name: "ELPV, K = 2".into(),
+        x_train: matrix.select(Axis(0), &train_rows),
+        y_train: labels(&train_rows),
+        x_test: matrix.select(Axis(0), &test_rows),
+        y_test: labels(&test_rows),
+        classes: set.class_names.len(),
+    }
+}
 
-        let dir = tempfile::tempdir().expect("temp dir");
-        let data = dir.path().join("data.npz");
-        let folds: Vec<i64> = stratified_folds(&y_train, params.folds, params.seed)
-            .iter()
-            .map(|&f| f as i64)
-            .collect();
-        let as_i64 = |v: &[usize]| v.iter().map(|&c| c as i64).collect::<Vec<i64>>();
-        let grid: Vec<f32> = params.grid.iter().map(|&c| c as f32).collect();
-        let (y_train64, y_test64) = (as_i64(&y_train), as_i64(&y_test));
-        write_npz(
-            &data,
-            &[
-                (
-                    "x_train",
-                    NpyArray::F32 {
-                        shape: vec![n, D],
-                        data: x_train.as_slice().expect("contiguous"),
-                    },
-                ),
-                (
-                    "y_train",
-                    NpyArray::I64 {
-                        shape: vec![n],
-                        data: &y_train64,
-                    },
-                ),
-                (
-                    "folds",
-                    NpyArray::I64 {
-                        shape: vec![n],
-                        data: &folds,
-                    },
-                ),
-                (
-                    "x_test",
-                    NpyArray::F32 {
-                        shape: vec![TEST, D],
-                        data: x_test.as_slice().expect("contiguous"),
-                    },
-                ),
-                (
-                    "y_test",
-                    NpyArray::I64 {
-                        shape: vec![TEST],
-                        data: &y_test64,
-                    },
-                ),
-                (
-                    "grid",
-                    NpyArray::F32 {
-                        shape: vec![grid.len()],
-                        data: &grid,
-                    },
-                ),
-            ],
-        )
-        .expect("writes the data");
-        match scikit_learn(&data) {
-            Ok((seconds, theirs)) => println!(
-                "| {n} | {ours:.1} | {seconds:.1} | {:.2}x | {ours_accuracy:.4} | {theirs:.4} | {:+.4} |",
-                ours / seconds,
-                ours_accuracy - theirs
+fn compare(case: Case) {
+    let params = TrainParams::default();
+    let (n, test) = (case.y_train.len(), case.y_test.len());
+    let dim = case.x_train.ncols();
+    let names: Vec<String> = (0..case.classes).map(|c| format!("class{c}")).collect();
+
+    let started = Instant::now();
+    let (head, report) =
+        train(case.x_train.view(), &case.y_train, &names, &params).expect("training");
+    let ours = started.elapsed().as_secs_f64();
+    let ours_accuracy = accuracy(
+        &head.probabilities(case.x_test.view(), report.temperature),
+        &case.y_test,
+    );
+
+    let dir = tempfile::tempdir().expect("temp dir");
+    let data = dir.path().join("data.npz");
+    let folds: Vec<i64> = stratified_folds(&case.y_train, params.folds, params.seed)
+        .iter()
+        .map(|&f| f as i64)
+        .collect();
+    let as_i64 = |v: &[usize]| v.iter().map(|&c| c as i64).collect::<Vec<i64>>();
+    let grid: Vec<f32> = params.grid.iter().map(|&c| c as f32).collect();
+    let (y_train64, y_test64) = (as_i64(&case.y_train), as_i64(&case.y_test));
+    write_npz(
+        &data,
+        &[
+            (
+                "x_train",
+                NpyArray::F32 {
+                    shape: vec![n, dim],
+                    data: case.x_train.as_slice().expect("contiguous"),
+                },
             ),
-            Err(why) => println!("| {n} | {ours:.1} | not run: {why} | | {ours_accuracy:.4} | | |"),
+            (
+                "y_train",
+                NpyArray::I64 {
+                    shape: vec![n],
+                    data: &y_train64,
+                },
+            ),
+            (
+                "folds",
+                NpyArray::I64 {
+                    shape: vec![n],
+                    data: &folds,
+                },
+            ),
+            (
+                "x_test",
+                NpyArray::F32 {
+                    shape: vec![test, dim],
+                    data: case.x_test.as_slice().expect("contiguous"),
+                },
+            ),
+            (
+                "y_test",
+                NpyArray::I64 {
+                    shape: vec![test],
+                    data: &y_test64,
+                },
+            ),
+            (
+                "grid",
+                NpyArray::F32 {
+                    shape: vec![grid.len()],
+                    data: &grid,
+                },
+            ),
+        ],
+    )
+    .expect("writes the data");
+    let name = &case.name;
+    match scikit_learn(&data) {
+        Ok((seconds, theirs)) => println!(
+            "| {name} | {n} | {ours:.1} | {seconds:.1} | {:.2}x | {ours_accuracy:.4} | {theirs:.4} | {:+.4} |",
+            ours / seconds,
+            ours_accuracy - theirs
+        ),
+        Err(why) => {
+            println!("| {name} | {n} | {ours:.1} | not run: {why} | | {ours_accuracy:.4} | | |")
         }
     }
 }

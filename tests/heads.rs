@@ -254,3 +254,20 @@ fn mismatched_backbone_and_bad_training_sets_are_refused() {
     assert_eq!(code, 1, "{stderr}");
     let _ = EmbeddedSet::read_npz(&other).unwrap();
 }
+
+/// The README's main job end to end (all 2,624 ELPV cells, the stated split): the logistic head must reach the
+/// 0.826 test accuracy a Python logistic probe measured on the same backbone's features.
+#[test]
+fn elpv_main_job_reaches_the_python_probe_accuracy() {
+    let runtime = headstart::runtime::RuntimeOptions::default();
+    let job = headstart::demo::run_elpv(&runtime, &mut |_, _| {}).unwrap();
+    assert_eq!(job.embed.skipped.len(), 0);
+    assert_eq!((job.train_images, job.test_images), (1800, 824));
+    assert_eq!(job.test.samples, 824);
+    assert!(
+        job.test.accuracy >= 0.826,
+        "test accuracy {:.4} (chosen C {:?})",
+        job.test.accuracy,
+        job.report.chosen_c
+    );
+}

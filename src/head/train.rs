@@ -335,7 +335,10 @@ fn fit_logistic(
     y.iter().for_each(|&class| counts[class] += 1);
     let present: Vec<usize> = (0..k).filter(|&class| counts[class] > 0).collect();
     let mut index = vec![0; k];
-    present.iter().enumerate().for_each(|(i, &class)| index[class] = i);
+    present
+        .iter()
+        .enumerate()
+        .for_each(|(i, &class)| index[class] = i);
     let compact: Vec<usize> = y.iter().map(|&class| index[class]).collect();
     let class_weights: Vec<f64> = present
         .iter()
@@ -553,10 +556,7 @@ mod reference_tests {
                 .mapv(f32::abs)
                 .fold(0.0f32, |a, &b| a.max(b));
             // Both stop at a tolerance of the same convex problem.
-            assert!(
-                diff < 1e-3,
-                "K = {k}: probabilities differ by up to {diff}"
-            );
+            assert!(diff < 1e-3, "K = {k}: probabilities differ by up to {diff}");
             let agree = ours
                 .rows()
                 .into_iter()
