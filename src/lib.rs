@@ -28,6 +28,7 @@ pub mod preprocess;
 pub mod progress;
 pub mod report;
 pub mod runtime;
+pub mod textdata;
 pub mod workflow;
 pub mod zoo;
 

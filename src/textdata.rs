@@ -1,0 +1,517 @@
+//! Text datasets: a table (CSV, TSV or JSON Lines, chosen by extension) with a text and a label column, or a
+//! folder with one sub-folder of `.txt` files per class (one text per file). UTF-8 with or without a byte-order
+//! mark. Rows that cannot be used (invalid UTF-8, empty text, missing label, malformed line) are skipped with a
+//! reason and counted, never fatal; a missing column is an error that names the columns there are.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use crate::dataset::Skip;
+use crate::error::{Error, Result};
+
+/// Which columns hold the text and the label.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Columns {
+    pub text: String,
+    pub label: String,
+}
+
+impl Default for Columns {
+    fn default() -> Self {
+        Columns {
+            text: "text".into(),
+            label: "label".into(),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct TextDataset {
+    pub source: PathBuf,
+    /// Label values (or folder names), sorted.
+    pub classes: Vec<String>,
+    pub items: Vec<TextItem>,
+    pub skipped: Vec<Skip>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TextItem {
+    /// Where it came from: `file:line` for tables, the relative path for folders.
+    pub id: String,
+    pub text: String,
+    /// Index into `classes`.
+    pub label: usize,
+}
+
+enum Format {
+    Delimited(u8),
+    JsonLines,
+}
+
+/// Reads a labelled text dataset from a table file or a folder of class folders.
+pub fn load(path: &Path, columns: &Columns) -> Result<TextDataset> {
+    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let mut skipped = Vec::new();
+    if meta.is_dir() {
+        read_folder(path, &mut rows, &mut skipped)?;
+    } else {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        let name = path
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        let format = match extension(path).as_str() {
+            "csv" => Format::Delimited(b','),
+            "tsv" | "tab" => Format::Delimited(b'\t'),
+            "jsonl" | "ndjson" => Format::JsonLines,
+            other => {
+                return Err(Error::input(
+                    path,
+                    format!(
+                        "'.{other}' is not a text table: use .csv, .tsv or .jsonl, or a folder with one \
+                         sub-folder of .txt files per class"
+                    ),
+                ));
+            }
+        };
+        let body = strip_bom(&bytes);
+        match format {
+            Format::Delimited(delimiter) => read_delimited(
+                path,
+                &name,
+                body,
+                delimiter,
+                columns,
+                &mut rows,
+                &mut skipped,
+            )?,
+            Format::JsonLines => {
+                read_json_lines(path, &name, body, columns, &mut rows, &mut skipped)?
+            }
+        }
+    }
+    let classes: Vec<String> = rows
+        .iter()
+        .map(|(_, _, label)| label.clone())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let items = rows
+        .into_iter()
+        .map(|(id, text, label)| TextItem {
+            id,
+            text,
+            label: classes.binary_search(&label).unwrap_or_default(),
+        })
+        .collect();
+    Ok(TextDataset {
+        source: path.to_path_buf(),
+        classes,
+        items,
+        skipped,
+    })
+}
+
+fn extension(path: &Path) -> String {
+    path.extension()
+        .map_or(String::new(), |e| e.to_string_lossy().to_lowercase())
+}
+
+fn strip_bom(bytes: &[u8]) -> &[u8] {
+    bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes)
+}
+
+/// Keeps a row when its text is non-blank and its label present; otherwise records why not.
+fn accept(
+    id: String,
+    text: Option<&[u8]>,
+    label: Option<&[u8]>,
+    rows: &mut Vec<(String, String, String)>,
+    skipped: &mut Vec<Skip>,
+) {
+    let decoded = |field: Option<&[u8]>, what: &str| -> std::result::Result<String, String> {
+        let bytes = field.ok_or_else(|| format!("no {what}"))?;
+        let text = std::str::from_utf8(bytes).map_err(|_| format!("{what} is not valid UTF-8"))?;
+        if text.trim().is_empty() {
+            return Err(format!("empty {what}"));
+        }
+        Ok(text.to_string())
+    };
+    match (decoded(text, "text"), decoded(label, "label")) {
+        (Ok(text), Ok(label)) => rows.push((id, text, label.trim().to_string())),
+        (Err(reason), _) | (_, Err(reason)) => skipped.push(Skip { path: id, reason }),
+    }
+}
+
+fn column_index(path: &Path, header: &[String], wanted: &str, flag: &str) -> Result<usize> {
+    header
+        .iter()
+        .position(|h| h.trim() == wanted)
+        .ok_or_else(|| {
+            Error::input(
+                path,
+                format!(
+                    "no column '{wanted}' (columns: {}); pass {flag} NAME",
+                    header.join(", ")
+                ),
+            )
+        })
+}
+
+fn read_delimited(
+    path: &Path,
+    name: &str,
+    body: &[u8],
+    delimiter: u8,
+    columns: &Columns,
+    rows: &mut Vec<(String, String, String)>,
+    skipped: &mut Vec<Skip>,
+) -> Result<()> {
+    let mut reader = csv::ReaderBuilder::new()
+        .delimiter(delimiter)
+        .flexible(true)
+        .from_reader(body);
+    let header: Vec<String> = reader
+        .byte_headers()
+        .map_err(|e| Error::input(path, format!("cannot read the header line: {e}")))?
+        .iter()
+        .map(|h| String::from_utf8_lossy(h).into_owned())
+        .collect();
+    let text_column = column_index(path, &header, &columns.text, "--text-column")?;
+    let label_column = column_index(path, &header, &columns.label, "--label-column")?;
+    let mut record = csv::ByteRecord::new();
+    // Line numbers from byte offsets: csv's own count lags behind on CRLF files.
+    let mut counted = (0usize, 1usize);
+    let mut line_at = |byte: usize| {
+        let byte = byte.min(body.len());
+        if byte >= counted.0 {
+            counted.1 += body[counted.0..byte]
+                .iter()
+                .filter(|&&b| b == b'\n')
+                .count();
+            counted.0 = byte;
+        }
+        counted.1
+    };
+    loop {
+        let start = reader.position().byte() as usize;
+        match reader.read_byte_record(&mut record) {
+            Ok(false) => break,
+            Ok(true) => {
+                let byte = record.position().map_or(start, |p| p.byte() as usize);
+                // A record's start may be the newline that ended the previous one.
+                let line = line_at(byte + usize::from(body.get(byte) == Some(&b'\n')));
+                accept(
+                    format!("{name}:{line}"),
+                    record.get(text_column),
+                    record.get(label_column),
+                    rows,
+                    skipped,
+                );
+            }
+            // A malformed record (e.g. an unclosed quote) costs that record only.
+            Err(e) => skipped.push(Skip {
+                path: format!(
+                    "{name}:{}",
+                    line_at(start + usize::from(body.get(start) == Some(&b'\n')))
+                ),
+                reason: format!("malformed: {e}"),
+            }),
+        }
+    }
+    Ok(())
+}
+
+fn read_json_lines(
+    path: &Path,
+    name: &str,
+    body: &[u8],
+    columns: &Columns,
+    rows: &mut Vec<(String, String, String)>,
+    skipped: &mut Vec<Skip>,
+) -> Result<()> {
+    let mut keys_seen = BTreeSet::new();
+    let mut has = (false, false);
+    for (number, line) in body.split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        let id = format!("{name}:{}", number + 1);
+        let value: serde_json::Value = match serde_json::from_slice(line) {
+            Ok(value) => value,
+            Err(e) => {
+                let reason = if std::str::from_utf8(line).is_err() {
+                    "line is not valid UTF-8".to_string()
+                } else {
+                    format!("not a JSON object: {e}")
+                };
+                skipped.push(Skip { path: id, reason });
+                continue;
+            }
+        };
+        let Some(object) = value.as_object() else {
+            skipped.push(Skip {
+                path: id,
+                reason: "not a JSON object".into(),
+            });
+            continue;
+        };
+        keys_seen.extend(object.keys().cloned());
+        has.0 |= object.contains_key(&columns.text);
+        has.1 |= object.contains_key(&columns.label);
+        let field = |key: &str| -> Option<String> {
+            match object.get(key)? {
+                serde_json::Value::String(s) => Some(s.clone()),
+                serde_json::Value::Null => None,
+                other => Some(other.to_string()),
+            }
+        };
+        let (text, label) = (field(&columns.text), field(&columns.label));
+        accept(
+            id,
+            text.as_deref().map(str::as_bytes),
+            label.as_deref().map(str::as_bytes),
+            rows,
+            skipped,
+        );
+    }
+    let keys: Vec<String> = keys_seen.into_iter().collect();
+    if !keys.is_empty() && !has.0 {
+        column_index(path, &keys, &columns.text, "--text-column")?;
+    }
+    if !keys.is_empty() && !has.1 {
+        column_index(path, &keys, &columns.label, "--label-column")?;
+    }
+    Ok(())
+}
+
+/// One sub-folder per class, each text a `.txt` file; other files and hidden entries are skipped.
+fn read_folder(
+    root: &Path,
+    rows: &mut Vec<(String, String, String)>,
+    skipped: &mut Vec<Skip>,
+) -> Result<()> {
+    let sorted = |dir: &Path| -> Result<Vec<PathBuf>> {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
+            .map_err(|e| Error::io(dir, e))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .collect();
+        entries.sort();
+        Ok(entries)
+    };
+    let relative = |p: &Path| {
+        p.strip_prefix(root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
+    for class_dir in sorted(root)? {
+        let class = class_dir
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+        if class.starts_with('.') {
+            skipped.push(Skip {
+                path: relative(&class_dir),
+                reason: "hidden".into(),
+            });
+            continue;
+        }
+        if !class_dir.is_dir() {
+            skipped.push(Skip {
+                path: relative(&class_dir),
+                reason: "not inside a class folder".into(),
+            });
+            continue;
+        }
+        for file in sorted(&class_dir)? {
+            let id = relative(&file);
+            let hidden = file
+                .file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
+            if hidden {
+                skipped.push(Skip {
+                    path: id,
+                    reason: "hidden".into(),
+                });
+                continue;
+            }
+            if !file.is_file() || extension(&file) != "txt" {
+                skipped.push(Skip {
+                    path: id,
+                    reason: "not a .txt file".into(),
+                });
+                continue;
+            }
+            match std::fs::read(&file) {
+                Ok(bytes) => accept(
+                    id,
+                    Some(strip_bom(&bytes)),
+                    Some(class.as_bytes()),
+                    rows,
+                    skipped,
+                ),
+                Err(e) => skipped.push(Skip {
+                    path: id,
+                    reason: format!("unreadable: {e}"),
+                }),
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Texts to predict, one per line (blank lines ignored), from a file or any reader such as stdin.
+pub fn read_lines(mut input: impl std::io::Read, source: &str) -> Result<(Vec<String>, Vec<Skip>)> {
+    let mut bytes = Vec::new();
+    input
+        .read_to_end(&mut bytes)
+        .map_err(|e| Error::Config(format!("cannot read {source}: {e}")))?;
+    let mut texts = Vec::new();
+    let mut skipped = Vec::new();
+    for (number, line) in strip_bom(&bytes).split(|&b| b == b'\n').enumerate() {
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        match std::str::from_utf8(line) {
+            Ok(text) if text.trim().is_empty() => {}
+            Ok(text) => texts.push(text.to_string()),
+            Err(_) => skipped.push(Skip {
+                path: format!("{source}:{}", number + 1),
+                reason: "line is not valid UTF-8".into(),
+            }),
+        }
+    }
+    Ok((texts, skipped))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write(dir: &Path, name: &str, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::write(&path, bytes).unwrap();
+        path
+    }
+
+    fn summary(set: &TextDataset) -> Vec<(String, String)> {
+        set.items
+            .iter()
+            .map(|i| (i.text.clone(), set.classes[i.label].clone()))
+            .collect()
+    }
+
+    #[test]
+    fn csv_with_bom_quotes_and_bad_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut bytes =
+            b"\xEF\xBB\xBFid,text,label\r\n1,\"good, really\",pos\r\n2,,neg\r\n3,fine,\r\n"
+                .to_vec();
+        bytes.extend_from_slice(b"4,bad \xFF bytes,neg\r\n5,\"multi\nline\",neg\r\n");
+        let set = load(&write(dir.path(), "t.csv", &bytes), &Columns::default()).unwrap();
+        assert_eq!(
+            summary(&set),
+            vec![
+                ("good, really".to_string(), "pos".to_string()),
+                ("multi\nline".to_string(), "neg".to_string())
+            ]
+        );
+        assert_eq!(set.classes, vec!["neg", "pos"]);
+        let reasons: Vec<&str> = set.skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert_eq!(
+            reasons,
+            vec!["empty text", "empty label", "text is not valid UTF-8"]
+        );
+        assert_eq!(set.skipped[0].path, "t.csv:3");
+    }
+
+    #[test]
+    fn tsv_and_jsonl_with_chosen_columns() {
+        let dir = tempfile::tempdir().unwrap();
+        let columns = Columns {
+            text: "review".into(),
+            label: "stars".into(),
+        };
+        let tsv = write(
+            dir.path(),
+            "t.tsv",
+            b"stars\treview\n5\tloved it\n1\thated it\n",
+        );
+        assert_eq!(load(&tsv, &columns).unwrap().items.len(), 2);
+        let jsonl = write(
+            dir.path(),
+            "t.jsonl",
+            b"{\"review\": \"loved it\", \"stars\": 5}\n\n{\"review\": \"meh\"}\nnot json\n[1]\n",
+        );
+        let set = load(&jsonl, &columns).unwrap();
+        assert_eq!(
+            summary(&set),
+            vec![("loved it".to_string(), "5".to_string())]
+        );
+        let reasons: Vec<&str> = set.skipped.iter().map(|s| s.reason.as_str()).collect();
+        assert_eq!(reasons.len(), 3, "{reasons:?}");
+        assert_eq!(reasons[0], "no label");
+    }
+
+    #[test]
+    fn missing_columns_and_unknown_formats_are_clear_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let csv = write(dir.path(), "t.csv", b"text,category\nhello,a\n");
+        let err = load(&csv, &Columns::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("no column 'label'")
+                && err.contains("text, category")
+                && err.contains("--label-column"),
+            "{err}"
+        );
+        let jsonl = write(
+            dir.path(),
+            "t.jsonl",
+            b"{\"body\": \"x\", \"label\": \"a\"}\n",
+        );
+        let err = load(&jsonl, &Columns::default()).unwrap_err().to_string();
+        assert!(
+            err.contains("no column 'text'") && err.contains("body"),
+            "{err}"
+        );
+        let xls = write(dir.path(), "t.xlsx", b"PK");
+        assert!(
+            load(&xls, &Columns::default())
+                .unwrap_err()
+                .to_string()
+                .contains(".csv, .tsv or .jsonl")
+        );
+    }
+
+    #[test]
+    fn folder_of_text_files() {
+        let dir = tempfile::tempdir().unwrap();
+        for (class, name, bytes) in [
+            ("neg", "a.txt", &b"\xEF\xBB\xBFawful"[..]),
+            ("neg", "b.txt", b"   "),
+            ("pos", "c.txt", b"great"),
+            ("pos", "d.md", b"ignored"),
+            ("pos", ".hidden.txt", b"x"),
+        ] {
+            std::fs::create_dir_all(dir.path().join(class)).unwrap();
+            std::fs::write(dir.path().join(class).join(name), bytes).unwrap();
+        }
+        write(dir.path(), "README", b"stray");
+        let set = load(dir.path(), &Columns::default()).unwrap();
+        assert_eq!(
+            summary(&set),
+            vec![
+                ("awful".to_string(), "neg".to_string()),
+                ("great".to_string(), "pos".to_string())
+            ]
+        );
+        assert_eq!(set.skipped.len(), 4, "{:?}", set.skipped);
+    }
+
+    #[test]
+    fn lines_for_prediction() {
+        let (texts, skipped) =
+            read_lines(&b"\xEF\xBB\xBFfirst\r\n\nsecond\n\xFF\n"[..], "stdin").unwrap();
+        assert_eq!(texts, vec!["first", "second"]);
+        assert_eq!(skipped[0].path, "stdin:4");
+    }
+}
