@@ -7,12 +7,13 @@
 //! cargo bench --bench embed            (HEADSTART_BENCH_IMAGES=N to change the 512 ELPV images used)
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::time::Instant;
 
 use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone};
 use headstart::embed::{EmbedOptions, embed_dataset};
 use headstart::{dataset, datasets, decode, zoo};
+
+mod common;
 
 const BATCH: usize = 32;
 const ROUNDS: usize = 3;
@@ -144,35 +145,20 @@ fn bench_images(count: usize) -> tempfile::TempDir {
     dir
 }
 
-/// Runs benches/reference_embed.py on the same images; installs its packages into the cache when missing.
+/// Runs benches/reference_embed.py on the same images.
 fn python_reference(model: &Path, images: &Path) -> Result<f64, String> {
-    let site = headstart::fetch::python_packages(
-        "python-bench",
+    let batch = BATCH.to_string();
+    let result = common::python_reference(
+        "reference_embed.py",
         "numpy, PIL, onnxruntime",
         &["numpy", "pillow", "onnxruntime==1.31.1"],
-    )
-    .map_err(|e| e.to_string())?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference_embed.py");
-    let output = Command::new(headstart::fetch::python())
-        .envs(site.iter().map(|p| ("PYTHONPATH", p)))
-        .arg(script)
-        .args([
+        &[
             "bench".as_ref(),
             model.as_os_str(),
             images.as_os_str(),
-            BATCH.to_string().as_ref(),
-        ])
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .last()
-            .unwrap_or("failed")
-            .to_string());
-    }
-    let result: serde_json::Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+            batch.as_ref(),
+        ],
+    )?;
     let images = result["images"].as_f64().ok_or("no image count")?;
     let seconds = result["seconds"].as_f64().ok_or("no time")?;
     Ok(images / seconds)

@@ -6,7 +6,6 @@
 //! cargo bench --bench heads          (HEADSTART_BENCH_SIZES=2000,10000 to choose the synthetic sizes)
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 use headstart::backbone::{BackboneOptions, BackboneRef};
@@ -17,6 +16,8 @@ use headstart::metrics::argmax;
 use headstart::npz::{NpyArray, write_npz};
 use headstart::{datasets, demo, workflow, zoo};
 use ndarray::{Array2, Axis};
+
+mod common;
 
 const D: usize = 1280;
 const K: usize = 10;
@@ -191,30 +192,14 @@ fn accuracy(probabilities: &Array2<f32>, truth: &[usize]) -> f64 {
     correct.count() as f64 / truth.len() as f64
 }
 
-/// benches/reference_heads.py, with numpy and scikit-learn installed into the cache when missing.
+/// benches/reference_heads.py on the same data: (seconds, test accuracy).
 fn scikit_learn(data: &Path) -> Result<(f64, f64), String> {
-    let site = headstart::fetch::python_packages(
-        "python-bench",
+    let result = common::python_reference(
+        "reference_heads.py",
         "numpy, sklearn",
         &["numpy", "scikit-learn"],
-    )
-    .map_err(|e| e.to_string())?;
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("benches/reference_heads.py");
-    let output = Command::new(headstart::fetch::python())
-        .envs(site.iter().map(|p| ("PYTHONPATH", p)))
-        .arg(script)
-        .arg(data)
-        .output()
-        .map_err(|e| e.to_string())?;
-    if !output.status.success() {
-        return Err(String::from_utf8_lossy(&output.stderr)
-            .lines()
-            .last()
-            .unwrap_or("failed")
-            .to_string());
-    }
-    let result: serde_json::Value =
-        serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())?;
+        &[data.as_os_str()],
+    )?;
     Ok((
         result["seconds"].as_f64().ok_or("no seconds")?,
         result["accuracy"].as_f64().ok_or("no accuracy")?,

@@ -1,0 +1,34 @@
+//! Shared by the benches: running a Python reference script from benches/.
+
+use std::ffi::OsStr;
+use std::path::Path;
+use std::process::Command;
+
+/// Runs `benches/{script}` with `args` (installing `packages` into the cache when `imports` fail) and parses
+/// the JSON it prints; the error is the script's last line of stderr.
+pub fn python_reference(
+    script: &str,
+    imports: &str,
+    packages: &[&str],
+    args: &[&OsStr],
+) -> Result<serde_json::Value, String> {
+    let site = headstart::fetch::python_packages("python-bench", imports, packages)
+        .map_err(|e| e.to_string())?;
+    let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("benches")
+        .join(script);
+    let output = Command::new(headstart::fetch::python())
+        .envs(site.iter().map(|p| ("PYTHONPATH", p)))
+        .arg(script)
+        .args(args)
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(String::from_utf8_lossy(&output.stderr)
+            .lines()
+            .last()
+            .unwrap_or("failed")
+            .to_string());
+    }
+    serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
+}
