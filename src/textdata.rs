@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::dataset::Skip;
+use crate::dataset::{self, Skip};
 use crate::error::{Error, Result};
 
 /// Which columns hold the text and the label.
@@ -286,76 +286,42 @@ fn read_json_lines(
     Ok(())
 }
 
-/// One sub-folder per class, each text a `.txt` file; other files and hidden entries are skipped.
+/// One sub-folder per class, listed as an image dataset is (nested folders, hidden entries, stray files and
+/// loops handled by [`dataset::scan`]); each `.txt` file is one text.
 fn read_folder(
     root: &Path,
     rows: &mut Vec<(String, String, String)>,
     skipped: &mut Vec<Skip>,
 ) -> Result<()> {
-    let sorted = |dir: &Path| -> Result<Vec<PathBuf>> {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
-            .map_err(|e| Error::io(dir, e))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .collect();
-        entries.sort();
-        Ok(entries)
-    };
-    let relative = |p: &Path| {
-        p.strip_prefix(root)
-            .unwrap_or(p)
-            .to_string_lossy()
-            .replace('\\', "/")
-    };
-    for class_dir in sorted(root)? {
-        let class = class_dir
-            .file_name()
-            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
-        if class.starts_with('.') {
+    let listed = dataset::scan(root)?;
+    skipped.extend(listed.skipped);
+    for item in listed.items {
+        let Some(label) = item.label else {
             skipped.push(Skip {
-                path: relative(&class_dir),
-                reason: "hidden".into(),
-            });
-            continue;
-        }
-        if !class_dir.is_dir() {
-            skipped.push(Skip {
-                path: relative(&class_dir),
+                path: item.relative,
                 reason: "not inside a class folder".into(),
             });
             continue;
+        };
+        if extension(&item.path) != "txt" {
+            skipped.push(Skip {
+                path: item.relative,
+                reason: "not a .txt file".into(),
+            });
+            continue;
         }
-        for file in sorted(&class_dir)? {
-            let id = relative(&file);
-            let hidden = file
-                .file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with('.'));
-            if hidden {
-                skipped.push(Skip {
-                    path: id,
-                    reason: "hidden".into(),
-                });
-                continue;
-            }
-            if !file.is_file() || extension(&file) != "txt" {
-                skipped.push(Skip {
-                    path: id,
-                    reason: "not a .txt file".into(),
-                });
-                continue;
-            }
-            match std::fs::read(&file) {
-                Ok(bytes) => accept(
-                    id,
-                    Some(strip_bom(&bytes)),
-                    Some(class.as_bytes()),
-                    rows,
-                    skipped,
-                ),
-                Err(e) => skipped.push(Skip {
-                    path: id,
-                    reason: format!("unreadable: {e}"),
-                }),
-            }
+        match std::fs::read(&item.path) {
+            Ok(bytes) => accept(
+                item.relative,
+                Some(strip_bom(&bytes)),
+                Some(listed.classes[label].as_bytes()),
+                rows,
+                skipped,
+            ),
+            Err(e) => skipped.push(Skip {
+                path: item.relative,
+                reason: format!("unreadable: {e}"),
+            }),
         }
     }
     Ok(())
