@@ -59,12 +59,17 @@ pub fn elpv_cells(dir: &Path) -> Result<Vec<ElpvCell>> {
 }
 
 /// ELPV as class folders `defective/` (probability ≥ 0.5) and `functional/`, made of hard links (copies where
-/// links are not possible) in the cache. The tree is built in a staging folder and renamed into place, so it
-/// exists only complete, and two processes building it at once cannot disturb each other.
+/// links are not possible) in the cache. The tree is built in a staging folder and renamed into place, under a
+/// lock, so it exists only complete; a tree that no longer matches its sources is rebuilt.
 pub fn elpv_by_defect() -> Result<PathBuf> {
     let source = elpv()?;
+    let cells = elpv_cells(&source)?;
     let dir = crate::home::home()?.join("datasets").join("elpv-defect");
-    if dir.is_dir() {
+    if tree_matches(&cells, &dir) {
+        return Ok(dir);
+    }
+    let _lock = fetch::lock_beside(&dir)?;
+    if tree_matches(&cells, &dir) {
         return Ok(dir);
     }
     let parent = dir.parent().unwrap_or(Path::new("."));
@@ -72,33 +77,56 @@ pub fn elpv_by_defect() -> Result<PathBuf> {
         .prefix(".elpv-defect-")
         .tempdir_in(parent)
         .map_err(|e| Error::io(parent, e))?;
-    for cell in elpv_cells(&source)? {
-        let class = if cell.defect_probability >= 0.5 {
-            "defective"
-        } else {
-            "functional"
-        };
-        let name = cell
-            .image
-            .file_name()
-            .ok_or_else(|| Error::input(&cell.image, "no file name"))?;
-        let class_dir = staging.path().join(class);
+    for cell in &cells {
+        let class_dir = staging.path().join(defect_class(cell));
         std::fs::create_dir_all(&class_dir).map_err(|e| Error::io(&class_dir, e))?;
-        // The target is always new here: copying onto an existing hard link would truncate the source.
-        let target = class_dir.join(name);
+        let target = class_dir.join(file_name(cell)?);
         if std::fs::hard_link(&cell.image, &target).is_err() {
             std::fs::copy(&cell.image, &target).map_err(|e| Error::io(&target, e))?;
         }
     }
+    // A stale tree (links to files that were since fetched again) is moved aside, then removed.
+    let stale = tempfile::Builder::new()
+        .prefix(".elpv-defect-stale-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
+    if dir.exists() {
+        std::fs::rename(&dir, stale.path().join("tree")).map_err(|e| Error::io(&dir, e))?;
+    }
     let staged = staging.keep();
     if let Err(e) = std::fs::rename(&staged, &dir) {
         let _ = std::fs::remove_dir_all(&staged);
-        // Another process renamed its complete tree into place first.
-        if !dir.is_dir() {
-            return Err(Error::io(&dir, e));
-        }
+        return Err(Error::io(&dir, e));
     }
     Ok(dir)
+}
+
+fn defect_class(cell: &ElpvCell) -> &'static str {
+    if cell.defect_probability >= 0.5 {
+        "defective"
+    } else {
+        "functional"
+    }
+}
+
+fn file_name(cell: &ElpvCell) -> Result<&std::ffi::OsStr> {
+    cell.image
+        .file_name()
+        .ok_or_else(|| Error::input(&cell.image, "no file name"))
+}
+
+/// Whether `dir` holds every cell in its class folder with its source's size.
+fn tree_matches(cells: &[ElpvCell], dir: &Path) -> bool {
+    cells.iter().all(|cell| {
+        let Ok(name) = file_name(cell) else {
+            return false;
+        };
+        let target = dir.join(defect_class(cell)).join(name);
+        match (std::fs::metadata(&target), std::fs::metadata(&cell.image)) {
+            (Ok(target), Ok(source)) => target.is_file() && target.len() == source.len(),
+            _ => false,
+        }
+    })
 }
 
 /// VADER's movie-review snippets (Hutto & Gilbert, ICWSM 2014): 10,605 sentences with a mean human sentiment
@@ -181,5 +209,32 @@ mod tests {
                 .to_string()
                 .contains("line 1")
         );
+    }
+
+    #[test]
+    fn a_class_tree_that_no_longer_matches_its_sources_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let images = dir.path().join("images");
+        std::fs::create_dir_all(&images).unwrap();
+        let cells: Vec<ElpvCell> = [("a.png", 1.0), ("b.png", 0.0)]
+            .iter()
+            .map(|(name, p)| {
+                std::fs::write(images.join(name), b"pixels").unwrap();
+                ElpvCell {
+                    image: images.join(name),
+                    defect_probability: *p,
+                    cell_type: "mono".into(),
+                }
+            })
+            .collect();
+        let tree = dir.path().join("tree");
+        assert!(!tree_matches(&cells, &tree));
+        for (cell, class) in cells.iter().zip(["defective", "functional"]) {
+            std::fs::create_dir_all(tree.join(class)).unwrap();
+            std::fs::copy(&cell.image, tree.join(class).join(file_name(cell).unwrap())).unwrap();
+        }
+        assert!(tree_matches(&cells, &tree));
+        std::fs::write(tree.join("functional/b.png"), b"").unwrap();
+        assert!(!tree_matches(&cells, &tree));
     }
 }

