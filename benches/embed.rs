@@ -85,11 +85,11 @@ fn main() {
         pure.push((n.div_ceil(BATCH) * BATCH) as f64 / started.elapsed().as_secs_f64());
         let (_, summary) =
             embed_dataset(&data, &mut pipeline, &cold, &mut |_, _| {}).expect("embed");
-        end_to_end.push(summary.images_per_second);
+        end_to_end.push(summary.per_second);
         let (_, summary) =
             embed_dataset(&data, &mut pipeline, &options, &mut |_, _| {}).expect("cached embed");
         assert_eq!(summary.computed, 0);
-        cached.push(summary.images_per_second);
+        cached.push(summary.per_second);
         match python_reference(&model, images.path()) {
             Ok(rate) => python.push(rate),
             Err(why) => python_error = Some(why),

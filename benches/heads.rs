@@ -62,8 +62,9 @@ fn elpv() -> Case {
     let reference = BackboneRef::Zoo(zoo::default_for(zoo::Modality::Image).name);
     let (set, _) = workflow::embeddings_for(
         &folder,
-        &reference,
+        Some(&reference),
         &BackboneOptions::default(),
+        &Default::default(),
         &EmbedOptions::default(),
         &mut |_, _| {},
     )

@@ -8,6 +8,7 @@ use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::BackboneIdentity;
+use crate::backbone::text::TextInput;
 use crate::error::{Error, Result};
 use crate::head::{ClassWeight, Head, HeadKind, Scaler};
 use crate::npz::{NpyArray, NpyData, read_npz, write_npz};
@@ -33,6 +34,10 @@ pub struct BundleInfo {
     pub backbone: BackboneIdentity,
     /// Image preprocessing; `None` for text backbones.
     pub preprocess: Option<ImagePreprocess>,
+    /// Tokenizer and maximum length; `None` for image backbones. (Older headstarts, which ignore it, refuse
+    /// such a bundle for lack of `preprocess`.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub text: Option<TextInput>,
     pub training: TrainingInfo,
 }
 
@@ -258,6 +263,7 @@ mod tests {
                 normalize: false,
             },
             preprocess: Some(ImagePreprocess::default()),
+            text: None,
             training: TrainingInfo {
                 head,
                 chosen_c: Some(0.1),

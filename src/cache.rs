@@ -10,9 +10,9 @@ use std::io::Write;
 use sha2::{Digest, Sha256};
 
 use crate::backbone::BackboneIdentity;
+use crate::embed::InputSpec;
 use crate::error::{Error, Result};
 use crate::fetch::hex;
-use crate::preprocess::ImagePreprocess;
 
 const MAGIC: &[u8; 4] = b"HSE1";
 
@@ -30,12 +30,19 @@ impl EmbeddingCache {
     }
 
     /// The cache for one backbone configuration, in a folder of `root` named by its hash.
-    pub fn open(
-        root: &Path,
-        identity: &BackboneIdentity,
-        preprocess: Option<&ImagePreprocess>,
-    ) -> Self {
-        let config = serde_json::json!({ "backbone": identity, "preprocess": preprocess });
+    pub fn open(root: &Path, identity: &BackboneIdentity, input: &InputSpec) -> Self {
+        // Image configurations hash as they always have, so existing caches stay valid. A text's tokenizer is
+        // known by its content, not by where it was found.
+        let config = match input {
+            InputSpec::Image(preprocess) => {
+                serde_json::json!({ "backbone": identity, "preprocess": preprocess })
+            }
+            InputSpec::Text(text) => serde_json::json!({
+                "backbone": identity,
+                "tokenizer": text.tokenizer_sha256,
+                "max_length": text.max_length,
+            }),
+        };
         let digest = hex(&Sha256::digest(config.to_string().as_bytes()));
         EmbeddingCache {
             dir: root.join(&digest[..24]),

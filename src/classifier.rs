@@ -1,4 +1,5 @@
-//! A trained bundle with its backbone: images in, class probabilities out. The library face of `predict`.
+//! A trained bundle with its backbone: images (or texts, for a text bundle) in, class probabilities out. The
+//! library face of `predict`.
 //!
 //! ```no_run
 //! use headstart::classifier::{Classifier, predictions};
@@ -13,6 +14,18 @@
 //! # Ok(())
 //! # }
 //! ```
+//!
+//! A text bundle takes texts:
+//!
+//! ```no_run
+//! # fn main() -> headstart::Result<()> {
+//! let mut classifier =
+//!     headstart::classifier::Classifier::load("sentiment.hs".as_ref(), &Default::default(), None)?;
+//! let probabilities = classifier.predict_texts(&["A gripping, funny film.", "Two hours I will not get back."])?;
+//! println!("{probabilities:?}");
+//! # Ok(())
+//! # }
+//! ```
 
 use std::path::Path;
 
@@ -20,7 +33,9 @@ use image::DynamicImage;
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
 
-use crate::backbone::{BackboneIdentity, BackboneOptions, BackboneRef, ImageBackbone};
+use crate::backbone::{
+    BackboneIdentity, BackboneOptions, BackboneRef, ImageBackbone, TextBackbone,
+};
 use crate::bundle::Bundle;
 use crate::dataset::Dataset;
 use crate::decode::open_image;
@@ -28,11 +43,19 @@ use crate::embed::{self, EmbedOptions, EmbedSummary, EmbeddedSet};
 use crate::error::{Error, Result};
 use crate::preprocess::{ImagePreprocess, PreprocessOverrides};
 use crate::runtime::RuntimeOptions;
+use crate::textdata::TextDataset;
+use crate::textembed::embed_texts;
 use crate::zoo;
 
 pub struct Classifier {
     pub bundle: Bundle,
-    backbone: ImageBackbone,
+    backbone: Backbone,
+}
+
+/// Boxed: both are large (preprocessing tables, a tokenizer).
+enum Backbone {
+    Image(Box<ImageBackbone>),
+    Text(Box<TextBackbone>),
 }
 
 /// One input's answer.
@@ -54,12 +77,6 @@ impl Classifier {
     ) -> Result<Self> {
         let bundle = Bundle::load(path)?;
         let info = &bundle.info;
-        let preprocess = info.preprocess.clone().ok_or_else(|| {
-            Error::Config(format!(
-                "{} was trained on a text backbone; give it texts",
-                path.display()
-            ))
-        })?;
         let reference = backbone
             .cloned()
             .unwrap_or_else(|| BackboneRef::parse(&info.backbone_source));
@@ -76,28 +93,58 @@ impl Classifier {
             };
             check_same_backbone(&info.backbone, &given, &reference)?;
         }
-        let options = BackboneOptions {
+        let mut options = BackboneOptions {
             runtime: runtime.clone(),
             output: Some(info.backbone.output.clone()),
             layer: info.backbone.layer.clone(),
             pooling: Some(info.backbone.pooling),
             normalize: Some(info.backbone.normalize),
-            preprocess_file: None,
-            preprocess: overrides(&preprocess),
+            ..Default::default()
         };
-        let opened = ImageBackbone::open(&reference, &options).map_err(|e| match e {
+        let missing = |e: Error| match e {
             Error::Model { message, .. } if message == "no such file" => Error::Config(format!(
                 "{}: the bundle's backbone {} is not there; pass --backbone PATH",
                 path.display(),
                 info.backbone_source
             )),
             other => other,
-        })?;
-        check_same_backbone(&info.backbone, opened.identity(), &reference)?;
+        };
+        let opened = match (&info.preprocess, &info.text) {
+            (Some(preprocess), _) => {
+                options.preprocess = overrides(preprocess);
+                let opened = ImageBackbone::open(&reference, &options).map_err(missing)?;
+                check_same_backbone(&info.backbone, opened.identity(), &reference)?;
+                Backbone::Image(Box::new(opened))
+            }
+            (None, Some(text)) => {
+                let tokenizer = text.tokenizer_source.as_deref().map(Path::new);
+                let opened =
+                    TextBackbone::open(&reference, tokenizer, &options).map_err(missing)?;
+                check_same_backbone(&info.backbone, opened.identity(), &reference)?;
+                if opened.input().tokenizer_sha256 != text.tokenizer_sha256 {
+                    return Err(Error::Config(format!(
+                        "{}: the tokenizer differs from the one the bundle was trained with",
+                        path.display()
+                    )));
+                }
+                Backbone::Text(Box::new(opened))
+            }
+            (None, None) => {
+                return Err(Error::input(
+                    path,
+                    "damaged bundle: it says neither how images are preprocessed nor how texts are tokenized",
+                ));
+            }
+        };
         Ok(Classifier {
             bundle,
             backbone: opened,
         })
+    }
+
+    /// Whether the bundle classifies texts (else images).
+    pub fn takes_text(&self) -> bool {
+        matches!(self.backbone, Backbone::Text(_))
     }
 
     /// Embeds a dataset with the bundle's backbone (parallel decode, cache, skips), ready for
@@ -108,7 +155,44 @@ impl Classifier {
         options: &EmbedOptions,
         progress: &mut dyn FnMut(usize, usize),
     ) -> Result<(EmbeddedSet, EmbedSummary)> {
-        embed::embed_dataset(data, &mut self.backbone, options, progress)
+        embed::embed_dataset(data, self.image_backbone()?, options, progress)
+    }
+
+    /// Embeds texts with the bundle's text backbone (length-bucketed batches, cache).
+    pub fn embed_texts(
+        &mut self,
+        data: &TextDataset,
+        options: &EmbedOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<(EmbeddedSet, EmbedSummary)> {
+        match &mut self.backbone {
+            Backbone::Text(backbone) => embed_texts(data, backbone, options, progress),
+            Backbone::Image(_) => Err(Error::Config(
+                "this bundle classifies images; give it image files or folders".into(),
+            )),
+        }
+    }
+
+    /// Class probabilities, [N, K], for texts.
+    pub fn predict_texts(&mut self, texts: &[&str]) -> Result<Array2<f32>> {
+        let embeddings = match &mut self.backbone {
+            Backbone::Text(backbone) => backbone.embed(texts)?,
+            Backbone::Image(_) => {
+                return Err(Error::Config(
+                    "this bundle classifies images, not texts".into(),
+                ));
+            }
+        };
+        self.predict_embeddings(embeddings.view())
+    }
+
+    fn image_backbone(&mut self) -> Result<&mut ImageBackbone> {
+        match &mut self.backbone {
+            Backbone::Image(backbone) => Ok(backbone),
+            Backbone::Text(_) => Err(Error::Config(
+                "this bundle classifies texts; give it texts".into(),
+            )),
+        }
     }
 
     pub fn class_names(&self) -> &[String] {
@@ -117,7 +201,7 @@ impl Classifier {
 
     /// Class probabilities, [N, K], for decoded images.
     pub fn predict_images(&mut self, images: &[DynamicImage]) -> Result<Array2<f32>> {
-        let embeddings = self.backbone.embed(images)?;
+        let embeddings = self.image_backbone()?.embed(images)?;
         self.predict_embeddings(embeddings.view())
     }
 

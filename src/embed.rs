@@ -11,6 +11,7 @@ use std::time::Instant;
 use image::DynamicImage;
 use serde::Serialize;
 
+use crate::backbone::text::TextInput;
 use crate::backbone::{BackboneIdentity, ImageBackbone};
 use crate::cache::{self, EmbeddingCache, Key};
 use crate::dataset::{Dataset, Skip};
@@ -101,6 +102,13 @@ impl Default for EmbedOptions {
     }
 }
 
+/// How inputs became the backbone's tensors; a head is only valid for inputs made the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputSpec {
+    Image(ImagePreprocess),
+    Text(TextInput),
+}
+
 /// Embeddings of a dataset, one row per embedded view, in dataset order.
 #[derive(Debug, Clone)]
 pub struct EmbeddedSet {
@@ -110,14 +118,14 @@ pub struct EmbeddedSet {
     /// Class index per row; -1 for unlabelled.
     pub labels: Vec<i64>,
     pub class_names: Vec<String>,
-    /// Paths relative to the dataset folder.
+    /// Paths relative to the dataset folder (images), or `file:line` / relative paths (texts).
     pub paths: Vec<String>,
     /// Whether a row is an augmented view.
     pub augmented: Vec<bool>,
     /// The zoo name or path of the backbone.
     pub backbone_source: String,
     pub backbone: BackboneIdentity,
-    pub preprocess: ImagePreprocess,
+    pub input: InputSpec,
 }
 
 impl EmbeddedSet {
@@ -128,7 +136,11 @@ impl EmbeddedSet {
     /// Writes the `.npz` described in the README, atomically.
     pub fn write_npz(&self, path: &Path) -> Result<()> {
         let backbone = serde_json::to_string(&self.backbone).unwrap_or_default();
-        let preprocess = serde_json::to_string(&self.preprocess).unwrap_or_default();
+        // Image sets keep the `preprocess` entry older headstarts read; text sets have `text_input` instead.
+        let (input_key, input) = match &self.input {
+            InputSpec::Image(p) => ("preprocess", serde_json::to_string(p).unwrap_or_default()),
+            InputSpec::Text(t) => ("text_input", serde_json::to_string(t).unwrap_or_default()),
+        };
         write_npz(
             path,
             &[
@@ -153,7 +165,7 @@ impl EmbeddedSet {
                 ("backbone_source", NpyArray::Str(&self.backbone_source)),
                 ("backbone_sha256", NpyArray::Str(&self.backbone.sha256)),
                 ("backbone_config", NpyArray::Str(&backbone)),
-                ("preprocess", NpyArray::Str(&preprocess)),
+                (input_key, NpyArray::Str(&input)),
             ],
         )
     }
@@ -209,8 +221,17 @@ impl EmbeddedSet {
             backbone_source: text("backbone_source")?,
             backbone: serde_json::from_str(&text("backbone_config")?)
                 .map_err(|e| bad(format!("bad backbone_config: {e}")))?,
-            preprocess: serde_json::from_str(&text("preprocess")?)
-                .map_err(|e| bad(format!("bad preprocess: {e}")))?,
+            input: if get("text_input").is_ok() {
+                InputSpec::Text(
+                    serde_json::from_str(&text("text_input")?)
+                        .map_err(|e| bad(format!("bad text_input: {e}")))?,
+                )
+            } else {
+                InputSpec::Image(
+                    serde_json::from_str(&text("preprocess")?)
+                        .map_err(|e| bad(format!("bad preprocess: {e}")))?,
+                )
+            },
         };
         if [set.labels.len(), set.paths.len(), set.augmented.len()]
             .iter()
@@ -268,7 +289,7 @@ impl EmbeddedSet {
             augmented: Vec::new(),
             backbone_source: self.backbone_source.clone(),
             backbone: self.backbone.clone(),
-            preprocess: self.preprocess.clone(),
+            input: self.input.clone(),
         }
     }
 
@@ -282,9 +303,9 @@ impl EmbeddedSet {
 /// What happened, for the summary line and `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct EmbedSummary {
-    /// Candidate files.
+    /// Candidate files (or text rows).
     pub files: usize,
-    /// Files embedded.
+    /// Files (texts) embedded.
     pub embedded: usize,
     /// Rows, augmented views included.
     pub rows: usize,
@@ -292,8 +313,12 @@ pub struct EmbedSummary {
     pub computed: usize,
     pub skipped: Vec<SkipReport>,
     pub empty_classes: Vec<String>,
+    /// Texts longer than the backbone's maximum length, embedded from their first tokens (`None` for images).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<usize>,
     pub seconds: f64,
-    pub images_per_second: f64,
+    /// Images (or texts) per second.
+    pub per_second: f64,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -309,6 +334,22 @@ impl From<&Skip> for SkipReport {
             reason: skip.reason.clone(),
         }
     }
+}
+
+/// The cache for this backbone and input preparation, unless the options turn it off.
+pub(crate) fn open_cache(
+    options: &EmbedOptions,
+    identity: &BackboneIdentity,
+    input: &InputSpec,
+) -> Result<Option<EmbeddingCache>> {
+    if !options.use_cache {
+        return Ok(None);
+    }
+    let root = match &options.cache_dir {
+        Some(root) => root.clone(),
+        None => EmbeddingCache::default_root()?,
+    };
+    Ok(Some(EmbeddingCache::open(&root, identity, input)))
 }
 
 enum ViewResult {
@@ -330,19 +371,11 @@ pub fn embed_dataset(
 ) -> Result<(EmbeddedSet, EmbedSummary)> {
     let started = Instant::now();
     let preprocess = backbone.preprocess().clone();
-    let cache = match (&options.use_cache, &options.cache_dir) {
-        (false, _) => None,
-        (true, Some(root)) => Some(EmbeddingCache::open(
-            root,
-            backbone.identity(),
-            Some(&preprocess),
-        )),
-        (true, None) => Some(EmbeddingCache::open(
-            &EmbeddingCache::default_root()?,
-            backbone.identity(),
-            Some(&preprocess),
-        )),
-    };
+    let cache = open_cache(
+        options,
+        backbone.identity(),
+        &InputSpec::Image(preprocess.clone()),
+    )?;
     let mut views = vec![View::Original];
     if options.augment.flip {
         views.push(View::Flip);
@@ -459,7 +492,7 @@ pub fn embed_dataset(
         augmented: Vec::new(),
         backbone_source: backbone.source().to_string(),
         backbone: backbone.identity().clone(),
-        preprocess,
+        input: InputSpec::Image(preprocess),
     };
     let mut embedded = 0;
     for (item, views) in dataset.items.iter().zip(slots) {
@@ -486,7 +519,8 @@ pub fn embed_dataset(
         skipped,
         empty_classes: dataset.empty_classes.clone(),
         seconds,
-        images_per_second: if seconds > 0.0 {
+        truncated: None,
+        per_second: if seconds > 0.0 {
             embedded as f64 / seconds
         } else {
             0.0

@@ -97,6 +97,8 @@ pub fn python_packages(site: &str, imports: &str, packages: &[&str]) -> Result<O
         return Ok(None);
     }
     let dir = crate::home::home()?.join(site);
+    // Two pip installs into one folder at once trip over each other; the second waits, then finds its imports.
+    let _lock = lock_beside(&dir)?;
     if !importable(Some(&dir)) {
         eprintln!(
             "headstart: installing {} into {} with pip",

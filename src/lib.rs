@@ -29,6 +29,7 @@ pub mod progress;
 pub mod report;
 pub mod runtime;
 pub mod textdata;
+pub mod textembed;
 pub mod workflow;
 pub mod zoo;
 

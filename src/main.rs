@@ -14,6 +14,8 @@ use headstart::preprocess::{ColourOrder, Interpolation, Layout, PreprocessOverri
 use headstart::progress::Progress;
 use headstart::report::{self, ReportInput};
 use headstart::runtime::{Device, RuntimeOptions};
+use headstart::textdata::{self, Columns};
+use headstart::workflow::TextOptions;
 use headstart::zoo::{self, Modality};
 use headstart::{Result, dataset, datasets, decode, demo, workflow};
 
@@ -43,16 +45,20 @@ enum Command {
     /// The whole job on real data: fetch the ELPV solar-cell images, embed, train, evaluate on a held-out split
     Demo {
         /// Instead: what the default backbones see in sample photos and sentences
-        #[arg(long)]
+        #[arg(long, conflicts_with = "text")]
         photos: bool,
+        /// Instead: sentiment of the VADER movie-review snippets with the default text backbone
+        #[arg(long)]
+        text: bool,
     },
-    /// Embed a folder of images into an .npz (-o), or files / texts (--text) as JSON lines on stdout
+    /// Embed a folder of images, a folder of .txt class folders or a text table into an .npz (-o), or files /
+    /// texts (--text) as JSON lines on stdout
     Embed(Box<EmbedArgs>),
-    /// Train a head on a labelled folder of images (embedded through the cache) or an .npz; writes a bundle
+    /// Train a head on labelled images or texts (embedded through the cache) or an .npz; writes a bundle
     Train(Box<TrainArgs>),
-    /// Evaluate a bundle on a labelled folder or .npz: accuracy, macro-F1, per-class metrics, confusion matrix
+    /// Evaluate a bundle on labelled data or an .npz: accuracy, macro-F1, per-class metrics, confusion matrix
     Eval(Box<EvalArgs>),
-    /// Classify images with a bundle: top-k classes with probabilities
+    /// Classify images, or texts with a text bundle: top-k classes with probabilities
     Predict(Box<PredictArgs>),
     /// Show an ONNX file's inputs, outputs and opsets; --layers lists the tensors --layer can tap
     Inspect {
@@ -88,28 +94,54 @@ enum ModelsCommand {
 
 #[derive(Args)]
 struct EmbedArgs {
-    /// A folder (one sub-folder per class, or flat), image files, or texts with --text
+    /// A folder (one sub-folder per class, or flat; .txt files make it texts), a text table (.csv, .tsv,
+    /// .jsonl), image files, or texts with --text
     #[arg(required = true)]
     inputs: Vec<String>,
-    /// The .npz to write when embedding a folder
+    /// The .npz to write when embedding a folder or a table
     #[arg(long, short, value_name = "OUT.npz")]
     output_file: Option<PathBuf>,
     /// Inputs are texts, embedded with a text backbone
     #[arg(long)]
     text: bool,
-    /// tokenizer.json for a text backbone outside the zoo (default: beside the model)
-    #[arg(long, value_name = "PATH")]
-    tokenizer: Option<PathBuf>,
+    #[command(flatten)]
+    text_flags: TextFlags,
     #[command(flatten)]
     embed: EmbedFlags,
     #[command(flatten)]
     backbone: BackboneArgs,
 }
 
+/// How text data is read (embed, train, eval).
+#[derive(Args)]
+struct TextFlags {
+    /// The column of a text table that holds the text
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    text_column: String,
+    /// The column of a text table that holds the label
+    #[arg(long, default_value = "label", value_name = "NAME")]
+    label_column: String,
+    /// tokenizer.json for a text backbone outside the zoo (default: beside the model)
+    #[arg(long, value_name = "PATH")]
+    tokenizer: Option<PathBuf>,
+}
+
+impl TextFlags {
+    fn options(&self) -> TextOptions {
+        TextOptions {
+            columns: Columns {
+                text: self.text_column.clone(),
+                label: self.label_column.clone(),
+            },
+            tokenizer: self.tokenizer.clone(),
+        }
+    }
+}
+
 /// How folders are embedded (embed, train, eval, predict).
 #[derive(Args)]
 struct EmbedFlags {
-    /// Images per inference batch
+    /// Images (texts) per inference batch
     #[arg(long, default_value_t = 32)]
     batch_size: usize,
     /// Decode threads (default: one per core)
@@ -148,14 +180,15 @@ impl EmbedFlags {
         }
     }
 
-    fn progress(&self) -> Progress {
-        Progress::new("images", !self.quiet && !self.json)
+    fn progress(&self, unit: &'static str) -> Progress {
+        Progress::new(unit, !self.quiet && !self.json)
     }
 }
 
 #[derive(Args)]
 struct TrainArgs {
-    /// A folder with one sub-folder per class, or an .npz from `headstart embed`
+    /// A folder with one sub-folder per class (images, or .txt files), a text table (.csv, .tsv, .jsonl), or an
+    /// .npz from `headstart embed`
     input: PathBuf,
     /// The bundle to write
     #[arg(long, short, value_name = "MODEL.hs")]
@@ -165,8 +198,8 @@ struct TrainArgs {
     /// Hold out this fraction of each class for validation (stratified, seeded)
     #[arg(long, value_name = "F", conflicts_with = "val")]
     val_split: Option<f64>,
-    /// Validate on this labelled folder or .npz instead
-    #[arg(long, value_name = "DIR")]
+    /// Validate on this labelled folder, table or .npz instead
+    #[arg(long, value_name = "DATA")]
     val: Option<PathBuf>,
     #[arg(long, value_enum, default_value_t = ClassWeight::None)]
     class_weight: ClassWeight,
@@ -182,6 +215,8 @@ struct TrainArgs {
     #[arg(long, default_value_t = 5)]
     k: usize,
     #[command(flatten)]
+    text_flags: TextFlags,
+    #[command(flatten)]
     embed: EmbedFlags,
     #[command(flatten)]
     backbone: BackboneArgs,
@@ -190,7 +225,7 @@ struct TrainArgs {
 #[derive(Args)]
 struct EvalArgs {
     bundle: PathBuf,
-    /// A labelled folder or an .npz from `headstart embed` (same backbone)
+    /// A labelled folder, a text table or an .npz from `headstart embed` (same backbone)
     input: PathBuf,
     /// The bundle's backbone, if it is not where the bundle says
     #[arg(long, value_name = "NAME|PATH")]
@@ -198,6 +233,11 @@ struct EvalArgs {
     /// Also write a self-contained HTML page: heatmap, misclassified thumbnails, PCA scatter
     #[arg(long, value_name = "FILE.html")]
     report: Option<PathBuf>,
+    /// Columns of a text table
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    text_column: String,
+    #[arg(long, default_value = "label", value_name = "NAME")]
+    label_column: String,
     #[command(flatten)]
     embed: EmbedFlags,
 }
@@ -205,9 +245,11 @@ struct EvalArgs {
 #[derive(Args)]
 struct PredictArgs {
     bundle: PathBuf,
-    /// Image files or folders
-    #[arg(required = true)]
-    inputs: Vec<PathBuf>,
+    /// Image files or folders; for a text bundle, texts (none: one text per line on stdin)
+    inputs: Vec<String>,
+    /// Text bundle: read one text per line from FILE (`-`: stdin)
+    #[arg(long, value_name = "FILE", conflicts_with = "inputs")]
+    from: Option<PathBuf>,
     /// How many classes to show per input
     #[arg(long, default_value_t = 3)]
     top_k: usize,
@@ -329,10 +371,13 @@ impl BackboneArgs {
     }
 
     fn reference(&self, modality: Modality) -> BackboneRef {
-        match &self.backbone {
-            Some(name) => BackboneRef::parse(name),
-            None => BackboneRef::Zoo(zoo::default_for(modality).name),
-        }
+        self.given()
+            .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name))
+    }
+
+    /// The backbone named with --backbone, if any.
+    fn given(&self) -> Option<BackboneRef> {
+        self.backbone.as_deref().map(BackboneRef::parse)
     }
 }
 
@@ -355,8 +400,14 @@ fn main() -> ExitCode {
 
 fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
     match command {
-        Command::Demo { photos: true } => print_demo(&demo::run_photos(&runtime)?),
-        Command::Demo { photos: false } => {
+        Command::Demo { photos: true, .. } => print_demo(&demo::run_photos(&runtime)?),
+        Command::Demo { text: true, .. } => {
+            let mut bar = Progress::new("texts", true);
+            let result = demo::run_vader(&runtime, &mut |done, total| bar.update(done, total));
+            bar.finish();
+            print_vader_demo(&result?);
+        }
+        Command::Demo { .. } => {
             let mut bar = Progress::new("images", true);
             let result = demo::run_elpv(&runtime, &mut |done, total| bar.update(done, total));
             bar.finish();
@@ -393,25 +444,29 @@ fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
 
 fn embed(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
     let options = args.backbone.options(runtime)?;
-    let folder = match args.inputs.as_slice() {
-        [single] if !args.text && std::path::Path::new(single).is_dir() => {
+    let data = match args.inputs.as_slice() {
+        [single]
+            if !args.text
+                && (std::path::Path::new(single).is_dir()
+                    || textdata::is_text_data(single.as_ref())) =>
+        {
             Some(PathBuf::from(single))
         }
         _ => None,
     };
-    if let Some(folder) = folder {
-        return embed_folder(&folder, &args, &options);
+    if let Some(data) = data {
+        return embed_data(&data, &args, &options);
     }
     if let Some(out) = &args.output_file {
         return Err(headstart::Error::Config(format!(
-            "-o {} writes a folder's embeddings: give one folder of images",
+            "-o {} writes a data set's embeddings: give one folder or text table",
             out.display()
         )));
     }
     let embeddings = if args.text {
         let mut backbone = TextBackbone::open(
             &args.backbone.reference(Modality::Text),
-            args.tokenizer.as_deref(),
+            args.text_flags.tokenizer.as_deref(),
             &options,
         )?;
         let texts: Vec<&str> = args.inputs.iter().map(String::as_str).collect();
@@ -434,28 +489,25 @@ fn embed(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
     Ok(())
 }
 
-fn embed_folder(
-    folder: &std::path::Path,
-    args: &EmbedArgs,
-    options: &BackboneOptions,
-) -> Result<()> {
+fn embed_data(data: &std::path::Path, args: &EmbedArgs, options: &BackboneOptions) -> Result<()> {
     let out = args.output_file.clone().ok_or_else(|| {
         headstart::Error::Config(format!(
-            "embedding the folder {} writes an .npz: pass -o OUT.npz",
-            folder.display()
+            "embedding {} writes an .npz: pass -o OUT.npz",
+            data.display()
         ))
     })?;
     let flags = &args.embed;
     let (set, summary) = embed_with_progress(
-        folder,
-        &args.backbone.reference(Modality::Image),
+        data,
+        args.backbone.given().as_ref(),
         options,
+        &args.text_flags.options(),
         flags,
     )?;
     if set.rows() == 0 {
         return Err(headstart::Error::input(
-            folder,
-            "no image could be embedded; nothing written",
+            data,
+            "nothing could be embedded; nothing written",
         ));
     }
     set.write_npz(&out)?;
@@ -473,18 +525,25 @@ fn embed_folder(
     Ok(())
 }
 
-/// Embeddings of a folder (with a progress bar) or an .npz.
+/// Embeddings of a folder or text table (with a progress bar), or an .npz.
 fn embed_with_progress(
     input: &std::path::Path,
-    backbone: &BackboneRef,
+    backbone: Option<&BackboneRef>,
     options: &BackboneOptions,
+    text: &TextOptions,
     flags: &EmbedFlags,
 ) -> Result<(EmbeddedSet, Option<embed::EmbedSummary>)> {
-    let mut bar = flags.progress();
+    let unit = if textdata::is_text_data(input) {
+        "texts"
+    } else {
+        "images"
+    };
+    let mut bar = flags.progress(unit);
     let result = workflow::embeddings_for(
         input,
         backbone,
         options,
+        text,
         &flags.options(),
         &mut |done, total| bar.update(done, total),
     );
@@ -493,16 +552,23 @@ fn embed_with_progress(
 }
 
 fn print_embed_summary(summary: &embed::EmbedSummary) {
+    let (things, unit) = match summary.truncated {
+        Some(_) => ("texts", "texts"),
+        None => ("files", "images"),
+    };
     println!(
-        "embedded {} of {} files ({} rows: {} from cache, {} computed) in {:.1} s, {:.1} images/s",
+        "embedded {} of {} {things} ({} rows: {} from cache, {} computed) in {:.1} s, {:.1} {unit}/s",
         summary.embedded,
         summary.files,
         summary.rows,
         summary.from_cache,
         summary.computed,
         summary.seconds,
-        summary.images_per_second
+        summary.per_second
     );
+    if let Some(truncated @ 1..) = summary.truncated {
+        println!("truncated {truncated} texts longer than the backbone's maximum length");
+    }
     if !summary.skipped.is_empty() {
         println!("skipped {}:", summary.skipped.len());
         for skip in &summary.skipped {
@@ -516,9 +582,15 @@ fn print_embed_summary(summary: &embed::EmbedSummary) {
 
 fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
     let options = args.backbone.options(runtime)?;
-    let reference = args.backbone.reference(Modality::Image);
+    let text = args.text_flags.options();
     let flags = &args.embed;
-    let (set, summary) = embed_with_progress(&args.input, &reference, &options, flags)?;
+    let (set, summary) = embed_with_progress(
+        &args.input,
+        args.backbone.given().as_ref(),
+        &options,
+        &text,
+        flags,
+    )?;
     if let (Some(summary), false) = (&summary, flags.quiet || flags.json) {
         print_embed_summary(summary);
     }
@@ -526,8 +598,9 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
         (Some(dir), _) => {
             let (val, _) = embed_with_progress(
                 dir,
-                &BackboneRef::parse(&set.backbone_source),
+                Some(&BackboneRef::parse(&set.backbone_source)),
                 &options,
+                &text,
                 flags,
             )?;
             (set, Some(val))
@@ -555,6 +628,7 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
     if flags.json {
         let value = serde_json::json!({
             "bundle": args.output_file.display().to_string(),
+            "embed": summary,
             "train": trained.report,
             "validation": trained.validation,
         });
@@ -563,7 +637,7 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
         print_train_report(&trained.report);
         if let Some(metrics) = &trained.validation {
             println!(
-                "\nvalidation ({} images)\n{}",
+                "\nvalidation ({} samples)\n{}",
                 metrics.samples,
                 metrics.render()
             );
@@ -605,14 +679,30 @@ fn print_train_report(report: &headstart::head::TrainReport) {
 fn eval(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
     let backbone = args.backbone.as_deref().map(BackboneRef::parse);
     let flags = &args.embed;
-    let (set, bundle) = if args.input.is_dir() {
+    let is_text = textdata::is_text_data(&args.input);
+    let (set, bundle) = if args.input.is_dir() || is_text {
         let mut classifier = Classifier::load(&args.bundle, &runtime, backbone.as_ref())?;
-        let data = dataset::scan(&args.input)?;
-        let mut bar = flags.progress();
-        let result = classifier.embed_dataset(&data, &flags.options(), &mut |done, total| {
-            bar.update(done, total)
-        });
-        bar.finish();
+        let result = if is_text {
+            let columns = Columns {
+                text: args.text_column.clone(),
+                label: args.label_column.clone(),
+            };
+            let data = textdata::load(&args.input, &columns)?;
+            let mut bar = flags.progress("texts");
+            let result = classifier.embed_texts(&data, &flags.options(), &mut |done, total| {
+                bar.update(done, total)
+            });
+            bar.finish();
+            result
+        } else {
+            let data = dataset::scan(&args.input)?;
+            let mut bar = flags.progress("images");
+            let result = classifier.embed_dataset(&data, &flags.options(), &mut |done, total| {
+                bar.update(done, total)
+            });
+            bar.finish();
+            result
+        };
         let (set, summary) = result?;
         if !flags.quiet && !flags.json {
             print_embed_summary(&summary);
@@ -635,7 +725,7 @@ fn eval(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
             truth: &truth,
             probabilities: probabilities.view(),
             paths: &set.paths,
-            root: args.input.is_dir().then(|| args.input.clone()),
+            root: (args.input.is_dir() && !is_text).then(|| args.input.clone()),
         };
         report::write_report(path, &input)?;
         if !flags.quiet && !flags.json {
@@ -658,14 +748,34 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
     }
     let backbone = args.backbone.as_deref().map(BackboneRef::parse);
     let mut classifier = Classifier::load(&args.bundle, &runtime, backbone.as_ref())?;
-    let data = dataset::from_inputs(&args.inputs)?;
     let flags = &args.embed;
-    let mut bar = flags.progress();
-    let result = classifier.embed_dataset(&data, &flags.options(), &mut |done, total| {
-        bar.update(done, total)
-    });
-    bar.finish();
-    let (set, summary) = result?;
+    let (set, summary, shown) = if classifier.takes_text() {
+        let data = texts_to_predict(&args)?;
+        let mut bar = flags.progress("texts");
+        let result = classifier.embed_texts(&data, &flags.options(), &mut |done, total| {
+            bar.update(done, total)
+        });
+        bar.finish();
+        let (set, summary) = result?;
+        let shown: Vec<String> = data.items.into_iter().map(|item| item.text).collect();
+        (set, summary, shown)
+    } else {
+        if args.inputs.is_empty() || args.from.is_some() {
+            return Err(headstart::Error::Config(
+                "this bundle classifies images: give image files or folders".into(),
+            ));
+        }
+        let paths: Vec<PathBuf> = args.inputs.iter().map(PathBuf::from).collect();
+        let data = dataset::from_inputs(&paths)?;
+        let mut bar = flags.progress("images");
+        let result = classifier.embed_dataset(&data, &flags.options(), &mut |done, total| {
+            bar.update(done, total)
+        });
+        bar.finish();
+        let (set, summary) = result?;
+        let shown = set.paths.clone();
+        (set, summary, shown)
+    };
     let probabilities = classifier.predict_embeddings(set.matrix())?;
     let answers = predictions(
         probabilities.view(),
@@ -673,7 +783,12 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
         args.top_k,
         args.min_confidence,
     );
-    let rows: Vec<(&String, &Prediction)> = set.paths.iter().zip(&answers).collect();
+    let column = if classifier.takes_text() {
+        "text"
+    } else {
+        "path"
+    };
+    let rows: Vec<(&String, &Prediction)> = shown.iter().zip(&answers).collect();
     match args.format {
         OutputFormat::Json => {
             let items: Vec<serde_json::Value> = rows
@@ -681,7 +796,7 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
                 .map(|(path, p)| {
                     let top: Vec<serde_json::Value> =
                         p.top.iter().map(|(c, prob)| serde_json::json!({"class": c, "probability": prob})).collect();
-                    serde_json::json!({"path": path, "label": p.label.as_deref().unwrap_or("unknown"), "top": top})
+                    serde_json::json!({column: path, "label": p.label.as_deref().unwrap_or("unknown"), "top": top})
                 })
                 .collect();
             let skipped: Vec<serde_json::Value> = summary
@@ -698,7 +813,7 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
             let header: Vec<String> = (1..=args.top_k)
                 .flat_map(|i| [format!("class{i}"), format!("p{i}")])
                 .collect();
-            println!("path,label,{}", header.join(","));
+            println!("{column},label,{}", header.join(","));
             for (path, p) in &rows {
                 let top: Vec<String> = p
                     .top
@@ -742,8 +857,28 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
     Ok(())
 }
 
+/// A text bundle's inputs: the arguments, else lines of --from FILE or of stdin.
+fn texts_to_predict(args: &PredictArgs) -> Result<textdata::TextDataset> {
+    let (texts, skipped) = match (&args.from, args.inputs.is_empty()) {
+        (None, false) => (args.inputs.clone(), Vec::new()),
+        (Some(path), _) if path.as_os_str() != "-" => {
+            let file = std::fs::File::open(path).map_err(|e| headstart::Error::io(path, e))?;
+            textdata::read_lines(file, &path.display().to_string())?
+        }
+        _ => textdata::read_lines(std::io::stdin().lock(), "stdin")?,
+    };
+    if texts.is_empty() {
+        return Err(headstart::Error::Config(
+            "no text to classify: give texts as arguments, --from FILE, or lines on stdin".into(),
+        ));
+    }
+    let mut data = textdata::unlabelled("input", texts);
+    data.skipped = skipped;
+    Ok(data)
+}
+
 fn csv_field(text: &str) -> String {
-    if text.contains([',', '"', '\n']) {
+    if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
         text.to_string()
@@ -830,6 +965,22 @@ fn print_elpv_demo(report: &demo::ElpvReport) {
         report.train_images,
         report.test_images,
         demo::ELPV_SEED
+    );
+    print_train_report(&report.report);
+    println!("\ntest set\n{}", report.test.render());
+    println!("whole job: {:.1} s", report.seconds);
+}
+
+fn print_vader_demo(report: &demo::VaderReport) {
+    println!(
+        "VADER movie-review snippets: positive (mean score > 0) vs negative, backbone all-minilm-l6-v2"
+    );
+    print_embed_summary(&report.embed);
+    println!(
+        "split: {} train / {} test texts (stratified, seed {})",
+        report.train_texts,
+        report.test_texts,
+        demo::VADER_SEED
     );
     print_train_report(&report.report);
     println!("\ntest set\n{}", report.test.render());

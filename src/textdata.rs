@@ -327,6 +327,43 @@ fn read_folder(
     Ok(())
 }
 
+/// Whether `path` holds texts: a table by its extension (.csv, .tsv, .jsonl), or a folder whose files are all
+/// `.txt` (with at least one).
+pub fn is_text_data(path: &Path) -> bool {
+    if path.is_dir() {
+        dataset::scan(path).is_ok_and(|listed| {
+            !listed.items.is_empty()
+                && listed
+                    .items
+                    .iter()
+                    .all(|item| extension(&item.path) == "txt")
+        })
+    } else {
+        matches!(
+            extension(path).as_str(),
+            "csv" | "tsv" | "tab" | "jsonl" | "ndjson"
+        )
+    }
+}
+
+/// Texts without labels (to predict), identified by their position.
+pub fn unlabelled(source: &str, texts: Vec<String>) -> TextDataset {
+    TextDataset {
+        source: PathBuf::from(source),
+        classes: Vec::new(),
+        items: texts
+            .into_iter()
+            .enumerate()
+            .map(|(i, text)| TextItem {
+                id: format!("{source}#{}", i + 1),
+                text,
+                label: 0,
+            })
+            .collect(),
+        skipped: Vec::new(),
+    }
+}
+
 /// Texts to predict, one per line (blank lines ignored), from a file or any reader such as stdin.
 pub fn read_lines(mut input: impl std::io::Read, source: &str) -> Result<(Vec<String>, Vec<Skip>)> {
     let mut bytes = Vec::new();

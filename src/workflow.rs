@@ -1,41 +1,67 @@
-//! The user's flows, shared by the CLI, the demo and the library: embeddings for a folder or an `.npz`, a
-//! stratified train / validation split, training into a bundle, and evaluation.
+//! The user's flows, shared by the CLI, the demo and the library: embeddings for a folder, a text table or an
+//! `.npz`, a stratified train / validation split, training into a bundle, and evaluation.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 
-use crate::backbone::{BackboneOptions, BackboneRef, ImageBackbone};
+use crate::backbone::{BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
 use crate::bundle::{Bundle, BundleInfo, FORMAT_VERSION, TrainingInfo, utc_now};
 use crate::classifier::check_same_backbone;
 use crate::dataset;
-use crate::embed::{EmbedOptions, EmbedSummary, EmbeddedSet, embed_dataset};
+use crate::embed::{EmbedOptions, EmbedSummary, EmbeddedSet, InputSpec, embed_dataset};
 use crate::error::{Error, Result};
 use crate::fetch::hex;
 use crate::head::train::SplitMix64;
 use crate::head::{HeadKind, TrainParams, TrainReport, train};
 use crate::metrics::{Metrics, evaluate};
+use crate::textdata::{self, Columns};
+use crate::textembed::embed_texts;
+use crate::zoo::{self, Modality};
 
-/// Embeddings of `input`: read from an `.npz`, or embedded from a folder (through the cache).
+/// How text data is read and tokenized.
+#[derive(Debug, Clone, Default)]
+pub struct TextOptions {
+    pub columns: Columns,
+    /// A `tokenizer.json` for a text backbone outside the zoo (default: beside the model).
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// Embeddings of `input`: read from an `.npz`, or embedded (through the cache) from a folder of images, a
+/// folder of `.txt` class folders, or a text table. `backbone` defaults to the zoo's default for the data.
 pub fn embeddings_for(
     input: &Path,
-    backbone: &BackboneRef,
+    backbone: Option<&BackboneRef>,
     options: &BackboneOptions,
+    text: &TextOptions,
     embed: &EmbedOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(EmbeddedSet, Option<EmbedSummary>)> {
-    if input.is_dir() {
+    let default = |modality| BackboneRef::Zoo(zoo::default_for(modality).name);
+    if textdata::is_text_data(input) {
+        let data = textdata::load(input, &text.columns)?;
+        let reference = backbone.cloned().unwrap_or_else(|| default(Modality::Text));
+        let mut opened = TextBackbone::open(&reference, text.tokenizer.as_deref(), options)?;
+        let (set, summary) = embed_texts(&data, &mut opened, embed, progress)?;
+        Ok((set, Some(summary)))
+    } else if input.is_dir() {
         let data = dataset::scan(input)?;
         let mut options = options.clone();
         options.runtime.intra_op_spinning = Some(false);
-        let mut opened = ImageBackbone::open(backbone, &options)?;
+        let reference = backbone
+            .cloned()
+            .unwrap_or_else(|| default(Modality::Image));
+        let mut opened = ImageBackbone::open(&reference, &options)?;
         let (set, summary) = embed_dataset(&data, &mut opened, embed, progress)?;
         Ok((set, Some(summary)))
     } else if input.is_file() {
         Ok((EmbeddedSet::read_npz(input)?, None))
     } else {
-        Err(Error::input(input, "no such folder or .npz file"))
+        Err(Error::input(
+            input,
+            "no such folder, text table (.csv, .tsv, .jsonl) or .npz file",
+        ))
     }
 }
 
@@ -80,7 +106,7 @@ pub fn stratified_split(
 fn labelled(set: &EmbeddedSet) -> Result<(Array2<f32>, Vec<usize>)> {
     if set.class_names.is_empty() || set.labels.iter().any(|&l| l < 0) {
         return Err(Error::Config(
-            "training needs labelled images: one sub-folder per class (this data is unlabelled)"
+            "training needs labelled data: one sub-folder per class, or a table with a label column (this data is unlabelled)"
                 .into(),
         ));
     }
@@ -125,7 +151,14 @@ pub fn train_bundle(
             class_names: train_set.class_names.clone(),
             backbone_source: train_set.backbone_source.clone(),
             backbone: train_set.backbone.clone(),
-            preprocess: Some(train_set.preprocess.clone()),
+            preprocess: match &train_set.input {
+                InputSpec::Image(preprocess) => Some(preprocess.clone()),
+                InputSpec::Text(_) => None,
+            },
+            text: match &train_set.input {
+                InputSpec::Text(text) => Some(text.clone()),
+                InputSpec::Image(_) => None,
+            },
             training: TrainingInfo {
                 head: params.head,
                 chosen_c: report.chosen_c,
@@ -155,6 +188,7 @@ pub fn train_bundle(
 /// Metrics of a bundle on labelled embeddings made by the same backbone; also returns the probabilities.
 pub fn evaluate_set(bundle: &Bundle, set: &EmbeddedSet) -> Result<(Metrics, Array2<f32>)> {
     check_same_backbone(&bundle.info.backbone, &set.backbone, &set.backbone_source)?;
+    check_same_input(bundle, &set.input)?;
     if set.class_names != bundle.info.class_names {
         return Err(Error::Config(format!(
             "the data's classes {:?} differ from the bundle's {:?}",
@@ -174,4 +208,32 @@ pub fn evaluate_set(bundle: &Bundle, set: &EmbeddedSet) -> Result<(Metrics, Arra
         evaluate(&y, probabilities.view(), &bundle.info.class_names),
         probabilities,
     ))
+}
+
+/// The head expects inputs prepared as in training: the same modality, preprocessing or tokenizer.
+fn check_same_input(bundle: &Bundle, input: &InputSpec) -> Result<()> {
+    let same = match (input, &bundle.info.preprocess, &bundle.info.text) {
+        (InputSpec::Image(p), Some(trained), _) => p == trained,
+        (InputSpec::Text(t), _, Some(trained)) => {
+            t.tokenizer_sha256 == trained.tokenizer_sha256 && t.max_length == trained.max_length
+        }
+        _ => false,
+    };
+    if same {
+        return Ok(());
+    }
+    Err(Error::Config(match input {
+        InputSpec::Image(_) if bundle.info.text.is_some() => {
+            "this bundle classifies texts, and these are image embeddings".into()
+        }
+        InputSpec::Text(_) if bundle.info.preprocess.is_some() => {
+            "this bundle classifies images, and these are text embeddings".into()
+        }
+        InputSpec::Image(_) => {
+            "these embeddings were made with other preprocessing than the bundle's: embed the images again".into()
+        }
+        InputSpec::Text(_) => {
+            "these embeddings were made with another tokenizer or maximum length than the bundle's: embed the texts again".into()
+        }
+    }))
 }

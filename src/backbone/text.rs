@@ -1,11 +1,12 @@
-//! Text backbones: `tokenizers` turns texts into token ids (truncated to the model's maximum length, padded
-//! per batch), the model makes token vectors, pooling makes one vector per text.
+//! Text backbones: `tokenizers` turns texts into token ids (truncated to the model's maximum length), each
+//! batch is padded to its longest text, the model makes token vectors, pooling makes one vector per text.
 
 use std::path::{Path, PathBuf};
 
 use ndarray::Array2;
 use ort::value::{TensorElementType, TensorRef};
-use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+use serde::{Deserialize, Serialize};
+use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use super::{
     BackboneIdentity, BackboneOptions, BackboneRef, LoadedModel, pool_features, tensor_shape,
@@ -17,10 +18,23 @@ use crate::zoo;
 /// Used when neither the zoo nor the tokenizer file says how long inputs may be.
 const DEFAULT_MAX_LENGTH: usize = 512;
 
+/// How texts become token ids: part of what a head trained on the embeddings depends on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TextInput {
+    /// sha256 of the `tokenizer.json`.
+    pub tokenizer_sha256: String,
+    /// The tokenizer the user named; `None`: the zoo's, or the one beside the model.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokenizer_source: Option<String>,
+    /// Longer texts are truncated to this many tokens.
+    pub max_length: usize,
+}
+
 pub struct TextBackbone {
     model: LoadedModel,
     tokenizer: Tokenizer,
-    max_length: usize,
+    input: TextInput,
+    pad_id: i64,
     has_attention_mask: bool,
     has_token_type_ids: bool,
 }
@@ -54,6 +68,7 @@ impl TextBackbone {
             }
             (None, None) => (beside(&model.path)?, None),
         };
+        let tokenizer_source = tokenizer.map(|p| p.display().to_string());
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| {
             Error::input(&tokenizer_path, format!("not a usable tokenizer.json: {e}"))
         })?;
@@ -71,12 +86,14 @@ impl TextBackbone {
                     format!("cannot truncate to {max_length}: {e}"),
                 )
             })?;
-        // Pad each batch to its longest text, not to a fixed length.
-        let padding = tokenizer.get_padding().cloned().unwrap_or_default();
-        tokenizer.with_padding(Some(PaddingParams {
-            strategy: PaddingStrategy::BatchLongest,
-            ..padding
-        }));
+        // Batches are padded here, to their longest text, so the tokenizer's own padding is turned off.
+        let pad_id = tokenizer.get_padding().map_or(0, |p| p.pad_id) as i64;
+        tokenizer.with_padding(None);
+        let input = TextInput {
+            tokenizer_sha256: crate::fetch::sha256_file(&tokenizer_path)?,
+            tokenizer_source,
+            max_length,
+        };
 
         let mut has_ids = false;
         let (mut has_attention_mask, mut has_token_type_ids) = (false, false);
@@ -108,7 +125,8 @@ impl TextBackbone {
         Ok(TextBackbone {
             model,
             tokenizer,
-            max_length,
+            input,
+            pad_id,
             has_attention_mask,
             has_token_type_ids,
         })
@@ -125,29 +143,46 @@ impl TextBackbone {
 
     /// Texts longer than this many tokens are truncated.
     pub fn max_length(&self) -> usize {
-        self.max_length
+        self.input.max_length
+    }
+
+    pub fn input(&self) -> &TextInput {
+        &self.input
+    }
+
+    /// Token ids of each text, truncated to [`Self::max_length`]; a truncated text's encoding has
+    /// overflowing parts.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Encoding>> {
+        self.tokenizer
+            .encode_batch(texts.to_vec(), true)
+            .map_err(|e| Error::Config(format!("tokenizer failed: {e}")))
     }
 
     /// Embeds texts: one row per text.
     pub fn embed(&mut self, texts: &[&str]) -> Result<Array2<f32>> {
-        if texts.is_empty() {
-            return Ok(Array2::zeros((0, 0)));
-        }
-        let encodings = self
-            .tokenizer
-            .encode_batch(texts.to_vec(), true)
-            .map_err(|e| Error::Config(format!("tokenizer failed: {e}")))?;
+        let encodings = self.tokenize(texts)?;
+        self.embed_encodings(&encodings.iter().collect::<Vec<_>>())
+    }
+
+    /// Embeds tokenized texts as one batch, padded to its longest: one row per encoding.
+    pub fn embed_encodings(&mut self, encodings: &[&Encoding]) -> Result<Array2<f32>> {
         let n = encodings.len();
-        let tokens = encodings.first().map_or(0, |e| e.get_ids().len());
-        let column = |get: fn(&tokenizers::Encoding) -> &[u32]| -> Vec<i64> {
-            encodings
-                .iter()
-                .flat_map(|e| get(e).iter().map(|&v| v as i64))
-                .collect()
+        let tokens = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
+        if n == 0 || tokens == 0 {
+            return Ok(Array2::zeros((n, 0)));
+        }
+        let padded = |get: fn(&Encoding) -> &[u32], pad: i64| -> Vec<i64> {
+            let mut out = Vec::with_capacity(n * tokens);
+            for encoding in encodings {
+                let values = get(encoding);
+                out.extend(values.iter().map(|&v| i64::from(v)));
+                out.extend(std::iter::repeat_n(pad, tokens - values.len()));
+            }
+            out
         };
-        let ids = column(tokenizers::Encoding::get_ids);
-        let mask = column(tokenizers::Encoding::get_attention_mask);
-        let type_ids = column(tokenizers::Encoding::get_type_ids);
+        let ids = padded(Encoding::get_ids, self.pad_id);
+        let mask = padded(Encoding::get_attention_mask, 0);
+        let type_ids = padded(Encoding::get_type_ids, 0);
         let shape = [n as i64, tokens as i64];
         let mut inputs = vec![(
             "input_ids",

@@ -1,0 +1,131 @@
+//! A text dataset → embeddings. Texts are tokenized in chunks, sorted by token count and cut into batches of
+//! similar length, so each batch pads little; vectors go back to dataset order. Each text's bytes key the
+//! cache, as an image's bytes do.
+
+use std::time::Instant;
+
+use crate::backbone::TextBackbone;
+use crate::cache::{self, EmbeddingCache, Key};
+use crate::embed::{EmbedOptions, EmbedSummary, EmbeddedSet, InputSpec, SkipReport, open_cache};
+use crate::error::{Error, Result};
+use crate::textdata::TextDataset;
+
+/// Texts tokenized at a time: bounds memory while leaving enough texts to sort into even batches.
+const CHUNK: usize = 4096;
+
+/// Embeds every text of `dataset`. `progress(done, total)` is called as batches complete.
+pub fn embed_texts(
+    dataset: &TextDataset,
+    backbone: &mut TextBackbone,
+    options: &EmbedOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(EmbeddedSet, EmbedSummary)> {
+    let started = Instant::now();
+    let input = InputSpec::Text(backbone.input().clone());
+    let cache = open_cache(options, backbone.identity(), &input)?;
+    let total = dataset.items.len();
+    let batch_size = options.batch_size.max(1);
+    let mut vectors: Vec<Option<Vec<f32>>> = vec![None; total];
+    let keys: Vec<Key> = dataset
+        .items
+        .iter()
+        .map(|item| EmbeddingCache::key(&cache::content_hash(item.text.as_bytes()), "text"))
+        .collect();
+    if let Some(cache) = &cache {
+        for (slot, key) in vectors.iter_mut().zip(&keys) {
+            *slot = cache.get(key);
+        }
+    }
+    let cached: Vec<bool> = vectors.iter().map(Option::is_some).collect();
+    let from_cache = cached.iter().filter(|&&c| c).count();
+    let mut done = from_cache;
+    progress(done, total);
+
+    let missing: Vec<usize> = (0..total).filter(|&i| vectors[i].is_none()).collect();
+    let mut truncated = 0;
+    for chunk in missing.chunks(CHUNK) {
+        let texts: Vec<&str> = chunk
+            .iter()
+            .map(|&i| dataset.items[i].text.as_str())
+            .collect();
+        let encodings = backbone.tokenize(&texts)?;
+        truncated += encodings
+            .iter()
+            .filter(|e| !e.get_overflowing().is_empty())
+            .count();
+        let mut order: Vec<usize> = (0..chunk.len()).collect();
+        order.sort_by_key(|&j| encodings[j].len());
+        for batch in order.chunks(batch_size) {
+            let batch_encodings: Vec<_> = batch.iter().map(|&j| &encodings[j]).collect();
+            let rows = backbone.embed_encodings(&batch_encodings)?;
+            for (&j, row) in batch.iter().zip(rows.rows()) {
+                let item = chunk[j];
+                let vector = row.to_vec();
+                if let Some(cache) = &cache {
+                    cache.put(&keys[item], &vector)?;
+                }
+                vectors[item] = Some(vector);
+            }
+            done += batch.len();
+            progress(done, total);
+        }
+    }
+    // Cached texts were not tokenized; only those that might be long enough are, to count them too. A token
+    // covers at least one byte, so a text is long enough only with about `max_length` bytes.
+    let max_length = backbone.max_length();
+    let maybe_long: Vec<&str> = (0..total)
+        .filter(|&i| cached[i])
+        .map(|i| dataset.items[i].text.as_str())
+        .filter(|text| text.len() + 8 >= max_length)
+        .collect();
+    for chunk in maybe_long.chunks(CHUNK) {
+        truncated += backbone
+            .tokenize(chunk)?
+            .iter()
+            .filter(|e| !e.get_overflowing().is_empty())
+            .count();
+    }
+
+    let mut set = EmbeddedSet {
+        dim: 0,
+        embeddings: Vec::new(),
+        labels: Vec::with_capacity(total),
+        class_names: dataset.classes.clone(),
+        paths: Vec::with_capacity(total),
+        augmented: vec![false; total],
+        backbone_source: backbone.source().to_string(),
+        backbone: backbone.identity().clone(),
+        input,
+    };
+    for (item, vector) in dataset.items.iter().zip(vectors) {
+        let vector = vector.ok_or_else(|| Error::Ort("an embedding went missing".into()))?;
+        set.dim = vector.len();
+        set.embeddings.extend(vector);
+        // A dataset without classes (texts to predict) is unlabelled.
+        let label = if dataset.classes.is_empty() {
+            -1
+        } else {
+            item.label as i64
+        };
+        set.labels.push(label);
+        set.paths.push(item.id.clone());
+    }
+    let seconds = started.elapsed().as_secs_f64();
+    let summary = EmbedSummary {
+        files: total + dataset.skipped.len(),
+        embedded: total,
+        rows: set.rows(),
+        from_cache,
+        computed: total - from_cache,
+        skipped: dataset.skipped.iter().map(SkipReport::from).collect(),
+        empty_classes: Vec::new(),
+        truncated: Some(truncated),
+        seconds,
+        per_second: if seconds > 0.0 {
+            total as f64 / seconds
+        } else {
+            0.0
+        },
+    };
+    Ok((set, summary))
+}
