@@ -52,6 +52,11 @@ pub struct Classifier {
     backbone: Backbone,
 }
 
+pub(crate) enum BackboneView<'a> {
+    Image(&'a ImageBackbone),
+    Text(&'a TextBackbone),
+}
+
 /// Boxed: both are large (preprocessing tables, a tokenizer).
 enum Backbone {
     Image(Box<ImageBackbone>),
@@ -140,6 +145,14 @@ impl Classifier {
             bundle,
             backbone: opened,
         })
+    }
+
+    /// The opened backbone, for export.
+    pub(crate) fn backbone_view(&self) -> BackboneView<'_> {
+        match &self.backbone {
+            Backbone::Image(b) => BackboneView::Image(b),
+            Backbone::Text(b) => BackboneView::Text(b),
+        }
     }
 
     /// Whether the bundle classifies texts (else images).
@@ -261,7 +274,10 @@ pub fn check_same_backbone(
             &given.sha256[..12.min(given.sha256.len())]
         )));
     }
-    if trained != given {
+    // The name comes from wherever the file was found; the content and the feature settings are what count.
+    let settings =
+        |i: &BackboneIdentity| (i.output.clone(), i.layer.clone(), i.pooling, i.normalize);
+    if settings(trained) != settings(given) {
         return Err(Error::Config(format!(
             "this bundle was trained on {} output '{}' layer {:?} pooling {:?}, not on output '{}' layer {:?} pooling {:?}",
             trained.name,

@@ -17,6 +17,7 @@ pub mod decode;
 pub mod demo;
 pub mod embed;
 pub mod error;
+pub mod export;
 pub mod fetch;
 pub mod head;
 pub mod home;

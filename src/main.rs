@@ -60,6 +60,8 @@ enum Command {
     Eval(Box<EvalArgs>),
     /// Classify images, or texts with a text bundle: top-k classes with probabilities
     Predict(Box<PredictArgs>),
+    /// Export a bundle as one ONNX file (backbone + pooling + head + softmax), or --head-only
+    Export(ExportArgs),
     /// Show an ONNX file's inputs, outputs and opsets; --layers lists the tensors --layer can tap
     Inspect {
         model: PathBuf,
@@ -243,6 +245,20 @@ struct EvalArgs {
 }
 
 #[derive(Args)]
+struct ExportArgs {
+    bundle: PathBuf,
+    /// The ONNX file to write
+    #[arg(long, short, value_name = "MODEL.onnx")]
+    output_file: PathBuf,
+    /// Only the head: embedding [N, D] in, probabilities out (for a device that already runs the backbone)
+    #[arg(long)]
+    head_only: bool,
+    /// The bundle's backbone, if it is not where the bundle says
+    #[arg(long, value_name = "NAME|PATH")]
+    backbone: Option<String>,
+}
+
+#[derive(Args)]
 struct PredictArgs {
     bundle: PathBuf,
     /// Image files or folders; for a text bundle, texts (none: one text per line on stdin)
@@ -417,6 +433,7 @@ fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
         Command::Train(args) => train(*args, runtime)?,
         Command::Eval(args) => eval(*args, runtime)?,
         Command::Predict(args) => predict(*args, runtime)?,
+        Command::Export(args) => export(&args, &runtime)?,
         Command::Inspect { model, layers } => inspect(&model, layers, &runtime)?,
         Command::Models(ModelsCommand::List) => list_models()?,
         Command::Datasets(DatasetsCommand::Fetch { name }) => match name.as_str() {
@@ -883,6 +900,31 @@ fn csv_field(text: &str) -> String {
     } else {
         text.to_string()
     }
+}
+
+fn export(args: &ExportArgs, runtime: &RuntimeOptions) -> Result<()> {
+    let options = headstart::export::ExportOptions {
+        head_only: args.head_only,
+    };
+    let backbone = args.backbone.as_deref().map(BackboneRef::parse);
+    let exported = headstart::export::export(
+        &args.bundle,
+        backbone.as_ref(),
+        runtime,
+        &options,
+        &args.output_file,
+    )?;
+    println!(
+        "wrote {} ({:.1} MB): inputs {}; outputs {} [N, {}], {} [N]; classes {}",
+        exported.path.display(),
+        exported.bytes as f64 / 1e6,
+        exported.inputs.join(", "),
+        headstart::export::PROBABILITIES,
+        exported.classes.len(),
+        headstart::export::CLASS_INDEX,
+        exported.classes.join(", ")
+    );
+    Ok(())
 }
 
 fn inspect(path: &std::path::Path, layers: bool, runtime: &RuntimeOptions) -> Result<()> {

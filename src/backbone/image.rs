@@ -85,6 +85,16 @@ impl ImageBackbone {
     }
 
     /// Preprocesses and embeds images: one row per image.
+    /// The shape of the tensor features are pooled from, as ONNX Runtime infers it.
+    pub fn feature_shape(&self) -> Option<Vec<i64>> {
+        self.model.feature_shape()
+    }
+
+    /// The name of the model's image input.
+    pub fn input_name(&self) -> &str {
+        &self.input
+    }
+
     pub fn embed(&mut self, images: &[DynamicImage]) -> Result<Array2<f32>> {
         let len = self.preprocess.tensor_len();
         let mut batch = vec![0.0f32; len * images.len()];

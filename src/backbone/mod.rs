@@ -156,6 +156,19 @@ impl LoadedModel {
     }
 }
 
+impl LoadedModel {
+    /// The feature tensor's shape as ONNX Runtime infers it (−1: dynamic); `None` when it cannot tell.
+    pub fn feature_shape(&self) -> Option<Vec<i64>> {
+        self.session
+            .outputs()
+            .iter()
+            .find(|o| o.name() == self.output)
+            .and_then(tensor_shape)
+            .map(|(_, shape)| shape)
+            .filter(|shape| !shape.is_empty())
+    }
+}
+
 /// Pools a feature output of the model at `path` into rows, L2-normalised if `identity` says so: (dim, values).
 pub(crate) fn pool_features(
     identity: &BackboneIdentity,

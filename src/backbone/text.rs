@@ -146,6 +146,20 @@ impl TextBackbone {
         self.input.max_length
     }
 
+    /// The shape of the tensor features are pooled from, as ONNX Runtime infers it.
+    pub fn feature_shape(&self) -> Option<Vec<i64>> {
+        self.model.feature_shape()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.model.path
+    }
+
+    /// Whether the model takes an attention mask (masked mean pooling needs one).
+    pub fn has_attention_mask(&self) -> bool {
+        self.has_attention_mask
+    }
+
     pub fn input(&self) -> &TextInput {
         &self.input
     }

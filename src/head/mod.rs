@@ -67,7 +67,7 @@ pub enum Head {
 }
 
 /// Cosine similarities are in [-1, 1]; this spreads them before the fitted temperature refines the scale.
-const CENTROID_SCALE: f32 = 10.0;
+pub const CENTROID_SCALE: f32 = 10.0;
 
 impl Head {
     pub fn kind(&self) -> HeadKind {

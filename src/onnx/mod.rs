@@ -2,6 +2,7 @@
 //! tensors as extra graph outputs.
 
 pub mod proto;
+pub mod splice;
 
 use std::path::Path;
 

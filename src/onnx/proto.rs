@@ -146,7 +146,9 @@ pub enum DimensionValue {
 }
 
 pub const FLOAT: i32 = 1;
+pub const UINT8: i32 = 2;
 pub const INT64: i32 = 7;
+pub const ATTRIBUTE_FLOAT: i32 = 1;
 pub const ATTRIBUTE_INT: i32 = 2;
 pub const ATTRIBUTE_INTS: i32 = 7;
 
@@ -199,6 +201,16 @@ impl NodeProto {
         self
     }
 
+    pub fn with_float(mut self, name: &str, value: f32) -> Self {
+        self.attribute.push(AttributeProto {
+            name: name.into(),
+            r#type: ATTRIBUTE_FLOAT,
+            f: value,
+            ..Default::default()
+        });
+        self
+    }
+
     pub fn with_int(mut self, name: &str, value: i64) -> Self {
         self.attribute.push(AttributeProto {
             name: name.into(),
@@ -211,6 +223,16 @@ impl NodeProto {
 }
 
 impl TensorProto {
+    pub fn int64s(name: &str, dims: &[i64], values: &[i64]) -> Self {
+        TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: INT64,
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        }
+    }
+
     pub fn floats(name: &str, dims: &[i64], values: &[f32]) -> Self {
         TensorProto {
             name: name.into(),

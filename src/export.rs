@@ -1,0 +1,419 @@
+//! Edge export: a bundle as one ONNX file a device runs with nothing but an ONNX runtime. The backbone's graph
+//! is kept byte for byte (see [`crate::onnx::splice`]); pooling, normalisation, the scaler, the head and the
+//! softmax are appended as ONNX nodes, and class names, preprocessing and headstart's version go into the
+//! model's metadata. `--head-only` writes the head alone: embedding in, probabilities out.
+//!
+//! Outputs of every variant: `probabilities` (float [N, K]) and `class_index` (int64 [N]).
+
+use std::path::{Path, PathBuf};
+
+use prost::Message;
+
+use crate::atomic::write_atomic;
+use crate::backbone::BackboneRef;
+use crate::bundle::Bundle;
+use crate::classifier::{BackboneView, Classifier};
+use crate::error::{Error, Result};
+use crate::head::Head;
+use crate::onnx::proto::{
+    FLOAT, GraphProto, INT64, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    TensorProto, ValueInfoProto,
+};
+use crate::onnx::splice::{GraphEdit, edit_model};
+use crate::pooling::Pooling;
+use crate::preprocess::Layout;
+use crate::runtime::RuntimeOptions;
+
+pub const PROBABILITIES: &str = "probabilities";
+pub const CLASS_INDEX: &str = "class_index";
+/// The input of a head-only file.
+pub const EMBEDDING: &str = "embedding";
+
+/// The opset of head-only files (and the least a backbone needs for the appended nodes as written).
+const HEAD_ONLY_OPSET: i64 = 17;
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ExportOptions {
+    /// Only the head: embedding in, probabilities out.
+    pub head_only: bool,
+}
+
+/// What was written.
+#[derive(Debug, Clone)]
+pub struct Exported {
+    pub path: PathBuf,
+    pub bytes: usize,
+    /// The file's inputs, in order.
+    pub inputs: Vec<String>,
+    pub classes: Vec<String>,
+}
+
+/// Exports the bundle at `bundle_path` to `out` (written atomically: a failure leaves no file, and an existing
+/// file is replaced only by a complete one).
+pub fn export(
+    bundle_path: &Path,
+    backbone: Option<&BackboneRef>,
+    runtime: &RuntimeOptions,
+    options: &ExportOptions,
+    out: &Path,
+) -> Result<Exported> {
+    if matches!(out.extension(), Some(e) if e != "onnx") {
+        return Err(Error::Config(format!(
+            "{}: give the exported file an .onnx name",
+            out.display()
+        )));
+    }
+    let (bytes, inputs, bundle) = if options.head_only {
+        let bundle = Bundle::load(bundle_path)?;
+        let (bytes, inputs) = head_only(&bundle)?;
+        (bytes, inputs, bundle)
+    } else {
+        let classifier = Classifier::load(bundle_path, runtime, backbone)?;
+        let (bytes, inputs) = with_backbone(&classifier)?;
+        (bytes, inputs, classifier.bundle)
+    };
+    write_atomic(out, |file| {
+        file.write_all(&bytes).map_err(|e| Error::io(out, e))
+    })?;
+    Ok(Exported {
+        path: out.to_path_buf(),
+        bytes: bytes.len(),
+        inputs,
+        classes: bundle.info.class_names.clone(),
+    })
+}
+
+/// Appends nodes to a graph, naming their outputs `headstart/...` so they cannot collide with the
+/// backbone's, and writing each op as the model's opset defines it.
+struct Builder {
+    graph: GraphProto,
+    opset: i64,
+    count: usize,
+}
+
+impl Builder {
+    fn new(opset: i64) -> Self {
+        Builder {
+            graph: GraphProto::default(),
+            opset,
+            count: 0,
+        }
+    }
+
+    fn name(&mut self, what: &str) -> String {
+        self.count += 1;
+        format!("headstart/{what}_{}", self.count)
+    }
+
+    fn node(
+        &mut self,
+        op: &str,
+        inputs: &[&str],
+        configure: impl FnOnce(NodeProto) -> NodeProto,
+    ) -> String {
+        let output = self.name(&op.to_lowercase());
+        self.graph
+            .node
+            .push(configure(NodeProto::new(op, inputs, &[output.as_str()])));
+        output
+    }
+
+    fn floats(&mut self, what: &str, dims: &[i64], values: &[f32]) -> String {
+        let name = self.name(what);
+        self.graph
+            .initializer
+            .push(TensorProto::floats(&name, dims, values));
+        name
+    }
+
+    fn int64s(&mut self, what: &str, dims: &[i64], values: &[i64]) -> String {
+        let name = self.name(what);
+        self.graph
+            .initializer
+            .push(TensorProto::int64s(&name, dims, values));
+        name
+    }
+
+    /// ReduceSum / ReduceMean over `axes`: the axes are an input from opset 13 (ReduceSum) or 18 (the
+    /// others), an attribute before.
+    fn reduce(&mut self, op: &str, input: &str, axes: &[i64], keep_dims: bool) -> String {
+        let axes_as_input = if op == "ReduceSum" {
+            self.opset >= 13
+        } else {
+            self.opset >= 18
+        };
+        let keep = i64::from(keep_dims);
+        if axes_as_input {
+            let axes = self.int64s("axes", &[axes.len() as i64], axes);
+            self.node(op, &[input, &axes], |n| n.with_int("keepdims", keep))
+        } else {
+            self.node(op, &[input], |n| {
+                n.with_ints("axes", axes).with_int("keepdims", keep)
+            })
+        }
+    }
+
+    fn unsqueeze(&mut self, input: &str, axes: &[i64]) -> String {
+        if self.opset >= 13 {
+            let axes = self.int64s("axes", &[axes.len() as i64], axes);
+            self.node("Unsqueeze", &[input, &axes], |n| n)
+        } else {
+            self.node("Unsqueeze", &[input], |n| n.with_ints("axes", axes))
+        }
+    }
+
+    /// Rows scaled to unit length, as [`crate::pooling::l2_normalize`] does.
+    fn l2_normalize(&mut self, x: &str) -> String {
+        let squares = self.node("Mul", &[x, x], |n| n);
+        let sum = self.reduce("ReduceSum", &squares, &[1], true);
+        let norm = self.node("Sqrt", &[&sum], |n| n);
+        let floor = self.floats("epsilon", &[], &[1e-12]);
+        let norm = self.node("Max", &[&norm, &floor], |n| n);
+        self.node("Div", &[x, &norm], |n| n)
+    }
+
+    /// The head on `embedding` [N, D]: logits, softmax(logits / temperature), and the top class.
+    fn head(&mut self, bundle: &Bundle, embedding: &str) -> Result<()> {
+        let logits = match &bundle.head {
+            Head::Logistic {
+                scaler,
+                weights,
+                intercept,
+            } => {
+                let (d, k) = (weights.nrows() as i64, weights.ncols() as i64);
+                let mean = self.floats("scaler_mean", &[d], &scaler.mean.to_vec());
+                let scale = self.floats("scaler_scale", &[d], &scaler.scale.to_vec());
+                let w = self.floats(
+                    "weights",
+                    &[d, k],
+                    &weights.iter().copied().collect::<Vec<_>>(),
+                );
+                let b = self.floats("intercept", &[k], &intercept.to_vec());
+                let centred = self.node("Sub", &[embedding, &mean], |n| n);
+                let standard = self.node("Div", &[&centred, &scale], |n| n);
+                let product = self.node("MatMul", &[&standard, &w], |n| n);
+                self.node("Add", &[&product, &b], |n| n)
+            }
+            Head::Centroid { centroids } => {
+                let (k, d) = (centroids.nrows() as i64, centroids.ncols() as i64);
+                let transposed: Vec<f32> = centroids.t().iter().copied().collect();
+                let c = self.floats("centroids", &[d, k], &transposed);
+                let unit = self.l2_normalize(embedding);
+                let similarity = self.node("MatMul", &[&unit, &c], |n| n);
+                let scale = self.floats("centroid_scale", &[], &[crate::head::CENTROID_SCALE]);
+                self.node("Mul", &[&similarity, &scale], |n| n)
+            }
+            Head::Knn { .. } => {
+                return Err(Error::Config(
+                    "a knn head keeps every training embedding and votes among them; export supports \
+                     logistic and centroid heads: train with --head logistic"
+                        .into(),
+                ));
+            }
+        };
+        let temperature = self.floats("temperature", &[], &[bundle.temperature.max(1e-6)]);
+        let scaled = self.node("Div", &[&logits, &temperature], |n| n);
+        let axis = if self.opset >= 13 { -1 } else { 1 };
+        let probabilities = self.node("Softmax", &[&scaled], |n| n.with_int("axis", axis));
+        self.graph.node.push(NodeProto::new(
+            "Identity",
+            &[&probabilities],
+            &[PROBABILITIES],
+        ));
+        self.graph.node.push(
+            NodeProto::new("ArgMax", &[PROBABILITIES], &[CLASS_INDEX])
+                .with_int("axis", 1)
+                .with_int("keepdims", 0),
+        );
+        let k = Some(bundle.head.classes() as i64);
+        self.graph.output = vec![
+            ValueInfoProto::tensor(PROBABILITIES, FLOAT, &[None, k]),
+            ValueInfoProto::tensor(CLASS_INDEX, INT64, &[None]),
+        ];
+        Ok(())
+    }
+}
+
+/// The class names, preprocessing or tokenizer, backbone and headstart version, as metadata properties.
+fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
+    let info = &bundle.info;
+    let json = |value: serde_json::Value| value.to_string();
+    let mut entries = vec![
+        ("headstart.version", env!("CARGO_PKG_VERSION").to_string()),
+        ("headstart.variant", variant.to_string()),
+        (
+            "headstart.class_names",
+            json(serde_json::json!(info.class_names)),
+        ),
+        ("headstart.backbone", json(serde_json::json!(info.backbone))),
+        (
+            "headstart.outputs",
+            format!("{PROBABILITIES}: float [N, K] softmax; {CLASS_INDEX}: int64 [N]"),
+        ),
+    ];
+    if let Some(preprocess) = &info.preprocess {
+        entries.push(("headstart.preprocess", json(serde_json::json!(preprocess))));
+    }
+    if let Some(text) = &info.text {
+        entries.push(("headstart.text", json(serde_json::json!(text))));
+    }
+    entries
+        .into_iter()
+        .map(|(key, value)| StringStringEntryProto {
+            key: key.into(),
+            value,
+        })
+        .collect()
+}
+
+fn head_only(bundle: &Bundle) -> Result<(Vec<u8>, Vec<String>)> {
+    let mut builder = Builder::new(HEAD_ONLY_OPSET);
+    builder.graph.name = "headstart_head".into();
+    builder.graph.input = vec![ValueInfoProto::tensor(
+        EMBEDDING,
+        FLOAT,
+        &[None, Some(bundle.head.dim() as i64)],
+    )];
+    builder.head(bundle, EMBEDDING)?;
+    let mut model = ModelProto::new(builder.graph, HEAD_ONLY_OPSET);
+    model.metadata_props = metadata(bundle, "head-only");
+    Ok((model.encode_to_vec(), vec![EMBEDDING.to_string()]))
+}
+
+fn with_backbone(classifier: &Classifier) -> Result<(Vec<u8>, Vec<String>)> {
+    let bundle = &classifier.bundle;
+    let identity = &bundle.info.backbone;
+    let (path, shape, layout, mask) = match classifier.backbone_view() {
+        BackboneView::Image(b) => (
+            b.path().to_path_buf(),
+            b.feature_shape(),
+            b.preprocess().layout,
+            None,
+        ),
+        BackboneView::Text(b) => {
+            if !b.has_attention_mask() && identity.pooling != Pooling::Cls {
+                return Err(Error::model(
+                    b.path(),
+                    "has no attention_mask input, which mean pooling needs in an exported file",
+                ));
+            }
+            (
+                b.path().to_path_buf(),
+                b.feature_shape(),
+                Layout::Nchw,
+                Some("attention_mask"),
+            )
+        }
+    };
+    let bytes = crate::onnx::read_model_bytes(&path)?;
+    let parsed = ModelProto::decode(bytes.as_slice())
+        .map_err(|e| Error::model(&path, format!("not a valid ONNX model: {e}")))?;
+    let opset = default_opset(&parsed.opset_import).ok_or_else(|| {
+        Error::model(
+            &path,
+            "imports no default-domain opset: not an ONNX model headstart can extend",
+        )
+    })?;
+    let shape = shape.ok_or_else(|| {
+        Error::model(
+            &path,
+            format!(
+                "ONNX Runtime cannot tell the shape of '{}', so the pooling cannot be written as nodes",
+                identity.output
+            ),
+        )
+    })?;
+    let mut builder = Builder::new(opset);
+    let pooled = pool(
+        &mut builder,
+        &identity.output,
+        &shape,
+        identity.pooling,
+        layout,
+        mask,
+    )
+    .map_err(|why| Error::model(&path, why))?;
+    let embedding = if identity.normalize {
+        builder.l2_normalize(&pooled)
+    } else {
+        pooled
+    };
+    builder.head(bundle, &embedding)?;
+    let variant = if mask.is_some() { "text" } else { "image" };
+    let edit = GraphEdit {
+        drop_inputs: &[],
+        drop_outputs: true,
+        additions: builder.graph,
+        metadata: metadata(bundle, variant),
+    };
+    let edited = edit_model(&bytes, &edit)
+        .ok_or_else(|| Error::model(&path, "not a well-formed ONNX file (truncated?)"))?;
+    let graph = parsed.graph.unwrap_or_default();
+    // Older exporters list initializers among the inputs too; they are not inputs a caller feeds.
+    let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
+    let inputs = graph
+        .input
+        .iter()
+        .map(|i| i.name.clone())
+        .filter(|name| !initializers.contains(&name.as_str()))
+        .collect();
+    Ok((edited, inputs))
+}
+
+fn default_opset(imports: &[OperatorSetIdProto]) -> Option<i64> {
+    imports
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+}
+
+/// Pooling as nodes, mirroring [`crate::pooling::pool`] for the feature tensor's rank.
+fn pool(
+    builder: &mut Builder,
+    features: &str,
+    shape: &[i64],
+    pooling: Pooling,
+    layout: Layout,
+    mask: Option<&str>,
+) -> std::result::Result<String, String> {
+    if pooling == Pooling::Flatten {
+        return Ok(builder.node("Flatten", &[features], |n| n.with_int("axis", 1)));
+    }
+    match (shape.len(), pooling) {
+        (2, Pooling::Auto | Pooling::Mean) => Ok(builder.node("Identity", &[features], |n| n)),
+        (4, Pooling::Auto | Pooling::Mean) => {
+            // As in pooling::pool: a 1x1 map says where its channels are.
+            let layout = match (shape[1], shape[2], shape[3]) {
+                (_, 1, 1) => Layout::Nchw,
+                (1, 1, _) => Layout::Nhwc,
+                _ => layout,
+            };
+            let axes: &[i64] = match layout {
+                Layout::Nchw => &[2, 3],
+                Layout::Nhwc => &[1, 2],
+            };
+            Ok(builder.reduce("ReduceMean", features, axes, false))
+        }
+        (3, Pooling::Cls) | (3, Pooling::Auto) if mask.is_none() || pooling == Pooling::Cls => {
+            let first = builder.int64s("first_token", &[], &[0]);
+            Ok(builder.node("Gather", &[features, &first], |n| n.with_int("axis", 1)))
+        }
+        (3, Pooling::Auto | Pooling::Mean) => match mask {
+            Some(mask) => {
+                let weights = builder.node("Cast", &[mask], |n| n.with_int("to", i64::from(FLOAT)));
+                let weights3 = builder.unsqueeze(&weights, &[2]);
+                let masked = builder.node("Mul", &[features, &weights3], |n| n);
+                let sum = builder.reduce("ReduceSum", &masked, &[1], false);
+                let count = builder.reduce("ReduceSum", &weights, &[1], true);
+                // sentence-transformers clamps the token count at 1e-9.
+                let floor = builder.floats("min_count", &[], &[1e-9]);
+                let count = builder.node("Max", &[&count, &floor], |n| n);
+                Ok(builder.node("Div", &[&sum, &count], |n| n))
+            }
+            None => Ok(builder.reduce("ReduceMean", features, &[1], false)),
+        },
+        (rank, pooling) => Err(format!(
+            "cannot export {pooling:?} pooling of a rank-{rank} feature tensor"
+        )),
+    }
+}

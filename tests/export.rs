@@ -1,0 +1,451 @@
+//! Edge export: the exported file, run by ONNX Runtime (the ort crate, and Python's onnxruntime as a second
+//! runtime), gives the probabilities `headstart predict` gives, for image and text bundles, whole and head-only.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use headstart::backbone::{BackboneRef, ImageBackbone, TextBackbone};
+use headstart::classifier::Classifier;
+use headstart::npz::{NpyArray, write_npz};
+use ndarray::Array2;
+use ort::value::TensorRef;
+
+const TOLERANCE: f32 = 1e-4;
+
+fn headstart(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs an ONNX file with the ort crate; inputs are (name, shape, values) of f32 or i64.
+enum Input<'a> {
+    F32(&'a str, Vec<i64>, &'a [f32]),
+    I64(&'a str, Vec<i64>, &'a [i64]),
+}
+
+fn run_ort(model: &Path, inputs: &[Input]) -> (Array2<f32>, Vec<i64>) {
+    let mut session = headstart::runtime::session_builder(&Default::default())
+        .unwrap()
+        .commit_from_file(model)
+        .unwrap();
+    let feed: Vec<(&str, ort::session::SessionInputValue)> = inputs
+        .iter()
+        .map(|input| match input {
+            Input::F32(name, shape, data) => (
+                *name,
+                TensorRef::from_array_view((shape.clone(), *data))
+                    .unwrap()
+                    .into(),
+            ),
+            Input::I64(name, shape, data) => (
+                *name,
+                TensorRef::from_array_view((shape.clone(), *data))
+                    .unwrap()
+                    .into(),
+            ),
+        })
+        .collect();
+    let outputs = session.run(feed).unwrap();
+    let (shape, probabilities) = outputs["probabilities"]
+        .try_extract_tensor::<f32>()
+        .unwrap();
+    let probabilities = Array2::from_shape_vec(
+        (shape[0] as usize, shape[1] as usize),
+        probabilities.to_vec(),
+    )
+    .unwrap();
+    let (_, index) = outputs["class_index"].try_extract_tensor::<i64>().unwrap();
+    (probabilities, index.to_vec())
+}
+
+/// The same file and inputs through Python's onnxruntime.
+fn run_python(model: &Path, inputs: &[Input], scratch: &Path) -> (Array2<f32>, Vec<i64>) {
+    let arrays: Vec<(&str, NpyArray)> = inputs
+        .iter()
+        .map(|input| match input {
+            Input::F32(name, shape, data) => (
+                *name,
+                NpyArray::F32 {
+                    shape: shape.iter().map(|&d| d as usize).collect(),
+                    data,
+                },
+            ),
+            Input::I64(name, shape, data) => (
+                *name,
+                NpyArray::I64 {
+                    shape: shape.iter().map(|&d| d as usize).collect(),
+                    data,
+                },
+            ),
+        })
+        .collect();
+    let npz = scratch.join("inputs.npz");
+    write_npz(&npz, &arrays).unwrap();
+    let site = headstart::fetch::python_packages(
+        "python-reference",
+        "numpy, onnxruntime, tokenizers",
+        &[
+            &format!("onnxruntime=={}", headstart::runtime::PINNED_VERSION),
+            "tokenizers",
+            "numpy",
+        ],
+    )
+    .unwrap();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run_exported.py");
+    let output = Command::new(headstart::fetch::python())
+        .envs(site.iter().map(|p| ("PYTHONPATH", p)))
+        .arg(script)
+        .arg(model)
+        .arg(&npz)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let result: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    let rows: Vec<Vec<f32>> = serde_json::from_value(result["probabilities"].clone()).unwrap();
+    let k = rows[0].len();
+    let flat: Vec<f32> = rows.concat();
+    (
+        Array2::from_shape_vec((flat.len() / k, k), flat).unwrap(),
+        serde_json::from_value(result["class_index"].clone()).unwrap(),
+    )
+}
+
+fn assert_close(what: &str, got: &(Array2<f32>, Vec<i64>), expected: &Array2<f32>) {
+    assert_eq!(got.0.dim(), expected.dim(), "{what}");
+    let worst = (&got.0 - expected)
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    eprintln!("{what}: max |difference| {worst:.2e}");
+    assert!(worst <= TOLERANCE, "{what}: max |difference| {worst}");
+    for (row, &index) in expected.rows().into_iter().zip(&got.1) {
+        let best = (0..row.len())
+            .max_by(|&a, &b| row[a].total_cmp(&row[b]))
+            .unwrap();
+        assert_eq!(index as usize, best, "{what}: class_index");
+    }
+}
+
+/// 12 defective and 12 functional ELPV cells as class folders.
+fn small_elpv(root: &Path) -> (PathBuf, Vec<PathBuf>) {
+    let source = headstart::datasets::elpv_by_defect().unwrap();
+    let data = root.join("cells");
+    let mut files = Vec::new();
+    for class in ["defective", "functional"] {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(source.join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for file in entries.into_iter().take(12) {
+            let target = data.join(class).join(file.file_name().unwrap());
+            std::fs::copy(&file, &target).unwrap();
+            files.push(target);
+        }
+    }
+    (data, files)
+}
+
+#[test]
+fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, files) = small_elpv(dir.path());
+    let images: Vec<_> = files
+        .iter()
+        .step_by(4)
+        .map(|f| headstart::decode::open_image(f).unwrap())
+        .collect();
+    for head in ["logistic", "centroid"] {
+        let bundle = dir.path().join(format!("{head}.hs"));
+        let (code, _, stderr) = headstart(&[
+            "train",
+            data.to_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+            "--head",
+            head,
+            "--grid",
+            "0.1",
+            "-q",
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
+        let expected = classifier.predict_images(&images).unwrap();
+
+        let whole = dir.path().join(format!("{head}.onnx"));
+        let (code, stdout, stderr) = headstart(&[
+            "export",
+            bundle.to_str().unwrap(),
+            "-o",
+            whole.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(stdout.contains("classes defective, functional"), "{stdout}");
+        let mut backbone = ImageBackbone::open(
+            &BackboneRef::Zoo("efficientnet-lite0".into()),
+            &Default::default(),
+        )
+        .unwrap();
+        let preprocess = backbone.preprocess().clone();
+        let mut pixels = vec![0.0f32; images.len() * preprocess.tensor_len()];
+        for (image, slot) in images
+            .iter()
+            .zip(pixels.chunks_exact_mut(preprocess.tensor_len()))
+        {
+            preprocess.apply(image, slot);
+        }
+        let shape = preprocess.batch_shape(images.len()).to_vec();
+        let input = [Input::F32(backbone.input_name(), shape, &pixels)];
+        assert_close(
+            &format!("{head} whole, ort"),
+            &run_ort(&whole, &input),
+            &expected,
+        );
+        assert_close(
+            &format!("{head} whole, Python onnxruntime"),
+            &run_python(&whole, &input, dir.path()),
+            &expected,
+        );
+
+        let head_file = dir.path().join(format!("{head}-head.onnx"));
+        let (code, _, stderr) = headstart(&[
+            "export",
+            bundle.to_str().unwrap(),
+            "-o",
+            head_file.to_str().unwrap(),
+            "--head-only",
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        assert!(std::fs::metadata(&head_file).unwrap().len() < 64 * 1024);
+        let embeddings = backbone.embed(&images).unwrap();
+        let values: Vec<f32> = embeddings.iter().copied().collect();
+        let input = [Input::F32(
+            "embedding",
+            vec![images.len() as i64, embeddings.ncols() as i64],
+            &values,
+        )];
+        assert_close(
+            &format!("{head} head-only, ort"),
+            &run_ort(&head_file, &input),
+            &expected,
+        );
+        assert_close(
+            &format!("{head} head-only, Python onnxruntime"),
+            &run_python(&head_file, &input, dir.path()),
+            &expected,
+        );
+    }
+}
+
+#[test]
+fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
+    let movies = headstart::textdata::load(
+        &headstart::datasets::vader_movies().unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let mut lines = String::new();
+    for label in 0..2 {
+        for item in movies.items.iter().filter(|i| i.label == label).take(60) {
+            let row = serde_json::json!({"text": item.text, "label": movies.classes[label]});
+            lines.push_str(&format!("{row}\n"));
+        }
+    }
+    let table = dir.path().join("reviews.jsonl");
+    std::fs::write(&table, lines).unwrap();
+    let bundle = dir.path().join("sentiment.hs");
+    let (code, _, stderr) = headstart(&[
+        "train",
+        table.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+        "--grid",
+        "0.1",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let long = "An overlong, overstuffed, overwrought film. ".repeat(40);
+    let texts = [
+        "A wonderful, moving film.",
+        "Dull and far too long.",
+        "It is a movie.",
+        long.as_str(),
+    ];
+    let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
+    let expected = classifier.predict_texts(&texts).unwrap();
+
+    let whole = dir.path().join("sentiment.onnx");
+    let (code, stdout, stderr) = headstart(&[
+        "export",
+        bundle.to_str().unwrap(),
+        "-o",
+        whole.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(
+        stdout.contains("input_ids, attention_mask, token_type_ids"),
+        "{stdout}"
+    );
+    // Token ids as a device would make them: the same tokenizer, truncated, padded to the longest.
+    let mut backbone = TextBackbone::open(
+        &BackboneRef::Zoo("all-minilm-l6-v2".into()),
+        None,
+        &Default::default(),
+    )
+    .unwrap();
+    let encodings = backbone.tokenize(&texts).unwrap();
+    let longest = encodings.iter().map(|e| e.len()).max().unwrap();
+    let padded = |get: fn(&tokenizers::Encoding) -> &[u32]| -> Vec<i64> {
+        encodings
+            .iter()
+            .flat_map(|e| {
+                let mut row: Vec<i64> = get(e).iter().map(|&v| i64::from(v)).collect();
+                row.resize(longest, 0);
+                row
+            })
+            .collect()
+    };
+    let (ids, mask, types) = (
+        padded(tokenizers::Encoding::get_ids),
+        padded(tokenizers::Encoding::get_attention_mask),
+        padded(tokenizers::Encoding::get_type_ids),
+    );
+    let shape = vec![texts.len() as i64, longest as i64];
+    let input = [
+        Input::I64("input_ids", shape.clone(), &ids),
+        Input::I64("attention_mask", shape.clone(), &mask),
+        Input::I64("token_type_ids", shape, &types),
+    ];
+    assert_close("text whole, ort", &run_ort(&whole, &input), &expected);
+    assert_close(
+        "text whole, Python onnxruntime",
+        &run_python(&whole, &input, dir.path()),
+        &expected,
+    );
+
+    let head_file = dir.path().join("sentiment-head.onnx");
+    let (code, _, stderr) = headstart(&[
+        "export",
+        bundle.to_str().unwrap(),
+        "-o",
+        head_file.to_str().unwrap(),
+        "--head-only",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let embeddings = backbone.embed(&texts).unwrap();
+    let values: Vec<f32> = embeddings.iter().copied().collect();
+    let input = [Input::F32(
+        "embedding",
+        vec![texts.len() as i64, 384],
+        &values,
+    )];
+    assert_close(
+        "text head-only, ort",
+        &run_ort(&head_file, &input),
+        &expected,
+    );
+}
+
+#[test]
+fn export_errors_are_clear_and_leave_no_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = small_elpv(dir.path());
+    // A bundle trained on a copy of the backbone that is then removed.
+    let model =
+        headstart::zoo::onnx_path(&headstart::zoo::find("efficientnet-lite0").unwrap()).unwrap();
+    let copy = dir.path().join("backbone.onnx");
+    std::fs::copy(&model, &copy).unwrap();
+    let bundle = dir.path().join("cells.hs");
+    let (code, _, stderr) = headstart(&[
+        "train",
+        data.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+        "--backbone",
+        copy.to_str().unwrap(),
+        "--grid",
+        "0.1",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    std::fs::remove_file(&copy).unwrap();
+    let out = dir.path().join("cells.onnx");
+    let (code, _, stderr) = headstart(&[
+        "export",
+        bundle.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("is not there") && stderr.contains("--backbone"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    // Pointing at the backbone works; the head alone never needs it.
+    let (code, _, stderr) = headstart(&[
+        "export",
+        bundle.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--backbone",
+        model.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // An output path that cannot be written: the old file stays as it was, no partial file appears.
+    let before = std::fs::read(&out).unwrap();
+    let blocked = out.join("inside-a-file.onnx");
+    let (code, _, stderr) = headstart(&[
+        "export",
+        bundle.to_str().unwrap(),
+        "-o",
+        blocked.to_str().unwrap(),
+        "--head-only",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.starts_with("error: "), "{stderr}");
+    assert_eq!(std::fs::read(&out).unwrap(), before);
+    let leftovers: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // A knn head cannot be exported: a clear error, no file.
+    let knn = dir.path().join("knn.hs");
+    let (code, _, stderr) = headstart(&[
+        "train",
+        data.to_str().unwrap(),
+        "-o",
+        knn.to_str().unwrap(),
+        "--head",
+        "knn",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let knn_out = dir.path().join("knn.onnx");
+    let (code, _, stderr) = headstart(&[
+        "export",
+        knn.to_str().unwrap(),
+        "-o",
+        knn_out.to_str().unwrap(),
+        "--head-only",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("--head logistic"), "{stderr}");
+    assert!(!knn_out.exists());
+}
