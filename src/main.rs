@@ -251,8 +251,14 @@ struct ExportArgs {
     #[arg(long, short, value_name = "MODEL.onnx")]
     output_file: PathBuf,
     /// Only the head: embedding [N, D] in, probabilities out (for a device that already runs the backbone)
-    #[arg(long)]
+    #[arg(long, conflicts_with = "raw_input")]
     head_only: bool,
+    /// Image bundles: uint8 RGB pixels [N, H, W, 3] in; resizing, cropping and normalisation in the graph
+    #[arg(long)]
+    raw_input: bool,
+    /// The pixels' size for --raw-input: N or HxW (default: the model's input size)
+    #[arg(long, value_parser = parse_size, requires = "raw_input")]
+    raw_size: Option<(u32, u32)>,
     /// The bundle's backbone, if it is not where the bundle says
     #[arg(long, value_name = "NAME|PATH")]
     backbone: Option<String>,
@@ -905,6 +911,8 @@ fn csv_field(text: &str) -> String {
 fn export(args: &ExportArgs, runtime: &RuntimeOptions) -> Result<()> {
     let options = headstart::export::ExportOptions {
         head_only: args.head_only,
+        raw_input: args.raw_input,
+        raw_size: args.raw_size,
     };
     let backbone = args.backbone.as_deref().map(BackboneRef::parse);
     let exported = headstart::export::export(

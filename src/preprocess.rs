@@ -409,7 +409,7 @@ impl ImagePreprocess {
     /// The part of the source the output shows, as (left, top, width, height) in source pixels.
     /// `Resize::Crop` follows timm and torchvision: the shorter side becomes floor(size / crop_pct) (the
     /// longer one truncated to keep the aspect ratio), then a centre crop at offsets rounded half to even.
-    fn source_box(&self, width: u32, height: u32) -> (f64, f64, f64, f64) {
+    pub(crate) fn source_box(&self, width: u32, height: u32) -> (f64, f64, f64, f64) {
         let (w, h) = (self.width as f64, self.height as f64);
         let (src_w, src_h) = (width.max(1) as f64, height.max(1) as f64);
         if self.resize == Resize::Stretch {

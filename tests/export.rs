@@ -6,6 +6,7 @@ use std::process::Command;
 
 use headstart::backbone::{BackboneRef, ImageBackbone, TextBackbone};
 use headstart::classifier::Classifier;
+use headstart::export::PIXELS;
 use headstart::npz::{NpyArray, write_npz};
 use ndarray::Array2;
 use ort::value::TensorRef;
@@ -28,6 +29,7 @@ fn headstart(args: &[&str]) -> (i32, String, String) {
 enum Input<'a> {
     F32(&'a str, Vec<i64>, &'a [f32]),
     I64(&'a str, Vec<i64>, &'a [i64]),
+    U8(&'a str, Vec<i64>, &'a [u8]),
 }
 
 fn run_ort(model: &Path, inputs: &[Input]) -> (Array2<f32>, Vec<i64>) {
@@ -50,6 +52,12 @@ fn run_ort(model: &Path, inputs: &[Input]) -> (Array2<f32>, Vec<i64>) {
                     .unwrap()
                     .into(),
             ),
+            Input::U8(name, shape, data) => (
+                *name,
+                TensorRef::from_array_view((shape.clone(), *data))
+                    .unwrap()
+                    .into(),
+            ),
         })
         .collect();
     let outputs = session.run(feed).unwrap();
@@ -67,9 +75,18 @@ fn run_ort(model: &Path, inputs: &[Input]) -> (Array2<f32>, Vec<i64>) {
 
 /// The same file and inputs through Python's onnxruntime.
 fn run_python(model: &Path, inputs: &[Input], scratch: &Path) -> (Array2<f32>, Vec<i64>) {
-    let arrays: Vec<(&str, NpyArray)> = inputs
+    // The npz writer has no uint8: pixels travel as int64, and the script casts to the input's type.
+    let widened: Vec<Vec<i64>> = inputs
         .iter()
         .map(|input| match input {
+            Input::U8(_, _, data) => data.iter().map(|&v| i64::from(v)).collect(),
+            _ => Vec::new(),
+        })
+        .collect();
+    let arrays: Vec<(&str, NpyArray)> = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, input)| match input {
             Input::F32(name, shape, data) => (
                 *name,
                 NpyArray::F32 {
@@ -82,6 +99,13 @@ fn run_python(model: &Path, inputs: &[Input], scratch: &Path) -> (Array2<f32>, V
                 NpyArray::I64 {
                     shape: shape.iter().map(|&d| d as usize).collect(),
                     data,
+                },
+            ),
+            Input::U8(name, shape, _) => (
+                *name,
+                NpyArray::I64 {
+                    shape: shape.iter().map(|&d| d as usize).collect(),
+                    data: &widened[i],
                 },
             ),
         })
@@ -218,6 +242,40 @@ fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
             &expected,
         );
 
+        // --raw-input: 8-bit RGB pixels in, headstart's resize and crop built into the graph. At the cells'
+        // own 300x300, and at the default size (the model's 224x224; the same cells shrunk to it first).
+        let small: Vec<_> = images
+            .iter()
+            .map(|i| i.resize_exact(224, 224, image::imageops::FilterType::Triangle))
+            .collect();
+        for (size, batch) in [(Some("300"), &images), (None, &small)] {
+            let raw = dir.path().join(format!("{head}-raw.onnx"));
+            let mut args = vec![
+                "export",
+                bundle.to_str().unwrap(),
+                "-o",
+                raw.to_str().unwrap(),
+                "--raw-input",
+            ];
+            if let Some(size) = size {
+                args.extend(["--raw-size", size]);
+            }
+            let (code, stdout, stderr) = headstart(&args);
+            assert_eq!(code, 0, "{stderr}");
+            assert!(stdout.contains("inputs pixels;"), "{stdout}");
+            let expected = classifier.predict_images(batch).unwrap();
+            let (h, w) = (batch[0].height() as i64, batch[0].width() as i64);
+            let bytes: Vec<u8> = batch.iter().flat_map(|i| i.to_rgb8().into_raw()).collect();
+            let input = [Input::U8(PIXELS, vec![batch.len() as i64, h, w, 3], &bytes)];
+            let what = format!("{head} raw input {h}x{w}");
+            assert_close(&format!("{what}, ort"), &run_ort(&raw, &input), &expected);
+            assert_close(
+                &format!("{what}, Python onnxruntime"),
+                &run_python(&raw, &input, dir.path()),
+                &expected,
+            );
+        }
+
         let head_file = dir.path().join(format!("{head}-head.onnx"));
         let (code, _, stderr) = headstart(&[
             "export",
@@ -344,6 +402,20 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
         "--head-only",
     ]);
     assert_eq!(code, 0, "{stderr}");
+    // Text files take token ids: --raw-input is refused.
+    let (code, _, stderr) = headstart(&[
+        "export",
+        bundle.to_str().unwrap(),
+        "-o",
+        dir.path().join("raw.onnx").to_str().unwrap(),
+        "--raw-input",
+    ]);
+    assert_eq!(code, 1);
+    assert!(
+        stderr.contains("--raw-input is for image bundles"),
+        "{stderr}"
+    );
+
     let embeddings = backbone.embed(&texts).unwrap();
     let values: Vec<f32> = embeddings.iter().copied().collect();
     let input = [Input::F32(
@@ -424,6 +496,32 @@ fn export_errors_are_clear_and_leave_no_file() {
         .filter(|n| n.ends_with(".partial"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+
+    // Nearest-neighbour resizing is not built into a --raw-input graph: a clear error, no file.
+    let nearest = dir.path().join("nearest.hs");
+    let (code, _, stderr) = headstart(&[
+        "train",
+        data.to_str().unwrap(),
+        "-o",
+        nearest.to_str().unwrap(),
+        "--interpolation",
+        "nearest",
+        "--grid",
+        "0.1",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let raw_out = dir.path().join("nearest.onnx");
+    let (code, _, stderr) = headstart(&[
+        "export",
+        nearest.to_str().unwrap(),
+        "-o",
+        raw_out.to_str().unwrap(),
+        "--raw-input",
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("cannot build Nearest resizing"), "{stderr}");
+    assert!(!raw_out.exists());
 
     // A knn head cannot be exported: a clear error, no file.
     let knn = dir.path().join("knn.hs");

@@ -148,6 +148,7 @@ pub enum DimensionValue {
 pub const FLOAT: i32 = 1;
 pub const UINT8: i32 = 2;
 pub const INT64: i32 = 7;
+pub const DOUBLE: i32 = 11;
 pub const ATTRIBUTE_FLOAT: i32 = 1;
 pub const ATTRIBUTE_INT: i32 = 2;
 pub const ATTRIBUTE_INTS: i32 = 7;
@@ -228,6 +229,16 @@ impl TensorProto {
             name: name.into(),
             dims: dims.to_vec(),
             data_type: INT64,
+            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            ..Default::default()
+        }
+    }
+
+    pub fn doubles(name: &str, dims: &[i64], values: &[f64]) -> Self {
+        TensorProto {
+            name: name.into(),
+            dims: dims.to_vec(),
+            data_type: DOUBLE,
             raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
             ..Default::default()
         }

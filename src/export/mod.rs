@@ -1,9 +1,13 @@
 //! Edge export: a bundle as one ONNX file a device runs with nothing but an ONNX runtime. The backbone's graph
 //! is kept byte for byte (see [`crate::onnx::splice`]); pooling, normalisation, the scaler, the head and the
 //! softmax are appended as ONNX nodes, and class names, preprocessing and headstart's version go into the
-//! model's metadata. `--head-only` writes the head alone: embedding in, probabilities out.
+//! model's metadata. `--raw-input` also builds the image preprocessing into the graph (8-bit RGB pixels in,
+//! resized exactly as headstart resizes, see [`resample`]); `--head-only` writes the head alone: embedding in,
+//! probabilities out.
 //!
 //! Outputs of every variant: `probabilities` (float [N, K]) and `class_index` (int64 [N]).
+
+mod resample;
 
 use std::path::{Path, PathBuf};
 
@@ -16,18 +20,20 @@ use crate::classifier::{BackboneView, Classifier};
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::onnx::proto::{
-    FLOAT, GraphProto, INT64, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
-    TensorProto, ValueInfoProto,
+    DOUBLE, FLOAT, GraphProto, INT64, ModelProto, NodeProto, OperatorSetIdProto,
+    StringStringEntryProto, TensorProto, UINT8, ValueInfoProto,
 };
 use crate::onnx::splice::{GraphEdit, edit_model};
 use crate::pooling::Pooling;
-use crate::preprocess::Layout;
+use crate::preprocess::{ColourOrder, ImagePreprocess, Layout};
 use crate::runtime::RuntimeOptions;
 
 pub const PROBABILITIES: &str = "probabilities";
 pub const CLASS_INDEX: &str = "class_index";
 /// The input of a head-only file.
 pub const EMBEDDING: &str = "embedding";
+/// The input of a `--raw-input` file: uint8 RGB [N, H, W, 3].
+pub const PIXELS: &str = "pixels";
 
 /// The opset of head-only files (and the least a backbone needs for the appended nodes as written).
 const HEAD_ONLY_OPSET: i64 = 17;
@@ -36,6 +42,10 @@ const HEAD_ONLY_OPSET: i64 = 17;
 pub struct ExportOptions {
     /// Only the head: embedding in, probabilities out.
     pub head_only: bool,
+    /// Image bundles: 8-bit RGB pixels in, preprocessing in the graph.
+    pub raw_input: bool,
+    /// The (height, width) of the raw pixels (default: the model's input size).
+    pub raw_size: Option<(u32, u32)>,
 }
 
 /// What was written.
@@ -63,13 +73,19 @@ pub fn export(
             out.display()
         )));
     }
+    if options.head_only && options.raw_input {
+        return Err(Error::Config(
+            "--raw-input builds image preprocessing into the backbone's graph; a --head-only file has no backbone"
+                .into(),
+        ));
+    }
     let (bytes, inputs, bundle) = if options.head_only {
         let bundle = Bundle::load(bundle_path)?;
         let (bytes, inputs) = head_only(&bundle)?;
         (bytes, inputs, bundle)
     } else {
         let classifier = Classifier::load(bundle_path, runtime, backbone)?;
-        let (bytes, inputs) = with_backbone(&classifier)?;
+        let (bytes, inputs) = with_backbone(&classifier, options)?;
         (bytes, inputs, classifier.bundle)
     };
     write_atomic(out, |file| {
@@ -160,6 +176,120 @@ impl Builder {
         } else {
             self.node("Unsqueeze", &[input], |n| n.with_ints("axes", axes))
         }
+    }
+
+    fn doubles(&mut self, what: &str, dims: &[i64], values: &[f64]) -> String {
+        let name = self.name(what);
+        self.graph
+            .initializer
+            .push(TensorProto::doubles(&name, dims, values));
+        name
+    }
+
+    /// Rounds float64 sums to 8-bit values as fast_image_resize does: floor(x + 0.5), clipped to 0–255
+    /// (truncating a non-negative value is its floor).
+    fn round_to_u8(&mut self, x: &str) -> String {
+        let half = self.doubles("half", &[], &[0.5]);
+        let low = self.doubles("zero", &[], &[0.0]);
+        let high = self.doubles("max_pixel", &[], &[255.5]);
+        let shifted = self.node("Add", &[x, &half], |n| n);
+        let clipped = self.node("Max", &[&shifted, &low], |n| n);
+        let clipped = self.node("Min", &[&clipped, &high], |n| n);
+        let integer = self.node("Cast", &[&clipped], |n| n.with_int("to", i64::from(INT64)));
+        self.node("Cast", &[&integer], |n| n.with_int("to", i64::from(DOUBLE)))
+    }
+
+    /// `pixels` (uint8 RGB [N, H, W, 3]) → the backbone's input `input`, as [`ImagePreprocess::apply`] makes
+    /// it: the resize (and crop) as two exact resampling passes, then colour order, mean and std, layout.
+    fn raw_pixels(
+        &mut self,
+        preprocess: &ImagePreprocess,
+        (height, width): (u32, u32),
+        input: &str,
+    ) -> Result<()> {
+        if height == 0 || width == 0 {
+            return Err(Error::Config("--raw-size must be at least 1x1".into()));
+        }
+        let (left, top, box_width, box_height) = preprocess.source_box(width, height);
+        let unsupported = || {
+            Error::Config(format!(
+                "--raw-input cannot build {:?} resizing from ONNX nodes (bilinear and bicubic can be): \
+                 export without --raw-input and resize on the device",
+                preprocess.interpolation
+            ))
+        };
+        let vertical = resample::axis_pass(
+            preprocess.interpolation,
+            height,
+            top,
+            box_height,
+            preprocess.height,
+        )
+        .ok_or_else(unsupported)?;
+        let horizontal = resample::axis_pass(
+            preprocess.interpolation,
+            width,
+            left,
+            box_width,
+            preprocess.width,
+        )
+        .ok_or_else(unsupported)?;
+        self.graph.input.push(ValueInfoProto::tensor(
+            PIXELS,
+            UINT8,
+            &[
+                None,
+                Some(i64::from(height)),
+                Some(i64::from(width)),
+                Some(3),
+            ],
+        ));
+        let values = self.node("Cast", &[PIXELS], |n| n.with_int("to", i64::from(DOUBLE)));
+        // [N, 3, H, W]: each pass is a matrix product over one spatial axis.
+        let planes = self.node("Transpose", &[&values], |n| {
+            n.with_ints("perm", &[0, 3, 1, 2])
+        });
+        let v = self.doubles(
+            "resize_rows",
+            &[vertical.output as i64, vertical.input as i64],
+            &vertical.matrix,
+        );
+        let mut rows = self.node("MatMul", &[&v, &planes], |n| n);
+        if !vertical.copy {
+            rows = self.round_to_u8(&rows);
+        }
+        let transposed: Vec<f64> = (0..horizontal.input)
+            .flat_map(|i| (0..horizontal.output).map(move |o| (i, o)))
+            .map(|(i, o)| horizontal.matrix[o * horizontal.input + i])
+            .collect();
+        let h = self.doubles(
+            "resize_columns",
+            &[horizontal.input as i64, horizontal.output as i64],
+            &transposed,
+        );
+        let mut resized = self.node("MatMul", &[&rows, &h], |n| n);
+        if !horizontal.copy {
+            resized = self.round_to_u8(&resized);
+        }
+        let mut x = self.node("Cast", &[&resized], |n| n.with_int("to", i64::from(FLOAT)));
+        if preprocess.colour == ColourOrder::Bgr {
+            let order = self.int64s("bgr", &[3], &[2, 1, 0]);
+            x = self.node("Gather", &[&x, &order], |n| n.with_int("axis", 1));
+        }
+        let mean = self.floats("mean", &[1, 3, 1, 1], &preprocess.mean);
+        let inverse: Vec<f32> = preprocess.std.iter().map(|s| 1.0 / s).collect();
+        let scale = self.floats("inverse_std", &[1, 3, 1, 1], &inverse);
+        let centred = self.node("Sub", &[&x, &mean], |n| n);
+        let mut normalised = self.node("Mul", &[&centred, &scale], |n| n);
+        if preprocess.layout == Layout::Nhwc {
+            normalised = self.node("Transpose", &[&normalised], |n| {
+                n.with_ints("perm", &[0, 2, 3, 1])
+            });
+        }
+        self.graph
+            .node
+            .push(NodeProto::new("Identity", &[&normalised], &[input]));
+        Ok(())
     }
 
     /// Rows scaled to unit length, as [`crate::pooling::l2_normalize`] does.
@@ -280,16 +410,30 @@ fn head_only(bundle: &Bundle) -> Result<(Vec<u8>, Vec<String>)> {
     Ok((model.encode_to_vec(), vec![EMBEDDING.to_string()]))
 }
 
-fn with_backbone(classifier: &Classifier) -> Result<(Vec<u8>, Vec<String>)> {
+fn with_backbone(
+    classifier: &Classifier,
+    options: &ExportOptions,
+) -> Result<(Vec<u8>, Vec<String>)> {
     let bundle = &classifier.bundle;
     let identity = &bundle.info.backbone;
+    let mut raw = None;
     let (path, shape, layout, mask) = match classifier.backbone_view() {
-        BackboneView::Image(b) => (
-            b.path().to_path_buf(),
-            b.feature_shape(),
-            b.preprocess().layout,
-            None,
-        ),
+        BackboneView::Image(b) => {
+            if options.raw_input {
+                raw = Some((b.preprocess().clone(), b.input_name().to_string()));
+            }
+            (
+                b.path().to_path_buf(),
+                b.feature_shape(),
+                b.preprocess().layout,
+                None,
+            )
+        }
+        BackboneView::Text(_) if options.raw_input => {
+            return Err(Error::Config(
+                "--raw-input is for image bundles; a text bundle's file takes token ids".into(),
+            ));
+        }
         BackboneView::Text(b) => {
             if !b.has_attention_mask() && identity.pooling != Pooling::Cls {
                 return Err(Error::model(
@@ -324,6 +468,18 @@ fn with_backbone(classifier: &Classifier) -> Result<(Vec<u8>, Vec<String>)> {
         )
     })?;
     let mut builder = Builder::new(opset);
+    let mut dropped = Vec::new();
+    let mut raw_note = None;
+    if let Some((preprocess, input)) = &raw {
+        let (height, width) = options
+            .raw_size
+            .unwrap_or((preprocess.height, preprocess.width));
+        builder.raw_pixels(preprocess, (height, width), input)?;
+        dropped.push(input.clone());
+        raw_note = Some(format!(
+            "{PIXELS}: uint8 [N, {height}, {width}, 3] RGB; resized, cropped and normalised in the graph"
+        ));
+    }
     let pooled = pool(
         &mut builder,
         &identity.output,
@@ -339,24 +495,39 @@ fn with_backbone(classifier: &Classifier) -> Result<(Vec<u8>, Vec<String>)> {
         pooled
     };
     builder.head(bundle, &embedding)?;
-    let variant = if mask.is_some() { "text" } else { "image" };
+    let variant = match (mask, &raw_note) {
+        (Some(_), _) => "text",
+        (None, Some(_)) => "image, raw input",
+        (None, None) => "image",
+    };
+    let mut metadata = metadata(bundle, variant);
+    if let Some(note) = raw_note {
+        metadata.push(StringStringEntryProto {
+            key: "headstart.raw_input".into(),
+            value: note,
+        });
+    }
     let edit = GraphEdit {
-        drop_inputs: &[],
+        drop_inputs: &dropped,
         drop_outputs: true,
         additions: builder.graph,
-        metadata: metadata(bundle, variant),
+        metadata,
     };
     let edited = edit_model(&bytes, &edit)
         .ok_or_else(|| Error::model(&path, "not a well-formed ONNX file (truncated?)"))?;
     let graph = parsed.graph.unwrap_or_default();
     // Older exporters list initializers among the inputs too; they are not inputs a caller feeds.
     let initializers: Vec<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
-    let inputs = graph
-        .input
-        .iter()
-        .map(|i| i.name.clone())
-        .filter(|name| !initializers.contains(&name.as_str()))
-        .collect();
+    let inputs = if raw.is_some() {
+        vec![PIXELS.to_string()]
+    } else {
+        graph
+            .input
+            .iter()
+            .map(|i| i.name.clone())
+            .filter(|name| !initializers.contains(&name.as_str()))
+            .collect()
+    };
     Ok((edited, inputs))
 }
 
