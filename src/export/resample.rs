@@ -9,9 +9,12 @@ use crate::preprocess::Interpolation;
 const PRECISION_BITS: u32 = 32 - 8 - 2;
 const MAX_COEFFS_PRECISION: u32 = 16 - 1;
 
+/// A filter function and its support radius.
+type Filter = (fn(f64) -> f64, f64);
+
 /// The filter and its support, as fast_image_resize defines them; `None` where the resize is not a
 /// convolution (nearest neighbour) or is not reproduced here.
-fn filter(interpolation: Interpolation) -> Option<(fn(f64) -> f64, f64)> {
+fn filter(interpolation: Interpolation) -> Option<Filter> {
     fn bilinear(x: f64) -> f64 {
         let x = x.abs();
         if x < 1.0 { 1.0 - x } else { 0.0 }
