@@ -428,6 +428,11 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
         &run_ort(&head_file, &input),
         &expected,
     );
+    assert_close(
+        "text head-only, Python onnxruntime",
+        &run_python(&head_file, &input, dir.path()),
+        &expected,
+    );
 }
 
 #[test]
@@ -546,4 +551,64 @@ fn export_errors_are_clear_and_leave_no_file() {
     assert_eq!(code, 1);
     assert!(stderr.contains("--head logistic"), "{stderr}");
     assert!(!knn_out.exists());
+}
+
+/// --raw-input through a tapped intermediate layer (4-D, pooled in the graph) and through a TensorFlow-layout
+/// backbone (open-nsfw: BGR, NHWC, mean subtraction, its pooled layer tapped by the zoo).
+#[test]
+fn raw_input_covers_tapped_layers_and_bgr_nhwc_backbones() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, files) = small_elpv(dir.path());
+    let images: Vec<_> = files
+        .iter()
+        .step_by(6)
+        .map(|f| headstart::decode::open_image(f).unwrap())
+        .collect();
+    let bytes: Vec<u8> = images.iter().flat_map(|i| i.to_rgb8().into_raw()).collect();
+    let input = [Input::U8(
+        PIXELS,
+        vec![images.len() as i64, 300, 300, 3],
+        &bytes,
+    )];
+    for (name, extra) in [
+        ("tapped", ["--layer", "block3"]),
+        ("open-nsfw", ["--backbone", "open-nsfw"]),
+    ] {
+        let bundle = dir.path().join(format!("{name}.hs"));
+        let mut args = vec![
+            "train",
+            data.to_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+            "--grid",
+            "0.1",
+            "-q",
+        ];
+        args.extend(extra);
+        let (code, _, stderr) = headstart(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
+        let expected = classifier.predict_images(&images).unwrap();
+        let raw = dir.path().join(format!("{name}.onnx"));
+        let (code, _, stderr) = headstart(&[
+            "export",
+            bundle.to_str().unwrap(),
+            "-o",
+            raw.to_str().unwrap(),
+            "--raw-input",
+            "--raw-size",
+            "300",
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        assert_close(
+            &format!("{name} raw input, ort"),
+            &run_ort(&raw, &input),
+            &expected,
+        );
+        assert_close(
+            &format!("{name} raw input, Python onnxruntime"),
+            &run_python(&raw, &input, dir.path()),
+            &expected,
+        );
+    }
 }
