@@ -20,10 +20,19 @@ pub fn open_image(path: &Path) -> Result<DynamicImage> {
 
 /// Decodes an image from its bytes into 8-bit RGB, oriented as its EXIF data says. The error is a reason
 /// fit for a skip report.
+/// A skip reason on one line: decoders' messages can end in (or contain) line breaks.
+fn reason(what: &str, error: impl std::fmt::Display) -> String {
+    let message = error.to_string();
+    format!(
+        "{what}: {}",
+        message.split_whitespace().collect::<Vec<_>>().join(" ")
+    )
+}
+
 pub fn decode_image(bytes: &[u8], max_pixels: u64) -> std::result::Result<DynamicImage, String> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| format!("cannot read: {e}"))?;
+        .map_err(|e| reason("cannot read", e))?;
     if reader.format().is_none() {
         return Err("not an image (content is not JPEG, PNG, WebP, GIF, BMP or TIFF)".into());
     }
@@ -33,7 +42,7 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> std::result::Result<Dynami
     reader.limits(limits);
     let mut decoder = reader
         .into_decoder()
-        .map_err(|e| format!("cannot decode: {e}"))?;
+        .map_err(|e| reason("cannot decode", e))?;
     let (width, height) = decoder.dimensions();
     let pixels = width as u64 * height as u64;
     if pixels > max_pixels {
@@ -46,9 +55,8 @@ pub fn decode_image(bytes: &[u8], max_pixels: u64) -> std::result::Result<Dynami
     }
     let orientation = decoder
         .orientation()
-        .map_err(|e| format!("cannot read orientation: {e}"))?;
-    let mut image =
-        DynamicImage::from_decoder(decoder).map_err(|e| format!("cannot decode: {e}"))?;
+        .map_err(|e| reason("cannot read orientation", e))?;
+    let mut image = DynamicImage::from_decoder(decoder).map_err(|e| reason("cannot decode", e))?;
     image.apply_orientation(orientation);
     Ok(DynamicImage::ImageRgb8(into_rgb8(image)))
 }

@@ -1,0 +1,361 @@
+//! A tree of hostile inputs, through the real binary: every valid image is embedded (and oriented), every
+//! invalid one is skipped with its reason, nothing panics, and `train` works on what is left.
+
+use std::io::Cursor;
+use std::path::Path;
+use std::process::Command;
+
+use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
+
+fn headstart(args: &[&str]) -> (i32, String, String) {
+    let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn write(path: &Path, bytes: &[u8]) {
+    std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+    std::fs::write(path, bytes).unwrap();
+}
+
+fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
+    let mut out = Cursor::new(Vec::new());
+    image.write_to(&mut out, format).unwrap();
+    out.into_inner()
+}
+
+/// JPEG bytes with an EXIF orientation tag after the start-of-image marker.
+fn jpeg_with_orientation(image: &DynamicImage, orientation: u16) -> Vec<u8> {
+    let jpeg = encode(image, ImageFormat::Jpeg);
+    let mut tiff = b"II*\x00\x08\x00\x00\x00\x01\x00".to_vec();
+    tiff.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0]);
+    tiff.extend_from_slice(&orientation.to_le_bytes());
+    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
+    let mut app1 = b"Exif\x00\x00".to_vec();
+    app1.extend_from_slice(&tiff);
+    let mut out = jpeg[..2].to_vec();
+    out.extend_from_slice(&[0xFF, 0xE1]);
+    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
+    out.extend_from_slice(&app1);
+    out.extend_from_slice(&jpeg[2..]);
+    out
+}
+
+/// What a camera stores for `upright` when it tags the file with `orientation` (the tag says how to turn
+/// the stored pixels upright; 6 and 8 undo each other, the others undo themselves).
+fn stored_for(upright: &DynamicImage, orientation: u16) -> DynamicImage {
+    use image::metadata::Orientation;
+    let inverse = match orientation {
+        6 => 8,
+        8 => 6,
+        other => other,
+    };
+    let mut stored = upright.clone();
+    stored.apply_orientation(Orientation::from_exif(inverse as u8).unwrap());
+    stored
+}
+
+/// A PNG whose header claims `width` x `height` pixels, with one tiny data chunk.
+fn png_claiming(width: u32, height: u32) -> Vec<u8> {
+    fn chunk(kind: &[u8], data: &[u8], out: &mut Vec<u8>) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = flate2::Crc::new();
+        crc.update(kind);
+        crc.update(data);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&crc.sum().to_be_bytes());
+    }
+    let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut header = width.to_be_bytes().to_vec();
+    header.extend_from_slice(&height.to_be_bytes());
+    header.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &header, &mut out);
+    chunk(
+        b"IDAT",
+        &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        &mut out,
+    );
+    chunk(b"IEND", &[], &mut out);
+    out
+}
+
+/// An asymmetric picture: orientation mistakes change it.
+fn upright() -> DynamicImage {
+    DynamicImage::ImageRgb8(RgbImage::from_fn(96, 64, |x, y| {
+        if x < 32 && y < 24 {
+            Rgb([230, 40, 40])
+        } else if y > 48 {
+            Rgb([30, 30, (x * 2) as u8])
+        } else {
+            Rgb([(x * 2) as u8, (y * 3) as u8, 120])
+        }
+    }))
+}
+
+#[test]
+fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("data");
+    let picture = upright();
+
+    // oriented/: the same picture under every EXIF orientation, plus the upright original.
+    write(
+        &root.join("oriented/upright.png"),
+        &encode(&picture, ImageFormat::Png),
+    );
+    for orientation in 1..=8u16 {
+        let bytes = jpeg_with_orientation(&stored_for(&picture, orientation), orientation);
+        write(
+            &root.join(format!("oriented/exif-{orientation}.jpg")),
+            &bytes,
+        );
+    }
+
+    // formats/: odd but valid images, odd names.
+    let formats = root.join("formats");
+    write(
+        &formats.join("one-pixel.png"),
+        &encode(&picture.crop_imm(0, 0, 1, 1), ImageFormat::Png),
+    );
+    let strip = DynamicImage::ImageRgb8(RgbImage::from_fn(10_000, 10, |x, _| {
+        Rgb([(x % 256) as u8, 90, 200])
+    }));
+    write(
+        &formats.join("10000x10.png"),
+        &encode(&strip, ImageFormat::Png),
+    );
+    write(
+        &formats.join("sixteen-bit.png"),
+        &encode(
+            &DynamicImage::ImageRgb16(picture.to_rgb16()),
+            ImageFormat::Png,
+        ),
+    );
+    write(
+        &formats.join("rgba.png"),
+        &encode(
+            &DynamicImage::ImageRgba8(picture.to_rgba8()),
+            ImageFormat::Png,
+        ),
+    );
+    write(
+        &formats.join("palette.gif"),
+        &encode(&picture, ImageFormat::Gif),
+    );
+    {
+        let mut animated = Vec::new();
+        {
+            let mut encoder = image::codecs::gif::GifEncoder::new(&mut animated);
+            for frame in [picture.to_rgba8(), picture.fliph().to_rgba8()] {
+                encoder.encode_frame(image::Frame::new(frame)).unwrap();
+            }
+        }
+        write(&formats.join("animated.gif"), &animated);
+    }
+    write(
+        &formats.join("image.webp"),
+        &encode(&picture, ImageFormat::WebP),
+    );
+    write(
+        &formats.join("image.bmp"),
+        &encode(&picture, ImageFormat::Bmp),
+    );
+    write(
+        &formats.join("image.tiff"),
+        &encode(&picture, ImageFormat::Tiff),
+    );
+    std::fs::copy(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/cmyk.jpg"),
+        formats.join("cmyk.jpg"),
+    )
+    .unwrap();
+    write(
+        &formats.join("ünïcødé 猫.png"),
+        &encode(&picture, ImageFormat::Png),
+    );
+    write(
+        &formats.join("with space.png"),
+        &encode(&picture, ImageFormat::Png),
+    );
+
+    // formats/ also holds what cannot be embedded.
+    let jpeg = encode(&picture, ImageFormat::Jpeg);
+    write(&formats.join("truncated.jpg"), &jpeg[..jpeg.len() / 3]);
+    write(&formats.join("zero-bytes.png"), b"");
+    write(&formats.join("notes.png"), b"this is text, not a PNG");
+    write(
+        &formats.join("huge-header.png"),
+        &png_claiming(100_000, 100_000),
+    );
+    write(
+        &formats.join(".hidden.png"),
+        &encode(&picture, ImageFormat::Png),
+    );
+    let fifo = formats.join("pipe.png");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    std::os::unix::fs::symlink(root.join("formats"), root.join("formats/loop")).unwrap();
+    std::os::unix::fs::symlink(root.join("nowhere.png"), root.join("formats/dangling.png"))
+        .unwrap();
+
+    // An empty class, and a stray file beside the class folders.
+    std::fs::create_dir_all(root.join("empty")).unwrap();
+    write(&root.join("README.md"), b"# about this data");
+
+    let out = dir.path().join("hostile.npz");
+    let (code, stdout, stderr) = headstart(&[
+        "embed",
+        root.to_str().unwrap(),
+        "-o",
+        out.to_str().unwrap(),
+        "--no-cache",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let skipped: Vec<(String, String)> = summary["skipped"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| {
+            (
+                s["path"].as_str().unwrap().to_string(),
+                s["reason"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let reason = |path: &str| {
+        skipped
+            .iter()
+            .find(|(p, _)| p == path)
+            .map(|(_, r)| r.as_str())
+            .unwrap_or_else(|| panic!("{path} was not skipped: {skipped:?}"))
+    };
+    assert!(
+        reason("formats/truncated.jpg").contains("cannot decode"),
+        "{skipped:?}"
+    );
+    assert!(
+        reason("formats/zero-bytes.png").contains("not an image"),
+        "{skipped:?}"
+    );
+    assert!(
+        reason("formats/notes.png").contains("not an image"),
+        "{skipped:?}"
+    );
+    assert!(
+        reason("formats/huge-header.png").contains("over the limit"),
+        "{skipped:?}"
+    );
+    assert_eq!(reason("formats/.hidden.png"), "hidden");
+    assert!(
+        reason("formats/pipe.png").contains("not a regular file"),
+        "{skipped:?}"
+    );
+    assert!(
+        reason("formats/dangling.png").contains("not a regular file"),
+        "{skipped:?}"
+    );
+    assert!(
+        reason("formats/loop").contains("symlink loop"),
+        "{skipped:?}"
+    );
+    assert!(
+        reason("README.md").contains("not inside a class folder"),
+        "{skipped:?}"
+    );
+    assert_eq!(skipped.len(), 9, "{skipped:?}");
+    assert_eq!(summary["empty_classes"], serde_json::json!(["empty"]));
+    // 9 oriented + 12 valid formats; reasons are one line each.
+    assert_eq!(summary["embedded"], 21, "{stdout}");
+    assert!(
+        skipped.iter().all(|(_, r)| !r.contains('\n')),
+        "{skipped:?}"
+    );
+
+    // Every orientation comes out upright: the decoded pixels are the original's (up to JPEG's loss), and the
+    // embeddings agree with the untransformed JPEG's.
+    let expected = picture.to_rgb8();
+    for orientation in 1..=8 {
+        let bytes = std::fs::read(root.join(format!("oriented/exif-{orientation}.jpg"))).unwrap();
+        let decoded =
+            headstart::decode::decode_image(&bytes, headstart::decode::DEFAULT_MAX_PIXELS)
+                .unwrap()
+                .to_rgb8();
+        assert_eq!(decoded.dimensions(), (96, 64), "orientation {orientation}");
+        let difference = decoded
+            .as_raw()
+            .iter()
+            .zip(expected.as_raw())
+            .map(|(&a, &b)| f64::from(a.abs_diff(b)))
+            .sum::<f64>()
+            / expected.as_raw().len() as f64;
+        assert!(
+            difference < 12.0,
+            "orientation {orientation}: mean |difference| {difference}"
+        );
+    }
+    let set = headstart::embed::EmbeddedSet::read_npz(&out).unwrap();
+    let row = |path: &str| {
+        let i = set
+            .paths
+            .iter()
+            .position(|p| p == path)
+            .unwrap_or_else(|| panic!("{path}"));
+        set.embeddings[i * set.dim..(i + 1) * set.dim].to_vec()
+    };
+    let reference = row("oriented/exif-1.jpg");
+    for orientation in 2..=8 {
+        let similarity = headstart::demo::cosine(
+            &reference,
+            &row(&format!("oriented/exif-{orientation}.jpg")),
+        );
+        assert!(
+            similarity > 0.95,
+            "orientation {orientation}: cos {similarity}"
+        );
+    }
+    for name in [
+        "formats/ünïcødé 猫.png",
+        "formats/with space.png",
+        "formats/10000x10.png",
+        "formats/one-pixel.png",
+    ] {
+        assert_eq!(row(name).len(), set.dim);
+    }
+
+    // train on the same tree: the empty class is reported, the rest trains.
+    let bundle = dir.path().join("hostile.hs");
+    let (code, stdout, stderr) = headstart(&[
+        "train",
+        root.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+        "--no-cache",
+        "--grid",
+        "1",
+        "--folds",
+        "3",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert!(stdout.contains("empty class folder: empty"), "{stdout}");
+    assert!(
+        stdout.contains("class 'empty' has no examples and will never be predicted"),
+        "{stdout}"
+    );
+    assert!(bundle.is_file());
+}
