@@ -1,0 +1,196 @@
+//! Interrupted runs: `embed` and `train` killed (SIGKILL) at many points leave either the old output or a
+//! complete new one, never a torn file, and a re-run finishes from the cache. A torn cache entry is
+//! recomputed, not served.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use headstart::backbone::{BackboneRef, ImageBackbone};
+use headstart::bundle::Bundle;
+use headstart::embed::{EmbedOptions, EmbeddedSet, embed_dataset};
+use image::{Rgb, RgbImage};
+
+/// `count` small images no cache has seen: their pixels depend on this run's clock.
+fn fresh_images(root: &Path, count: usize) -> PathBuf {
+    let seed = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64;
+    let data = root.join("data");
+    for i in 0..count {
+        let class = if i % 2 == 0 { "even" } else { "odd" };
+        let mut state = seed ^ (i as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let image = RgbImage::from_fn(48, 48, |x, y| {
+            state = state
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            let noise = (state >> 59) as u8;
+            let base = if i % 2 == 0 { 60 } else { 190 };
+            Rgb([base + noise, (x * 5) as u8, (y * 5) as u8])
+        });
+        let path = data.join(class).join(format!("{i:04}.png"));
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        image.save(&path).unwrap();
+    }
+    data
+}
+
+/// Starts the binary and kills it after `after`; returns whether it had already exited on its own.
+fn run_and_kill(args: &[&str], after: Duration) -> bool {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    while started.elapsed() < after {
+        if child.try_wait().unwrap().is_some() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let finished = child.try_wait().unwrap().is_some();
+    let _ = child.kill();
+    let _ = child.wait();
+    finished
+}
+
+fn no_partial_files(dir: &Path) {
+    let partial: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.ends_with(".partial"))
+        .collect();
+    // A killed process cannot remove its temporary file; it must never be taken for the output.
+    for name in &partial {
+        assert!(name.starts_with(".headstart-"), "{name}");
+    }
+}
+
+#[test]
+fn killed_embed_and_train_leave_old_or_complete_outputs_and_resume_from_the_cache() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fresh_images(dir.path(), 160);
+    let out = dir.path().join("out.npz");
+    let bundle = dir.path().join("model.hs");
+    let (data_arg, out_arg, bundle_arg) = (
+        data.to_str().unwrap(),
+        out.to_str().unwrap(),
+        bundle.to_str().unwrap(),
+    );
+
+    // Kill embed at increasing points: the output is absent or complete every time.
+    let mut completed_at = None;
+    for step in 1..=12u64 {
+        let finished = run_and_kill(
+            &["embed", data_arg, "-o", out_arg, "-q"],
+            Duration::from_millis(150 * step),
+        );
+        if out.exists() {
+            let set = EmbeddedSet::read_npz(&out).unwrap();
+            assert_eq!(set.rows(), 160, "a complete output after {} ms", 150 * step);
+        }
+        no_partial_files(dir.path());
+        if finished {
+            completed_at = Some(step);
+            break;
+        }
+        eprintln!(
+            "embed killed after {} ms; output present: {}",
+            150 * step,
+            out.exists()
+        );
+    }
+    // The re-run finishes, answered (at least partly) by the cache the killed runs filled.
+    let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args(["embed", data_arg, "-o", out_arg, "--json"])
+        .output()
+        .unwrap();
+    assert!(output.status.success());
+    let summary: serde_json::Value = serde_json::from_slice(&output.stdout).unwrap();
+    assert_eq!(summary["rows"], 160);
+    eprintln!("re-run: {} of 160 from the cache", summary["from_cache"]);
+    assert!(
+        summary["from_cache"].as_u64().unwrap() > 0,
+        "{summary} (completed at step {completed_at:?})"
+    );
+
+    // Kill train at many points with an old bundle in place: old or new, always loadable.
+    let status = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args(["train", out_arg, "-o", bundle_arg, "-q", "--grid", "0.1"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    for step in 1..=10u64 {
+        let finished = run_and_kill(
+            &[
+                "train",
+                out_arg,
+                "-o",
+                bundle_arg,
+                "-q",
+                "--grid",
+                "0.01,0.1,1,10",
+            ],
+            Duration::from_millis(40 * step),
+        );
+        Bundle::load(&bundle).unwrap();
+        no_partial_files(dir.path());
+        if finished {
+            eprintln!("train finished before {} ms", 40 * step);
+            break;
+        }
+        eprintln!("train killed after {} ms", 40 * step);
+    }
+}
+
+#[test]
+fn a_torn_cache_entry_is_recomputed_not_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fresh_images(dir.path(), 6);
+    let cache = dir.path().join("cache");
+    let options = EmbedOptions {
+        cache_dir: Some(cache.clone()),
+        ..Default::default()
+    };
+    let mut backbone = ImageBackbone::open(
+        &BackboneRef::Zoo("efficientnet-lite0".into()),
+        &Default::default(),
+    )
+    .unwrap();
+    let listed = headstart::dataset::scan(&data).unwrap();
+    let (first, _) = embed_dataset(&listed, &mut backbone, &options, &mut |_, _| {}).unwrap();
+    let mut entries: Vec<PathBuf> = Vec::new();
+    let mut stack = vec![cache.clone()];
+    while let Some(folder) = stack.pop() {
+        for entry in std::fs::read_dir(folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                entries.push(path);
+            }
+        }
+    }
+    assert_eq!(entries.len(), 6);
+    entries.sort();
+    // Tear one entry (as a crash between write and rename could not, but a disk might) and flip a bit in another.
+    let torn = std::fs::read(&entries[0]).unwrap();
+    std::fs::write(&entries[0], &torn[..torn.len() / 2]).unwrap();
+    let mut flipped = std::fs::read(&entries[1]).unwrap();
+    let last = flipped.len() - 1;
+    flipped[last] ^= 0x40;
+    std::fs::write(&entries[1], flipped).unwrap();
+
+    let (second, summary) =
+        embed_dataset(&listed, &mut backbone, &options, &mut |_, _| {}).unwrap();
+    assert_eq!((summary.from_cache, summary.computed), (4, 2));
+    let worst = first
+        .embeddings
+        .iter()
+        .zip(&second.embeddings)
+        .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+    assert!(worst < 1e-4, "recomputed rows differ by {worst}");
+}
