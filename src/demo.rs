@@ -3,7 +3,7 @@
 //! sentiment on VADER's movie-review snippets. The last shows what the default backbones see in a few photos
 //! and sentences.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use crate::backbone::{BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
@@ -65,10 +65,11 @@ pub fn sample_photos() -> Result<Vec<PathBuf>> {
 pub const ELPV_TEST_FRACTION: f64 = 824.0 / 2624.0;
 pub const ELPV_SEED: u64 = 42;
 
-pub struct ElpvReport {
+/// A demo job's result: the held-out split's sizes, training, and metrics on the held-out part.
+pub struct HeldOutReport {
     pub embed: EmbedSummary,
-    pub train_images: usize,
-    pub test_images: usize,
+    pub train_rows: usize,
+    pub test_rows: usize,
     pub report: TrainReport,
     pub test: Metrics,
     pub seconds: f64,
@@ -78,82 +79,74 @@ pub struct ElpvReport {
 pub fn run_elpv(
     runtime: &RuntimeOptions,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<ElpvReport> {
+) -> Result<HeldOutReport> {
     let started = Instant::now();
     let folder = datasets::elpv_by_defect()?;
-    let options = BackboneOptions {
-        runtime: runtime.clone(),
-        ..Default::default()
-    };
-    let (set, summary) = workflow::embeddings_for(
+    held_out_job(
         &folder,
-        None,
-        &options,
-        &Default::default(),
-        &EmbedOptions::default(),
+        ELPV_TEST_FRACTION,
+        ELPV_SEED,
+        runtime,
         progress,
-    )?;
-    let embed = summary.ok_or_else(|| crate::Error::input(&folder, "expected a folder"))?;
-    let (train_rows, test_rows) = workflow::stratified_split(&set, ELPV_TEST_FRACTION, ELPV_SEED)?;
-    let (train_set, test_set) = (set.select(&train_rows), set.select(&test_rows));
-    let trained = workflow::train_bundle(&train_set, Some(&test_set), &TrainParams::default())?;
-    let test = trained
-        .validation
-        .ok_or_else(|| crate::Error::Config("no test split".into()))?;
-    Ok(ElpvReport {
-        embed,
-        train_images: train_rows.len(),
-        test_images: test_rows.len(),
-        report: trained.report,
-        test,
-        seconds: started.elapsed().as_secs_f64(),
-    })
+        started,
+    )
 }
 
 /// Texts held out for testing in the sentiment demo: a stratified, seeded fifth of the 10,605 snippets.
 pub const VADER_TEST_FRACTION: f64 = 0.2;
 pub const VADER_SEED: u64 = 42;
 
-pub struct VaderReport {
-    pub embed: EmbedSummary,
-    pub train_texts: usize,
-    pub test_texts: usize,
-    pub report: TrainReport,
-    pub test: Metrics,
-    pub seconds: f64,
-}
-
 /// Sentiment: VADER movie snippets → MiniLM embeddings (cached) → logistic head → metrics on the held-out split.
 pub fn run_vader(
     runtime: &RuntimeOptions,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<VaderReport> {
+) -> Result<HeldOutReport> {
     let started = Instant::now();
     let table = datasets::vader_movies()?;
+    held_out_job(
+        &table,
+        VADER_TEST_FRACTION,
+        VADER_SEED,
+        runtime,
+        progress,
+        started,
+    )
+}
+
+/// `data` (a folder or text table) → embeddings with the default backbone for it → a stratified split →
+/// the default logistic head → metrics on the held-out part. `started` includes fetching the data.
+fn held_out_job(
+    data: &Path,
+    test_fraction: f64,
+    seed: u64,
+    runtime: &RuntimeOptions,
+    progress: &mut dyn FnMut(usize, usize),
+    started: Instant,
+) -> Result<HeldOutReport> {
     let options = BackboneOptions {
         runtime: runtime.clone(),
         ..Default::default()
     };
     let (set, summary) = workflow::embeddings_for(
-        &table,
+        data,
         None,
         &options,
         &Default::default(),
         &EmbedOptions::default(),
         progress,
     )?;
-    let embed = summary.ok_or_else(|| crate::Error::input(&table, "expected a text table"))?;
-    let (train_rows, test_rows) =
-        workflow::stratified_split(&set, VADER_TEST_FRACTION, VADER_SEED)?;
+    let embed =
+        summary.ok_or_else(|| crate::Error::input(data, "expected a folder or a text table"))?;
+    let (train_rows, test_rows) = workflow::stratified_split(&set, test_fraction, seed)?;
     let (train_set, test_set) = (set.select(&train_rows), set.select(&test_rows));
     let trained = workflow::train_bundle(&train_set, Some(&test_set), &TrainParams::default())?;
     let test = trained
         .validation
         .ok_or_else(|| crate::Error::Config("no test split".into()))?;
-    Ok(VaderReport {
+    Ok(HeldOutReport {
         embed,
-        train_texts: train_rows.len(),
-        test_texts: test_rows.len(),
+        train_rows: train_rows.len(),
+        test_rows: test_rows.len(),
         report: trained.report,
         test,
         seconds: started.elapsed().as_secs_f64(),

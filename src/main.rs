@@ -427,13 +427,23 @@ fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
             let mut bar = Progress::new("texts", true);
             let result = demo::run_vader(&runtime, &mut |done, total| bar.update(done, total));
             bar.finish();
-            print_vader_demo(&result?);
+            print_held_out_job(
+                "VADER movie-review snippets: positive (mean score > 0) vs negative, backbone all-minilm-l6-v2",
+                "texts",
+                demo::VADER_SEED,
+                &result?,
+            );
         }
         Command::Demo { .. } => {
             let mut bar = Progress::new("images", true);
             let result = demo::run_elpv(&runtime, &mut |done, total| bar.update(done, total));
             bar.finish();
-            print_elpv_demo(&result?);
+            print_held_out_job(
+                "ELPV solar cells: defective (defect probability >= 0.5) vs functional, backbone efficientnet-lite0",
+                "images",
+                demo::ELPV_SEED,
+                &result?,
+            );
         }
         Command::Embed(args) => embed(*args, runtime)?,
         Command::Train(args) => train(*args, runtime)?,
@@ -1005,32 +1015,13 @@ fn list_models() -> Result<()> {
     Ok(())
 }
 
-fn print_elpv_demo(report: &demo::ElpvReport) {
-    println!(
-        "ELPV solar cells: defective (defect probability >= 0.5) vs functional, backbone efficientnet-lite0"
-    );
+/// A demo job's output: what it is, what was embedded, the split, training, and the held-out metrics.
+fn print_held_out_job(title: &str, unit: &str, seed: u64, report: &demo::HeldOutReport) {
+    println!("{title}");
     print_embed_summary(&report.embed);
     println!(
-        "split: {} train / {} test images (stratified, seed {})",
-        report.train_images,
-        report.test_images,
-        demo::ELPV_SEED
-    );
-    print_train_report(&report.report);
-    println!("\ntest set\n{}", report.test.render());
-    println!("whole job: {:.1} s", report.seconds);
-}
-
-fn print_vader_demo(report: &demo::VaderReport) {
-    println!(
-        "VADER movie-review snippets: positive (mean score > 0) vs negative, backbone all-minilm-l6-v2"
-    );
-    print_embed_summary(&report.embed);
-    println!(
-        "split: {} train / {} test texts (stratified, seed {})",
-        report.train_texts,
-        report.test_texts,
-        demo::VADER_SEED
+        "split: {} train / {} test {unit} (stratified, seed {seed})",
+        report.train_rows, report.test_rows
     );
     print_train_report(&report.report);
     println!("\ntest set\n{}", report.test.render());

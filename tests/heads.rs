@@ -269,7 +269,7 @@ fn elpv_main_job_reaches_the_python_probe_accuracy() {
         0,
         "skipped, first ones: {skipped:?}"
     );
-    assert_eq!((job.train_images, job.test_images), (1800, 824));
+    assert_eq!((job.train_rows, job.test_rows), (1800, 824));
     assert_eq!(job.test.samples, 824);
     assert!(
         job.test.accuracy >= 0.826,

@@ -380,7 +380,7 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
 fn vader_sentiment_demo_reaches_the_python_probe_accuracy() {
     let job = headstart::demo::run_vader(&Default::default(), &mut |_, _| {}).unwrap();
     assert!(job.embed.skipped.is_empty());
-    assert_eq!(job.train_texts + job.test_texts, 10_605);
+    assert_eq!(job.train_rows + job.test_rows, 10_605);
     assert!(
         job.test.accuracy >= 0.754,
         "test accuracy {:.4} (chosen C {:?})",
