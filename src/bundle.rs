@@ -11,7 +11,7 @@ use crate::backbone::BackboneIdentity;
 use crate::backbone::text::TextInput;
 use crate::error::{Error, Result};
 use crate::head::{ClassWeight, Head, HeadKind, Scaler};
-use crate::npz::{NpyArray, NpyData, read_npz, write_npz};
+use crate::npz::{NpyArray, NpyData, read_npz_from, write_npz};
 use crate::preprocess::ImagePreprocess;
 
 /// Bumped when a bundle written now could not be read by an older headstart.
@@ -100,8 +100,15 @@ impl Bundle {
     }
 
     pub fn load(path: &Path) -> Result<Self> {
-        let bad = |message: String| Error::input(path, message);
-        let arrays = read_npz(path).map_err(|e| match e {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        Self::load_from(std::io::BufReader::new(file), path)
+    }
+
+    /// [`Bundle::load`] from memory or any seekable stream (a bundle embedded in a program); `origin` names it
+    /// in errors.
+    pub fn load_from(reader: impl std::io::Read + std::io::Seek, origin: &Path) -> Result<Self> {
+        let bad = |message: String| Error::input(origin, message);
+        let arrays = read_npz_from(reader, origin).map_err(|e| match e {
             Error::Input { message, .. } => bad(format!("not a headstart bundle ({message})")),
             other => other,
         })?;

@@ -17,7 +17,7 @@ use crate::cache::{self, EmbeddingCache, Key};
 use crate::dataset::{Dataset, Skip};
 use crate::decode::{DEFAULT_MAX_PIXELS, decode_image};
 use crate::error::{Error, Result};
-use crate::npz::{NpyArray, NpyData, read_npz, write_npz};
+use crate::npz::{NpyArray, NpyData, read_npz_from, write_npz};
 use crate::preprocess::ImagePreprocess;
 
 /// Extra views of each image for tiny datasets.
@@ -174,8 +174,17 @@ impl EmbeddedSet {
 impl EmbeddedSet {
     /// Reads an `.npz` written by [`EmbeddedSet::write_npz`], checking that its arrays fit together.
     pub fn read_npz(path: &Path) -> Result<Self> {
-        let bad = |message: String| Error::input(path, message);
-        let arrays = read_npz(path)?;
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        Self::read_npz_from(std::io::BufReader::new(file), path)
+    }
+
+    /// [`EmbeddedSet::read_npz`] from memory or any seekable stream; `origin` names it in errors.
+    pub fn read_npz_from(
+        reader: impl std::io::Read + std::io::Seek,
+        origin: &Path,
+    ) -> Result<Self> {
+        let bad = |message: String| Error::input(origin, message);
+        let arrays = read_npz_from(reader, origin)?;
         let get = |name: &str| {
             arrays
                 .iter()

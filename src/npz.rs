@@ -139,10 +139,15 @@ fn write_strings<'a>(
 /// Reads every array of an `.npz` file.
 pub fn read_npz(path: &Path) -> Result<Vec<(String, NpyData)>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    read_npz_from(file).map_err(|message| Error::input(path, message))
+    read_npz_from(file, path)
 }
 
-fn read_npz_from(reader: impl Read + Seek) -> std::result::Result<Vec<(String, NpyData)>, String> {
+/// Reads every array of an `.npz` held in memory or any seekable stream; `origin` names it in errors.
+pub fn read_npz_from(reader: impl Read + Seek, origin: &Path) -> Result<Vec<(String, NpyData)>> {
+    parse_npz(reader).map_err(|message| Error::input(origin, message))
+}
+
+fn parse_npz(reader: impl Read + Seek) -> std::result::Result<Vec<(String, NpyData)>, String> {
     let mut zip = zip::ZipArchive::new(reader).map_err(|e| format!("not an .npz file: {e}"))?;
     let mut arrays = Vec::new();
     for i in 0..zip.len() {
@@ -331,6 +336,6 @@ mod tests {
         let mut short = header("<f4", &[10]);
         short.extend_from_slice(&[0; 8]);
         assert!(parse_npy(&short).unwrap_err().contains("shorter"));
-        assert!(read_npz_from(std::io::Cursor::new(b"not a zip".to_vec())).is_err());
+        assert!(parse_npz(std::io::Cursor::new(b"not a zip".to_vec())).is_err());
     }
 }

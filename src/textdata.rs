@@ -43,53 +43,85 @@ pub struct TextItem {
     pub label: usize,
 }
 
-enum Format {
-    Delimited(u8),
+/// The layout of a text table.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TableFormat {
+    Csv,
+    Tsv,
     JsonLines,
+}
+
+impl TableFormat {
+    /// The format a file's extension names, or an error saying which ones are understood.
+    pub fn from_path(path: &Path) -> Result<Self> {
+        match extension(path).as_str() {
+            "csv" => Ok(TableFormat::Csv),
+            "tsv" | "tab" => Ok(TableFormat::Tsv),
+            "jsonl" | "ndjson" => Ok(TableFormat::JsonLines),
+            other => Err(Error::input(
+                path,
+                format!(
+                    "'.{other}' is not a text table: use .csv, .tsv or .jsonl, or a folder with one \
+                     sub-folder of .txt files per class"
+                ),
+            )),
+        }
+    }
 }
 
 /// Reads a labelled text dataset from a table file or a folder of class folders.
 pub fn load(path: &Path, columns: &Columns) -> Result<TextDataset> {
     let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
+    if !meta.is_dir() {
+        let format = TableFormat::from_path(path)?;
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        return parse_table(&bytes, format, columns, path);
+    }
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let mut skipped = Vec::new();
-    if meta.is_dir() {
-        read_folder(path, &mut rows, &mut skipped)?;
-    } else {
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        let name = path
-            .file_name()
-            .map_or(String::new(), |n| n.to_string_lossy().into_owned());
-        let format = match extension(path).as_str() {
-            "csv" => Format::Delimited(b','),
-            "tsv" | "tab" => Format::Delimited(b'\t'),
-            "jsonl" | "ndjson" => Format::JsonLines,
-            other => {
-                return Err(Error::input(
-                    path,
-                    format!(
-                        "'.{other}' is not a text table: use .csv, .tsv or .jsonl, or a folder with one \
-                         sub-folder of .txt files per class"
-                    ),
-                ));
-            }
-        };
-        let body = strip_bom(&bytes);
-        match format {
-            Format::Delimited(delimiter) => read_delimited(
-                path,
+    read_folder(path, &mut rows, &mut skipped)?;
+    Ok(labelled(path, rows, skipped))
+}
+
+/// Reads a labelled text table held in memory; `origin` names it in errors and row ids.
+pub fn parse_table(
+    bytes: &[u8],
+    format: TableFormat,
+    columns: &Columns,
+    origin: &Path,
+) -> Result<TextDataset> {
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let mut skipped = Vec::new();
+    let name = origin
+        .file_name()
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    let body = strip_bom(bytes);
+    match format {
+        TableFormat::Csv | TableFormat::Tsv => {
+            let delimiter = if format == TableFormat::Csv {
+                b','
+            } else {
+                b'\t'
+            };
+            read_delimited(
+                origin,
                 &name,
                 body,
                 delimiter,
                 columns,
                 &mut rows,
                 &mut skipped,
-            )?,
-            Format::JsonLines => {
-                read_json_lines(path, &name, body, columns, &mut rows, &mut skipped)?
-            }
+            )?
+        }
+        TableFormat::JsonLines => {
+            read_json_lines(origin, &name, body, columns, &mut rows, &mut skipped)?
         }
     }
+    Ok(labelled(origin, rows, skipped))
+}
+
+/// Class names in sorted order, and each row's label as an index into them.
+fn labelled(source: &Path, rows: Vec<(String, String, String)>, skipped: Vec<Skip>) -> TextDataset {
     let classes: Vec<String> = rows
         .iter()
         .map(|(_, _, label)| label.clone())
@@ -104,12 +136,12 @@ pub fn load(path: &Path, columns: &Columns) -> Result<TextDataset> {
             label: classes.binary_search(&label).unwrap_or_default(),
         })
         .collect();
-    Ok(TextDataset {
-        source: path.to_path_buf(),
+    TextDataset {
+        source: source.to_path_buf(),
         classes,
         items,
         skipped,
-    })
+    }
 }
 
 fn extension(path: &Path) -> String {
