@@ -3,7 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use headstart::backbone::BackboneIdentity;
+use headstart::bundle::Bundle;
+use headstart::embed::{EmbeddedSet, InputSpec};
 use headstart::fetch::{self, RegistryFile};
+use headstart::npz::{NpyArray, NpyData, read_npz, write_npz};
 use headstart::onnx::proto::{FLOAT, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use prost::Message;
 
@@ -210,4 +214,145 @@ fn inspect_and_embed_work() {
     let (code, stdout, stderr) = headstart(&["embed", "--text", "hello world", "good morning"]);
     assert_eq!(code, 0, "{stderr}");
     assert_eq!(stdout.lines().count(), 2);
+}
+
+/// A small labelled set of made-up embeddings, as `headstart embed` would write it for `backbone`.
+fn synthetic_set(backbone: &str) -> EmbeddedSet {
+    let (rows, dim) = (24, 8);
+    let labels: Vec<i64> = (0..rows).map(|i| (i % 2) as i64).collect();
+    let embeddings = (0..rows * dim)
+        .map(|i| {
+            let (row, column) = (i / dim, i % dim);
+            let sign = if labels[row] == 0 { -1.0 } else { 1.0 };
+            sign * (1.0 + column as f32 * 0.1) + (row as f32 * 0.37).sin() * 0.2
+        })
+        .collect();
+    EmbeddedSet {
+        dim,
+        embeddings,
+        labels,
+        class_names: vec!["cat".into(), "dog".into()],
+        paths: (0..rows).map(|i| format!("pets/{i}.jpg")).collect(),
+        augmented: vec![false; rows],
+        backbone_source: backbone.into(),
+        backbone: BackboneIdentity {
+            name: backbone.into(),
+            sha256: format!(
+                "{:0>64}",
+                backbone
+                    .bytes()
+                    .map(|b| format!("{b:02x}"))
+                    .collect::<String>()
+            ),
+            output: "features".into(),
+            layer: None,
+            pooling: Default::default(),
+            normalize: true,
+        },
+        input: InputSpec::Image(Default::default()),
+    }
+}
+
+/// The bad files of a user's own making: each is refused with one line, a non-zero exit and no output.
+#[test]
+fn bad_bundles_and_embedding_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    synthetic_set("net-a")
+        .write_npz(Path::new(&path("a.npz")))
+        .unwrap();
+    synthetic_set("net-b")
+        .write_npz(Path::new(&path("b.npz")))
+        .unwrap();
+    let (code, _, stderr) = headstart(&["train", &path("a.npz"), "-o", &path("a.hs"), "-q"]);
+    assert_eq!(code, 0, "{stderr}");
+
+    // A bundle written by a newer headstart.
+    let mut future = Bundle::load(Path::new(&path("a.hs"))).unwrap();
+    future.info.format_version = headstart::bundle::FORMAT_VERSION + 1;
+    future.save(Path::new(&path("future.hs"))).unwrap();
+    let err = fails(&["eval", &path("future.hs"), &path("a.npz")]);
+    assert!(
+        err.contains("newer headstart") && err.contains("upgrade"),
+        "{err}"
+    );
+
+    // A bundle used with another backbone's embeddings.
+    let err = fails(&["eval", &path("a.hs"), &path("b.npz")]);
+    assert!(
+        err.contains("net-a") && err.contains("net-b") && err.contains("same backbone"),
+        "{err}"
+    );
+
+    // Embeddings with NaN or Inf: training refuses them rather than fitting garbage.
+    for (name, value) in [("nan.npz", f32::NAN), ("inf.npz", f32::INFINITY)] {
+        let mut set = synthetic_set("net-a");
+        set.embeddings[5 * set.dim + 3] = value;
+        set.write_npz(Path::new(&path(name))).unwrap();
+        let err = fails(&["train", &path(name), "-o", &path("nan.hs")]);
+        assert!(
+            err.contains(name) && err.contains("row 5 contains NaN or Inf"),
+            "{err}"
+        );
+        assert!(!Path::new(&path("nan.hs")).exists());
+    }
+
+    // An .npz whose arrays disagree in length.
+    let set = synthetic_set("net-a");
+    let mut arrays: Vec<(String, NpyData)> = read_npz(Path::new(&path("a.npz"))).unwrap();
+    for (name, data) in &mut arrays {
+        if name == "labels" {
+            *data = NpyData::I64 {
+                shape: vec![set.rows() - 1],
+                data: set.labels[1..].to_vec(),
+            };
+        }
+    }
+    let as_written: Vec<(&str, NpyArray)> = arrays
+        .iter()
+        .map(|(name, data)| (name.as_str(), as_array(data)))
+        .collect();
+    write_npz(Path::new(&path("short.npz")), &as_written).unwrap();
+    let err = fails(&["train", &path("short.npz"), "-o", &path("short.hs")]);
+    assert!(
+        err.contains("mismatched lengths: 24 embeddings, 23 labels"),
+        "{err}"
+    );
+    assert!(!Path::new(&path("short.hs")).exists());
+
+    // A text table without the label column.
+    std::fs::write(path("reviews.csv"), "review,stars\ngreat,5\nawful,1\n").unwrap();
+    let err = fails(&["train", &path("reviews.csv"), "-o", &path("text.hs")]);
+    assert!(
+        err.contains("no column 'text'") && err.contains("--text-column"),
+        "{err}"
+    );
+    let err = fails(&[
+        "train",
+        &path("reviews.csv"),
+        "-o",
+        &path("text.hs"),
+        "--text-column",
+        "review",
+    ]);
+    assert!(
+        err.contains("no column 'label'") && err.contains("--label-column"),
+        "{err}"
+    );
+}
+
+fn as_array(data: &NpyData) -> NpyArray<'_> {
+    match data {
+        NpyData::F32 { shape, data } => NpyArray::F32 {
+            shape: shape.clone(),
+            data,
+        },
+        NpyData::I64 { shape, data } => NpyArray::I64 {
+            shape: shape.clone(),
+            data,
+        },
+        NpyData::Bool(data) => NpyArray::Bool(data),
+        NpyData::Strings { shape, data } if shape.is_empty() => NpyArray::Str(&data[0]),
+        NpyData::Strings { data, .. } => NpyArray::Strings(data),
+    }
 }

@@ -117,13 +117,52 @@ fn killed_embed_and_train_leave_old_or_complete_outputs_and_resume_from_the_cach
         "{summary} (completed at step {completed_at:?})"
     );
 
+    // Kill embed of other images while that complete output is in place: the old file stays byte for byte
+    // until the new one replaces it whole.
+    let old = std::fs::read(&out).unwrap();
+    let other = fresh_images(&dir.path().join("other"), 120);
+    let mut outcomes = (0, 0);
+    for step in 1..=12u64 {
+        let finished = run_and_kill(
+            &["embed", other.to_str().unwrap(), "-o", out_arg, "-q"],
+            Duration::from_millis(150 * step),
+        );
+        let now = std::fs::read(&out).unwrap();
+        if now == old {
+            outcomes.0 += 1;
+        } else {
+            let set = EmbeddedSet::read_npz(&out).unwrap();
+            assert_eq!(
+                set.rows(),
+                120,
+                "neither the old output nor a complete new one"
+            );
+            outcomes.1 += 1;
+        }
+        no_partial_files(dir.path());
+        if finished {
+            break;
+        }
+    }
+    eprintln!(
+        "embed over an old output: old intact {} times, new complete {} times",
+        outcomes.0, outcomes.1
+    );
+    assert!(
+        outcomes.0 > 0,
+        "no kill landed before the new output was written"
+    );
+
     // Kill train at many points with an old bundle in place: old or new, always loadable.
     let status = Command::new(env!("CARGO_BIN_EXE_headstart"))
         .args(["train", out_arg, "-o", bundle_arg, "-q", "--grid", "0.1"])
         .status()
         .unwrap();
     assert!(status.success());
-    for step in 1..=10u64 {
+    let old = std::fs::read(&bundle).unwrap();
+    let (mut killed, mut replaced) = (0, 0);
+    for step in 1..=150u64 {
+        // A wide grid and many folds keep training busy long enough for kills at many points.
         let finished = run_and_kill(
             &[
                 "train",
@@ -131,19 +170,29 @@ fn killed_embed_and_train_leave_old_or_complete_outputs_and_resume_from_the_cach
                 "-o",
                 bundle_arg,
                 "-q",
+                "--folds",
+                "8",
                 "--grid",
-                "0.01,0.1,1,10",
+                "0.001,0.003,0.01,0.03,0.1,0.3,1,3,10,30",
             ],
-            Duration::from_millis(40 * step),
+            Duration::from_millis(10 * step),
         );
         Bundle::load(&bundle).unwrap();
+        if std::fs::read(&bundle).unwrap() != old {
+            replaced += 1;
+        }
         no_partial_files(dir.path());
         if finished {
-            eprintln!("train finished before {} ms", 40 * step);
+            eprintln!("train finished before {} ms", 10 * step);
             break;
         }
-        eprintln!("train killed after {} ms", 40 * step);
+        killed += 1;
     }
+    eprintln!("train killed {killed} times; the bundle was replaced whole {replaced} times");
+    assert!(
+        killed >= 3,
+        "train finished before it could be killed at several points"
+    );
 }
 
 #[test]

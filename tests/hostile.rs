@@ -1,9 +1,10 @@
 //! A tree of hostile inputs, through the real binary: every valid image is embedded (and oriented), every
 //! invalid one is skipped with its reason, nothing panics, and `train` works on what is left.
 
-use std::io::Cursor;
+use std::io::{Cursor, Read};
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
 
@@ -16,6 +17,46 @@ fn headstart(args: &[&str]) -> (i32, String, String) {
         output.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&output.stdout).into_owned(),
         String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// Runs the binary like [`headstart`] and also returns its peak resident memory in MiB, read from
+/// `/proc/PID/status` (VmHWM) every few milliseconds until it exits.
+fn headstart_peak_memory(args: &[&str]) -> (i32, String, String, u64) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let drain = |mut pipe: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut text = String::new();
+            pipe.read_to_string(&mut text).unwrap();
+            text
+        })
+    };
+    let stdout = drain(Box::new(child.stdout.take().unwrap()));
+    let stderr = drain(Box::new(child.stderr.take().unwrap()));
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kib = 0u64;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        let high_water = std::fs::read_to_string(&status_file).ok().and_then(|text| {
+            text.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        });
+        peak_kib = peak_kib.max(high_water.unwrap_or(0));
+        std::thread::sleep(Duration::from_millis(5));
+    };
+    (
+        status.code().unwrap_or(-1),
+        stdout.join().unwrap(),
+        stderr.join().unwrap(),
+        peak_kib / 1024,
     )
 }
 
@@ -206,6 +247,13 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
             .unwrap()
             .success()
     );
+    // Unreadable files: one without read permission (root reads it anyway), and one whose every read fails
+    // whoever asks (the reading process's own memory at address 0).
+    let locked = formats.join("locked.png");
+    write(&locked, &encode(&picture, ImageFormat::Png));
+    std::fs::set_permissions(&locked, std::os::unix::fs::PermissionsExt::from_mode(0o000)).unwrap();
+    let locked_is_readable = std::fs::read(&locked).is_ok();
+    std::os::unix::fs::symlink("/proc/self/mem", formats.join("unreadable.png")).unwrap();
     std::os::unix::fs::symlink(root.join("formats"), root.join("formats/loop")).unwrap();
     std::os::unix::fs::symlink(root.join("nowhere.png"), root.join("formats/dangling.png"))
         .unwrap();
@@ -215,7 +263,7 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
     write(&root.join("README.md"), b"# about this data");
 
     let out = dir.path().join("hostile.npz");
-    let (code, stdout, stderr) = headstart(&[
+    let (code, stdout, stderr, peak_mib) = headstart_peak_memory(&[
         "embed",
         root.to_str().unwrap(),
         "-o",
@@ -224,6 +272,12 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
         "--json",
     ]);
     assert_eq!(code, 0, "{stderr}");
+    // The 100000x100000 header alone would need 28 GiB decoded; the 10000x10 strip and the model need little.
+    eprintln!("embed of the hostile tree: peak resident memory {peak_mib} MiB");
+    assert!(
+        peak_mib > 0 && peak_mib < 1024,
+        "peak resident memory {peak_mib} MiB"
+    );
     assert!(!stderr.contains("panicked"), "{stderr}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let skipped: Vec<(String, String)> = summary["skipped"]
@@ -277,10 +331,24 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
         reason("README.md").contains("not inside a class folder"),
         "{skipped:?}"
     );
-    assert_eq!(skipped.len(), 9, "{skipped:?}");
+    assert!(
+        reason("formats/unreadable.png").contains("cannot read"),
+        "{skipped:?}"
+    );
+    if locked_is_readable {
+        eprintln!("running with the rights to read a mode-000 file: locked.png is embedded");
+    } else {
+        assert!(
+            reason("formats/locked.png").contains("ermission denied"),
+            "{skipped:?}"
+        );
+    }
+    let skip_count = if locked_is_readable { 10 } else { 11 };
+    assert_eq!(skipped.len(), skip_count, "{skipped:?}");
     assert_eq!(summary["empty_classes"], serde_json::json!(["empty"]));
-    // 9 oriented + 12 valid formats; reasons are one line each.
-    assert_eq!(summary["embedded"], 21, "{stdout}");
+    // 9 oriented + 12 valid formats (+ locked.png where it can be read); reasons are one line each.
+    let valid = if locked_is_readable { 22 } else { 21 };
+    assert_eq!(summary["embedded"], valid, "{stdout}");
     assert!(
         skipped.iter().all(|(_, r)| !r.contains('\n')),
         "{skipped:?}"
