@@ -1,0 +1,39 @@
+//! Any bytes through decoding (format sniffing, EXIF orientation, RGB conversion) and every preprocessing
+//! mode: an image or a reason, never a crash.
+#![no_main]
+
+use headstart::decode::decode_image;
+use headstart::preprocess::{ImagePreprocess, Interpolation, Layout, Resize};
+use libfuzzer_sys::fuzz_target;
+
+// Small enough that a hostile header is refused before memory runs out under the fuzzer's RSS limit.
+const MAX_PIXELS: u64 = 4_000_000;
+
+fuzz_target!(|bytes: &[u8]| {
+    let Ok(image) = decode_image(bytes, MAX_PIXELS) else {
+        return;
+    };
+    let variants = [
+        ImagePreprocess::default(),
+        ImagePreprocess {
+            height: 17,
+            width: 31,
+            resize: Resize::Stretch,
+            interpolation: Interpolation::Bicubic,
+            layout: Layout::Nhwc,
+            ..Default::default()
+        },
+        ImagePreprocess {
+            height: 8,
+            width: 8,
+            crop_pct: 1.0,
+            interpolation: Interpolation::Nearest,
+            ..Default::default()
+        },
+    ];
+    for preprocess in variants {
+        let mut tensor = vec![0.0f32; preprocess.tensor_len()];
+        preprocess.apply(&image, &mut tensor);
+        assert!(tensor.iter().all(|v| v.is_finite()));
+    }
+});

@@ -1,0 +1,84 @@
+//! The fuzz targets' seed files (`fuzz/seeds/`), through the same entry points under the normal test run:
+//! every seed is a valid input, so a format change that breaks them shows here rather than as a fuzzer that
+//! only explores error paths. Inputs that once crashed a target go into the seeds too.
+
+use std::io::Cursor;
+use std::path::{Path, PathBuf};
+
+use headstart::bundle::Bundle;
+use headstart::decode::decode_image;
+use headstart::embed::EmbeddedSet;
+use headstart::preprocess::ImagePreprocess;
+use headstart::textdata::{Columns, TableFormat, parse_table};
+
+fn seeds(target: &str) -> Vec<PathBuf> {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("fuzz/seeds")
+        .join(target);
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .map(|e| e.unwrap().path())
+        .collect();
+    files.sort();
+    assert!(!files.is_empty(), "no seeds in {}", dir.display());
+    files
+}
+
+#[test]
+fn image_seeds_decode_and_preprocess() {
+    for path in seeds("image_decode") {
+        let bytes = std::fs::read(&path).unwrap();
+        let image =
+            decode_image(&bytes, 4_000_000).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let preprocess = ImagePreprocess::default();
+        let mut tensor = vec![0.0f32; preprocess.tensor_len()];
+        preprocess.apply(&image, &mut tensor);
+        assert!(tensor.iter().all(|v| v.is_finite()), "{}", path.display());
+    }
+}
+
+#[test]
+fn bundle_seeds_load_and_predict() {
+    for path in seeds("bundle_load") {
+        let bytes = std::fs::read(&path).unwrap();
+        let bundle = Bundle::load_from(Cursor::new(bytes), &path).unwrap_or_else(|e| panic!("{e}"));
+        let embeddings = ndarray::Array2::<f32>::ones((2, bundle.head.dim()));
+        let probabilities = bundle
+            .head
+            .probabilities(embeddings.view(), bundle.temperature);
+        assert_eq!(probabilities.dim(), (2, bundle.info.class_names.len()));
+    }
+}
+
+#[test]
+fn npz_seeds_load() {
+    for path in seeds("npz_load") {
+        let bytes = std::fs::read(&path).unwrap();
+        let set =
+            EmbeddedSet::read_npz_from(Cursor::new(bytes), &path).unwrap_or_else(|e| panic!("{e}"));
+        assert!(set.rows() > 0 && set.matrix().ncols() == set.dim);
+    }
+}
+
+#[test]
+fn text_table_seeds_parse_with_their_skips() {
+    for path in seeds("text_table") {
+        let bytes = std::fs::read(&path).unwrap();
+        // The first byte picks the format, as in the fuzz target.
+        let format = match bytes[0] % 3 {
+            0 => TableFormat::Csv,
+            1 => TableFormat::Tsv,
+            _ => TableFormat::JsonLines,
+        };
+        let set = parse_table(&bytes[1..], format, &Columns::default(), &path)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // Each seed mixes good rows with rows that must be skipped.
+        assert!(
+            !set.items.is_empty() && !set.skipped.is_empty(),
+            "{}: {} rows, {} skipped",
+            path.display(),
+            set.items.len(),
+            set.skipped.len()
+        );
+    }
+}
