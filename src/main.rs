@@ -216,6 +216,9 @@ struct TrainArgs {
     /// Neighbours (knn)
     #[arg(long, default_value_t = 5)]
     k: usize,
+    /// L-BFGS iterations per logistic fit (scikit-learn's max_iter)
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    max_iterations: u64,
     #[command(flatten)]
     text_flags: TextFlags,
     #[command(flatten)]
@@ -654,7 +657,7 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
         class_weight: args.class_weight,
         seed: args.seed,
         k: args.k,
-        ..TrainParams::default()
+        max_iterations: args.max_iterations,
     };
     let trained = workflow::train_bundle(&train_set, validation.as_ref(), &params)?;
     trained.bundle.save(&args.output_file)?;

@@ -7,7 +7,7 @@ use std::time::Instant;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-use super::logistic::{self, LogisticParams};
+use super::logistic::{self, LogisticFit, LogisticParams};
 use super::{Head, HeadKind, Scaler, fit_temperature, normalized};
 use crate::error::{Error, Result};
 use crate::metrics::argmax;
@@ -137,9 +137,9 @@ pub fn train(
                 let mut out = Vec::new();
                 for &c in &params.grid {
                     // Folds already run in parallel: one thread each.
-                    let (weights, intercept, raw) =
+                    let (weights, intercept, fitted) =
                         fit_logistic(xt.view(), &yt, k, c, params, 1, warm.take());
-                    warm = Some(raw);
+                    warm = Some(fitted.params);
                     out.push(xv.dot(&weights) + &intercept);
                 }
                 Ok(out)
@@ -187,7 +187,15 @@ pub fn train(
             let xs = scaler.transform(x);
             let c = chosen_c.unwrap_or(1.0);
             let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let (weights, intercept, _) = fit_logistic(xs.view(), y, k, c, params, threads, None);
+            let (weights, intercept, fitted) =
+                fit_logistic(xs.view(), y, k, c, params, threads, None);
+            if !fitted.converged {
+                warnings.push(format!(
+                    "the logistic solver stopped at its limit of {} iterations before converging (C = {c}); \
+                     pass a larger --max-iterations",
+                    fitted.iterations
+                ));
+            }
             Head::Logistic {
                 scaler,
                 weights,
@@ -321,7 +329,7 @@ fn accuracy(logits: ArrayView2<f32>, y: &[usize]) -> f64 {
 }
 
 /// Fits the classes present in `y`; returns weights [D, K] and intercept [K] over all `k` classes (an absent
-/// class gets a prohibitive intercept), plus the raw parameters for a warm start.
+/// class gets a prohibitive intercept), plus the solver's result (raw parameters for a warm start, convergence).
 fn fit_logistic(
     x: ArrayView2<f32>,
     y: &[usize],
@@ -330,7 +338,7 @@ fn fit_logistic(
     params: &TrainParams,
     threads: usize,
     warm: Option<Array2<f64>>,
-) -> (Array2<f32>, Array1<f32>, Array2<f64>) {
+) -> (Array2<f32>, Array1<f32>, LogisticFit) {
     let mut counts = vec![0usize; k];
     y.iter().for_each(|&class| counts[class] += 1);
     let present: Vec<usize> = (0..k).filter(|&class| counts[class] > 0).collect();
@@ -363,7 +371,7 @@ fn fit_logistic(
             .assign(&fitted.params.slice(ndarray::s![..d, j]).mapv(|v| v as f32));
         intercept[class] = fitted.params[[d, j]] as f32;
     }
-    (weights, intercept, fitted.params)
+    (weights, intercept, fitted)
 }
 
 fn fit_simple(
@@ -506,6 +514,26 @@ mod tests {
             "{:?}",
             report.warnings
         );
+    }
+
+    #[test]
+    fn a_fit_stopped_by_the_iteration_limit_warns() {
+        let names = vec!["a".to_string(), "b".to_string()];
+        let (x, y) = blobs(20, 2, 5, 4);
+        let converged = |max_iterations| {
+            let params = TrainParams {
+                grid: vec![100.0],
+                max_iterations,
+                ..TrainParams::default()
+            };
+            let (_, report) = train(x.view(), &y, &names, &params).unwrap();
+            !report
+                .warnings
+                .iter()
+                .any(|w| w.contains("--max-iterations"))
+        };
+        assert!(!converged(1));
+        assert!(converged(1000));
     }
 }
 
