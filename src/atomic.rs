@@ -50,7 +50,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("out.bin");
         write_atomic(&path, |w| {
-            Ok(w.write_all(b"one").map_err(|e| Error::io(&path, e))?)
+            w.write_all(b"one").map_err(|e| Error::io(&path, e))
         })
         .unwrap();
         let created = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
@@ -62,7 +62,7 @@ mod tests {
 
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
         write_atomic(&path, |w| {
-            Ok(w.write_all(b"two").map_err(|e| Error::io(&path, e))?)
+            w.write_all(b"two").map_err(|e| Error::io(&path, e))
         })
         .unwrap();
         assert_eq!(std::fs::read(&path).unwrap(), b"two");

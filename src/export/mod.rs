@@ -302,6 +302,50 @@ impl Builder {
         self.node("Div", &[x, &norm], |n| n)
     }
 
+    /// kNN votes as [`Head::logits`] computes them: cosine similarity to every stored (unit-length) training
+    /// embedding, the `k` most similar, their labels counted per class, then log((votes + 1/K) / (k + 1)).
+    fn knn_logits(
+        &mut self,
+        embedding: &str,
+        stored: &ndarray::Array2<f32>,
+        labels: &[usize],
+        k: usize,
+        classes: usize,
+    ) -> Result<String> {
+        let (m, d) = (stored.nrows(), stored.ncols());
+        let k = k.min(m);
+        if k == 0 {
+            return Err(Error::Config(
+                "damaged bundle: the knn head holds no training embeddings".into(),
+            ));
+        }
+        let transposed: Vec<f32> = stored.t().iter().copied().collect();
+        let stored = self.floats("knn_embeddings", &[d as i64, m as i64], &transposed);
+        let mut one_hot = vec![0.0f32; m * classes];
+        for (row, &label) in labels.iter().enumerate() {
+            one_hot[row * classes + label] = 1.0;
+        }
+        let one_hot = self.floats("knn_labels", &[m as i64, classes as i64], &one_hot);
+        let unit = self.l2_normalize(embedding);
+        let similarity = self.node("MatMul", &[&unit, &stored], |n| n);
+        let (values, nearest) = (self.name("topk_values"), self.name("topk_indices"));
+        // k is an input from opset 10, an attribute before; the default is the k largest.
+        let topk = if self.opset >= 10 {
+            let count = self.int64s("k", &[1], &[k as i64]);
+            NodeProto::new("TopK", &[&similarity, &count], &[&values, &nearest])
+        } else {
+            NodeProto::new("TopK", &[&similarity], &[&values, &nearest]).with_int("k", k as i64)
+        };
+        self.graph.node.push(topk);
+        let votes = self.node("Gather", &[&one_hot, &nearest], |n| n.with_int("axis", 0));
+        let votes = self.reduce("ReduceSum", &votes, &[1], false);
+        let prior = self.floats("knn_prior", &[], &[1.0 / classes as f32]);
+        let total = self.floats("knn_total", &[], &[k as f32 + 1.0]);
+        let smoothed = self.node("Add", &[&votes, &prior], |n| n);
+        let shares = self.node("Div", &[&smoothed, &total], |n| n);
+        Ok(self.node("Log", &[&shares], |n| n))
+    }
+
     /// The head on `embedding` [N, D]: logits, softmax(logits / temperature), and the top class.
     fn head(&mut self, bundle: &Bundle, embedding: &str) -> Result<()> {
         let logits = match &bundle.head {
@@ -333,13 +377,12 @@ impl Builder {
                 let scale = self.floats("centroid_scale", &[], &[crate::head::CENTROID_SCALE]);
                 self.node("Mul", &[&similarity, &scale], |n| n)
             }
-            Head::Knn { .. } => {
-                return Err(Error::Config(
-                    "a knn head keeps every training embedding and votes among them; export supports \
-                     logistic and centroid heads: train with --head logistic"
-                        .into(),
-                ));
-            }
+            Head::Knn {
+                embeddings,
+                labels,
+                k,
+                classes,
+            } => self.knn_logits(embedding, embeddings, labels, *k, *classes)?,
         };
         let temperature = self.floats("temperature", &[], &[bundle.temperature.max(1e-6)]);
         let scaled = self.node("Div", &[&logits, &temperature], |n| n);
