@@ -1,8 +1,10 @@
 //! Bad inputs through the `headstart` binary: each is one clear line on stderr and a non-zero exit, never a panic.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::headstart;
 use headstart::backbone::BackboneIdentity;
 use headstart::bundle::Bundle;
 use headstart::embed::{EmbeddedSet, InputSpec};
@@ -10,16 +12,6 @@ use headstart::fetch::{self, RegistryFile};
 use headstart::npz::{NpyArray, NpyData, read_npz, write_npz};
 use headstart::onnx::proto::{FLOAT, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use prost::Message;
-
-fn headstart(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
-        .args(args)
-        .output()
-        .unwrap();
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&output.stderr).into_owned();
-    (output.status.code().unwrap_or(-1), stdout, stderr)
-}
 
 /// Runs a command that must fail, and returns its one error line.
 fn fails(args: &[&str]) -> String {

@@ -1,8 +1,11 @@
 //! `embed` on folders: real images and real backbones, awkward inputs, the cache, the .npz format.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::jpeg_with_orientation;
 use headstart::backbone::{BackboneRef, ImageBackbone};
 use headstart::dataset;
 use headstart::demo::{cosine, sample_photos};
@@ -41,25 +44,6 @@ fn elpv_cell(name: &str) -> PathBuf {
         .unwrap()
         .join("images")
         .join(name)
-}
-
-/// JPEG bytes with an EXIF orientation tag inserted after the start-of-image marker.
-fn jpeg_with_orientation(image: &DynamicImage, orientation: u16) -> Vec<u8> {
-    let mut jpeg = std::io::Cursor::new(Vec::new());
-    image.write_to(&mut jpeg, ImageFormat::Jpeg).unwrap();
-    let jpeg = jpeg.into_inner();
-    let mut tiff = b"II*\x00\x08\x00\x00\x00\x01\x00".to_vec();
-    tiff.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0]);
-    tiff.extend_from_slice(&orientation.to_le_bytes());
-    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    let mut app1 = b"Exif\x00\x00".to_vec();
-    app1.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
 }
 
 fn embedding_of(set: &EmbeddedSet, path: &str) -> Vec<f32> {

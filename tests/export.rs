@@ -1,9 +1,12 @@
 //! Edge export: the exported file, run by ONNX Runtime (the ort crate, and Python's onnxruntime as a second
 //! runtime), gives the probabilities `headstart predict` gives, for image and text bundles, whole and head-only.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::headstart;
 use headstart::backbone::{BackboneRef, ImageBackbone, TextBackbone};
 use headstart::classifier::Classifier;
 use headstart::export::PIXELS;
@@ -12,18 +15,6 @@ use ndarray::Array2;
 use ort::value::TensorRef;
 
 const TOLERANCE: f32 = 1e-4;
-
-fn headstart(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// Runs an ONNX file with the ort crate; inputs are (name, shape, values) of f32 or i64.
 enum Input<'a> {

@@ -1,23 +1,13 @@
 //! train / eval / predict through the binary, on real ELPV images and the real default backbone.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod common;
 
+use std::path::{Path, PathBuf};
+
+use common::headstart;
 use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
 use headstart::embed::EmbeddedSet;
-
-fn headstart(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// 40 defective and 40 functional ELPV cells as class folders.
 fn small_elpv(root: &Path) -> PathBuf {

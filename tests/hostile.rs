@@ -1,24 +1,15 @@
 //! A tree of hostile inputs, through the real binary: every valid image is embedded (and oriented), every
 //! invalid one is skipped with its reason, nothing panics, and `train` works on what is left.
 
+mod common;
+
 use std::io::{Cursor, Read};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use common::{headstart, jpeg_with_orientation};
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
-
-fn headstart(args: &[&str]) -> (i32, String, String) {
-    let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
-}
 
 /// Runs the binary like [`headstart`] and also returns its peak resident memory in MiB, read from
 /// `/proc/PID/status` (VmHWM) every few milliseconds until it exits.
@@ -69,23 +60,6 @@ fn encode(image: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
     image.write_to(&mut out, format).unwrap();
     out.into_inner()
-}
-
-/// JPEG bytes with an EXIF orientation tag after the start-of-image marker.
-fn jpeg_with_orientation(image: &DynamicImage, orientation: u16) -> Vec<u8> {
-    let jpeg = encode(image, ImageFormat::Jpeg);
-    let mut tiff = b"II*\x00\x08\x00\x00\x00\x01\x00".to_vec();
-    tiff.extend_from_slice(&[0x12, 0x01, 3, 0, 1, 0, 0, 0]);
-    tiff.extend_from_slice(&orientation.to_le_bytes());
-    tiff.extend_from_slice(&[0, 0, 0, 0, 0, 0]);
-    let mut app1 = b"Exif\x00\x00".to_vec();
-    app1.extend_from_slice(&tiff);
-    let mut out = jpeg[..2].to_vec();
-    out.extend_from_slice(&[0xFF, 0xE1]);
-    out.extend_from_slice(&((app1.len() + 2) as u16).to_be_bytes());
-    out.extend_from_slice(&app1);
-    out.extend_from_slice(&jpeg[2..]);
-    out
 }
 
 /// What a camera stores for `upright` when it tags the file with `orientation` (the tag says how to turn

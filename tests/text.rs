@@ -1,9 +1,12 @@
 //! Text data from real registry packages.
 
+mod common;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
+use common::headstart_with_stdin as headstart;
 use headstart::backbone::{BackboneRef, TextBackbone};
 use headstart::embed::EmbedOptions;
 use headstart::textdata::{self, Columns, load};
@@ -132,25 +135,6 @@ fn sentence_embeddings_match_an_independent_python_reference() {
         let row = &set.embeddings[i * 384..(i + 1) * 384];
         assert!(cosine(row, ours.row(i).as_slice().unwrap()) > 0.9999);
     }
-}
-
-fn headstart(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut input = child.stdin.take().unwrap();
-    input.write_all(stdin.unwrap_or_default()).unwrap();
-    drop(input);
-    let output = child.wait_with_output().unwrap();
-    (
-        output.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&output.stdout).into_owned(),
-        String::from_utf8_lossy(&output.stderr).into_owned(),
-    )
 }
 
 fn csv_field(text: &str) -> String {
