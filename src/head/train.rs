@@ -158,6 +158,7 @@ pub fn train(
                     best
                 }
             });
+            warnings.extend(grid_edge_warning(&scored, best));
             let oof = per_c
                 .into_iter()
                 .nth(best)
@@ -326,6 +327,31 @@ fn accuracy(logits: ArrayView2<f32>, y: &[usize]) -> f64 {
         .filter(|(row, t)| argmax(row.as_slice().unwrap_or(&[])) == **t)
         .count();
     correct as f64 / y.len().max(1) as f64
+}
+
+/// A warning when the chosen C (`scored[best]`, by cross-validated accuracy) beats every other value and is
+/// the grid's smallest or largest: the best value may lie beyond the grid.
+fn grid_edge_warning(scored: &[(f64, f64)], best: usize) -> Option<String> {
+    let (chosen, chosen_accuracy) = *scored.get(best)?;
+    let strictly_best = scored
+        .iter()
+        .enumerate()
+        .all(|(i, &(_, accuracy))| i == best || accuracy < chosen_accuracy - 1e-12);
+    let lowest = scored.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+    let highest = scored.iter().map(|s| s.0).fold(f64::NEG_INFINITY, f64::max);
+    if scored.len() < 2 || !strictly_best {
+        return None;
+    }
+    let (end, beyond) = if chosen == lowest {
+        ("smallest", "smaller")
+    } else if chosen == highest {
+        ("largest", "larger")
+    } else {
+        return None;
+    };
+    Some(format!(
+        "the best C ({chosen}) is the {end} in the grid; a --grid with {beyond} values may do better"
+    ))
 }
 
 /// Fits the classes present in `y`; returns weights [D, K] and intercept [K] over all `k` classes (an absent
@@ -514,6 +540,19 @@ mod tests {
             "{:?}",
             report.warnings
         );
+    }
+
+    #[test]
+    fn a_best_c_at_the_edge_of_the_grid_warns() {
+        let warns = |scored: &[(f64, f64)], best| grid_edge_warning(scored, best);
+        let smallest = warns(&[(0.001, 0.80), (0.01, 0.78), (0.1, 0.75)], 0);
+        assert!(smallest.is_some_and(|w| w.contains("0.001") && w.contains("smaller")));
+        let largest = warns(&[(1.0, 0.70), (0.1, 0.65), (10.0, 0.72)], 2);
+        assert!(largest.is_some_and(|w| w.contains("(10)") && w.contains("larger")));
+        // Inside the grid, tied with a neighbour, or a grid of one: nothing to say.
+        assert_eq!(warns(&[(0.01, 0.7), (0.1, 0.8), (1.0, 0.7)], 1), None);
+        assert_eq!(warns(&[(0.01, 0.8), (0.1, 0.8)], 0), None);
+        assert_eq!(warns(&[(1.0, 0.8)], 0), None);
     }
 
     #[test]
