@@ -134,20 +134,19 @@ impl Builder {
         output
     }
 
-    fn floats(&mut self, what: &str, dims: &[i64], values: &[f32]) -> String {
+    /// Adds a constant made by `tensor` under a fresh name, and returns the name.
+    fn initializer(&mut self, what: &str, tensor: impl FnOnce(&str) -> TensorProto) -> String {
         let name = self.name(what);
-        self.graph
-            .initializer
-            .push(TensorProto::floats(&name, dims, values));
+        self.graph.initializer.push(tensor(&name));
         name
     }
 
+    fn floats(&mut self, what: &str, dims: &[i64], values: &[f32]) -> String {
+        self.initializer(what, |name| TensorProto::floats(name, dims, values))
+    }
+
     fn int64s(&mut self, what: &str, dims: &[i64], values: &[i64]) -> String {
-        let name = self.name(what);
-        self.graph
-            .initializer
-            .push(TensorProto::int64s(&name, dims, values));
-        name
+        self.initializer(what, |name| TensorProto::int64s(name, dims, values))
     }
 
     /// ReduceSum / ReduceMean over `axes`: the axes are an input from opset 13 (ReduceSum) or 18 (the
@@ -179,11 +178,7 @@ impl Builder {
     }
 
     fn doubles(&mut self, what: &str, dims: &[i64], values: &[f64]) -> String {
-        let name = self.name(what);
-        self.graph
-            .initializer
-            .push(TensorProto::doubles(&name, dims, values));
-        name
+        self.initializer(what, |name| TensorProto::doubles(name, dims, values))
     }
 
     /// Rounds float64 sums to 8-bit values as fast_image_resize does: floor(x + 0.5), clipped to 0–255

@@ -225,31 +225,39 @@ impl NodeProto {
 
 impl TensorProto {
     pub fn int64s(name: &str, dims: &[i64], values: &[i64]) -> Self {
-        TensorProto {
-            name: name.into(),
-            dims: dims.to_vec(),
-            data_type: INT64,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        }
+        Self::raw(
+            name,
+            dims,
+            INT64,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
     }
 
     pub fn doubles(name: &str, dims: &[i64], values: &[f64]) -> Self {
-        TensorProto {
-            name: name.into(),
-            dims: dims.to_vec(),
-            data_type: DOUBLE,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
-            ..Default::default()
-        }
+        Self::raw(
+            name,
+            dims,
+            DOUBLE,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
     }
 
     pub fn floats(name: &str, dims: &[i64], values: &[f32]) -> Self {
+        Self::raw(
+            name,
+            dims,
+            FLOAT,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
+    }
+
+    /// A tensor of `data_type` whose values are given as little-endian bytes.
+    fn raw(name: &str, dims: &[i64], data_type: i32, raw_data: Vec<u8>) -> Self {
         TensorProto {
             name: name.into(),
             dims: dims.to_vec(),
-            data_type: FLOAT,
-            raw_data: values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+            data_type,
+            raw_data,
             ..Default::default()
         }
     }
