@@ -18,8 +18,6 @@ pub fn open_image(path: &Path) -> Result<DynamicImage> {
     decode_image(&bytes, DEFAULT_MAX_PIXELS).map_err(|message| Error::input(path, message))
 }
 
-/// Decodes an image from its bytes into 8-bit RGB, oriented as its EXIF data says. The error is a reason
-/// fit for a skip report.
 /// A skip reason on one line: decoders' messages can end in (or contain) line breaks.
 fn reason(what: &str, error: impl std::fmt::Display) -> String {
     let message = error.to_string();
@@ -29,6 +27,8 @@ fn reason(what: &str, error: impl std::fmt::Display) -> String {
     )
 }
 
+/// Decodes an image from its bytes into 8-bit RGB, oriented as its EXIF data says. The error is a reason
+/// fit for a skip report.
 pub fn decode_image(bytes: &[u8], max_pixels: u64) -> std::result::Result<DynamicImage, String> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()

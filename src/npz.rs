@@ -139,7 +139,7 @@ fn write_strings<'a>(
 /// Reads every array of an `.npz` file.
 pub fn read_npz(path: &Path) -> Result<Vec<(String, NpyData)>> {
     let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    read_npz_from(file, path)
+    read_npz_from(std::io::BufReader::new(file), path)
 }
 
 /// Reads every array of an `.npz` held in memory or any seekable stream; `origin` names it in errors.

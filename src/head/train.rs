@@ -337,11 +337,11 @@ fn grid_edge_warning(scored: &[(f64, f64)], best: usize) -> Option<String> {
         .iter()
         .enumerate()
         .all(|(i, &(_, accuracy))| i == best || accuracy < chosen_accuracy - 1e-12);
-    let lowest = scored.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
-    let highest = scored.iter().map(|s| s.0).fold(f64::NEG_INFINITY, f64::max);
     if scored.len() < 2 || !strictly_best {
         return None;
     }
+    let lowest = scored.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
+    let highest = scored.iter().map(|s| s.0).fold(f64::NEG_INFINITY, f64::max);
     let (end, beyond) = if chosen == lowest {
         ("smallest", "smaller")
     } else if chosen == highest {
