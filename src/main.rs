@@ -12,7 +12,7 @@ use headstart::head::{ClassWeight, HeadKind, TrainParams};
 use headstart::pooling::Pooling;
 use headstart::preprocess::{ColourOrder, Interpolation, Layout, PreprocessOverrides, Resize};
 use headstart::progress::Progress;
-use headstart::report::{self, ReportInput};
+use headstart::report::{self, ReportInput, Samples};
 use headstart::runtime::{Device, RuntimeOptions};
 use headstart::textdata::{self, Columns};
 use headstart::workflow::TextOptions;
@@ -716,6 +716,8 @@ fn eval(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
     let backbone = args.backbone.as_deref().map(BackboneRef::parse);
     let flags = &args.embed;
     let is_text = textdata::is_text_data(&args.input);
+    // The texts, in the rows' order, for the report's list of mistakes.
+    let mut texts: Option<Vec<String>> = None;
     let (set, bundle) = if args.input.is_dir() || is_text {
         let mut classifier = Classifier::load(&args.bundle, &runtime, backbone.as_ref())?;
         let result = if is_text {
@@ -729,6 +731,7 @@ fn eval(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
                 bar.update(done, total)
             });
             bar.finish();
+            texts = Some(data.items.into_iter().map(|item| item.text).collect());
             result
         } else {
             let data = dataset::scan(&args.input)?;
@@ -761,7 +764,10 @@ fn eval(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
             truth: &truth,
             probabilities: probabilities.view(),
             paths: &set.paths,
-            root: (args.input.is_dir() && !is_text).then(|| args.input.clone()),
+            samples: match &texts {
+                Some(texts) => Samples::Texts(texts),
+                None => Samples::Images(args.input.is_dir().then(|| args.input.clone())),
+            },
         };
         report::write_report(path, &input)?;
         if !flags.quiet && !flags.json {

@@ -1,6 +1,6 @@
 //! `eval --report`: one self-contained HTML page (no scripts, no external files) with the metrics, a
-//! confusion-matrix heatmap, the misclassified images as thumbnails with true vs predicted class and confidence,
-//! and a 2-D PCA scatter of the embeddings coloured by class.
+//! confusion-matrix heatmap, the misclassified images as thumbnails (or the misclassified texts) with true vs
+//! predicted class and confidence, and a 2-D PCA scatter of the embeddings coloured by class.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -16,8 +16,10 @@ const PALETTE: [&str; 10] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
     "#bcbd22", "#17becf",
 ];
-/// Thumbnails shown at most, most confident mistakes first.
+/// Mistakes shown at most, most confident first.
 const MAX_THUMBNAILS: usize = 60;
+/// Characters of a misclassified text shown; the rest is cut with an ellipsis.
+const MAX_TEXT_CHARS: usize = 400;
 
 pub struct ReportInput<'a> {
     pub title: String,
@@ -26,9 +28,17 @@ pub struct ReportInput<'a> {
     pub embeddings: ArrayView2<'a, f32>,
     pub truth: &'a [usize],
     pub probabilities: ArrayView2<'a, f32>,
-    /// Paths shown for each row, and the folder they are relative to (thumbnails need the files).
+    /// Where each row came from (a relative path, or `file:line` for a text table).
     pub paths: &'a [String],
-    pub root: Option<PathBuf>,
+    pub samples: Samples<'a>,
+}
+
+/// What a misclassified row is shown as.
+pub enum Samples<'a> {
+    /// Image files, relative to the folder (if known): shown as thumbnails.
+    Images(Option<PathBuf>),
+    /// The texts themselves, one per row.
+    Texts(&'a [String]),
 }
 
 pub fn write_report(path: &Path, input: &ReportInput) -> Result<()> {
@@ -46,7 +56,9 @@ fn render(r: &ReportInput) -> String {
          body{{font-family:sans-serif;margin:24px;color:#222}} table{{border-collapse:collapse}} \
          td,th{{padding:4px 8px;text-align:right;border:1px solid #ddd}} th{{background:#f4f4f4}} \
          .thumbs{{display:flex;flex-wrap:wrap;gap:8px}} figure{{margin:0;width:140px;font-size:12px}} \
-         figure img{{width:128px;height:128px;object-fit:cover;border:2px solid #d62728}}</style></head><body>\
+         figure img{{width:128px;height:128px;object-fit:cover;border:2px solid #d62728}} \
+         figure.text{{width:300px}} figure blockquote{{margin:0 0 4px;padding:6px;border-left:3px solid #d62728;\
+         background:#fafafa;font-size:13px;white-space:pre-wrap;overflow-wrap:anywhere}}</style></head><body>\
          <h1>{title}</h1><p>accuracy <b>{:.4}</b> · macro-F1 <b>{:.4}</b> · log loss {:.4} · ECE {:.4} · {} samples</p>",
         m.accuracy,
         m.macro_f1,
@@ -183,17 +195,22 @@ fn thumbnails(r: &ReportInput) -> String {
         mistakes.len()
     );
     for &(i, predicted, confidence) in mistakes.iter().take(MAX_THUMBNAILS) {
-        let image = r
-            .root
-            .as_ref()
-            .map(|root| root.join(&r.paths[i]))
-            .and_then(|p| thumbnail(&p));
-        let picture = image.map_or(
-            "<div style=\"width:128px;height:128px;background:#eee\"></div>".to_string(),
-            |data| format!("<img src=\"data:image/jpeg;base64,{data}\" alt=\"\">"),
-        );
+        let (class, sample) = match &r.samples {
+            Samples::Texts(texts) => ("text", excerpt(texts.get(i).map_or("", String::as_str))),
+            Samples::Images(root) => {
+                let image = root
+                    .as_ref()
+                    .map(|root| root.join(&r.paths[i]))
+                    .and_then(|p| thumbnail(&p));
+                let picture = image.map_or(
+                    "<div style=\"width:128px;height:128px;background:#eee\"></div>".to_string(),
+                    |data| format!("<img src=\"data:image/jpeg;base64,{data}\" alt=\"\">"),
+                );
+                ("image", picture)
+            }
+        };
         html += &format!(
-            "<figure>{picture}<figcaption>{}<br>true <b>{}</b><br>predicted <b>{}</b> {:.0}%</figcaption></figure>",
+            "<figure class=\"{class}\">{sample}<figcaption>{}<br>true <b>{}</b><br>predicted <b>{}</b> {:.0}%</figcaption></figure>",
             escape(&r.paths[i]),
             escape(&r.class_names[r.truth[i]]),
             escape(&r.class_names[predicted]),
@@ -201,6 +218,15 @@ fn thumbnails(r: &ReportInput) -> String {
         );
     }
     html + "</div>"
+}
+
+/// The text as a quotation, cut after `MAX_TEXT_CHARS` characters.
+fn excerpt(text: &str) -> String {
+    let mut shown: String = text.chars().take(MAX_TEXT_CHARS).collect();
+    if shown.len() < text.len() {
+        shown.push('…');
+    }
+    format!("<blockquote>{}</blockquote>", escape(&shown))
 }
 
 /// A 128-pixel JPEG thumbnail, base64-encoded; `None` if the file cannot be read.
@@ -288,7 +314,7 @@ mod tests {
             truth: &truth,
             probabilities: probabilities.view(),
             paths: &paths,
-            root: None,
+            samples: Samples::Images(None),
         });
         for part in [
             "id=\"confusion\"",
@@ -301,5 +327,45 @@ mod tests {
             assert!(html.contains(part), "missing {part}");
         }
         assert!(!html.contains("<cat>"));
+    }
+
+    #[test]
+    fn misclassified_texts_are_quoted_escaped_and_cut() {
+        let names = vec!["negative".to_string(), "positive".to_string()];
+        let probabilities = array![[0.2f32, 0.8], [0.9, 0.1], [0.4, 0.6]];
+        let truth = [0, 1, 1];
+        let metrics = crate::metrics::evaluate(&truth, probabilities.view(), &names);
+        let embeddings = array![[1.0f32, 0.0], [0.0, 1.0], [0.5, 0.5]];
+        let paths = vec![
+            "reviews.csv:2".to_string(),
+            "reviews.csv:3".to_string(),
+            "reviews.csv:4".to_string(),
+        ];
+        let long = "é".repeat(MAX_TEXT_CHARS + 50);
+        let texts = vec![
+            "Not <b>bad</b> at all".to_string(),
+            long.clone(),
+            "fine".to_string(),
+        ];
+        let html = render(&ReportInput {
+            title: "texts".into(),
+            metrics: &metrics,
+            class_names: &names,
+            embeddings: embeddings.view(),
+            truth: &truth,
+            probabilities: probabilities.view(),
+            paths: &paths,
+            samples: Samples::Texts(&texts),
+        });
+        assert!(html.contains("Misclassified (2)"));
+        assert!(html.contains("<blockquote>Not &lt;b&gt;bad&lt;/b&gt; at all</blockquote>"));
+        let cut = format!("<blockquote>{}…</blockquote>", "é".repeat(MAX_TEXT_CHARS));
+        assert!(html.contains(&cut));
+        assert!(!html.contains(&long));
+        assert!(
+            !html.contains("fine</blockquote>"),
+            "a correct row is not a mistake"
+        );
+        assert!(!html.contains("<img"));
     }
 }

@@ -203,6 +203,7 @@ fn train_eval_and_predict_texts_from_a_table_arguments_a_file_and_stdin() {
     let renamed = [b"\xEF\xBB\xBFid,review,label", &original[header.len()..]].concat();
     let renamed_csv = dir.path().join("renamed.csv");
     std::fs::write(&renamed_csv, renamed).unwrap();
+    let page = dir.path().join("report.html");
     let (code, stdout, stderr) = headstart(
         &[
             "eval",
@@ -211,12 +212,24 @@ fn train_eval_and_predict_texts_from_a_table_arguments_a_file_and_stdin() {
             "--text-column",
             "review",
             "--json",
+            "--report",
+            page.to_str().unwrap(),
         ],
         None,
     );
     assert_eq!(code, 0, "{stderr}");
     let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(metrics["samples"], 600);
+    // The report quotes the misclassified texts (at most 60) instead of showing image thumbnails.
+    let confusion = metrics["confusion"].as_array().unwrap();
+    let mistakes = confusion[0][1].as_u64().unwrap() + confusion[1][0].as_u64().unwrap();
+    let html = std::fs::read_to_string(&page).unwrap();
+    assert!(html.contains(&format!("Misclassified ({mistakes})")));
+    assert_eq!(
+        html.matches("<blockquote>").count() as u64,
+        mistakes.min(60)
+    );
+    assert!(mistakes > 0 && !html.contains("<img"));
 
     // A label column that is not there is a clear error.
     let (code, _, stderr) = headstart(
