@@ -18,11 +18,6 @@ mod common;
 const BATCH: usize = 32;
 const ROUNDS: usize = 3;
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn main() {
     let count: usize = std::env::var("HEADSTART_BENCH_IMAGES")
         .ok()
@@ -95,7 +90,11 @@ fn main() {
             Err(why) => python_error = Some(why),
         }
     }
-    let (pure, end_to_end, cached) = (median(pure), median(end_to_end), median(cached));
+    let (pure, end_to_end, cached) = (
+        common::median(pure),
+        common::median(end_to_end),
+        common::median(cached),
+    );
 
     println!();
     println!("| path | images/s | ratio |");
@@ -105,7 +104,7 @@ fn main() {
         "| (b) `headstart embed`, no cache | {end_to_end:.1} | {:.2} of (a) |",
         end_to_end / pure
     );
-    match (python_error, median(python)) {
+    match (python_error, common::median(python)) {
         (None, py) => println!(
             "| (c) Python: Pillow + onnxruntime + numpy | {py:.1} | (b) is {:.2}x (c) |",
             end_to_end / py

@@ -20,11 +20,6 @@ mod common;
 const BATCH: usize = 32;
 const ROUNDS: usize = 3;
 
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(f64::total_cmp);
-    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
 fn main() {
     let count: usize = std::env::var("HEADSTART_BENCH_TEXTS")
         .ok()
@@ -101,12 +96,12 @@ fn main() {
             Err(why) => python_error = Some(why),
         }
     }
-    let (ours, cached) = (median(ours), median(cached));
+    let (ours, cached) = (common::median(ours), common::median(cached));
     println!();
     println!("| path | texts/s | ratio |");
     println!("| --- | ---: | ---: |");
     println!("| (a) `headstart embed`, no cache | {ours:.1} | 1.00 |");
-    match (python_error, median(python)) {
+    match (python_error, common::median(python)) {
         (None, py) => println!(
             "| (b) Python: tokenizers + onnxruntime + numpy | {py:.1} | (a) is {:.2}x (b) |",
             ours / py

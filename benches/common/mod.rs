@@ -1,4 +1,6 @@
-//! Shared by the benches: running a Python reference script from benches/.
+//! Shared by the benches: running a Python reference script from benches/, and medians of rounds.
+// Each bench compiles its own copy and uses only part of it.
+#![allow(dead_code)]
 
 use std::ffi::OsStr;
 use std::path::Path;
@@ -31,4 +33,10 @@ pub fn python_reference(
             .to_string());
     }
     serde_json::from_slice(&output.stdout).map_err(|e| e.to_string())
+}
+
+/// The middle of `values` (the upper one of two for an even count); NaN when empty.
+pub fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
