@@ -22,17 +22,21 @@ pub fn embed_texts(
 ) -> Result<(EmbeddedSet, EmbedSummary)> {
     let started = Instant::now();
     let input = InputSpec::Text(backbone.input().clone());
-    let cache = open_cache(options, backbone.identity(), &input)?;
+    // Texts are hashed into keys only when there is a cache to ask (not under --no-cache).
+    let cache: Option<(EmbeddingCache, Vec<Key>)> =
+        open_cache(options, backbone.identity(), &input)?.map(|cache| {
+            let keys = dataset
+                .items
+                .iter()
+                .map(|item| EmbeddingCache::key(&cache::content_hash(item.text.as_bytes()), "text"))
+                .collect();
+            (cache, keys)
+        });
     let total = dataset.items.len();
     let batch_size = options.batch_size.max(1);
     let mut vectors: Vec<Option<Vec<f32>>> = vec![None; total];
-    let keys: Vec<Key> = dataset
-        .items
-        .iter()
-        .map(|item| EmbeddingCache::key(&cache::content_hash(item.text.as_bytes()), "text"))
-        .collect();
-    if let Some(cache) = &cache {
-        for (slot, key) in vectors.iter_mut().zip(&keys) {
+    if let Some((cache, keys)) = &cache {
+        for (slot, key) in vectors.iter_mut().zip(keys) {
             *slot = cache.get(key);
         }
     }
@@ -61,7 +65,7 @@ pub fn embed_texts(
             for (&j, row) in batch.iter().zip(rows.rows()) {
                 let item = chunk[j];
                 let vector = row.to_vec();
-                if let Some(cache) = &cache {
+                if let Some((cache, keys)) = &cache {
                     cache.put(&keys[item], &vector)?;
                 }
                 vectors[item] = Some(vector);

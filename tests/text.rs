@@ -350,6 +350,33 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
     );
     let set = headstart::embed::EmbeddedSet::read_npz(&out).unwrap();
     assert!(matches!(set.input, headstart::embed::InputSpec::Text(_)));
+    // --no-cache computes every text again and gets the same vectors.
+    let uncached_out = dir.path().join("uncached.npz");
+    let (code, stdout, stderr) = headstart(
+        &[
+            "embed",
+            data.to_str().unwrap(),
+            "-o",
+            uncached_out.to_str().unwrap(),
+            "--no-cache",
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(
+        (summary["from_cache"].as_u64(), summary["computed"].as_u64()),
+        (Some(0), Some(80))
+    );
+    let uncached = headstart::embed::EmbeddedSet::read_npz(&uncached_out).unwrap();
+    let largest_difference = set
+        .embeddings
+        .iter()
+        .zip(&uncached.embeddings)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0.0f32, f32::max);
+    assert!(largest_difference < 1e-5, "{largest_difference}");
     let bundle = dir.path().join("reviews.hs");
     let (code, _, stderr) = headstart(
         &[
