@@ -1,13 +1,21 @@
 //! Outputs are written to a temporary file beside the destination and renamed into place, so an interrupted
 //! run leaves either the old file or the new one, never a half-written one.
 
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::Path;
 
 use crate::error::{Error, Result};
 
+/// A destination that can also seek: a zip writer goes back to finish its headers, so an `.npz` streams
+/// straight into the file instead of being assembled in memory first.
+pub trait WriteSeek: Write + Seek {}
+impl<T: Write + Seek> WriteSeek for T {}
+
 /// Writes `path` atomically; `fill` writes the contents. Parent directories are created.
-pub fn write_atomic(path: &Path, fill: impl FnOnce(&mut dyn Write) -> Result<()>) -> Result<()> {
+pub fn write_atomic(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn WriteSeek) -> Result<()>,
+) -> Result<()> {
     let dir = match path.parent() {
         Some(dir) if !dir.as_os_str().is_empty() => dir,
         _ => Path::new("."),

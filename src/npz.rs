@@ -25,6 +25,21 @@ pub enum NpyArray<'a> {
     Str(&'a str),
 }
 
+impl NpyArray<'_> {
+    /// The size of the values, header aside (strings are fixed-width, 4 bytes a character).
+    fn data_bytes(&self) -> usize {
+        match self {
+            NpyArray::F32 { data, .. } => data.len() * 4,
+            NpyArray::I64 { data, .. } => data.len() * 8,
+            NpyArray::Bool(data) => data.len(),
+            NpyArray::Strings(strings) => {
+                4 * strings.len() * string_width(strings.iter().map(String::as_str))
+            }
+            NpyArray::Str(text) => 4 * string_width(std::iter::once(*text)),
+        }
+    }
+}
+
 /// An array read back.
 #[derive(Debug, Clone, PartialEq)]
 pub enum NpyData {
@@ -46,21 +61,19 @@ pub enum NpyData {
 /// Writes `arrays` (name without `.npy`) to `path` atomically.
 pub fn write_npz(path: &Path, arrays: &[(&str, NpyArray)]) -> Result<()> {
     write_atomic(path, |out| {
-        let mut buffer = std::io::Cursor::new(Vec::new());
-        {
-            let mut zip = zip::ZipWriter::new(&mut buffer);
-            let options =
-                SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-            for (name, array) in arrays {
-                zip.start_file(format!("{name}.npy"), options)
-                    .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))?;
-                write_npy(&mut zip, array).map_err(|e| Error::io(path, e))?;
-            }
-            zip.finish()
+        let mut zip = zip::ZipWriter::new(out);
+        let options =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+        for (name, array) in arrays {
+            // Entries of 4 GiB and more need zip64 headers (numpy reads them).
+            let options = options.large_file(array.data_bytes() >= u32::MAX as usize);
+            zip.start_file(format!("{name}.npy"), options)
                 .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))?;
+            write_npy(&mut zip, array).map_err(|e| Error::io(path, e))?;
         }
-        out.write_all(buffer.get_ref())
-            .map_err(|e| Error::io(path, e))
+        zip.finish()
+            .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))?;
+        Ok(())
     })
 }
 
@@ -113,17 +126,17 @@ fn write_npy(out: &mut impl Write, array: &NpyArray) -> std::io::Result<()> {
     Ok(())
 }
 
+/// The `<U` width: the longest string's characters, at least 1.
+fn string_width<'a>(strings: impl Iterator<Item = &'a str>) -> usize {
+    strings.map(|s| s.chars().count()).max().unwrap_or(0).max(1)
+}
+
 fn write_strings<'a>(
     out: &mut impl Write,
     strings: impl Iterator<Item = &'a str> + Clone,
     shape: &[usize],
 ) -> std::io::Result<()> {
-    let width = strings
-        .clone()
-        .map(|s| s.chars().count())
-        .max()
-        .unwrap_or(0)
-        .max(1);
+    let width = string_width(strings.clone());
     out.write_all(&header(&format!("<U{width}"), shape))?;
     for s in strings {
         let mut count = 0;
