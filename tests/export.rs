@@ -4,9 +4,8 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use common::headstart;
+use common::{headstart, python_reference};
 use headstart::backbone::{BackboneRef, ImageBackbone, TextBackbone};
 use headstart::classifier::Classifier;
 use headstart::export::PIXELS;
@@ -103,20 +102,7 @@ fn run_python(model: &Path, inputs: &[Input], scratch: &Path) -> (Array2<f32>, V
         .collect();
     let npz = scratch.join("inputs.npz");
     write_npz(&npz, &arrays).unwrap();
-    let site = headstart::fetch::python_packages(
-        "python-reference",
-        "numpy, onnxruntime, tokenizers",
-        &[
-            &format!("onnxruntime=={}", headstart::runtime::PINNED_VERSION),
-            "tokenizers",
-            "numpy",
-        ],
-    )
-    .unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/run_exported.py");
-    let output = Command::new(headstart::fetch::python())
-        .envs(site.iter().map(|p| ("PYTHONPATH", p)))
-        .arg(script)
+    let output = python_reference("run_exported.py")
         .arg(model)
         .arg(&npz)
         .output()

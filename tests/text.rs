@@ -4,9 +4,9 @@ mod common;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 
-use common::headstart_with_stdin as headstart;
+use common::{headstart_with_stdin as headstart, python_reference};
 use headstart::backbone::{BackboneRef, TextBackbone};
 use headstart::embed::EmbedOptions;
 use headstart::textdata::{self, Columns, load};
@@ -73,20 +73,7 @@ fn sentence_embeddings_match_an_independent_python_reference() {
     let onnx = zoo::fetch_all(&zoo_model).unwrap();
     let tokenizer =
         zoo::registry_path(&zoo_model.name, &zoo_model.text.as_ref().unwrap().tokenizer).unwrap();
-    let site = headstart::fetch::python_packages(
-        "python-reference",
-        "numpy, onnxruntime, tokenizers",
-        &[
-            &format!("onnxruntime=={}", headstart::runtime::PINNED_VERSION),
-            "tokenizers",
-            "numpy",
-        ],
-    )
-    .unwrap();
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/reference_text.py");
-    let mut child = Command::new(headstart::fetch::python())
-        .envs(site.iter().map(|p| ("PYTHONPATH", p)))
-        .arg(script)
+    let mut child = python_reference("reference_text.py")
         .arg(&onnx)
         .arg(&tokenizer)
         .arg(backbone.max_length().to_string())

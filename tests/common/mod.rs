@@ -2,6 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::Write;
+use std::path::Path;
 use std::process::{Command, Stdio};
 
 use image::{DynamicImage, ImageFormat};
@@ -52,4 +53,26 @@ pub fn jpeg_with_orientation(image: &DynamicImage, orientation: u16) -> Vec<u8> 
     out.extend_from_slice(&app1);
     out.extend_from_slice(&jpeg[2..]);
     out
+}
+
+/// A command that runs `tests/data/{script}` with the reference Python packages (onnxruntime pinned to
+/// headstart's version, tokenizers, numpy), installed into the cache when they are missing.
+pub fn python_reference(script: &str) -> Command {
+    let site = headstart::fetch::python_packages(
+        "python-reference",
+        "numpy, onnxruntime, tokenizers",
+        &[
+            &format!("onnxruntime=={}", headstart::runtime::PINNED_VERSION),
+            "tokenizers",
+            "numpy",
+        ],
+    )
+    .unwrap();
+    let mut command = Command::new(headstart::fetch::python());
+    command.envs(site.iter().map(|p| ("PYTHONPATH", p))).arg(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data")
+            .join(script),
+    );
+    command
 }
