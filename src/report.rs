@@ -294,19 +294,19 @@ mod tests {
         assert!(spread(0) > 10.0 && spread(1) < 1.0, "{p:?}");
     }
 
-    #[test]
-    fn page_has_every_part_and_escapes_names() {
-        let names = vec!["<cat>".to_string(), "dog".to_string()];
-        let probabilities = array![[0.9f32, 0.1], [0.8, 0.2], [0.3, 0.7]];
+    /// A page for three rows with truth [0, 1, 1], classes `names` and the given probabilities.
+    fn page(
+        names: [&str; 2],
+        probabilities: ndarray::Array2<f32>,
+        paths: [&str; 3],
+        samples: Samples,
+    ) -> String {
+        let names: Vec<String> = names.iter().map(|n| n.to_string()).collect();
         let truth = [0, 1, 1];
         let metrics = crate::metrics::evaluate(&truth, probabilities.view(), &names);
         let embeddings = array![[1.0f32, 0.0], [0.0, 1.0], [0.5, 0.5]];
-        let paths = vec![
-            "a.png".to_string(),
-            "b.png".to_string(),
-            "c.png".to_string(),
-        ];
-        let html = render(&ReportInput {
+        let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+        render(&ReportInput {
             title: "test".into(),
             metrics: &metrics,
             class_names: &names,
@@ -314,8 +314,18 @@ mod tests {
             truth: &truth,
             probabilities: probabilities.view(),
             paths: &paths,
-            samples: Samples::Images(None),
-        });
+            samples,
+        })
+    }
+
+    #[test]
+    fn page_has_every_part_and_escapes_names() {
+        let html = page(
+            ["<cat>", "dog"],
+            array![[0.9f32, 0.1], [0.8, 0.2], [0.3, 0.7]],
+            ["a.png", "b.png", "c.png"],
+            Samples::Images(None),
+        );
         for part in [
             "id=\"confusion\"",
             "id=\"scatter\"",
@@ -331,32 +341,18 @@ mod tests {
 
     #[test]
     fn misclassified_texts_are_quoted_escaped_and_cut() {
-        let names = vec!["negative".to_string(), "positive".to_string()];
-        let probabilities = array![[0.2f32, 0.8], [0.9, 0.1], [0.4, 0.6]];
-        let truth = [0, 1, 1];
-        let metrics = crate::metrics::evaluate(&truth, probabilities.view(), &names);
-        let embeddings = array![[1.0f32, 0.0], [0.0, 1.0], [0.5, 0.5]];
-        let paths = vec![
-            "reviews.csv:2".to_string(),
-            "reviews.csv:3".to_string(),
-            "reviews.csv:4".to_string(),
-        ];
         let long = "é".repeat(MAX_TEXT_CHARS + 50);
         let texts = vec![
             "Not <b>bad</b> at all".to_string(),
             long.clone(),
             "fine".to_string(),
         ];
-        let html = render(&ReportInput {
-            title: "texts".into(),
-            metrics: &metrics,
-            class_names: &names,
-            embeddings: embeddings.view(),
-            truth: &truth,
-            probabilities: probabilities.view(),
-            paths: &paths,
-            samples: Samples::Texts(&texts),
-        });
+        let html = page(
+            ["negative", "positive"],
+            array![[0.2f32, 0.8], [0.9, 0.1], [0.4, 0.6]],
+            ["reviews.csv:2", "reviews.csv:3", "reviews.csv:4"],
+            Samples::Texts(&texts),
+        );
         assert!(html.contains("Misclassified (2)"));
         assert!(html.contains("<blockquote>Not &lt;b&gt;bad&lt;/b&gt; at all</blockquote>"));
         let cut = format!("<blockquote>{}…</blockquote>", "é".repeat(MAX_TEXT_CHARS));
