@@ -7,14 +7,19 @@ use std::path::{Path, PathBuf};
 
 use std::io::Write;
 
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
+use crate::atomic::write_atomic;
 use crate::backbone::BackboneIdentity;
 use crate::embed::InputSpec;
 use crate::error::{Error, Result};
 use crate::fetch::hex;
+use crate::preprocess::ImagePreprocess;
 
 const MAGIC: &[u8; 4] = b"HSE1";
+/// Beside a configuration's entries: the configuration itself, so `headstart cache` can say what they are.
+const CONFIGURATION_FILE: &str = "configuration.json";
 
 pub struct EmbeddingCache {
     dir: PathBuf,
@@ -43,10 +48,19 @@ impl EmbeddingCache {
                 "max_length": text.max_length,
             }),
         };
-        let digest = hex(&Sha256::digest(config.to_string().as_bytes()));
-        EmbeddingCache {
-            dir: root.join(&digest[..24]),
+        let config = config.to_string();
+        let digest = hex(&Sha256::digest(config.as_bytes()));
+        let dir = root.join(&digest[..24]);
+        let described = dir.join(CONFIGURATION_FILE);
+        if !described.exists() {
+            // Only a label for `headstart cache`: entries work without it, and a cache that cannot be written
+            // reports that on its first entry.
+            let _ = write_atomic(&described, |out| {
+                out.write_all(config.as_bytes())
+                    .map_err(|e| Error::io(&described, e))
+            });
         }
+        EmbeddingCache { dir }
     }
 
     /// The key of one view of a file's content.
@@ -112,6 +126,75 @@ fn decode_entry(bytes: &[u8]) -> Option<Vec<f32>> {
     )
 }
 
+/// One backbone configuration's share of the embedding cache.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ConfigurationUsage {
+    /// Backbone name, tapped tensor and input kind; `None` for folders made before configurations were
+    /// recorded.
+    pub description: Option<String>,
+    pub entries: u64,
+    pub bytes: u64,
+}
+
+/// What the embedding cache under `root` holds, one row per backbone configuration, largest first.
+pub fn usage(root: &Path) -> Result<Vec<ConfigurationUsage>> {
+    let mut rows = Vec::new();
+    let folders = match std::fs::read_dir(root) {
+        Ok(folders) => folders,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(rows),
+        Err(e) => return Err(Error::io(root, e)),
+    };
+    for folder in folders {
+        let folder = folder.map_err(|e| Error::io(root, e))?.path();
+        if !folder.is_dir() {
+            continue;
+        }
+        let description = std::fs::read(folder.join(CONFIGURATION_FILE))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .map(|config: serde_json::Value| describe(&config));
+        let (mut entries, mut bytes) = (0, 0);
+        // Entries sit one shard folder down; hidden files there are unfinished writes.
+        for shard in std::fs::read_dir(&folder).map_err(|e| Error::io(&folder, e))? {
+            let shard = shard.map_err(|e| Error::io(&folder, e))?.path();
+            if !shard.is_dir() {
+                continue;
+            }
+            for entry in std::fs::read_dir(&shard).map_err(|e| Error::io(&shard, e))? {
+                let entry = entry.map_err(|e| Error::io(&shard, e))?;
+                bytes += entry.metadata().map_or(0, |m| m.len());
+                entries += u64::from(!entry.file_name().to_string_lossy().starts_with('.'));
+            }
+        }
+        rows.push(ConfigurationUsage {
+            description,
+            entries,
+            bytes,
+        });
+    }
+    rows.sort_by_key(|row| std::cmp::Reverse(row.bytes));
+    Ok(rows)
+}
+
+/// "efficientnet-lite0, features, images 224x224 …" from a recorded configuration.
+fn describe(config: &serde_json::Value) -> String {
+    let backbone = &config["backbone"];
+    let text = |value: &serde_json::Value| value.as_str().unwrap_or("?").to_string();
+    let tensor = match backbone["layer"].as_str() {
+        Some(layer) => format!("layer {layer}"),
+        None => text(&backbone["output"]),
+    };
+    let input = if config.get("tokenizer").is_some() {
+        format!("texts up to {} tokens", config["max_length"])
+    } else {
+        serde_json::from_value::<ImagePreprocess>(config["preprocess"].clone()).map_or_else(
+            |_| "images".to_string(),
+            |p| format!("images {}", p.describe()),
+        )
+    };
+    format!("{}, {tensor}, {input}", text(&backbone["name"]))
+}
+
 /// sha256 of bytes.
 pub fn content_hash(bytes: &[u8]) -> Key {
     Sha256::digest(bytes).into()
@@ -131,5 +214,60 @@ mod tests {
         flipped[last] ^= 1;
         assert_eq!(decode_entry(&flipped), None, "bit flip");
         assert_eq!(decode_entry(b""), None);
+    }
+
+    #[test]
+    fn usage_names_each_configuration_and_counts_its_entries() {
+        let root = tempfile::tempdir().unwrap();
+        let identity = |layer: Option<&str>| BackboneIdentity {
+            name: "efficientnet-lite0".into(),
+            sha256: "ab".repeat(32),
+            output: "features".into(),
+            layer: layer.map(str::to_string),
+            pooling: crate::pooling::Pooling::Auto,
+            normalize: false,
+        };
+        let images = EmbeddingCache::open(
+            root.path(),
+            &identity(None),
+            &InputSpec::Image(ImagePreprocess::default()),
+        );
+        let texts = EmbeddingCache::open(
+            root.path(),
+            &identity(Some("head")),
+            &InputSpec::Text(crate::backbone::text::TextInput {
+                tokenizer_sha256: "cd".repeat(32),
+                tokenizer_source: None,
+                max_length: 256,
+            }),
+        );
+        for i in 0..3u8 {
+            images.put(&content_hash(&[i]), &[1.0; 8]).unwrap();
+        }
+        texts.put(&content_hash(b"t"), &[1.0; 4]).unwrap();
+        // An unfinished write left by a killed run is not an entry.
+        let torn = images.path(&content_hash(&[0])).with_file_name(".tmp123");
+        std::fs::write(&torn, b"HSE1").unwrap();
+        // A folder from before configurations were recorded.
+        std::fs::create_dir_all(root.path().join("0123/45")).unwrap();
+        std::fs::write(root.path().join("0123/45/6789"), encode_entry(&[0.5])).unwrap();
+
+        let rows = usage(root.path()).unwrap();
+        assert_eq!(rows.len(), 3);
+        let entry = |floats: u64| 4 + 32 + 4 + 4 * floats;
+        assert_eq!((rows[0].entries, rows[0].bytes), (3, 3 * entry(8) + 4));
+        let described = rows[0].description.as_deref().unwrap();
+        assert!(
+            described.starts_with("efficientnet-lite0, features, images 224x224"),
+            "{described}"
+        );
+        assert_eq!(
+            rows[1].description.as_deref(),
+            Some("efficientnet-lite0, layer head, texts up to 256 tokens")
+        );
+        assert_eq!((rows[1].entries, rows[1].bytes), (1, entry(4)));
+        assert_eq!(rows[2].description, None);
+        assert_eq!(rows[2].entries, 1);
+        assert_eq!(usage(&root.path().join("missing")).unwrap(), []);
     }
 }

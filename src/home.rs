@@ -1,8 +1,15 @@
-//! Where headstart keeps what it fetches: `HEADSTART_HOME`, else the per-user cache directory.
+//! Where headstart keeps what it fetches: `HEADSTART_HOME`, else the per-user cache directory; what is in
+//! it, and clearing it.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
 
 use crate::error::{Error, Result};
+
+/// The folders headstart fills under the cache root, besides pip sites (`python…`): each module names its own
+/// (cache.rs, zoo.rs, datasets.rs, runtime.rs, demo.rs).
+const PARTS: [&str; 5] = ["embeddings", "models", "datasets", "runtime", "samples"];
 
 /// The cache root: `$HEADSTART_HOME`, `$XDG_CACHE_HOME/headstart`, `~/.cache/headstart`
 /// (`%LOCALAPPDATA%\headstart` on Windows).
@@ -27,4 +34,150 @@ pub fn home() -> Result<PathBuf> {
     Err(Error::Config(
         "cannot find a cache directory: set HEADSTART_HOME to a writable directory".into(),
     ))
+}
+
+/// One folder of the cache root and what it holds.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PartUsage {
+    pub name: String,
+    pub files: u64,
+    pub bytes: u64,
+}
+
+/// Every folder under `root` with its size, in name order (nothing when `root` does not exist yet).
+pub fn usage(root: &Path) -> Result<Vec<PartUsage>> {
+    let mut parts = Vec::new();
+    let entries = match std::fs::read_dir(root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(parts),
+        Err(e) => return Err(Error::io(root, e)),
+    };
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(root, e))?;
+        if entry.file_type().is_ok_and(|t| t.is_dir()) {
+            let (files, bytes) = disk_usage(&entry.path())?;
+            parts.push(PartUsage {
+                name: entry.file_name().to_string_lossy().into_owned(),
+                files,
+                bytes,
+            });
+        }
+    }
+    parts.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(parts)
+}
+
+/// Files and bytes under `path`, not following links.
+pub fn disk_usage(path: &Path) -> Result<(u64, u64)> {
+    let (mut files, mut bytes) = (0, 0);
+    let mut pending = vec![path.to_path_buf()];
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(&dir).map_err(|e| Error::io(&dir, e))? {
+            let entry = entry.map_err(|e| Error::io(&dir, e))?;
+            let metadata = entry.metadata().map_err(|e| Error::io(entry.path(), e))?;
+            if metadata.is_dir() {
+                pending.push(entry.path());
+            } else {
+                files += 1;
+                bytes += metadata.len();
+            }
+        }
+    }
+    Ok((files, bytes))
+}
+
+/// What [`clear`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cleared {
+    pub removed: Vec<PartUsage>,
+    /// Entries of the root that are not headstart's, left as they were.
+    pub left_alone: Vec<String>,
+}
+
+/// Removes the embedding cache under `root`, or with `everything` every part headstart made there (fetched
+/// models, datasets, ONNX Runtime, pip sites, and their lock files). Anything else in `root` stays.
+pub fn clear(root: &Path, everything: bool) -> Result<Cleared> {
+    let is_ours = |name: &str| {
+        let part = name.strip_suffix(".lock").unwrap_or(name);
+        PARTS.contains(&part) || part.starts_with("python")
+    };
+    let mut cleared = Cleared {
+        removed: Vec::new(),
+        left_alone: Vec::new(),
+    };
+    for part in usage(root)? {
+        if part.name == "embeddings" || (everything && is_ours(&part.name)) {
+            let path = root.join(&part.name);
+            std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            cleared.removed.push(part);
+        } else if everything {
+            cleared.left_alone.push(part.name);
+        }
+    }
+    if everything {
+        for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().is_ok_and(|t| t.is_file()) {
+                if name.ends_with(".lock") && is_ours(&name) {
+                    std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
+                } else {
+                    cleared.left_alone.push(name);
+                }
+            }
+        }
+    }
+    cleared.left_alone.sort();
+    Ok(cleared)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn usage_counts_and_clear_removes_only_headstarts_parts() {
+        let root = tempfile::tempdir().unwrap();
+        let write = |relative: &str, bytes: usize| {
+            let path = root.path().join(relative);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(path, vec![7u8; bytes]).unwrap();
+        };
+        write("embeddings/abc/12/3456", 100);
+        write("embeddings/abc/configuration.json", 10);
+        write("models/m/model.onnx", 1000);
+        write("python-bench/numpy/__init__.py", 5);
+        write("python-bench.lock", 0);
+        write("photos/mine.jpg", 50);
+        write("notes.txt", 3);
+
+        let parts = usage(root.path()).unwrap();
+        let summary: Vec<(&str, u64, u64)> = parts
+            .iter()
+            .map(|p| (p.name.as_str(), p.files, p.bytes))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                ("embeddings", 2, 110),
+                ("models", 1, 1000),
+                ("photos", 1, 50),
+                ("python-bench", 1, 5)
+            ]
+        );
+
+        let cleared = clear(root.path(), false).unwrap();
+        assert_eq!(cleared.removed.len(), 1);
+        assert_eq!(cleared.removed[0].name, "embeddings");
+        assert!(!root.path().join("embeddings").exists());
+        assert!(root.path().join("models/m/model.onnx").exists());
+
+        let cleared = clear(root.path(), true).unwrap();
+        let removed: Vec<&str> = cleared.removed.iter().map(|p| p.name.as_str()).collect();
+        assert_eq!(removed, ["models", "python-bench"]);
+        assert_eq!(cleared.left_alone, ["notes.txt", "photos"]);
+        assert!(!root.path().join("python-bench.lock").exists());
+        assert!(root.path().join("photos/mine.jpg").exists());
+        assert!(root.path().join("notes.txt").exists());
+        assert_eq!(usage(&root.path().join("missing")).unwrap(), []);
+    }
 }

@@ -74,6 +74,25 @@ enum Command {
     /// Demo datasets from package registries
     #[command(subcommand)]
     Datasets(DatasetsCommand),
+    /// Where the cache is and what it holds (embeddings per backbone configuration, models, datasets, ONNX
+    /// Runtime); `cache clear` empties it
+    Cache {
+        #[command(subcommand)]
+        action: Option<CacheCommand>,
+        /// Print JSON instead of text
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Remove the embedding cache (embeddings are recomputed on the next run)
+    Clear {
+        /// Also remove fetched models, datasets, ONNX Runtime and pip packages (fetched again when needed)
+        #[arg(long)]
+        all: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -455,6 +474,11 @@ fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
         Command::Export(args) => export(&args, &runtime)?,
         Command::Inspect { model, layers } => inspect(&model, layers, &runtime)?,
         Command::Models(ModelsCommand::List) => list_models()?,
+        Command::Cache { action: None, json } => show_cache(json)?,
+        Command::Cache {
+            action: Some(CacheCommand::Clear { all }),
+            json,
+        } => clear_cache(all, json)?,
         Command::Datasets(DatasetsCommand::Fetch { name }) => match name.as_str() {
             "elpv" => println!("{}", datasets::elpv_by_defect()?.display()),
             other => {
@@ -987,6 +1011,76 @@ fn inspect(path: &std::path::Path, layers: bool, runtime: &RuntimeOptions) -> Re
         for (name, op) in &s.tensors {
             println!("    {name}  ({op})");
         }
+    }
+    Ok(())
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn show_cache(json: bool) -> Result<()> {
+    let root = headstart::home::home()?;
+    let parts = headstart::home::usage(&root)?;
+    let embeddings = headstart::cache::usage(&root.join("embeddings"))?;
+    if json {
+        let value = serde_json::json!({ "root": root, "parts": parts, "embeddings": embeddings });
+        println!("{value}");
+        return Ok(());
+    }
+    println!(
+        "cache {} (HEADSTART_HOME moves it; `headstart cache clear` empties it)",
+        root.display()
+    );
+    for part in &parts {
+        println!(
+            "{:<18} {:>10} files {:>11}",
+            part.name,
+            part.files,
+            megabytes(part.bytes)
+        );
+        if part.name == "embeddings" {
+            for configuration in &embeddings {
+                println!(
+                    "    {:>10} entries {:>11}  {}",
+                    configuration.entries,
+                    megabytes(configuration.bytes),
+                    configuration
+                        .description
+                        .as_deref()
+                        .unwrap_or("(configuration not recorded)")
+                );
+            }
+        }
+    }
+    let total: u64 = parts.iter().map(|p| p.bytes).sum();
+    println!("{:<18} {:>10}       {:>11}", "total", "", megabytes(total));
+    Ok(())
+}
+
+fn clear_cache(everything: bool, json: bool) -> Result<()> {
+    let root = headstart::home::home()?;
+    let cleared = headstart::home::clear(&root, everything)?;
+    if json {
+        println!("{}", serde_json::to_string(&cleared).unwrap_or_default());
+        return Ok(());
+    }
+    if cleared.removed.is_empty() {
+        println!("nothing to remove in {}", root.display());
+    }
+    for part in &cleared.removed {
+        println!(
+            "removed {} ({} files, {})",
+            root.join(&part.name).display(),
+            part.files,
+            megabytes(part.bytes)
+        );
+    }
+    if !cleared.left_alone.is_empty() {
+        println!(
+            "left alone (not headstart's): {}",
+            cleared.left_alone.join(", ")
+        );
     }
     Ok(())
 }

@@ -265,6 +265,49 @@ fn cache_hits_partial_cache_and_augmentation() {
         set.embeddings[set.dim..2 * set.dim],
         "a flipped view differs"
     );
+
+    // `headstart cache` names the configuration and counts its entries; `cache clear` empties the embedding
+    // cache, `--all` also what was fetched, and nothing else in the folder.
+    let home = dir.path().join("home");
+    std::fs::create_dir_all(home.join("models/m")).unwrap();
+    std::fs::rename(dir.path().join("cache"), home.join("embeddings")).unwrap();
+    std::fs::write(home.join("models/m/model.onnx"), b"onnx").unwrap();
+    std::fs::write(home.join("mine.txt"), b"keep me").unwrap();
+    let cache_command = |args: &[&str]| {
+        let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
+            .arg("cache")
+            .args(args)
+            .env("HEADSTART_HOME", &home)
+            .output()
+            .unwrap();
+        assert!(output.status.success(), "{output:?}");
+        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+    };
+    let shown = cache_command(&["--json"]);
+    let configurations = shown["embeddings"].as_array().unwrap();
+    assert_eq!(configurations.len(), 1);
+    assert_eq!(configurations[0]["entries"], 12);
+    let described = configurations[0]["description"].as_str().unwrap();
+    assert!(
+        described.starts_with("efficientnet-lite0, features, images 224x224"),
+        "{described}"
+    );
+    let parts: Vec<&str> = shown["parts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(parts, ["embeddings", "models"]);
+
+    let cleared = cache_command(&["clear", "--json"]);
+    assert_eq!(cleared["removed"][0]["name"], "embeddings");
+    assert!(!home.join("embeddings").exists() && home.join("models").exists());
+    let cleared = cache_command(&["clear", "--all", "--json"]);
+    assert_eq!(cleared["removed"][0]["name"], "models");
+    assert_eq!(cleared["left_alone"], serde_json::json!(["mine.txt"]));
+    assert!(!home.join("models").exists());
+    assert_eq!(std::fs::read(home.join("mine.txt")).unwrap(), b"keep me");
 }
 
 /// Embeddings equal those of an independent Python path (Pillow + onnxruntime: `benches/reference_embed.py vectors`).
