@@ -1,0 +1,61 @@
+//! A customer-question router from a few labelled questions, with the library alone: embed a table with the
+//! default text backbone, train a logistic head, save the bundle, and route new questions.
+//!
+//! cargo run --example route_questions -- examples/data/questions.csv "Where is my parcel?" "I was charged twice"
+//!
+//! The table needs a `text` and a `label` column (CSV, TSV or JSON lines).
+
+use headstart::backbone::BackboneOptions;
+use headstart::classifier::{Classifier, predictions};
+use headstart::embed::EmbedOptions;
+use headstart::head::TrainParams;
+use headstart::workflow::{self, TextOptions};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let table = args
+        .next()
+        .ok_or("usage: route_questions TABLE.csv QUESTION...")?;
+    let questions: Vec<String> = args.collect();
+
+    // Embeddings go through the cache, so a second run embeds nothing.
+    let (set, _) = workflow::embeddings_for(
+        table.as_ref(),
+        None,
+        &BackboneOptions::default(),
+        &TextOptions::default(),
+        &EmbedOptions::default(),
+        &mut |_, _| {},
+    )?;
+    let trained = workflow::train_bundle(&set, None, &TrainParams::default())?;
+    for warning in &trained.report.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!(
+        "{} questions, {} classes; cross-validated accuracy {:.3} at C = {}",
+        trained.report.samples,
+        set.class_names.len(),
+        trained.report.cv_accuracy,
+        trained.report.chosen_c.unwrap_or_default()
+    );
+    let bundle = std::env::temp_dir().join("route_questions.hs");
+    trained.bundle.save(&bundle)?;
+
+    // What a service would do at start-up: load the bundle (and its backbone) once, then answer.
+    let mut router = Classifier::load(&bundle, &Default::default(), None)?;
+    let texts: Vec<&str> = questions.iter().map(String::as_str).collect();
+    let probabilities = router.predict_texts(&texts)?;
+    for (question, answer) in texts.iter().zip(predictions(
+        probabilities.view(),
+        router.class_names(),
+        1,
+        0.5,
+    )) {
+        println!(
+            "{:<10} {:>4.0}%  {question}",
+            answer.label.as_deref().unwrap_or("unknown"),
+            answer.top[0].1 * 100.0
+        );
+    }
+    Ok(())
+}
