@@ -89,7 +89,8 @@ enum Command {
 enum CacheCommand {
     /// Remove the embedding cache (embeddings are recomputed on the next run)
     Clear {
-        /// Also remove fetched models, datasets, ONNX Runtime and pip packages (fetched again when needed)
+        /// Also remove what was fetched: the folders models, datasets, runtime, samples and python… (fetched
+        /// again when needed); anything else there is left alone
         #[arg(long)]
         all: bool,
     },
