@@ -3,8 +3,14 @@
 
 use std::io::{Seek, Write};
 use std::path::Path;
+use std::time::{Duration, SystemTime};
 
 use crate::error::{Error, Result};
+
+const PARTIAL_PREFIX: &str = ".headstart-";
+const PARTIAL_SUFFIX: &str = ".partial";
+/// A temporary file untouched for this long belongs to a run that was killed: a live write keeps its mtime fresh.
+const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 
 /// A destination that can also seek: a zip writer goes back to finish its headers, so an `.npz` streams
 /// straight into the file instead of being assembled in memory first.
@@ -21,8 +27,9 @@ pub fn write_atomic(
         _ => Path::new("."),
     };
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    remove_abandoned_partials(dir);
     let mut builder = tempfile::Builder::new();
-    builder.prefix(".headstart-").suffix(".partial");
+    builder.prefix(PARTIAL_PREFIX).suffix(PARTIAL_SUFFIX);
     // A new file gets the mode `File::create` would give it (tempfile's own 0600 would hide outputs from the
     // user's group); a replaced file keeps its mode.
     #[cfg(unix)]
@@ -45,6 +52,32 @@ pub fn write_atomic(
         let _ = directory.sync_all();
     }
     Ok(())
+}
+
+/// Removes temporary files that killed runs left in `dir` (a killed process cannot remove its own). Best effort:
+/// a file that cannot be removed is left for the next run.
+fn remove_abandoned_partials(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    let now = SystemTime::now();
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if !(name.starts_with(PARTIAL_PREFIX) && name.ends_with(PARTIAL_SUFFIX)) {
+            continue;
+        }
+        let abandoned = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .is_ok_and(|modified| {
+                now.duration_since(modified)
+                    .is_ok_and(|age| age > ABANDONED_AFTER)
+            });
+        if abandoned && entry.file_type().is_ok_and(|t| t.is_file()) {
+            let _ = std::fs::remove_file(entry.path());
+        }
+    }
 }
 
 #[cfg(test)]
@@ -78,5 +111,27 @@ mod tests {
             std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
             0o640
         );
+    }
+
+    #[test]
+    fn partials_of_killed_runs_are_removed_once_old() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = |name: &str, age: Duration| {
+            let path = dir.path().join(name);
+            let file = std::fs::File::create(&path).unwrap();
+            file.set_modified(SystemTime::now() - age).unwrap();
+            path
+        };
+        let abandoned = partial(".headstart-killed.partial", Duration::from_secs(2 * 3600));
+        let in_progress = partial(".headstart-writing.partial", Duration::from_secs(60));
+        let not_ours = partial(".other-killed.partial", Duration::from_secs(2 * 3600));
+        let path = dir.path().join("out.bin");
+        write_atomic(&path, |w| {
+            w.write_all(b"new").map_err(|e| Error::io(&path, e))
+        })
+        .unwrap();
+        assert!(!abandoned.exists());
+        assert!(in_progress.exists() && not_ours.exists());
+        assert_eq!(std::fs::read(&path).unwrap(), b"new");
     }
 }
