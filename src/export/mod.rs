@@ -2,10 +2,10 @@
 //! is kept byte for byte (see [`crate::onnx::splice`]); pooling, normalisation, the scaler, the head and the
 //! softmax are appended as ONNX nodes, and class names, preprocessing and headstart's version go into the
 //! model's metadata. `--raw-input` also builds the image preprocessing into the graph (8-bit RGB pixels in,
-//! resized exactly as headstart resizes, see [`resample`]); `--head-only` writes the head alone: embedding in,
+//! resized exactly as headstart resizes, see `resample.rs`); `--head-only` writes the head alone: embedding in,
 //! probabilities out.
 //!
-//! Outputs of every variant: `probabilities` (float [N, K]) and `class_index` (int64 [N]).
+//! Outputs of every variant: `probabilities` (float `[N, K]`) and `class_index` (int64 `[N]`).
 
 mod resample;
 
