@@ -17,7 +17,7 @@ const PALETTE: [&str; 10] = [
     "#bcbd22", "#17becf",
 ];
 /// Mistakes shown at most, most confident first.
-const MAX_THUMBNAILS: usize = 60;
+const MAX_MISTAKES_SHOWN: usize = 60;
 /// Characters of a misclassified text shown; the rest is cut with an ellipsis.
 const MAX_TEXT_CHARS: usize = 400;
 
@@ -81,7 +81,7 @@ fn render(r: &ReportInput) -> String {
     html += "</table>";
     html += &confusion_heatmap(m, r.class_names);
     html += &scatter(r);
-    html += &thumbnails(r);
+    html += &misclassified(r);
     html += "</body></html>\n";
     html
 }
@@ -178,7 +178,7 @@ fn scatter(r: &ReportInput) -> String {
     svg + "</p>"
 }
 
-fn thumbnails(r: &ReportInput) -> String {
+fn misclassified(r: &ReportInput) -> String {
     let mut mistakes: Vec<(usize, usize, f32)> = r
         .probabilities
         .rows()
@@ -194,7 +194,7 @@ fn thumbnails(r: &ReportInput) -> String {
         "<h2>Misclassified ({})</h2><div class=\"thumbs\" id=\"misclassified\">",
         mistakes.len()
     );
-    for &(i, predicted, confidence) in mistakes.iter().take(MAX_THUMBNAILS) {
+    for &(i, predicted, confidence) in mistakes.iter().take(MAX_MISTAKES_SHOWN) {
         let (class, sample) = match &r.samples {
             Samples::Texts(texts) => ("text", excerpt(texts.get(i).map_or("", String::as_str))),
             Samples::Images(root) => {
