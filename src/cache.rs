@@ -15,6 +15,7 @@ use crate::backbone::BackboneIdentity;
 use crate::embed::InputSpec;
 use crate::error::{Error, Result};
 use crate::fetch::hex;
+use crate::home::read_dir_if_present;
 use crate::preprocess::ImagePreprocess;
 
 const MAGIC: &[u8; 4] = b"HSE1";
@@ -139,10 +140,8 @@ pub struct ConfigurationUsage {
 /// What the embedding cache under `root` holds, one row per backbone configuration, largest first.
 pub fn usage(root: &Path) -> Result<Vec<ConfigurationUsage>> {
     let mut rows = Vec::new();
-    let folders = match std::fs::read_dir(root) {
-        Ok(folders) => folders,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(rows),
-        Err(e) => return Err(Error::io(root, e)),
+    let Some(folders) = read_dir_if_present(root)? else {
+        return Ok(rows);
     };
     for folder in folders {
         let folder = folder.map_err(|e| Error::io(root, e))?.path();

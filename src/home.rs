@@ -44,13 +44,20 @@ pub struct PartUsage {
     pub bytes: u64,
 }
 
+/// The entries of `dir`, or none when it does not exist yet (a cache not filled so far).
+pub(crate) fn read_dir_if_present(dir: &Path) -> Result<Option<std::fs::ReadDir>> {
+    match std::fs::read_dir(dir) {
+        Ok(entries) => Ok(Some(entries)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(Error::io(dir, e)),
+    }
+}
+
 /// Every folder under `root` with its size, in name order (nothing when `root` does not exist yet).
 pub fn usage(root: &Path) -> Result<Vec<PartUsage>> {
     let mut parts = Vec::new();
-    let entries = match std::fs::read_dir(root) {
-        Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(parts),
-        Err(e) => return Err(Error::io(root, e)),
+    let Some(entries) = read_dir_if_present(root)? else {
+        return Ok(parts);
     };
     for entry in entries {
         let entry = entry.map_err(|e| Error::io(root, e))?;
