@@ -10,8 +10,9 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone};
-use headstart::embed::{EmbedOptions, embed_dataset};
-use headstart::{dataset, datasets, decode, zoo};
+use headstart::data::{decode, files as dataset};
+use headstart::embeddings::{EmbedOptions, embed_images};
+use headstart::{datasets, zoo};
 
 mod common;
 
@@ -66,7 +67,7 @@ fn main() {
         use_cache: false,
         ..options.clone()
     };
-    embed_dataset(&data, &mut pipeline, &options, &mut |_, _| {}).expect("fills the cache");
+    embed_images(&data, &mut pipeline, &options, &mut |_, _| {}).expect("fills the cache");
 
     // The machine is noisy: the paths take turns, ROUNDS times, and each reports its median.
     let (mut pure, mut end_to_end, mut python, mut cached) =
@@ -79,10 +80,10 @@ fn main() {
         }
         pure.push((n.div_ceil(BATCH) * BATCH) as f64 / started.elapsed().as_secs_f64());
         let (_, summary) =
-            embed_dataset(&data, &mut pipeline, &cold, &mut |_, _| {}).expect("embed");
+            embed_images(&data, &mut pipeline, &cold, &mut |_, _| {}).expect("embed");
         end_to_end.push(summary.per_second);
         let (_, summary) =
-            embed_dataset(&data, &mut pipeline, &options, &mut |_, _| {}).expect("cached embed");
+            embed_images(&data, &mut pipeline, &options, &mut |_, _| {}).expect("cached embed");
         assert_eq!(summary.computed, 0);
         cached.push(summary.per_second);
         match python_reference(&model, images.path()) {

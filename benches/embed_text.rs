@@ -10,9 +10,9 @@
 use std::time::Instant;
 
 use headstart::backbone::{BackboneRef, TextBackbone};
-use headstart::embed::EmbedOptions;
-use headstart::textdata::{self, Columns};
-use headstart::textembed::embed_texts;
+use headstart::data::texts::{self, TextOptions};
+use headstart::embeddings::EmbedOptions;
+use headstart::embeddings::embed_texts;
 use headstart::zoo;
 
 mod common;
@@ -26,7 +26,7 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(2000);
     let table = headstart::datasets::vader_movies().expect("VADER fetch");
-    let mut data = textdata::load(&table, &Columns::default()).expect("VADER table");
+    let mut data = texts::load_table(&table, &TextOptions::default()).expect("VADER table");
     data.items.truncate(count);
     let n = data.items.len();
     let texts: Vec<&str> = data.items.iter().map(|i| i.text.as_str()).collect();

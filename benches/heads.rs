@@ -9,12 +9,12 @@ use std::path::Path;
 use std::time::Instant;
 
 use headstart::backbone::{BackboneOptions, BackboneRef};
-use headstart::embed::EmbedOptions;
+use headstart::embeddings::EmbedOptions;
+use headstart::embeddings::npz::{NpyArray, write_npz};
 use headstart::head::train::{SplitMix64, stratified_folds};
 use headstart::head::{TrainParams, train};
 use headstart::metrics::argmax;
-use headstart::npz::{NpyArray, write_npz};
-use headstart::{datasets, demo, workflow, zoo};
+use headstart::{datasets, workflow, zoo};
 use ndarray::{Array2, Axis};
 
 mod common;
@@ -59,22 +59,22 @@ fn main() {
 /// The demo's ELPV embeddings (through the cache) and its held-out split.
 fn elpv() -> Case {
     let folder = datasets::elpv_by_defect().expect("fetches ELPV");
-    let reference = BackboneRef::Zoo(zoo::default_for(zoo::Modality::Image).name);
+    let reference = BackboneRef::Zoo(zoo::default_for(headstart::Modality::Image).name);
+    let data = headstart::Data::open(&folder, &Default::default()).expect("lists ELPV");
     let (set, _) = workflow::embeddings_for(
-        &folder,
+        &data,
         Some(&reference),
         &BackboneOptions::default(),
-        &Default::default(),
         &EmbedOptions::default(),
         &mut |_, _| {},
     )
     .expect("embeds ELPV");
     let (train_rows, test_rows) =
-        workflow::stratified_split(&set, demo::ELPV_TEST_FRACTION, demo::ELPV_SEED)
+        workflow::stratified_split(&set, datasets::ELPV_TEST_FRACTION, datasets::ELPV_SEED)
             .expect("splits ELPV");
     let matrix = set.matrix();
-    let labels =
-        |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| set.labels[i] as usize).collect() };
+    let all = set.labels.as_deref().expect("ELPV is labelled");
+    let labels = |rows: &[usize]| -> Vec<usize> { rows.iter().map(|&i| all[i]).collect() };
     Case {
         name: "ELPV, K = 2".into(),
         x_train: matrix.select(Axis(0), &train_rows),

@@ -5,7 +5,7 @@
 //! (Make model.hs with `headstart train FOLDER -o model.hs`.)
 
 use headstart::classifier::{Classifier, predictions};
-use headstart::decode::open_image;
+use headstart::data::decode::open_image;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -3,11 +3,11 @@
 //! cargo run --example embed_image -- path/to/photo.jpg
 
 use headstart::backbone::{BackboneRef, ImageBackbone};
-use headstart::zoo::{self, Modality};
+use headstart::{Modality, zoo};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let path = std::env::args().nth(1).ok_or("usage: embed_image IMAGE")?;
-    let image = headstart::decode::open_image(path.as_ref())?;
+    let image = headstart::data::decode::open_image(path.as_ref())?;
     let default = BackboneRef::Zoo(zoo::default_for(Modality::Image).name);
     let mut backbone = ImageBackbone::open(&default, &Default::default())?;
     let embedding = backbone.embed(&[image])?;

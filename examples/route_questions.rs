@@ -5,11 +5,8 @@
 //!
 //! The table needs a `text` and a `label` column (CSV, TSV or JSON lines).
 
-use headstart::backbone::BackboneOptions;
-use headstart::classifier::{Classifier, predictions};
-use headstart::embed::EmbedOptions;
-use headstart::head::TrainParams;
-use headstart::workflow::{self, TextOptions};
+use headstart::classifier::predictions;
+use headstart::prelude::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -19,11 +16,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let questions: Vec<String> = args.collect();
 
     // Embeddings go through the cache, so a second run embeds nothing.
+    let data = Data::open(table.as_ref(), &TextOptions::default())?;
     let (set, _) = workflow::embeddings_for(
-        table.as_ref(),
+        &data,
         None,
         &BackboneOptions::default(),
-        &TextOptions::default(),
         &EmbedOptions::default(),
         &mut |_, _| {},
     )?;

@@ -17,17 +17,42 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 pub trait WriteSeek: Write + Seek {}
 impl<T: Write + Seek> WriteSeek for T {}
 
-/// Writes `path` atomically; `fill` writes the contents. Parent directories are created.
+/// Writes `path` atomically; `fill` writes the contents. Parent directories are created, and the file is on
+/// disk (synced) before it replaces the old one.
 pub fn write_atomic(
     path: &Path,
     fill: impl FnOnce(&mut dyn WriteSeek) -> Result<()>,
 ) -> Result<()> {
-    let dir = match path.parent() {
-        Some(dir) if !dir.as_os_str().is_empty() => dir,
-        _ => Path::new("."),
-    };
+    let dir = parent(path);
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     remove_abandoned_partials(dir);
+    write_through_partial(path, dir, true, fill)
+}
+
+/// [`write_atomic`] for the many small files of a cache: not synced (a torn entry must be detectable by its
+/// reader), and the folder is not swept for killed runs' leftovers on every write (the cache does it on open).
+pub(crate) fn write_atomic_unsynced(
+    path: &Path,
+    fill: impl FnOnce(&mut dyn WriteSeek) -> Result<()>,
+) -> Result<()> {
+    let dir = parent(path);
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    write_through_partial(path, dir, false, fill)
+}
+
+fn parent(path: &Path) -> &Path {
+    match path.parent() {
+        Some(dir) if !dir.as_os_str().is_empty() => dir,
+        _ => Path::new("."),
+    }
+}
+
+fn write_through_partial(
+    path: &Path,
+    dir: &Path,
+    sync: bool,
+    fill: impl FnOnce(&mut dyn WriteSeek) -> Result<()>,
+) -> Result<()> {
     let mut builder = tempfile::Builder::new();
     builder.prefix(PARTIAL_PREFIX).suffix(PARTIAL_SUFFIX);
     // A new file gets the mode `File::create` would give it (tempfile's own 0600 would hide outputs from the
@@ -45,10 +70,12 @@ pub fn write_atomic(
         fill(&mut writer)?;
         writer.flush().map_err(|e| Error::io(path, e))?;
     }
-    temp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    if sync {
+        temp.as_file().sync_all().map_err(|e| Error::io(path, e))?;
+    }
     temp.persist(path).map_err(|e| Error::io(path, e.error))?;
     // The rename itself survives a power cut only once the directory is synced; not every platform can.
-    if let Ok(directory) = std::fs::File::open(dir) {
+    if sync && let Ok(directory) = std::fs::File::open(dir) {
         let _ = directory.sync_all();
     }
     Ok(())
@@ -56,7 +83,7 @@ pub fn write_atomic(
 
 /// Removes temporary files that killed runs left in `dir` (a killed process cannot remove its own). Best effort:
 /// a file that cannot be removed is left for the next run.
-fn remove_abandoned_partials(dir: &Path) {
+pub(crate) fn remove_abandoned_partials(dir: &Path) {
     let Ok(entries) = std::fs::read_dir(dir) else {
         return;
     };

@@ -7,12 +7,10 @@ use std::path::Path;
 use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::BackboneIdentity;
-use crate::backbone::text::TextInput;
+use crate::backbone::{BackboneIdentity, InputSpec};
+use crate::embeddings::npz::{NpyArray, NpyData, read_npz_from, write_npz};
 use crate::error::{Error, Result};
 use crate::head::{ClassWeight, Head, HeadKind, Scaler};
-use crate::npz::{NpyArray, NpyData, read_npz_from, write_npz};
-use crate::preprocess::ImagePreprocess;
 
 /// Bumped when a bundle written now could not be read by an older headstart.
 pub const FORMAT_VERSION: u32 = 1;
@@ -32,13 +30,56 @@ pub struct BundleInfo {
     /// What the user named the backbone (a zoo name or a path), to open it again.
     pub backbone_source: String,
     pub backbone: BackboneIdentity,
-    /// Image preprocessing; `None` for text backbones.
-    pub preprocess: Option<ImagePreprocess>,
-    /// Tokenizer and maximum length; `None` for image backbones. (Older headstarts, which ignore it, refuse
-    /// such a bundle for lack of `preprocess`.)
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub text: Option<TextInput>,
+    /// How inputs became the backbone's tensors, kept in the file as the `preprocess` and `text` fields of
+    /// format 1.
+    #[serde(flatten, with = "input_fields")]
+    pub input: InputSpec,
     pub training: TrainingInfo,
+}
+
+/// [`InputSpec`] as bundle format 1 stores it: `preprocess` (null for texts) and `text` (absent for images).
+/// Older headstarts, which do not know `text`, refuse a text bundle for its null `preprocess`.
+mod input_fields {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer, de::Error};
+
+    use crate::backbone::{InputSpec, TextInput};
+    use crate::preprocess::ImagePreprocess;
+
+    #[derive(Serialize, Deserialize)]
+    struct Fields {
+        preprocess: Option<ImagePreprocess>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        text: Option<TextInput>,
+    }
+
+    pub fn serialize<S: Serializer>(input: &InputSpec, serializer: S) -> Result<S::Ok, S::Error> {
+        let fields = match input {
+            InputSpec::Image(preprocess) => Fields {
+                preprocess: Some(preprocess.clone()),
+                text: None,
+            },
+            InputSpec::Text(text) => Fields {
+                preprocess: None,
+                text: Some(text.clone()),
+            },
+        };
+        fields.serialize(serializer)
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<InputSpec, D::Error> {
+        match Fields::deserialize(deserializer)? {
+            Fields {
+                preprocess: Some(preprocess),
+                ..
+            } => Ok(InputSpec::Image(preprocess)),
+            Fields {
+                text: Some(text), ..
+            } => Ok(InputSpec::Text(text)),
+            _ => Err(D::Error::custom(
+                "it says neither how images are preprocessed nor how texts are tokenized",
+            )),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -122,9 +163,11 @@ impl Bundle {
             .and_then(|v| v.get("format_version").and_then(serde_json::Value::as_u64))
             .ok_or_else(|| bad("not a headstart bundle (unreadable metadata)".into()))?;
         if version > FORMAT_VERSION as u64 {
-            return Err(bad(format!(
-                "written by a newer headstart (bundle format {version}; this one reads up to {FORMAT_VERSION}): upgrade headstart"
-            )));
+            return Err(Error::BundleVersion {
+                path: origin.to_path_buf(),
+                found: version,
+                supported: FORMAT_VERSION,
+            });
         }
         let info: BundleInfo =
             serde_json::from_str(json).map_err(|e| bad(format!("damaged bundle metadata: {e}")))?;
@@ -269,8 +312,7 @@ mod tests {
                 pooling: Default::default(),
                 normalize: false,
             },
-            preprocess: Some(ImagePreprocess::default()),
-            text: None,
+            input: InputSpec::Image(Default::default()),
             training: TrainingInfo {
                 head,
                 chosen_c: Some(0.1),

@@ -7,7 +7,7 @@
 //! # fn main() -> headstart::Result<()> {
 //! let mut classifier = Classifier::load("model.hs".as_ref(), &Default::default(), None)?;
 //! let probabilities = classifier.predict_path("cell.png".as_ref())?;
-//! let image = headstart::decode::open_image("other.png".as_ref())?;
+//! let image = headstart::data::decode::open_image("other.png".as_ref())?;
 //! let batch = classifier.predict_images(&[image])?;
 //! let answers = predictions(batch.view(), classifier.class_names(), 3, 0.5);
 //! println!("{probabilities:?} {:?}", answers[0].label);
@@ -27,40 +27,28 @@
 //! # }
 //! ```
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
 use ndarray::{Array2, ArrayView2};
 use serde::Serialize;
 
 use crate::backbone::{
-    BackboneIdentity, BackboneOptions, BackboneRef, ImageBackbone, TextBackbone,
+    Backbone, BackboneIdentity, BackboneOptions, BackboneRef, InputSpec, ModelFile,
+    check_same_backbone, check_same_input,
 };
 use crate::bundle::Bundle;
-use crate::dataset::Dataset;
-use crate::decode::open_image;
-use crate::embed::{self, EmbedOptions, EmbedSummary, EmbeddedSet};
+use crate::data::Data;
+use crate::data::decode::open_image;
+use crate::embeddings::{self, EmbedOptions, EmbedSummary, EmbeddedSet};
 use crate::error::{Error, Result};
+use crate::modality::Modality;
 use crate::preprocess::{ImagePreprocess, PreprocessOverrides};
 use crate::runtime::RuntimeOptions;
-use crate::textdata::TextDataset;
-use crate::textembed::embed_texts;
-use crate::zoo;
 
 pub struct Classifier {
     pub bundle: Bundle,
     backbone: Backbone,
-}
-
-pub(crate) enum BackboneView<'a> {
-    Image(&'a ImageBackbone),
-    Text(&'a TextBackbone),
-}
-
-/// Boxed: both are large (preprocessing tables, a tokenizer).
-enum Backbone {
-    Image(Box<ImageBackbone>),
-    Text(Box<TextBackbone>),
 }
 
 /// One input's answer.
@@ -85,15 +73,17 @@ impl Classifier {
         let reference = backbone
             .cloned()
             .unwrap_or_else(|| BackboneRef::parse(&info.backbone_source));
+        let file = ModelFile::read(&reference).map_err(|e| match e {
+            Error::ModelNotFound { .. } if backbone.is_none() => Error::BundleBackboneNotFound {
+                bundle: path.to_path_buf(),
+                backbone: info.backbone_source.clone(),
+            },
+            other => other,
+        })?;
         // Check the model file before opening it with the bundle's output and layer names.
-        let given_sha256 = match &reference {
-            BackboneRef::Zoo(name) => zoo::find(name)?.onnx.sha256().to_string(),
-            BackboneRef::File(file) if file.is_file() => crate::fetch::sha256_file(file)?,
-            BackboneRef::File(_) => info.backbone.sha256.clone(),
-        };
-        if given_sha256 != info.backbone.sha256 {
+        if file.sha256 != info.backbone.sha256 {
             let given = BackboneIdentity {
-                sha256: given_sha256,
+                sha256: file.sha256.clone(),
                 ..info.backbone.clone()
             };
             check_same_backbone(&info.backbone, &given, &reference)?;
@@ -106,116 +96,69 @@ impl Classifier {
             normalize: Some(info.backbone.normalize),
             ..Default::default()
         };
-        let missing = |e: Error| match e {
-            Error::Model { message, .. } if message == "no such file" => Error::Config(format!(
-                "{}: the bundle's backbone {} is not there; pass --backbone PATH",
-                path.display(),
-                info.backbone_source
-            )),
-            other => other,
-        };
-        let opened = match (&info.preprocess, &info.text) {
-            (Some(preprocess), _) => {
-                options.preprocess = overrides(preprocess);
-                let opened = ImageBackbone::open(&reference, &options).map_err(missing)?;
-                check_same_backbone(&info.backbone, opened.identity(), &reference)?;
-                Backbone::Image(Box::new(opened))
+        match &info.input {
+            InputSpec::Image(preprocess) => options.preprocess = overrides(preprocess),
+            InputSpec::Text(text) => {
+                options.tokenizer = text.tokenizer_source.as_ref().map(PathBuf::from)
             }
-            (None, Some(text)) => {
-                let tokenizer = text.tokenizer_source.as_deref().map(Path::new);
-                let opened =
-                    TextBackbone::open(&reference, tokenizer, &options).map_err(missing)?;
-                check_same_backbone(&info.backbone, opened.identity(), &reference)?;
-                if opened.input().tokenizer_sha256 != text.tokenizer_sha256 {
-                    return Err(Error::Config(format!(
-                        "{}: the tokenizer differs from the one the bundle was trained with",
-                        path.display()
-                    )));
-                }
-                Backbone::Text(Box::new(opened))
-            }
-            (None, None) => {
-                return Err(Error::input(
-                    path,
-                    "damaged bundle: it says neither how images are preprocessed nor how texts are tokenized",
-                ));
-            }
-        };
+        }
+        let opened = Backbone::from_file(file, info.input.modality(), &options)?;
+        check_same_backbone(&info.backbone, opened.identity(), &reference)?;
+        check_same_input(&info.input, &opened.input_spec())?;
         Ok(Classifier {
             bundle,
             backbone: opened,
         })
     }
 
-    /// The opened backbone, for export.
-    pub(crate) fn backbone_view(&self) -> BackboneView<'_> {
-        match &self.backbone {
-            Backbone::Image(b) => BackboneView::Image(b),
-            Backbone::Text(b) => BackboneView::Text(b),
-        }
+    /// The opened backbone (for export).
+    pub fn backbone(&self) -> &Backbone {
+        &self.backbone
     }
 
-    /// Whether the bundle classifies texts (else images).
-    pub fn takes_text(&self) -> bool {
-        matches!(self.backbone, Backbone::Text(_))
+    /// What the bundle classifies: images or texts.
+    pub fn modality(&self) -> Modality {
+        self.backbone.modality()
     }
 
-    /// Embeds a dataset with the bundle's backbone (parallel decode, cache, skips), ready for
+    /// Embeds data with the bundle's backbone (through the cache, with skips), ready for
     /// [`Self::predict_embeddings`] or evaluation.
-    pub fn embed_dataset(
+    pub fn embed(
         &mut self,
-        data: &Dataset,
+        data: &Data,
         options: &EmbedOptions,
         progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<(EmbeddedSet, EmbedSummary)> {
-        embed::embed_dataset(data, self.image_backbone()?, options, progress)
-    }
-
-    /// Embeds texts with the bundle's text backbone (length-bucketed batches, cache).
-    pub fn embed_texts(
-        &mut self,
-        data: &TextDataset,
-        options: &EmbedOptions,
-        progress: &mut dyn FnMut(usize, usize),
-    ) -> Result<(EmbeddedSet, EmbedSummary)> {
-        match &mut self.backbone {
-            Backbone::Text(backbone) => embed_texts(data, backbone, options, progress),
-            Backbone::Image(_) => Err(Error::Config(
-                "this bundle classifies images; give it image files or folders".into(),
-            )),
-        }
-    }
-
-    /// Class probabilities, [N, K], for texts.
-    pub fn predict_texts(&mut self, texts: &[&str]) -> Result<Array2<f32>> {
-        let embeddings = match &mut self.backbone {
-            Backbone::Text(backbone) => backbone.embed(texts)?,
-            Backbone::Image(_) => {
-                return Err(Error::Config(
-                    "this bundle classifies images, not texts".into(),
-                ));
-            }
-        };
-        self.predict_embeddings(embeddings.view())
-    }
-
-    fn image_backbone(&mut self) -> Result<&mut ImageBackbone> {
-        match &mut self.backbone {
-            Backbone::Image(backbone) => Ok(backbone),
-            Backbone::Text(_) => Err(Error::Config(
-                "this bundle classifies texts; give it texts".into(),
-            )),
-        }
+    ) -> Result<(EmbeddedSet, Option<EmbedSummary>)> {
+        embeddings::embed(data, &mut self.backbone, options, progress)
     }
 
     pub fn class_names(&self) -> &[String] {
         &self.bundle.info.class_names
     }
 
+    /// Class probabilities, [N, K], for texts.
+    pub fn predict_texts(&mut self, texts: &[&str]) -> Result<Array2<f32>> {
+        let embeddings = match &mut self.backbone {
+            Backbone::Text(backbone) => backbone.embed(texts)?,
+            Backbone::Image(_) => return Err(self.wrong_modality(Modality::Text)),
+        };
+        self.predict_embeddings(embeddings.view())
+    }
+
     /// Class probabilities, [N, K], for decoded images.
     pub fn predict_images(&mut self, images: &[DynamicImage]) -> Result<Array2<f32>> {
-        let embeddings = self.image_backbone()?.embed(images)?;
+        let embeddings = match &mut self.backbone {
+            Backbone::Image(backbone) => backbone.embed(images)?,
+            Backbone::Text(_) => return Err(self.wrong_modality(Modality::Image)),
+        };
         self.predict_embeddings(embeddings.view())
+    }
+
+    fn wrong_modality(&self, given: Modality) -> Error {
+        Error::InputMismatch {
+            trained: self.modality(),
+            given,
+        }
     }
 
     /// Class probabilities of one image.
@@ -258,38 +201,6 @@ fn overrides(p: &ImagePreprocess) -> PreprocessOverrides {
         layout: Some(p.layout),
         colour: Some(p.colour),
     }
-}
-
-/// A head only means something on the features it was trained on.
-pub fn check_same_backbone(
-    trained: &BackboneIdentity,
-    given: &BackboneIdentity,
-    reference: &dyn std::fmt::Display,
-) -> Result<()> {
-    if trained.sha256 != given.sha256 {
-        return Err(Error::Config(format!(
-            "this bundle was trained on backbone {} (sha256 {}…) but {reference} has sha256 {}…: use the same backbone",
-            trained.name,
-            &trained.sha256[..12.min(trained.sha256.len())],
-            &given.sha256[..12.min(given.sha256.len())]
-        )));
-    }
-    // The name comes from wherever the file was found; the content and the feature settings are what count.
-    let settings =
-        |i: &BackboneIdentity| (i.output.clone(), i.layer.clone(), i.pooling, i.normalize);
-    if settings(trained) != settings(given) {
-        return Err(Error::Config(format!(
-            "this bundle was trained on {} output '{}' layer {:?} pooling {:?}, not on output '{}' layer {:?} pooling {:?}",
-            trained.name,
-            trained.output,
-            trained.layer,
-            trained.pooling,
-            given.output,
-            given.layer,
-            given.pooling
-        )));
-    }
-    Ok(())
 }
 
 /// Top-`k` answers per row, with `unknown` below `min_confidence`.

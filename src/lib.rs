@@ -1,38 +1,70 @@
 //! headstart: transfer learning without backprop. A frozen, pretrained ONNX backbone turns images or texts
 //! into embeddings; a small classifier learns the user's classes from them.
 //!
-//! The modules follow the data path: [`dataset`] (files) → [`decode`] → [`preprocess`] → [`backbone`]
-//! (ONNX Runtime session, [`pooling`]) → [`embed`] (batched pipeline, [`cache`], [`npz`] output) → [`head`]
-//! (training, [`metrics`]) → [`bundle`] → [`classifier`] (prediction). [`workflow`] strings them together. [`runtime`] finds and loads ONNX Runtime, [`zoo`] and [`fetch`] provide verified backbones
-//! from package registries, [`onnx`] reads and edits ONNX files.
+//! The modules follow the data path: [`data`] (files → images, texts; [`Data::open`] tells which) →
+//! [`preprocess`] and [`augment`] → [`backbone`] (the ONNX Runtime session, [`pooling`]) → [`embeddings`]
+//! (pipelines, cache, `.npz`) → [`head`] (training, [`metrics`]) → [`bundle`] → [`classifier`] (prediction)
+//! → [`export`]. [`workflow`] strings them together for the command line and for library users alike.
+//! [`runtime`] finds and loads ONNX Runtime; [`zoo`] and [`fetch`] provide verified backbones from package
+//! registries; [`onnx`] reads and edits ONNX files.
+//!
+//! ```no_run
+//! use headstart::prelude::*;
+//!
+//! # fn main() -> headstart::Result<()> {
+//! let data = Data::open("photos/".as_ref(), &TextOptions::default())?;
+//! let (set, _) = workflow::embeddings_for(&data, None, &BackboneOptions::default(),
+//!     &EmbedOptions::default(), &mut |_, _| {})?;
+//! let trained = workflow::train_bundle(&set, None, &TrainParams::default())?;
+//! trained.bundle.save("photos.hs".as_ref())?;
+//! # Ok(())
+//! # }
+//! ```
 
 pub mod atomic;
+pub mod augment;
 pub mod backbone;
 pub mod bundle;
-pub mod cache;
 pub mod classifier;
-pub mod dataset;
+pub mod data;
 pub mod datasets;
-pub mod decode;
-pub mod demo;
-pub mod embed;
+pub mod embeddings;
 pub mod error;
 pub mod export;
 pub mod fetch;
+pub mod hash;
 pub mod head;
 pub mod home;
 pub mod metrics;
-pub mod npz;
+pub mod modality;
 pub mod onnx;
 pub mod pooling;
 pub mod preprocess;
-pub mod progress;
 pub mod report;
+pub mod rng;
 pub mod runtime;
-pub mod textdata;
-pub mod textembed;
 pub mod workflow;
 pub mod zoo;
 
-pub use backbone::{BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
+pub use backbone::{Backbone, BackboneOptions, BackboneRef, InputSpec};
+pub use bundle::Bundle;
+pub use classifier::{Classifier, Prediction};
+pub use data::{Data, TextOptions};
+pub use embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed};
 pub use error::{Error, Result};
+pub use modality::Modality;
+
+/// What a library user needs for the whole job: open data, embed it, train, save, load, predict.
+pub mod prelude {
+    pub use crate::augment::Augment;
+    pub use crate::backbone::{Backbone, BackboneOptions, BackboneRef};
+    pub use crate::bundle::Bundle;
+    pub use crate::classifier::{Classifier, Prediction};
+    pub use crate::data::{Data, TextOptions};
+    pub use crate::embeddings::{EmbedOptions, EmbeddedSet, embed};
+    pub use crate::error::{Error, Result};
+    pub use crate::head::{HeadKind, TrainParams};
+    pub use crate::modality::Modality;
+    pub use crate::runtime::{Device, RuntimeOptions};
+    pub use crate::workflow;
+}

@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::preprocess::Layout;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "kebab-case")]
 pub enum Pooling {
     /// By rank: 4-D global average, 3-D CLS token for images and masked mean for texts, 2-D as is.

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::atomic::write_atomic;
-use crate::decode::open_image;
+use crate::data::decode::open_image;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, argmax};
 

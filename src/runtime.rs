@@ -18,7 +18,8 @@ pub const PINNED_VERSION: &str = "1.31.1";
 pub const MINIMUM_MINOR: u32 = 22;
 
 /// Where sessions run.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum Device {
     /// CUDA when this build and machine can use it, else CPU (said once).
     #[default]
@@ -54,7 +55,7 @@ pub fn environment(options: &RuntimeOptions) -> Result<Environment> {
         return Ok(environment.clone());
     }
     let library = match &options.library {
-        Some(path) => explicit_library(path, "--ort-lib")?,
+        Some(path) => explicit_library(path, "the runtime options")?,
         None => locate_library()?,
     };
     let builder = ort::init_from(&library).map_err(|e| load_error(&library, e))?;
@@ -69,7 +70,7 @@ pub fn session_builder(options: &RuntimeOptions) -> Result<SessionBuilder> {
     let mut builder = ort::session::Session::builder(&environment)?;
     if let Some(threads) = options.threads {
         if threads == 0 {
-            return Err(Error::Config("--threads must be at least 1".into()));
+            return Err(Error::parameter("threads", "must be at least 1"));
         }
         builder = builder.with_intra_threads(threads)?;
     }
@@ -80,7 +81,7 @@ pub fn session_builder(options: &RuntimeOptions) -> Result<SessionBuilder> {
         Device::Cpu => Ok(builder),
         Device::Cuda => match try_cuda(builder) {
             (builder, Ok(())) => Ok(builder),
-            (_, Err(reason)) => Err(Error::Runtime(format!("--device cuda: {reason}"))),
+            (_, Err(reason)) => Err(Error::Runtime(format!("device cuda: {reason}"))),
         },
         Device::Auto if cfg!(feature = "cuda") => {
             let (builder, outcome) = try_cuda(builder);

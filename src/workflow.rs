@@ -1,68 +1,47 @@
 //! The user's flows, shared by the CLI, the demo and the library: embeddings for a folder, a text table or an
-//! `.npz`, a stratified train / validation split, training into a bundle, and evaluation.
+//! `.npz`, a stratified train / validation split, training into a bundle, evaluation and prediction.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
+use std::time::Instant;
 
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 
-use crate::backbone::{BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
+use crate::backbone::{
+    Backbone, BackboneOptions, BackboneRef, check_same_backbone, check_same_input,
+};
 use crate::bundle::{Bundle, BundleInfo, FORMAT_VERSION, TrainingInfo, utc_now};
-use crate::classifier::check_same_backbone;
-use crate::dataset;
-use crate::embed::{EmbedOptions, EmbedSummary, EmbeddedSet, InputSpec, embed_dataset};
+use crate::classifier::{Classifier, Prediction, predictions};
+use crate::data::Data;
+use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed};
 use crate::error::{Error, Result};
-use crate::fetch::hex;
-use crate::head::train::SplitMix64;
+use crate::hash::hex;
 use crate::head::{HeadKind, TrainParams, TrainReport, train};
 use crate::metrics::{Metrics, evaluate};
-use crate::textdata::{self, Columns};
-use crate::textembed::embed_texts;
-use crate::zoo::{self, Modality};
+use crate::rng::SplitMix64;
+use crate::runtime::RuntimeOptions;
+use crate::zoo;
 
-/// How text data is read and tokenized.
-#[derive(Debug, Clone, Default)]
-pub struct TextOptions {
-    pub columns: Columns,
-    /// A `tokenizer.json` for a text backbone outside the zoo (default: beside the model).
-    pub tokenizer: Option<PathBuf>,
-}
-
-/// Embeddings of `input`: read from an `.npz`, or embedded (through the cache) from a folder of images, a
-/// folder of `.txt` class folders, or a text table. `backbone` defaults to the zoo's default for the data.
+/// Embeddings of `data`: embedded (through the cache) by `backbone`, by default the zoo's default for the
+/// data's modality, or read from an `.npz`.
 pub fn embeddings_for(
-    input: &Path,
+    data: &Data,
     backbone: Option<&BackboneRef>,
     options: &BackboneOptions,
-    text: &TextOptions,
-    embed: &EmbedOptions,
+    embed_options: &EmbedOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(EmbeddedSet, Option<EmbedSummary>)> {
-    let default = |modality| BackboneRef::Zoo(zoo::default_for(modality).name);
-    if textdata::is_text_data(input) {
-        let data = textdata::load(input, &text.columns)?;
-        let reference = backbone.cloned().unwrap_or_else(|| default(Modality::Text));
-        let mut opened = TextBackbone::open(&reference, text.tokenizer.as_deref(), options)?;
-        let (set, summary) = embed_texts(&data, &mut opened, embed, progress)?;
-        Ok((set, Some(summary)))
-    } else if input.is_dir() {
-        let data = dataset::scan(input)?;
-        let mut options = options.clone();
-        options.runtime.intra_op_spinning = Some(false);
-        let reference = backbone
-            .cloned()
-            .unwrap_or_else(|| default(Modality::Image));
-        let mut opened = ImageBackbone::open(&reference, &options)?;
-        let (set, summary) = embed_dataset(&data, &mut opened, embed, progress)?;
-        Ok((set, Some(summary)))
-    } else if input.is_file() {
-        Ok((EmbeddedSet::read_npz(input)?, None))
-    } else {
-        Err(Error::input(
-            input,
-            "no such folder, text table (.csv, .tsv, .jsonl) or .npz file",
-        ))
+    if let Data::Embeddings(path) = data {
+        return Ok((EmbeddedSet::read_npz(path)?, None));
     }
+    let modality = data
+        .modality()
+        .expect("only embeddings files have no modality");
+    let reference = backbone
+        .cloned()
+        .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name));
+    let mut opened = Backbone::open(&reference, modality, options)?;
+    embed(data, &mut opened, embed_options, progress)
 }
 
 /// Splits rows into (train, validation): a stratified, seeded `fraction` of the images goes to validation.
@@ -73,18 +52,20 @@ pub fn stratified_split(
     seed: u64,
 ) -> Result<(Vec<usize>, Vec<usize>)> {
     if !(fraction > 0.0 && fraction < 1.0) {
-        return Err(Error::Config(format!(
-            "--val-split must be between 0 and 1, got {fraction}"
-        )));
+        return Err(Error::parameter(
+            "fraction",
+            format!("must be between 0 and 1, got {fraction}"),
+        ));
     }
+    let labels = labels_of(set)?;
     let originals: Vec<usize> = (0..set.rows()).filter(|&i| !set.augmented[i]).collect();
     let mut rng = SplitMix64(seed);
     let mut held_out = std::collections::HashSet::new();
-    for class in 0..set.class_names.len() as i64 {
+    for class in 0..set.class_names.len() {
         let mut members: Vec<usize> = originals
             .iter()
             .copied()
-            .filter(|&i| set.labels[i] == class)
+            .filter(|&i| labels[i] == class)
             .collect();
         rng.shuffle(&mut members);
         let take = ((members.len() as f64) * fraction).round() as usize;
@@ -102,18 +83,14 @@ pub fn stratified_split(
     Ok((train, validation))
 }
 
-/// The labelled rows as (matrix, classes); unlabelled data is an error.
-fn labelled(set: &EmbeddedSet) -> Result<(Array2<f32>, Vec<usize>)> {
-    if set.class_names.is_empty() || set.labels.iter().any(|&l| l < 0) {
-        return Err(Error::Config(
-            "training needs labelled data: one sub-folder per class, or a table with a label column (this data is unlabelled)"
+/// The set's labels; unlabelled data is an error.
+fn labels_of(set: &EmbeddedSet) -> Result<&[usize]> {
+    set.labels.as_deref().ok_or_else(|| {
+        Error::Config(
+            "training and evaluation need labelled data: one sub-folder per class, or a table with a label column (this data is unlabelled)"
                 .into(),
-        ));
-    }
-    Ok((
-        set.matrix().to_owned(),
-        set.labels.iter().map(|&l| l as usize).collect(),
-    ))
+        )
+    })
 }
 
 pub struct Trained {
@@ -129,18 +106,17 @@ pub fn train_bundle(
     validation: Option<&EmbeddedSet>,
     params: &TrainParams,
 ) -> Result<Trained> {
-    let (x, y) = labelled(train_set)?;
-    let (head, report) = train(x.view(), &y, &train_set.class_names, params)?;
+    let y = labels_of(train_set)?;
+    let (head, report) = train(train_set.matrix(), y, &train_set.class_names, params)?;
     let fingerprint = {
         let mut hasher = Sha256::new();
         train_set
             .embeddings
             .iter()
             .for_each(|v| hasher.update(v.to_le_bytes()));
-        train_set
-            .labels
-            .iter()
-            .for_each(|l| hasher.update(l.to_le_bytes()));
+        // Labels hash as the int64 values the .npz holds, so fingerprints stay comparable across versions.
+        y.iter()
+            .for_each(|&l| hasher.update((l as i64).to_le_bytes()));
         hex(&hasher.finalize())[..16].to_string()
     };
     let bundle = Bundle {
@@ -151,14 +127,7 @@ pub fn train_bundle(
             class_names: train_set.class_names.clone(),
             backbone_source: train_set.backbone_source.clone(),
             backbone: train_set.backbone.clone(),
-            preprocess: match &train_set.input {
-                InputSpec::Image(preprocess) => Some(preprocess.clone()),
-                InputSpec::Text(_) => None,
-            },
-            text: match &train_set.input {
-                InputSpec::Text(text) => Some(text.clone()),
-                InputSpec::Image(_) => None,
-            },
+            input: train_set.input.clone(),
             training: TrainingInfo {
                 head: params.head,
                 chosen_c: report.chosen_c,
@@ -188,52 +157,158 @@ pub fn train_bundle(
 /// Metrics of a bundle on labelled embeddings made by the same backbone; also returns the probabilities.
 pub fn evaluate_set(bundle: &Bundle, set: &EmbeddedSet) -> Result<(Metrics, Array2<f32>)> {
     check_same_backbone(&bundle.info.backbone, &set.backbone, &set.backbone_source)?;
-    check_same_input(bundle, &set.input)?;
+    check_same_input(&bundle.info.input, &set.input)?;
     if set.class_names != bundle.info.class_names {
         return Err(Error::Config(format!(
             "the data's classes {:?} differ from the bundle's {:?}",
             set.class_names, bundle.info.class_names
         )));
     }
-    let (x, y) = labelled(set)?;
-    if x.ncols() != bundle.head.dim() {
+    let y = labels_of(set)?;
+    if set.dim != bundle.head.dim() {
         return Err(Error::Config(format!(
             "embeddings have {} values, the head expects {}",
-            x.ncols(),
+            set.dim,
             bundle.head.dim()
         )));
     }
-    let probabilities = bundle.head.probabilities(x.view(), bundle.temperature);
+    let probabilities = bundle.head.probabilities(set.matrix(), bundle.temperature);
     Ok((
-        evaluate(&y, probabilities.view(), &bundle.info.class_names),
+        evaluate(y, probabilities.view(), &bundle.info.class_names),
         probabilities,
     ))
 }
 
-/// The head expects inputs prepared as in training: the same modality, preprocessing or tokenizer.
-fn check_same_input(bundle: &Bundle, input: &InputSpec) -> Result<()> {
-    let same = match (input, &bundle.info.preprocess, &bundle.info.text) {
-        (InputSpec::Image(p), Some(trained), _) => p == trained,
-        (InputSpec::Text(t), _, Some(trained)) => {
-            t.tokenizer_sha256 == trained.tokenizer_sha256 && t.max_length == trained.max_length
+/// A bundle measured on labelled data.
+pub struct Evaluation {
+    pub bundle: Bundle,
+    /// The data's embeddings, in the data's order.
+    pub set: EmbeddedSet,
+    /// What embedding did; `None` for an `.npz`.
+    pub summary: Option<EmbedSummary>,
+    pub metrics: Metrics,
+    /// [N, K], the rows of `set`.
+    pub probabilities: Array2<f32>,
+}
+
+/// Evaluates the bundle at `bundle_path` on `data`. An `.npz` needs only the bundle; images and texts are
+/// embedded with the bundle's backbone (`backbone` says where it is, if not where the bundle says).
+pub fn evaluate_bundle(
+    bundle_path: &Path,
+    data: &Data,
+    runtime: &RuntimeOptions,
+    backbone: Option<&BackboneRef>,
+    embed_options: &EmbedOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Evaluation> {
+    let (bundle, set, summary) = match data {
+        Data::Embeddings(path) => (
+            Bundle::load(bundle_path)?,
+            EmbeddedSet::read_npz(path)?,
+            None,
+        ),
+        _ => {
+            let mut classifier = Classifier::load(bundle_path, runtime, backbone)?;
+            let (set, summary) = classifier.embed(data, embed_options, progress)?;
+            (classifier.bundle, set, summary)
         }
-        _ => false,
     };
-    if same {
-        return Ok(());
+    let (metrics, probabilities) = evaluate_set(&bundle, &set)?;
+    Ok(Evaluation {
+        bundle,
+        set,
+        summary,
+        metrics,
+        probabilities,
+    })
+}
+
+/// Answers for every input of `data`, in order: `(what it was, the answer)`. Rows are shown as their paths
+/// (images) or their texts.
+pub struct Predicted {
+    pub rows: Vec<(String, Prediction)>,
+    pub summary: Option<EmbedSummary>,
+}
+
+/// Classifies `data` with `classifier`: the top `top_k` classes of each input, and `None` for the label when
+/// the top probability is below `min_confidence`.
+pub fn predict(
+    classifier: &mut Classifier,
+    data: &Data,
+    embed_options: &EmbedOptions,
+    top_k: usize,
+    min_confidence: f32,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Predicted> {
+    if !(0.0..=1.0).contains(&min_confidence) {
+        return Err(Error::parameter(
+            "min_confidence",
+            "must be between 0 and 1",
+        ));
     }
-    Err(Error::Config(match input {
-        InputSpec::Image(_) if bundle.info.text.is_some() => {
-            "this bundle classifies texts, and these are image embeddings".into()
-        }
-        InputSpec::Text(_) if bundle.info.preprocess.is_some() => {
-            "this bundle classifies images, and these are text embeddings".into()
-        }
-        InputSpec::Image(_) => {
-            "these embeddings were made with other preprocessing than the bundle's: embed the images again".into()
-        }
-        InputSpec::Text(_) => {
-            "these embeddings were made with another tokenizer or maximum length than the bundle's: embed the texts again".into()
-        }
-    }))
+    let (set, summary) = classifier.embed(data, embed_options, progress)?;
+    let probabilities = classifier.predict_embeddings(set.matrix())?;
+    let answers = predictions(
+        probabilities.view(),
+        classifier.class_names(),
+        top_k,
+        min_confidence,
+    );
+    let shown: Vec<String> = match data {
+        Data::Texts(texts) => texts.items.iter().map(|item| item.text.clone()).collect(),
+        _ => set.paths,
+    };
+    Ok(Predicted {
+        rows: shown.into_iter().zip(answers).collect(),
+        summary,
+    })
+}
+
+/// A held-out job's result: the held-out split's sizes, training, and metrics on the held-out part.
+pub struct HeldOutReport {
+    pub embed: EmbedSummary,
+    pub train_rows: usize,
+    pub test_rows: usize,
+    pub report: TrainReport,
+    pub test: Metrics,
+    pub seconds: f64,
+}
+
+/// The whole job on labelled data, for demos and checks: `data` (a folder or text table) → embeddings with
+/// the default backbone for it → a stratified, seeded split holding out `test_fraction` → the default logistic
+/// head → metrics on the held-out part. `started` may include fetching the data.
+pub fn held_out(
+    data: &Path,
+    test_fraction: f64,
+    seed: u64,
+    runtime: &RuntimeOptions,
+    progress: &mut dyn FnMut(usize, usize),
+    started: Instant,
+) -> Result<HeldOutReport> {
+    let options = BackboneOptions {
+        runtime: runtime.clone(),
+        ..Default::default()
+    };
+    let (set, summary) = embeddings_for(
+        &Data::open(data, &Default::default())?,
+        None,
+        &options,
+        &EmbedOptions::default(),
+        progress,
+    )?;
+    let embed = summary.ok_or_else(|| Error::input(data, "expected a folder or a text table"))?;
+    let (train_rows, test_rows) = stratified_split(&set, test_fraction, seed)?;
+    let (train_set, test_set) = (set.select(&train_rows), set.select(&test_rows));
+    let trained = train_bundle(&train_set, Some(&test_set), &TrainParams::default())?;
+    let test = trained
+        .validation
+        .ok_or_else(|| Error::Config("no test split".into()))?;
+    Ok(HeldOutReport {
+        embed,
+        train_rows: train_rows.len(),
+        test_rows: test_rows.len(),
+        report: trained.report,
+        test,
+        seconds: started.elapsed().as_secs_f64(),
+    })
 }

@@ -8,17 +8,11 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::fetch::{self, RegistryFile};
+use crate::modality::Modality;
 use crate::pooling::Pooling;
 use crate::preprocess::ImagePreprocess;
 
 const MANIFEST: &str = include_str!("../models/zoo.json");
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Modality {
-    Image,
-    Text,
-}
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ZooModel {
@@ -135,12 +129,12 @@ pub fn onnx_path(model: &ZooModel) -> Result<PathBuf> {
         OnnxSource::Converted { file, sha256, .. } => {
             for dir in committed_model_dirs() {
                 let candidate = dir.join(file);
-                if candidate.is_file() && fetch::sha256_file(&candidate)? == *sha256 {
+                if candidate.is_file() && crate::hash::sha256_file(&candidate)? == *sha256 {
                     return Ok(candidate);
                 }
             }
             let cached = cache_dir(&model.name)?.join(file);
-            if cached.is_file() && fetch::sha256_file(&cached)? == *sha256 {
+            if cached.is_file() && crate::hash::sha256_file(&cached)? == *sha256 {
                 return Ok(cached);
             }
             convert(model, &cached)?;
@@ -236,7 +230,7 @@ pub fn convert(model: &ZooModel, dest: &Path) -> Result<()> {
             model.name
         )));
     }
-    let got = fetch::sha256_file(dest)?;
+    let got = crate::hash::sha256_file(dest)?;
     if got != *sha256 {
         return Err(Error::Fetch(format!(
             "converting {} gave sha256 {got}, expected {sha256}; the conversion packages may differ from the ones it was made with",

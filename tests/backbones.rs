@@ -2,8 +2,11 @@
 //! backbone and on generated models.
 
 use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
-use headstart::decode::open_image;
-use headstart::demo::{cosine, sample_photos, top_k};
+use headstart::data::decode::open_image;
+mod common;
+
+use common::{cosine, top_k};
+use headstart::datasets::sample_photos;
 use headstart::onnx::proto::{FLOAT, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use headstart::pooling::Pooling;
 use headstart::preprocess::{ColourOrder, Interpolation, PreprocessOverrides, Resize};
@@ -105,7 +108,6 @@ fn tapped_layer_pools_like_the_graph() {
 fn text_backbone_similarity_matches_sentence_transformers() {
     let mut text = TextBackbone::open(
         &BackboneRef::Zoo("all-minilm-l6-v2".into()),
-        None,
         &Default::default(),
     )
     .unwrap();

@@ -6,10 +6,11 @@ use std::path::{Path, PathBuf};
 
 use common::headstart;
 use headstart::backbone::BackboneIdentity;
+use headstart::backbone::InputSpec;
 use headstart::bundle::Bundle;
-use headstart::embed::{EmbeddedSet, InputSpec};
+use headstart::embeddings::EmbeddedSet;
+use headstart::embeddings::npz::{NpyArray, NpyData, read_npz, write_npz};
 use headstart::fetch::{self, RegistryFile};
-use headstart::npz::{NpyArray, NpyData, read_npz, write_npz};
 use headstart::onnx::proto::{FLOAT, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use prost::Message;
 
@@ -36,7 +37,7 @@ fn efficientnet_path() -> PathBuf {
 }
 
 fn sample(name: &str) -> String {
-    let photos = headstart::demo::sample_photos().unwrap();
+    let photos = headstart::datasets::sample_photos().unwrap();
     photos
         .into_iter()
         .find(|p| p.ends_with(name))
@@ -211,7 +212,7 @@ fn inspect_and_embed_work() {
 /// A small labelled set of made-up embeddings, as `headstart embed` would write it for `backbone`.
 fn synthetic_set(backbone: &str) -> EmbeddedSet {
     let (rows, dim) = (24, 8);
-    let labels: Vec<i64> = (0..rows).map(|i| (i % 2) as i64).collect();
+    let labels: Vec<usize> = (0..rows).map(|i| i % 2).collect();
     let embeddings = (0..rows * dim)
         .map(|i| {
             let (row, column) = (i / dim, i % dim);
@@ -222,7 +223,7 @@ fn synthetic_set(backbone: &str) -> EmbeddedSet {
     EmbeddedSet {
         dim,
         embeddings,
-        labels,
+        labels: Some(labels),
         class_names: vec!["cat".into(), "dog".into()],
         paths: (0..rows).map(|i| format!("pets/{i}.jpg")).collect(),
         augmented: vec![false; rows],
@@ -296,7 +297,7 @@ fn bad_bundles_and_embedding_files() {
         if name == "labels" {
             *data = NpyData::I64 {
                 shape: vec![set.rows() - 1],
-                data: set.labels[1..].to_vec(),
+                data: (1..set.rows()).map(|i| (i % 2) as i64).collect(),
             };
         }
     }

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use headstart::backbone::{BackboneRef, ImageBackbone};
 use headstart::bundle::Bundle;
-use headstart::embed::{EmbedOptions, EmbeddedSet, embed_dataset};
+use headstart::embeddings::{EmbedOptions, EmbeddedSet, embed_images};
 use image::{Rgb, RgbImage};
 
 /// `count` small images no cache has seen: their pixels depend on this run's clock.
@@ -209,8 +209,8 @@ fn a_torn_cache_entry_is_recomputed_not_served() {
         &Default::default(),
     )
     .unwrap();
-    let listed = headstart::dataset::scan(&data).unwrap();
-    let (first, _) = embed_dataset(&listed, &mut backbone, &options, &mut |_, _| {}).unwrap();
+    let listed = headstart::data::files::scan(&data).unwrap();
+    let (first, _) = embed_images(&listed, &mut backbone, &options, &mut |_, _| {}).unwrap();
     let mut entries: Vec<PathBuf> = Vec::new();
     let mut stack = vec![cache.clone()];
     while let Some(folder) = stack.pop() {
@@ -233,8 +233,7 @@ fn a_torn_cache_entry_is_recomputed_not_served() {
     flipped[last] ^= 0x40;
     std::fs::write(&entries[1], flipped).unwrap();
 
-    let (second, summary) =
-        embed_dataset(&listed, &mut backbone, &options, &mut |_, _| {}).unwrap();
+    let (second, summary) = embed_images(&listed, &mut backbone, &options, &mut |_, _| {}).unwrap();
     assert_eq!((summary.from_cache, summary.computed), (4, 2));
     let worst = first
         .embeddings

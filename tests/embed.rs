@@ -5,12 +5,14 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+use common::cosine;
 use common::jpeg_with_orientation;
+use headstart::augment::Augment;
 use headstart::backbone::{BackboneRef, ImageBackbone};
-use headstart::dataset;
-use headstart::demo::{cosine, sample_photos};
-use headstart::embed::{Augment, EmbedOptions, EmbedSummary, EmbeddedSet, embed_dataset};
-use headstart::npz::{NpyData, read_npz};
+use headstart::data::files as dataset;
+use headstart::datasets::sample_photos;
+use headstart::embeddings::npz::{NpyData, read_npz};
+use headstart::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed_images};
 use image::{DynamicImage, ImageFormat};
 
 fn backbone() -> ImageBackbone {
@@ -23,7 +25,7 @@ fn backbone() -> ImageBackbone {
 
 fn run(dir: &Path, options: &EmbedOptions) -> (EmbeddedSet, EmbedSummary) {
     let data = dataset::scan(dir).unwrap();
-    embed_dataset(&data, &mut backbone(), options, &mut |_, _| {}).unwrap()
+    embed_images(&data, &mut backbone(), options, &mut |_, _| {}).unwrap()
 }
 
 fn save(image: &DynamicImage, path: &Path, format: ImageFormat) {
@@ -157,7 +159,7 @@ fn skips_empty_classes_and_flat_folders() {
         },
     );
     assert_eq!(set.rows(), 1);
-    assert_eq!(set.labels, [0]);
+    assert_eq!(set.labels, Some(vec![0]));
     assert_eq!(summary.empty_classes, ["dogs"]);
     let reasons: Vec<(&str, &str)> = summary
         .skipped
@@ -184,7 +186,7 @@ fn skips_empty_classes_and_flat_folders() {
         strict: true,
         ..Default::default()
     };
-    let err = embed_dataset(&data, &mut backbone(), &strict, &mut |_, _| {})
+    let err = embed_images(&data, &mut backbone(), &strict, &mut |_, _| {})
         .err()
         .unwrap()
         .to_string();
@@ -203,7 +205,7 @@ fn skips_empty_classes_and_flat_folders() {
             ..Default::default()
         },
     );
-    assert_eq!(set.labels, [-1, -1]);
+    assert_eq!(set.labels, None);
     assert!(set.class_names.is_empty());
 }
 

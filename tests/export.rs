@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use common::{headstart, python_reference};
 use headstart::backbone::{BackboneRef, ImageBackbone, TextBackbone};
 use headstart::classifier::Classifier;
+use headstart::embeddings::npz::{NpyArray, write_npz};
 use headstart::export::PIXELS;
-use headstart::npz::{NpyArray, write_npz};
 use ndarray::Array2;
 use ort::value::TensorRef;
 
@@ -165,7 +165,7 @@ fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
     let images: Vec<_> = files
         .iter()
         .step_by(4)
-        .map(|f| headstart::decode::open_image(f).unwrap())
+        .map(|f| headstart::data::decode::open_image(f).unwrap())
         .collect();
     for head in ["logistic", "centroid", "knn"] {
         let bundle = dir.path().join(format!("{head}.hs"));
@@ -291,7 +291,7 @@ fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
 
 #[test]
 fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
-    let movies = headstart::textdata::load(
+    let movies = headstart::data::texts::load_table(
         &headstart::datasets::vader_movies().unwrap(),
         &Default::default(),
     )
@@ -299,7 +299,12 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
     let dir = tempfile::tempdir().unwrap();
     let mut lines = String::new();
     for label in 0..2 {
-        for item in movies.items.iter().filter(|i| i.label == label).take(60) {
+        for item in movies
+            .items
+            .iter()
+            .filter(|i| i.label == Some(label))
+            .take(60)
+        {
             let row = serde_json::json!({"text": item.text, "label": movies.classes[label]});
             lines.push_str(&format!("{row}\n"));
         }
@@ -342,7 +347,6 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
     // Token ids as a device would make them: the same tokenizer, truncated, padded to the longest.
     let mut backbone = TextBackbone::open(
         &BackboneRef::Zoo("all-minilm-l6-v2".into()),
-        None,
         &Default::default(),
     )
     .unwrap();
@@ -521,7 +525,7 @@ fn raw_input_covers_tapped_layers_and_bgr_nhwc_backbones() {
     let images: Vec<_> = files
         .iter()
         .step_by(6)
-        .map(|f| headstart::decode::open_image(f).unwrap())
+        .map(|f| headstart::data::decode::open_image(f).unwrap())
         .collect();
     let bytes: Vec<u8> = images.iter().flat_map(|i| i.to_rgb8().into_raw()).collect();
     let input = [Input::U8(

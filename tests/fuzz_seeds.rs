@@ -9,10 +9,10 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use headstart::bundle::Bundle;
-use headstart::decode::decode_image;
-use headstart::embed::EmbeddedSet;
+use headstart::data::decode::decode_image;
+use headstart::data::texts::{TableFormat, TextOptions, parse_table};
+use headstart::embeddings::EmbeddedSet;
 use headstart::preprocess::ImagePreprocess;
-use headstart::textdata::{Columns, TableFormat, parse_table};
 
 fn seeds(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -73,7 +73,7 @@ fn text_table_seeds_parse_with_their_skips() {
             1 => TableFormat::Tsv,
             _ => TableFormat::JsonLines,
         };
-        let set = parse_table(&bytes[1..], format, &Columns::default(), &path)
+        let set = parse_table(&bytes[1..], format, &TextOptions::default(), &path)
             .unwrap_or_else(|e| panic!("{e}"));
         // Each seed mixes good rows with rows that must be skipped.
         assert!(

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use common::headstart;
 use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
-use headstart::embed::EmbeddedSet;
+use headstart::embeddings::EmbeddedSet;
 
 /// 40 defective and 40 functional ELPV cells as class folders.
 fn small_elpv(root: &Path) -> PathBuf {
@@ -250,7 +250,15 @@ fn mismatched_backbone_and_bad_training_sets_are_refused() {
 #[test]
 fn elpv_main_job_reaches_the_python_probe_accuracy() {
     let runtime = headstart::runtime::RuntimeOptions::default();
-    let job = headstart::demo::run_elpv(&runtime, &mut |_, _| {}).unwrap();
+    let job = headstart::workflow::held_out(
+        &headstart::datasets::elpv_by_defect().unwrap(),
+        headstart::datasets::ELPV_TEST_FRACTION,
+        headstart::datasets::ELPV_SEED,
+        &runtime,
+        &mut |_, _| {},
+        std::time::Instant::now(),
+    )
+    .unwrap();
     let skipped: Vec<String> = (job.embed.skipped.iter().take(5))
         .map(|s| format!("{}: {}", s.path, s.reason))
         .collect();

@@ -310,10 +310,12 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
     let expected = picture.to_rgb8();
     for orientation in 1..=8 {
         let bytes = std::fs::read(root.join(format!("oriented/exif-{orientation}.jpg"))).unwrap();
-        let decoded =
-            headstart::decode::decode_image(&bytes, headstart::decode::DEFAULT_MAX_PIXELS)
-                .unwrap()
-                .to_rgb8();
+        let decoded = headstart::data::decode::decode_image(
+            &bytes,
+            headstart::data::decode::DEFAULT_MAX_PIXELS,
+        )
+        .unwrap()
+        .to_rgb8();
         assert_eq!(decoded.dimensions(), (96, 64), "orientation {orientation}");
         let difference = decoded
             .as_raw()
@@ -327,7 +329,7 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
             "orientation {orientation}: mean |difference| {difference}"
         );
     }
-    let set = headstart::embed::EmbeddedSet::read_npz(&out).unwrap();
+    let set = headstart::embeddings::EmbeddedSet::read_npz(&out).unwrap();
     let row = |path: &str| {
         let i = set
             .paths
@@ -338,7 +340,7 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
     };
     let reference = row("oriented/exif-1.jpg");
     for orientation in 2..=8 {
-        let similarity = headstart::demo::cosine(
+        let similarity = common::cosine(
             &reference,
             &row(&format!("oriented/exif-{orientation}.jpg")),
         );

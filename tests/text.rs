@@ -8,9 +8,10 @@ use std::process::Stdio;
 
 use common::{headstart_with_stdin as headstart, python_reference};
 use headstart::backbone::{BackboneRef, TextBackbone};
-use headstart::embed::EmbedOptions;
-use headstart::textdata::{self, Columns, load};
-use headstart::textembed::embed_texts;
+use headstart::data::TextOptions;
+use headstart::data::texts::{self, load_table};
+use headstart::embeddings::EmbedOptions;
+use headstart::embeddings::embed_texts;
 use headstart::zoo;
 
 /// VADER's movie snippets are fetched from the vaderSentiment source archive (sha256-checked) and read as a
@@ -18,7 +19,7 @@ use headstart::zoo;
 #[test]
 fn vader_movie_snippets_load_as_a_labelled_table() {
     let table = headstart::datasets::vader_movies().unwrap();
-    let set = load(&table, &Columns::default()).unwrap();
+    let set = load_table(&table, &TextOptions::default()).unwrap();
     assert!(
         set.skipped.is_empty(),
         "{:?}",
@@ -26,7 +27,7 @@ fn vader_movie_snippets_load_as_a_labelled_table() {
     );
     assert_eq!(set.items.len(), 10_605);
     assert_eq!(set.classes, vec!["negative", "positive"]);
-    let positive = set.items.iter().filter(|i| i.label == 1).count();
+    let positive = set.items.iter().filter(|i| i.label == Some(1)).count();
     assert_eq!(positive, 5_242);
     assert!(
         set.items[0]
@@ -38,7 +39,6 @@ fn vader_movie_snippets_load_as_a_labelled_table() {
 fn minilm() -> TextBackbone {
     TextBackbone::open(
         &BackboneRef::Zoo("all-minilm-l6-v2".into()),
-        None,
         &Default::default(),
     )
     .unwrap()
@@ -108,7 +108,7 @@ fn sentence_embeddings_match_an_independent_python_reference() {
     }
 
     // The dataset path (length buckets, cache off) gives the same vectors and counts the truncated text.
-    let data = textdata::unlabelled("test", texts.iter().map(|t| t.to_string()).collect());
+    let data = texts::unlabelled("test", texts.iter().map(|t| t.to_string()).collect());
     let options = EmbedOptions {
         use_cache: false,
         batch_size: 4,
@@ -117,7 +117,7 @@ fn sentence_embeddings_match_an_independent_python_reference() {
     let (set, summary) = embed_texts(&data, &mut backbone, &options, &mut |_, _| {}).unwrap();
     assert_eq!(summary.truncated, Some(1));
     assert_eq!((set.rows(), set.dim), (texts.len(), 384));
-    assert!(set.labels.iter().all(|&l| l == -1));
+    assert_eq!(set.labels, None);
     for i in 0..texts.len() {
         let row = &set.embeddings[i * 384..(i + 1) * 384];
         assert!(cosine(row, ours.row(i).as_slice().unwrap()) > 0.9999);
@@ -131,14 +131,19 @@ fn csv_field(text: &str) -> String {
 /// 300 positive and 300 negative movie snippets as a CSV with a byte-order mark, plus three rows that must
 /// be skipped: an empty text, an empty label and invalid UTF-8.
 fn sentiment_csv(dir: &Path) -> PathBuf {
-    let movies = load(
+    let movies = load_table(
         &headstart::datasets::vader_movies().unwrap(),
-        &Columns::default(),
+        &TextOptions::default(),
     )
     .unwrap();
     let mut bytes = b"\xEF\xBB\xBFid,text,label\r\n".to_vec();
     for label in 0..2 {
-        for item in movies.items.iter().filter(|i| i.label == label).take(300) {
+        for item in movies
+            .items
+            .iter()
+            .filter(|i| i.label == Some(label))
+            .take(300)
+        {
             let row = format!(
                 "{},{},{}\r\n",
                 item.id.len(),
@@ -181,7 +186,10 @@ fn train_eval_and_predict_texts_from_a_table_arguments_a_file_and_stdin() {
     assert_eq!(report["embed"]["skipped"].as_array().unwrap().len(), 3);
     assert!(report["validation"]["accuracy"].as_f64().unwrap() > 0.6);
     let saved = headstart::bundle::Bundle::load(&bundle).unwrap();
-    assert!(saved.info.text.is_some() && saved.info.preprocess.is_none());
+    assert!(matches!(
+        saved.info.input,
+        headstart::backbone::InputSpec::Text(_)
+    ));
     assert_eq!(saved.info.class_names, ["negative", "positive"]);
 
     // eval reads the same table; the text column can be renamed.
@@ -299,9 +307,9 @@ fn train_eval_and_predict_texts_from_a_table_arguments_a_file_and_stdin() {
 /// A folder with one sub-folder of .txt files per class is a text dataset too.
 #[test]
 fn a_folder_of_text_files_trains_a_text_bundle() {
-    let movies = load(
+    let movies = load_table(
         &headstart::datasets::vader_movies().unwrap(),
-        &Columns::default(),
+        &TextOptions::default(),
     )
     .unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -311,7 +319,7 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
         for (i, item) in movies
             .items
             .iter()
-            .filter(|i| i.label == label)
+            .filter(|i| i.label == Some(label))
             .take(40)
             .enumerate()
         {
@@ -335,8 +343,8 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
         (summary["rows"].as_u64(), summary["dim"].as_u64()),
         (Some(80), Some(384))
     );
-    let set = headstart::embed::EmbeddedSet::read_npz(&out).unwrap();
-    assert!(matches!(set.input, headstart::embed::InputSpec::Text(_)));
+    let set = headstart::embeddings::EmbeddedSet::read_npz(&out).unwrap();
+    assert!(matches!(set.input, headstart::backbone::InputSpec::Text(_)));
     // --no-cache computes every text again and gets the same vectors.
     let uncached_out = dir.path().join("uncached.npz");
     let (code, stdout, stderr) = headstart(
@@ -356,7 +364,7 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
         (summary["from_cache"].as_u64(), summary["computed"].as_u64()),
         (Some(0), Some(80))
     );
-    let uncached = headstart::embed::EmbeddedSet::read_npz(&uncached_out).unwrap();
+    let uncached = headstart::embeddings::EmbeddedSet::read_npz(&uncached_out).unwrap();
     let largest_difference = set
         .embeddings
         .iter()
@@ -376,20 +384,25 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
         None,
     );
     assert_eq!(code, 0, "{stderr}");
-    assert!(
-        headstart::bundle::Bundle::load(&bundle)
-            .unwrap()
-            .info
-            .text
-            .is_some()
-    );
+    assert!(matches!(
+        headstart::bundle::Bundle::load(&bundle).unwrap().info.input,
+        headstart::backbone::InputSpec::Text(_)
+    ));
 }
 
 /// The text demo: VADER movie snippets, the stated split, the default backbone and logistic head must reach
 /// the 0.754 test accuracy a Python probe measured on MiniLM embeddings.
 #[test]
 fn vader_sentiment_demo_reaches_the_python_probe_accuracy() {
-    let job = headstart::demo::run_vader(&Default::default(), &mut |_, _| {}).unwrap();
+    let job = headstart::workflow::held_out(
+        &headstart::datasets::vader_movies().unwrap(),
+        headstart::datasets::VADER_TEST_FRACTION,
+        headstart::datasets::VADER_SEED,
+        &Default::default(),
+        &mut |_, _| {},
+        std::time::Instant::now(),
+    )
+    .unwrap();
     assert!(job.embed.skipped.is_empty());
     assert_eq!(job.train_rows + job.test_rows, 10_605);
     assert!(

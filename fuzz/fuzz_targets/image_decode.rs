@@ -2,7 +2,7 @@
 //! mode: an image or a reason, never a crash.
 #![no_main]
 
-use headstart::decode::decode_image;
+use headstart::data::decode::decode_image;
 use headstart::preprocess::{ImagePreprocess, Interpolation, Layout, Resize};
 use libfuzzer_sys::fuzz_target;
 

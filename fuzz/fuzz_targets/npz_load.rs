@@ -4,7 +4,7 @@
 use std::io::Cursor;
 use std::path::Path;
 
-use headstart::embed::EmbeddedSet;
+use headstart::embeddings::EmbeddedSet;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {

@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use headstart::textdata::{Columns, TableFormat, parse_table};
+use headstart::data::texts::{TableFormat, TextOptions, parse_table};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {
@@ -16,7 +16,7 @@ fuzz_target!(|bytes: &[u8]| {
         1 => TableFormat::Tsv,
         _ => TableFormat::JsonLines,
     };
-    let Ok(set) = parse_table(table, format, &Columns::default(), Path::new("fuzz.table")) else {
+    let Ok(set) = parse_table(table, format, &TextOptions::default(), Path::new("fuzz.table")) else {
         return;
     };
     assert!(set.items.iter().all(|item| item.label < set.classes.len()));

@@ -8,13 +8,14 @@ use ndarray::Array2;
 use ort::value::{TensorElementType, TensorRef};
 
 use super::{
-    BackboneIdentity, BackboneOptions, BackboneRef, LoadedModel, pool_features, tensor_shape,
+    BackboneIdentity, BackboneOptions, BackboneRef, LoadedModel, ModelFile, pool_features,
+    tensor_shape,
 };
 use crate::error::{Error, Result};
 use crate::preprocess::{ImagePreprocess, Layout, PreprocessOverrides};
 
 pub struct ImageBackbone {
-    model: LoadedModel,
+    pub(super) model: LoadedModel,
     input: String,
     preprocess: ImagePreprocess,
     /// Some models only take a fixed batch size (often 1).
@@ -22,8 +23,13 @@ pub struct ImageBackbone {
 }
 
 impl ImageBackbone {
-    pub fn open(backbone: &BackboneRef, options: &BackboneOptions) -> Result<Self> {
-        let model = LoadedModel::open(backbone, options)?;
+    /// Opens `reference` as an image backbone ([`super::Backbone::open`] opens either kind).
+    pub fn open(reference: &BackboneRef, options: &BackboneOptions) -> Result<Self> {
+        Self::load(ModelFile::read(reference)?, options)
+    }
+
+    pub(crate) fn load(file: ModelFile, options: &BackboneOptions) -> Result<Self> {
+        let model = LoadedModel::load(file, options)?;
         let path = model.path.clone();
         let inputs = model.session.inputs();
         if inputs.len() != 1 {
@@ -31,7 +37,7 @@ impl ImageBackbone {
             return Err(Error::model(
                 &path,
                 format!(
-                    "has {} inputs ({}); an image backbone takes one image tensor (is this a text model? use --text)",
+                    "has {} inputs ({}); an image backbone takes one image tensor (is this a text model?)",
                     names.len(),
                     names.join(", ")
                 ),
@@ -76,18 +82,8 @@ impl ImageBackbone {
     }
 
     /// The zoo name or path it was opened from.
-    pub fn source(&self) -> &str {
+    pub(crate) fn source(&self) -> &str {
         &self.model.source
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.model.path
-    }
-
-    /// Preprocesses and embeds images: one row per image.
-    /// The shape of the tensor features are pooled from, as ONNX Runtime infers it.
-    pub fn feature_shape(&self) -> Option<Vec<i64>> {
-        self.model.feature_shape()
     }
 
     /// The name of the model's image input.
@@ -95,6 +91,7 @@ impl ImageBackbone {
         &self.input
     }
 
+    /// Preprocesses and embeds images: one row per image.
     pub fn embed(&mut self, images: &[DynamicImage]) -> Result<Array2<f32>> {
         let len = self.preprocess.tensor_len();
         let mut batch = vec![0.0f32; len * images.len()];
@@ -118,7 +115,7 @@ impl ImageBackbone {
             rows.extend(values);
         }
         Array2::from_shape_vec((n, dim), rows)
-            .map_err(|e| Error::Ort(format!("unexpected output size: {e}")))
+            .map_err(|e| Error::model(&self.model.path, format!("unexpected output size: {e}")))
     }
 
     fn run(&mut self, chunk: &[f32], count: usize) -> Result<(usize, Vec<f32>)> {

@@ -1,5 +1,7 @@
 //! The backbone session: an ONNX file (from the zoo or any path) loaded into ONNX Runtime, with the feature
-//! output chosen (or an intermediate layer tapped) and pooled into one vector per input.
+//! output chosen (or an intermediate layer tapped) and pooled into one vector per input. [`Backbone`] is either
+//! kind; [`InputSpec`] says how its inputs become tensors, and with [`BackboneIdentity`] it is what a head
+//! trained on its embeddings depends on.
 
 pub mod image;
 pub mod text;
@@ -12,16 +14,125 @@ use ort::value::{Outlet, TensorElementType, ValueType};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fetch;
+use crate::hash::sha256_hex;
+use crate::modality::Modality;
 use crate::onnx::{self, ModelSummary};
 use crate::pooling::{self, Pooling};
-use crate::preprocess::Layout;
-use crate::preprocess::PreprocessOverrides;
+use crate::preprocess::{ImagePreprocess, Layout, PreprocessOverrides};
 use crate::runtime::{self, RuntimeOptions};
 use crate::zoo::{self, ZooModel};
 
 pub use image::ImageBackbone;
-pub use text::TextBackbone;
+pub use text::{TextBackbone, TextInput};
+
+/// An opened backbone of either kind. Boxed: both are large (preprocessing tables, a tokenizer).
+pub enum Backbone {
+    Image(Box<ImageBackbone>),
+    Text(Box<TextBackbone>),
+}
+
+impl Backbone {
+    /// Opens `reference` as a backbone for `modality`: a zoo model is fetched (or converted) first.
+    pub fn open(
+        reference: &BackboneRef,
+        modality: Modality,
+        options: &BackboneOptions,
+    ) -> Result<Self> {
+        Self::from_file(ModelFile::read(reference)?, modality, options)
+    }
+
+    pub(crate) fn from_file(
+        file: ModelFile,
+        modality: Modality,
+        options: &BackboneOptions,
+    ) -> Result<Self> {
+        Ok(match modality {
+            Modality::Image => {
+                let mut options = options.clone();
+                // Image embedding decodes on the other cores: spinning inference threads would starve it.
+                options.runtime.intra_op_spinning.get_or_insert(false);
+                Backbone::Image(Box::new(ImageBackbone::load(file, &options)?))
+            }
+            Modality::Text => Backbone::Text(Box::new(TextBackbone::load(file, options)?)),
+        })
+    }
+
+    pub fn modality(&self) -> Modality {
+        match self {
+            Backbone::Image(_) => Modality::Image,
+            Backbone::Text(_) => Modality::Text,
+        }
+    }
+
+    fn model(&self) -> &LoadedModel {
+        match self {
+            Backbone::Image(b) => &b.model,
+            Backbone::Text(b) => &b.model,
+        }
+    }
+
+    pub fn identity(&self) -> &BackboneIdentity {
+        &self.model().identity
+    }
+
+    /// The zoo name or path it was opened from.
+    pub fn source(&self) -> &str {
+        &self.model().source
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.model().path
+    }
+
+    /// The shape of the tensor features are pooled from, as ONNX Runtime infers it.
+    pub fn feature_shape(&self) -> Option<Vec<i64>> {
+        self.model().feature_shape()
+    }
+
+    /// How inputs become this backbone's tensors.
+    pub fn input_spec(&self) -> InputSpec {
+        match self {
+            Backbone::Image(b) => InputSpec::Image(b.preprocess().clone()),
+            Backbone::Text(b) => InputSpec::Text(b.input().clone()),
+        }
+    }
+}
+
+/// How inputs became the backbone's tensors; a head is only valid for inputs made the same way.
+#[derive(Debug, Clone, PartialEq)]
+pub enum InputSpec {
+    Image(ImagePreprocess),
+    Text(TextInput),
+}
+
+impl InputSpec {
+    pub fn modality(&self) -> Modality {
+        match self {
+            InputSpec::Image(_) => Modality::Image,
+            InputSpec::Text(_) => Modality::Text,
+        }
+    }
+}
+
+/// A head trained on inputs made as `trained` says only fits inputs made the same way: the same modality, and
+/// the same preprocessing, or the same tokenizer (by content) and maximum length.
+pub fn check_same_input(trained: &InputSpec, given: &InputSpec) -> Result<()> {
+    let same = match (given, trained) {
+        (InputSpec::Image(given), InputSpec::Image(trained)) => given == trained,
+        (InputSpec::Text(given), InputSpec::Text(trained)) => {
+            given.tokenizer_sha256 == trained.tokenizer_sha256
+                && given.max_length == trained.max_length
+        }
+        _ => false,
+    };
+    if same {
+        return Ok(());
+    }
+    Err(Error::InputMismatch {
+        trained: trained.modality(),
+        given: given.modality(),
+    })
+}
 
 /// A backbone named by the user: a zoo name or a path to an `.onnx` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -63,8 +174,36 @@ pub struct BackboneOptions {
     pub normalize: Option<bool>,
     /// A preprocessing JSON file (timm / Hugging Face keys); overrides one found beside the model.
     pub preprocess_file: Option<PathBuf>,
-    /// Preprocessing flags; override everything else.
+    /// Preprocessing settings; override everything else.
     pub preprocess: PreprocessOverrides,
+    /// Text backbones: a `tokenizer.json` (default: the zoo's, or the one beside the model).
+    pub tokenizer: Option<PathBuf>,
+}
+
+/// A head only means something on the features it was trained on: the same model file (by content) with the
+/// same output, layer, pooling and normalisation. The name comes from wherever the file was found.
+pub fn check_same_backbone(
+    trained: &BackboneIdentity,
+    given: &BackboneIdentity,
+    reference: &dyn std::fmt::Display,
+) -> Result<()> {
+    let settings = |i: &BackboneIdentity| {
+        (
+            i.sha256.clone(),
+            i.output.clone(),
+            i.layer.clone(),
+            i.pooling,
+            i.normalize,
+        )
+    };
+    if settings(trained) == settings(given) {
+        return Ok(());
+    }
+    Err(Error::BackboneMismatch {
+        trained: Box::new(trained.clone()),
+        given: Box::new(given.clone()),
+        reference: reference.to_string(),
+    })
 }
 
 /// What identifies the features a backbone makes: a head trained on them is only valid with the same.
@@ -76,6 +215,41 @@ pub struct BackboneIdentity {
     pub layer: Option<String>,
     pub pooling: Pooling,
     pub normalize: bool,
+}
+
+/// A backbone's ONNX file read into memory and identified by its sha256, hashed once.
+pub(crate) struct ModelFile {
+    /// How the user named it (zoo name or path), to open it again.
+    pub source: String,
+    pub path: PathBuf,
+    pub zoo: Option<ZooModel>,
+    pub bytes: Vec<u8>,
+    pub sha256: String,
+}
+
+impl ModelFile {
+    /// Reads a zoo model (fetched or converted first, its sha256 verified there) or a file.
+    pub fn read(reference: &BackboneRef) -> Result<Self> {
+        let (path, zoo) = match reference {
+            BackboneRef::Zoo(name) => {
+                let model = zoo::find(name)?;
+                (zoo::fetch_all(&model)?, Some(model))
+            }
+            BackboneRef::File(path) => (path.clone(), None),
+        };
+        let bytes = onnx::read_model_bytes(&path)?;
+        let sha256 = match &zoo {
+            Some(model) => model.onnx.sha256().to_string(),
+            None => sha256_hex(&bytes),
+        };
+        Ok(ModelFile {
+            source: reference.to_string(),
+            path,
+            zoo,
+            bytes,
+            sha256,
+        })
+    }
 }
 
 /// An ONNX file loaded into a session, with its feature output resolved.
@@ -90,15 +264,14 @@ pub(crate) struct LoadedModel {
 }
 
 impl LoadedModel {
-    pub fn open(backbone: &BackboneRef, options: &BackboneOptions) -> Result<Self> {
-        let (path, zoo) = match backbone {
-            BackboneRef::Zoo(name) => {
-                let model = zoo::find(name)?;
-                (zoo::fetch_all(&model)?, Some(model))
-            }
-            BackboneRef::File(path) => (path.clone(), None),
-        };
-        let bytes = onnx::read_model_bytes(&path)?;
+    pub fn load(file: ModelFile, options: &BackboneOptions) -> Result<Self> {
+        let ModelFile {
+            source,
+            path,
+            zoo,
+            bytes,
+            sha256,
+        } = file;
         let summary = onnx::summarize(&path, &bytes)?;
         let output = options
             .layer
@@ -133,7 +306,7 @@ impl LoadedModel {
         };
         let identity = BackboneIdentity {
             name,
-            sha256: fetch::sha256_bytes(&bytes),
+            sha256,
             output: output.clone(),
             layer: options.layer.clone(),
             pooling: options
@@ -146,7 +319,7 @@ impl LoadedModel {
                 .unwrap_or(false),
         };
         Ok(LoadedModel {
-            source: backbone.to_string(),
+            source,
             path,
             zoo,
             session,
@@ -246,7 +419,7 @@ pub fn inspect(path: &Path, runtime: &RuntimeOptions) -> Result<Inspection> {
     };
     Ok(Inspection {
         path: path.to_path_buf(),
-        sha256: fetch::sha256_bytes(&bytes),
+        sha256: sha256_hex(&bytes),
         inputs: describe(session.inputs()),
         outputs: describe(session.outputs()),
         summary,

@@ -9,7 +9,8 @@ use serde::{Deserialize, Serialize};
 use tokenizers::{Encoding, Tokenizer, TruncationParams};
 
 use super::{
-    BackboneIdentity, BackboneOptions, BackboneRef, LoadedModel, pool_features, tensor_shape,
+    BackboneIdentity, BackboneOptions, BackboneRef, LoadedModel, ModelFile, pool_features,
+    tensor_shape,
 };
 use crate::error::{Error, Result};
 use crate::preprocess::Layout;
@@ -31,7 +32,7 @@ pub struct TextInput {
 }
 
 pub struct TextBackbone {
-    model: LoadedModel,
+    pub(super) model: LoadedModel,
     tokenizer: Tokenizer,
     input: TextInput,
     pad_id: i64,
@@ -40,13 +41,15 @@ pub struct TextBackbone {
 }
 
 impl TextBackbone {
-    /// Opens a text backbone; `tokenizer` is a `tokenizer.json` (default: the zoo's, or one beside the model).
-    pub fn open(
-        backbone: &BackboneRef,
-        tokenizer: Option<&Path>,
-        options: &BackboneOptions,
-    ) -> Result<Self> {
-        let model = LoadedModel::open(backbone, options)?;
+    /// Opens `reference` as a text backbone ([`super::Backbone::open`] opens either kind).
+    pub fn open(reference: &BackboneRef, options: &BackboneOptions) -> Result<Self> {
+        Self::load(ModelFile::read(reference)?, options)
+    }
+
+    /// Loads a text backbone with `options.tokenizer` (default: the zoo's, or the one beside the model).
+    pub(crate) fn load(file: ModelFile, options: &BackboneOptions) -> Result<Self> {
+        let model = LoadedModel::load(file, options)?;
+        let tokenizer = options.tokenizer.as_deref();
         let (tokenizer_path, zoo_max_length) = match (tokenizer, &model.zoo) {
             (Some(path), zoo) => (
                 path.to_path_buf(),
@@ -57,7 +60,7 @@ impl TextBackbone {
             (None, Some(zoo_model)) => {
                 let text = zoo_model.text.as_ref().ok_or_else(|| {
                     Error::Config(format!(
-                        "{} is an image backbone; drop --text or pick a text model",
+                        "{} is an image backbone, not a text model",
                         zoo_model.name
                     ))
                 })?;
@@ -90,7 +93,7 @@ impl TextBackbone {
         let pad_id = tokenizer.get_padding().map_or(0, |p| p.pad_id) as i64;
         tokenizer.with_padding(None);
         let input = TextInput {
-            tokenizer_sha256: crate::fetch::sha256_file(&tokenizer_path)?,
+            tokenizer_sha256: crate::hash::sha256_file(&tokenizer_path)?,
             tokenizer_source,
             max_length,
         };
@@ -137,22 +140,13 @@ impl TextBackbone {
     }
 
     /// The zoo name or path it was opened from.
-    pub fn source(&self) -> &str {
+    pub(crate) fn source(&self) -> &str {
         &self.model.source
     }
 
     /// Texts longer than this many tokens are truncated.
     pub fn max_length(&self) -> usize {
         self.input.max_length
-    }
-
-    /// The shape of the tensor features are pooled from, as ONNX Runtime infers it.
-    pub fn feature_shape(&self) -> Option<Vec<i64>> {
-        self.model.feature_shape()
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.model.path
     }
 
     /// Whether the model takes an attention mask (masked mean pooling needs one).
@@ -224,7 +218,7 @@ impl TextBackbone {
             Some(&mask),
         )?;
         Array2::from_shape_vec((n, dim), values)
-            .map_err(|e| Error::Ort(format!("unexpected output size: {e}")))
+            .map_err(|e| Error::model(&self.model.path, format!("unexpected output size: {e}")))
     }
 }
 
@@ -233,9 +227,8 @@ fn beside(model: &Path) -> Result<PathBuf> {
     if candidate.is_file() {
         Ok(candidate)
     } else {
-        Err(Error::Config(format!(
-            "{}: no tokenizer.json beside it; pass --tokenizer PATH",
-            model.display()
-        )))
+        Err(Error::TokenizerNotFound {
+            model: model.to_path_buf(),
+        })
     }
 }

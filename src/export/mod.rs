@@ -15,8 +15,9 @@ use prost::Message;
 
 use crate::atomic::write_atomic;
 use crate::backbone::BackboneRef;
+use crate::backbone::{Backbone, InputSpec};
 use crate::bundle::Bundle;
-use crate::classifier::{BackboneView, Classifier};
+use crate::classifier::Classifier;
 use crate::error::{Error, Result};
 use crate::head::Head;
 use crate::onnx::proto::{
@@ -75,7 +76,7 @@ pub fn export(
     }
     if options.head_only && options.raw_input {
         return Err(Error::Config(
-            "--raw-input builds image preprocessing into the backbone's graph; a --head-only file has no backbone"
+            "raw pixel input builds image preprocessing into the backbone's graph; a head-only file has no backbone"
                 .into(),
         ));
     }
@@ -203,7 +204,7 @@ impl Builder {
         input: &str,
     ) -> Result<()> {
         if height == 0 || width == 0 {
-            return Err(Error::Config("--raw-size must be at least 1x1".into()));
+            return Err(Error::parameter("raw_size", "must be at least 1x1"));
         }
         let (left, top, box_width, box_height) = preprocess.source_box(width, height);
         let unsupported = || {
@@ -419,12 +420,12 @@ fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
             format!("{PROBABILITIES}: float [N, K] softmax; {CLASS_INDEX}: int64 [N]"),
         ),
     ];
-    if let Some(preprocess) = &info.preprocess {
-        entries.push(("headstart.preprocess", json(serde_json::json!(preprocess))));
-    }
-    if let Some(text) = &info.text {
-        entries.push(("headstart.text", json(serde_json::json!(text))));
-    }
+    entries.push(match &info.input {
+        InputSpec::Image(preprocess) => {
+            ("headstart.preprocess", json(serde_json::json!(preprocess)))
+        }
+        InputSpec::Text(text) => ("headstart.text", json(serde_json::json!(text))),
+    });
     entries
         .into_iter()
         .map(|(key, value)| StringStringEntryProto {
@@ -455,36 +456,28 @@ fn with_backbone(
     let bundle = &classifier.bundle;
     let identity = &bundle.info.backbone;
     let mut raw = None;
-    let (path, shape, layout, mask) = match classifier.backbone_view() {
-        BackboneView::Image(b) => {
+    let backbone = classifier.backbone();
+    let (path, shape) = (backbone.path().to_path_buf(), backbone.feature_shape());
+    let (layout, mask) = match backbone {
+        Backbone::Image(b) => {
             if options.raw_input {
                 raw = Some((b.preprocess().clone(), b.input_name().to_string()));
             }
-            (
-                b.path().to_path_buf(),
-                b.feature_shape(),
-                b.preprocess().layout,
-                None,
-            )
+            (b.preprocess().layout, None)
         }
-        BackboneView::Text(_) if options.raw_input => {
+        Backbone::Text(_) if options.raw_input => {
             return Err(Error::Config(
-                "--raw-input is for image bundles; a text bundle's file takes token ids".into(),
+                "raw pixel input is for image bundles; a text bundle's file takes token ids".into(),
             ));
         }
-        BackboneView::Text(b) => {
+        Backbone::Text(b) => {
             if !b.has_attention_mask() && identity.pooling != Pooling::Cls {
                 return Err(Error::model(
-                    b.path(),
+                    &path,
                     "has no attention_mask input, which mean pooling needs in an exported file",
                 ));
             }
-            (
-                b.path().to_path_buf(),
-                b.feature_shape(),
-                Layout::Nchw,
-                Some("attention_mask"),
-            )
+            (Layout::Nchw, Some("attention_mask"))
         }
     };
     let bytes = crate::onnx::read_model_bytes(&path)?;

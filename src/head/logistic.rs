@@ -334,7 +334,7 @@ fn dot_f32(a: &[f32], b: &[f32]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::head::train::SplitMix64;
+    use crate::rng::SplitMix64;
 
     fn problem(n: usize, d: usize, k: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
         let mut rng = SplitMix64(seed);

@@ -12,7 +12,8 @@ use serde::{Deserialize, Serialize};
 
 pub use train::{ClassWeight, TrainParams, TrainReport, train};
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum HeadKind {
     /// Multinomial logistic regression, regularisation chosen by cross-validation.

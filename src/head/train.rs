@@ -11,8 +11,10 @@ use super::logistic::{self, LogisticFit, LogisticParams};
 use super::{Head, HeadKind, Scaler, fit_temperature, normalized};
 use crate::error::{Error, Result};
 use crate::metrics::argmax;
+use crate::rng::SplitMix64;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 #[serde(rename_all = "lowercase")]
 pub enum ClassWeight {
     #[default]
@@ -55,18 +57,19 @@ impl Default for TrainParams {
 impl TrainParams {
     pub fn check(&self) -> Result<()> {
         if self.folds < 2 {
-            return Err(Error::Config("--folds must be at least 2".into()));
+            return Err(Error::parameter("folds", "must be at least 2"));
         }
         if self.grid.is_empty() || self.grid.iter().any(|c| !(c.is_finite() && *c > 0.0)) {
-            return Err(Error::Config(
-                "the C grid needs positive, finite values".into(),
+            return Err(Error::parameter(
+                "grid",
+                "needs positive, finite values of C",
             ));
         }
         if self.k == 0 {
-            return Err(Error::Config("--k must be at least 1".into()));
+            return Err(Error::parameter("k", "must be at least 1"));
         }
         if self.max_iterations == 0 {
-            return Err(Error::Config("--max-iterations must be at least 1".into()));
+            return Err(Error::parameter("max_iterations", "must be at least 1"));
         }
         Ok(())
     }
@@ -424,27 +427,6 @@ fn fit_simple(
             Head::Centroid {
                 centroids: normalized(centroids.view()),
             }
-        }
-    }
-}
-
-/// A small, fixed pseudo-random generator (SplitMix64): the same seed deals the same folds everywhere.
-pub struct SplitMix64(pub u64);
-
-impl SplitMix64 {
-    pub fn next_u64(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Fisher–Yates.
-    pub fn shuffle<T>(&mut self, items: &mut [T]) {
-        for i in (1..items.len()).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            items.swap(i, j);
         }
     }
 }

@@ -29,9 +29,9 @@ pub struct ModelSummary {
 pub fn read_model_bytes(path: &Path) -> Result<Vec<u8>> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            Err(Error::model(path, "no such file"))
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::ModelNotFound {
+            path: path.to_path_buf(),
+        }),
         Err(e) => Err(Error::io(path, e)),
     }
 }

@@ -1,6 +1,6 @@
-//! Image datasets: a folder with one sub-folder per class (nested folders inside a class are allowed), or a
-//! flat folder of unlabelled images. Order is deterministic (sorted). Whether a file is an image is decided
-//! later, by its content.
+//! The files of a dataset folder: one sub-folder per class (nested folders inside a class are allowed), or a
+//! flat folder of unlabelled files. Order is deterministic (sorted). Whether a file is an image is decided
+//! later, by its content; a text folder takes its `.txt` files.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::error::{Error, Result};
 
 #[derive(Debug, Clone)]
-pub struct Dataset {
+pub struct Files {
     pub root: PathBuf,
     /// Class names (folder names), sorted; empty for a flat folder.
     pub classes: Vec<String>,
@@ -34,14 +34,14 @@ pub struct Skip {
     pub reason: String,
 }
 
-impl Dataset {
+impl Files {
     pub fn is_labelled(&self) -> bool {
         !self.classes.is_empty()
     }
 }
 
 /// Lists a dataset folder.
-pub fn scan(root: &Path) -> Result<Dataset> {
+pub fn scan(root: &Path) -> Result<Files> {
     let meta = std::fs::metadata(root).map_err(|e| Error::io(root, e))?;
     if !meta.is_dir() {
         return Err(Error::input(
@@ -49,7 +49,7 @@ pub fn scan(root: &Path) -> Result<Dataset> {
             "not a folder (give a folder of images, one sub-folder per class)",
         ));
     }
-    let mut dataset = Dataset {
+    let mut dataset = Files {
         root: root.to_path_buf(),
         classes: Vec::new(),
         items: Vec::new(),
@@ -105,8 +105,8 @@ pub fn scan(root: &Path) -> Result<Dataset> {
 
 /// Files and folders given on a command line, as one unlabelled dataset: folders are walked (sorted), files
 /// are taken as they are. Paths are shown as given.
-pub fn from_inputs(inputs: &[PathBuf]) -> Result<Dataset> {
-    let mut dataset = Dataset {
+pub fn from_inputs(inputs: &[PathBuf]) -> Result<Files> {
+    let mut dataset = Files {
         root: PathBuf::new(),
         classes: Vec::new(),
         items: Vec::new(),
@@ -142,7 +142,7 @@ fn walk(
     relative: &str,
     label: Option<usize>,
     visited: &mut HashSet<PathBuf>,
-    dataset: &mut Dataset,
+    dataset: &mut Files,
 ) {
     match dir.canonicalize() {
         Ok(canonical) if !visited.insert(canonical.clone()) => {

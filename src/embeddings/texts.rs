@@ -4,11 +4,11 @@
 
 use std::time::Instant;
 
-use crate::backbone::TextBackbone;
-use crate::cache::{self, EmbeddingCache, Key};
-use crate::embed::{EmbedOptions, EmbedSummary, EmbeddedSet, InputSpec, SkipReport, open_cache};
-use crate::error::{Error, Result};
-use crate::textdata::TextDataset;
+use super::cache::{EmbeddingCache, Key};
+use super::set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, rate};
+use crate::backbone::{InputSpec, TextBackbone};
+use crate::data::TextDataset;
+use crate::error::Result;
 
 /// Texts tokenized at a time: bounds memory while leaving enough texts to sort into even batches.
 const CHUNK: usize = 4096;
@@ -24,11 +24,13 @@ pub fn embed_texts(
     let input = InputSpec::Text(backbone.input().clone());
     // Texts are hashed into keys only when there is a cache to ask (not under --no-cache).
     let cache: Option<(EmbeddingCache, Vec<Key>)> =
-        open_cache(options, backbone.identity(), &input)?.map(|cache| {
+        EmbeddingCache::for_options(options, backbone.identity(), &input)?.map(|cache| {
             let keys = dataset
                 .items
                 .iter()
-                .map(|item| EmbeddingCache::key(&cache::content_hash(item.text.as_bytes()), "text"))
+                .map(|item| {
+                    EmbeddingCache::key(&EmbeddingCache::content_key(item.text.as_bytes()), "text")
+                })
                 .collect();
             (cache, keys)
         });
@@ -66,7 +68,7 @@ pub fn embed_texts(
                 let item = chunk[j];
                 let vector = row.to_vec();
                 if let Some((cache, keys)) = &cache {
-                    cache.put(&keys[item], &vector)?;
+                    cache.put_or_warn(&keys[item], &vector);
                 }
                 vectors[item] = Some(vector);
             }
@@ -93,7 +95,7 @@ pub fn embed_texts(
     let mut set = EmbeddedSet {
         dim: 0,
         embeddings: Vec::new(),
-        labels: Vec::with_capacity(total),
+        labels: dataset.is_labelled().then(|| Vec::with_capacity(total)),
         class_names: dataset.classes.clone(),
         paths: Vec::with_capacity(total),
         augmented: vec![false; total],
@@ -102,16 +104,12 @@ pub fn embed_texts(
         input,
     };
     for (item, vector) in dataset.items.iter().zip(vectors) {
-        let vector = vector.ok_or_else(|| Error::Ort("an embedding went missing".into()))?;
+        let vector = vector.expect("every text has a vector: from the cache or computed");
         set.dim = vector.len();
         set.embeddings.extend(vector);
-        // A dataset without classes (texts to predict) is unlabelled.
-        let label = if dataset.classes.is_empty() {
-            -1
-        } else {
-            item.label as i64
-        };
-        set.labels.push(label);
+        if let (Some(labels), Some(label)) = (set.labels.as_mut(), item.label) {
+            labels.push(label);
+        }
         set.paths.push(item.id.clone());
     }
     let seconds = started.elapsed().as_secs_f64();
@@ -124,12 +122,12 @@ pub fn embed_texts(
         skipped: dataset.skipped.iter().map(SkipReport::from).collect(),
         empty_classes: Vec::new(),
         truncated: Some(truncated),
+        warnings: cache
+            .iter()
+            .filter_map(|(cache, _)| cache.write_failure())
+            .collect(),
         seconds,
-        per_second: if seconds > 0.0 {
-            total as f64 / seconds
-        } else {
-            0.0
-        },
+        per_second: rate(total, seconds),
     };
     Ok((set, summary))
 }

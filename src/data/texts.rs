@@ -6,22 +6,35 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use crate::dataset::{self, Skip};
+use super::files::{Files, Skip};
 use crate::error::{Error, Result};
 
-/// Which columns hold the text and the label.
+/// How a text table is read: which columns hold the text and the label.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Columns {
-    pub text: String,
-    pub label: String,
+#[non_exhaustive]
+pub struct TextOptions {
+    pub text_column: String,
+    pub label_column: String,
 }
 
-impl Default for Columns {
+impl Default for TextOptions {
     fn default() -> Self {
-        Columns {
-            text: "text".into(),
-            label: "label".into(),
+        TextOptions {
+            text_column: "text".into(),
+            label_column: "label".into(),
         }
+    }
+}
+
+impl TextOptions {
+    pub fn text_column(mut self, name: impl Into<String>) -> Self {
+        self.text_column = name.into();
+        self
+    }
+
+    pub fn label_column(mut self, name: impl Into<String>) -> Self {
+        self.label_column = name.into();
+        self
     }
 }
 
@@ -34,13 +47,19 @@ pub struct TextDataset {
     pub skipped: Vec<Skip>,
 }
 
+impl TextDataset {
+    pub fn is_labelled(&self) -> bool {
+        !self.classes.is_empty()
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TextItem {
     /// Where it came from: `file:line` for tables, the relative path for folders.
     pub id: String,
     pub text: String,
-    /// Index into `classes`.
-    pub label: usize,
+    /// Index into `classes`; `None` for texts without labels.
+    pub label: Option<usize>,
 }
 
 /// The layout of a text table.
@@ -69,25 +88,18 @@ impl TableFormat {
     }
 }
 
-/// Reads a labelled text dataset from a table file or a folder of class folders.
-pub fn load(path: &Path, columns: &Columns) -> Result<TextDataset> {
-    let meta = std::fs::metadata(path).map_err(|e| Error::io(path, e))?;
-    if !meta.is_dir() {
-        let format = TableFormat::from_path(path)?;
-        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-        return parse_table(&bytes, format, columns, path);
-    }
-    let mut rows: Vec<(String, String, String)> = Vec::new();
-    let mut skipped = Vec::new();
-    read_folder(path, &mut rows, &mut skipped)?;
-    Ok(labelled(path, rows, skipped))
+/// Reads a labelled text table (CSV, TSV or JSON Lines, by its extension).
+pub fn load_table(path: &Path, columns: &TextOptions) -> Result<TextDataset> {
+    let format = TableFormat::from_path(path)?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    parse_table(&bytes, format, columns, path)
 }
 
 /// Reads a labelled text table held in memory; `origin` names it in errors and row ids.
 pub fn parse_table(
     bytes: &[u8],
     format: TableFormat,
-    columns: &Columns,
+    columns: &TextOptions,
     origin: &Path,
 ) -> Result<TextDataset> {
     let mut rows: Vec<(String, String, String)> = Vec::new();
@@ -133,7 +145,7 @@ fn labelled(source: &Path, rows: Vec<(String, String, String)>, skipped: Vec<Ski
         .map(|(id, text, label)| TextItem {
             id,
             text,
-            label: classes.binary_search(&label).unwrap_or_default(),
+            label: classes.binary_search(&label).ok(),
         })
         .collect();
     TextDataset {
@@ -175,18 +187,15 @@ fn accept(
     }
 }
 
-fn column_index(path: &Path, header: &[String], wanted: &str, flag: &str) -> Result<usize> {
+fn column_index(path: &Path, header: &[String], wanted: &str, role: &'static str) -> Result<usize> {
     header
         .iter()
         .position(|h| h.trim() == wanted)
-        .ok_or_else(|| {
-            Error::input(
-                path,
-                format!(
-                    "no column '{wanted}' (columns: {}); pass {flag} NAME",
-                    header.join(", ")
-                ),
-            )
+        .ok_or_else(|| Error::MissingColumn {
+            path: path.to_path_buf(),
+            role,
+            wanted: wanted.to_string(),
+            available: header.to_vec(),
         })
 }
 
@@ -195,7 +204,7 @@ fn read_delimited(
     name: &str,
     body: &[u8],
     delimiter: u8,
-    columns: &Columns,
+    columns: &TextOptions,
     rows: &mut Vec<(String, String, String)>,
     skipped: &mut Vec<Skip>,
 ) -> Result<()> {
@@ -209,8 +218,8 @@ fn read_delimited(
         .iter()
         .map(|h| String::from_utf8_lossy(h).into_owned())
         .collect();
-    let text_column = column_index(path, &header, &columns.text, "--text-column")?;
-    let label_column = column_index(path, &header, &columns.label, "--label-column")?;
+    let text_column = column_index(path, &header, &columns.text_column, "text")?;
+    let label_column = column_index(path, &header, &columns.label_column, "label")?;
     let mut record = csv::ByteRecord::new();
     // Line numbers from byte offsets: csv's own count lags behind on CRLF files.
     let mut counted = (0usize, 1usize);
@@ -258,7 +267,7 @@ fn read_json_lines(
     path: &Path,
     name: &str,
     body: &[u8],
-    columns: &Columns,
+    columns: &TextOptions,
     rows: &mut Vec<(String, String, String)>,
     skipped: &mut Vec<Skip>,
 ) -> Result<()> {
@@ -290,8 +299,8 @@ fn read_json_lines(
             continue;
         };
         keys_seen.extend(object.keys().cloned());
-        has.0 |= object.contains_key(&columns.text);
-        has.1 |= object.contains_key(&columns.label);
+        has.0 |= object.contains_key(&columns.text_column);
+        has.1 |= object.contains_key(&columns.label_column);
         let field = |key: &str| -> Option<String> {
             match object.get(key)? {
                 serde_json::Value::String(s) => Some(s.clone()),
@@ -299,7 +308,7 @@ fn read_json_lines(
                 other => Some(other.to_string()),
             }
         };
-        let (text, label) = (field(&columns.text), field(&columns.label));
+        let (text, label) = (field(&columns.text_column), field(&columns.label_column));
         accept(
             id,
             text.as_deref().map(str::as_bytes),
@@ -310,23 +319,19 @@ fn read_json_lines(
     }
     let keys: Vec<String> = keys_seen.into_iter().collect();
     if !keys.is_empty() && !has.0 {
-        column_index(path, &keys, &columns.text, "--text-column")?;
+        column_index(path, &keys, &columns.text_column, "text")?;
     }
     if !keys.is_empty() && !has.1 {
-        column_index(path, &keys, &columns.label, "--label-column")?;
+        column_index(path, &keys, &columns.label_column, "label")?;
     }
     Ok(())
 }
 
-/// One sub-folder per class, listed as an image dataset is (nested folders, hidden entries, stray files and
-/// loops handled by [`dataset::scan`]); each `.txt` file is one text.
-fn read_folder(
-    root: &Path,
-    rows: &mut Vec<(String, String, String)>,
-    skipped: &mut Vec<Skip>,
-) -> Result<()> {
-    let listed = dataset::scan(root)?;
-    skipped.extend(listed.skipped);
+/// The texts of a folder with one sub-folder per class, listed as an image folder is (nested folders, hidden
+/// entries, stray files and loops handled by [`super::files::scan`]); each `.txt` file is one text.
+pub fn from_folder(listed: Files) -> TextDataset {
+    let mut rows: Vec<(String, String, String)> = Vec::new();
+    let mut skipped = listed.skipped;
     for item in listed.items {
         let Some(label) = item.label else {
             skipped.push(Skip {
@@ -347,8 +352,8 @@ fn read_folder(
                 item.relative,
                 Some(strip_bom(&bytes)),
                 Some(listed.classes[label].as_bytes()),
-                rows,
-                skipped,
+                &mut rows,
+                &mut skipped,
             ),
             Err(e) => skipped.push(Skip {
                 path: item.relative,
@@ -356,26 +361,24 @@ fn read_folder(
             }),
         }
     }
-    Ok(())
+    labelled(&listed.root, rows, skipped)
 }
 
-/// Whether `path` holds texts: a table by its extension (.csv, .tsv, .jsonl), or a folder whose files are all
-/// `.txt` (with at least one).
-pub fn is_text_data(path: &Path) -> bool {
-    if path.is_dir() {
-        dataset::scan(path).is_ok_and(|listed| {
-            !listed.items.is_empty()
-                && listed
-                    .items
-                    .iter()
-                    .all(|item| extension(&item.path) == "txt")
-        })
-    } else {
-        matches!(
-            extension(path).as_str(),
-            "csv" | "tsv" | "tab" | "jsonl" | "ndjson"
-        )
-    }
+/// Whether a file's name says it is a text table (.csv, .tsv, .jsonl).
+pub(crate) fn is_table(path: &Path) -> bool {
+    matches!(
+        extension(path).as_str(),
+        "csv" | "tsv" | "tab" | "jsonl" | "ndjson"
+    )
+}
+
+/// Whether a listed folder holds texts: every file is a `.txt` file, and there is one at least.
+pub(crate) fn is_text_folder(listed: &Files) -> bool {
+    !listed.items.is_empty()
+        && listed
+            .items
+            .iter()
+            .all(|item| extension(&item.path) == "txt")
 }
 
 /// Texts without labels (to predict), identified by their position.
@@ -389,7 +392,7 @@ pub fn unlabelled(source: &str, texts: Vec<String>) -> TextDataset {
             .map(|(i, text)| TextItem {
                 id: format!("{source}#{}", i + 1),
                 text,
-                label: 0,
+                label: None,
             })
             .collect(),
         skipped: Vec::new(),
@@ -431,7 +434,7 @@ mod tests {
     fn summary(set: &TextDataset) -> Vec<(String, String)> {
         set.items
             .iter()
-            .map(|i| (i.text.clone(), set.classes[i.label].clone()))
+            .map(|i| (i.text.clone(), set.classes[i.label.unwrap()].clone()))
             .collect()
     }
 
@@ -442,7 +445,7 @@ mod tests {
             b"\xEF\xBB\xBFid,text,label\r\n1,\"good, really\",pos\r\n2,,neg\r\n3,fine,\r\n"
                 .to_vec();
         bytes.extend_from_slice(b"4,bad \xFF bytes,neg\r\n5,\"multi\nline\",neg\r\n");
-        let set = load(&write(dir.path(), "t.csv", &bytes), &Columns::default()).unwrap();
+        let set = load_table(&write(dir.path(), "t.csv", &bytes), &TextOptions::default()).unwrap();
         assert_eq!(
             summary(&set),
             vec![
@@ -462,22 +465,21 @@ mod tests {
     #[test]
     fn tsv_and_jsonl_with_chosen_columns() {
         let dir = tempfile::tempdir().unwrap();
-        let columns = Columns {
-            text: "review".into(),
-            label: "stars".into(),
-        };
+        let columns = TextOptions::default()
+            .text_column("review")
+            .label_column("stars");
         let tsv = write(
             dir.path(),
             "t.tsv",
             b"stars\treview\n5\tloved it\n1\thated it\n",
         );
-        assert_eq!(load(&tsv, &columns).unwrap().items.len(), 2);
+        assert_eq!(load_table(&tsv, &columns).unwrap().items.len(), 2);
         let jsonl = write(
             dir.path(),
             "t.jsonl",
             b"{\"review\": \"loved it\", \"stars\": 5}\n\n{\"review\": \"meh\"}\nnot json\n[1]\n",
         );
-        let set = load(&jsonl, &columns).unwrap();
+        let set = load_table(&jsonl, &columns).unwrap();
         assert_eq!(
             summary(&set),
             vec![("loved it".to_string(), "5".to_string())]
@@ -491,11 +493,14 @@ mod tests {
     fn missing_columns_and_unknown_formats_are_clear_errors() {
         let dir = tempfile::tempdir().unwrap();
         let csv = write(dir.path(), "t.csv", b"text,category\nhello,a\n");
-        let err = load(&csv, &Columns::default()).unwrap_err().to_string();
+        let err = load_table(&csv, &TextOptions::default()).unwrap_err();
         assert!(
-            err.contains("no column 'label'")
-                && err.contains("text, category")
-                && err.contains("--label-column"),
+            matches!(&err, Error::MissingColumn { role: "label", wanted, .. } if wanted == "label"),
+            "{err:?}"
+        );
+        let err = err.to_string();
+        assert!(
+            err.contains("no column 'label'") && err.contains("text, category"),
             "{err}"
         );
         let jsonl = write(
@@ -503,14 +508,16 @@ mod tests {
             "t.jsonl",
             b"{\"body\": \"x\", \"label\": \"a\"}\n",
         );
-        let err = load(&jsonl, &Columns::default()).unwrap_err().to_string();
+        let err = load_table(&jsonl, &TextOptions::default())
+            .unwrap_err()
+            .to_string();
         assert!(
             err.contains("no column 'text'") && err.contains("body"),
             "{err}"
         );
         let xls = write(dir.path(), "t.xlsx", b"PK");
         assert!(
-            load(&xls, &Columns::default())
+            load_table(&xls, &TextOptions::default())
                 .unwrap_err()
                 .to_string()
                 .contains(".csv, .tsv or .jsonl")
@@ -531,7 +538,7 @@ mod tests {
             std::fs::write(dir.path().join(class).join(name), bytes).unwrap();
         }
         write(dir.path(), "README", b"stray");
-        let set = load(dir.path(), &Columns::default()).unwrap();
+        let set = from_folder(crate::data::files::scan(dir.path()).unwrap());
         assert_eq!(
             summary(&set),
             vec![

@@ -4,17 +4,16 @@
 //! corrupt entry is recomputed, never served.
 
 use std::path::{Path, PathBuf};
-
-use std::io::Write;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::atomic::write_atomic;
-use crate::backbone::BackboneIdentity;
-use crate::embed::InputSpec;
+use super::set::EmbedOptions;
+use crate::atomic::{remove_abandoned_partials, write_atomic, write_atomic_unsynced};
+use crate::backbone::{BackboneIdentity, InputSpec};
 use crate::error::{Error, Result};
-use crate::fetch::hex;
+use crate::hash::hex;
 use crate::home::read_dir_if_present;
 use crate::preprocess::ImagePreprocess;
 
@@ -24,6 +23,8 @@ const CONFIGURATION_FILE: &str = "configuration.json";
 
 pub struct EmbeddingCache {
     dir: PathBuf,
+    /// Why writing stopped: the first failed write turns writing off, since the cache only saves time.
+    write_failure: OnceLock<String>,
 }
 
 /// A cache key: 32 bytes of sha256.
@@ -33,6 +34,22 @@ impl EmbeddingCache {
     /// The default cache root: `$HEADSTART_HOME/embeddings`.
     pub fn default_root() -> Result<PathBuf> {
         Ok(crate::home::home()?.join("embeddings"))
+    }
+
+    /// The cache for this backbone and input preparation, unless the options turn it off.
+    pub(crate) fn for_options(
+        options: &EmbedOptions,
+        identity: &BackboneIdentity,
+        input: &InputSpec,
+    ) -> Result<Option<Self>> {
+        if !options.use_cache {
+            return Ok(None);
+        }
+        let root = match &options.cache_dir {
+            Some(root) => root.clone(),
+            None => Self::default_root()?,
+        };
+        Ok(Some(Self::open(&root, identity, input)))
     }
 
     /// The cache for one backbone configuration, in a folder of `root` named by its hash.
@@ -61,7 +78,16 @@ impl EmbeddingCache {
                     .map_err(|e| Error::io(&described, e))
             });
         }
-        EmbeddingCache { dir }
+        // Entries are written without the per-write sweep of other outputs; killed runs' leftovers go here.
+        if let Ok(shards) = std::fs::read_dir(&dir) {
+            for shard in shards.flatten() {
+                remove_abandoned_partials(&shard.path());
+            }
+        }
+        EmbeddingCache {
+            dir,
+            write_failure: OnceLock::new(),
+        }
     }
 
     /// The key of one view of a file's content.
@@ -86,13 +112,33 @@ impl EmbeddingCache {
     /// Stores a vector: written to a temporary file and renamed. No fsync: a torn entry fails its checksum.
     pub fn put(&self, key: &Key, vector: &[f32]) -> Result<()> {
         let path = self.path(key);
-        let dir = path.parent().unwrap_or(&self.dir);
-        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        let mut temp = tempfile::NamedTempFile::new_in(dir).map_err(|e| Error::io(dir, e))?;
-        temp.write_all(&encode_entry(vector))
-            .map_err(|e| Error::io(&path, e))?;
-        temp.persist(&path).map_err(|e| Error::io(&path, e.error))?;
-        Ok(())
+        write_atomic_unsynced(&path, |out| {
+            out.write_all(&encode_entry(vector))
+                .map_err(|e| Error::io(&path, e))
+        })
+    }
+
+    /// [`Self::put`], where a failure costs the cache, not the run: the first one is kept for
+    /// [`Self::write_failure`] and later vectors are not written.
+    pub(crate) fn put_or_warn(&self, key: &Key, vector: &[f32]) {
+        if self.write_failure.get().is_some() {
+            return;
+        }
+        if let Err(error) = self.put(key, vector) {
+            let _ = self.write_failure.set(format!(
+                "the embedding cache cannot be written ({error}); went on without it"
+            ));
+        }
+    }
+
+    /// Why the cache stopped being written, if it did.
+    pub fn write_failure(&self) -> Option<String> {
+        self.write_failure.get().cloned()
+    }
+
+    /// The key of a file's (or text's) content: its sha256.
+    pub fn content_key(bytes: &[u8]) -> Key {
+        Sha256::digest(bytes).into()
     }
 }
 
@@ -194,11 +240,6 @@ fn describe(config: &serde_json::Value) -> String {
     format!("{}, {tensor}, {input}", text(&backbone["name"]))
 }
 
-/// sha256 of bytes.
-pub fn content_hash(bytes: &[u8]) -> Key {
-    Sha256::digest(bytes).into()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -234,18 +275,24 @@ mod tests {
         let texts = EmbeddingCache::open(
             root.path(),
             &identity(Some("head")),
-            &InputSpec::Text(crate::backbone::text::TextInput {
+            &InputSpec::Text(crate::backbone::TextInput {
                 tokenizer_sha256: "cd".repeat(32),
                 tokenizer_source: None,
                 max_length: 256,
             }),
         );
         for i in 0..3u8 {
-            images.put(&content_hash(&[i]), &[1.0; 8]).unwrap();
+            images
+                .put(&EmbeddingCache::content_key(&[i]), &[1.0; 8])
+                .unwrap();
         }
-        texts.put(&content_hash(b"t"), &[1.0; 4]).unwrap();
+        texts
+            .put(&EmbeddingCache::content_key(b"t"), &[1.0; 4])
+            .unwrap();
         // An unfinished write left by a killed run is not an entry.
-        let torn = images.path(&content_hash(&[0])).with_file_name(".tmp123");
+        let torn = images
+            .path(&EmbeddingCache::content_key(&[0]))
+            .with_file_name(".headstart-123.partial");
         std::fs::write(&torn, b"HSE1").unwrap();
         // A folder from before configurations were recorded.
         std::fs::create_dir_all(root.path().join("0123/45")).unwrap();

@@ -1,0 +1,1158 @@
+//! The command line: arguments (clap), printing, and the demos. Every flow it runs is a library function; this
+//! module turns flags into options and results into text, and library errors into lines that name flags.
+
+mod demo;
+mod progress;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+use headstart::augment::Augment;
+use headstart::backbone::{self, BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
+use headstart::classifier::Classifier;
+use headstart::data::{Data, TextOptions, files, texts};
+use headstart::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet};
+use headstart::head::{ClassWeight, HeadKind, TrainParams};
+use headstart::pooling::Pooling;
+use headstart::preprocess::{ColourOrder, Interpolation, Layout, PreprocessOverrides, Resize};
+use headstart::report::{self, ReportInput, Samples};
+use headstart::runtime::{Device, RuntimeOptions};
+use headstart::zoo;
+use headstart::{Error, Modality, Result, datasets, workflow};
+use progress::Progress;
+
+#[derive(Parser)]
+#[command(
+    name = "headstart",
+    version,
+    about = "Transfer learning without backprop: frozen ONNX backbones, small heads"
+)]
+struct Cli {
+    /// libonnxruntime to load (default: ORT_DYLIB_PATH, beside the executable, the cache, Python's onnxruntime,
+    /// else the pinned release is fetched from PyPI)
+    #[arg(long, global = true, value_name = "PATH")]
+    ort_lib: Option<PathBuf>,
+    /// Where to run the backbone
+    #[arg(long, global = true, value_enum, default_value_t = Device::Auto)]
+    device: Device,
+    /// ONNX Runtime intra-op threads (default: one per core)
+    #[arg(long, global = true, value_name = "N")]
+    threads: Option<usize>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// The whole job on real data: fetch the ELPV solar-cell images, embed, train, evaluate on a held-out split
+    Demo {
+        /// Instead: what the default backbones see in sample photos and sentences
+        #[arg(long, conflicts_with = "text")]
+        photos: bool,
+        /// Instead: sentiment of the VADER movie-review snippets with the default text backbone
+        #[arg(long)]
+        text: bool,
+    },
+    /// Embed a folder of images, a folder of .txt class folders or a text table into an .npz (-o), or files /
+    /// texts (--text) as JSON lines on stdout
+    Embed(Box<EmbedArgs>),
+    /// Train a head on labelled images or texts (embedded through the cache) or an .npz; writes a bundle
+    Train(Box<TrainArgs>),
+    /// Evaluate a bundle on labelled data or an .npz: accuracy, macro-F1, per-class metrics, confusion matrix
+    Eval(Box<EvalArgs>),
+    /// Classify images, or texts with a text bundle: top-k classes with probabilities
+    Predict(Box<PredictArgs>),
+    /// Export a bundle as one ONNX file (backbone + pooling + head + softmax), or --head-only
+    Export(ExportArgs),
+    /// Show an ONNX file's inputs, outputs and opsets; --layers lists the tensors --layer can tap
+    Inspect {
+        model: PathBuf,
+        #[arg(long)]
+        layers: bool,
+    },
+    /// The model zoo
+    #[command(subcommand)]
+    Models(ModelsCommand),
+    /// Demo datasets from package registries
+    #[command(subcommand)]
+    Datasets(DatasetsCommand),
+    /// Where the cache is and what it holds (embeddings per backbone configuration, models, datasets, ONNX
+    /// Runtime); `cache clear` empties it
+    Cache {
+        #[command(subcommand)]
+        action: Option<CacheCommand>,
+        /// Print JSON instead of text
+        #[arg(long, global = true)]
+        json: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Remove the embedding cache (embeddings are recomputed on the next run)
+    Clear {
+        /// Also remove what was fetched: the folders models, datasets, runtime, samples and python… (fetched
+        /// again when needed); anything else there is left alone
+        #[arg(long)]
+        all: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DatasetsCommand {
+    /// Fetch a dataset and print its class-folder path: `elpv` (solar cells, defective/functional)
+    Fetch { name: String },
+}
+
+#[derive(Subcommand)]
+enum ModelsCommand {
+    /// List the zoo's backbones, their sources and licences, and whether they are cached
+    List,
+    /// Fetch (or convert) backbones into the cache now instead of on first use
+    Fetch {
+        /// Zoo names; `all` fetches every one
+        #[arg(required = true)]
+        names: Vec<String>,
+    },
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    /// A folder (one sub-folder per class, or flat; .txt files make it texts), a text table (.csv, .tsv,
+    /// .jsonl), image files, or texts with --text
+    #[arg(required = true)]
+    inputs: Vec<String>,
+    /// The .npz to write when embedding a folder or a table
+    #[arg(long, short, value_name = "OUT.npz")]
+    output_file: Option<PathBuf>,
+    /// Inputs are texts, embedded with a text backbone
+    #[arg(long)]
+    text: bool,
+    #[command(flatten)]
+    text_flags: TextFlags,
+    #[command(flatten)]
+    embed: EmbedFlags,
+    #[command(flatten)]
+    backbone: BackboneArgs,
+}
+
+/// How text data is read (embed, train, eval).
+#[derive(Args)]
+struct TextFlags {
+    /// The column of a text table that holds the text
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    text_column: String,
+    /// The column of a text table that holds the label
+    #[arg(long, default_value = "label", value_name = "NAME")]
+    label_column: String,
+    /// tokenizer.json for a text backbone outside the zoo (default: beside the model)
+    #[arg(long, value_name = "PATH")]
+    tokenizer: Option<PathBuf>,
+}
+
+impl TextFlags {
+    fn options(&self) -> TextOptions {
+        TextOptions::default()
+            .text_column(&self.text_column)
+            .label_column(&self.label_column)
+    }
+}
+
+/// How folders are embedded (embed, train, eval, predict).
+#[derive(Args)]
+struct EmbedFlags {
+    /// Images (texts) per inference batch
+    #[arg(long, default_value_t = 32)]
+    batch_size: usize,
+    /// Decode threads (default: one per core)
+    #[arg(long, value_name = "N")]
+    workers: Option<usize>,
+    /// Neither read nor write the embedding cache
+    #[arg(long)]
+    no_cache: bool,
+    /// Also embed augmented views of each image: flip, crop (comma-separated)
+    #[arg(long, value_name = "VIEWS")]
+    augment: Option<Augment>,
+    /// Fail on the first file that cannot be embedded instead of skipping it
+    #[arg(long)]
+    strict: bool,
+    /// Largest image to decode, in pixels
+    #[arg(long, default_value_t = headstart::data::decode::DEFAULT_MAX_PIXELS)]
+    max_pixels: u64,
+    /// No progress bar or summary
+    #[arg(long, short)]
+    quiet: bool,
+    /// Print JSON instead of text
+    #[arg(long)]
+    json: bool,
+}
+
+impl EmbedFlags {
+    fn options(&self) -> EmbedOptions {
+        let defaults = EmbedOptions::default();
+        let workers = self.workers.unwrap_or(defaults.workers);
+        defaults
+            .batch_size(self.batch_size)
+            .workers(workers)
+            .use_cache(!self.no_cache)
+            .augment(self.augment.unwrap_or_default())
+            .strict(self.strict)
+            .max_pixels(self.max_pixels)
+    }
+
+    fn progress(&self, unit: &'static str) -> Progress {
+        Progress::new(unit, !self.quiet && !self.json)
+    }
+}
+
+#[derive(Args)]
+struct TrainArgs {
+    /// A folder with one sub-folder per class (images, or .txt files), a text table (.csv, .tsv, .jsonl), or an
+    /// .npz from `headstart embed`
+    input: PathBuf,
+    /// The bundle to write
+    #[arg(long, short, value_name = "MODEL.hs")]
+    output_file: PathBuf,
+    #[arg(long, value_enum, default_value_t = HeadKind::Logistic)]
+    head: HeadKind,
+    /// Hold out this fraction of each class for validation (stratified, seeded)
+    #[arg(long, value_name = "F", conflicts_with = "val")]
+    val_split: Option<f64>,
+    /// Validate on this labelled folder, table or .npz instead
+    #[arg(long, value_name = "DATA")]
+    val: Option<PathBuf>,
+    #[arg(long, value_enum, default_value_t = ClassWeight::None)]
+    class_weight: ClassWeight,
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Cross-validation folds
+    #[arg(long, default_value_t = 5)]
+    folds: usize,
+    /// Inverse regularisation strengths to cross-validate (logistic), comma-separated
+    #[arg(long, value_delimiter = ',', value_name = "C,...")]
+    grid: Option<Vec<f64>>,
+    /// Neighbours (knn)
+    #[arg(long, default_value_t = 5)]
+    k: usize,
+    /// L-BFGS iterations per logistic fit (scikit-learn's max_iter)
+    #[arg(long, default_value_t = 100, value_name = "N")]
+    max_iterations: u64,
+    #[command(flatten)]
+    text_flags: TextFlags,
+    #[command(flatten)]
+    embed: EmbedFlags,
+    #[command(flatten)]
+    backbone: BackboneArgs,
+}
+
+#[derive(Args)]
+struct EvalArgs {
+    bundle: PathBuf,
+    /// A labelled folder, a text table or an .npz from `headstart embed` (same backbone)
+    input: PathBuf,
+    /// The bundle's backbone, if it is not where the bundle says
+    #[arg(long, value_name = "NAME|PATH")]
+    backbone: Option<String>,
+    /// Also write a self-contained HTML page: heatmap, misclassified thumbnails, PCA scatter
+    #[arg(long, value_name = "FILE.html")]
+    report: Option<PathBuf>,
+    /// Columns of a text table
+    #[arg(long, default_value = "text", value_name = "NAME")]
+    text_column: String,
+    #[arg(long, default_value = "label", value_name = "NAME")]
+    label_column: String,
+    #[command(flatten)]
+    embed: EmbedFlags,
+}
+
+#[derive(Args)]
+struct ExportArgs {
+    bundle: PathBuf,
+    /// The ONNX file to write
+    #[arg(long, short, value_name = "MODEL.onnx")]
+    output_file: PathBuf,
+    /// Only the head: embedding [N, D] in, probabilities out (for a device that already runs the backbone)
+    #[arg(long, conflicts_with = "raw_input")]
+    head_only: bool,
+    /// Image bundles: uint8 RGB pixels [N, H, W, 3] in; resizing, cropping and normalisation in the graph
+    #[arg(long)]
+    raw_input: bool,
+    /// The pixels' size for --raw-input: N or HxW (default: the model's input size)
+    #[arg(long, value_parser = parse_size, requires = "raw_input")]
+    raw_size: Option<(u32, u32)>,
+    /// The bundle's backbone, if it is not where the bundle says
+    #[arg(long, value_name = "NAME|PATH")]
+    backbone: Option<String>,
+}
+
+#[derive(Args)]
+struct PredictArgs {
+    bundle: PathBuf,
+    /// Image files or folders; for a text bundle, texts (none: one text per line on stdin)
+    inputs: Vec<String>,
+    /// Text bundle: read one text per line from FILE (`-`: stdin)
+    #[arg(long, value_name = "FILE", conflicts_with = "inputs")]
+    from: Option<PathBuf>,
+    /// How many classes to show per input
+    #[arg(long, default_value_t = 3)]
+    top_k: usize,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table)]
+    format: OutputFormat,
+    /// Answer `unknown` when the top probability is below P
+    #[arg(long, value_name = "P", default_value_t = 0.0)]
+    min_confidence: f32,
+    /// The bundle's backbone, if it is not where the bundle says
+    #[arg(long, value_name = "NAME|PATH")]
+    backbone: Option<String>,
+    #[command(flatten)]
+    embed: EmbedFlags,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum OutputFormat {
+    Table,
+    Csv,
+    Json,
+}
+
+#[derive(Args)]
+struct BackboneArgs {
+    /// A zoo name (`headstart models list`) or a path to an .onnx file
+    #[arg(long, short)]
+    backbone: Option<String>,
+    /// Graph output to take features from
+    #[arg(long, value_name = "NAME")]
+    output: Option<String>,
+    /// Intermediate tensor to take features from (see `headstart inspect MODEL --layers`)
+    #[arg(long, value_name = "TENSOR")]
+    layer: Option<String>,
+    #[arg(long, value_enum)]
+    pooling: Option<Pooling>,
+    /// L2-normalise embeddings
+    #[arg(long)]
+    normalize: bool,
+    /// Preprocessing JSON (timm pretrained_cfg or Hugging Face preprocessor_config.json keys)
+    #[arg(long, value_name = "FILE")]
+    preprocess: Option<PathBuf>,
+    /// Input size: N or HxW
+    #[arg(long, value_parser = parse_size)]
+    size: Option<(u32, u32)>,
+    #[arg(long, value_enum)]
+    resize: Option<Resize>,
+    /// Fraction of the resized image kept by the centre crop
+    #[arg(long, value_name = "F")]
+    crop_pct: Option<f32>,
+    #[arg(long, value_enum)]
+    interpolation: Option<Interpolation>,
+    /// Per-channel mean in pixel units (0-255), model channel order: R,G,B or one value
+    #[arg(long, value_parser = parse_triple)]
+    mean: Option<[f32; 3]>,
+    /// Per-channel std in pixel units (0-255)
+    #[arg(long, value_parser = parse_triple)]
+    std: Option<[f32; 3]>,
+    #[arg(long, value_enum)]
+    layout: Option<Layout>,
+    #[arg(long, value_enum)]
+    colour: Option<ColourOrder>,
+}
+
+fn parse_size(text: &str) -> std::result::Result<(u32, u32), String> {
+    let number = |s: &str| {
+        s.trim()
+            .parse::<u32>()
+            .ok()
+            .filter(|v| (1..=16384).contains(v))
+    };
+    match text.split_once(['x', 'X']) {
+        Some((h, w)) => number(h).zip(number(w)),
+        None => number(text).map(|n| (n, n)),
+    }
+    .ok_or_else(|| format!("'{text}' is not N or HxW with sizes from 1 to 16384"))
+}
+
+fn parse_triple(text: &str) -> std::result::Result<[f32; 3], String> {
+    let values: Vec<f32> = text
+        .split(',')
+        .map(|v| {
+            v.trim()
+                .parse::<f32>()
+                .map_err(|_| format!("'{v}' is not a number"))
+        })
+        .collect::<std::result::Result<_, _>>()?;
+    match values.as_slice() {
+        [v] => Ok([*v; 3]),
+        [a, b, c] => Ok([*a, *b, *c]),
+        _ => Err("give one value or three, comma-separated".into()),
+    }
+}
+
+impl BackboneArgs {
+    fn options(
+        &self,
+        runtime: RuntimeOptions,
+        tokenizer: Option<PathBuf>,
+    ) -> Result<BackboneOptions> {
+        if self.std.is_some_and(|s| s.contains(&0.0)) {
+            return Err(Error::Config("--std must not contain zero".into()));
+        }
+        Ok(BackboneOptions {
+            tokenizer,
+            runtime,
+            output: self.output.clone(),
+            layer: self.layer.clone(),
+            pooling: self.pooling,
+            normalize: self.normalize.then_some(true),
+            preprocess_file: self.preprocess.clone(),
+            preprocess: PreprocessOverrides {
+                size: self.size,
+                resize: self.resize,
+                crop_pct: self.crop_pct,
+                interpolation: self.interpolation,
+                mean: self.mean,
+                std: self.std,
+                layout: self.layout,
+                colour: self.colour,
+            },
+        })
+    }
+
+    fn reference(&self, modality: Modality) -> BackboneRef {
+        self.given()
+            .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name))
+    }
+
+    /// The backbone named with --backbone, if any.
+    fn given(&self) -> Option<BackboneRef> {
+        self.backbone.as_deref().map(BackboneRef::parse)
+    }
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = RuntimeOptions {
+        library: cli.ort_lib.clone(),
+        device: cli.device,
+        threads: cli.threads,
+        intra_op_spinning: None,
+    };
+    match run(cli.command, runtime) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {}", in_flags(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
+    match command {
+        Command::Demo { photos: true, .. } => print_demo(&demo::run_photos(&runtime)?),
+        Command::Demo { text: true, .. } => {
+            let mut bar = Progress::new("texts", true);
+            let result = demo::run_vader(&runtime, &mut |done, total| bar.update(done, total));
+            bar.finish();
+            print_held_out_job(
+                "VADER movie-review snippets: positive (mean score > 0) vs negative, backbone all-minilm-l6-v2",
+                "texts",
+                datasets::VADER_SEED,
+                &result?,
+            );
+        }
+        Command::Demo { .. } => {
+            let mut bar = Progress::new("images", true);
+            let result = demo::run_elpv(&runtime, &mut |done, total| bar.update(done, total));
+            bar.finish();
+            print_held_out_job(
+                "ELPV solar cells: defective (defect probability >= 0.5) vs functional, backbone efficientnet-lite0",
+                "images",
+                datasets::ELPV_SEED,
+                &result?,
+            );
+        }
+        Command::Embed(args) => embed(*args, runtime)?,
+        Command::Train(args) => train(*args, runtime)?,
+        Command::Eval(args) => eval(*args, runtime)?,
+        Command::Predict(args) => predict(*args, runtime)?,
+        Command::Export(args) => export(&args, &runtime)?,
+        Command::Inspect { model, layers } => inspect(&model, layers, &runtime)?,
+        Command::Models(ModelsCommand::List) => list_models()?,
+        Command::Cache { action: None, json } => show_cache(json)?,
+        Command::Cache {
+            action: Some(CacheCommand::Clear { all }),
+            json,
+        } => clear_cache(all, json)?,
+        Command::Datasets(DatasetsCommand::Fetch { name }) => match name.as_str() {
+            "elpv" => println!("{}", datasets::elpv_by_defect()?.display()),
+            other => {
+                return Err(Error::Config(format!("no dataset '{other}' (have: elpv)")));
+            }
+        },
+        Command::Models(ModelsCommand::Fetch { names }) => {
+            let wanted: Vec<zoo::ZooModel> = if names.iter().any(|n| n == "all") {
+                zoo::models()
+            } else {
+                names.iter().map(|n| zoo::find(n)).collect::<Result<_>>()?
+            };
+            for model in wanted {
+                let path = zoo::fetch_all(&model)?;
+                println!("{}\t{}", model.name, path.display());
+            }
+        }
+    }
+    Ok(())
+}
+
+fn embed(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
+    let options = args
+        .backbone
+        .options(runtime, args.text_flags.tokenizer.clone())?;
+    // One folder or table is a data set for an .npz; anything else is files (or texts) to print.
+    if let [single] = args.inputs.as_slice()
+        && !args.text
+    {
+        let path = Path::new(single);
+        match Data::open(path, &args.text_flags.options()) {
+            // A single other file is an image to print, below.
+            Ok(Data::Embeddings(_)) => {}
+            Ok(data) => return embed_data(&data, path, &args, &options),
+            Err(error) if path.exists() => return Err(error),
+            // Not there: the image decoder below says so.
+            Err(_) => {}
+        }
+    }
+    if let Some(out) = &args.output_file {
+        return Err(Error::Config(format!(
+            "-o {} writes a data set's embeddings: give one folder or text table",
+            out.display()
+        )));
+    }
+    let embeddings = if args.text {
+        let mut backbone = TextBackbone::open(&args.backbone.reference(Modality::Text), &options)?;
+        let texts: Vec<&str> = args.inputs.iter().map(String::as_str).collect();
+        backbone.embed(&texts)?
+    } else {
+        // Decode first: a bad input path should not wait for a backbone download.
+        let images = args
+            .inputs
+            .iter()
+            .map(|p| headstart::data::decode::open_image(p.as_ref()))
+            .collect::<Result<Vec<_>>>()?;
+        let mut backbone =
+            ImageBackbone::open(&args.backbone.reference(Modality::Image), &options)?;
+        backbone.embed(&images)?
+    };
+    for (input, row) in args.inputs.iter().zip(embeddings.rows()) {
+        let line = serde_json::json!({ "input": input, "embedding": row.to_vec() });
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn embed_data(data: &Data, path: &Path, args: &EmbedArgs, options: &BackboneOptions) -> Result<()> {
+    let out = args.output_file.clone().ok_or_else(|| {
+        Error::Config(format!(
+            "embedding {} writes an .npz: pass -o OUT.npz",
+            path.display()
+        ))
+    })?;
+    let flags = &args.embed;
+    let (set, summary) = embed_with_progress(data, args.backbone.given().as_ref(), options, flags)?;
+    if set.rows() == 0 {
+        return Err(Error::input(
+            path,
+            "nothing could be embedded; nothing written",
+        ));
+    }
+    set.write_npz(&out)?;
+    if flags.json {
+        let mut value = serde_json::to_value(&summary).unwrap_or_default();
+        value["output"] = serde_json::json!(out.display().to_string());
+        value["dim"] = serde_json::json!(set.dim);
+        println!("{value}");
+    } else if !flags.quiet {
+        if let Some(summary) = &summary {
+            print_embed_summary(summary);
+        }
+        println!("-> {} [{} x {}]", out.display(), set.rows(), set.dim);
+    }
+    Ok(())
+}
+
+/// Embeddings of a folder or text table (with a progress bar), or an .npz.
+fn embed_with_progress(
+    data: &Data,
+    backbone: Option<&BackboneRef>,
+    options: &BackboneOptions,
+    flags: &EmbedFlags,
+) -> Result<(EmbeddedSet, Option<EmbedSummary>)> {
+    let mut bar = flags.progress(data.modality().map_or("rows", Modality::unit));
+    let result = workflow::embeddings_for(
+        data,
+        backbone,
+        options,
+        &flags.options(),
+        &mut |done, total| bar.update(done, total),
+    );
+    bar.finish();
+    result
+}
+
+fn print_embed_summary(summary: &EmbedSummary) {
+    let (things, unit) = match summary.truncated {
+        Some(_) => ("texts", "texts"),
+        None => ("files", "images"),
+    };
+    for warning in &summary.warnings {
+        eprintln!("warning: {warning}");
+    }
+    println!(
+        "embedded {} of {} {things} ({} rows: {} from cache, {} computed) in {:.1} s, {:.1} {unit}/s",
+        summary.embedded,
+        summary.files,
+        summary.rows,
+        summary.from_cache,
+        summary.computed,
+        summary.seconds,
+        summary.per_second
+    );
+    if let Some(truncated @ 1..) = summary.truncated {
+        println!("truncated {truncated} texts longer than the backbone's maximum length");
+    }
+    if !summary.skipped.is_empty() {
+        println!("skipped {}:", summary.skipped.len());
+        for skip in &summary.skipped {
+            println!("  {}: {}", skip.path, skip.reason);
+        }
+    }
+    for class in &summary.empty_classes {
+        println!("empty class folder: {class}");
+    }
+}
+
+fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
+    let options = args
+        .backbone
+        .options(runtime, args.text_flags.tokenizer.clone())?;
+    let text = args.text_flags.options();
+    let flags = &args.embed;
+    let data = Data::open(&args.input, &text)?;
+    let (set, summary) =
+        embed_with_progress(&data, args.backbone.given().as_ref(), &options, flags)?;
+    if let (Some(summary), false) = (&summary, flags.quiet || flags.json) {
+        print_embed_summary(summary);
+    }
+    let (train_set, validation) = match (&args.val, args.val_split) {
+        (Some(path), _) => {
+            let (val, _) = embed_with_progress(
+                &Data::open(path, &text)?,
+                Some(&BackboneRef::parse(&set.backbone_source)),
+                &options,
+                flags,
+            )?;
+            (set, Some(val))
+        }
+        (None, Some(fraction)) => {
+            let (train_rows, val_rows) = workflow::stratified_split(&set, fraction, args.seed)?;
+            (set.select(&train_rows), Some(set.select(&val_rows)))
+        }
+        (None, None) => (set, None),
+    };
+    let params = TrainParams {
+        head: args.head,
+        folds: args.folds,
+        grid: args
+            .grid
+            .clone()
+            .unwrap_or_else(|| TrainParams::default().grid),
+        class_weight: args.class_weight,
+        seed: args.seed,
+        k: args.k,
+        max_iterations: args.max_iterations,
+    };
+    let trained = workflow::train_bundle(&train_set, validation.as_ref(), &params)?;
+    trained.bundle.save(&args.output_file)?;
+    if flags.json {
+        let value = serde_json::json!({
+            "bundle": args.output_file.display().to_string(),
+            "embed": summary,
+            "train": trained.report,
+            "validation": trained.validation,
+        });
+        println!("{value}");
+    } else if !flags.quiet {
+        print_train_report(&trained.report);
+        if let Some(metrics) = &trained.validation {
+            println!(
+                "\nvalidation ({} samples)\n{}",
+                metrics.samples,
+                metrics.render()
+            );
+        }
+        println!("wrote {}", args.output_file.display());
+    }
+    Ok(())
+}
+
+fn print_train_report(report: &headstart::head::TrainReport) {
+    for warning in &report.warnings {
+        println!("warning: {warning}");
+    }
+    println!(
+        "trained {:?} head on {} embeddings in {:.2} s",
+        report.head, report.samples, report.seconds
+    );
+    if !report.cv.is_empty() {
+        let grid: Vec<String> = report
+            .cv
+            .iter()
+            .map(|(c, acc)| format!("C={c}: {acc:.4}"))
+            .collect();
+        println!(
+            "  {}-fold cross-validated accuracy: {}",
+            report.folds,
+            grid.join("  ")
+        );
+    }
+    if let Some(c) = report.chosen_c {
+        println!("  chosen C = {c}");
+    }
+    println!(
+        "  out-of-fold accuracy {:.4}, calibrated temperature {:.3}",
+        report.cv_accuracy, report.temperature
+    );
+}
+
+fn eval(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
+    let backbone = args.backbone.as_deref().map(BackboneRef::parse);
+    let flags = &args.embed;
+    let text = TextOptions::default()
+        .text_column(&args.text_column)
+        .label_column(&args.label_column);
+    let data = Data::open(&args.input, &text)?;
+    let mut bar = flags.progress(data.modality().map_or("rows", Modality::unit));
+    let result = workflow::evaluate_bundle(
+        &args.bundle,
+        &data,
+        &runtime,
+        backbone.as_ref(),
+        &flags.options(),
+        &mut |done, total| bar.update(done, total),
+    );
+    bar.finish();
+    let evaluation = result?;
+    if let (Some(summary), false) = (&evaluation.summary, flags.quiet || flags.json) {
+        print_embed_summary(summary);
+    }
+    let metrics = &evaluation.metrics;
+    if let Some(path) = &args.report {
+        let set = &evaluation.set;
+        let truth = set.labels.clone().unwrap_or_default();
+        // The texts, in the rows' order, for the report's list of mistakes.
+        let texts: Option<Vec<String>> = match &data {
+            Data::Texts(texts) => Some(texts.items.iter().map(|item| item.text.clone()).collect()),
+            _ => None,
+        };
+        let input = ReportInput {
+            title: format!("{} on {}", args.bundle.display(), args.input.display()),
+            metrics,
+            class_names: &evaluation.bundle.info.class_names,
+            embeddings: set.matrix(),
+            truth: &truth,
+            probabilities: evaluation.probabilities.view(),
+            paths: &set.paths,
+            samples: match &texts {
+                Some(texts) => Samples::Texts(texts),
+                None => {
+                    Samples::Images(matches!(data, Data::Images(_)).then(|| args.input.clone()))
+                }
+            },
+        };
+        report::write_report(path, &input)?;
+        if !flags.quiet && !flags.json {
+            println!("wrote {}", path.display());
+        }
+    }
+    if flags.json {
+        println!("{}", serde_json::to_string(metrics).unwrap_or_default());
+    } else {
+        print!("{}", metrics.render());
+    }
+    Ok(())
+}
+
+fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
+    let backbone = args.backbone.as_deref().map(BackboneRef::parse);
+    let mut classifier = Classifier::load(&args.bundle, &runtime, backbone.as_ref())?;
+    let flags = &args.embed;
+    let data = match classifier.modality() {
+        Modality::Text => Data::Texts(texts_to_predict(&args)?),
+        Modality::Image => {
+            if args.inputs.is_empty() || args.from.is_some() {
+                return Err(Error::Config(
+                    "this bundle classifies images: give image files or folders".into(),
+                ));
+            }
+            let paths: Vec<PathBuf> = args.inputs.iter().map(PathBuf::from).collect();
+            Data::Images(files::from_inputs(&paths)?)
+        }
+    };
+    let mut bar = flags.progress(classifier.modality().unit());
+    let result = workflow::predict(
+        &mut classifier,
+        &data,
+        &flags.options(),
+        args.top_k,
+        args.min_confidence,
+        &mut |done, total| bar.update(done, total),
+    );
+    bar.finish();
+    let predicted = result?;
+    let skipped = predicted
+        .summary
+        .map(|summary| summary.skipped)
+        .unwrap_or_default();
+    let column = match classifier.modality() {
+        Modality::Text => "text",
+        Modality::Image => "path",
+    };
+    let rows = &predicted.rows;
+    match args.format {
+        OutputFormat::Json => {
+            let items: Vec<serde_json::Value> = rows
+                .iter()
+                .map(|(path, p)| {
+                    let top: Vec<serde_json::Value> =
+                        p.top.iter().map(|(c, prob)| serde_json::json!({"class": c, "probability": prob})).collect();
+                    serde_json::json!({column: path, "label": p.label.as_deref().unwrap_or("unknown"), "top": top})
+                })
+                .collect();
+            let skipped: Vec<serde_json::Value> = skipped
+                .iter()
+                .map(|s| serde_json::json!({"path": s.path, "reason": s.reason}))
+                .collect();
+            println!(
+                "{}",
+                serde_json::json!({"predictions": items, "skipped": skipped})
+            );
+        }
+        OutputFormat::Csv => {
+            let header: Vec<String> = (1..=args.top_k)
+                .flat_map(|i| [format!("class{i}"), format!("p{i}")])
+                .collect();
+            println!("{column},label,{}", header.join(","));
+            for (path, p) in rows {
+                let top: Vec<String> = p
+                    .top
+                    .iter()
+                    .flat_map(|(c, prob)| [csv_field(c), format!("{prob:.4}")])
+                    .collect();
+                println!(
+                    "{},{},{}",
+                    csv_field(path),
+                    csv_field(p.label.as_deref().unwrap_or("unknown")),
+                    top.join(",")
+                );
+            }
+        }
+        OutputFormat::Table => {
+            let width = rows
+                .iter()
+                .map(|(path, _)| path.chars().count())
+                .max()
+                .unwrap_or(4)
+                .max(4);
+            for (path, p) in rows {
+                let top: Vec<String> = p
+                    .top
+                    .iter()
+                    .map(|(c, prob)| format!("{c} {:.1}%", prob * 100.0))
+                    .collect();
+                println!(
+                    "{path:<width$}  {:<12}  {}",
+                    p.label.as_deref().unwrap_or("unknown"),
+                    top.join("  ")
+                );
+            }
+        }
+    }
+    if !matches!(args.format, OutputFormat::Json) {
+        for skip in &skipped {
+            eprintln!("skipped {}: {}", skip.path, skip.reason);
+        }
+    }
+    Ok(())
+}
+
+/// A text bundle's inputs: the arguments, else lines of --from FILE or of stdin.
+fn texts_to_predict(args: &PredictArgs) -> Result<texts::TextDataset> {
+    let (lines, skipped) = match (&args.from, args.inputs.is_empty()) {
+        (None, false) => (args.inputs.clone(), Vec::new()),
+        (Some(path), _) if path.as_os_str() != "-" => {
+            let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+            texts::read_lines(file, &path.display().to_string())?
+        }
+        _ => texts::read_lines(std::io::stdin().lock(), "stdin")?,
+    };
+    if lines.is_empty() {
+        return Err(Error::Config(
+            "no text to classify: give texts as arguments, --from FILE, or lines on stdin".into(),
+        ));
+    }
+    let mut data = texts::unlabelled("input", lines);
+    data.skipped = skipped;
+    Ok(data)
+}
+
+/// A library error in the command line's words: where it names an option, the flag that sets it.
+fn in_flags(error: &Error) -> String {
+    match error {
+        Error::InvalidParameter { name, message } => {
+            let flag = match *name {
+                "fraction" => "val-split".to_string(),
+                other => other.replace('_', "-"),
+            };
+            format!("--{flag} {message}")
+        }
+        Error::MissingColumn {
+            path,
+            role,
+            wanted,
+            available,
+        } => format!(
+            "{}: no column '{wanted}' (columns: {}); pass --{role}-column NAME",
+            path.display(),
+            available.join(", ")
+        ),
+        Error::TokenizerNotFound { model } => format!(
+            "{}: no tokenizer.json beside it; pass --tokenizer PATH",
+            model.display()
+        ),
+        Error::BundleBackboneNotFound { bundle, backbone } => format!(
+            "{}: the bundle's backbone {backbone} is not there; pass --backbone PATH",
+            bundle.display()
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn csv_field(text: &str) -> String {
+    if text.contains([',', '"', '\n', '\r']) {
+        format!("\"{}\"", text.replace('"', "\"\""))
+    } else {
+        text.to_string()
+    }
+}
+
+fn export(args: &ExportArgs, runtime: &RuntimeOptions) -> Result<()> {
+    let options = headstart::export::ExportOptions {
+        head_only: args.head_only,
+        raw_input: args.raw_input,
+        raw_size: args.raw_size,
+    };
+    let backbone = args.backbone.as_deref().map(BackboneRef::parse);
+    let exported = headstart::export::export(
+        &args.bundle,
+        backbone.as_ref(),
+        runtime,
+        &options,
+        &args.output_file,
+    )?;
+    println!(
+        "wrote {} ({:.1} MB): inputs {}; outputs {} [N, {}], {} [N]; classes {}",
+        exported.path.display(),
+        exported.bytes as f64 / 1e6,
+        exported.inputs.join(", "),
+        headstart::export::PROBABILITIES,
+        exported.classes.len(),
+        headstart::export::CLASS_INDEX,
+        exported.classes.join(", ")
+    );
+    Ok(())
+}
+
+fn inspect(path: &std::path::Path, layers: bool, runtime: &RuntimeOptions) -> Result<()> {
+    let report = backbone::inspect(path, runtime)?;
+    let s = &report.summary;
+    println!("{}", report.path.display());
+    println!("  sha256     {}", report.sha256);
+    let opsets: Vec<String> = s.opsets.iter().map(|(d, v)| format!("{d} {v}")).collect();
+    println!("  opset      {}", opsets.join(", "));
+    println!(
+        "  ir version {}   producer {}",
+        s.ir_version,
+        if s.producer.is_empty() {
+            "-"
+        } else {
+            &s.producer
+        }
+    );
+    println!(
+        "  nodes      {}   initializers {}",
+        s.node_count, s.initializer_count
+    );
+    println!("  inputs");
+    for (name, ty) in &report.inputs {
+        println!("    {name}: {ty}");
+    }
+    println!("  outputs");
+    for (name, ty) in &report.outputs {
+        println!("    {name}: {ty}");
+    }
+    if layers {
+        println!("  tensors (for --layer)");
+        for (name, op) in &s.tensors {
+            println!("    {name}  ({op})");
+        }
+    }
+    Ok(())
+}
+
+fn megabytes(bytes: u64) -> String {
+    format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+fn show_cache(json: bool) -> Result<()> {
+    let root = headstart::home::home()?;
+    let parts = headstart::home::usage(&root)?;
+    let embeddings = headstart::embeddings::cache::usage(&root.join("embeddings"))?;
+    if json {
+        let value = serde_json::json!({ "root": root, "parts": parts, "embeddings": embeddings });
+        println!("{value}");
+        return Ok(());
+    }
+    println!(
+        "cache {} (HEADSTART_HOME moves it; `headstart cache clear` empties it)",
+        root.display()
+    );
+    for part in &parts {
+        println!(
+            "{:<18} {:>10} files {:>11}",
+            part.name,
+            part.files,
+            megabytes(part.bytes)
+        );
+        if part.name == "embeddings" {
+            for configuration in &embeddings {
+                println!(
+                    "    {:>10} entries {:>11}  {}",
+                    configuration.entries,
+                    megabytes(configuration.bytes),
+                    configuration
+                        .description
+                        .as_deref()
+                        .unwrap_or("(configuration not recorded)")
+                );
+            }
+        }
+    }
+    let total: u64 = parts.iter().map(|p| p.bytes).sum();
+    println!("{:<18} {:>10}       {:>11}", "total", "", megabytes(total));
+    Ok(())
+}
+
+fn clear_cache(everything: bool, json: bool) -> Result<()> {
+    let root = headstart::home::home()?;
+    let cleared = headstart::home::clear(&root, everything)?;
+    if json {
+        println!("{}", serde_json::to_string(&cleared).unwrap_or_default());
+        return Ok(());
+    }
+    if cleared.removed.is_empty() {
+        println!("nothing to remove in {}", root.display());
+    }
+    for part in &cleared.removed {
+        println!(
+            "removed {} ({} files, {})",
+            root.join(&part.name).display(),
+            part.files,
+            megabytes(part.bytes)
+        );
+    }
+    if !cleared.left_alone.is_empty() {
+        println!(
+            "left alone (not headstart's): {}",
+            cleared.left_alone.join(", ")
+        );
+    }
+    Ok(())
+}
+
+fn list_models() -> Result<()> {
+    for model in zoo::models() {
+        let default = if model.default { " (default)" } else { "" };
+        let modality = match model.modality {
+            Modality::Image => "image",
+            Modality::Text => "text",
+        };
+        println!(
+            "{}{default}  [{modality}]  {}",
+            model.name, model.description
+        );
+        println!("    source   {}", model.onnx.origin());
+        println!("    sha256   {}", model.onnx.sha256());
+        let pooling = serde_json::to_value(model.pooling).unwrap_or_default();
+        println!(
+            "    features output '{}', pooling {}",
+            model.output,
+            pooling.as_str().unwrap_or("auto")
+        );
+        if let Some(p) = &model.preprocess {
+            println!("    input    {}", p.describe());
+        }
+        if let Some(t) = &model.text {
+            println!(
+                "    input    tokenizer {} (max {} tokens)",
+                t.tokenizer.package, t.max_length
+            );
+        }
+        println!("    licence  {}", model.licence);
+    }
+    Ok(())
+}
+
+/// A demo job's output: what it is, what was embedded, the split, training, and the held-out metrics.
+fn print_held_out_job(title: &str, unit: &str, seed: u64, report: &workflow::HeldOutReport) {
+    println!("{title}");
+    print_embed_summary(&report.embed);
+    println!(
+        "split: {} train / {} test {unit} (stratified, seed {seed})",
+        report.train_rows, report.test_rows
+    );
+    print_train_report(&report.report);
+    println!("\ntest set\n{}", report.test.render());
+    println!("whole job: {:.1} s", report.seconds);
+}
+
+fn print_demo(report: &demo::DemoReport) {
+    println!(
+        "image backbone {} ({})",
+        report.image_backbone, report.preprocess
+    );
+    for photo in &report.photos {
+        let name = photo
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let top: Vec<String> = photo
+            .top
+            .iter()
+            .map(|(label, p)| format!("{label} {:.0}%", p * 100.0))
+            .collect();
+        println!(
+            "  {name:<22} {}-d embedding; ImageNet says: {}",
+            photo.dim,
+            top.join(" | ")
+        );
+    }
+    println!(
+        "  {:.1} ms per image (batch of {})",
+        report.ms_per_image,
+        report.photos.len()
+    );
+    println!("text backbone {}", report.text_backbone);
+    for (a, b, cos) in &report.sentence_pairs {
+        println!("  cos {cos:.3}  \"{a}\" ~ \"{b}\"");
+    }
+}

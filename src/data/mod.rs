@@ -1,0 +1,94 @@
+//! Files → data: a folder of images, a folder of `.txt` files or a text table, or embeddings made earlier.
+//! [`Data::open`] is the one place that tells which a path holds.
+
+pub mod decode;
+pub mod files;
+pub mod texts;
+
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+use crate::modality::Modality;
+
+pub use files::{Files, Skip};
+pub use texts::{TextDataset, TextOptions};
+
+/// What a path holds.
+#[derive(Debug, Clone)]
+pub enum Data {
+    /// A folder of images: one sub-folder per class, or flat (unlabelled).
+    Images(Files),
+    /// A text table, or a folder of `.txt` files in class folders.
+    Texts(TextDataset),
+    /// Any other file: an `.npz` of embeddings, read with
+    /// [`EmbeddedSet::read_npz`](crate::embeddings::EmbeddedSet::read_npz).
+    Embeddings(PathBuf),
+}
+
+impl Data {
+    /// Lists a folder or reads a text table (`text` says which columns to take), or names an embeddings file.
+    /// A table is known by its extension (.csv, .tsv, .jsonl); a folder holds texts when every file in it is a
+    /// `.txt` file, else images.
+    pub fn open(path: &Path, text: &TextOptions) -> Result<Data> {
+        if path.is_dir() {
+            let listed = files::scan(path)?;
+            return Ok(if texts::is_text_folder(&listed) {
+                Data::Texts(texts::from_folder(listed))
+            } else {
+                Data::Images(listed)
+            });
+        }
+        if texts::is_table(path) {
+            return Ok(Data::Texts(texts::load_table(path, text)?));
+        }
+        if path.is_file() {
+            return Ok(Data::Embeddings(path.to_path_buf()));
+        }
+        Err(Error::input(
+            path,
+            "no such folder, text table (.csv, .tsv, .jsonl) or .npz file",
+        ))
+    }
+
+    /// Images or texts; `None` for embeddings, which say so themselves once read.
+    pub fn modality(&self) -> Option<Modality> {
+        match self {
+            Data::Images(_) => Some(Modality::Image),
+            Data::Texts(_) => Some(Modality::Text),
+            Data::Embeddings(_) => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_tables_and_files_are_told_apart() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str| {
+            let path = dir.path().join(name);
+            std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+            std::fs::write(&path, b"x").unwrap();
+            path
+        };
+        write("images/cats/a.png");
+        write("texts/neg/a.txt");
+        let table = write("table.csv");
+        let npz = write("set.npz");
+        let open = |path: &Path| Data::open(path, &TextOptions::default());
+        assert!(matches!(
+            open(&dir.path().join("images")),
+            Ok(Data::Images(_))
+        ));
+        assert!(matches!(
+            open(&dir.path().join("texts")),
+            Ok(Data::Texts(_))
+        ));
+        // The table has a text column but no label column: reading it is tried, and refused.
+        assert!(matches!(open(&table), Err(Error::MissingColumn { .. })));
+        assert!(matches!(open(&npz), Ok(Data::Embeddings(p)) if p == npz));
+        assert!(open(&dir.path().join("missing")).is_err());
+    }
+}

@@ -1,0 +1,52 @@
+//! Data → embeddings: the image pipeline (parallel decode, batched inference), the text pipeline
+//! (length-bucketed batches), the content-addressed cache both share, and the `.npz` files sets are kept in.
+//! [`embed`] takes either kind of data to the backbone made for it.
+
+pub mod cache;
+mod images;
+pub mod npz;
+mod set;
+mod texts;
+
+pub use cache::EmbeddingCache;
+pub use images::embed_images;
+pub use set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport};
+pub use texts::embed_texts;
+
+use crate::backbone::{Backbone, check_same_backbone, check_same_input};
+use crate::data::Data;
+use crate::error::{Error, Result};
+
+/// Embeds `data` with `backbone`: every image of a folder or every text of a table, through the cache.
+/// `progress(done, total)` is called as inputs complete. Embeddings read from an `.npz` come back as they are
+/// (after checking that this backbone made them), with no summary.
+pub fn embed(
+    data: &Data,
+    backbone: &mut Backbone,
+    options: &EmbedOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(EmbeddedSet, Option<EmbedSummary>)> {
+    let (set, summary) = match (data, backbone) {
+        (Data::Images(files), Backbone::Image(backbone)) => {
+            images::embed_images(files, backbone, options, progress)?
+        }
+        (Data::Texts(texts), Backbone::Text(backbone)) => {
+            texts::embed_texts(texts, backbone, options, progress)?
+        }
+        (Data::Embeddings(path), backbone) => {
+            let set = EmbeddedSet::read_npz(path)?;
+            check_same_backbone(backbone.identity(), &set.backbone, &set.backbone_source)?;
+            check_same_input(&backbone.input_spec(), &set.input)?;
+            return Ok((set, None));
+        }
+        (data, backbone) => {
+            return Err(Error::InputMismatch {
+                trained: backbone.modality(),
+                given: data
+                    .modality()
+                    .expect("only embeddings files have no modality"),
+            });
+        }
+    };
+    Ok((set, Some(summary)))
+}

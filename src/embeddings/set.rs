@@ -1,0 +1,335 @@
+//! What embedding makes: an [`EmbeddedSet`] (one row per embedded view, with labels, paths and the backbone
+//! that made them), the [`EmbedSummary`] of a run, and the [`EmbedOptions`] that shape it. The set's `.npz`
+//! format (numpy opens it) is read and written here.
+
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use super::npz::{NpyArray, NpyData, read_npz_from, write_npz};
+use crate::augment::Augment;
+use crate::backbone::{BackboneIdentity, InputSpec};
+use crate::data::Skip;
+use crate::data::decode::DEFAULT_MAX_PIXELS;
+use crate::error::{Error, Result};
+
+/// How a dataset is embedded.
+#[derive(Debug, Clone)]
+pub struct EmbedOptions {
+    /// Inputs per inference batch.
+    pub batch_size: usize,
+    /// Decode threads.
+    pub workers: usize,
+    pub use_cache: bool,
+    /// Where the cache lives (default: `$HEADSTART_HOME/embeddings`).
+    pub cache_dir: Option<PathBuf>,
+    pub augment: Augment,
+    /// Any skipped file is an error.
+    pub strict: bool,
+    pub max_pixels: u64,
+}
+
+impl Default for EmbedOptions {
+    fn default() -> Self {
+        EmbedOptions {
+            batch_size: 32,
+            workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
+            use_cache: true,
+            cache_dir: None,
+            augment: Augment::default(),
+            strict: false,
+            max_pixels: DEFAULT_MAX_PIXELS,
+        }
+    }
+}
+
+impl EmbedOptions {
+    pub fn batch_size(mut self, batch_size: usize) -> Self {
+        self.batch_size = batch_size;
+        self
+    }
+
+    pub fn workers(mut self, workers: usize) -> Self {
+        self.workers = workers;
+        self
+    }
+
+    /// Whether to read and write the embedding cache.
+    pub fn use_cache(mut self, use_cache: bool) -> Self {
+        self.use_cache = use_cache;
+        self
+    }
+
+    pub fn cache_dir(mut self, dir: impl Into<PathBuf>) -> Self {
+        self.cache_dir = Some(dir.into());
+        self
+    }
+
+    pub fn augment(mut self, augment: Augment) -> Self {
+        self.augment = augment;
+        self
+    }
+
+    pub fn strict(mut self, strict: bool) -> Self {
+        self.strict = strict;
+        self
+    }
+
+    pub fn max_pixels(mut self, max_pixels: u64) -> Self {
+        self.max_pixels = max_pixels;
+        self
+    }
+}
+
+/// Embeddings of a dataset, one row per embedded view, in dataset order.
+#[derive(Debug, Clone)]
+pub struct EmbeddedSet {
+    pub dim: usize,
+    /// Row-major, rows × dim.
+    pub embeddings: Vec<f32>,
+    /// Class index per row; `None` for unlabelled data.
+    pub labels: Option<Vec<usize>>,
+    pub class_names: Vec<String>,
+    /// Paths relative to the dataset folder (images), or `file:line` / relative paths (texts).
+    pub paths: Vec<String>,
+    /// Whether a row is an augmented view.
+    pub augmented: Vec<bool>,
+    /// The zoo name or path of the backbone.
+    pub backbone_source: String,
+    pub backbone: BackboneIdentity,
+    pub input: InputSpec,
+}
+
+/// The `labels` value of an unlabelled row in the `.npz` (numpy has no missing integers).
+const UNLABELLED: i64 = -1;
+
+impl EmbeddedSet {
+    pub fn rows(&self) -> usize {
+        self.paths.len()
+    }
+
+    /// Writes the `.npz` described in docs/embedding.md, atomically.
+    pub fn write_npz(&self, path: &Path) -> Result<()> {
+        let backbone = serde_json::to_string(&self.backbone).expect("an identity serialises");
+        // Image sets keep the `preprocess` entry older headstarts read; text sets have `text_input` instead.
+        let (input_key, input) = match &self.input {
+            InputSpec::Image(p) => ("preprocess", serde_json::to_string(p)),
+            InputSpec::Text(t) => ("text_input", serde_json::to_string(t)),
+        };
+        let input = input.expect("an input spec serialises");
+        let labels: Vec<i64> = match &self.labels {
+            Some(labels) => labels.iter().map(|&l| l as i64).collect(),
+            None => vec![UNLABELLED; self.rows()],
+        };
+        write_npz(
+            path,
+            &[
+                (
+                    "embeddings",
+                    NpyArray::F32 {
+                        shape: vec![self.rows(), self.dim],
+                        data: &self.embeddings,
+                    },
+                ),
+                (
+                    "labels",
+                    NpyArray::I64 {
+                        shape: vec![self.rows()],
+                        data: &labels,
+                    },
+                ),
+                ("class_names", NpyArray::Strings(&self.class_names)),
+                ("paths", NpyArray::Strings(&self.paths)),
+                ("augmented", NpyArray::Bool(&self.augmented)),
+                ("backbone", NpyArray::Str(&self.backbone.name)),
+                ("backbone_source", NpyArray::Str(&self.backbone_source)),
+                ("backbone_sha256", NpyArray::Str(&self.backbone.sha256)),
+                ("backbone_config", NpyArray::Str(&backbone)),
+                (input_key, NpyArray::Str(&input)),
+            ],
+        )
+    }
+
+    /// Reads an `.npz` written by [`EmbeddedSet::write_npz`], checking that its arrays fit together.
+    pub fn read_npz(path: &Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
+        Self::read_npz_from(std::io::BufReader::new(file), path)
+    }
+
+    /// [`EmbeddedSet::read_npz`] from memory or any seekable stream; `origin` names it in errors.
+    pub fn read_npz_from(
+        reader: impl std::io::Read + std::io::Seek,
+        origin: &Path,
+    ) -> Result<Self> {
+        let bad = |message: String| Error::input(origin, message);
+        let mut arrays = read_npz_from(reader, origin)?;
+        // Arrays are taken out, not copied: the embeddings may be most of the memory there is.
+        let mut take = |name: &str| {
+            arrays
+                .iter()
+                .position(|(n, _)| n == name)
+                .map(|i| arrays.swap_remove(i).1)
+                .ok_or_else(|| bad(format!("no '{name}' array: not written by headstart embed")))
+        };
+        let NpyData::F32 {
+            shape,
+            data: embeddings,
+        } = take("embeddings")?
+        else {
+            return Err(bad("'embeddings' is not float32".into()));
+        };
+        let [rows, dim] = shape[..] else {
+            return Err(bad("'embeddings' is not a matrix".into()));
+        };
+        let NpyData::I64 { data: labels, .. } = take("labels")? else {
+            return Err(bad("'labels' is not int64".into()));
+        };
+        let NpyData::Bool(augmented) = take("augmented")? else {
+            return Err(bad("'augmented' is not bool".into()));
+        };
+        let mut strings = |name: &str| -> Result<Vec<String>> {
+            match take(name)? {
+                NpyData::Strings { data, .. } => Ok(data),
+                _ => Err(bad(format!("'{name}' is not a list of strings"))),
+            }
+        };
+        let class_names = strings("class_names")?;
+        let paths = strings("paths")?;
+        let backbone_source = strings("backbone_source")?.pop().unwrap_or_default();
+        let backbone_config = strings("backbone_config")?.pop().unwrap_or_default();
+        let input = match strings("text_input") {
+            Ok(text) => InputSpec::Text(
+                serde_json::from_str(text.first().map_or("", String::as_str))
+                    .map_err(|e| bad(format!("bad text_input: {e}")))?,
+            ),
+            Err(_) => InputSpec::Image(
+                serde_json::from_str(strings("preprocess")?.first().map_or("", String::as_str))
+                    .map_err(|e| bad(format!("bad preprocess: {e}")))?,
+            ),
+        };
+        if [labels.len(), paths.len(), augmented.len()]
+            .iter()
+            .any(|&n| n != rows)
+        {
+            return Err(bad(format!(
+                "mismatched lengths: {rows} embeddings, {} labels, {} paths, {} augmented flags",
+                labels.len(),
+                paths.len(),
+                augmented.len()
+            )));
+        }
+        if let Some(bad_label) = labels
+            .iter()
+            .find(|&&l| l < UNLABELLED || l >= class_names.len() as i64)
+        {
+            return Err(bad(format!("label {bad_label} is not a class index")));
+        }
+        let unlabelled = labels.iter().filter(|&&l| l == UNLABELLED).count();
+        let labels = match unlabelled {
+            0 if !class_names.is_empty() => Some(labels.iter().map(|&l| l as usize).collect()),
+            n if n == rows => None,
+            _ => {
+                return Err(bad(format!(
+                    "{unlabelled} of {rows} rows are unlabelled: label every row or none"
+                )));
+            }
+        };
+        if let Some(row) = embeddings
+            .chunks(dim.max(1))
+            .position(|r| r.iter().any(|v| !v.is_finite()))
+        {
+            return Err(bad(format!("embedding row {row} contains NaN or Inf")));
+        }
+        Ok(EmbeddedSet {
+            dim,
+            embeddings,
+            labels,
+            class_names,
+            paths,
+            augmented,
+            backbone_source,
+            backbone: serde_json::from_str(&backbone_config)
+                .map_err(|e| bad(format!("bad backbone_config: {e}")))?,
+            input,
+        })
+    }
+
+    /// The rows at `indices`, in that order.
+    pub fn select(&self, indices: &[usize]) -> EmbeddedSet {
+        EmbeddedSet {
+            dim: self.dim,
+            embeddings: indices
+                .iter()
+                .flat_map(|&i| self.row(i).iter().copied())
+                .collect(),
+            labels: self
+                .labels
+                .as_ref()
+                .map(|labels| indices.iter().map(|&i| labels[i]).collect()),
+            class_names: self.class_names.clone(),
+            paths: indices.iter().map(|&i| self.paths[i].clone()).collect(),
+            augmented: indices.iter().map(|&i| self.augmented[i]).collect(),
+            backbone_source: self.backbone_source.clone(),
+            backbone: self.backbone.clone(),
+            input: self.input.clone(),
+        }
+    }
+
+    fn row(&self, i: usize) -> &[f32] {
+        &self.embeddings[i * self.dim..(i + 1) * self.dim]
+    }
+
+    /// The embeddings as an [N, D] matrix view.
+    pub fn matrix(&self) -> ndarray::ArrayView2<'_, f32> {
+        ndarray::ArrayView2::from_shape((self.rows(), self.dim), &self.embeddings)
+            .expect("every constructor keeps rows x dim values")
+    }
+}
+
+/// What happened, for the summary line and `--json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EmbedSummary {
+    /// Candidate files (or text rows).
+    pub files: usize,
+    /// Files (texts) embedded.
+    pub embedded: usize,
+    /// Rows, augmented views included.
+    pub rows: usize,
+    pub from_cache: usize,
+    pub computed: usize,
+    pub skipped: Vec<SkipReport>,
+    pub empty_classes: Vec<String>,
+    /// Texts longer than the backbone's maximum length, embedded from their first tokens (`None` for images).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated: Option<usize>,
+    /// What went wrong without stopping the run (a cache that cannot be written).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+    pub seconds: f64,
+    /// Images (or texts) per second.
+    pub per_second: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SkipReport {
+    pub path: String,
+    pub reason: String,
+}
+
+impl From<&Skip> for SkipReport {
+    fn from(skip: &Skip) -> Self {
+        SkipReport {
+            path: skip.path.clone(),
+            reason: skip.reason.clone(),
+        }
+    }
+}
+
+/// Inputs per second, 0 when no time passed.
+pub(crate) fn rate(count: usize, seconds: f64) -> f64 {
+    if seconds > 0.0 {
+        count as f64 / seconds
+    } else {
+        0.0
+    }
+}

@@ -1,0 +1,29 @@
+//! What a backbone reads: images or texts. Data, backbones, bundles and the zoo each say which.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Modality {
+    Image,
+    Text,
+}
+
+impl Modality {
+    /// The plural a count is given in: "images", "texts".
+    pub fn unit(self) -> &'static str {
+        match self {
+            Modality::Image => "images",
+            Modality::Text => "texts",
+        }
+    }
+}
+
+impl std::fmt::Display for Modality {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Modality::Image => "image",
+            Modality::Text => "text",
+        })
+    }
+}
