@@ -5,7 +5,6 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::backbone::BackboneIdentity;
 use crate::modality::Modality;
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -41,13 +40,13 @@ pub enum Error {
         found: u64,
         supported: u32,
     },
-    /// Embeddings or a backbone other than the one a bundle was trained on.
-    #[error("{}", backbone_mismatch(trained, given, reference))]
+    /// Embeddings or a backbone other than the one a bundle was trained on: another model file, or other
+    /// feature settings (output, layer, pooling, normalisation).
+    #[error("{message}")]
     BackboneMismatch {
-        trained: Box<BackboneIdentity>,
-        given: Box<BackboneIdentity>,
         /// How the given backbone was named (a zoo name or a path).
         reference: String,
+        message: String,
     },
     /// Inputs prepared otherwise than the ones a head was trained on.
     #[error("{}", input_mismatch(*trained, *given))]
@@ -127,35 +126,6 @@ impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {
     fn from(error: ort::Error<ort::session::builder::SessionBuilder>) -> Self {
         Error::Ort(error.into())
     }
-}
-
-fn short(sha256: &str) -> &str {
-    &sha256[..12.min(sha256.len())]
-}
-
-fn backbone_mismatch(
-    trained: &BackboneIdentity,
-    given: &BackboneIdentity,
-    reference: &str,
-) -> String {
-    if trained.sha256 != given.sha256 {
-        return format!(
-            "this bundle was trained on backbone {} (sha256 {}…) but {reference} has sha256 {}…: use the same backbone",
-            trained.name,
-            short(&trained.sha256),
-            short(&given.sha256)
-        );
-    }
-    format!(
-        "this bundle was trained on {} output '{}' layer {:?} pooling {:?}, not on output '{}' layer {:?} pooling {:?}",
-        trained.name,
-        trained.output,
-        trained.layer,
-        trained.pooling,
-        given.output,
-        given.layer,
-        given.pooling
-    )
 }
 
 fn input_mismatch(trained: Modality, given: Modality) -> String {

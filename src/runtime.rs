@@ -81,7 +81,7 @@ pub fn session_builder(options: &RuntimeOptions) -> Result<SessionBuilder> {
         Device::Cpu => Ok(builder),
         Device::Cuda => match try_cuda(builder) {
             (builder, Ok(())) => Ok(builder),
-            (_, Err(reason)) => Err(Error::Runtime(format!("device cuda: {reason}"))),
+            (_, Err(reason)) => Err(Error::parameter("device", format!("cuda: {reason}"))),
         },
         Device::Auto if cfg!(feature = "cuda") => {
             let (builder, outcome) = try_cuda(builder);

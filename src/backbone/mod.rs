@@ -199,11 +199,28 @@ pub fn check_same_backbone(
     if settings(trained) == settings(given) {
         return Ok(());
     }
-    Err(Error::BackboneMismatch {
-        trained: Box::new(trained.clone()),
-        given: Box::new(given.clone()),
-        reference: reference.to_string(),
-    })
+    let reference = reference.to_string();
+    let short = |sha256: &str| sha256[..12.min(sha256.len())].to_string();
+    let message = if trained.sha256 != given.sha256 {
+        format!(
+            "this bundle was trained on backbone {} (sha256 {}…) but {reference} has sha256 {}…: use the same backbone",
+            trained.name,
+            short(&trained.sha256),
+            short(&given.sha256)
+        )
+    } else {
+        format!(
+            "this bundle was trained on {} output '{}' layer {:?} pooling {:?}, not on output '{}' layer {:?} pooling {:?}",
+            trained.name,
+            trained.output,
+            trained.layer,
+            trained.pooling,
+            given.output,
+            given.layer,
+            given.pooling
+        )
+    };
+    Err(Error::BackboneMismatch { reference, message })
 }
 
 /// What identifies the features a backbone makes: a head trained on them is only valid with the same.
