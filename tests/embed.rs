@@ -191,7 +191,7 @@ fn skips_empty_classes_and_flat_folders() {
         .unwrap()
         .to_string();
     assert!(
-        err.contains("notes.png") && err.contains("--strict"),
+        err.contains("notes.png") && err.contains("strict"),
         "{err}"
     );
 

@@ -399,7 +399,7 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
     ]);
     assert_eq!(code, 1);
     assert!(
-        stderr.contains("--raw-input is for image bundles"),
+        stderr.contains("raw pixel input is for image bundles"),
         "{stderr}"
     );
 
