@@ -67,15 +67,6 @@ pub enum Error {
         wanted: String,
         available: Vec<String>,
     },
-    /// A file that declares more data than it holds or than may be read.
-    #[error("{}: {what} declares {declared} bytes, {limit}", path.display())]
-    TooLarge {
-        path: PathBuf,
-        what: String,
-        declared: u64,
-        /// Why it is refused: "but the file holds only N" or "more than the limit of N".
-        limit: String,
-    },
     /// Fetching a file from a package registry failed.
     #[error("{0}")]
     Fetch(String),

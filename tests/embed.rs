@@ -190,10 +190,7 @@ fn skips_empty_classes_and_flat_folders() {
         .err()
         .unwrap()
         .to_string();
-    assert!(
-        err.contains("notes.png") && err.contains("strict"),
-        "{err}"
-    );
+    assert!(err.contains("notes.png") && err.contains("strict"), "{err}");
 
     let flat = tempfile::tempdir().unwrap();
     save(&cat, &flat.path().join("a.png"), ImageFormat::Png);

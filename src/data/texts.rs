@@ -366,10 +366,7 @@ pub fn from_folder(listed: Files) -> TextDataset {
 
 /// Whether a file's name says it is a text table (.csv, .tsv, .jsonl).
 pub(crate) fn is_table(path: &Path) -> bool {
-    matches!(
-        extension(path).as_str(),
-        "csv" | "tsv" | "tab" | "jsonl" | "ndjson"
-    )
+    TableFormat::from_path(path).is_ok()
 }
 
 /// Whether a listed folder holds texts: every file is a `.txt` file, and there is one at least.
