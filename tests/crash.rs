@@ -2,6 +2,8 @@
 //! complete new one, never a torn file, and a re-run finishes from the cache. A torn cache entry is
 //! recomputed, not served.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -241,4 +243,93 @@ fn a_torn_cache_entry_is_recomputed_not_served() {
         .zip(&second.embeddings)
         .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
     assert!(worst < 1e-4, "recomputed rows differ by {worst}");
+}
+
+/// Runs `script` with `sh` in a private mount namespace (`unshare`), where it may mount a small tmpfs: a
+/// real full disk, seen by nothing outside. Returns (exit code, stdout, stderr).
+fn in_mount_namespace(script: &str, args: &[&Path]) -> (i32, String, String) {
+    let output = Command::new("unshare")
+        .args([
+            "--user",
+            "--map-root-user",
+            "--mount",
+            "sh",
+            "-c",
+            script,
+            "sh",
+        ])
+        .args(args)
+        .output()
+        .expect("unshare (util-linux) runs: it gives this test a disk of its own to fill");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+/// The embedding cache on a full disk: the cache only saves time, so `embed` says so once and writes a
+/// complete output.
+#[test]
+fn a_cache_that_cannot_be_written_costs_one_warning_not_the_job() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = fresh_images(dir.path(), 6);
+    let out = dir.path().join("out.npz");
+    let cache = headstart::home::home().unwrap().join("embeddings");
+    std::fs::create_dir_all(&cache).unwrap();
+    let script = r#"
+        mount -t tmpfs -o size=16k none "$1" || exit 90
+        head -c 1M /dev/zero > "$1/filler" 2>/dev/null
+        exec "$2" embed "$3" -o "$4"
+    "#;
+    let binary = Path::new(env!("CARGO_BIN_EXE_headstart"));
+    let (code, stdout, stderr) = in_mount_namespace(script, &[&cache, binary, &data, &out]);
+    assert_eq!(code, 0, "{stderr}");
+    let warnings: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.starts_with("warning:"))
+        .collect();
+    // Nothing but the one warning: no error, no second complaint.
+    assert_eq!((warnings.len(), stderr.lines().count()), (1, 1), "{stderr}");
+    assert!(warnings[0].contains("embedding cache cannot be written"), "{stderr}");
+    assert!(stdout.contains("0 from cache, 6 computed"), "{stdout}");
+    let set = EmbeddedSet::read_npz(&out).unwrap();
+    assert_eq!((set.rows(), set.dim), (6, 1280));
+}
+
+/// The output on a full disk: exactly one `error:` line, the old file byte for byte, no temporary file left.
+#[test]
+fn a_full_output_disk_is_one_error_line_and_the_old_file_is_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let small = fresh_images(&dir.path().join("small"), 2);
+    let large = fresh_images(&dir.path().join("large"), 40);
+    let old = dir.path().join("old.npz");
+    let (code, _, stderr) = common::headstart(&[
+        "embed",
+        small.to_str().unwrap(),
+        "-o",
+        old.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let disk = dir.path().join("disk");
+    std::fs::create_dir_all(&disk).unwrap();
+    // 40 embeddings need about 200 kB; the disk holds the old output and little more.
+    let script = r#"
+        mount -t tmpfs -o size=64k none "$1" || exit 90
+        cp "$4" "$1/out.npz"
+        "$2" embed "$3" -o "$1/out.npz" --quiet
+        echo "exit $?"
+        cmp -s "$4" "$1/out.npz" && echo "old output kept"
+        ls -A "$1"
+    "#;
+    let binary = Path::new(env!("CARGO_BIN_EXE_headstart"));
+    let (code, stdout, stderr) = in_mount_namespace(script, &[&disk, binary, &large, &old]);
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    let lines: Vec<&str> = stdout.lines().collect();
+    assert_eq!(lines, ["exit 1", "old output kept", "out.npz"], "{stderr}");
+    assert_eq!(stderr.lines().count(), 1, "{stderr}");
+    assert!(
+        stderr.starts_with("error: ") && !stderr.contains("ZipWriter"),
+        "{stderr}"
+    );
 }

@@ -380,3 +380,76 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
     );
     assert!(bundle.is_file());
 }
+
+/// A zip whose one `.npy` entry declares a float32 array of `rows` x 1280 zeros: deflated, the file is
+/// about a thousandth of what it declares (as `np.savez_compressed` of zeros makes it).
+fn deflated_zeros(entry: &str, rows: usize) -> Vec<u8> {
+    use std::io::Write;
+    let mut dict = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({rows}, 1280), }}");
+    dict.push_str(&" ".repeat((64 - (10 + dict.len() + 1) % 64) % 64));
+    dict.push('\n');
+    let mut bytes = Cursor::new(Vec::new());
+    let mut zip = zip::ZipWriter::new(&mut bytes);
+    let options = zip::write::SimpleFileOptions::default()
+        .compression_method(zip::CompressionMethod::Deflated);
+    zip.start_file(format!("{entry}.npy"), options).unwrap();
+    zip.write_all(b"\x93NUMPY\x01\x00").unwrap();
+    zip.write_all(&(dict.len() as u16).to_le_bytes()).unwrap();
+    zip.write_all(dict.as_bytes()).unwrap();
+    let zeros = vec![0u8; 1280 * 4 * 256];
+    for _ in 0..rows / 256 {
+        zip.write_all(&zeros).unwrap();
+    }
+    zip.finish().unwrap();
+    bytes.into_inner()
+}
+
+/// An `.npz` and a bundle of half a megabyte that declare 512 MB of embeddings (or weights) are refused with
+/// one clear line before anything is allocated for them: under a 256 MiB address-space limit, where reading
+/// what they declare would abort, not print that line.
+#[test]
+fn files_declaring_far_more_than_they_hold_are_refused_with_memory_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let npz = dir.path().join("huge.npz");
+    std::fs::write(&npz, deflated_zeros("embeddings", 100_000)).unwrap();
+    let bundle = dir.path().join("huge.hs");
+    std::fs::write(&bundle, deflated_zeros("weights", 100_000)).unwrap();
+    for file in [&npz, &bundle] {
+        assert!(std::fs::metadata(file).unwrap().len() < 1 << 20);
+    }
+    let model = dir.path().join("model.hs");
+    let runs = [
+        (
+            "train",
+            vec![
+                "train",
+                npz.to_str().unwrap(),
+                "-o",
+                model.to_str().unwrap(),
+            ],
+        ),
+        (
+            "eval",
+            vec!["eval", bundle.to_str().unwrap(), npz.to_str().unwrap()],
+        ),
+    ];
+    for (what, args) in runs {
+        let output = Command::new("sh")
+            .args(["-c", "ulimit -v 262144 && exec \"$0\" \"$@\""])
+            .arg(env!("CARGO_BIN_EXE_headstart"))
+            .args(&args)
+            .output()
+            .unwrap();
+        let (code, stderr) = (
+            output.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&output.stderr).into_owned(),
+        );
+        assert_eq!(code, 1, "{what}: {stderr}");
+        assert_eq!(stderr.lines().count(), 1, "{what}: {stderr}");
+        assert!(
+            stderr.starts_with("error: ") && stderr.contains("declares"),
+            "{what}: {stderr}"
+        );
+    }
+    assert!(!model.exists());
+}

@@ -1,12 +1,12 @@
 //! `.npz` files that numpy opens with `np.load(path)` (no pickle): a zip of `.npy` arrays.
 //! Written atomically; read back for training and tests.
 
-use std::io::{Read, Seek, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
 use zip::write::SimpleFileOptions;
 
-use crate::atomic::write_atomic;
+use crate::atomic::{WriteSeek, write_atomic};
 use crate::error::{Error, Result};
 
 /// One array to store.
@@ -61,20 +61,103 @@ pub enum NpyData {
 /// Writes `arrays` (name without `.npy`) to `path` atomically.
 pub fn write_npz(path: &Path, arrays: &[(&str, NpyArray)]) -> Result<()> {
     write_atomic(path, |out| {
-        let mut zip = zip::ZipWriter::new(out);
-        let options =
-            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-        for (name, array) in arrays {
-            // Entries of 4 GiB and more need zip64 headers (numpy reads them).
-            let options = options.large_file(array.data_bytes() >= u32::MAX as usize);
-            zip.start_file(format!("{name}.npy"), options)
-                .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))?;
-            write_npy(&mut zip, array).map_err(|e| Error::io(path, e))?;
-        }
-        zip.finish()
-            .map_err(|e| Error::Config(format!("cannot write {}: {e}", path.display())))?;
-        Ok(())
+        write_arrays(out, arrays).map_err(|e| Error::io(path, e))
     })
+}
+
+/// The zip of `.npy` entries, streamed into `out`. After a failure the archive is abandoned: writes to `out`
+/// stop, so the zip writer, which finishes an archive when dropped, has nothing to complain about on
+/// stderr, and the first error is the one reported.
+fn write_arrays(out: &mut dyn WriteSeek, arrays: &[(&str, NpyArray)]) -> std::io::Result<()> {
+    let mut out = Abandonable::new(out);
+    let mut zip = zip::ZipWriter::new(&mut out);
+    let options = SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    let written = arrays.iter().try_for_each(|(name, array)| {
+        // Entries of 4 GiB and more need zip64 headers (numpy reads them).
+        let options = options.large_file(array.data_bytes() >= u32::MAX as usize);
+        zip.start_file(format!("{name}.npy"), options)?;
+        write_npy(&mut zip, array)
+    });
+    let finished = match written {
+        Ok(()) => zip.finish().map(drop).map_err(std::io::Error::from),
+        Err(error) => {
+            drop(zip);
+            Err(error)
+        }
+    };
+    match out.failure.take() {
+        Some(first) => Err(first),
+        None => finished,
+    }
+}
+
+/// Passes writes and seeks through until the first one fails; after that it keeps the error and answers
+/// every call as if it had succeeded, moving a position of its own, and writes nothing.
+struct Abandonable<'a> {
+    inner: &'a mut dyn WriteSeek,
+    failure: Option<std::io::Error>,
+    position: u64,
+    end: u64,
+}
+
+impl<'a> Abandonable<'a> {
+    fn new(inner: &'a mut dyn WriteSeek) -> Self {
+        Abandonable {
+            inner,
+            failure: None,
+            position: 0,
+            end: 0,
+        }
+    }
+
+    fn keep<T>(&mut self, result: std::io::Result<T>, otherwise: T) -> std::io::Result<T> {
+        match result {
+            Ok(value) => Ok(value),
+            Err(error) => {
+                self.failure = Some(error);
+                Ok(otherwise)
+            }
+        }
+    }
+}
+
+impl Write for Abandonable<'_> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let written = if self.failure.is_none() {
+            let result = self.inner.write(buf);
+            self.keep(result, buf.len())?
+        } else {
+            buf.len()
+        };
+        self.position += written as u64;
+        self.end = self.end.max(self.position);
+        Ok(written)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.failure.is_none() {
+            let result = self.inner.flush();
+            self.keep(result, ())?;
+        }
+        Ok(())
+    }
+}
+
+impl Seek for Abandonable<'_> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        let target = match pos {
+            SeekFrom::Start(at) => Some(at),
+            SeekFrom::Current(by) => self.position.checked_add_signed(by),
+            SeekFrom::End(by) => self.end.checked_add_signed(by),
+        }
+        .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
+        if self.failure.is_none() {
+            let result = self.inner.seek(SeekFrom::Start(target));
+            self.keep(result, target)?;
+        }
+        self.position = target;
+        Ok(target)
+    }
 }
 
 fn header(descr: &str, shape: &[usize]) -> Vec<u8> {
@@ -160,7 +243,15 @@ pub fn read_npz_from(reader: impl Read + Seek, origin: &Path) -> Result<Vec<(Str
     parse_npz(reader).map_err(|message| Error::input(origin, message))
 }
 
-fn parse_npz(reader: impl Read + Seek) -> std::result::Result<Vec<(String, NpyData)>, String> {
+/// Deflate shrinks data at most about 1032:1, and real embeddings far less (float32 features compress
+/// 1.1–3×). An entry that claims to expand more than this is refused before anything is allocated for it.
+const MAX_EXPANSION: u64 = 64;
+
+fn parse_npz(mut reader: impl Read + Seek) -> std::result::Result<Vec<(String, NpyData)>, String> {
+    let file_len = reader
+        .seek(SeekFrom::End(0))
+        .and_then(|len| reader.seek(SeekFrom::Start(0)).map(|_| len))
+        .map_err(|e| format!("unreadable: {e}"))?;
     let mut zip = zip::ZipArchive::new(reader).map_err(|e| format!("not an .npz file: {e}"))?;
     let mut arrays = Vec::new();
     for i in 0..zip.len() {
@@ -172,34 +263,59 @@ fn parse_npz(reader: impl Read + Seek) -> std::result::Result<Vec<(String, NpyDa
             .map_err(|e| format!("unreadable entry name: {e}"))?
             .trim_end_matches(".npy")
             .to_string();
-        let mut bytes = Vec::new();
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| format!("{name}: {e}"))?;
-        arrays.push((
-            name.clone(),
-            parse_npy(&bytes).map_err(|e| format!("{name}: {e}"))?,
-        ));
+        let (declared, compressed) = (entry.size(), entry.compressed_size());
+        let plausible = compressed <= file_len
+            && match entry.compression() {
+                zip::CompressionMethod::Stored => declared == compressed,
+                _ => declared <= compressed.saturating_mul(MAX_EXPANSION),
+            };
+        if !plausible {
+            return Err(format!(
+                "{name}: declares {declared} bytes from {compressed} compressed bytes in a file of {file_len}: \
+                 damaged or forged (headstart reads at most {MAX_EXPANSION}x compression)"
+            ));
+        }
+        let array = parse_npy(&mut entry, declared).map_err(|e| format!("{name}: {e}"))?;
+        // Reading the entry to its end makes the zip reader check its CRC.
+        std::io::copy(&mut entry, &mut std::io::sink()).map_err(|e| format!("{name}: {e}"))?;
+        arrays.push((name, array));
     }
     Ok(arrays)
 }
 
-fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyData, String> {
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+/// Reads one `.npy` array of `declared` bytes straight into its values: no copy of the raw bytes is held
+/// beside them, and nothing is allocated beyond what the entry declares.
+fn parse_npy(input: &mut impl Read, declared: u64) -> std::result::Result<NpyData, String> {
+    let truncated = |e: std::io::Error| format!("truncated .npy array: {e}");
+    let mut magic = [0u8; 8];
+    input
+        .read_exact(&mut magic)
+        .map_err(|_| "not a .npy array")?;
+    if &magic[..6] != b"\x93NUMPY" {
         return Err("not a .npy array".into());
     }
-    let (header_len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        2 | 3 if bytes.len() >= 12 => (
-            u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize,
-            12,
-        ),
+    let header_len = match magic[6] {
+        1 => {
+            let mut len = [0u8; 2];
+            input.read_exact(&mut len).map_err(truncated)?;
+            u16::from_le_bytes(len) as u64
+        }
+        2 | 3 => {
+            let mut len = [0u8; 4];
+            input.read_exact(&mut len).map_err(truncated)?;
+            u32::from_le_bytes(len) as u64
+        }
         v => return Err(format!("unsupported .npy version {v}")),
     };
-    let dict = bytes
-        .get(start..start + header_len)
-        .and_then(|h| std::str::from_utf8(h).ok())
+    let prefix = if magic[6] == 1 { 10 } else { 12 };
+    let available = declared
+        .checked_sub(prefix + header_len)
         .ok_or("truncated .npy header")?;
+    let mut header = vec![0u8; header_len as usize];
+    input
+        .read_exact(&mut header)
+        .map_err(|_| "truncated .npy header")?;
+    let dict = std::str::from_utf8(&header).map_err(|_| "unreadable .npy header")?;
     let field = |key: &str| -> Option<&str> {
         let at = dict.find(&format!("'{key}'"))? + key.len() + 2;
         Some(dict[at..].trim_start().trim_start_matches(':').trim_start())
@@ -228,31 +344,35 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyData, String> {
         .iter()
         .try_fold(1usize, |acc, d| acc.checked_mul(*d))
         .ok_or("shape overflows")?;
-    let body = &bytes[start + header_len..];
-    let need = |size: usize| -> std::result::Result<&[u8], String> {
-        let len = count.checked_mul(size).ok_or("shape overflows")?;
-        body.get(..len)
+    // The values' size is checked against what the entry holds before anything is allocated for them.
+    let len = |size: usize| -> std::result::Result<usize, String> {
+        count
+            .checked_mul(size)
+            .filter(|&len| len as u64 <= available)
             .ok_or_else(|| format!("data is shorter than its shape {shape:?}"))
     };
+    let short = |_: std::io::Error| format!("data is shorter than its shape {shape:?}");
     match descr {
-        "<f4" => Ok(NpyData::F32 {
-            data: need(4)?
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            shape,
-        }),
-        "<i8" => Ok(NpyData::I64 {
-            data: need(8)?
-                .chunks_exact(8)
-                .map(|c| i64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
-                .collect(),
-            shape,
-        }),
-        "|b1" => Ok(NpyData::Bool(need(1)?.iter().map(|&b| b != 0).collect())),
+        "<f4" => {
+            len(4)?;
+            let data = read_values(input, count, f32::from_le_bytes).map_err(short)?;
+            Ok(NpyData::F32 { shape, data })
+        }
+        "<i8" => {
+            len(8)?;
+            let data = read_values(input, count, i64::from_le_bytes).map_err(short)?;
+            Ok(NpyData::I64 { shape, data })
+        }
+        "|b1" => {
+            len(1)?;
+            let data = read_values(input, count, |[b]: [u8; 1]| b != 0).map_err(short)?;
+            Ok(NpyData::Bool(data))
+        }
         d if d.starts_with("<U") => {
             let width: usize = d[2..].parse().map_err(|_| format!("bad dtype {d}"))?;
-            let data = need(4 * width)?
+            let mut bytes = vec![0u8; len(4 * width)?];
+            input.read_exact(&mut bytes).map_err(short)?;
+            let data = bytes
                 .chunks_exact(4 * width.max(1))
                 .map(|chunk| {
                     chunk
@@ -269,6 +389,29 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<NpyData, String> {
             "dtype {other} is not supported (float32, int64, bool, unicode)"
         )),
     }
+}
+
+/// `count` little-endian values of `N` bytes each, read through a 64 KiB window so that only the values
+/// themselves are held whole.
+fn read_values<T, const N: usize>(
+    input: &mut impl Read,
+    count: usize,
+    decode: impl Fn([u8; N]) -> T,
+) -> std::io::Result<Vec<T>> {
+    let mut values = Vec::with_capacity(count);
+    let mut window = vec![0u8; (65536 / N).max(1) * N];
+    let mut left = count;
+    while left > 0 {
+        let n = left.min(window.len() / N);
+        input.read_exact(&mut window[..n * N])?;
+        values.extend(
+            window[..n * N]
+                .chunks_exact(N)
+                .map(|c| decode(c.try_into().expect("chunks_exact gives N bytes"))),
+        );
+        left -= n;
+    }
+    Ok(values)
 }
 
 #[cfg(test)]
@@ -345,10 +488,68 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        assert!(parse_npy(b"nope").is_err());
+        assert!(parse_npy(&mut &b"nope"[..], 4).is_err());
         let mut short = header("<f4", &[10]);
         short.extend_from_slice(&[0; 8]);
-        assert!(parse_npy(&short).unwrap_err().contains("shorter"));
+        assert!(
+            parse_npy(&mut short.as_slice(), short.len() as u64)
+                .unwrap_err()
+                .contains("shorter")
+        );
         assert!(parse_npz(std::io::Cursor::new(b"not a zip".to_vec())).is_err());
+    }
+
+    #[test]
+    fn an_entry_claiming_more_than_deflate_can_hold_is_refused_unread() {
+        // 64 MiB of zeros deflate to about 64 KiB: a ratio no embeddings have.
+        let mut bytes = std::io::Cursor::new(Vec::new());
+        let mut zip = zip::ZipWriter::new(&mut bytes);
+        let options =
+            SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        zip.start_file("embeddings.npy", options).unwrap();
+        let count = 16 << 20;
+        zip.write_all(&header("<f4", &[count])).unwrap();
+        let zeros = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            zip.write_all(&zeros).unwrap();
+        }
+        zip.finish().unwrap();
+        let file = bytes.into_inner();
+        assert!(file.len() < 1 << 20, "{} bytes", file.len());
+        let err = parse_npz(std::io::Cursor::new(file)).unwrap_err();
+        assert!(err.contains("declares") && err.contains("64x"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_write_is_one_error_and_the_archive_is_abandoned() {
+        // A writer that fails after 1000 bytes, as a full disk does.
+        struct Full(std::io::Cursor<Vec<u8>>);
+        impl Write for Full {
+            fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+                if self.0.position() + buf.len() as u64 > 1000 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::StorageFull));
+                }
+                self.0.write(buf)
+            }
+            fn flush(&mut self) -> std::io::Result<()> {
+                Ok(())
+            }
+        }
+        impl Seek for Full {
+            fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+                self.0.seek(pos)
+            }
+        }
+        let mut out = Full(std::io::Cursor::new(Vec::new()));
+        let values = vec![1.0f32; 4096];
+        let arrays = [(
+            "embeddings",
+            NpyArray::F32 {
+                shape: vec![4096],
+                data: &values,
+            },
+        )];
+        let err = write_arrays(&mut out, &arrays).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::StorageFull, "{err}");
     }
 }
