@@ -24,6 +24,17 @@ pub enum Error {
     /// A model file that is corrupt or does not fit the use it is put to.
     #[error("{}: {message}", path.display())]
     Model { path: PathBuf, message: String },
+    /// An output or layer a model does not have; `similar` are names it has that contain the one asked for.
+    #[error(
+        "{}: no tensor named '{name}' in this model{}",
+        path.display(),
+        similar_names(similar)
+    )]
+    TensorNotFound {
+        path: PathBuf,
+        name: String,
+        similar: Vec<String>,
+    },
     /// A text model without a tokenizer: none beside it and none given.
     #[error("{}: no tokenizer.json beside it; give the tokenizer's path", model.display())]
     TokenizerNotFound { model: PathBuf },
@@ -116,6 +127,14 @@ impl Error {
 impl From<ort::Error<ort::session::builder::SessionBuilder>> for Error {
     fn from(error: ort::Error<ort::session::builder::SessionBuilder>) -> Self {
         Error::Ort(error.into())
+    }
+}
+
+fn similar_names(names: &[String]) -> String {
+    if names.is_empty() {
+        String::new()
+    } else {
+        format!(" (similar: {})", names.join(", "))
     }
 }
 

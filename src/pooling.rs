@@ -62,7 +62,7 @@ pub fn pool(
         }
         (&[_, t, d], Pooling::Auto | Pooling::Mean) => Ok(token_mean(n, t, d, data, mask)),
         (_, pooling) => Err(format!(
-            "cannot pool an output of shape {shape:?} with {pooling:?}: use a 2-D, 3-D or 4-D output, or --pooling flatten"
+            "cannot pool an output of shape {shape:?} with {pooling:?}: use a 2-D, 3-D or 4-D output, or flatten pooling"
         )),
     }
 }

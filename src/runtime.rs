@@ -124,7 +124,7 @@ fn load_error(library: &Path, error: ort::LoadDynamicError) -> Error {
     match error {
         E::BadVersion { version_str, .. } => Error::Runtime(format!(
             "ONNX Runtime at {} is version {version_str}, but headstart needs 1.{MINIMUM_MINOR} or newer \
-             (it fetches {PINNED_VERSION} itself when --ort-lib and ORT_DYLIB_PATH are not set)",
+             (it fetches {PINNED_VERSION} itself when no library is named and ORT_DYLIB_PATH is not set)",
             library.display()
         )),
         E::MissingApi { .. } => Error::Runtime(format!(
@@ -193,7 +193,7 @@ fn pinned_wheel() -> Result<RegistryFile> {
         }),
         (os, arch) => Err(Error::Runtime(format!(
             "headstart has no pinned ONNX Runtime for {os}/{arch}: `pip install onnxruntime` (1.{MINIMUM_MINOR}+) \
-             or pass --ort-lib PATH"
+             or name the library (ORT_DYLIB_PATH)"
         ))),
     }
 }

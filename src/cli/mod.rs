@@ -696,7 +696,7 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
 
 fn print_train_report(report: &headstart::head::TrainReport) {
     for warning in &report.warnings {
-        println!("warning: {warning}");
+        println!("warning: {}", warning.describe(flag));
     }
     println!(
         "trained {:?} head on {} embeddings in {:.2} s",
@@ -904,16 +904,18 @@ fn texts_to_predict(args: &PredictArgs) -> Result<texts::TextDataset> {
     Ok(data)
 }
 
+/// The flag that sets a library option, by the option's field name.
+fn flag(name: &'static str) -> String {
+    match name {
+        "fraction" => "--val-split".to_string(),
+        other => format!("--{}", other.replace('_', "-")),
+    }
+}
+
 /// A library error in the command line's words: where it names an option, the flag that sets it.
 fn in_flags(error: &Error) -> String {
     match error {
-        Error::InvalidParameter { name, message } => {
-            let flag = match *name {
-                "fraction" => "val-split".to_string(),
-                other => other.replace('_', "-"),
-            };
-            format!("--{flag} {message}")
-        }
+        Error::InvalidParameter { name, message } => format!("{} {message}", flag(name)),
         Error::MissingColumn {
             path,
             role,
@@ -923,6 +925,10 @@ fn in_flags(error: &Error) -> String {
             "{}: no column '{wanted}' (columns: {}); pass --{role}-column NAME",
             path.display(),
             available.join(", ")
+        ),
+        Error::TensorNotFound { path, .. } => format!(
+            "{error}; `headstart inspect {} --layers` lists them",
+            path.display()
         ),
         Error::TokenizerNotFound { model } => format!(
             "{}: no tokenizer.json beside it; pass --tokenizer PATH",

@@ -209,8 +209,8 @@ impl Builder {
         let (left, top, box_width, box_height) = preprocess.source_box(width, height);
         let unsupported = || {
             Error::Config(format!(
-                "--raw-input cannot build {:?} resizing from ONNX nodes (bilinear and bicubic can be): \
-                 export without --raw-input and resize on the device",
+                "raw pixel input cannot build {:?} resizing from ONNX nodes (bilinear and bicubic can be): \
+                 export without it and resize on the device",
                 preprocess.interpolation
             ))
         };

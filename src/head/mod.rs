@@ -10,7 +10,7 @@ pub mod train;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
-pub use train::{ClassWeight, TrainParams, TrainReport, train};
+pub use train::{ClassWeight, TrainParams, TrainReport, TrainWarning, train};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]

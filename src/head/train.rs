@@ -86,8 +86,68 @@ pub struct TrainReport {
     pub folds: usize,
     pub temperature: f32,
     pub samples: usize,
-    pub warnings: Vec<String>,
+    pub warnings: Vec<TrainWarning>,
     pub seconds: f64,
+}
+
+/// Something about a training run worth knowing that does not stop it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrainWarning {
+    /// A class with no examples: it is never predicted.
+    EmptyClass { class: String },
+    /// A class with one example: its scores are unreliable.
+    SingleExample { class: String },
+    /// The chosen C beats every other value and is the grid's smallest (or largest): the best may lie beyond.
+    GridEdge { chosen: f64, smallest: bool },
+    /// The final logistic fit stopped at the iteration limit before converging.
+    NotConverged { iterations: u64, c: f64 },
+}
+
+impl TrainWarning {
+    /// The warning, with each setting it suggests changing named by `setting` (a field name such as
+    /// `max_iterations`; the command line passes its flag instead).
+    pub fn describe(&self, setting: impl Fn(&'static str) -> String) -> String {
+        match self {
+            TrainWarning::EmptyClass { class } => {
+                format!("class '{class}' has no examples and will never be predicted")
+            }
+            TrainWarning::SingleExample { class } => {
+                format!("class '{class}' has a single example: its scores are unreliable")
+            }
+            TrainWarning::GridEdge { chosen, smallest } => {
+                let (end, beyond) = if *smallest {
+                    ("smallest", "smaller")
+                } else {
+                    ("largest", "larger")
+                };
+                format!(
+                    "the best C ({chosen}) is the {end} in the grid; a {} with {beyond} values may do better",
+                    setting("grid")
+                )
+            }
+            TrainWarning::NotConverged { iterations, c } => format!(
+                "the logistic solver stopped at its limit of {iterations} iterations before converging (C = {c}); \
+                 pass a larger {}",
+                setting("max_iterations")
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for TrainWarning {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe(str::to_string))
+    }
+}
+
+/// As its sentence, so a report's JSON reads as before.
+impl Serialize for TrainWarning {
+    fn serialize<S: serde::Serializer>(
+        &self,
+        serializer: S,
+    ) -> std::result::Result<S::Ok, S::Error> {
+        serializer.collect_str(self)
+    }
 }
 
 /// Trains a head on embeddings `x` ([N, D]) with classes `y` (indices into `class_names`).
@@ -117,14 +177,12 @@ pub fn train(
     let mut warnings = Vec::new();
     for (c, &count) in counts.iter().enumerate() {
         match count {
-            0 => warnings.push(format!(
-                "class '{}' has no examples and will never be predicted",
-                class_names[c]
-            )),
-            1 => warnings.push(format!(
-                "class '{}' has a single example: its scores are unreliable",
-                class_names[c]
-            )),
+            0 => warnings.push(TrainWarning::EmptyClass {
+                class: class_names[c].clone(),
+            }),
+            1 => warnings.push(TrainWarning::SingleExample {
+                class: class_names[c].clone(),
+            }),
             _ => {}
         }
     }
@@ -194,11 +252,10 @@ pub fn train(
             let (weights, intercept, fitted) =
                 fit_logistic(xs.view(), y, k, c, params, threads, None);
             if !fitted.converged {
-                warnings.push(format!(
-                    "the logistic solver stopped at its limit of {} iterations before converging (C = {c}); \
-                     pass a larger --max-iterations",
-                    fitted.iterations
-                ));
+                warnings.push(TrainWarning::NotConverged {
+                    iterations: fitted.iterations,
+                    c,
+                });
             }
             Head::Logistic {
                 scaler,
@@ -334,7 +391,7 @@ fn accuracy(logits: ArrayView2<f32>, y: &[usize]) -> f64 {
 
 /// A warning when the chosen C (`scored[best]`, by cross-validated accuracy) beats every other value and is
 /// the grid's smallest or largest: the best value may lie beyond the grid.
-fn grid_edge_warning(scored: &[(f64, f64)], best: usize) -> Option<String> {
+fn grid_edge_warning(scored: &[(f64, f64)], best: usize) -> Option<TrainWarning> {
     let (chosen, chosen_accuracy) = *scored.get(best)?;
     let strictly_best = scored
         .iter()
@@ -345,16 +402,13 @@ fn grid_edge_warning(scored: &[(f64, f64)], best: usize) -> Option<String> {
     }
     let lowest = scored.iter().map(|s| s.0).fold(f64::INFINITY, f64::min);
     let highest = scored.iter().map(|s| s.0).fold(f64::NEG_INFINITY, f64::max);
-    let (end, beyond) = if chosen == lowest {
-        ("smallest", "smaller")
-    } else if chosen == highest {
-        ("largest", "larger")
-    } else {
+    if chosen != lowest && chosen != highest {
         return None;
-    };
-    Some(format!(
-        "the best C ({chosen}) is the {end} in the grid; a --grid with {beyond} values may do better"
-    ))
+    }
+    Some(TrainWarning::GridEdge {
+        chosen,
+        smallest: chosen == lowest,
+    })
 }
 
 /// Fits the classes present in `y`; returns weights [D, K] and intercept [K] over all `k` classes (an absent
@@ -518,7 +572,7 @@ mod tests {
             report
                 .warnings
                 .iter()
-                .any(|w| w.contains("'c' has a single example")),
+                .any(|w| w.to_string().contains("'c' has a single example")),
             "{:?}",
             report.warnings
         );
@@ -528,9 +582,18 @@ mod tests {
     fn a_best_c_at_the_edge_of_the_grid_warns() {
         let warns = |scored: &[(f64, f64)], best| grid_edge_warning(scored, best);
         let smallest = warns(&[(0.001, 0.80), (0.01, 0.78), (0.1, 0.75)], 0);
-        assert!(smallest.is_some_and(|w| w.contains("0.001") && w.contains("smaller")));
+        let said = |w: Option<TrainWarning>| w.map(|w| w.to_string()).unwrap_or_default();
+        let smallest = said(smallest);
+        assert!(
+            smallest.contains("0.001") && smallest.contains("smaller"),
+            "{smallest}"
+        );
         let largest = warns(&[(1.0, 0.70), (0.1, 0.65), (10.0, 0.72)], 2);
-        assert!(largest.is_some_and(|w| w.contains("(10)") && w.contains("larger")));
+        let largest = said(largest);
+        assert!(
+            largest.contains("(10)") && largest.contains("larger"),
+            "{largest}"
+        );
         // Inside the grid, tied with a neighbour, or a grid of one: nothing to say.
         assert_eq!(warns(&[(0.01, 0.7), (0.1, 0.8), (1.0, 0.7)], 1), None);
         assert_eq!(warns(&[(0.01, 0.8), (0.1, 0.8)], 0), None);
@@ -548,10 +611,10 @@ mod tests {
                 ..TrainParams::default()
             };
             let (_, report) = train(x.view(), &y, &names, &params).unwrap();
-            !report
-                .warnings
-                .iter()
-                .any(|w| w.contains("--max-iterations"))
+            !report.warnings.iter().any(|w| {
+                matches!(w, TrainWarning::NotConverged { .. })
+                    && w.to_string().contains("a larger max_iterations")
+            })
         };
         assert!(!converged(1));
         assert!(converged(1000));

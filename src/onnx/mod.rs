@@ -126,18 +126,11 @@ pub fn check_tensor_exists(path: &Path, summary: &ModelSummary, name: &str) -> R
         .filter(|t| t.to_lowercase().contains(&name.to_lowercase()))
         .take(3)
         .collect();
-    let hint = if near.is_empty() {
-        String::new()
-    } else {
-        format!(" (similar: {})", near.join(", "))
-    };
-    Err(Error::model(
-        path,
-        format!(
-            "no tensor named '{name}' in this model{hint}; `headstart inspect {} --layers` lists them",
-            path.display()
-        ),
-    ))
+    Err(Error::TensorNotFound {
+        path: path.to_path_buf(),
+        name: name.to_string(),
+        similar: near.into_iter().map(str::to_string).collect(),
+    })
 }
 
 #[cfg(test)]
