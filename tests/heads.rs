@@ -276,3 +276,93 @@ fn elpv_main_job_reaches_the_python_probe_accuracy() {
         job.report.chosen_c
     );
 }
+
+/// The `bundle` entry of a bundle file, as JSON.
+fn bundle_json(path: &Path) -> serde_json::Value {
+    let arrays = headstart::embeddings::npz::read_npz(path).unwrap();
+    let Some((_, headstart::embeddings::npz::NpyData::Strings { data, .. })) =
+        arrays.iter().find(|(name, _)| name == "bundle")
+    else {
+        panic!("{}: no bundle entry", path.display());
+    };
+    serde_json::from_str(&data[0]).unwrap()
+}
+
+/// The top classes and probabilities of each answer of `predict --format json`.
+fn answers(json: &serde_json::Value) -> Vec<Vec<(String, f64)>> {
+    json["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            p["top"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|t| {
+                    (
+                        t["class"].as_str().unwrap().to_string(),
+                        t["probability"].as_f64().unwrap(),
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Bundles written by headstart before bundles held an `InputSpec` (commit 4584c38; how they were made is in
+/// tests/data/format1/README.md) load, predict what that headstart predicted, and are written back with the
+/// same metadata, so older headstarts read what this one writes.
+#[test]
+fn format_1_bundles_from_before_load_predict_and_save_as_they_did() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/format1");
+    let recorded: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("predictions.json")).unwrap()).unwrap();
+    let cells = headstart::datasets::elpv_by_defect().unwrap();
+    let image_inputs = [
+        cells.join("defective/cell0001.png"),
+        cells.join("functional/cell0004.png"),
+    ];
+    let image_bundle = dir.join("image.hs");
+    let text_bundle = dir.join("text.hs");
+    let mut image_args = vec![
+        "predict",
+        image_bundle.to_str().unwrap(),
+        "--format",
+        "json",
+    ];
+    image_args.extend(image_inputs.iter().map(|p| p.to_str().unwrap()));
+    let text_args = [
+        "predict",
+        text_bundle.to_str().unwrap(),
+        "--format",
+        "json",
+        "Where is my parcel?",
+        "I was charged twice for one order",
+    ];
+    for (kind, args) in [("image", image_args), ("text", text_args.to_vec())] {
+        let (code, stdout, stderr) = headstart(&args);
+        assert_eq!(code, 0, "{kind}: {stderr}");
+        let now = answers(&serde_json::from_str(&stdout).unwrap());
+        let then = answers(&recorded[kind]);
+        assert_eq!(now.len(), then.len(), "{kind}");
+        for (now, then) in now.iter().zip(&then) {
+            assert_eq!(now.len(), then.len(), "{kind}");
+            for ((class, p), (class_then, p_then)) in now.iter().zip(then) {
+                assert_eq!(class, class_then, "{kind}");
+                assert!((p - p_then).abs() < 1e-5, "{kind}: {p} now, {p_then} then");
+            }
+        }
+    }
+    let saved = tempfile::tempdir().unwrap();
+    for (name, modality) in [
+        ("image.hs", headstart::Modality::Image),
+        ("text.hs", headstart::Modality::Text),
+    ] {
+        let bundle = Bundle::load(&dir.join(name)).unwrap();
+        assert_eq!(bundle.info.input.modality(), modality);
+        let again = saved.path().join(name);
+        bundle.save(&again).unwrap();
+        assert_eq!(bundle_json(&again), bundle_json(&dir.join(name)), "{name}");
+    }
+}
