@@ -37,12 +37,9 @@ fn main() {
     let onnx = zoo::fetch_all(&model).expect("text backbone");
     let tokenizer = zoo::registry_path(&model.name, &model.text.as_ref().expect("text").tokenizer)
         .expect("tokenizer");
-    let mut backbone = TextBackbone::open(
-        &BackboneRef::Zoo(model.name.clone()),
-        None,
-        &Default::default(),
-    )
-    .expect("backbone opens");
+    let mut backbone =
+        TextBackbone::open(&BackboneRef::Zoo(model.name.clone()), &Default::default())
+            .expect("backbone opens");
     let max_length = backbone.max_length();
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!(

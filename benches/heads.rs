@@ -11,9 +11,10 @@ use std::time::Instant;
 use headstart::backbone::{BackboneOptions, BackboneRef};
 use headstart::embeddings::EmbedOptions;
 use headstart::embeddings::npz::{NpyArray, write_npz};
-use headstart::head::train::{SplitMix64, stratified_folds};
+use headstart::head::train::stratified_folds;
 use headstart::head::{TrainParams, train};
 use headstart::metrics::argmax;
+use headstart::rng::SplitMix64;
 use headstart::{datasets, workflow, zoo};
 use ndarray::{Array2, Axis};
 

@@ -19,6 +19,6 @@ fuzz_target!(|bytes: &[u8]| {
     let Ok(set) = parse_table(table, format, &TextOptions::default(), Path::new("fuzz.table")) else {
         return;
     };
-    assert!(set.items.iter().all(|item| item.label < set.classes.len()));
+    assert!(set.items.iter().all(|item| item.label.is_some_and(|l| l < set.classes.len())));
     assert!(set.items.iter().all(|item| !item.text.trim().is_empty()));
 });
