@@ -272,7 +272,7 @@ fn matrix(m: &Array2<f32>) -> NpyArray<'_> {
 }
 
 /// Now, as RFC 3339 UTC (days-to-civil from Howard Hinnant's algorithm; no time-zone crate needed).
-pub fn utc_now() -> String {
+pub(crate) fn utc_now() -> String {
     let secs = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs()) as i64;

@@ -7,7 +7,7 @@ use crate::fetch::{self, RegistryFile, RegistryFolder, SourceFile};
 
 /// ELPV: 2,624 electroluminescence images of solar cells (300x300 grayscale) with a defect probability
 /// (0, 1/3, 2/3, 1) per cell. CC-BY-NC-SA-4.0: fetched, never committed.
-pub fn elpv_source() -> RegistryFolder {
+pub(crate) fn elpv_source() -> RegistryFolder {
     RegistryFolder {
         package: "elpv-dataset==1.0.0.post1".into(),
         prefix: "elpv_dataset/data/".into(),
@@ -17,7 +17,7 @@ pub fn elpv_source() -> RegistryFolder {
 
 /// One labelled cell of ELPV.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ElpvCell {
+pub(crate) struct ElpvCell {
     pub image: PathBuf,
     pub defect_probability: f32,
     /// `mono` or `poly`.
@@ -32,7 +32,7 @@ pub fn elpv() -> Result<PathBuf> {
 }
 
 /// Reads labels.csv: whitespace-separated `images/cellNNNN.png probability type`.
-pub fn elpv_cells(dir: &Path) -> Result<Vec<ElpvCell>> {
+pub(crate) fn elpv_cells(dir: &Path) -> Result<Vec<ElpvCell>> {
     let labels = dir.join("labels.csv");
     let text = std::fs::read_to_string(&labels).map_err(|e| Error::io(&labels, e))?;
     text.lines()
@@ -131,7 +131,7 @@ fn tree_matches(cells: &[ElpvCell], dir: &Path) -> bool {
 
 /// VADER's movie-review snippets (Hutto & Gilbert, ICWSM 2014): 10,605 sentences with a mean human sentiment
 /// score, in the source archive of vaderSentiment 3.3.2 (MIT). Tab-separated `id  score  text`, CRLF.
-pub fn vader_movies_source() -> SourceFile {
+pub(crate) fn vader_movies_source() -> SourceFile {
     SourceFile {
         package: "vaderSentiment==3.3.2".into(),
         archive_sha256: "5d7c06e027fc8b99238edb0d53d970cf97066ef97654009890b83703849632f9".into(),

@@ -373,7 +373,7 @@ fn extraction_problem(package: &str, dest: &Path, marker: &Path) -> Option<Strin
 
 /// Holds an exclusive lock on `<path>.lock` until dropped, so that one process (or thread) at a time fills a
 /// cache entry. Waits while another holds it.
-pub fn lock_beside(path: &Path) -> Result<std::fs::File> {
+pub(crate) fn lock_beside(path: &Path) -> Result<std::fs::File> {
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

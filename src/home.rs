@@ -75,7 +75,7 @@ pub fn usage(root: &Path) -> Result<Vec<PartUsage>> {
 }
 
 /// Files and bytes under `path`, not following links.
-pub fn disk_usage(path: &Path) -> Result<(u64, u64)> {
+pub(crate) fn disk_usage(path: &Path) -> Result<(u64, u64)> {
     let (mut files, mut bytes) = (0, 0);
     let mut pending = vec![path.to_path_buf()];
     while let Some(dir) = pending.pop() {

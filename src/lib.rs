@@ -21,7 +21,7 @@
 //! # }
 //! ```
 
-pub mod atomic;
+pub(crate) mod atomic;
 pub mod augment;
 pub mod backbone;
 pub mod bundle;
@@ -32,7 +32,7 @@ pub mod embeddings;
 pub mod error;
 pub mod export;
 pub mod fetch;
-pub mod hash;
+pub(crate) mod hash;
 pub mod head;
 pub mod home;
 pub mod metrics;

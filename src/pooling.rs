@@ -134,7 +134,7 @@ fn token_mean(
 }
 
 /// Scales each row of `data` (N rows of `dim`) to unit length; zero rows stay zero.
-pub fn l2_normalize(data: &mut [f32], dim: usize) {
+pub(crate) fn l2_normalize(data: &mut [f32], dim: usize) {
     for row in data.chunks_exact_mut(dim.max(1)) {
         let norm = row.iter().map(|v| v * v).sum::<f32>().sqrt().max(1e-12);
         row.iter_mut().for_each(|v| *v /= norm);

@@ -110,7 +110,7 @@ pub struct PreprocessOverrides {
 }
 
 impl PreprocessOverrides {
-    pub fn apply_to(&self, base: &mut ImagePreprocess) {
+    pub(crate) fn apply_to(&self, base: &mut ImagePreprocess) {
         if let Some((h, w)) = self.size {
             base.height = h;
             base.width = w;
@@ -122,7 +122,7 @@ impl PreprocessOverrides {
     }
 
     /// Later overrides win.
-    pub fn merge(&mut self, later: &PreprocessOverrides) {
+    pub(crate) fn merge(&mut self, later: &PreprocessOverrides) {
         macro_rules! take {
             ($($field:ident),*) => { $(if later.$field.is_some() { self.$field = later.$field; })* };
         }

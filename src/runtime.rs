@@ -148,7 +148,7 @@ fn explicit_library(path: &Path, source: &str) -> Result<PathBuf> {
 
 /// Finds libonnxruntime in this order: `ORT_DYLIB_PATH`, beside the executable, headstart's cache, an
 /// installed Python `onnxruntime` package (1.22 or newer); else fetches the pinned wheel from PyPI.
-pub fn locate_library() -> Result<PathBuf> {
+pub(crate) fn locate_library() -> Result<PathBuf> {
     if let Some(path) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         return explicit_library(Path::new(&path), "ORT_DYLIB_PATH");
     }
@@ -168,7 +168,7 @@ pub fn locate_library() -> Result<PathBuf> {
 }
 
 /// Where the fetched runtime lives in the cache.
-pub fn cache_path() -> Result<PathBuf> {
+pub(crate) fn cache_path() -> Result<PathBuf> {
     Ok(crate::home::home()?
         .join("runtime")
         .join(format!("onnxruntime-{PINNED_VERSION}"))

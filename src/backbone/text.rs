@@ -150,7 +150,7 @@ impl TextBackbone {
     }
 
     /// Whether the model takes an attention mask (masked mean pooling needs one).
-    pub fn has_attention_mask(&self) -> bool {
+    pub(crate) fn has_attention_mask(&self) -> bool {
         self.has_attention_mask
     }
 
@@ -173,7 +173,7 @@ impl TextBackbone {
     }
 
     /// Embeds tokenized texts as one batch, padded to its longest: one row per encoding.
-    pub fn embed_encodings(&mut self, encodings: &[&Encoding]) -> Result<Array2<f32>> {
+    pub(crate) fn embed_encodings(&mut self, encodings: &[&Encoding]) -> Result<Array2<f32>> {
         let n = encodings.len();
         let tokens = encodings.iter().map(|e| e.len()).max().unwrap_or(0);
         if n == 0 || tokens == 0 {

@@ -4,7 +4,7 @@
 //! embeddings. Each produces logits; probabilities are softmax(logits / temperature), with the temperature
 //! fitted on held-out predictions.
 
-pub mod logistic;
+pub(crate) mod logistic;
 pub mod train;
 
 use ndarray::{Array1, Array2, ArrayView2, Axis};
@@ -68,7 +68,7 @@ pub enum Head {
 }
 
 /// Cosine similarities are in [-1, 1]; this spreads them before the fitted temperature refines the scale.
-pub const CENTROID_SCALE: f32 = 10.0;
+pub(crate) const CENTROID_SCALE: f32 = 10.0;
 
 impl Head {
     pub fn kind(&self) -> HeadKind {
@@ -141,7 +141,7 @@ impl Head {
 }
 
 /// Rows scaled to unit length.
-pub fn normalized(x: ArrayView2<f32>) -> Array2<f32> {
+pub(crate) fn normalized(x: ArrayView2<f32>) -> Array2<f32> {
     let mut out = x.to_owned();
     for mut row in out.rows_mut() {
         let norm = row.dot(&row).sqrt().max(1e-12);
@@ -164,7 +164,7 @@ pub fn softmax(mut logits: Array2<f32>, temperature: f32) -> Array2<f32> {
 
 /// The temperature that minimises the negative log-likelihood of held-out logits (golden-section search over
 /// log T in [0.05, 20]).
-pub fn fit_temperature(logits: ArrayView2<f32>, truth: &[usize]) -> f32 {
+pub(crate) fn fit_temperature(logits: ArrayView2<f32>, truth: &[usize]) -> f32 {
     let nll = |log_t: f64| -> f64 {
         let t = log_t.exp() as f32;
         let mut total = 0.0f64;

@@ -26,7 +26,7 @@ pub struct ModelSummary {
 }
 
 /// Reads an ONNX file, with errors that say which file and what is wrong with it.
-pub fn read_model_bytes(path: &Path) -> Result<Vec<u8>> {
+pub(crate) fn read_model_bytes(path: &Path) -> Result<Vec<u8>> {
     match std::fs::read(path) {
         Ok(bytes) => Ok(bytes),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::ModelNotFound {
@@ -37,7 +37,7 @@ pub fn read_model_bytes(path: &Path) -> Result<Vec<u8>> {
 }
 
 /// Parses and summarises a model. A file that is not a complete ONNX model is an error.
-pub fn summarize(path: &Path, bytes: &[u8]) -> Result<ModelSummary> {
+pub(crate) fn summarize(path: &Path, bytes: &[u8]) -> Result<ModelSummary> {
     let model = ModelProto::decode(bytes).map_err(|e| {
         Error::model(
             path,
@@ -92,7 +92,7 @@ pub fn summarize(path: &Path, bytes: &[u8]) -> Result<ModelSummary> {
 /// Returns the model with `names` added to its graph outputs, so ONNX Runtime returns those intermediate
 /// tensors too. Protobuf merges a repeated sub-message appended to a serialized message, so appending
 /// `graph { output { name } }` adds outputs without re-encoding (and possibly losing) anything in the model.
-pub fn with_extra_outputs(bytes: &[u8], names: &[&str]) -> Vec<u8> {
+pub(crate) fn with_extra_outputs(bytes: &[u8], names: &[&str]) -> Vec<u8> {
     let extra = ModelProto {
         graph: Some(GraphProto {
             output: names
@@ -113,7 +113,7 @@ pub fn with_extra_outputs(bytes: &[u8], names: &[&str]) -> Vec<u8> {
 }
 
 /// A `--layer` name that is not produced by any node gets an error that lists what to do instead.
-pub fn check_tensor_exists(path: &Path, summary: &ModelSummary, name: &str) -> Result<()> {
+pub(crate) fn check_tensor_exists(path: &Path, summary: &ModelSummary, name: &str) -> Result<()> {
     if summary.tensors.iter().any(|(t, _)| t == name)
         || summary.graph_outputs.iter().any(|o| o == name)
     {
