@@ -32,7 +32,8 @@ pub enum Device {
 /// How ONNX Runtime is loaded and sessions are configured.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeOptions {
-    /// The libonnxruntime to load; `None` searches (see [`locate_library`]).
+    /// The libonnxruntime to load; `None` searches: `ORT_DYLIB_PATH`, beside the executable, the cache, an installed
+    /// Python onnxruntime, else the pinned release from PyPI.
     pub library: Option<PathBuf>,
     pub device: Device,
     /// Intra-op threads per session; `None` lets ONNX Runtime decide.

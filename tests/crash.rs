@@ -291,7 +291,10 @@ fn a_cache_that_cannot_be_written_costs_one_warning_not_the_job() {
         .collect();
     // Nothing but the one warning: no error, no second complaint.
     assert_eq!((warnings.len(), stderr.lines().count()), (1, 1), "{stderr}");
-    assert!(warnings[0].contains("embedding cache cannot be written"), "{stderr}");
+    assert!(
+        warnings[0].contains("embedding cache cannot be written"),
+        "{stderr}"
+    );
     assert!(stdout.contains("0 from cache, 6 computed"), "{stdout}");
     let set = EmbeddedSet::read_npz(&out).unwrap();
     assert_eq!((set.rows(), set.dim), (6, 1280));
