@@ -91,8 +91,8 @@ fn write_arrays(out: &mut dyn WriteSeek, arrays: &[(&str, NpyArray)]) -> std::io
     }
 }
 
-/// Passes writes and seeks through until the first one fails; after that it keeps the error and answers
-/// every call as if it had succeeded, moving a position of its own, and writes nothing.
+/// Passes writes and seeks to a fresh stream until the first one fails; after that it keeps the error and
+/// answers every call as if it had succeeded, moving a position of its own, and writes nothing.
 struct Abandonable<'a> {
     inner: &'a mut dyn WriteSeek,
     failure: Option<std::io::Error>,
@@ -110,14 +110,12 @@ impl<'a> Abandonable<'a> {
         }
     }
 
-    fn keep<T>(&mut self, result: std::io::Result<T>, otherwise: T) -> std::io::Result<T> {
-        match result {
-            Ok(value) => Ok(value),
-            Err(error) => {
-                self.failure = Some(error);
-                Ok(otherwise)
-            }
-        }
+    /// `result`'s value, or on its error (which is kept) `otherwise`.
+    fn keep<T>(&mut self, result: std::io::Result<T>, otherwise: T) -> T {
+        result.unwrap_or_else(|error| {
+            self.failure = Some(error);
+            otherwise
+        })
     }
 }
 
@@ -125,7 +123,7 @@ impl Write for Abandonable<'_> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let written = if self.failure.is_none() {
             let result = self.inner.write(buf);
-            self.keep(result, buf.len())?
+            self.keep(result, buf.len())
         } else {
             buf.len()
         };
@@ -137,7 +135,7 @@ impl Write for Abandonable<'_> {
     fn flush(&mut self) -> std::io::Result<()> {
         if self.failure.is_none() {
             let result = self.inner.flush();
-            self.keep(result, ())?;
+            self.keep(result, ());
         }
         Ok(())
     }
@@ -153,7 +151,7 @@ impl Seek for Abandonable<'_> {
         .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::InvalidInput))?;
         if self.failure.is_none() {
             let result = self.inner.seek(SeekFrom::Start(target));
-            self.keep(result, target)?;
+            self.keep(result, target);
         }
         self.position = target;
         Ok(target)
