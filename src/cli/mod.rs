@@ -1087,13 +1087,9 @@ fn clear_cache(everything: bool, json: bool) -> Result<()> {
 fn list_models() -> Result<()> {
     for model in zoo::models() {
         let default = if model.default { " (default)" } else { "" };
-        let modality = match model.modality {
-            Modality::Image => "image",
-            Modality::Text => "text",
-        };
         println!(
-            "{}{default}  [{modality}]  {}",
-            model.name, model.description
+            "{}{default}  [{}]  {}",
+            model.name, model.modality, model.description
         );
         println!("    source   {}", model.onnx.origin());
         println!("    sha256   {}", model.onnx.sha256());
