@@ -272,6 +272,28 @@ pub fn labels(model: &ZooModel) -> Result<Option<(String, Vec<String>)>> {
     Ok(Some((spec.output.clone(), names)))
 }
 
+/// The `k` most probable classes of a zoo model's own logits (softmax), named by [`labels`] where it can.
+pub fn top_classes(logits: &[f32], labels: &[String], k: usize) -> Vec<(String, f32)> {
+    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    let exp: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
+    let sum: f32 = exp.iter().sum();
+    let mut order: Vec<usize> = (0..logits.len()).collect();
+    order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]));
+    order
+        .into_iter()
+        .take(k)
+        .map(|i| {
+            (
+                labels
+                    .get(i)
+                    .cloned()
+                    .unwrap_or_else(|| format!("class {i}")),
+                exp[i] / sum,
+            )
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

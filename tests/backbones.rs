@@ -5,12 +5,13 @@ use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone, TextBackb
 use headstart::data::decode::open_image;
 mod common;
 
-use common::{cosine, top_k};
 use headstart::datasets::sample_photos;
+use headstart::metrics::cosine;
 use headstart::onnx::proto::{FLOAT, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use headstart::pooling::Pooling;
 use headstart::preprocess::{ColourOrder, Interpolation, PreprocessOverrides, Resize};
 use headstart::zoo;
+use headstart::zoo::top_classes;
 use prost::Message;
 
 fn photo(name: &str) -> image::DynamicImage {
@@ -43,7 +44,7 @@ fn default_image_backbone_sees_a_cat_and_an_espresso() {
         .unwrap();
     assert_eq!(logits.dim(), (2, 1000));
 
-    let cat = top_k(logits.row(0).as_slice().unwrap(), &labels, 1);
+    let cat = top_classes(logits.row(0).as_slice().unwrap(), &labels, 1);
     // ImageNet's domestic cats: tabby 281, tiger cat 282, Persian 283, Siamese 284, Egyptian cat 285.
     let cat_classes = &labels[281..=285];
     assert!(
@@ -52,7 +53,7 @@ fn default_image_backbone_sees_a_cat_and_an_espresso() {
         cat[0]
     );
 
-    let coffee = top_k(logits.row(1).as_slice().unwrap(), &labels, 1);
+    let coffee = top_classes(logits.row(1).as_slice().unwrap(), &labels, 1);
     assert_eq!(coffee[0].0, labels[967], "coffee.png top class {coffee:?}");
     assert!(
         coffee[0].1 > 0.8,

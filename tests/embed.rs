@@ -5,7 +5,6 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::cosine;
 use common::jpeg_with_orientation;
 use headstart::augment::Augment;
 use headstart::backbone::{BackboneRef, ImageBackbone};
@@ -13,6 +12,7 @@ use headstart::data::files as dataset;
 use headstart::datasets::sample_photos;
 use headstart::embeddings::npz::{NpyData, read_npz};
 use headstart::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed_images};
+use headstart::metrics::cosine;
 use image::{DynamicImage, ImageFormat};
 
 fn backbone() -> ImageBackbone {

@@ -12,6 +12,7 @@ use headstart::data::TextOptions;
 use headstart::data::texts::{self, load_table};
 use headstart::embeddings::EmbedOptions;
 use headstart::embeddings::embed_texts;
+use headstart::metrics::cosine;
 use headstart::zoo;
 
 /// VADER's movie snippets are fetched from the vaderSentiment source archive (sha256-checked) and read as a
@@ -42,12 +43,6 @@ fn minilm() -> TextBackbone {
         &Default::default(),
     )
     .unwrap()
-}
-
-fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (norm(a) * norm(b))
 }
 
 /// headstart's sentence embeddings (batched, padded, bucketed) against Hugging Face tokenizers + Python

@@ -11,7 +11,7 @@ use headstart::data::decode::open_image;
 use headstart::runtime::RuntimeOptions;
 use headstart::workflow::{self, HeldOutReport};
 use headstart::zoo;
-use headstart::{Modality, Result, datasets};
+use headstart::{Modality, Result, datasets, metrics};
 
 /// The main job: ELPV → embeddings (cached) → logistic head (cross-validated) → metrics on the held-out split.
 pub fn run_elpv(
@@ -104,7 +104,7 @@ pub fn run_photos(runtime: &RuntimeOptions) -> Result<DemoReport> {
         .map(|(path, row)| PhotoResult {
             path,
             dim: embeddings.ncols(),
-            top: top_k(row.as_slice().unwrap_or(&[]), &labels, 3),
+            top: zoo::top_classes(row.as_slice().unwrap_or(&[]), &labels, 3),
         })
         .collect();
 
@@ -117,7 +117,7 @@ pub fn run_photos(runtime: &RuntimeOptions) -> Result<DemoReport> {
             Ok((
                 a.to_string(),
                 b.to_string(),
-                cosine(
+                metrics::cosine(
                     e.row(0).as_slice().unwrap_or(&[]),
                     e.row(1).as_slice().unwrap_or(&[]),
                 ),
@@ -132,33 +132,4 @@ pub fn run_photos(runtime: &RuntimeOptions) -> Result<DemoReport> {
         text_backbone: text_model.name,
         sentence_pairs,
     })
-}
-
-/// The k most probable classes (softmax over logits), with names when known.
-pub fn top_k(logits: &[f32], labels: &[String], k: usize) -> Vec<(String, f32)> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]));
-    order
-        .into_iter()
-        .take(k)
-        .map(|i| {
-            (
-                labels
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| format!("class {i}")),
-                exp[i] / sum,
-            )
-        })
-        .collect()
-}
-
-/// Cosine similarity of two vectors.
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (norm(a) * norm(b)).max(1e-12)
 }

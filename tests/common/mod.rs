@@ -76,32 +76,3 @@ pub fn python_reference(script: &str) -> Command {
     );
     command
 }
-
-/// Cosine similarity of two vectors.
-pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
-    let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
-    let norm = |v: &[f32]| v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    dot / (norm(a) * norm(b)).max(1e-12)
-}
-
-/// The k most probable classes (softmax over logits), with names when known.
-pub fn top_k(logits: &[f32], labels: &[String], k: usize) -> Vec<(String, f32)> {
-    let max = logits.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let exp: Vec<f32> = logits.iter().map(|v| (v - max).exp()).collect();
-    let sum: f32 = exp.iter().sum();
-    let mut order: Vec<usize> = (0..logits.len()).collect();
-    order.sort_by(|&a, &b| exp[b].total_cmp(&exp[a]));
-    order
-        .into_iter()
-        .take(k)
-        .map(|i| {
-            (
-                labels
-                    .get(i)
-                    .cloned()
-                    .unwrap_or_else(|| format!("class {i}")),
-                exp[i] / sum,
-            )
-        })
-        .collect()
-}
