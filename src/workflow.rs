@@ -16,7 +16,7 @@ use crate::data::Data;
 use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed};
 use crate::error::{Error, Result};
 use crate::hash::hex;
-use crate::head::{HeadKind, TrainParams, TrainReport, train};
+use crate::head::{self, HeadKind, TrainParams, TrainReport};
 use crate::metrics::{Metrics, evaluate};
 use crate::rng::SplitMix64;
 use crate::runtime::RuntimeOptions;
@@ -107,7 +107,7 @@ pub fn train_bundle(
     params: &TrainParams,
 ) -> Result<Trained> {
     let y = labels_of(train_set)?;
-    let (head, report) = train(train_set.matrix(), y, &train_set.class_names, params)?;
+    let (head, report) = head::train(train_set.matrix(), y, &train_set.class_names, params)?;
     let fingerprint = {
         let mut hasher = Sha256::new();
         train_set
@@ -264,6 +264,58 @@ pub fn predict(
     })
 }
 
+/// Where a training run's validation rows come from.
+pub enum Validation<'a> {
+    /// Every row trains; nothing is measured.
+    None,
+    /// A stratified, seeded fraction of the images (or texts) is held out.
+    Split { fraction: f64, seed: u64 },
+    /// Other labelled data, embedded with the backbone the training data was embedded with.
+    Data(&'a Data),
+}
+
+/// A training run: the bundle and its report, what embedding did, and how many rows trained and validated.
+pub struct TrainRun {
+    pub trained: Trained,
+    /// What embedding the training data did; `None` for an `.npz`.
+    pub summary: Option<EmbedSummary>,
+    pub train_rows: usize,
+    pub validation_rows: usize,
+}
+
+/// Embeds `data` (see [`embeddings_for`]), sets validation rows apart as `validation` says, trains a head with
+/// `params` and measures it on them. The bundle is not saved.
+pub fn train(
+    data: &Data,
+    validation: &Validation,
+    backbone: Option<&BackboneRef>,
+    options: &BackboneOptions,
+    embed_options: &EmbedOptions,
+    params: &TrainParams,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<TrainRun> {
+    let (set, summary) = embeddings_for(data, backbone, options, embed_options, progress)?;
+    let (train_set, validation_set) = match validation {
+        Validation::None => (set, None),
+        Validation::Split { fraction, seed } => {
+            let (train_rows, validation_rows) = stratified_split(&set, *fraction, *seed)?;
+            (set.select(&train_rows), Some(set.select(&validation_rows)))
+        }
+        Validation::Data(other) => {
+            let same = BackboneRef::parse(&set.backbone_source);
+            let (other, _) = embeddings_for(other, Some(&same), options, embed_options, progress)?;
+            (set, Some(other))
+        }
+    };
+    let trained = train_bundle(&train_set, validation_set.as_ref(), params)?;
+    Ok(TrainRun {
+        trained,
+        summary,
+        train_rows: train_set.rows(),
+        validation_rows: validation_set.as_ref().map_or(0, EmbeddedSet::rows),
+    })
+}
+
 /// A held-out job's result: the held-out split's sizes, training, and metrics on the held-out part.
 pub struct HeldOutReport {
     pub embed: EmbedSummary,
@@ -289,25 +341,30 @@ pub fn held_out(
         runtime: runtime.clone(),
         ..Default::default()
     };
-    let (set, summary) = embeddings_for(
+    let run = train(
         &Data::open(data, &Default::default())?,
+        &Validation::Split {
+            fraction: test_fraction,
+            seed,
+        },
         None,
         &options,
         &EmbedOptions::default(),
+        &TrainParams::default(),
         progress,
     )?;
-    let embed = summary.ok_or_else(|| Error::input(data, "expected a folder or a text table"))?;
-    let (train_rows, test_rows) = stratified_split(&set, test_fraction, seed)?;
-    let (train_set, test_set) = (set.select(&train_rows), set.select(&test_rows));
-    let trained = train_bundle(&train_set, Some(&test_set), &TrainParams::default())?;
-    let test = trained
+    let embed = run
+        .summary
+        .ok_or_else(|| Error::input(data, "expected a folder or a text table"))?;
+    let test = run
+        .trained
         .validation
-        .ok_or_else(|| Error::Config("no test split".into()))?;
+        .expect("a split always has validation rows to measure");
     Ok(HeldOutReport {
         embed,
-        train_rows: train_rows.len(),
-        test_rows: test_rows.len(),
-        report: trained.report,
+        train_rows: run.train_rows,
+        test_rows: run.validation_rows,
+        report: run.trained.report,
         test,
         seconds: started.elapsed().as_secs_f64(),
     })

@@ -637,26 +637,18 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
     let text = args.text_flags.options();
     let flags = &args.embed;
     let data = Data::open(&args.input, &text)?;
-    let (set, summary) =
-        embed_with_progress(&data, args.backbone.given().as_ref(), &options, flags)?;
-    if let (Some(summary), false) = (&summary, flags.quiet || flags.json) {
-        print_embed_summary(summary);
-    }
-    let (train_set, validation) = match (&args.val, args.val_split) {
-        (Some(path), _) => {
-            let (val, _) = embed_with_progress(
-                &Data::open(path, &text)?,
-                Some(&BackboneRef::parse(&set.backbone_source)),
-                &options,
-                flags,
-            )?;
-            (set, Some(val))
-        }
-        (None, Some(fraction)) => {
-            let (train_rows, val_rows) = workflow::stratified_split(&set, fraction, args.seed)?;
-            (set.select(&train_rows), Some(set.select(&val_rows)))
-        }
-        (None, None) => (set, None),
+    let validation_data = args
+        .val
+        .as_deref()
+        .map(|path| Data::open(path, &text))
+        .transpose()?;
+    let validation = match (&validation_data, args.val_split) {
+        (Some(other), _) => workflow::Validation::Data(other),
+        (None, Some(fraction)) => workflow::Validation::Split {
+            fraction,
+            seed: args.seed,
+        },
+        (None, None) => workflow::Validation::None,
     };
     let params = TrainParams {
         head: args.head,
@@ -670,7 +662,23 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
         k: args.k,
         max_iterations: args.max_iterations,
     };
-    let trained = workflow::train_bundle(&train_set, validation.as_ref(), &params)?;
+    let mut bar = flags.progress(data.modality().map_or("rows", Modality::unit));
+    let result = workflow::train(
+        &data,
+        &validation,
+        args.backbone.given().as_ref(),
+        &options,
+        &flags.options(),
+        &params,
+        &mut |done, total| bar.update(done, total),
+    );
+    bar.finish();
+    let workflow::TrainRun {
+        trained, summary, ..
+    } = result?;
+    if let (Some(summary), false) = (&summary, flags.quiet || flags.json) {
+        print_embed_summary(summary);
+    }
     trained.bundle.save(&args.output_file)?;
     if flags.json {
         let value = serde_json::json!({
