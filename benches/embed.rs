@@ -58,7 +58,7 @@ fn main() {
         .and_then(|v| v.parse().ok());
     let cache_dir = tempfile::tempdir().expect("temp dir");
     let options = EmbedOptions {
-        batch_size: BATCH,
+        batch_size: Some(BATCH),
         cache_dir: Some(cache_dir.path().to_path_buf()),
         workers: workers.unwrap_or(EmbedOptions::default().workers),
         ..Default::default()

@@ -48,7 +48,7 @@ fn main() {
 
     let cache_dir = tempfile::tempdir().expect("temp dir");
     let options = EmbedOptions {
-        batch_size: BATCH,
+        batch_size: Some(BATCH),
         cache_dir: Some(cache_dir.path().to_path_buf()),
         ..Default::default()
     };

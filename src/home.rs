@@ -8,7 +8,7 @@ use serde::Serialize;
 use crate::error::{Error, Result};
 
 /// The folders headstart fills under the cache root, besides pip sites (`python…`): each module names its own
-/// (cache.rs, zoo.rs, datasets.rs, runtime.rs, demo.rs).
+/// (cache.rs, zoo.rs, datasets.rs, runtime/, demo.rs).
 const PARTS: [&str; 5] = ["embeddings", "models", "datasets", "runtime", "samples"];
 
 /// The cache root: `$HEADSTART_HOME`, `$XDG_CACHE_HOME/headstart`, `~/.cache/headstart`

@@ -150,12 +150,19 @@ pub fn registry_path(model_name: &str, file: &RegistryFile) -> Result<PathBuf> {
     Ok(path)
 }
 
-/// Fetches everything a zoo model needs (ONNX file, tokenizer, labels), returning the ONNX path.
-pub fn fetch_all(model: &ZooModel) -> Result<PathBuf> {
+/// Fetches what embedding with a zoo model needs (ONNX file, tokenizer), returning the ONNX path. Class-name
+/// files are left to [`labels`]: plain embedding must work offline once the model is cached.
+pub fn fetch_for_embedding(model: &ZooModel) -> Result<PathBuf> {
     let onnx = onnx_path(model)?;
     if let Some(text) = &model.text {
         registry_path(&model.name, &text.tokenizer)?;
     }
+    Ok(onnx)
+}
+
+/// Fetches everything a zoo model has (ONNX file, tokenizer, class names), returning the ONNX path.
+pub fn fetch_all(model: &ZooModel) -> Result<PathBuf> {
+    let onnx = fetch_for_embedding(model)?;
     if let Some(labels) = &model.labels {
         registry_path(&model.name, &labels.source)?;
     }

@@ -106,7 +106,7 @@ fn sentence_embeddings_match_an_independent_python_reference() {
     let data = texts::unlabelled("test", texts.iter().map(|t| t.to_string()).collect());
     let options = EmbedOptions {
         use_cache: false,
-        batch_size: 4,
+        batch_size: Some(4),
         ..Default::default()
     };
     let (set, summary) = embed_texts(&data, &mut backbone, &options, &mut |_, _| {}).unwrap();

@@ -5,7 +5,8 @@ use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
 use ndarray::Array2;
-use ort::value::{TensorElementType, TensorRef};
+use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
+use ort::value::{Tensor, TensorElementType, TensorRef};
 
 use super::{
     BackboneIdentity, BackboneOptions, BackboneRef, LoadedModel, ModelFile, pool_features,
@@ -13,6 +14,7 @@ use super::{
 };
 use crate::error::{Error, Result};
 use crate::preprocess::{ImagePreprocess, Layout, PreprocessOverrides};
+use crate::runtime::DeviceUsed;
 
 pub struct ImageBackbone {
     pub(super) model: LoadedModel,
@@ -20,6 +22,46 @@ pub struct ImageBackbone {
     preprocess: ImagePreprocess,
     /// Some models only take a fixed batch size (often 1).
     fixed_batch: Option<usize>,
+    /// Page-locked host memory for batches on CUDA: copies to the GPU run at full speed from it.
+    pinned: Option<Allocator>,
+}
+
+/// Room for one batch of preprocessed images, filled row by row and then embedded whole.
+pub struct BatchBuffer {
+    data: BufferData,
+    rows: usize,
+    row_len: usize,
+}
+
+enum BufferData {
+    Host(Vec<f32>),
+    Pinned(Tensor<f32>),
+}
+
+impl BatchBuffer {
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Row `i`, to preprocess an image into.
+    pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
+        let len = self.row_len;
+        &mut self.values_mut()[i * len..(i + 1) * len]
+    }
+
+    fn values_mut(&mut self) -> &mut [f32] {
+        match &mut self.data {
+            BufferData::Host(values) => values,
+            BufferData::Pinned(tensor) => tensor.extract_tensor_mut().1,
+        }
+    }
+
+    fn values(&self) -> &[f32] {
+        match &self.data {
+            BufferData::Host(values) => values,
+            BufferData::Pinned(tensor) => tensor.extract_tensor().1,
+        }
+    }
 }
 
 impl ImageBackbone {
@@ -65,12 +107,68 @@ impl ImageBackbone {
             options,
         )?;
         let fixed_batch = (shape[0] > 0).then_some(shape[0] as usize);
+        let pinned = if model.device.is_cuda() {
+            MemoryInfo::new(
+                AllocationDevice::CUDA_PINNED,
+                0,
+                AllocatorType::Device,
+                MemoryType::CPUInput,
+            )
+            .and_then(|info| Allocator::new(&model.session, info))
+            .ok()
+        } else {
+            None
+        };
         Ok(ImageBackbone {
             model,
             input: input_name,
             preprocess,
             fixed_batch,
+            pinned,
         })
+    }
+
+    /// Where it runs.
+    pub fn device(&self) -> &DeviceUsed {
+        &self.model.device
+    }
+
+    /// Nodes ONNX Runtime runs on the CPU inside a CUDA session, when some lack a CUDA kernel.
+    pub fn cpu_fallback(&self) -> Option<&str> {
+        self.model.cpu_fallback.as_deref()
+    }
+
+    /// A buffer for `rows` preprocessed images, page-locked when the backbone runs on CUDA.
+    pub fn batch_buffer(&self, rows: usize) -> Result<BatchBuffer> {
+        let row_len = self.preprocess.tensor_len();
+        let data = match &self.pinned {
+            Some(allocator) => BufferData::Pinned(Tensor::new(allocator, [rows * row_len])?),
+            None => BufferData::Host(vec![0.0; rows * row_len]),
+        };
+        Ok(BatchBuffer {
+            data,
+            rows,
+            row_len,
+        })
+    }
+
+    /// Embeds the first `count` rows of `buffer`: (dim, `count` × dim values). On CUDA the whole buffer runs,
+    /// so a short last batch has the shape cuDNN already chose kernels for; the extra rows are dropped.
+    pub fn embed_batch(&mut self, buffer: &BatchBuffer, count: usize) -> Result<(usize, Vec<f32>)> {
+        let len = self.preprocess.tensor_len();
+        if self.fixed_batch.is_some() {
+            let rows = self.embed_preprocessed(&buffer.values()[..count * len])?;
+            let dim = rows.ncols();
+            return Ok((dim, rows.into_raw_vec_and_offset().0));
+        }
+        let run = if self.model.device.is_cuda() {
+            buffer.rows.max(count)
+        } else {
+            count
+        };
+        let (dim, mut values) = self.run(&buffer.values()[..run * len], run)?;
+        values.truncate(count * dim);
+        Ok((dim, values))
     }
 
     pub fn preprocess(&self) -> &ImagePreprocess {

@@ -19,10 +19,10 @@ use crate::modality::Modality;
 use crate::onnx::{self, ModelSummary};
 use crate::pooling::{self, Pooling};
 use crate::preprocess::{ImagePreprocess, Layout, PreprocessOverrides};
-use crate::runtime::{self, RuntimeOptions};
+use crate::runtime::{self, BuiltSession, DeviceUsed, ModelBytes, RuntimeOptions};
 use crate::zoo::{self, ZooModel};
 
-pub use image::ImageBackbone;
+pub use image::{BatchBuffer, ImageBackbone};
 pub use text::{TextBackbone, TextInput};
 
 /// An opened backbone of either kind. Boxed: both are large (preprocessing tables, a tokenizer).
@@ -82,6 +82,11 @@ impl Backbone {
 
     pub fn path(&self) -> &Path {
         &self.model().path
+    }
+
+    /// Where it runs.
+    pub fn device(&self) -> &DeviceUsed {
+        &self.model().device
     }
 
     /// The shape of the tensor features are pooled from, as ONNX Runtime infers it.
@@ -250,7 +255,7 @@ impl ModelFile {
         let (path, zoo) = match reference {
             BackboneRef::Zoo(name) => {
                 let model = zoo::find(name)?;
-                (zoo::fetch_all(&model)?, Some(model))
+                (zoo::fetch_for_embedding(&model)?, Some(model))
             }
             BackboneRef::File(path) => (path.clone(), None),
         };
@@ -278,6 +283,9 @@ pub(crate) struct LoadedModel {
     pub session: Session,
     pub output: String,
     pub identity: BackboneIdentity,
+    pub device: DeviceUsed,
+    /// Nodes ONNX Runtime runs on the CPU inside a CUDA session, when some lack a CUDA kernel.
+    pub cpu_fallback: Option<String>,
 }
 
 impl LoadedModel {
@@ -301,18 +309,17 @@ impl LoadedModel {
         if tapped {
             onnx::check_tensor_exists(&path, &summary, &output)?;
         }
-        let mut builder = runtime::session_builder(&options.runtime)?;
-        let session = if tapped {
-            builder.commit_from_memory(&onnx::with_extra_outputs(&bytes, &[&output]))
+        let built = if tapped {
+            let with_output = onnx::with_extra_outputs(&bytes, &[&output]);
+            runtime::build_session(&options.runtime, &path, ModelBytes::Memory(&with_output))?
         } else {
-            builder.commit_from_file(&path)
-        }
-        .map_err(|e| {
-            Error::model(
-                &path,
-                format!("ONNX Runtime cannot load it: {}", e.message()),
-            )
-        })?;
+            runtime::build_session(&options.runtime, &path, ModelBytes::File(&path))?
+        };
+        let BuiltSession {
+            session,
+            device,
+            cpu_fallback,
+        } = built;
         check_float_output(&path, &session, &output)?;
         let name = match &zoo {
             Some(model) => model.name.clone(),
@@ -342,6 +349,8 @@ impl LoadedModel {
             session,
             output,
             identity,
+            device,
+            cpu_fallback,
         })
     }
 }
@@ -420,14 +429,7 @@ pub struct Inspection {
 pub fn inspect(path: &Path, runtime: &RuntimeOptions) -> Result<Inspection> {
     let bytes = onnx::read_model_bytes(path)?;
     let summary = onnx::summarize(path, &bytes)?;
-    let session = runtime::session_builder(runtime)?
-        .commit_from_file(path)
-        .map_err(|e| {
-            Error::model(
-                path,
-                format!("ONNX Runtime cannot load it: {}", e.message()),
-            )
-        })?;
+    let session = runtime::build_session(runtime, path, ModelBytes::File(path))?.session;
     let describe = |outlets: &[Outlet]| {
         outlets
             .iter()

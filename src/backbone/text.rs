@@ -135,6 +135,16 @@ impl TextBackbone {
         })
     }
 
+    /// Where it runs.
+    pub fn device(&self) -> &crate::runtime::DeviceUsed {
+        &self.model.device
+    }
+
+    /// Nodes ONNX Runtime runs on the CPU inside a CUDA session, when some lack a CUDA kernel.
+    pub fn cpu_fallback(&self) -> Option<&str> {
+        self.model.cpu_fallback.as_deref()
+    }
+
     pub fn identity(&self) -> &BackboneIdentity {
         &self.model.identity
     }

@@ -17,7 +17,7 @@ use headstart::head::{ClassWeight, HeadKind, TrainParams};
 use headstart::pooling::Pooling;
 use headstart::preprocess::{ColourOrder, Interpolation, Layout, PreprocessOverrides, Resize};
 use headstart::report::{self, ReportInput, Samples};
-use headstart::runtime::{Device, RuntimeOptions};
+use headstart::runtime::{ConvSearch, Device, RuntimeOptions};
 use headstart::zoo;
 use headstart::{Error, Modality, Result, datasets, workflow};
 use progress::Progress;
@@ -39,6 +39,12 @@ struct Cli {
     /// ONNX Runtime intra-op threads (default: one per core)
     #[arg(long, global = true, value_name = "N")]
     threads: Option<usize>,
+    /// Under --device cuda, let nodes ONNX Runtime has no CUDA kernel for run on the CPU
+    #[arg(long, global = true)]
+    allow_cpu_nodes: bool,
+    /// How cuDNN picks convolution kernels: heuristic (instant) or exhaustive (times each, per input shape)
+    #[arg(long, global = true, value_enum, default_value_t = ConvSearch::Heuristic)]
+    conv_search: ConvSearch,
     #[command(subcommand)]
     command: Command,
 }
@@ -70,6 +76,13 @@ enum Command {
         model: PathBuf,
         #[arg(long)]
         layers: bool,
+    },
+    /// What runs where: ONNX Runtime and its providers, the NVIDIA driver and GPUs, the NVIDIA libraries
+    /// loaded and where from; runs a small convolution on the device --device chooses
+    Doctor {
+        /// Print JSON instead of text
+        #[arg(long)]
+        json: bool,
     },
     /// The model zoo
     #[command(subcommand)]
@@ -162,9 +175,9 @@ impl TextFlags {
 /// How folders are embedded (embed, train, eval, predict).
 #[derive(Args)]
 struct EmbedFlags {
-    /// Images (texts) per inference batch
-    #[arg(long, default_value_t = 32)]
-    batch_size: usize,
+    /// Images (texts) per inference batch [default: 32 on the CPU, 256 on CUDA]
+    #[arg(long, value_name = "N")]
+    batch_size: Option<usize>,
     /// Decode threads (default: one per core)
     #[arg(long, value_name = "N")]
     workers: Option<usize>,
@@ -183,6 +196,9 @@ struct EmbedFlags {
     /// No progress bar or summary
     #[arg(long, short)]
     quiet: bool,
+    /// Also print the seconds spent in each stage (read, decode, preprocess, waiting, inference, write)
+    #[arg(long, short)]
+    verbose: bool,
     /// Print JSON instead of text
     #[arg(long)]
     json: bool,
@@ -192,9 +208,11 @@ impl EmbedFlags {
     fn options(&self) -> EmbedOptions {
         let defaults = EmbedOptions::default();
         let workers = self.workers.unwrap_or(defaults.workers);
-        defaults
-            .batch_size(self.batch_size)
-            .workers(workers)
+        EmbedOptions {
+            batch_size: self.batch_size,
+            ..defaults
+        }
+        .workers(workers)
             .use_cache(!self.no_cache)
             .augment(self.augment.unwrap_or_default())
             .strict(self.strict)
@@ -435,6 +453,8 @@ pub fn main() -> ExitCode {
         device: cli.device,
         threads: cli.threads,
         intra_op_spinning: None,
+        allow_cpu_nodes: cli.allow_cpu_nodes,
+        conv_search: cli.conv_search,
     };
     match run(cli.command, runtime) {
         Ok(()) => ExitCode::SUCCESS,
@@ -488,6 +508,14 @@ fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
                 return Err(Error::Config(format!("no dataset '{other}' (have: elpv)")));
             }
         },
+        Command::Doctor { json } => {
+            let diagnosis = headstart::runtime::doctor(&runtime)?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&diagnosis).unwrap_or_default());
+            } else {
+                print_diagnosis(&diagnosis);
+            }
+        }
         Command::Models(ModelsCommand::Fetch { names }) => {
             let wanted: Vec<zoo::ZooModel> = if names.iter().any(|n| n == "all") {
                 zoo::models()
@@ -572,7 +600,7 @@ fn embed_data(data: &Data, path: &Path, args: &EmbedArgs, options: &BackboneOpti
         println!("{value}");
     } else if !flags.quiet {
         if let Some(summary) = &summary {
-            print_embed_summary(summary);
+            print_embed_summary(summary, flags.verbose);
         }
         println!("-> {} [{} x {}]", out.display(), set.rows(), set.dim);
     }
@@ -598,7 +626,7 @@ fn embed_with_progress(
     result
 }
 
-fn print_embed_summary(summary: &EmbedSummary) {
+fn print_embed_summary(summary: &EmbedSummary, verbose: bool) {
     let (things, unit) = match summary.truncated {
         Some(_) => ("texts", "texts"),
         None => ("files", "images"),
@@ -607,15 +635,24 @@ fn print_embed_summary(summary: &EmbedSummary) {
         eprintln!("warning: {warning}");
     }
     println!(
-        "embedded {} of {} {things} ({} rows: {} from cache, {} computed) in {:.1} s, {:.1} {unit}/s",
+        "embedded {} of {} {things} ({} rows: {} from cache, {} computed) in {:.1} s, {:.1} {unit}/s on {}",
         summary.embedded,
         summary.files,
         summary.rows,
         summary.from_cache,
         summary.computed,
         summary.seconds,
-        summary.per_second
+        summary.per_second,
+        summary.device
     );
+    if verbose {
+        let s = &summary.stages;
+        println!(
+            "stages (s, summed over threads): read {:.2}, decode {:.2}, preprocess {:.2}, waiting for input {:.2}, \
+             inference {:.2} (batches of {}), write {:.2}",
+            s.read, s.decode, s.preprocess, s.waiting, s.inference, summary.batch_size, s.write
+        );
+    }
     if let Some(truncated @ 1..) = summary.truncated {
         println!("truncated {truncated} texts longer than the backbone's maximum length");
     }
@@ -677,7 +714,7 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
         trained, summary, ..
     } = result?;
     if let (Some(summary), false) = (&summary, flags.quiet || flags.json) {
-        print_embed_summary(summary);
+        print_embed_summary(summary, flags.verbose);
     }
     trained.bundle.save(&args.output_file)?;
     if flags.json {
@@ -750,7 +787,7 @@ fn eval(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
     bar.finish();
     let evaluation = result?;
     if let (Some(summary), false) = (&evaluation.summary, flags.quiet || flags.json) {
-        print_embed_summary(summary);
+        print_embed_summary(summary, flags.verbose);
     }
     let metrics = &evaluation.metrics;
     if let Some(path) = &args.report {
@@ -1092,6 +1129,44 @@ fn clear_cache(everything: bool, json: bool) -> Result<()> {
     Ok(())
 }
 
+fn print_diagnosis(d: &headstart::runtime::Diagnosis) {
+    println!(
+        "ONNX Runtime  {} at {}",
+        d.runtime_version,
+        d.runtime_library.display()
+    );
+    println!("  build       {}", d.runtime_build);
+    println!("  providers   {}", d.providers.join(", "));
+    match (&d.driver, &d.driver_problem) {
+        (Some(driver), _) => println!(
+            "NVIDIA driver {} ({})",
+            driver.version,
+            if driver.gpus.is_empty() {
+                "no GPU listed".to_string()
+            } else {
+                driver.gpus.join(", ")
+            }
+        ),
+        (None, Some(problem)) => println!("NVIDIA driver: {problem}"),
+        (None, None) => {}
+    }
+    for library in &d.nvidia_libraries {
+        println!(
+            "  loaded      {} from {} ({})",
+            library.name,
+            library.path.display(),
+            library.source
+        );
+    }
+    if let Some(problem) = &d.cuda_problem {
+        println!("CUDA not used: {problem}");
+    }
+    println!(
+        "device        {} (a test convolution ran there in {:.0} ms, start-up included)",
+        d.device, d.check_ms
+    );
+}
+
 fn list_models() -> Result<()> {
     for model in zoo::models() {
         let default = if model.default { " (default)" } else { "" };
@@ -1124,7 +1199,7 @@ fn list_models() -> Result<()> {
 /// A demo job's output: what it is, what was embedded, the split, training, and the held-out metrics.
 fn print_held_out_job(title: &str, unit: &str, seed: u64, report: &workflow::HeldOutReport) {
     println!("{title}");
-    print_embed_summary(&report.embed);
+    print_embed_summary(&report.embed, false);
     println!(
         "split: {} train / {} test {unit} (stratified, seed {seed})",
         report.train_rows, report.test_rows

@@ -1,16 +1,18 @@
-//! A folder of images → embeddings. Decode and preprocessing run in worker threads while the backbone runs
-//! batched inference on the main thread; a bounded channel keeps memory flat as the folder grows. Each file's
-//! bytes are hashed first, so cached views never get decoded.
+//! A folder of images → embeddings. Decode and preprocessing run in worker threads, the calling thread packs
+//! their tensors into batch buffers (page-locked on CUDA), and the backbone runs on a thread of its own, so
+//! packing the next batch overlaps inference of this one. Bounded channels and a fixed set of buffers keep
+//! memory flat as the folder grows. Each file's bytes are hashed first, so cached views never get decoded.
 
 use std::path::Path;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::sync_channel;
+use std::sync::mpsc::{SyncSender, channel, sync_channel};
 use std::time::Instant;
 
 use super::cache::{EmbeddingCache, Key};
-use super::set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, rate};
+use super::set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, rate};
 use crate::augment::View;
-use crate::backbone::{ImageBackbone, InputSpec};
+use crate::backbone::{BatchBuffer, ImageBackbone, InputSpec};
 use crate::data::Files;
 use crate::data::decode::decode_image;
 use crate::error::{Error, Result};
@@ -26,6 +28,15 @@ enum Decoded {
     Skipped { item: usize, reason: String },
 }
 
+/// A batch on its way to the backbone: the buffer and, per filled row, (item, view, cache key).
+struct Batch {
+    buffer: BatchBuffer,
+    rows: Vec<(usize, usize, Option<Key>)>,
+}
+
+/// Batches filled while one is in the model, and one more being filled: enough to keep the model fed.
+const BUFFERS: usize = 3;
+
 /// Embeds every image of `dataset`. `progress(done, total)` is called as files complete.
 pub fn embed_images(
     dataset: &Files,
@@ -35,68 +46,108 @@ pub fn embed_images(
 ) -> Result<(EmbeddedSet, EmbedSummary)> {
     let started = Instant::now();
     let preprocess = backbone.preprocess().clone();
+    let identity = backbone.identity().clone();
+    let source = backbone.source().to_string();
+    let device = backbone.device().clone();
+    let cpu_fallback = backbone.cpu_fallback().map(str::to_string);
     let cache = EmbeddingCache::for_options(
         options,
-        backbone.identity(),
+        &identity,
         &InputSpec::Image(preprocess.clone()),
     )?;
     let views = options.augment.views();
     let total = dataset.items.len();
-    let batch_size = options.batch_size.max(1);
+    let batch_size = options.batch_size_on(&device);
+    let mut free: Vec<BatchBuffer> = (0..BUFFERS)
+        .map(|_| backbone.batch_buffer(batch_size))
+        .collect::<Result<_>>()?;
     let next = AtomicUsize::new(0);
+    let worker_times = Mutex::new(StageTimes::default());
     // slots[item][view]: the vector once known.
     let mut slots: Vec<Vec<Option<Vec<f32>>>> = vec![Vec::new(); total];
     let mut skipped: Vec<SkipReport> = dataset.skipped.iter().map(SkipReport::from).collect();
     let (mut from_cache, mut computed) = (0usize, 0usize);
+    let mut stages = StageTimes::default();
 
     std::thread::scope(|scope| -> Result<()> {
         let (sender, receiver) = sync_channel::<Decoded>(batch_size * 2);
         for _ in 0..options.workers.max(1) {
             let sender = sender.clone();
-            let (next, views, preprocess, cache) = (&next, &views, &preprocess, cache.as_ref());
+            let (next, views, preprocess, cache, worker_times) =
+                (&next, &views, &preprocess, cache.as_ref(), &worker_times);
             scope.spawn(move || {
+                let mut times = StageTimes::default();
                 loop {
                     let item = next.fetch_add(1, Ordering::Relaxed);
                     let Some(entry) = dataset.items.get(item) else {
                         break;
                     };
-                    let message =
-                        match load_views(&entry.path, views, preprocess, cache, options.max_pixels)
-                        {
-                            Ok(views) => Decoded::Ready { item, views },
-                            Err(reason) => Decoded::Skipped { item, reason },
-                        };
+                    let message = match load_views(
+                        &entry.path,
+                        views,
+                        preprocess,
+                        cache,
+                        options.max_pixels,
+                        &mut times,
+                    ) {
+                        Ok(views) => Decoded::Ready { item, views },
+                        Err(reason) => Decoded::Skipped { item, reason },
+                    };
                     if sender.send(message).is_err() {
                         break;
                     }
                 }
+                worker_times
+                    .lock()
+                    .unwrap_or_else(|poisoned| poisoned.into_inner())
+                    .add(&times);
             });
         }
         drop(sender);
 
-        let tensor_len = preprocess.tensor_len();
-        let mut batch: Vec<f32> = Vec::with_capacity(batch_size * tensor_len);
-        let mut pending: Vec<(usize, usize, Option<Key>)> = Vec::with_capacity(batch_size);
-        let mut done = 0usize;
-        let mut run_batch = |batch: &mut Vec<f32>,
-                             pending: &mut Vec<(usize, usize, Option<Key>)>,
-                             slots: &mut Vec<Vec<Option<Vec<f32>>>>|
-         -> Result<()> {
-            if pending.is_empty() {
-                return Ok(());
-            }
-            let rows = backbone.embed_preprocessed(batch)?;
-            for ((item, view, key), row) in pending.drain(..).zip(rows.rows()) {
-                let vector = row.to_vec();
-                if let (Some(cache), Some(key)) = (cache.as_ref(), key) {
-                    cache.put_or_warn(&key, &vector);
+        // The model runs on its own thread, so filling the next batch overlaps inference of this one.
+        let (to_model, model_queue) = sync_channel::<Batch>(BUFFERS - 1);
+        let (model_done, from_model) = channel::<(Batch, Result<(usize, Vec<f32>)>)>();
+        let model = scope.spawn(move || {
+            let (mut waiting, mut inference) = (0.0, 0.0);
+            loop {
+                let asked = Instant::now();
+                let Ok(batch) = model_queue.recv() else {
+                    break;
+                };
+                let began = Instant::now();
+                waiting += (began - asked).as_secs_f64();
+                let result = backbone.embed_batch(&batch.buffer, batch.rows.len());
+                inference += began.elapsed().as_secs_f64();
+                if model_done.send((batch, result)).is_err() {
+                    break;
                 }
-                slots[item][view] = Some(vector);
             }
-            batch.clear();
+            (waiting, inference)
+        });
+
+        let mut store = |(batch, result): (Batch, Result<(usize, Vec<f32>)>),
+                         slots: &mut Vec<Vec<Option<Vec<f32>>>>,
+                         free: &mut Vec<BatchBuffer>|
+         -> Result<()> {
+            let (dim, values) = result?;
+            let began = Instant::now();
+            for ((item, view, key), vector) in batch.rows.into_iter().zip(values.chunks_exact(dim)) {
+                if let (Some(cache), Some(key)) = (cache.as_ref(), key) {
+                    cache.put_or_warn(&key, vector);
+                }
+                slots[item][view] = Some(vector.to_vec());
+            }
+            stages.write += began.elapsed().as_secs_f64();
+            free.push(batch.buffer);
             Ok(())
         };
+        let mut filling: Option<Batch> = None;
+        let mut done = 0usize;
         for message in receiver {
+            while let Ok(finished) = from_model.try_recv() {
+                store(finished, &mut slots, &mut free)?;
+            }
             match message {
                 Decoded::Skipped { item, reason } => {
                     let relative = &dataset.items[item].relative;
@@ -124,10 +175,30 @@ pub fn embed_images(
                             }
                             ViewResult::Tensor(tensor, key) => {
                                 computed += 1;
-                                batch.extend_from_slice(&tensor);
-                                pending.push((item, view, key));
-                                if pending.len() >= batch_size {
-                                    run_batch(&mut batch, &mut pending, &mut slots)?;
+                                let batch = match filling.as_mut() {
+                                    Some(batch) => batch,
+                                    None => {
+                                        if free.is_empty() {
+                                            let finished = from_model.recv().map_err(|_| {
+                                                Error::Runtime("the inference thread stopped".into())
+                                            })?;
+                                            store(finished, &mut slots, &mut free)?;
+                                        }
+                                        let buffer = free.pop().ok_or_else(|| {
+                                            Error::Runtime("no free batch buffer".into())
+                                        })?;
+                                        filling.insert(Batch {
+                                            buffer,
+                                            rows: Vec::with_capacity(batch_size),
+                                        })
+                                    }
+                                };
+                                batch.buffer.row_mut(batch.rows.len()).copy_from_slice(&tensor);
+                                batch.rows.push((item, view, key));
+                                if batch.rows.len() == batch.buffer.rows()
+                                    && let Some(full) = filling.take()
+                                {
+                                    send(&to_model, full)?;
                                 }
                             }
                         }
@@ -137,9 +208,25 @@ pub fn embed_images(
             done += 1;
             progress(done, total);
         }
-        debug_assert_eq!(batch.len(), pending.len() * tensor_len);
-        run_batch(&mut batch, &mut pending, &mut slots)
+        if let Some(last) = filling.take() {
+            send(&to_model, last)?;
+        }
+        drop(to_model);
+        for finished in from_model.iter() {
+            store(finished, &mut slots, &mut free)?;
+        }
+        let (waiting, inference) = model
+            .join()
+            .map_err(|_| Error::Runtime("the inference thread panicked".into()))?;
+        stages.waiting = waiting;
+        stages.inference = inference;
+        Ok(())
     })?;
+    stages.add(
+        &worker_times
+            .into_inner()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()),
+    );
 
     let mut set = EmbeddedSet {
         dim: 0,
@@ -148,8 +235,8 @@ pub fn embed_images(
         class_names: dataset.classes.clone(),
         paths: Vec::new(),
         augmented: Vec::new(),
-        backbone_source: backbone.source().to_string(),
-        backbone: backbone.identity().clone(),
+        backbone_source: source,
+        backbone: identity,
         input: InputSpec::Image(preprocess),
     };
     let mut embedded = 0;
@@ -182,11 +269,26 @@ pub fn embed_images(
         warnings: cache
             .iter()
             .filter_map(EmbeddingCache::write_failure)
+            .chain(cpu_fallback.map(cpu_nodes_warning))
             .collect(),
         seconds,
         per_second: rate(embedded, seconds),
+        device,
+        batch_size,
+        stages,
     };
     Ok((set, summary))
+}
+
+fn send(to_model: &SyncSender<Batch>, batch: Batch) -> Result<()> {
+    to_model
+        .send(batch)
+        .map_err(|_| Error::Runtime("the inference thread stopped".into()))
+}
+
+/// The summary's warning when a CUDA session runs part of the model on the CPU.
+pub(crate) fn cpu_nodes_warning(nodes: String) -> String {
+    format!("ONNX Runtime runs {nodes} on the CPU: it has no CUDA kernel for them")
 }
 
 /// Reads a file once, answers each view from the cache, and decodes only if some view is missing.
@@ -196,7 +298,9 @@ fn load_views(
     preprocess: &ImagePreprocess,
     cache: Option<&EmbeddingCache>,
     max_pixels: u64,
+    times: &mut StageTimes,
 ) -> std::result::Result<Vec<ViewResult>, String> {
+    let began = Instant::now();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let keys: Vec<Option<Key>> = match cache {
         Some(_) => {
@@ -212,12 +316,16 @@ fn load_views(
         .iter()
         .map(|key| cache.zip(key.as_ref()).and_then(|(c, k)| c.get(k)))
         .collect();
+    let read = Instant::now();
+    times.read += (read - began).as_secs_f64();
     let image = if cached.iter().all(Option::is_some) {
         None
     } else {
         Some(decode_image(&bytes, max_pixels)?)
     };
-    Ok(views
+    let decoded = Instant::now();
+    times.decode += (decoded - read).as_secs_f64();
+    let views = views
         .iter()
         .zip(keys)
         .zip(cached.iter_mut())
@@ -230,5 +338,7 @@ fn load_views(
             }
             (None, None) => unreachable!("an image is decoded whenever a view is not cached"),
         })
-        .collect())
+        .collect();
+    times.preprocess += decoded.elapsed().as_secs_f64();
+    Ok(views)
 }

@@ -12,12 +12,13 @@ use crate::backbone::{BackboneIdentity, InputSpec};
 use crate::data::Skip;
 use crate::data::decode::DEFAULT_MAX_PIXELS;
 use crate::error::{Error, Result};
+use crate::runtime::DeviceUsed;
 
 /// How a dataset is embedded.
 #[derive(Debug, Clone)]
 pub struct EmbedOptions {
-    /// Inputs per inference batch.
-    pub batch_size: usize,
+    /// Inputs per inference batch; `None`: the device's default ([`EmbedOptions::batch_size_on`]).
+    pub batch_size: Option<usize>,
     /// Decode threads.
     pub workers: usize,
     pub use_cache: bool,
@@ -32,7 +33,7 @@ pub struct EmbedOptions {
 impl Default for EmbedOptions {
     fn default() -> Self {
         EmbedOptions {
-            batch_size: 32,
+            batch_size: None,
             workers: std::thread::available_parallelism().map_or(1, |n| n.get()),
             use_cache: true,
             cache_dir: None,
@@ -45,8 +46,15 @@ impl Default for EmbedOptions {
 
 impl EmbedOptions {
     pub fn batch_size(mut self, batch_size: usize) -> Self {
-        self.batch_size = batch_size;
+        self.batch_size = Some(batch_size);
         self
+    }
+
+    /// The batch size on `device`: the one set, else 32 on the CPU (larger batches gain nothing there) and 256
+    /// on CUDA (small batches leave the GPU idle between launches).
+    pub fn batch_size_on(&self, device: &DeviceUsed) -> usize {
+        let default = if device.is_cuda() { 256 } else { 32 };
+        self.batch_size.unwrap_or(default).max(1)
     }
 
     pub fn workers(mut self, workers: usize) -> Self {
@@ -308,6 +316,34 @@ pub struct EmbedSummary {
     pub seconds: f64,
     /// Images (or texts) per second.
     pub per_second: f64,
+    /// Where the backbone ran ("cpu", "cuda:0 (NVIDIA H200)").
+    pub device: DeviceUsed,
+    pub batch_size: usize,
+    pub stages: StageTimes,
+}
+
+/// Seconds spent in each stage of embedding, to show the bottleneck. Reading, decoding and preprocessing run on
+/// several threads at once: theirs are summed over threads (they may exceed the run's wall time). `waiting` is
+/// the backbone's thread idle for want of input; `inference` its time in the model; `write` storing vectors.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct StageTimes {
+    pub read: f64,
+    pub decode: f64,
+    pub preprocess: f64,
+    pub waiting: f64,
+    pub inference: f64,
+    pub write: f64,
+}
+
+impl StageTimes {
+    pub(crate) fn add(&mut self, other: &StageTimes) {
+        self.read += other.read;
+        self.decode += other.decode;
+        self.preprocess += other.preprocess;
+        self.waiting += other.waiting;
+        self.inference += other.inference;
+        self.write += other.write;
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]

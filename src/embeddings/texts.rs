@@ -5,7 +5,8 @@
 use std::time::Instant;
 
 use super::cache::{EmbeddingCache, Key};
-use super::set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, rate};
+use super::images::cpu_nodes_warning;
+use super::set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, rate};
 use crate::backbone::{InputSpec, TextBackbone};
 use crate::data::TextDataset;
 use crate::error::Result;
@@ -35,7 +36,9 @@ pub fn embed_texts(
             (cache, keys)
         });
     let total = dataset.items.len();
-    let batch_size = options.batch_size.max(1);
+    let device = backbone.device().clone();
+    let batch_size = options.batch_size_on(&device);
+    let mut stages = StageTimes::default();
     let mut vectors: Vec<Option<Vec<f32>>> = vec![None; total];
     if let Some((cache, keys)) = &cache {
         for (slot, key) in vectors.iter_mut().zip(keys) {
@@ -54,7 +57,9 @@ pub fn embed_texts(
             .iter()
             .map(|&i| dataset.items[i].text.as_str())
             .collect();
+        let began = Instant::now();
         let encodings = backbone.tokenize(&texts)?;
+        stages.preprocess += began.elapsed().as_secs_f64();
         truncated += encodings
             .iter()
             .filter(|e| !e.get_overflowing().is_empty())
@@ -63,7 +68,10 @@ pub fn embed_texts(
         order.sort_by_key(|&j| encodings[j].len());
         for batch in order.chunks(batch_size) {
             let batch_encodings: Vec<_> = batch.iter().map(|&j| &encodings[j]).collect();
+            let began = Instant::now();
             let rows = backbone.embed_encodings(&batch_encodings)?;
+            let inferred = Instant::now();
+            stages.inference += (inferred - began).as_secs_f64();
             for (&j, row) in batch.iter().zip(rows.rows()) {
                 let item = chunk[j];
                 let vector = row.to_vec();
@@ -72,6 +80,7 @@ pub fn embed_texts(
                 }
                 vectors[item] = Some(vector);
             }
+            stages.write += inferred.elapsed().as_secs_f64();
             done += batch.len();
             progress(done, total);
         }
@@ -125,9 +134,17 @@ pub fn embed_texts(
         warnings: cache
             .iter()
             .filter_map(|(cache, _)| cache.write_failure())
+            .chain(
+                backbone
+                    .cpu_fallback()
+                    .map(|nodes| cpu_nodes_warning(nodes.to_string())),
+            )
             .collect(),
         seconds,
         per_second: rate(total, seconds),
+        device,
+        batch_size,
+        stages,
     };
     Ok((set, summary))
 }
