@@ -43,6 +43,11 @@ impl BatchBuffer {
         self.rows
     }
 
+    /// Whether it is page-locked host memory (CUDA), which the GPU copies from directly.
+    pub fn is_pinned(&self) -> bool {
+        matches!(self.data, BufferData::Pinned(_))
+    }
+
     /// Row `i`, to preprocess an image into.
     pub fn row_mut(&mut self, i: usize) -> &mut [f32] {
         let len = self.row_len;
@@ -50,16 +55,26 @@ impl BatchBuffer {
     }
 
     fn values_mut(&mut self) -> &mut [f32] {
+        let len = self.rows * self.row_len;
         match &mut self.data {
             BufferData::Host(values) => values,
-            BufferData::Pinned(tensor) => tensor.extract_tensor_mut().1,
+            // ort refuses to hand out CUDA_PINNED memory as a slice, though it is host memory.
+            // SAFETY: the tensor owns `len` f32 values of page-locked host memory (cudaHostAlloc) for as long
+            // as `self` lives, and the &mut borrow of `self` makes this the only reference to them.
+            BufferData::Pinned(tensor) => unsafe {
+                std::slice::from_raw_parts_mut(tensor.data_ptr_mut().cast::<f32>(), len)
+            },
         }
     }
 
     fn values(&self) -> &[f32] {
+        let len = self.rows * self.row_len;
         match &self.data {
             BufferData::Host(values) => values,
-            BufferData::Pinned(tensor) => tensor.extract_tensor().1,
+            // SAFETY: as in `values_mut`; the shared borrow of `self` rules out writers meanwhile.
+            BufferData::Pinned(tensor) => unsafe {
+                std::slice::from_raw_parts(tensor.data_ptr().cast::<f32>(), len)
+            },
         }
     }
 }
@@ -133,9 +148,9 @@ impl ImageBackbone {
         &self.model.device
     }
 
-    /// Nodes ONNX Runtime runs on the CPU inside a CUDA session, when some lack a CUDA kernel.
-    pub fn cpu_fallback(&self) -> Option<&str> {
-        self.model.cpu_fallback.as_deref()
+    /// Where ONNX Runtime put the nodes of a CUDA session (`None` on the CPU, or when it did not say).
+    pub fn placement(&self) -> Option<&crate::runtime::Placement> {
+        self.model.placement.as_ref()
     }
 
     /// A buffer for `rows` preprocessed images, page-locked when the backbone runs on CUDA.

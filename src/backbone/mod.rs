@@ -19,7 +19,7 @@ use crate::modality::Modality;
 use crate::onnx::{self, ModelSummary};
 use crate::pooling::{self, Pooling};
 use crate::preprocess::{ImagePreprocess, Layout, PreprocessOverrides};
-use crate::runtime::{self, BuiltSession, DeviceUsed, ModelBytes, RuntimeOptions};
+use crate::runtime::{self, BuiltSession, DeviceUsed, ModelBytes, Placement, RuntimeOptions};
 use crate::zoo::{self, ZooModel};
 
 pub use image::{BatchBuffer, ImageBackbone};
@@ -284,8 +284,8 @@ pub(crate) struct LoadedModel {
     pub output: String,
     pub identity: BackboneIdentity,
     pub device: DeviceUsed,
-    /// Nodes ONNX Runtime runs on the CPU inside a CUDA session, when some lack a CUDA kernel.
-    pub cpu_fallback: Option<String>,
+    /// Where ONNX Runtime put the nodes of a CUDA session.
+    pub placement: Option<Placement>,
 }
 
 impl LoadedModel {
@@ -318,7 +318,7 @@ impl LoadedModel {
         let BuiltSession {
             session,
             device,
-            cpu_fallback,
+            placement,
         } = built;
         check_float_output(&path, &session, &output)?;
         let name = match &zoo {
@@ -350,7 +350,7 @@ impl LoadedModel {
             output,
             identity,
             device,
-            cpu_fallback,
+            placement,
         })
     }
 }

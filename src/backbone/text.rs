@@ -140,9 +140,9 @@ impl TextBackbone {
         &self.model.device
     }
 
-    /// Nodes ONNX Runtime runs on the CPU inside a CUDA session, when some lack a CUDA kernel.
-    pub fn cpu_fallback(&self) -> Option<&str> {
-        self.model.cpu_fallback.as_deref()
+    /// Where ONNX Runtime put the nodes of a CUDA session (`None` on the CPU, or when it did not say).
+    pub fn placement(&self) -> Option<&crate::runtime::Placement> {
+        self.model.placement.as_ref()
     }
 
     pub fn identity(&self) -> &BackboneIdentity {

@@ -652,6 +652,11 @@ fn print_embed_summary(summary: &EmbedSummary, verbose: bool) {
              inference {:.2} (batches of {}), write {:.2}",
             s.read, s.decode, s.preprocess, s.waiting, s.inference, summary.batch_size, s.write
         );
+        match (&summary.placement, summary.device.is_cuda()) {
+            (Some(placement), _) => println!("{placement}"),
+            (None, true) => println!("ONNX Runtime did not report where it placed the nodes"),
+            (None, false) => {}
+        }
     }
     if let Some(truncated @ 1..) = summary.truncated {
         println!("truncated {truncated} texts longer than the backbone's maximum length");
@@ -1165,6 +1170,11 @@ fn print_diagnosis(d: &headstart::runtime::Diagnosis) {
         "device        {} (a test convolution ran there in {:.0} ms, start-up included)",
         d.device, d.check_ms
     );
+    match (&d.placement, d.device.is_cuda()) {
+        (Some(placement), _) => println!("  placement   {placement}"),
+        (None, true) => println!("  placement   not reported by ONNX Runtime"),
+        (None, false) => {}
+    }
 }
 
 fn list_models() -> Result<()> {

@@ -17,6 +17,7 @@ use crate::data::Files;
 use crate::data::decode::decode_image;
 use crate::error::{Error, Result};
 use crate::preprocess::ImagePreprocess;
+use crate::runtime::Placement;
 
 enum ViewResult {
     Cached(Vec<f32>),
@@ -49,7 +50,7 @@ pub fn embed_images(
     let identity = backbone.identity().clone();
     let source = backbone.source().to_string();
     let device = backbone.device().clone();
-    let cpu_fallback = backbone.cpu_fallback().map(str::to_string);
+    let placement = backbone.placement().cloned();
     let cache = EmbeddingCache::for_options(
         options,
         &identity,
@@ -269,11 +270,12 @@ pub fn embed_images(
         warnings: cache
             .iter()
             .filter_map(EmbeddingCache::write_failure)
-            .chain(cpu_fallback.map(cpu_nodes_warning))
+            .chain(cpu_nodes_warning(placement.as_ref()))
             .collect(),
         seconds,
         per_second: rate(embedded, seconds),
         device,
+        placement,
         batch_size,
         stages,
     };
@@ -287,8 +289,11 @@ fn send(to_model: &SyncSender<Batch>, batch: Batch) -> Result<()> {
 }
 
 /// The summary's warning when a CUDA session runs part of the model on the CPU.
-pub(crate) fn cpu_nodes_warning(nodes: String) -> String {
-    format!("ONNX Runtime runs {nodes} on the CPU: it has no CUDA kernel for them")
+pub(crate) fn cpu_nodes_warning(placement: Option<&Placement>) -> Option<String> {
+    let nodes = placement?.cpu_fallback()?;
+    Some(format!(
+        "ONNX Runtime runs {nodes} on the CPU: it has no CUDA kernel for them"
+    ))
 }
 
 /// Reads a file once, answers each view from the cache, and decodes only if some view is missing.

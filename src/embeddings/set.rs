@@ -12,7 +12,7 @@ use crate::backbone::{BackboneIdentity, InputSpec};
 use crate::data::Skip;
 use crate::data::decode::DEFAULT_MAX_PIXELS;
 use crate::error::{Error, Result};
-use crate::runtime::DeviceUsed;
+use crate::runtime::{DeviceUsed, Placement};
 
 /// How a dataset is embedded.
 #[derive(Debug, Clone)]
@@ -318,6 +318,9 @@ pub struct EmbedSummary {
     pub per_second: f64,
     /// Where the backbone ran ("cpu", "cuda:0 (NVIDIA H200)").
     pub device: DeviceUsed,
+    /// Where ONNX Runtime put the model's nodes on CUDA, as it reported them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub placement: Option<Placement>,
     pub batch_size: usize,
     pub stages: StageTimes,
 }

@@ -134,15 +134,12 @@ pub fn embed_texts(
         warnings: cache
             .iter()
             .filter_map(|(cache, _)| cache.write_failure())
-            .chain(
-                backbone
-                    .cpu_fallback()
-                    .map(|nodes| cpu_nodes_warning(nodes.to_string())),
-            )
+            .chain(cpu_nodes_warning(backbone.placement()))
             .collect(),
         seconds,
         per_second: rate(total, seconds),
         device,
+        placement: backbone.placement().cloned(),
         batch_size,
         stages,
     };

@@ -27,6 +27,8 @@ pub struct Diagnosis {
     pub cuda_problem: Option<String>,
     /// Where a session runs with these options: a test convolution was built and run there.
     pub device: DeviceUsed,
+    /// Where ONNX Runtime put the test convolution's nodes (CUDA only).
+    pub placement: Option<super::Placement>,
     pub check_ms: f64,
 }
 
@@ -66,6 +68,7 @@ pub fn doctor(options: &RuntimeOptions) -> Result<Diagnosis> {
             .unwrap_or_default(),
         cuda_problem: loaded.cuda.as_ref().err().cloned(),
         device: built.device,
+        placement: built.placement,
         check_ms,
     })
 }

@@ -235,8 +235,8 @@ fn say_cpu_fallback(reason: &str) {
 pub(crate) struct BuiltSession {
     pub session: Session,
     pub device: DeviceUsed,
-    /// Nodes of a CUDA session left on the CPU, when any lack a CUDA kernel (said to the user as a warning).
-    pub cpu_fallback: Option<String>,
+    /// Where ONNX Runtime put the nodes of a CUDA session (`None`: a CPU session, or it did not say).
+    pub placement: Option<Placement>,
 }
 
 /// The model to build a session from.
@@ -266,7 +266,7 @@ pub(crate) fn build_session(
         return Ok(BuiltSession {
             session,
             device: DeviceUsed::Cpu,
-            cpu_fallback: None,
+            placement: None,
         });
     };
     let log = placement::SessionLog::new();
@@ -295,13 +295,13 @@ pub(crate) fn build_session(
             return Ok(BuiltSession {
                 session,
                 device: DeviceUsed::Cpu,
-                cpu_fallback: None,
+                placement: None,
             });
         }
     };
     let session = commit(&mut builder, path, &model)?;
-    let cpu_fallback = log.finish().and_then(|p| p.cpu_fallback());
-    if let Some(nodes) = &cpu_fallback
+    let placement = log.finish();
+    if let Some(nodes) = placement.as_ref().and_then(Placement::cpu_fallback)
         && options.device == Device::Cuda
         && !options.allow_cpu_nodes
     {
@@ -320,7 +320,7 @@ pub(crate) fn build_session(
             id: 0,
             name: ready.driver.gpus.first().cloned(),
         },
-        cpu_fallback,
+        placement,
     })
 }
 

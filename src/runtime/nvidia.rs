@@ -26,11 +26,15 @@ pub fn driver() -> std::result::Result<Driver, String> {
     let version_file = proc.join("version");
     let text = std::fs::read_to_string(&version_file)
         .map_err(|_| format!("no NVIDIA driver ({} is absent)", version_file.display()))?;
+    // "NVRM version: NVIDIA UNIX Open Kernel Module for x86_64  580.95.05  Release Build …"
     let version = text
         .lines()
         .next()
-        .and_then(|line| line.split("Kernel Module").nth(1))
-        .and_then(|rest| rest.split_whitespace().next())
+        .and_then(|line| {
+            line.split_whitespace().find(|word| {
+                word.contains('.') && word.chars().all(|c| c.is_ascii_digit() || c == '.')
+            })
+        })
         .unwrap_or("unknown")
         .to_string();
     let mut gpus: Vec<String> = std::fs::read_dir(proc.join("gpus"))

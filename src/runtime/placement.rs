@@ -109,6 +109,31 @@ impl Placement {
     }
 }
 
+impl std::fmt::Display for Placement {
+    /// "nodes: 340 on CUDAExecutionProvider, 62 on CPUExecutionProvider (26 shape ops; no CUDA kernel: …)"
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let providers: Vec<String> = self
+            .providers
+            .iter()
+            .map(|(provider, n)| format!("{n} on {provider}"))
+            .collect();
+        write!(f, "nodes: {}", providers.join(", "))?;
+        if self.shape_nodes_on_cpu > 0 || !self.without_gpu_kernel.is_empty() {
+            let kernels: Vec<String> = self
+                .without_gpu_kernel
+                .iter()
+                .map(|(op, n)| format!("{op} ×{n}"))
+                .collect();
+            write!(f, " ({} shape ops", self.shape_nodes_on_cpu)?;
+            if !kernels.is_empty() {
+                write!(f, "; no CUDA kernel: {}", kernels.join(", "))?;
+            }
+            f.write_str(")")?;
+        }
+        Ok(())
+    }
+}
+
 fn placement_header(line: &str) -> Option<(String, usize)> {
     let rest = line
         .split_once("Node(s) placed on [")
