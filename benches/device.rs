@@ -7,7 +7,7 @@
 //! cargo bench --bench device
 //! Settings (environment): HEADSTART_BENCH_DEVICE auto|cpu|cuda, HEADSTART_BENCH_IMAGES (count, default 2048),
 //! HEADSTART_BENCH_SIZE (pixels per side, default 32), HEADSTART_BENCH_BATCH (default: the device's),
-//! HEADSTART_BENCH_CONV heuristic|exhaustive, HEADSTART_BENCH_TEXTS (count, default 2048; 0 skips texts),
+//! HEADSTART_BENCH_CONV heuristic|exhaustive, HEADSTART_BENCH_PRECISION fp32|fp16, HEADSTART_BENCH_TEXTS (count, default 2048; 0 skips texts),
 //! HEADSTART_BENCH_ALLOW_CPU_NODES=1, HEADSTART_BENCH_FOLDER (keep the JPEGs there).
 
 use std::path::Path;
@@ -17,7 +17,7 @@ use std::time::Instant;
 use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
 use headstart::data::{decode, files as dataset, texts};
 use headstart::embeddings::{EmbedOptions, embed_images, embed_texts};
-use headstart::runtime::{ConvSearch, Device, RuntimeOptions};
+use headstart::runtime::{ConvSearch, Device, Precision, RuntimeOptions};
 use image::{ImageFormat, Rgb, RgbImage};
 
 fn setting<T: std::str::FromStr>(name: &str) -> Option<T> {
@@ -37,9 +37,14 @@ fn main() {
         Ok("exhaustive") => ConvSearch::Exhaustive,
         _ => ConvSearch::Heuristic,
     };
+    let precision = match std::env::var("HEADSTART_BENCH_PRECISION").as_deref() {
+        Ok("fp16") => Precision::Fp16,
+        _ => Precision::Fp32,
+    };
     let runtime = RuntimeOptions {
         device,
         conv_search,
+        precision,
         allow_cpu_nodes: std::env::var("HEADSTART_BENCH_ALLOW_CPU_NODES").is_ok_and(|v| v == "1"),
         ..Default::default()
     };
@@ -68,7 +73,7 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!(
         "{count} JPEGs {size}x{size}, efficientnet-lite0, batch {batch}, {cores} cores, device {}, \
-         conv search {conv_search:?}; backbone opened in {open_seconds:.2} s",
+         conv search {conv_search:?}, {precision:?}; backbone opened in {open_seconds:.2} s",
         backbone.device()
     );
 
@@ -78,7 +83,11 @@ fn main() {
     let mut buffer = backbone.batch_buffer(batch).expect("batch buffer");
     println!(
         "batch buffer: {}",
-        if buffer.is_pinned() { "page-locked (pinned)" } else { "ordinary host memory" }
+        if buffer.is_pinned() {
+            "page-locked (pinned)"
+        } else {
+            "ordinary host memory"
+        }
     );
     for row in 0..batch {
         preprocess.apply(&image, buffer.row_mut(row));
@@ -126,7 +135,15 @@ fn main() {
         let dataset =
             texts::load_table(&table, &texts::TextOptions::default()).expect("text table loads");
         let reference = BackboneRef::Zoo("all-minilm-l6-v2".into());
-        match TextBackbone::open(&reference, &options) {
+        // The zoo's text model is int8, which has no float16 form: texts always run as they are.
+        let text_options = BackboneOptions {
+            runtime: RuntimeOptions {
+                precision: Precision::Fp32,
+                ..runtime.clone()
+            },
+            ..Default::default()
+        };
+        match TextBackbone::open(&reference, &text_options) {
             Err(e) => println!("texts: {e}"),
             Ok(mut text) => {
                 embed_texts(&dataset, &mut text, &embed_options, &mut |_, _| {}).expect("warms");
@@ -181,15 +198,51 @@ fn write_jpegs(root: &Path, count: usize, size: u32) {
 /// A table of short customer-question-like texts, 8 to 40 words each.
 fn synthetic_texts(count: usize) -> String {
     const WORDS: &[&str] = &[
-        "my", "order", "has", "not", "arrived", "yet", "and", "the", "tracking", "page", "says",
-        "delivered", "can", "you", "help", "me", "change", "password", "account", "refund",
-        "please", "thanks", "broken", "screen", "when", "will", "it", "ship", "to", "Canada",
-        "invoice", "missing", "charged", "twice", "cancel", "subscription", "great", "service",
+        "my",
+        "order",
+        "has",
+        "not",
+        "arrived",
+        "yet",
+        "and",
+        "the",
+        "tracking",
+        "page",
+        "says",
+        "delivered",
+        "can",
+        "you",
+        "help",
+        "me",
+        "change",
+        "password",
+        "account",
+        "refund",
+        "please",
+        "thanks",
+        "broken",
+        "screen",
+        "when",
+        "will",
+        "it",
+        "ship",
+        "to",
+        "Canada",
+        "invoice",
+        "missing",
+        "charged",
+        "twice",
+        "cancel",
+        "subscription",
+        "great",
+        "service",
     ];
     let mut out = String::from("text,label\n");
     let mut state = 0x9e37_79b9_7f4a_7c15u64;
     for i in 0..count {
-        state = state.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        state = state
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         let len = 8 + (state >> 59) as usize + (state >> 60) as usize;
         let words: Vec<&str> = (0..len)
             .map(|k| WORDS[((state >> (k % 48)) as usize + k * 7) % WORDS.len()])
@@ -233,6 +286,9 @@ impl SmMonitor {
         }
         let mean = samples.iter().sum::<f64>() / samples.len() as f64;
         let max = samples.iter().copied().fold(0.0, f64::max);
-        format!("mean {mean:.0} %, max {max:.0} % ({} samples)", samples.len())
+        format!(
+            "mean {mean:.0} %, max {max:.0} % ({} samples)",
+            samples.len()
+        )
     }
 }

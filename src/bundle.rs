@@ -311,6 +311,7 @@ mod tests {
                 layer: None,
                 pooling: Default::default(),
                 normalize: false,
+                precision: Default::default(),
             },
             input: InputSpec::Image(Default::default()),
             training: TrainingInfo {

@@ -213,12 +213,7 @@ fn pip_download_archive(package: &str, archive: Archive, dir: &Path) -> Result<P
                 for tag in compatible_platforms(platform) {
                     command.args(["--platform", &tag]);
                 }
-                command.args([
-                    "--python-version",
-                    "3.11",
-                    "--implementation",
-                    "cp",
-                ]);
+                command.args(["--python-version", "3.11", "--implementation", "cp"]);
             }
         }
         Archive::Source => {
@@ -496,10 +491,19 @@ mod tests {
     #[test]
     fn a_pinned_manylinux_platform_also_takes_older_glibc_tags() {
         let tags = compatible_platforms("manylinux_2_28_x86_64");
-        assert_eq!(tags.first().map(String::as_str), Some("manylinux_2_28_x86_64"));
+        assert_eq!(
+            tags.first().map(String::as_str),
+            Some("manylinux_2_28_x86_64")
+        );
         assert!(tags.contains(&"manylinux_2_17_x86_64".to_string()));
-        assert_eq!(tags.last().map(String::as_str), Some("manylinux_2_5_x86_64"));
-        assert_eq!(compatible_platforms("win_amd64"), vec!["win_amd64".to_string()]);
+        assert_eq!(
+            tags.last().map(String::as_str),
+            Some("manylinux_2_5_x86_64")
+        );
+        assert_eq!(
+            compatible_platforms("win_amd64"),
+            vec!["win_amd64".to_string()]
+        );
     }
 
     #[test]

@@ -241,6 +241,7 @@ fn synthetic_set(backbone: &str) -> EmbeddedSet {
             layer: None,
             pooling: Default::default(),
             normalize: true,
+            precision: Default::default(),
         },
         input: InputSpec::Image(Default::default()),
     }

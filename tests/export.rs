@@ -23,7 +23,8 @@ enum Input<'a> {
 }
 
 fn run_ort(model: &Path, inputs: &[Input]) -> (Array2<f32>, Vec<i64>) {
-    let mut session = headstart::runtime::session_builder(&Default::default())
+    let environment = headstart::runtime::environment(&Default::default()).unwrap();
+    let mut session = ort::session::Session::builder(&environment)
         .unwrap()
         .commit_from_file(model)
         .unwrap();

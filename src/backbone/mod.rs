@@ -19,7 +19,9 @@ use crate::modality::Modality;
 use crate::onnx::{self, ModelSummary};
 use crate::pooling::{self, Pooling};
 use crate::preprocess::{ImagePreprocess, Layout, PreprocessOverrides};
-use crate::runtime::{self, BuiltSession, DeviceUsed, ModelBytes, Placement, RuntimeOptions};
+use crate::runtime::{
+    self, BuiltSession, DeviceUsed, ModelBytes, Placement, Precision, RuntimeOptions,
+};
 use crate::zoo::{self, ZooModel};
 
 pub use image::{BatchBuffer, ImageBackbone};
@@ -237,6 +239,10 @@ pub struct BackboneIdentity {
     pub layer: Option<String>,
     pub pooling: Pooling,
     pub normalize: bool,
+    /// fp16 vectors are near fp32 ones (a head serves both) but not equal, so they are cached apart; fp32 is
+    /// left out of the serialized form, keeping older caches and bundles valid.
+    #[serde(default, skip_serializing_if = "Precision::is_fp32")]
+    pub precision: Precision,
 }
 
 /// A backbone's ONNX file read into memory and identified by its sha256, hashed once.
@@ -309,11 +315,24 @@ impl LoadedModel {
         if tapped {
             onnx::check_tensor_exists(&path, &summary, &output)?;
         }
-        let built = if tapped {
-            let with_output = onnx::with_extra_outputs(&bytes, &[&output]);
-            runtime::build_session(&options.runtime, &path, ModelBytes::Memory(&with_output))?
-        } else {
-            runtime::build_session(&options.runtime, &path, ModelBytes::File(&path))?
+        let precision = options.runtime.precision;
+        if precision == Precision::Fp16 {
+            runtime::require_cuda(&options.runtime, "precision", "fp16")?;
+        }
+        let rewritten = match (tapped, precision) {
+            (false, Precision::Fp32) => None,
+            (true, Precision::Fp32) => Some(onnx::with_extra_outputs(&bytes, &[&output])),
+            (false, Precision::Fp16) => Some(onnx::fp16::to_fp16(&path, &bytes)?),
+            (true, Precision::Fp16) => Some(onnx::fp16::to_fp16(
+                &path,
+                &onnx::with_extra_outputs(&bytes, &[&output]),
+            )?),
+        };
+        let built = match &rewritten {
+            Some(bytes) => {
+                runtime::build_session(&options.runtime, &path, ModelBytes::Memory(bytes))?
+            }
+            None => runtime::build_session(&options.runtime, &path, ModelBytes::File(&path))?,
         };
         let BuiltSession {
             session,
@@ -341,6 +360,7 @@ impl LoadedModel {
                 .normalize
                 .or(zoo.as_ref().map(|m| m.normalize))
                 .unwrap_or(false),
+            precision,
         };
         Ok(LoadedModel {
             source,

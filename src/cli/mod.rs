@@ -17,7 +17,7 @@ use headstart::head::{ClassWeight, HeadKind, TrainParams};
 use headstart::pooling::Pooling;
 use headstart::preprocess::{ColourOrder, Interpolation, Layout, PreprocessOverrides, Resize};
 use headstart::report::{self, ReportInput, Samples};
-use headstart::runtime::{ConvSearch, Device, RuntimeOptions};
+use headstart::runtime::{ConvSearch, Device, Precision, RuntimeOptions};
 use headstart::zoo;
 use headstart::{Error, Modality, Result, datasets, workflow};
 use progress::Progress;
@@ -45,6 +45,9 @@ struct Cli {
     /// How cuDNN picks convolution kernels: heuristic (instant) or exhaustive (times each, per input shape)
     #[arg(long, global = true, value_enum, default_value_t = ConvSearch::Heuristic)]
     conv_search: ConvSearch,
+    /// Arithmetic of the backbone: fp16 runs on CUDA only (inputs and outputs stay float32)
+    #[arg(long, global = true, value_enum, default_value_t = Precision::Fp32)]
+    precision: Precision,
     #[command(subcommand)]
     command: Command,
 }
@@ -213,10 +216,10 @@ impl EmbedFlags {
             ..defaults
         }
         .workers(workers)
-            .use_cache(!self.no_cache)
-            .augment(self.augment.unwrap_or_default())
-            .strict(self.strict)
-            .max_pixels(self.max_pixels)
+        .use_cache(!self.no_cache)
+        .augment(self.augment.unwrap_or_default())
+        .strict(self.strict)
+        .max_pixels(self.max_pixels)
     }
 
     fn progress(&self, unit: &'static str) -> Progress {
@@ -455,6 +458,7 @@ pub fn main() -> ExitCode {
         intra_op_spinning: None,
         allow_cpu_nodes: cli.allow_cpu_nodes,
         conv_search: cli.conv_search,
+        precision: cli.precision,
     };
     match run(cli.command, runtime) {
         Ok(()) => ExitCode::SUCCESS,
@@ -511,7 +515,10 @@ fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
         Command::Doctor { json } => {
             let diagnosis = headstart::runtime::doctor(&runtime)?;
             if json {
-                println!("{}", serde_json::to_string_pretty(&diagnosis).unwrap_or_default());
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&diagnosis).unwrap_or_default()
+                );
             } else {
                 print_diagnosis(&diagnosis);
             }

@@ -266,6 +266,7 @@ mod tests {
             layer: layer.map(str::to_string),
             pooling: crate::pooling::Pooling::Auto,
             normalize: false,
+            precision: Default::default(),
         };
         let images = EmbeddingCache::open(
             root.path(),

@@ -51,11 +51,8 @@ pub fn embed_images(
     let source = backbone.source().to_string();
     let device = backbone.device().clone();
     let placement = backbone.placement().cloned();
-    let cache = EmbeddingCache::for_options(
-        options,
-        &identity,
-        &InputSpec::Image(preprocess.clone()),
-    )?;
+    let cache =
+        EmbeddingCache::for_options(options, &identity, &InputSpec::Image(preprocess.clone()))?;
     let views = options.augment.views();
     let total = dataset.items.len();
     let batch_size = options.batch_size_on(&device);
@@ -133,7 +130,8 @@ pub fn embed_images(
          -> Result<()> {
             let (dim, values) = result?;
             let began = Instant::now();
-            for ((item, view, key), vector) in batch.rows.into_iter().zip(values.chunks_exact(dim)) {
+            for ((item, view, key), vector) in batch.rows.into_iter().zip(values.chunks_exact(dim))
+            {
                 if let (Some(cache), Some(key)) = (cache.as_ref(), key) {
                     cache.put_or_warn(&key, vector);
                 }
@@ -181,7 +179,9 @@ pub fn embed_images(
                                     None => {
                                         if free.is_empty() {
                                             let finished = from_model.recv().map_err(|_| {
-                                                Error::Runtime("the inference thread stopped".into())
+                                                Error::Runtime(
+                                                    "the inference thread stopped".into(),
+                                                )
                                             })?;
                                             store(finished, &mut slots, &mut free)?;
                                         }
@@ -194,7 +194,10 @@ pub fn embed_images(
                                         })
                                     }
                                 };
-                                batch.buffer.row_mut(batch.rows.len()).copy_from_slice(&tensor);
+                                batch
+                                    .buffer
+                                    .row_mut(batch.rows.len())
+                                    .copy_from_slice(&tensor);
                                 batch.rows.push((item, view, key));
                                 if batch.rows.len() == batch.buffer.rows()
                                     && let Some(full) = filling.take()

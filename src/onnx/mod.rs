@@ -1,6 +1,7 @@
-//! Reading ONNX files: a summary for `inspect`, validation of tensor names, and tapping intermediate
-//! tensors as extra graph outputs.
+//! Reading ONNX files: a summary for `inspect`, validation of tensor names, tapping intermediate tensors as
+//! extra graph outputs, and a float16 copy for CUDA.
 
+pub(crate) mod fp16;
 pub mod proto;
 pub mod splice;
 

@@ -84,13 +84,18 @@ pub struct AttributeProto {
     pub floats: Vec<f32>,
     #[prost(int64, repeated, packed = "false", tag = "8")]
     pub ints: Vec<i64>,
+    /// Subgraphs (If, Loop, Scan): read so rewriting code can tell they are there.
+    #[prost(message, optional, tag = "6")]
+    pub g: Option<GraphProto>,
+    #[prost(message, repeated, tag = "11")]
+    pub graphs: Vec<GraphProto>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
 pub struct TensorProto {
     #[prost(int64, repeated, packed = "false", tag = "1")]
     pub dims: Vec<i64>,
-    /// DataType: FLOAT = 1, UINT8 = 2, INT32 = 6, INT64 = 7.
+    /// DataType: FLOAT = 1, UINT8 = 2, INT32 = 6, INT64 = 7, FLOAT16 = 10.
     #[prost(int32, tag = "2")]
     pub data_type: i32,
     #[prost(float, repeated, tag = "4")]
@@ -148,6 +153,7 @@ pub enum DimensionValue {
 pub const FLOAT: i32 = 1;
 pub const UINT8: i32 = 2;
 pub const INT64: i32 = 7;
+pub const FLOAT16: i32 = 10;
 pub const DOUBLE: i32 = 11;
 pub const ATTRIBUTE_FLOAT: i32 = 1;
 pub const ATTRIBUTE_INT: i32 = 2;

@@ -87,7 +87,11 @@ fn version(library: &std::path::Path) -> Option<String> {
             return None;
         }
         let text = ((*base).GetVersionString)();
-        Some(std::ffi::CStr::from_ptr(text).to_string_lossy().into_owned())
+        Some(
+            std::ffi::CStr::from_ptr(text)
+                .to_string_lossy()
+                .into_owned(),
+        )
     }
 }
 
@@ -108,7 +112,6 @@ fn convolution_model() -> Vec<u8> {
             proto::FLOAT,
             &[Some(1), Some(8), Some(32), Some(32)],
         )],
-        ..Default::default()
     };
     ModelProto::new(graph, 13).encode_to_vec()
 }

@@ -135,7 +135,8 @@ pub(crate) fn resolve(
     sources: &[Source],
 ) -> std::result::Result<Resolved, String> {
     for source in sources {
-        let required: Option<Vec<PathBuf>> = group.required.iter().map(|f| source.find(f)).collect();
+        let required: Option<Vec<PathBuf>> =
+            group.required.iter().map(|f| source.find(f)).collect();
         if let Some(mut files) = required {
             files.extend(group.optional.iter().filter_map(|f| source.find(f)));
             return Ok(Resolved {
@@ -321,43 +322,85 @@ pub(crate) fn cache_dir() -> Result<PathBuf> {
 const WHEELS: &[(&str, &[(&str, &str)])] = &[
     (
         "nvidia-cuda-runtime==13.5.37",
-        &[("nvidia/cu13/lib/libcudart.so.13", "be114eaabb3f3251cf30b6e334be5e8c3cf1b12c0a11c17295a810dd83cc141a")],
+        &[(
+            "nvidia/cu13/lib/libcudart.so.13",
+            "be114eaabb3f3251cf30b6e334be5e8c3cf1b12c0a11c17295a810dd83cc141a",
+        )],
     ),
     (
         "nvidia-cublas==13.10.0.20",
         &[
-            ("nvidia/cu13/lib/libcublas.so.13", "863f349b5352363c66079090d43d9d56ad3d676373ecac18418fd4fb2d0579d1"),
-            ("nvidia/cu13/lib/libcublasLt.so.13", "b58e18ab4a6adc9bf4833d5cfe28db688e675fd6021db7eaf5da78d23f95d2de"),
+            (
+                "nvidia/cu13/lib/libcublas.so.13",
+                "863f349b5352363c66079090d43d9d56ad3d676373ecac18418fd4fb2d0579d1",
+            ),
+            (
+                "nvidia/cu13/lib/libcublasLt.so.13",
+                "b58e18ab4a6adc9bf4833d5cfe28db688e675fd6021db7eaf5da78d23f95d2de",
+            ),
         ],
     ),
     (
         "nvidia-curand==10.4.5.25",
-        &[("nvidia/cu13/lib/libcurand.so.10", "82586610865e67dc73505087e04dd40a3cc69b281028731ce763faafe14b1347")],
+        &[(
+            "nvidia/cu13/lib/libcurand.so.10",
+            "82586610865e67dc73505087e04dd40a3cc69b281028731ce763faafe14b1347",
+        )],
     ),
     (
         "nvidia-cufft==12.5.0.14",
-        &[("nvidia/cu13/lib/libcufft.so.12", "fbc2100d3725d93ebd5c407c4c33717097f34ec0fd01ee899be4c9712b671774")],
+        &[(
+            "nvidia/cu13/lib/libcufft.so.12",
+            "fbc2100d3725d93ebd5c407c4c33717097f34ec0fd01ee899be4c9712b671774",
+        )],
     ),
     (
         "nvidia-nvjitlink==13.5.37",
-        &[("nvidia/cu13/lib/libnvJitLink.so.13", "0ba4a7e2c0819291ce928513755f4931dd69c77c63fb77677d14dc1360f28601")],
+        &[(
+            "nvidia/cu13/lib/libnvJitLink.so.13",
+            "0ba4a7e2c0819291ce928513755f4931dd69c77c63fb77677d14dc1360f28601",
+        )],
     ),
     (
         "nvidia-cuda-nvrtc==13.5.37",
         &[
-            ("nvidia/cu13/lib/libnvrtc.so.13", "98a317ff5d2176dee5a04235c6663f8d553d5ed95b3104cbf7fb198cbf76a10d"),
-            ("nvidia/cu13/lib/libnvrtc-builtins.so.13.5", "6cecb2fd3e562bab1cb1c6e192f8f828157683c8febb22a00e178f9faf4e7f6a"),
+            (
+                "nvidia/cu13/lib/libnvrtc.so.13",
+                "98a317ff5d2176dee5a04235c6663f8d553d5ed95b3104cbf7fb198cbf76a10d",
+            ),
+            (
+                "nvidia/cu13/lib/libnvrtc-builtins.so.13.5",
+                "6cecb2fd3e562bab1cb1c6e192f8f828157683c8febb22a00e178f9faf4e7f6a",
+            ),
         ],
     ),
     (
         "nvidia-cudnn-cu13==9.28.1.4",
         &[
-            ("nvidia/cudnn/lib/libcudnn.so.9", "f756cabeed9b481134769fdbc0c2ae022cf52ac39aab08be26ea990a56da2efc"),
-            ("nvidia/cudnn/lib/libcudnn_graph.so.9", "06c28f04f028466cf33461a7d645210146015d425a0dae6c7dc7e60c07c4d973"),
-            ("nvidia/cudnn/lib/libcudnn_ops.so.9", "e849b0a7353eec5bb5c9f75d841d075d786e205d84f8fd07b092770554674e48"),
-            ("nvidia/cudnn/lib/libcudnn_cnn.so.9", "2512f47e6e33000e12be5b2e59ac71eb8f5805a548561e7637e4413d1b7cdeb7"),
-            ("nvidia/cudnn/lib/libcudnn_adv.so.9", "d69ed7d8adc4524ddb6cbf5e10211e35f580d14e40924692f0cdf1b78cf23ab2"),
-            ("nvidia/cudnn/lib/libcudnn_heuristic.so.9", "7738da4dd6fee9597680ff595863743b2bc4bd5b0ec3edb4e8e9d28a2b5e629d"),
+            (
+                "nvidia/cudnn/lib/libcudnn.so.9",
+                "f756cabeed9b481134769fdbc0c2ae022cf52ac39aab08be26ea990a56da2efc",
+            ),
+            (
+                "nvidia/cudnn/lib/libcudnn_graph.so.9",
+                "06c28f04f028466cf33461a7d645210146015d425a0dae6c7dc7e60c07c4d973",
+            ),
+            (
+                "nvidia/cudnn/lib/libcudnn_ops.so.9",
+                "e849b0a7353eec5bb5c9f75d841d075d786e205d84f8fd07b092770554674e48",
+            ),
+            (
+                "nvidia/cudnn/lib/libcudnn_cnn.so.9",
+                "2512f47e6e33000e12be5b2e59ac71eb8f5805a548561e7637e4413d1b7cdeb7",
+            ),
+            (
+                "nvidia/cudnn/lib/libcudnn_adv.so.9",
+                "d69ed7d8adc4524ddb6cbf5e10211e35f580d14e40924692f0cdf1b78cf23ab2",
+            ),
+            (
+                "nvidia/cudnn/lib/libcudnn_heuristic.so.9",
+                "7738da4dd6fee9597680ff595863743b2bc4bd5b0ec3edb4e8e9d28a2b5e629d",
+            ),
             (
                 "nvidia/cudnn/lib/libcudnn_engines_precompiled.so.9",
                 "51bd1d25591ae2994120aac5c5be172e31b973e0fdeba43a50647949096ee40a",
@@ -370,7 +413,10 @@ const WHEELS: &[(&str, &[(&str, &str)])] = &[
                 "nvidia/cudnn/lib/libcudnn_engines_tensor_ir.so.9",
                 "ff088c803f896fd9a92c0ab861026ff3b7ee5a4222713c3dd8221e1c843e74ec",
             ),
-            ("nvidia/cudnn/lib/libcudnn_ext.so.9", "46c273e178b7733ffa5d56bd9719f378a20b94e07d2ccf23c4078e22bced0652"),
+            (
+                "nvidia/cudnn/lib/libcudnn_ext.so.9",
+                "46c273e178b7733ffa5d56bd9719f378a20b94e07d2ccf23c4078e22bced0652",
+            ),
         ],
     ),
 ];
@@ -412,9 +458,7 @@ pub(crate) fn check_pins(metadata: &str) -> Result<()> {
         let Some(requirement) = line.strip_prefix("Requires-Dist:") else {
             continue;
         };
-        let (spec, marker) = requirement
-            .split_once(';')
-            .unwrap_or((requirement, ""));
+        let (spec, marker) = requirement.split_once(';').unwrap_or((requirement, ""));
         if !(marker.contains("\"cuda\"") || marker.contains("\"cudnn\"")) {
             continue;
         }
@@ -442,32 +486,46 @@ pub(crate) fn check_pins(metadata: &str) -> Result<()> {
 /// Whether `version` meets a comma-separated PEP 440 constraint of the simple kinds wheel metadata uses
 /// (`~=`, `==`, `>=`, `<=`, `>`, `<`; numeric release segments only).
 fn satisfies(version: &str, constraint: &str) -> bool {
-    let parse = |v: &str| -> Vec<u64> { v.trim().split('.').map(|p| p.parse().unwrap_or(0)).collect() };
+    let parse = |v: &str| -> Vec<u64> {
+        v.trim()
+            .split('.')
+            .map(|p| p.parse().unwrap_or(0))
+            .collect()
+    };
     let have = parse(version);
-    constraint.split(',').filter(|c| !c.trim().is_empty()).all(|clause| {
-        let clause = clause.trim();
-        let op_len = clause.find(|c: char| c.is_ascii_digit()).unwrap_or(clause.len());
-        let (op, wanted) = clause.split_at(op_len);
-        let want = parse(wanted);
-        let compare = |a: &[u64], b: &[u64]| {
-            let len = a.len().max(b.len());
-            let pad = |v: &[u64]| (0..len).map(|i| v.get(i).copied().unwrap_or(0)).collect::<Vec<_>>();
-            pad(a).cmp(&pad(b))
-        };
-        match op.trim() {
-            // ~=13.0 means >=13.0 and the same 13.* release.
-            "~=" => {
-                let prefix = &want[..want.len().saturating_sub(1).max(1)];
-                compare(&have, &want).is_ge() && have.starts_with(prefix)
+    constraint
+        .split(',')
+        .filter(|c| !c.trim().is_empty())
+        .all(|clause| {
+            let clause = clause.trim();
+            let op_len = clause
+                .find(|c: char| c.is_ascii_digit())
+                .unwrap_or(clause.len());
+            let (op, wanted) = clause.split_at(op_len);
+            let want = parse(wanted);
+            let compare = |a: &[u64], b: &[u64]| {
+                let len = a.len().max(b.len());
+                let pad = |v: &[u64]| {
+                    (0..len)
+                        .map(|i| v.get(i).copied().unwrap_or(0))
+                        .collect::<Vec<_>>()
+                };
+                pad(a).cmp(&pad(b))
+            };
+            match op.trim() {
+                // ~=13.0 means >=13.0 and the same 13.* release.
+                "~=" => {
+                    let prefix = &want[..want.len().saturating_sub(1).max(1)];
+                    compare(&have, &want).is_ge() && have.starts_with(prefix)
+                }
+                "==" => compare(&have, &want).is_eq(),
+                ">=" => compare(&have, &want).is_ge(),
+                "<=" => compare(&have, &want).is_le(),
+                ">" => compare(&have, &want).is_gt(),
+                "<" => compare(&have, &want).is_lt(),
+                _ => false,
             }
-            "==" => compare(&have, &want).is_eq(),
-            ">=" => compare(&have, &want).is_ge(),
-            "<=" => compare(&have, &want).is_le(),
-            ">" => compare(&have, &want).is_gt(),
-            "<" => compare(&have, &want).is_lt(),
-            _ => false,
-        }
-    })
+        })
 }
 
 #[cfg(test)]
@@ -488,7 +546,10 @@ mod tests {
         touch(&partial, &CUDA.required[..3]);
         let site = root.path().join("site-packages");
         touch(&site.join("nvidia/cu13/lib"), CUDA.required);
-        touch(&site.join("nvidia/cu13/lib"), &["libnvJitLink.so.13", "libnvrtc-builtins.so.13.0"]);
+        touch(
+            &site.join("nvidia/cu13/lib"),
+            &["libnvJitLink.so.13", "libnvrtc-builtins.so.13.0"],
+        );
         touch(&site.join("nvidia/cudnn/lib"), CUDNN.required);
         let sources = vec![
             Source {
@@ -504,12 +565,25 @@ mod tests {
         assert_eq!(cuda.source, "python");
         assert_eq!(cuda.files.len(), CUDA.required.len() + 2);
         assert!(cuda.files[0].ends_with("nvidia/cu13/lib/libcudart.so.13"));
-        assert!(cuda.files.last().unwrap().ends_with("libnvrtc-builtins.so.13.0"));
+        assert!(
+            cuda.files
+                .last()
+                .unwrap()
+                .ends_with("libnvrtc-builtins.so.13.0")
+        );
         let cudnn = resolve(&CUDNN, &sources).unwrap();
-        assert!(cudnn.files.iter().all(|f| f.starts_with(site.join("nvidia/cudnn/lib"))));
+        assert!(
+            cudnn
+                .files
+                .iter()
+                .all(|f| f.starts_with(site.join("nvidia/cudnn/lib")))
+        );
 
         let err = resolve(&CUDNN, &sources[..1]).unwrap_err();
-        assert!(err.contains("cuDNN 9") && err.contains("libcudnn.so.9") && err.contains("partial"), "{err}");
+        assert!(
+            err.contains("cuDNN 9") && err.contains("libcudnn.so.9") && err.contains("partial"),
+            "{err}"
+        );
     }
 
     /// The `Requires-Dist` lines of onnxruntime_gpu-1.31.1.dist-info/METADATA, as published.
@@ -528,19 +602,35 @@ mod tests {
         check_pins(GPU_METADATA).unwrap();
         let newer = GPU_METADATA.replace("nvidia-cufft~=12.0", "nvidia-cufft~=13.0");
         let err = check_pins(&newer).unwrap_err().to_string();
-        assert!(err.contains("nvidia-cufft~=13.0") && err.contains("12.5.0.14"), "{err}");
-        let unknown = format!("{GPU_METADATA}Requires-Dist: nvidia-cusparse~=12.0; extra == \"cuda\"\n");
-        assert!(check_pins(&unknown).unwrap_err().to_string().contains("nvidia-cusparse"));
+        assert!(
+            err.contains("nvidia-cufft~=13.0") && err.contains("12.5.0.14"),
+            "{err}"
+        );
+        let unknown =
+            format!("{GPU_METADATA}Requires-Dist: nvidia-cusparse~=12.0; extra == \"cuda\"\n");
+        assert!(
+            check_pins(&unknown)
+                .unwrap_err()
+                .to_string()
+                .contains("nvidia-cusparse")
+        );
         assert!(satisfies("13.5.37", "~=13.0") && !satisfies("14.0", "~=13.0"));
         assert!(satisfies("9.28.1.4", "~=9.0") && !satisfies("8.9", "~=9.0"));
         assert!(satisfies("1.2", ">=1.1,<2") && !satisfies("2.0", ">=1.1,<2"));
         let files = pinned_files(Path::new("/cache"));
-        assert!(files.iter().all(|(spec, dest)| dest.parent() == Some(Path::new("/cache"))
-            && dest.ends_with(spec.file_name())
-            && spec.sha256.len() == 64));
+        assert!(
+            files
+                .iter()
+                .all(|(spec, dest)| dest.parent() == Some(Path::new("/cache"))
+                    && dest.ends_with(spec.file_name())
+                    && spec.sha256.len() == 64)
+        );
         for group in [&CUDA, &CUDNN] {
             for name in group.required {
-                assert!(files.iter().any(|(s, _)| s.file_name() == *name), "{name} is not pinned");
+                assert!(
+                    files.iter().any(|(s, _)| s.file_name() == *name),
+                    "{name} is not pinned"
+                );
             }
         }
     }

@@ -82,7 +82,11 @@ impl Placement {
                 if SHAPE_OPS.contains(&op) {
                     placement.shape_nodes_on_cpu += 1;
                 } else {
-                    match placement.without_gpu_kernel.iter_mut().find(|(o, _)| o == op) {
+                    match placement
+                        .without_gpu_kernel
+                        .iter_mut()
+                        .find(|(o, _)| o == op)
+                    {
                         Some((_, n)) => *n += 1,
                         None => placement.without_gpu_kernel.push((op.to_string(), 1)),
                     }
@@ -151,8 +155,10 @@ fn node_line(line: &str) -> Option<&str> {
         return None;
     }
     let (op, rest) = trimmed.split_once(' ')?;
-    (rest.starts_with('(') && !op.is_empty() && op.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
-        .then_some(op)
+    (rest.starts_with('(')
+        && !op.is_empty()
+        && op.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'))
+    .then_some(op)
 }
 
 /// Collects a session's log while it is built; afterwards passes warnings on to stderr as ONNX Runtime would.
@@ -245,7 +251,10 @@ mod tests {
             " All nodes placed on [CUDAExecutionProvider]. Number of nodes: 64",
         ))
         .unwrap();
-        assert_eq!(all.providers, vec![("CUDAExecutionProvider".to_string(), 64)]);
+        assert_eq!(
+            all.providers,
+            vec![("CUDAExecutionProvider".to_string(), 64)]
+        );
         assert_eq!(all.cpu_fallback(), None);
         assert_eq!(Placement::from_log(&lines("nothing about placement")), None);
     }
