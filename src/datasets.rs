@@ -182,6 +182,58 @@ pub fn vader_movies() -> Result<PathBuf> {
     Ok(table)
 }
 
+/// Sample photos shipped in scikit-image's wheel (public domain or CC0 per its data README).
+const PHOTOS: [(&str, &str); 5] = [
+    (
+        "chelsea.png",
+        "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
+    ),
+    (
+        "coffee.png",
+        "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
+    ),
+    (
+        "astronaut.png",
+        "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
+    ),
+    (
+        "rocket.jpg",
+        "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
+    ),
+    (
+        "motorcycle_left.png",
+        "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
+    ),
+];
+
+/// Fetches (once) and returns the sample photos.
+pub fn sample_photos() -> Result<Vec<PathBuf>> {
+    let dir = crate::home::home()?.join("samples").join("scikit-image");
+    let files: Vec<(RegistryFile, PathBuf)> = PHOTOS
+        .iter()
+        .map(|(name, sha256)| {
+            let spec = RegistryFile {
+                package: "scikit-image==0.26.0".into(),
+                file: format!("skimage/data/{name}"),
+                sha256: sha256.to_string(),
+                platform: Some("manylinux_2_28_x86_64".into()),
+            };
+            (spec, dir.join(name))
+        })
+        .collect();
+    fetch::ensure_all(&files)?;
+    Ok(files.into_iter().map(|(_, path)| path).collect())
+}
+
+/// Images held out for testing in the ELPV demo: a stratified, seeded 824 of 2,624 (the split of the Python
+/// logistic probe that measured 0.826 on these features).
+pub const ELPV_TEST_FRACTION: f64 = 824.0 / 2624.0;
+pub const ELPV_SEED: u64 = 42;
+
+/// Texts held out for testing in the sentiment demo: a stratified, seeded fifth of the 10,605 snippets.
+pub const VADER_TEST_FRACTION: f64 = 0.2;
+pub const VADER_SEED: u64 = 42;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -238,55 +290,3 @@ mod tests {
         assert!(!tree_matches(&cells, &tree));
     }
 }
-
-/// Sample photos shipped in scikit-image's wheel (public domain or CC0 per its data README).
-const PHOTOS: [(&str, &str); 5] = [
-    (
-        "chelsea.png",
-        "596aa1e7cb875eb79f437e310381d26b338a81c2da23439704a73c4651e8c4bb",
-    ),
-    (
-        "coffee.png",
-        "cc02f8ca188b167c775a7101b5d767d1e71792cf762c33d6fa15a4599b5a8de7",
-    ),
-    (
-        "astronaut.png",
-        "88431cd9653ccd539741b555fb0a46b61558b301d4110412b5bc28b5e3ea6cb5",
-    ),
-    (
-        "rocket.jpg",
-        "c2dd0de7c538df8d111e479619b129464d0269d0ae5fd18ca91d33a7fdfea95c",
-    ),
-    (
-        "motorcycle_left.png",
-        "db18e9c4157617403c3537a6ba355dfeafe9a7eabb6b9b94cb33f6525dd49179",
-    ),
-];
-
-/// Fetches (once) and returns the sample photos.
-pub fn sample_photos() -> Result<Vec<PathBuf>> {
-    let dir = crate::home::home()?.join("samples").join("scikit-image");
-    let files: Vec<(RegistryFile, PathBuf)> = PHOTOS
-        .iter()
-        .map(|(name, sha256)| {
-            let spec = RegistryFile {
-                package: "scikit-image==0.26.0".into(),
-                file: format!("skimage/data/{name}"),
-                sha256: sha256.to_string(),
-                platform: Some("manylinux_2_28_x86_64".into()),
-            };
-            (spec, dir.join(name))
-        })
-        .collect();
-    fetch::ensure_all(&files)?;
-    Ok(files.into_iter().map(|(_, path)| path).collect())
-}
-
-/// Images held out for testing in the ELPV demo: a stratified, seeded 824 of 2,624 (the split of the Python
-/// logistic probe that measured 0.826 on these features).
-pub const ELPV_TEST_FRACTION: f64 = 824.0 / 2624.0;
-pub const ELPV_SEED: u64 = 42;
-
-/// Texts held out for testing in the sentiment demo: a stratified, seeded fifth of the 10,605 snippets.
-pub const VADER_TEST_FRACTION: f64 = 0.2;
-pub const VADER_SEED: u64 = 42;

@@ -39,6 +39,15 @@ enum BufferData {
 }
 
 impl BatchBuffer {
+    /// `rows` rows of `row_len` values in ordinary memory.
+    pub(crate) fn on_host(rows: usize, row_len: usize) -> Self {
+        BatchBuffer {
+            data: BufferData::Host(vec![0.0; rows * row_len]),
+            rows,
+            row_len,
+        }
+    }
+
     pub fn rows(&self) -> usize {
         self.rows
     }
@@ -54,6 +63,18 @@ impl BatchBuffer {
         &mut self.values_mut()[i * len..(i + 1) * len]
     }
 
+    /// Where row `i` starts, and its length, for threads that fill different rows at once: no reference to
+    /// the whole buffer is made, so theirs do not overlap.
+    pub(crate) fn row_ptr(&mut self, i: usize) -> (*mut f32, usize) {
+        assert!(i < self.rows, "row {i} of a batch of {}", self.rows);
+        let base = match &mut self.data {
+            BufferData::Host(values) => values.as_mut_ptr(),
+            BufferData::Pinned(tensor) => tensor.data_ptr_mut().cast::<f32>(),
+        };
+        // SAFETY: i < rows, so the row lies inside the rows × row_len values the buffer owns.
+        (unsafe { base.add(i * self.row_len) }, self.row_len)
+    }
+
     fn values_mut(&mut self) -> &mut [f32] {
         let len = self.rows * self.row_len;
         match &mut self.data {
@@ -67,7 +88,7 @@ impl BatchBuffer {
         }
     }
 
-    fn values(&self) -> &[f32] {
+    pub(crate) fn values(&self) -> &[f32] {
         let len = self.rows * self.row_len;
         match &self.data {
             BufferData::Host(values) => values,
@@ -156,15 +177,14 @@ impl ImageBackbone {
     /// A buffer for `rows` preprocessed images, page-locked when the backbone runs on CUDA.
     pub fn batch_buffer(&self, rows: usize) -> Result<BatchBuffer> {
         let row_len = self.preprocess.tensor_len();
-        let data = match &self.pinned {
-            Some(allocator) => BufferData::Pinned(Tensor::new(allocator, [rows * row_len])?),
-            None => BufferData::Host(vec![0.0; rows * row_len]),
-        };
-        Ok(BatchBuffer {
-            data,
-            rows,
-            row_len,
-        })
+        match &self.pinned {
+            Some(allocator) => Ok(BatchBuffer {
+                data: BufferData::Pinned(Tensor::new(allocator, [rows * row_len])?),
+                rows,
+                row_len,
+            }),
+            None => Ok(BatchBuffer::on_host(rows, row_len)),
+        }
     }
 
     /// Embeds the first `count` rows of `buffer`: (dim, `count` × dim values). On CUDA the whole buffer runs,

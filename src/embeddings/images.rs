@@ -1,42 +1,42 @@
-//! A folder of images → embeddings. Decode and preprocessing run in worker threads, the calling thread packs
-//! their tensors into batch buffers (page-locked on CUDA), and the backbone runs on a thread of its own, so
-//! packing the next batch overlaps inference of this one. Bounded channels and a fixed set of buffers keep
-//! memory flat as the folder grows. Each file's bytes are hashed first, so cached views never get decoded.
+//! A folder of images → embeddings. Worker threads read, decode and preprocess each image straight into a row of
+//! a batch buffer (page-locked on CUDA); the backbone runs full batches on a thread of its own; the calling thread
+//! collects vectors and progress. A fixed set of buffers and bounded channels keep memory flat as the folder grows.
+//! Each file's bytes are hashed first, so cached views never get decoded.
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{SyncSender, channel, sync_channel};
+use std::sync::mpsc::sync_channel;
 use std::time::Instant;
 
+use super::batches::{Assembly, Batch, Row};
 use super::cache::{EmbeddingCache, Key};
 use super::set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, rate};
 use crate::augment::View;
-use crate::backbone::{BatchBuffer, ImageBackbone, InputSpec};
+use crate::backbone::{ImageBackbone, InputSpec};
 use crate::data::Files;
 use crate::data::decode::decode_image;
 use crate::error::{Error, Result};
 use crate::preprocess::ImagePreprocess;
 use crate::runtime::Placement;
 
-enum ViewResult {
-    Cached(Vec<f32>),
-    Tensor(Vec<f32>, Option<Key>),
+/// What the calling thread hears: a file done (its cached views, how many went to the model) or skipped, and
+/// a batch the model embedded.
+enum Event {
+    Ready {
+        item: usize,
+        cached: Vec<(usize, Vec<f32>)>,
+        computed: usize,
+    },
+    Skipped {
+        item: usize,
+        reason: String,
+    },
+    Embedded(Vec<Row>, Result<(usize, Vec<f32>)>),
 }
 
-enum Decoded {
-    Ready { item: usize, views: Vec<ViewResult> },
-    Skipped { item: usize, reason: String },
-}
-
-/// A batch on its way to the backbone: the buffer and, per filled row, (item, view, cache key).
-struct Batch {
-    buffer: BatchBuffer,
-    rows: Vec<(usize, usize, Option<Key>)>,
-}
-
-/// Batches filled while one is in the model, and one more being filled: enough to keep the model fed.
-const BUFFERS: usize = 3;
+/// Buffers: one being filled, one whose last rows are still being written, one queued, one in the model.
+const BUFFERS: usize = 4;
 
 /// Embeds every image of `dataset`. `progress(done, total)` is called as files complete.
 pub fn embed_images(
@@ -56,23 +56,34 @@ pub fn embed_images(
     let views = options.augment.views();
     let total = dataset.items.len();
     let batch_size = options.batch_size_on(&device);
-    let mut free: Vec<BatchBuffer> = (0..BUFFERS)
+    let buffers = (0..BUFFERS)
         .map(|_| backbone.batch_buffer(batch_size))
-        .collect::<Result<_>>()?;
+        .collect::<Result<Vec<_>>>()?;
     let next = AtomicUsize::new(0);
+    let workers = options.workers.max(1);
+    let active = AtomicUsize::new(workers);
     let worker_times = Mutex::new(StageTimes::default());
     // slots[item][view]: the vector once known.
-    let mut slots: Vec<Vec<Option<Vec<f32>>>> = vec![Vec::new(); total];
+    let mut slots: Vec<Vec<Option<Vec<f32>>>> = vec![vec![None; views.len()]; total];
     let mut skipped: Vec<SkipReport> = dataset.skipped.iter().map(SkipReport::from).collect();
     let (mut from_cache, mut computed) = (0usize, 0usize);
     let mut stages = StageTimes::default();
 
+    let (to_model, model_queue) = sync_channel::<Batch>(1);
+    let assembly = Assembly::new(buffers, to_model);
+    let assembly = &assembly;
     std::thread::scope(|scope| -> Result<()> {
-        let (sender, receiver) = sync_channel::<Decoded>(batch_size * 2);
-        for _ in 0..options.workers.max(1) {
-            let sender = sender.clone();
-            let (next, views, preprocess, cache, worker_times) =
-                (&next, &views, &preprocess, cache.as_ref(), &worker_times);
+        let (events, receiver) = sync_channel::<Event>(batch_size * 2);
+        for _ in 0..workers {
+            let events = events.clone();
+            let (next, active, views, preprocess, cache, worker_times) = (
+                &next,
+                &active,
+                &views,
+                &preprocess,
+                cache.as_ref(),
+                &worker_times,
+            );
             scope.spawn(move || {
                 let mut times = StageTimes::default();
                 loop {
@@ -80,18 +91,27 @@ pub fn embed_images(
                     let Some(entry) = dataset.items.get(item) else {
                         break;
                     };
-                    let message = match load_views(
+                    let event = match embed_file(
+                        item,
                         &entry.path,
                         views,
                         preprocess,
                         cache,
                         options.max_pixels,
+                        assembly,
                         &mut times,
                     ) {
-                        Ok(views) => Decoded::Ready { item, views },
-                        Err(reason) => Decoded::Skipped { item, reason },
+                        Ok(Some(FileViews { cached, computed })) => Event::Ready {
+                            item,
+                            cached,
+                            computed,
+                        },
+                        // Closed: the run stopped.
+                        Ok(None) => break,
+                        Err(reason) => Event::Skipped { item, reason },
                     };
-                    if sender.send(message).is_err() {
+                    if events.send(event).is_err() {
+                        assembly.close();
                         break;
                     }
                 }
@@ -99,13 +119,14 @@ pub fn embed_images(
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .add(&times);
+                if active.fetch_sub(1, Ordering::AcqRel) == 1 {
+                    assembly.finish();
+                }
             });
         }
-        drop(sender);
 
-        // The model runs on its own thread, so filling the next batch overlaps inference of this one.
-        let (to_model, model_queue) = sync_channel::<Batch>(BUFFERS - 1);
-        let (model_done, from_model) = channel::<(Batch, Result<(usize, Vec<f32>)>)>();
+        let model_events = events.clone();
+        drop(events);
         let model = scope.spawn(move || {
             let (mut waiting, mut inference) = (0.0, 0.0);
             loop {
@@ -117,114 +138,77 @@ pub fn embed_images(
                 waiting += (began - asked).as_secs_f64();
                 let result = backbone.embed_batch(&batch.buffer, batch.rows.len());
                 inference += began.elapsed().as_secs_f64();
-                if model_done.send((batch, result)).is_err() {
+                let failed = result.is_err();
+                assembly.recycle(batch.buffer);
+                if model_events
+                    .send(Event::Embedded(batch.rows, result))
+                    .is_err()
+                    || failed
+                {
+                    assembly.close();
                     break;
                 }
             }
             (waiting, inference)
         });
 
-        let mut store = |(batch, result): (Batch, Result<(usize, Vec<f32>)>),
-                         slots: &mut Vec<Vec<Option<Vec<f32>>>>,
-                         free: &mut Vec<BatchBuffer>|
-         -> Result<()> {
-            let (dim, values) = result?;
-            let began = Instant::now();
-            for ((item, view, key), vector) in batch.rows.into_iter().zip(values.chunks_exact(dim))
-            {
-                if let (Some(cache), Some(key)) = (cache.as_ref(), key) {
-                    cache.put_or_warn(&key, vector);
-                }
-                slots[item][view] = Some(vector.to_vec());
-            }
-            stages.write += began.elapsed().as_secs_f64();
-            free.push(batch.buffer);
-            Ok(())
-        };
-        let mut filling: Option<Batch> = None;
-        let mut done = 0usize;
-        for message in receiver {
-            while let Ok(finished) = from_model.try_recv() {
-                store(finished, &mut slots, &mut free)?;
-            }
-            match message {
-                Decoded::Skipped { item, reason } => {
-                    let relative = &dataset.items[item].relative;
-                    if options.strict {
-                        return Err(Error::input(
-                            dataset.root.join(relative),
-                            format!("{reason} (strict: any skipped file is an error)"),
-                        ));
+        let outcome = (|| -> Result<()> {
+            let mut done = 0usize;
+            for event in receiver {
+                match event {
+                    Event::Embedded(rows, result) => {
+                        let (dim, values) = result?;
+                        let began = Instant::now();
+                        for ((item, view, key), vector) in
+                            rows.into_iter().zip(values.chunks_exact(dim))
+                        {
+                            if let (Some(cache), Some(key)) = (cache.as_ref(), key) {
+                                cache.put_or_warn(&key, vector);
+                            }
+                            slots[item][view] = Some(vector.to_vec());
+                        }
+                        stages.write += began.elapsed().as_secs_f64();
+                        continue;
                     }
-                    skipped.push(SkipReport {
-                        path: relative.clone(),
-                        reason,
-                    });
-                }
-                Decoded::Ready {
-                    item,
-                    views: results,
-                } => {
-                    slots[item] = vec![None; results.len()];
-                    for (view, result) in results.into_iter().enumerate() {
-                        match result {
-                            ViewResult::Cached(vector) => {
-                                from_cache += 1;
-                                slots[item][view] = Some(vector);
-                            }
-                            ViewResult::Tensor(tensor, key) => {
-                                computed += 1;
-                                let batch = match filling.as_mut() {
-                                    Some(batch) => batch,
-                                    None => {
-                                        if free.is_empty() {
-                                            let finished = from_model.recv().map_err(|_| {
-                                                Error::Runtime(
-                                                    "the inference thread stopped".into(),
-                                                )
-                                            })?;
-                                            store(finished, &mut slots, &mut free)?;
-                                        }
-                                        let buffer = free.pop().ok_or_else(|| {
-                                            Error::Runtime("no free batch buffer".into())
-                                        })?;
-                                        filling.insert(Batch {
-                                            buffer,
-                                            rows: Vec::with_capacity(batch_size),
-                                        })
-                                    }
-                                };
-                                batch
-                                    .buffer
-                                    .row_mut(batch.rows.len())
-                                    .copy_from_slice(&tensor);
-                                batch.rows.push((item, view, key));
-                                if batch.rows.len() == batch.buffer.rows()
-                                    && let Some(full) = filling.take()
-                                {
-                                    send(&to_model, full)?;
-                                }
-                            }
+                    Event::Skipped { item, reason } => {
+                        let relative = &dataset.items[item].relative;
+                        if options.strict {
+                            return Err(Error::input(
+                                dataset.root.join(relative),
+                                format!("{reason} (strict: any skipped file is an error)"),
+                            ));
+                        }
+                        skipped.push(SkipReport {
+                            path: relative.clone(),
+                            reason,
+                        });
+                    }
+                    Event::Ready {
+                        item,
+                        cached,
+                        computed: sent,
+                    } => {
+                        from_cache += cached.len();
+                        computed += sent;
+                        for (view, vector) in cached {
+                            slots[item][view] = Some(vector);
                         }
                     }
                 }
+                done += 1;
+                progress(done, total);
             }
-            done += 1;
-            progress(done, total);
-        }
-        if let Some(last) = filling.take() {
-            send(&to_model, last)?;
-        }
-        drop(to_model);
-        for finished in from_model.iter() {
-            store(finished, &mut slots, &mut free)?;
+            Ok(())
+        })();
+        if outcome.is_err() {
+            assembly.close();
         }
         let (waiting, inference) = model
             .join()
             .map_err(|_| Error::Runtime("the inference thread panicked".into()))?;
         stages.waiting = waiting;
         stages.inference = inference;
-        Ok(())
+        outcome
     })?;
     stages.add(
         &worker_times
@@ -245,11 +229,12 @@ pub fn embed_images(
     };
     let mut embedded = 0;
     for (item, views) in dataset.items.iter().zip(slots) {
-        if !views.is_empty() {
-            embedded += 1;
+        // A skipped file has no vectors; an embedded one has one per view.
+        if views.iter().any(Option::is_none) {
+            continue;
         }
-        for (view, vector) in views.into_iter().enumerate() {
-            let vector = vector.expect("every view of an embedded file has a vector");
+        embedded += 1;
+        for (view, vector) in views.into_iter().flatten().enumerate() {
             set.dim = vector.len();
             set.embeddings.extend(vector);
             if let (Some(labels), Some(label)) = (set.labels.as_mut(), item.label) {
@@ -285,12 +270,6 @@ pub fn embed_images(
     Ok((set, summary))
 }
 
-fn send(to_model: &SyncSender<Batch>, batch: Batch) -> Result<()> {
-    to_model
-        .send(batch)
-        .map_err(|_| Error::Runtime("the inference thread stopped".into()))
-}
-
 /// The summary's warning when a CUDA session runs part of the model on the CPU.
 pub(crate) fn cpu_nodes_warning(placement: Option<&Placement>) -> Option<String> {
     let nodes = placement?.cpu_fallback()?;
@@ -299,15 +278,26 @@ pub(crate) fn cpu_nodes_warning(placement: Option<&Placement>) -> Option<String>
     ))
 }
 
-/// Reads a file once, answers each view from the cache, and decodes only if some view is missing.
-fn load_views(
+/// A file's views: those the cache answered, as (view, vector), and how many went to the model.
+struct FileViews {
+    cached: Vec<(usize, Vec<f32>)>,
+    computed: usize,
+}
+
+/// Reads a file once, answers each view from the cache, and decodes only if some view is missing; each
+/// missing view is preprocessed straight into a reserved row of a batch. `None` when the run was stopped; the
+/// reason when the file is skipped.
+#[allow(clippy::too_many_arguments)]
+fn embed_file(
+    item: usize,
     path: &Path,
     views: &[View],
     preprocess: &ImagePreprocess,
     cache: Option<&EmbeddingCache>,
     max_pixels: u64,
+    assembly: &Assembly,
     times: &mut StageTimes,
-) -> std::result::Result<Vec<ViewResult>, String> {
+) -> std::result::Result<Option<FileViews>, String> {
     let began = Instant::now();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let keys: Vec<Option<Key>> = match cache {
@@ -320,33 +310,39 @@ fn load_views(
         }
         None => vec![None; views.len()],
     };
-    let mut cached: Vec<Option<Vec<f32>>> = keys
-        .iter()
-        .map(|key| cache.zip(key.as_ref()).and_then(|(c, k)| c.get(k)))
-        .collect();
+    let mut cached = Vec::new();
+    let mut missing = Vec::new();
+    for (view, key) in keys.into_iter().enumerate() {
+        match cache.zip(key.as_ref()).and_then(|(c, k)| c.get(k)) {
+            Some(vector) => cached.push((view, vector)),
+            None => missing.push((view, key)),
+        }
+    }
     let read = Instant::now();
     times.read += (read - began).as_secs_f64();
-    let image = if cached.iter().all(Option::is_some) {
-        None
-    } else {
-        Some(decode_image(&bytes, max_pixels)?)
-    };
-    let decoded = Instant::now();
-    times.decode += (decoded - read).as_secs_f64();
-    let views = views
-        .iter()
-        .zip(keys)
-        .zip(cached.iter_mut())
-        .map(|((view, key), hit)| match (hit.take(), &image) {
-            (Some(vector), _) => ViewResult::Cached(vector),
-            (None, Some(image)) => {
-                let mut tensor = vec![0.0; preprocess.tensor_len()];
-                preprocess.apply(&view.apply(image), &mut tensor);
-                ViewResult::Tensor(tensor, key)
-            }
-            (None, None) => unreachable!("an image is decoded whenever a view is not cached"),
-        })
-        .collect();
-    times.preprocess += decoded.elapsed().as_secs_f64();
-    Ok(views)
+    if missing.is_empty() {
+        return Ok(Some(FileViews {
+            cached,
+            computed: 0,
+        }));
+    }
+    let image = decode_image(&bytes, max_pixels)?;
+    times.decode += read.elapsed().as_secs_f64();
+    let sent = missing.len();
+    for (view, key) in missing {
+        // Waiting here for a free buffer means the model is the bottleneck: not counted as preprocessing.
+        let Some(mut slot) = assembly.reserve() else {
+            return Ok(None);
+        };
+        let began = Instant::now();
+        preprocess.apply(&views[view].apply(&image), slot.values());
+        times.preprocess += began.elapsed().as_secs_f64();
+        if !assembly.written(slot, (item, view, key)) {
+            return Ok(None);
+        }
+    }
+    Ok(Some(FileViews {
+        cached,
+        computed: sent,
+    }))
 }

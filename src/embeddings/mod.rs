@@ -2,6 +2,7 @@
 //! (length-bucketed batches), the content-addressed cache both share, and the `.npz` files sets are kept in.
 //! [`embed`] takes either kind of data to the backbone made for it.
 
+mod batches;
 pub mod cache;
 mod images;
 pub mod npz;
