@@ -31,6 +31,19 @@ pub fn embeddings_for(
     embed_options: &EmbedOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(EmbeddedSet, Option<EmbedSummary>)> {
+    embeddings_reusing(data, backbone, options, embed_options, &mut None, progress)
+}
+
+/// [`embeddings_for`] with the backbone `opened` before, when it is the one asked for: a session (seconds to
+/// start on CUDA) is built once per job. The backbone opened here is left in `opened`.
+fn embeddings_reusing(
+    data: &Data,
+    backbone: Option<&BackboneRef>,
+    options: &BackboneOptions,
+    embed_options: &EmbedOptions,
+    opened: &mut Option<Backbone>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(EmbeddedSet, Option<EmbedSummary>)> {
     if let Data::Embeddings(path) = data {
         return Ok((EmbeddedSet::read_npz(path)?, None));
     }
@@ -40,8 +53,14 @@ pub fn embeddings_for(
     let reference = backbone
         .cloned()
         .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name));
-    let mut opened = Backbone::open(&reference, modality, options)?;
-    embed(data, &mut opened, embed_options, progress)
+    let reusable = opened
+        .as_ref()
+        .is_some_and(|b| b.modality() == modality && b.source() == reference.to_string());
+    let backbone = match opened {
+        Some(backbone) if reusable => backbone,
+        _ => opened.insert(Backbone::open(&reference, modality, options)?),
+    };
+    embed(data, backbone, embed_options, progress)
 }
 
 /// Splits rows into (train, validation): a stratified, seeded `fraction` of the images goes to validation.
@@ -294,7 +313,15 @@ pub fn train(
     params: &TrainParams,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TrainRun> {
-    let (set, summary) = embeddings_for(data, backbone, options, embed_options, progress)?;
+    let mut opened = None;
+    let (set, summary) = embeddings_reusing(
+        data,
+        backbone,
+        options,
+        embed_options,
+        &mut opened,
+        progress,
+    )?;
     let (train_set, validation_set) = match validation {
         Validation::None => (set, None),
         Validation::Split { fraction, seed } => {
@@ -303,7 +330,14 @@ pub fn train(
         }
         Validation::Data(other) => {
             let same = BackboneRef::parse(&set.backbone_source);
-            let (other, _) = embeddings_for(other, Some(&same), options, embed_options, progress)?;
+            let (other, _) = embeddings_reusing(
+                other,
+                Some(&same),
+                options,
+                embed_options,
+                &mut opened,
+                progress,
+            )?;
             (set, Some(other))
         }
     };
