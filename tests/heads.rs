@@ -27,6 +27,34 @@ fn small_elpv(root: &Path) -> PathBuf {
     data
 }
 
+/// `--val DATA` embeds the validation folder with the training data's backbone (one session for both).
+#[test]
+fn validation_data_is_embedded_by_the_same_backbone() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_elpv(dir.path());
+    let bundle = dir.path().join("cells.hs");
+    let (code, stdout, stderr) = headstart(&[
+        "train",
+        data.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+        "--val",
+        data.to_str().unwrap(),
+        "--grid",
+        "0.01,1",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["train"]["samples"], 80);
+    assert_eq!(report["validation"]["samples"], 80);
+    let accuracy = report["validation"]["accuracy"].as_f64().unwrap();
+    assert!(
+        accuracy >= 0.7,
+        "accuracy on its own training cells {accuracy}"
+    );
+}
+
 #[test]
 fn train_eval_predict_and_bundle_round_trip() {
     let dir = tempfile::tempdir().unwrap();
