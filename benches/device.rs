@@ -8,7 +8,8 @@
 //! Settings (environment): HEADSTART_BENCH_DEVICE auto|cpu|cuda, HEADSTART_BENCH_IMAGES (count, default 2048),
 //! HEADSTART_BENCH_SIZE (pixels per side, default 32), HEADSTART_BENCH_BATCH (default: the device's),
 //! HEADSTART_BENCH_CONV heuristic|exhaustive, HEADSTART_BENCH_PRECISION fp32|fp16, HEADSTART_BENCH_TEXTS (count, default 2048; 0 skips texts),
-//! HEADSTART_BENCH_ALLOW_CPU_NODES=1, HEADSTART_BENCH_FOLDER (keep the JPEGs there).
+//! HEADSTART_BENCH_ALLOW_CPU_NODES=1, HEADSTART_BENCH_FOLDER (keep the JPEGs there), HEADSTART_BENCH_TEXT_MODEL
+//! (default all-minilm-l6-v2, which is int8; all-minilm-l6-v2-fp32 for fp16 texts).
 
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
@@ -134,16 +135,10 @@ fn main() {
         std::fs::write(&table, texts).expect("text table");
         let dataset =
             texts::load_table(&table, &texts::TextOptions::default()).expect("text table loads");
-        let reference = BackboneRef::Zoo("all-minilm-l6-v2".into());
-        // The zoo's text model is int8, which has no float16 form: texts always run as they are.
-        let text_options = BackboneOptions {
-            runtime: RuntimeOptions {
-                precision: Precision::Fp32,
-                ..runtime.clone()
-            },
-            ..Default::default()
-        };
-        match TextBackbone::open(&reference, &text_options) {
+        let text_model = std::env::var("HEADSTART_BENCH_TEXT_MODEL")
+            .unwrap_or_else(|_| "all-minilm-l6-v2".into());
+        let reference = BackboneRef::Zoo(text_model.clone());
+        match TextBackbone::open(&reference, &options) {
             Err(e) => println!("texts: {e}"),
             Ok(mut text) => {
                 embed_texts(&dataset, &mut text, &embed_options, &mut |_, _| {}).expect("warms");
@@ -151,7 +146,7 @@ fn main() {
                 let (_, summary) = embed_texts(&dataset, &mut text, &embed_options, &mut |_, _| {})
                     .expect("embeds texts");
                 println!(
-                    "texts: {} MiniLM (int8) on {}, batch {}: {:.1} texts/s   SM {}; {}{}",
+                    "texts: {} with {text_model} ({precision:?}) on {}, batch {}: {:.1} texts/s   SM {}; {}{}",
                     summary.embedded,
                     summary.device,
                     summary.batch_size,

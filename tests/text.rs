@@ -47,6 +47,40 @@ fn minilm() -> TextBackbone {
 
 /// headstart's sentence embeddings (batched, padded, bucketed) against Hugging Face tokenizers + Python
 /// onnxruntime + numpy pooling, one text at a time, including a text longer than the maximum length.
+/// The float32 MiniLM, converted from its safetensors by models/convert_minilm.py, gives the int8 default's
+/// vectors and the known similarity of a sentence pair (0.755 for the float32 model).
+#[test]
+fn the_float32_minilm_matches_the_int8_default() {
+    let sentences = [
+        "A man is eating food.",
+        "A man is eating a piece of bread.",
+        "The stock market fell sharply on Monday.",
+        "where is my order? the tracking page says delivered but nothing came",
+    ];
+    let mut float32 = TextBackbone::open(
+        &BackboneRef::Zoo("all-minilm-l6-v2-fp32".into()),
+        &Default::default(),
+    )
+    .unwrap();
+    let full = float32.embed(&sentences).unwrap();
+    let int8 = minilm().embed(&sentences).unwrap();
+    for (a, b) in full.rows().into_iter().zip(int8.rows()) {
+        let agreement = cosine(a.as_slice().unwrap(), b.as_slice().unwrap());
+        assert!(
+            agreement > 0.999,
+            "float32 against int8: cosine {agreement}"
+        );
+    }
+    let pair = cosine(
+        full.row(0).as_slice().unwrap(),
+        full.row(1).as_slice().unwrap(),
+    );
+    assert!(
+        (pair - 0.755).abs() < 0.002,
+        "cos(eating food, bread) {pair}"
+    );
+}
+
 #[test]
 fn sentence_embeddings_match_an_independent_python_reference() {
     let long =

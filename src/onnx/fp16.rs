@@ -256,6 +256,53 @@ mod tests {
         }
     }
 
+    /// The float32 text backbone converts too (its attention mask, LayerNorms and GELU in float16).
+    #[test]
+    fn the_converted_float32_minilm_matches_float32() {
+        use ort::value::TensorRef;
+        let model = crate::zoo::find("all-minilm-l6-v2-fp32").unwrap();
+        let path = crate::zoo::onnx_path(&model).unwrap();
+        let bytes = std::fs::read(&path).unwrap();
+        let half = to_fp16(&path, &bytes).unwrap();
+        let environment = crate::runtime::environment(&Default::default()).unwrap();
+        // Two texts of 6 and 4 tokens, the second padded.
+        let ids: Vec<i64> = vec![101, 1037, 2158, 2003, 5983, 102, 101, 7592, 2088, 102, 0, 0];
+        let mask: Vec<i64> = vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0, 0];
+        let types = vec![0i64; 12];
+        let pooled = |model: &[u8]| {
+            let mut session = ort::session::Session::builder(&environment)
+                .unwrap()
+                .commit_from_memory(model)
+                .unwrap();
+            let outputs = session
+                .run(ort::inputs![
+                    "input_ids" => TensorRef::from_array_view(([2usize, 6], ids.as_slice())).unwrap(),
+                    "attention_mask" => TensorRef::from_array_view(([2usize, 6], mask.as_slice())).unwrap(),
+                    "token_type_ids" => TensorRef::from_array_view(([2usize, 6], types.as_slice())).unwrap()
+                ])
+                .unwrap();
+            let (_, values) = outputs["last_hidden_state"]
+                .try_extract_tensor::<f32>()
+                .unwrap();
+            // Masked mean over tokens, per text.
+            (0..2)
+                .map(|t| {
+                    let mut sum = vec![0.0f32; 384];
+                    for token in (0..6).filter(|&k| mask[t * 6 + k] == 1) {
+                        for (s, v) in sum.iter_mut().zip(&values[(t * 6 + token) * 384..][..384]) {
+                            *s += v;
+                        }
+                    }
+                    sum
+                })
+                .collect::<Vec<_>>()
+        };
+        for (a, b) in pooled(&bytes).iter().zip(pooled(&half).iter()) {
+            let cosine = crate::metrics::cosine(a, b);
+            assert!(cosine > 0.999, "cosine {cosine}");
+        }
+    }
+
     #[test]
     fn quantized_models_are_refused_by_name() {
         let mut model = conv_model();
