@@ -350,3 +350,19 @@ fn as_array(data: &NpyData) -> NpyArray<'_> {
         NpyData::Strings { data, .. } => NpyArray::Strings(data),
     }
 }
+
+/// Output piped into a reader that stops early (`| head`) ends the process quietly, not with a panic.
+#[test]
+fn a_closed_output_pipe_is_not_a_panic() {
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args(["embed", "--text", "one", "two", "three"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    drop(child.stdout.take());
+    let output = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    assert_ne!(output.status.code(), Some(101), "{stderr}");
+}
