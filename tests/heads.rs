@@ -108,6 +108,9 @@ fn train_eval_predict_and_bundle_round_trip() {
     ]);
     assert_eq!(code, 0, "{stderr}");
     let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    // Where the backbone ran: the CPU on a machine without an NVIDIA GPU, else CUDA.
+    let device = answer["device"].as_str().unwrap();
+    assert!(device == "cpu" || device.starts_with("cuda:"), "{device}");
     let top = &answer["predictions"][0]["top"];
     for entry in top.as_array().unwrap() {
         let class = entry["class"].as_str().unwrap();
@@ -130,6 +133,7 @@ fn train_eval_predict_and_bundle_round_trip() {
     let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(metrics["samples"], 80);
     assert_eq!(metrics["confusion"].as_array().unwrap().len(), 2);
+    assert_eq!(metrics["device"].as_str(), Some(device));
     let npz = dir.path().join("cells.npz");
     assert_eq!(
         headstart(&[

@@ -831,7 +831,12 @@ fn eval(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
         }
     }
     if flags.json {
-        println!("{}", serde_json::to_string(metrics).unwrap_or_default());
+        let mut value = serde_json::to_value(metrics).unwrap_or_default();
+        // Where the backbone ran, when this run embedded anything (an .npz was embedded elsewhere).
+        if let (Some(summary), Some(object)) = (&evaluation.summary, value.as_object_mut()) {
+            object.insert("device".into(), summary.device.to_string().into());
+        }
+        println!("{value}");
     } else {
         print!("{}", metrics.render());
     }
@@ -890,7 +895,11 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
                 .collect();
             println!(
                 "{}",
-                serde_json::json!({"predictions": items, "skipped": skipped})
+                serde_json::json!({
+                    "predictions": items,
+                    "skipped": skipped,
+                    "device": classifier.backbone().device().to_string(),
+                })
             );
         }
         OutputFormat::Csv => {
