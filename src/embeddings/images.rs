@@ -11,14 +11,15 @@ use std::time::Instant;
 
 use super::batches::{Assembly, Batch, Row};
 use super::cache::{EmbeddingCache, Key};
-use super::set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, rate};
+use super::set::{
+    EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, cpu_nodes_warning, rate,
+};
 use crate::augment::View;
 use crate::backbone::{ImageBackbone, InputSpec};
 use crate::data::Files;
 use crate::data::decode::decode_image;
 use crate::error::{Error, Result};
 use crate::preprocess::ImagePreprocess;
-use crate::runtime::Placement;
 
 /// What the calling thread hears: a file done (its cached views, how many went to the model) or skipped, and
 /// a batch the model embedded.
@@ -268,14 +269,6 @@ pub fn embed_images(
         stages,
     };
     Ok((set, summary))
-}
-
-/// The summary's warning when a CUDA session runs part of the model on the CPU.
-pub(crate) fn cpu_nodes_warning(placement: Option<&Placement>) -> Option<String> {
-    let nodes = placement?.cpu_fallback()?;
-    Some(format!(
-        "ONNX Runtime runs {nodes} on the CPU: it has no CUDA kernel for them"
-    ))
 }
 
 /// A file's views: those the cache answered, as (view, vector), and how many went to the model.

@@ -364,6 +364,14 @@ impl From<&Skip> for SkipReport {
     }
 }
 
+/// The summary's warning when a CUDA session runs part of the model on the CPU.
+pub(crate) fn cpu_nodes_warning(placement: Option<&Placement>) -> Option<String> {
+    let nodes = placement?.cpu_fallback()?;
+    Some(format!(
+        "ONNX Runtime runs {nodes} on the CPU: it has no CUDA kernel for them"
+    ))
+}
+
 /// Inputs per second, 0 when no time passed.
 pub(crate) fn rate(count: usize, seconds: f64) -> f64 {
     if seconds > 0.0 {

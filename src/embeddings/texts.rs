@@ -5,8 +5,9 @@
 use std::time::Instant;
 
 use super::cache::{EmbeddingCache, Key};
-use super::images::cpu_nodes_warning;
-use super::set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, rate};
+use super::set::{
+    EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, cpu_nodes_warning, rate,
+};
 use crate::backbone::{InputSpec, TextBackbone};
 use crate::data::TextDataset;
 use crate::error::Result;

@@ -150,23 +150,18 @@ fn load(options: &RuntimeOptions) -> Result<Loaded> {
         return Ok(loaded.clone());
     }
     let named = library::named(options.library.as_deref())?;
-    let (library, cuda) = match options.device {
-        Device::Cpu => (cpu_library(named)?, Err("the CPU was chosen".to_string())),
-        Device::Cuda => {
-            let (library, ready) = prepare_cuda(named).map_err(cuda_refused)?;
-            (library, Ok(ready))
-        }
-        Device::Auto => match nvidia::driver() {
-            // No NVIDIA GPU here: the CPU, quietly.
-            Err(reason) => (cpu_library(named)?, Err(reason)),
-            Ok(_) => match prepare_cuda(named.clone()) {
-                Ok((library, ready)) => (library, Ok(ready)),
-                Err(reason) => {
-                    say_cpu_fallback(&reason);
-                    (cpu_library(named)?, Err(reason))
-                }
-            },
-        },
+    // The driver is probed once: it decides auto, and auto's fallback is said only where there is a GPU.
+    let driver = match options.device {
+        Device::Cpu => Err("the CPU was chosen".to_string()),
+        Device::Auto | Device::Cuda => nvidia::driver(),
+    };
+    let prepared = driver
+        .clone()
+        .and_then(|driver| prepare_cuda(driver, named.clone()));
+    let (library, cuda) = match (options.device, prepared) {
+        (Device::Cuda, Err(reason)) => return Err(cuda_refused(reason)),
+        (_, Ok((library, ready))) => (library, Ok(ready)),
+        (_, Err(reason)) => (cpu_library(named)?, Err(reason)),
     };
     let builder = ort::init_from(&library).map_err(|e| load_error(&library, e))?;
     let environment = builder
@@ -190,7 +185,8 @@ fn load(options: &RuntimeOptions) -> Result<Loaded> {
     if let Err(reason) = &cuda {
         match options.device {
             Device::Cuda => return Err(cuda_refused(reason.clone())),
-            Device::Auto if nvidia::driver().is_ok() => say_cpu_fallback(reason),
+            // No NVIDIA GPU here: the CPU, quietly.
+            Device::Auto if driver.is_ok() => say_cpu_fallback(reason),
             _ => {}
         }
     }
@@ -211,8 +207,10 @@ fn cpu_library(named: Option<PathBuf>) -> Result<PathBuf> {
 }
 
 /// A CUDA-capable runtime and its NVIDIA libraries, loaded; or why not.
-fn prepare_cuda(named: Option<PathBuf>) -> std::result::Result<(PathBuf, CudaReady), String> {
-    let driver = nvidia::driver()?;
+fn prepare_cuda(
+    driver: Driver,
+    named: Option<PathBuf>,
+) -> std::result::Result<(PathBuf, CudaReady), String> {
     let library = match named {
         Some(path) => path,
         None => library::locate_gpu().map_err(|e| e.to_string())?,
@@ -226,18 +224,17 @@ fn prepare_cuda(named: Option<PathBuf>) -> std::result::Result<(PathBuf, CudaRea
     }
     let fetched = nvidia::cache_dir().map_err(|e| e.to_string())?;
     let sources = nvidia::sources(library.parent(), &fetched);
-    let groups = match [&nvidia::CUDA, &nvidia::CUDNN]
-        .iter()
-        .map(|group| nvidia::resolve(group, &sources))
-        .collect::<std::result::Result<Vec<_>, String>>()
-    {
+    let resolve_all = || {
+        [&nvidia::CUDA, &nvidia::CUDNN]
+            .iter()
+            .map(|group| nvidia::resolve(group, &sources))
+            .collect::<std::result::Result<Vec<_>, String>>()
+    };
+    let groups = match resolve_all() {
         Ok(groups) => groups,
         Err(_) => {
             nvidia::fetch().map_err(|e| e.to_string())?;
-            [&nvidia::CUDA, &nvidia::CUDNN]
-                .iter()
-                .map(|group| nvidia::resolve(group, &sources))
-                .collect::<std::result::Result<Vec<_>, String>>()?
+            resolve_all()?
         }
     };
     let libraries = nvidia::preload(&groups)?;
@@ -279,20 +276,22 @@ pub(crate) fn build_session(
     model: ModelBytes,
 ) -> Result<BuiltSession> {
     let loaded = load(options)?;
-    let mut builder = cpu_builder(&loaded.environment, options)?;
-    let cuda = match (options.device, &loaded.cuda) {
-        (Device::Cpu, _) => None,
-        (Device::Cuda, Err(reason)) => return Err(cuda_refused(reason.clone())),
-        (Device::Auto, Err(_)) => None,
-        (_, Ok(ready)) => Some(ready),
-    };
-    let Some(ready) = cuda else {
-        let session = commit(&mut builder, path, &model)?;
-        return Ok(BuiltSession {
+    let on_cpu = || -> Result<BuiltSession> {
+        let session = commit(
+            &mut cpu_builder(&loaded.environment, options)?,
+            path,
+            &model,
+        )?;
+        Ok(BuiltSession {
             session,
             device: DeviceUsed::Cpu,
             placement: None,
-        });
+        })
+    };
+    let ready = match (options.device, &loaded.cuda) {
+        (Device::Cpu, _) | (Device::Auto, Err(_)) => return on_cpu(),
+        (Device::Cuda, Err(reason)) => return Err(cuda_refused(reason.clone())),
+        (_, Ok(ready)) => ready,
     };
     let log = placement::SessionLog::new();
     let provider = ort::ep::CUDA::default()
@@ -303,7 +302,7 @@ pub(crate) fn build_session(
         })
         .build()
         .error_on_failure();
-    let configured = builder
+    let configured = cpu_builder(&loaded.environment, options)?
         .with_logger(log.logger())
         .map_err(|e| e.message().to_string())
         .and_then(|b| {
@@ -321,13 +320,7 @@ pub(crate) fn build_session(
                 return Err(cuda_refused(reason));
             }
             say_cpu_fallback(&reason);
-            let mut builder = cpu_builder(&loaded.environment, options)?;
-            let session = commit(&mut builder, path, &model)?;
-            return Ok(BuiltSession {
-                session,
-                device: DeviceUsed::Cpu,
-                placement: None,
-            });
+            return on_cpu();
         }
     };
     let session = commit(&mut builder, path, &model)?;
