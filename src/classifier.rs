@@ -39,7 +39,7 @@ use crate::backbone::{
 };
 use crate::bundle::Bundle;
 use crate::data::Data;
-use crate::data::decode::open_image;
+use crate::data::decode::open_image_for;
 use crate::embeddings::{self, EmbedOptions, EmbedSummary, EmbeddedSet};
 use crate::error::{Error, Result};
 use crate::modality::Modality;
@@ -169,9 +169,13 @@ impl Classifier {
             .to_vec())
     }
 
-    /// Class probabilities of one image file.
+    /// Class probabilities of one image file, decoded as the bundle's embeddings were.
     pub fn predict_path(&mut self, path: &Path) -> Result<Vec<f32>> {
-        self.predict_image(&open_image(path)?)
+        let preprocess = match &self.bundle.info.input {
+            InputSpec::Image(preprocess) => Some(preprocess.clone()),
+            InputSpec::Text(_) => None,
+        };
+        self.predict_image(&open_image_for(path, preprocess.as_ref())?)
     }
 
     /// Class probabilities for embeddings made by the same backbone.
@@ -200,6 +204,7 @@ fn overrides(p: &ImagePreprocess) -> PreprocessOverrides {
         std: Some(p.std),
         layout: Some(p.layout),
         colour: Some(p.colour),
+        jpeg_decode: Some(p.jpeg_decode),
     }
 }
 

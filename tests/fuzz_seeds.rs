@@ -1,6 +1,7 @@
 //! The fuzz targets' seed files (`fuzz/seeds/`), through the same entry points under the normal test run:
-//! every seed is a valid input, so a format change that breaks them shows here rather than as a fuzzer that
-//! only explores error paths. Inputs that once crashed a target go into the seeds too.
+//! every seed but the deliberately damaged images is a valid input, so a format change that breaks them shows
+//! here rather than as a fuzzer that only explores error paths. Inputs that once crashed a target go into the
+//! seeds too.
 //!
 //! The bundles and `.npz` files were written by `headstart embed` and `train` (logistic, centroid, knn) on an
 //! eight-row sentiment CSV and on two of the seed images; write them again the same way when a format changes.
@@ -9,7 +10,7 @@ use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
 use headstart::bundle::Bundle;
-use headstart::data::decode::decode_image;
+use headstart::data::decode::{DecodeOptions, decode_image};
 use headstart::data::texts::{TableFormat, TextOptions, parse_table};
 use headstart::embeddings::EmbeddedSet;
 use headstart::preprocess::ImagePreprocess;
@@ -27,16 +28,46 @@ fn seeds(target: &str) -> Vec<PathBuf> {
     files
 }
 
+/// Every image seed decodes (every pixel, and as a 224x224 preprocessing needs it), except the damaged
+/// ones (`truncated.*`, `corrupt.*`), which are refused with that reason and decode when damage is allowed.
 #[test]
 fn image_seeds_decode_and_preprocess() {
+    let preprocess = ImagePreprocess::default();
+    let strict = DecodeOptions {
+        max_pixels: 4_000_000,
+        allow_truncated: false,
+    };
+    let lenient = DecodeOptions {
+        allow_truncated: true,
+        ..strict
+    };
     for path in seeds("image_decode") {
         let bytes = std::fs::read(&path).unwrap();
-        let image =
-            decode_image(&bytes, 4_000_000).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let preprocess = ImagePreprocess::default();
-        let mut tensor = vec![0.0f32; preprocess.tensor_len()];
-        preprocess.apply(&image, &mut tensor);
-        assert!(tensor.iter().all(|v| v.is_finite()), "{}", path.display());
+        let name = path.file_name().unwrap().to_string_lossy();
+        let damage = ["truncated", "corrupt"]
+            .into_iter()
+            .find(|kind| name.starts_with(kind));
+        for target in [None, Some(&preprocess)] {
+            let image = match (damage, decode_image(&bytes, &strict, target)) {
+                (None, Ok(image)) => image,
+                (Some(kind), Err(reason)) => {
+                    let expected = if kind == "corrupt" {
+                        "corrupt data: "
+                    } else {
+                        "truncated: "
+                    };
+                    assert!(reason.starts_with(expected), "{name}: {reason}");
+                    // Whatever the lenient decoders make of it, they make it without a panic.
+                    let _ = decode_image(&bytes, &lenient, target);
+                    continue;
+                }
+                (None, Err(reason)) => panic!("{name}: {reason}"),
+                (Some(_), Ok(_)) => panic!("{name} decoded"),
+            };
+            let mut tensor = vec![0.0f32; preprocess.tensor_len()];
+            preprocess.apply(&image, &mut tensor);
+            assert!(tensor.iter().all(|v| v.is_finite()), "{name}");
+        }
     }
 }
 

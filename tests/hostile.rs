@@ -102,6 +102,34 @@ fn png_claiming(width: u32, height: u32) -> Vec<u8> {
 }
 
 /// An asymmetric picture: orientation mistakes change it.
+/// The formats headstart reads, each cut short and damaged in the hostile tree.
+const BROKEN_FORMATS: [(ImageFormat, &str); 6] = [
+    (ImageFormat::Jpeg, "jpg"),
+    (ImageFormat::Png, "png"),
+    (ImageFormat::WebP, "webp"),
+    (ImageFormat::Gif, "gif"),
+    (ImageFormat::Bmp, "bmp"),
+    (ImageFormat::Tiff, "tiff"),
+];
+
+/// A picture with enough detail that compressed data is most of its file.
+fn detailed(width: u32, height: u32) -> DynamicImage {
+    DynamicImage::ImageRgb8(RgbImage::from_fn(width, height, |x, y| {
+        Rgb([((x * 7) ^ (y * 3)) as u8, (x * y) as u8, (x + y * 5) as u8])
+    }))
+}
+
+/// `len` bytes from `at` overwritten with noise, as bit rot would.
+fn noise_over(bytes: &[u8], at: usize, len: usize) -> Vec<u8> {
+    let mut damaged = bytes.to_vec();
+    let mut state = 12345u32;
+    for byte in &mut damaged[at..at + len] {
+        state = state.wrapping_mul(1103515245).wrapping_add(12345);
+        *byte = (state >> 16) as u8;
+    }
+    damaged
+}
+
 fn upright() -> DynamicImage {
     DynamicImage::ImageRgb8(RgbImage::from_fn(96, 64, |x, y| {
         if x < 32 && y < 24 {
@@ -200,9 +228,41 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
         &encode(&picture, ImageFormat::Png),
     );
 
-    // formats/ also holds what cannot be embedded.
-    let jpeg = encode(&picture, ImageFormat::Jpeg);
-    write(&formats.join("truncated.jpg"), &jpeg[..jpeg.len() / 3]);
+    // A photo-sized JPEG, decoded at reduced scale.
+    let large = encode(&detailed(1600, 1200), ImageFormat::Jpeg);
+    write(&formats.join("large.jpg"), &large);
+
+    // formats/ also holds what cannot be embedded: every format cut short and damaged (where its decoder
+    // can notice: in compressed data, or in the header of formats that store raw pixels), and the large JPEG
+    // both ways, which takes the reduced-scale decoder.
+    let broken = detailed(320, 240);
+    for (format, extension) in BROKEN_FORMATS {
+        let bytes = encode(&broken, format);
+        let n = bytes.len();
+        write(
+            &formats.join(format!("truncated.{extension}")),
+            &bytes[..n * 6 / 10],
+        );
+        let at = match format {
+            ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Gif => n / 2,
+            ImageFormat::Tiff => {
+                u32::from_le_bytes([bytes[4], bytes[5], bytes[6], bytes[7]]) as usize + 2
+            }
+            _ => 20,
+        };
+        write(
+            &formats.join(format!("corrupt.{extension}")),
+            &noise_over(&bytes, at, 64),
+        );
+    }
+    write(
+        &formats.join("truncated-large.jpg"),
+        &large[..large.len() * 6 / 10],
+    );
+    write(
+        &formats.join("corrupt-large.jpg"),
+        &noise_over(&large, large.len() / 2, 256),
+    );
     write(&formats.join("zero-bytes.png"), b"");
     write(&formats.join("notes.png"), b"this is text, not a PNG");
     write(
@@ -272,8 +332,19 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
             .map(|(_, r)| r.as_str())
             .unwrap_or_else(|| panic!("{path} was not skipped: {skipped:?}"))
     };
+    for (_, extension) in BROKEN_FORMATS {
+        for (kind, reason_starts) in [("truncated", "truncated: "), ("corrupt", "corrupt data: ")] {
+            let path = format!("formats/{kind}.{extension}");
+            assert!(
+                reason(&path).starts_with(reason_starts),
+                "{path}: {}",
+                reason(&path)
+            );
+        }
+    }
+    assert!(reason("formats/truncated-large.jpg").starts_with("truncated: "));
+    assert!(reason("formats/corrupt-large.jpg").starts_with("corrupt data: "));
     for (path, expected) in [
-        ("formats/truncated.jpg", "cannot decode"),
         ("formats/zero-bytes.png", "not an image"),
         ("formats/notes.png", "not an image"),
         ("formats/huge-header.png", "over the limit"),
@@ -294,11 +365,12 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
             "{skipped:?}"
         );
     }
-    let skip_count = if locked_is_readable { 10 } else { 11 };
+    // 9 other reasons and 14 broken images (+ locked.png where it cannot be read).
+    let skip_count = if locked_is_readable { 23 } else { 24 };
     assert_eq!(skipped.len(), skip_count, "{skipped:?}");
     assert_eq!(summary["empty_classes"], serde_json::json!(["empty"]));
-    // 9 oriented + 12 valid formats (+ locked.png where it can be read); reasons are one line each.
-    let valid = if locked_is_readable { 22 } else { 21 };
+    // 9 oriented + 13 valid formats (+ locked.png where it can be read); reasons are one line each.
+    let valid = if locked_is_readable { 23 } else { 22 };
     assert_eq!(summary["embedded"], valid, "{stdout}");
     assert!(
         skipped.iter().all(|(_, r)| !r.contains('\n')),
@@ -310,12 +382,9 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
     let expected = picture.to_rgb8();
     for orientation in 1..=8 {
         let bytes = std::fs::read(root.join(format!("oriented/exif-{orientation}.jpg"))).unwrap();
-        let decoded = headstart::data::decode::decode_image(
-            &bytes,
-            headstart::data::decode::DEFAULT_MAX_PIXELS,
-        )
-        .unwrap()
-        .to_rgb8();
+        let decoded = headstart::data::decode::decode_image(&bytes, &Default::default(), None)
+            .unwrap()
+            .to_rgb8();
         assert_eq!(decoded.dimensions(), (96, 64), "orientation {orientation}");
         let difference = decoded
             .as_raw()

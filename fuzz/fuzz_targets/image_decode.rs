@@ -1,8 +1,9 @@
-//! Any bytes through decoding (format sniffing, EXIF orientation, RGB conversion) and every preprocessing
-//! mode: an image or a reason, never a crash.
+//! Any bytes through decoding (format sniffing, the checks for truncated and corrupt data, EXIF orientation,
+//! reduced-scale JPEG decoding, RGB conversion) and every preprocessing mode: an image or a reason, never a
+//! crash.
 #![no_main]
 
-use headstart::data::decode::decode_image;
+use headstart::data::decode::{DecodeOptions, decode_image};
 use headstart::preprocess::{ImagePreprocess, Interpolation, Layout, Resize};
 use libfuzzer_sys::fuzz_target;
 
@@ -10,9 +11,6 @@ use libfuzzer_sys::fuzz_target;
 const MAX_PIXELS: u64 = 4_000_000;
 
 fuzz_target!(|bytes: &[u8]| {
-    let Ok(image) = decode_image(bytes, MAX_PIXELS) else {
-        return;
-    };
     let variants = [
         ImagePreprocess::default(),
         ImagePreprocess {
@@ -31,9 +29,22 @@ fuzz_target!(|bytes: &[u8]| {
             ..Default::default()
         },
     ];
-    for preprocess in variants {
-        let mut tensor = vec![0.0f32; preprocess.tensor_len()];
-        preprocess.apply(&image, &mut tensor);
-        assert!(tensor.iter().all(|v| v.is_finite()));
+    for allow_truncated in [false, true] {
+        let options = DecodeOptions {
+            max_pixels: MAX_PIXELS,
+            allow_truncated,
+        };
+        // Every pixel, then as each preprocessing needs it (reduced-scale JPEG decoding where it may).
+        let decodes = std::iter::once(None).chain(variants.iter().map(Some));
+        for target in decodes {
+            let Ok(image) = decode_image(bytes, &options, target) else {
+                continue;
+            };
+            for preprocess in &variants {
+                let mut tensor = vec![0.0f32; preprocess.tensor_len()];
+                preprocess.apply(&image, &mut tensor);
+                assert!(tensor.iter().all(|v| v.is_finite()));
+            }
+        }
     }
 });

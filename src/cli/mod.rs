@@ -11,11 +11,14 @@ use clap::{Args, Parser, Subcommand};
 use headstart::augment::Augment;
 use headstart::backbone::{self, BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
 use headstart::classifier::Classifier;
+use headstart::data::decode::{DecodeOptions, decode_image};
 use headstart::data::{Data, TextOptions, files, texts};
 use headstart::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet};
 use headstart::head::{ClassWeight, HeadKind, TrainParams};
 use headstart::pooling::Pooling;
-use headstart::preprocess::{ColourOrder, Interpolation, Layout, PreprocessOverrides, Resize};
+use headstart::preprocess::{
+    ColourOrder, Interpolation, JpegDecode, Layout, PreprocessOverrides, Resize,
+};
 use headstart::report::{self, ReportInput, Samples};
 use headstart::runtime::{ConvSearch, Device, Precision, RuntimeOptions};
 use headstart::zoo;
@@ -196,6 +199,9 @@ struct EmbedFlags {
     /// Largest image to decode, in pixels
     #[arg(long, default_value_t = headstart::data::decode::DEFAULT_MAX_PIXELS)]
     max_pixels: u64,
+    /// Embed what decodes of truncated or corrupt images (the missing part grey) instead of skipping them
+    #[arg(long)]
+    allow_truncated: bool,
     /// No progress bar or summary
     #[arg(long, short)]
     quiet: bool,
@@ -220,6 +226,7 @@ impl EmbedFlags {
         .augment(self.augment.unwrap_or_default())
         .strict(self.strict)
         .max_pixels(self.max_pixels)
+        .allow_truncated(self.allow_truncated)
     }
 
     fn progress(&self, unit: &'static str) -> Progress {
@@ -376,6 +383,9 @@ struct BackboneArgs {
     layout: Option<Layout>,
     #[arg(long, value_enum)]
     colour: Option<ColourOrder>,
+    /// Decode every pixel of large JPEGs (default: at 1/2, 1/4 or 1/8 scale when still large enough)
+    #[arg(long)]
+    exact_decode: bool,
 }
 
 fn parse_size(text: &str) -> std::result::Result<(u32, u32), String> {
@@ -434,6 +444,7 @@ impl BackboneArgs {
                 std: self.std,
                 layout: self.layout,
                 colour: self.colour,
+                jpeg_decode: self.exact_decode.then_some(JpegDecode::Exact),
             },
         })
     }
@@ -567,14 +578,27 @@ fn embed(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
         let texts: Vec<&str> = args.inputs.iter().map(String::as_str).collect();
         backbone.embed(&texts)?
     } else {
-        // Decode first: a bad input path should not wait for a backbone download.
-        let images = args
+        // Read first: a bad input path should not wait for a backbone download.
+        let files = args
             .inputs
             .iter()
-            .map(|p| headstart::data::decode::open_image(p.as_ref()))
+            .map(|p| std::fs::read(p).map_err(|e| Error::io(Path::new(p), e)))
             .collect::<Result<Vec<_>>>()?;
         let mut backbone =
             ImageBackbone::open(&args.backbone.reference(Modality::Image), &options)?;
+        let decode = DecodeOptions {
+            max_pixels: args.embed.max_pixels,
+            allow_truncated: args.embed.allow_truncated,
+        };
+        let images = args
+            .inputs
+            .iter()
+            .zip(&files)
+            .map(|(path, bytes)| {
+                decode_image(bytes, &decode, Some(backbone.preprocess()))
+                    .map_err(|message| Error::input(Path::new(path), message))
+            })
+            .collect::<Result<Vec<_>>>()?;
         backbone.embed(&images)?
     };
     for (input, row) in args.inputs.iter().zip(embeddings.rows()) {

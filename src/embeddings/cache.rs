@@ -25,6 +25,9 @@ pub struct EmbeddingCache {
     dir: PathBuf,
     /// Why writing stopped: the first failed write turns writing off, since the cache only saves time.
     write_failure: OnceLock<String>,
+    /// Entries of runs that embed damaged files are keyed apart: what a damaged file decodes to must never
+    /// answer a run that refuses damaged files.
+    allow_truncated: bool,
 }
 
 /// A cache key: 32 bytes of sha256.
@@ -49,13 +52,15 @@ impl EmbeddingCache {
             Some(root) => root.clone(),
             None => Self::default_root()?,
         };
-        Ok(Some(Self::open(&root, identity, input)))
+        let mut cache = Self::open(&root, identity, input);
+        cache.allow_truncated = options.allow_truncated && matches!(input, InputSpec::Image(_));
+        Ok(Some(cache))
     }
 
     /// The cache for one backbone configuration, in a folder of `root` named by its hash.
     pub fn open(root: &Path, identity: &BackboneIdentity, input: &InputSpec) -> Self {
-        // Image configurations hash as they always have, so existing caches stay valid. A text's tokenizer is
-        // known by its content, not by where it was found.
+        // Image configurations hash as they always have (exact JPEG decoding adds nothing), so existing caches
+        // stay valid. A text's tokenizer is known by its content, not by where it was found.
         let config = match input {
             InputSpec::Image(preprocess) => {
                 serde_json::json!({ "backbone": identity, "preprocess": preprocess })
@@ -87,14 +92,18 @@ impl EmbeddingCache {
         EmbeddingCache {
             dir,
             write_failure: OnceLock::new(),
+            allow_truncated: false,
         }
     }
 
     /// The key of one view of a file's content.
-    pub fn key(content_hash: &Key, view: &str) -> Key {
+    pub fn key(&self, content_hash: &Key, view: &str) -> Key {
         let mut hasher = Sha256::new();
         hasher.update(content_hash);
         hasher.update(view.as_bytes());
+        if self.allow_truncated {
+            hasher.update(b"+allow-truncated");
+        }
         hasher.finalize().into()
     }
 

@@ -17,7 +17,7 @@ use super::set::{
 use crate::augment::View;
 use crate::backbone::{ImageBackbone, InputSpec};
 use crate::data::Files;
-use crate::data::decode::decode_image;
+use crate::data::decode::{DecodeOptions, decode_image};
 use crate::error::{Error, Result};
 use crate::preprocess::ImagePreprocess;
 
@@ -60,6 +60,7 @@ pub fn embed_images(
     let buffers = (0..BUFFERS)
         .map(|_| backbone.batch_buffer(batch_size))
         .collect::<Result<Vec<_>>>()?;
+    let decode = options.decode_options();
     let next = AtomicUsize::new(0);
     let workers = options.workers.max(1);
     let active = AtomicUsize::new(workers);
@@ -98,7 +99,7 @@ pub fn embed_images(
                         views,
                         preprocess,
                         cache,
-                        options.max_pixels,
+                        &decode,
                         assembly,
                         &mut times,
                     ) {
@@ -287,18 +288,18 @@ fn embed_file(
     views: &[View],
     preprocess: &ImagePreprocess,
     cache: Option<&EmbeddingCache>,
-    max_pixels: u64,
+    decode: &DecodeOptions,
     assembly: &Assembly,
     times: &mut StageTimes,
 ) -> std::result::Result<Option<FileViews>, String> {
     let began = Instant::now();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
     let keys: Vec<Option<Key>> = match cache {
-        Some(_) => {
+        Some(cache) => {
             let content = EmbeddingCache::content_key(&bytes);
             views
                 .iter()
-                .map(|v| Some(EmbeddingCache::key(&content, v.name())))
+                .map(|v| Some(cache.key(&content, v.name())))
                 .collect()
         }
         None => vec![None; views.len()],
@@ -319,7 +320,7 @@ fn embed_file(
             computed: 0,
         }));
     }
-    let image = decode_image(&bytes, max_pixels)?;
+    let image = decode_image(&bytes, decode, Some(preprocess))?;
     times.decode += read.elapsed().as_secs_f64();
     let sent = missing.len();
     for (view, key) in missing {

@@ -10,7 +10,7 @@ use super::npz::{NpyArray, NpyData, read_npz_from, write_npz};
 use crate::augment::Augment;
 use crate::backbone::{BackboneIdentity, InputSpec};
 use crate::data::Skip;
-use crate::data::decode::DEFAULT_MAX_PIXELS;
+use crate::data::decode::{DEFAULT_MAX_PIXELS, DecodeOptions};
 use crate::error::{Error, Result};
 use crate::runtime::{DeviceUsed, Placement};
 
@@ -28,6 +28,8 @@ pub struct EmbedOptions {
     /// Any skipped file is an error.
     pub strict: bool,
     pub max_pixels: u64,
+    /// Embed what decodes of truncated or corrupt images instead of skipping them.
+    pub allow_truncated: bool,
 }
 
 impl Default for EmbedOptions {
@@ -40,6 +42,7 @@ impl Default for EmbedOptions {
             augment: Augment::default(),
             strict: false,
             max_pixels: DEFAULT_MAX_PIXELS,
+            allow_truncated: false,
         }
     }
 }
@@ -86,6 +89,18 @@ impl EmbedOptions {
     pub fn max_pixels(mut self, max_pixels: u64) -> Self {
         self.max_pixels = max_pixels;
         self
+    }
+
+    pub fn allow_truncated(mut self, allow: bool) -> Self {
+        self.allow_truncated = allow;
+        self
+    }
+
+    pub(crate) fn decode_options(&self) -> DecodeOptions {
+        DecodeOptions {
+            max_pixels: self.max_pixels,
+            allow_truncated: self.allow_truncated,
+        }
     }
 }
 

@@ -30,9 +30,7 @@ pub fn embed_texts(
             let keys = dataset
                 .items
                 .iter()
-                .map(|item| {
-                    EmbeddingCache::key(&EmbeddingCache::content_key(item.text.as_bytes()), "text")
-                })
+                .map(|item| cache.key(&EmbeddingCache::content_key(item.text.as_bytes()), "text"))
                 .collect();
             (cache, keys)
         });

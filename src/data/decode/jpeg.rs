@@ -1,0 +1,225 @@
+//! JPEG decoding. A JPEG stores 8x8 blocks of frequencies, so it can be decoded at 1/2, 1/4 or 1/8 scale by
+//! inverting only the lower frequencies: a 12-megapixel photo for a 224x224 input never becomes 12 million
+//! pixels. That is done by libjpeg-turbo's decoder (through the mozjpeg crate; it is what Pillow's `draft()`
+//! uses); full-size decoding stays with zune-jpeg (the image crate's decoder), which is faster there without
+//! SIMD. Both are asked to refuse corrupt data rather than fill it in.
+
+use std::cell::RefCell;
+use std::panic::AssertUnwindSafe;
+
+use image::metadata::Orientation;
+use image::{DynamicImage, RgbImage};
+use mozjpeg_sys::{J_COLOR_SPACE, jpeg_common_struct, jpeg_error_mgr};
+use zune_core::bytestream::ZCursor;
+use zune_core::colorspace::ColorSpace;
+use zune_core::options::DecoderOptions;
+use zune_jpeg::JpegDecoder;
+use zune_jpeg::errors::DecodeErrors;
+
+use super::{DecodeOptions, check_size, into_rgb8};
+use crate::preprocess::ImagePreprocess;
+
+pub(super) fn decode(
+    bytes: &[u8],
+    options: &DecodeOptions,
+    preprocess: Option<&ImagePreprocess>,
+) -> Result<DynamicImage, String> {
+    let strict = !options.allow_truncated;
+    // Headers are read leniently: strictness matters for the pixels (below).
+    let mut decoder = zune_decoder(bytes, false);
+    decoder.decode_headers().map_err(undecodable)?;
+    let (width, height) = decoder
+        .dimensions()
+        .ok_or("cannot decode: the JPEG header has no size")?;
+    let (width, height) = (width as u32, height as u32);
+    check_size(width, height, options.max_pixels)?;
+    let orientation = decoder
+        .exif()
+        .and_then(|exif| Orientation::from_exif_chunk(exif))
+        .unwrap_or(Orientation::NoTransforms);
+    let turned = matches!(
+        orientation,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    );
+    let (shown_width, shown_height) = if turned {
+        (height, width)
+    } else {
+        (width, height)
+    };
+    let shrink = preprocess.map_or(1, |p| p.jpeg_shrink(shown_width, shown_height));
+    let scaled = match shrink {
+        1 => None,
+        _ => match decode_scaled(bytes, shrink, strict) {
+            Ok(scaled) => scaled,
+            // libjpeg gives up on some damage that zune-jpeg decodes around, as decoding did before.
+            Err(_) if !strict => None,
+            Err(reason) => return Err(reason),
+        },
+    };
+    let mut image = match scaled {
+        Some(image) => DynamicImage::ImageRgb8(image),
+        None if !strict => decode_full(decoder, width, height).map_err(undecodable)?,
+        None => match decode_full(zune_decoder(bytes, true), width, height) {
+            // Stray bytes between segments are common in camera files and harm nothing (libjpeg only warns).
+            Err(DecodeErrors::FormatStatic(message)) if message.contains("Extra bytes") => {
+                decode_full(decoder, width, height).map_err(undecodable)?
+            }
+            decoded => decoded.map_err(undecodable)?,
+        },
+    };
+    image.apply_orientation(orientation);
+    Ok(DynamicImage::ImageRgb8(into_rgb8(image)))
+}
+
+fn zune_decoder(bytes: &[u8], strict: bool) -> JpegDecoder<ZCursor<&[u8]>> {
+    let settings = DecoderOptions::default()
+        .set_strict_mode(strict)
+        .set_max_width(usize::MAX)
+        .set_max_height(usize::MAX);
+    JpegDecoder::new_with_options(ZCursor::new(bytes), settings)
+}
+
+/// Every pixel, through zune-jpeg.
+fn decode_full(
+    mut decoder: JpegDecoder<ZCursor<&[u8]>>,
+    width: u32,
+    height: u32,
+) -> Result<DynamicImage, DecodeErrors> {
+    let gray = matches!(
+        decoder.input_colorspace(),
+        Some(ColorSpace::Luma | ColorSpace::LumaA)
+    );
+    let output = if gray {
+        ColorSpace::Luma
+    } else {
+        ColorSpace::RGB
+    };
+    decoder.set_options(decoder.options().jpeg_set_out_colorspace(output));
+    let pixels = decoder.decode()?;
+    let image = if gray {
+        image::GrayImage::from_raw(width, height, pixels).map(DynamicImage::ImageLuma8)
+    } else {
+        RgbImage::from_raw(width, height, pixels).map(DynamicImage::ImageRgb8)
+    };
+    image.ok_or(DecodeErrors::FormatStatic(
+        "the decoder returned fewer pixels than the header declares",
+    ))
+}
+
+fn undecodable(error: DecodeErrors) -> String {
+    let what = match error {
+        DecodeErrors::Unsupported(_) => "cannot decode",
+        DecodeErrors::ExhaustedData => "truncated",
+        _ => "corrupt data",
+    };
+    // zune-jpeg quotes its messages.
+    super::reason(what, error.to_string().trim_matches('"'))
+}
+
+thread_local! {
+    /// The first warning libjpeg gave about damaged data during the current decode on this thread.
+    static DAMAGE: RefCell<Option<String>> = const { RefCell::new(None) };
+}
+
+/// Warnings that mean the data is damaged; others (extraneous bytes between segments, say) are common in
+/// files that decode correctly.
+const DAMAGE_WARNINGS: [i32; 5] = [
+    mozjpeg_sys::JWRN_HIT_MARKER,
+    mozjpeg_sys::JWRN_HUFF_BAD_CODE,
+    mozjpeg_sys::JWRN_JPEG_EOF,
+    mozjpeg_sys::JWRN_MUST_RESYNC,
+    mozjpeg_sys::JWRN_NOT_SEQUENTIAL,
+];
+
+/// At 1/`shrink` scale through libjpeg-turbo. `None` for colour spaces it cannot turn into RGB (CMYK): those
+/// are decoded in full.
+fn decode_scaled(bytes: &[u8], shrink: u32, strict: bool) -> Result<Option<RgbImage>, String> {
+    DAMAGE.with(|damage| damage.borrow_mut().take());
+    let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| -> std::io::Result<_> {
+        let mut decompress = mozjpeg::Decompress::builder()
+            .with_err(error_manager())
+            .from_mem(bytes)?;
+        if !matches!(
+            decompress.color_space(),
+            J_COLOR_SPACE::JCS_YCbCr | J_COLOR_SPACE::JCS_GRAYSCALE | J_COLOR_SPACE::JCS_RGB
+        ) {
+            return Ok(None);
+        }
+        // 8 / shrink is 1, 2 or 4 eighths.
+        decompress.scale((8 / shrink) as u8);
+        let mut started = decompress.rgb()?;
+        let (width, height) = (started.width() as u32, started.height() as u32);
+        let pixels: Vec<u8> = started.read_scanlines()?;
+        started.finish()?;
+        Ok(Some((width, height, pixels)))
+    }));
+    let damage = DAMAGE.with(|damage| damage.borrow_mut().take());
+    let decoded = match decoded {
+        Ok(Ok(decoded)) => decoded,
+        Ok(Err(error)) => return Err(super::reason("corrupt data", error)),
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<String>()
+                .cloned()
+                .unwrap_or_else(|| "the JPEG decoder failed".into());
+            return Err(super::reason("corrupt data", message));
+        }
+    };
+    if strict && let Some(damage) = damage {
+        return Err(super::reason("corrupt data", damage));
+    }
+    let Some((width, height, pixels)) = decoded else {
+        return Ok(None);
+    };
+    RgbImage::from_raw(width, height, pixels)
+        .map(Some)
+        .ok_or_else(|| "cannot decode: the decoder returned fewer pixels than it declared".into())
+}
+
+/// libjpeg's standard error manager, except that a fatal error unwinds back to [`decode_scaled`] (the C is
+/// built with unwind tables) and damage warnings are remembered instead of printed.
+fn error_manager() -> jpeg_error_mgr {
+    // SAFETY: jpeg_std_error fills in every field of the zeroed struct.
+    let mut manager: jpeg_error_mgr = unsafe { std::mem::zeroed() };
+    unsafe { mozjpeg_sys::jpeg_std_error(&mut manager) };
+    manager.error_exit = Some(fail);
+    manager.emit_message = Some(warn);
+    manager
+}
+
+extern "C-unwind" fn fail(info: &mut jpeg_common_struct) {
+    std::panic::resume_unwind(Box::new(message(info)));
+}
+
+extern "C-unwind" fn warn(info: &mut jpeg_common_struct, level: std::os::raw::c_int) {
+    // Negative levels are warnings; others are trace messages.
+    // SAFETY: libjpeg calls this with its error manager set.
+    let code = unsafe { (*info.err).msg_code };
+    if level < 0 && DAMAGE_WARNINGS.contains(&code) {
+        let text = message(info);
+        DAMAGE.with(|damage| {
+            damage.borrow_mut().get_or_insert(text);
+        });
+    }
+}
+
+/// libjpeg's text for its current message.
+fn message(info: &mut jpeg_common_struct) -> String {
+    // JMSG_LENGTH_MAX: libjpeg writes at most this much, more than the binding's declared 80.
+    let mut buffer = [0u8; 200];
+    // SAFETY: the error manager is set while libjpeg calls back; format_message writes a NUL-terminated
+    // string of at most JMSG_LENGTH_MAX bytes into the buffer it is given.
+    unsafe {
+        let Some(format) = (*info.err).format_message else {
+            return format!("libjpeg message {}", (*info.err).msg_code);
+        };
+        let format: unsafe extern "C-unwind" fn(&mut jpeg_common_struct, *mut u8) =
+            std::mem::transmute(format);
+        format(info, buffer.as_mut_ptr());
+    }
+    let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
+    String::from_utf8_lossy(&buffer[..end]).into_owned()
+}
