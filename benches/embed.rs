@@ -1,10 +1,14 @@
-//! `headstart embed` throughput, side by side, in one run on the same images:
+//! `headstart embed` throughput, side by side, in one run on the same images, for two sets: ELPV's small
+//! grayscale PNGs and full-size JPEG photos.
 //! (a) pure inference of the same model at the same batch size (tensors prepared in advance),
-//! (b) headstart's end-to-end embed (decode + preprocess + inference, no cache),
+//! (b) headstart's end-to-end embed (decode + preprocess + inference, no cache); for the photos also with
+//!     `--exact-decode` (every pixel decoded, as before reduced-scale decoding),
 //! (c) the Python a user would write (benches/reference_embed.py: Pillow + onnxruntime + numpy),
 //! (d) headstart's embed again, answered by the cache.
 //!
-//! cargo bench --bench embed            (HEADSTART_BENCH_IMAGES=N to change the 512 ELPV images used)
+//! cargo bench --bench embed
+//!   HEADSTART_BENCH_IMAGES=N         ELPV images used (512)
+//!   HEADSTART_BENCH_PHOTO_COPIES=N   copies of each of the 12 photos (8, so 96 files)
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -12,6 +16,7 @@ use std::time::Instant;
 use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone};
 use headstart::data::{decode, files as dataset};
 use headstart::embeddings::{EmbedOptions, embed_images};
+use headstart::preprocess::JpegDecode;
 use headstart::{datasets, zoo};
 
 mod common;
@@ -20,39 +25,77 @@ const BATCH: usize = 32;
 const ROUNDS: usize = 3;
 
 fn main() {
-    let count: usize = std::env::var("HEADSTART_BENCH_IMAGES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(512);
-    let images = bench_images(count);
+    let count = env_number("HEADSTART_BENCH_IMAGES", 512);
+    let copies = env_number("HEADSTART_BENCH_PHOTO_COPIES", 8);
+    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
+    let elpv = elpv_images(count);
+    let photos = photo_copies(copies);
     let model = zoo::onnx_path(&zoo::find("efficientnet-lite0").expect("zoo entry"))
         .expect("default backbone");
     let reference = BackboneRef::Zoo("efficientnet-lite0".into());
+    // (a): a second session, so the pipeline's session is configured exactly as `headstart embed` does it.
     let mut backbone =
         ImageBackbone::open(&reference, &Default::default()).expect("backbone opens");
-    let data = dataset::scan(images.path()).expect("bench folder");
-    let n = data.items.len();
-    let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
-    println!(
-        "{n} ELPV images (300x300 PNG), batch {BATCH}, {cores} cores, median of {ROUNDS} rounds"
-    );
+    let mut pipeline_options = BackboneOptions::default();
+    pipeline_options.runtime.intra_op_spinning = Some(false);
+    let mut pipeline = ImageBackbone::open(&reference, &pipeline_options).expect("backbone opens");
+    let mut exact_options = pipeline_options.clone();
+    exact_options.preprocess.jpeg_decode = Some(JpegDecode::Exact);
+    let mut exact = ImageBackbone::open(&reference, &exact_options).expect("backbone opens");
 
+    let sets = [
+        (
+            format!("{count} ELPV images (300x300 grayscale PNG)"),
+            elpv.path(),
+            false,
+        ),
+        (
+            format!(
+                "{} photos: Debian mate-backgrounds' 12 nature JPEGs (1.3-4.9 megapixels) x {copies}",
+                12 * copies
+            ),
+            photos.path(),
+            true,
+        ),
+    ];
+    for (title, folder, photos) in sets {
+        println!("{title}, batch {BATCH}, {cores} cores, median of {ROUNDS} rounds");
+        let exact = photos.then_some(&mut exact);
+        bench_set(&model, folder, &mut backbone, &mut pipeline, exact);
+        println!();
+    }
+}
+
+fn env_number(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs (a) to (d) on one folder, ROUNDS times in turn, and prints their medians.
+fn bench_set(
+    model: &Path,
+    folder: &Path,
+    backbone: &mut ImageBackbone,
+    pipeline: &mut ImageBackbone,
+    mut exact: Option<&mut ImageBackbone>,
+) {
+    let data = dataset::scan(folder).expect("bench folder");
+    let n = data.items.len();
     // (a) Pure inference: one real batch, preprocessed once, run as many times as the folder needs.
     let preprocess = backbone.preprocess().clone();
     let mut batch = vec![0.0f32; BATCH * preprocess.tensor_len()];
     for (item, slot) in data
         .items
         .iter()
+        .cycle()
         .zip(batch.chunks_exact_mut(preprocess.tensor_len()))
     {
         preprocess.apply(&decode::open_image(&item.path).expect("decodes"), slot);
     }
     backbone.embed_preprocessed(&batch).expect("warm-up");
 
-    // (b) and (d) use the backbone as `headstart embed DIR` configures it.
-    let mut pipeline_options = BackboneOptions::default();
-    pipeline_options.runtime.intra_op_spinning = Some(false);
-    let mut pipeline = ImageBackbone::open(&reference, &pipeline_options).expect("backbone opens");
     let workers = std::env::var("HEADSTART_BENCH_WORKERS")
         .ok()
         .and_then(|v| v.parse().ok());
@@ -67,11 +110,10 @@ fn main() {
         use_cache: false,
         ..options.clone()
     };
-    embed_images(&data, &mut pipeline, &options, &mut |_, _| {}).expect("fills the cache");
+    embed_images(&data, pipeline, &options, &mut |_, _| {}).expect("fills the cache");
 
-    // The machine is noisy: the paths take turns, ROUNDS times, and each reports its median.
-    let (mut pure, mut end_to_end, mut python, mut cached) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut pure, mut end_to_end, mut exactly, mut python, mut cached) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut python_error = None;
     for _ in 0..ROUNDS {
         let started = Instant::now();
@@ -79,14 +121,18 @@ fn main() {
             backbone.embed_preprocessed(&batch).expect("inference");
         }
         pure.push((n.div_ceil(BATCH) * BATCH) as f64 / started.elapsed().as_secs_f64());
-        let (_, summary) =
-            embed_images(&data, &mut pipeline, &cold, &mut |_, _| {}).expect("embed");
+        let (_, summary) = embed_images(&data, pipeline, &cold, &mut |_, _| {}).expect("embed");
+        assert_eq!(summary.computed, n);
         end_to_end.push(summary.per_second);
+        if let Some(exact) = exact.as_deref_mut() {
+            let (_, summary) = embed_images(&data, exact, &cold, &mut |_, _| {}).expect("embed");
+            exactly.push(summary.per_second);
+        }
         let (_, summary) =
-            embed_images(&data, &mut pipeline, &options, &mut |_, _| {}).expect("cached embed");
+            embed_images(&data, pipeline, &options, &mut |_, _| {}).expect("cached embed");
         assert_eq!(summary.computed, 0);
         cached.push(summary.per_second);
-        match python_reference(&model, images.path()) {
+        match python_reference(model, folder) {
             Ok(rate) => python.push(rate),
             Err(why) => python_error = Some(why),
         }
@@ -96,8 +142,8 @@ fn main() {
         common::median(end_to_end),
         common::median(cached),
     );
+    let python = common::median(python);
 
-    println!();
     println!("| path | images/s | ratio |");
     println!("| --- | ---: | ---: |");
     println!("| (a) pure inference (ONNX Runtime, prepared tensors) | {pure:.1} | 1.00 |");
@@ -105,12 +151,19 @@ fn main() {
         "| (b) `headstart embed`, no cache | {end_to_end:.1} | {:.2} of (a) |",
         end_to_end / pure
     );
-    match (python_error, common::median(python)) {
-        (None, py) => println!(
-            "| (c) Python: Pillow + onnxruntime + numpy | {py:.1} | (b) is {:.2}x (c) |",
-            end_to_end / py
+    if !exactly.is_empty() {
+        let exactly = common::median(exactly);
+        println!(
+            "| (b') same, `--exact-decode` | {exactly:.1} | (b) is {:.2}x (b') |",
+            end_to_end / exactly
+        );
+    }
+    match python_error {
+        None => println!(
+            "| (c) Python: Pillow + onnxruntime + numpy | {python:.1} | (b) is {:.2}x (c) |",
+            end_to_end / python
         ),
-        (Some(why), _) => println!("| (c) Python reference | not run: {why} | |"),
+        Some(why) => println!("| (c) Python reference | not run: {why} | |"),
     }
     println!(
         "| (d) `headstart embed`, cached re-run | {cached:.1} | {:.1}x (b) |",
@@ -119,7 +172,7 @@ fn main() {
 }
 
 /// The first `count` images of ELPV (both classes), hard-linked into a temporary class-folder tree.
-fn bench_images(count: usize) -> tempfile::TempDir {
+fn elpv_images(count: usize) -> tempfile::TempDir {
     let source = datasets::elpv_by_defect().expect("ELPV fetch");
     let dir = tempfile::tempdir().expect("temp dir");
     let mut files: Vec<(String, PathBuf)> = Vec::new();
@@ -137,12 +190,35 @@ fn bench_images(count: usize) -> tempfile::TempDir {
             .path()
             .join(&class)
             .join(path.file_name().expect("file name"));
-        std::fs::create_dir_all(target.parent().expect("parent")).expect("mkdir");
-        if std::fs::hard_link(&path, &target).is_err() {
-            std::fs::copy(&path, &target).expect("copy");
+        link(&path, &target);
+    }
+    dir
+}
+
+/// `copies` of each wallpaper photo under distinct names, hard-linked into one flat folder.
+fn photo_copies(copies: usize) -> tempfile::TempDir {
+    let source = datasets::wallpaper_photos().expect("photo fetch");
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(&source)
+        .expect("photo folder")
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    photos.sort();
+    for copy in 0..copies {
+        for photo in &photos {
+            let name = photo.file_name().expect("file name").to_string_lossy();
+            link(photo, &dir.path().join(format!("{copy}-{name}")));
         }
     }
     dir
+}
+
+fn link(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to.parent().expect("parent")).expect("mkdir");
+    if std::fs::hard_link(from, to).is_err() {
+        std::fs::copy(from, to).expect("copy");
+    }
 }
 
 /// Runs benches/reference_embed.py on the same images.

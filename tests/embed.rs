@@ -7,12 +7,14 @@ use std::process::Command;
 
 use common::jpeg_with_orientation;
 use headstart::augment::Augment;
-use headstart::backbone::{BackboneRef, ImageBackbone};
+use headstart::backbone::{BackboneRef, ImageBackbone, InputSpec};
+use headstart::classifier::Classifier;
 use headstart::data::files as dataset;
 use headstart::datasets::sample_photos;
 use headstart::embeddings::npz::{NpyData, read_npz};
 use headstart::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed_images};
 use headstart::metrics::cosine;
+use headstart::preprocess::JpegDecode;
 use image::{DynamicImage, ImageFormat};
 
 fn backbone() -> ImageBackbone {
@@ -176,7 +178,7 @@ fn skips_empty_classes_and_flat_folders() {
         "{reasons:?}"
     );
     assert!(
-        reasons[2].0 == "cats/truncated.png" && reasons[2].1.contains("cannot decode"),
+        reasons[2].0 == "cats/truncated.png" && reasons[2].1.starts_with("truncated: "),
         "{reasons:?}"
     );
 
@@ -436,4 +438,144 @@ fn npz_output_is_complete_and_numpy_reads_it() {
         printed.contains("'defective/cell0001.png'") && printed.contains("efficientnet-lite0"),
         "{printed}"
     );
+}
+
+/// The wallpaper photos hard-linked into `dir`, `copies` times each, under distinct names.
+fn photo_folder(dir: &Path, copies: usize) -> Vec<PathBuf> {
+    let source = headstart::datasets::wallpaper_photos().unwrap();
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(&source)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
+        .collect();
+    photos.sort();
+    assert_eq!(photos.len(), 12);
+    std::fs::create_dir_all(dir).unwrap();
+    for copy in 0..copies {
+        for photo in &photos {
+            let name = format!("{copy}-{}", photo.file_name().unwrap().to_string_lossy());
+            std::fs::hard_link(photo, dir.join(name)).unwrap();
+        }
+    }
+    photos
+}
+
+fn jpeg_decode_of(set: &EmbeddedSet) -> JpegDecode {
+    match &set.input {
+        InputSpec::Image(preprocess) => preprocess.jpeg_decode,
+        InputSpec::Text(_) => panic!("an image set"),
+    }
+}
+
+/// Photos decoded at reduced scale embed within cosine 0.995 of full decoding, the .npz says which decoding
+/// made it, and peak memory stays flat: once the pipeline's buffers and ONNX Runtime's arena are at their
+/// steady size (a few full batches), twice the photos need no more memory.
+#[test]
+fn photos_embed_at_reduced_scale_close_to_full_decoding_in_flat_memory() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = |copies: usize| {
+        let folder = dir.path().join(format!("{copies}x"));
+        photo_folder(&folder, copies);
+        folder
+    };
+    let (once, eight_times, sixteen_times) = (folder(1), folder(8), folder(16));
+    let embed = |folder: &Path, out: &str, extra: &[&str]| {
+        let out = dir.path().join(out);
+        let mut args = vec![
+            "embed",
+            folder.to_str().unwrap(),
+            "-o",
+            out.to_str().unwrap(),
+            "--no-cache",
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr, peak_mib) = common::headstart_peak_memory(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(summary["skipped"], serde_json::json!([]), "{stdout}");
+        (EmbeddedSet::read_npz(&out).unwrap(), peak_mib)
+    };
+    let (scaled, _) = embed(&once, "scaled.npz", &[]);
+    let (exact, _) = embed(&once, "exact.npz", &["--exact-decode"]);
+    assert_eq!(jpeg_decode_of(&scaled), JpegDecode::Scaled);
+    assert_eq!(jpeg_decode_of(&exact), JpegDecode::Exact);
+    let similarities: Vec<f32> = (0..12)
+        .map(|i| {
+            cosine(
+                scaled.matrix().row(i).as_slice().unwrap(),
+                exact.matrix().row(i).as_slice().unwrap(),
+            )
+        })
+        .collect();
+    let lowest = similarities.iter().copied().fold(1.0f32, f32::min);
+    let (_, peak_96) = embed(&eight_times, "96.npz", &[]);
+    let (_, peak_192) = embed(&sixteen_times, "192.npz", &[]);
+    let (_, peak_96_exact) = embed(&eight_times, "96-exact.npz", &["--exact-decode"]);
+    eprintln!(
+        "photos: lowest cosine to full decoding {lowest:.5}; peak resident memory {peak_96} MiB for 96 \
+         photos, {peak_192} MiB for 192, {peak_96_exact} MiB for 96 decoding every pixel"
+    );
+    assert!(lowest >= 0.995, "{similarities:?}");
+    assert!(peak_192 < 1024, "{peak_192} MiB");
+    assert!(
+        peak_192 <= peak_96 + 48,
+        "{peak_192} MiB for 192 photos against {peak_96} MiB for 96"
+    );
+}
+
+/// A bundle decodes what it predicts as its training embeddings were decoded: predicting a photo's file gives
+/// the probabilities of that photo's row, for a scaled and for an exact bundle.
+#[test]
+fn bundles_decode_photos_as_their_embeddings_were_decoded() {
+    let dir = tempfile::tempdir().unwrap();
+    let tree = dir.path().join("photos");
+    let photos = photo_folder(&dir.path().join("all"), 1);
+    for (i, photo) in photos.iter().enumerate() {
+        let class = if i % 2 == 0 { "even" } else { "odd" };
+        let target = tree.join(class).join(photo.file_name().unwrap());
+        std::fs::create_dir_all(target.parent().unwrap()).unwrap();
+        std::fs::hard_link(photo, &target).unwrap();
+    }
+    for (decode, extra) in [
+        (JpegDecode::Scaled, None),
+        (JpegDecode::Exact, Some("--exact-decode")),
+    ] {
+        let npz = dir.path().join(format!("{decode:?}.npz"));
+        let bundle = dir.path().join(format!("{decode:?}.hs"));
+        let mut args = vec![
+            "embed",
+            tree.to_str().unwrap(),
+            "-o",
+            npz.to_str().unwrap(),
+            "--no-cache",
+            "-q",
+        ];
+        args.extend(extra);
+        let (code, _, stderr) = common::headstart(&args);
+        assert_eq!(code, 0, "{stderr}");
+        let (code, _, stderr) = common::headstart(&[
+            "train",
+            npz.to_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+            "--folds",
+            "3",
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        let set = EmbeddedSet::read_npz(&npz).unwrap();
+        assert_eq!(jpeg_decode_of(&set), decode);
+        let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
+        let from_rows = classifier.predict_embeddings(set.matrix()).unwrap();
+        for (row, path) in set.paths.iter().enumerate() {
+            let from_file = classifier.predict_path(&tree.join(path)).unwrap();
+            for (a, b) in from_file.iter().zip(from_rows.row(row)) {
+                assert!(
+                    (a - b).abs() < 1e-4,
+                    "{decode:?} {path}: {from_file:?} against {:?}",
+                    from_rows.row(row)
+                );
+            }
+        }
+    }
 }

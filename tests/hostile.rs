@@ -3,53 +3,12 @@
 
 mod common;
 
-use std::io::{Cursor, Read};
+use std::io::Cursor;
 use std::path::Path;
-use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::process::Command;
 
-use common::{headstart, jpeg_with_orientation};
+use common::{headstart, headstart_peak_memory, jpeg_with_orientation};
 use image::{DynamicImage, ImageFormat, Rgb, RgbImage};
-
-/// Runs the binary like [`headstart`] and also returns its peak resident memory in MiB, read from
-/// `/proc/PID/status` (VmHWM) every few milliseconds until it exits.
-fn headstart_peak_memory(args: &[&str]) -> (i32, String, String, u64) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let drain = |mut pipe: Box<dyn Read + Send>| {
-        std::thread::spawn(move || {
-            let mut text = String::new();
-            pipe.read_to_string(&mut text).unwrap();
-            text
-        })
-    };
-    let stdout = drain(Box::new(child.stdout.take().unwrap()));
-    let stderr = drain(Box::new(child.stderr.take().unwrap()));
-    let status_file = format!("/proc/{}/status", child.id());
-    let mut peak_kib = 0u64;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        let high_water = std::fs::read_to_string(&status_file).ok().and_then(|text| {
-            text.lines()
-                .find_map(|l| l.strip_prefix("VmHWM:"))
-                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
-        });
-        peak_kib = peak_kib.max(high_water.unwrap_or(0));
-        std::thread::sleep(Duration::from_millis(5));
-    };
-    (
-        status.code().unwrap_or(-1),
-        stdout.join().unwrap(),
-        stderr.join().unwrap(),
-        peak_kib / 1024,
-    )
-}
 
 fn write(path: &Path, bytes: &[u8]) {
     std::fs::create_dir_all(path.parent().unwrap()).unwrap();
