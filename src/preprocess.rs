@@ -503,16 +503,19 @@ impl ImagePreprocess {
             Resize::Crop => format!("resize shorter side then centre-crop {:.3}", self.crop_pct),
             Resize::Stretch => "stretch".into(),
         };
+        let jpeg = match self.jpeg_decode {
+            JpegDecode::Scaled => ", large jpegs decoded at reduced scale",
+            JpegDecode::Exact => "",
+        };
         format!(
-            "{}x{} {resize}, {:?}, mean {:?} std {:?} (0-255), {:?} {:?}, {:?} jpeg decoding",
+            "{}x{} {resize}, {:?}, mean {:?} std {:?} (0-255), {:?} {:?}{jpeg}",
             self.width,
             self.height,
             self.interpolation,
             self.mean,
             self.std,
             self.layout,
-            self.colour,
-            self.jpeg_decode
+            self.colour
         )
         .to_lowercase()
     }

@@ -579,3 +579,43 @@ fn bundles_decode_photos_as_their_embeddings_were_decoded() {
         }
     }
 }
+
+/// The cache tells a photo's reduced-scale rows from its full decoding's, while a PNG's row (which no JPEG
+/// decoding touches) answers both.
+#[test]
+fn the_cache_keeps_reduced_and_full_decodings_of_a_photo_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("photos");
+    photo_folder(&folder, 1);
+    let cat = image::open(photo("chelsea.png")).unwrap();
+    save(&cat, &folder.join("cat.png"), ImageFormat::Png);
+    let options = EmbedOptions {
+        cache_dir: Some(dir.path().join("cache")),
+        ..Default::default()
+    };
+    let data = dataset::scan(&folder).unwrap();
+    let mut scaled = backbone();
+    let mut exact_options = headstart::backbone::BackboneOptions::default();
+    exact_options.preprocess.jpeg_decode = Some(JpegDecode::Exact);
+    let mut exact = ImageBackbone::open(
+        &BackboneRef::Zoo("efficientnet-lite0".into()),
+        &exact_options,
+    )
+    .unwrap();
+    let embed = |backbone: &mut ImageBackbone| {
+        embed_images(&data, backbone, &options, &mut |_, _| {}).unwrap()
+    };
+    let (first, summary) = embed(&mut scaled);
+    assert_eq!(summary.computed, 13);
+    let (full, summary) = embed(&mut exact);
+    assert_eq!(summary.computed, 12, "only the photos are decoded again");
+    assert_eq!(embed(&mut exact).1.computed, 0);
+    assert_eq!(embed(&mut scaled).1.computed, 0);
+    let uncached = EmbedOptions {
+        use_cache: false,
+        ..options.clone()
+    };
+    let (fresh, _) = embed_images(&data, &mut exact, &uncached, &mut |_, _| {}).unwrap();
+    assert_eq!(full.embeddings, fresh.embeddings);
+    assert_ne!(first.embeddings, full.embeddings);
+}

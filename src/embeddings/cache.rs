@@ -15,7 +15,7 @@ use crate::backbone::{BackboneIdentity, InputSpec};
 use crate::error::{Error, Result};
 use crate::hash::hex;
 use crate::home::read_dir_if_present;
-use crate::preprocess::ImagePreprocess;
+use crate::preprocess::{ImagePreprocess, JpegDecode};
 
 const MAGIC: &[u8; 4] = b"HSE1";
 /// Beside a configuration's entries: the configuration itself, so `headstart cache` can say what they are.
@@ -59,10 +59,15 @@ impl EmbeddingCache {
 
     /// The cache for one backbone configuration, in a folder of `root` named by its hash.
     pub fn open(root: &Path, identity: &BackboneIdentity, input: &InputSpec) -> Self {
-        // Image configurations hash as they always have (exact JPEG decoding adds nothing), so existing caches
-        // stay valid. A text's tokenizer is known by its content, not by where it was found.
+        // Image configurations hash as they always have, so existing caches stay valid: reduced-scale JPEG
+        // decoding shows in the keys of the files it changes instead (embed_file). A text's tokenizer is known
+        // by its content, not by where it was found.
         let config = match input {
             InputSpec::Image(preprocess) => {
+                let preprocess = ImagePreprocess {
+                    jpeg_decode: JpegDecode::Exact,
+                    ..preprocess.clone()
+                };
                 serde_json::json!({ "backbone": identity, "preprocess": preprocess })
             }
             InputSpec::Text(text) => serde_json::json!({

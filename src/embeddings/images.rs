@@ -17,7 +17,7 @@ use super::set::{
 use crate::augment::View;
 use crate::backbone::{ImageBackbone, InputSpec};
 use crate::data::Files;
-use crate::data::decode::{DecodeOptions, decode_image};
+use crate::data::decode::{DecodeOptions, decode_image, planned_shrink};
 use crate::error::{Error, Result};
 use crate::preprocess::ImagePreprocess;
 
@@ -297,9 +297,14 @@ fn embed_file(
     let keys: Vec<Option<Key>> = match cache {
         Some(cache) => {
             let content = EmbeddingCache::content_key(&bytes);
+            // A JPEG decoded at reduced scale is a different view of the file than its full decoding.
+            let shrink = planned_shrink(&bytes, preprocess);
             views
                 .iter()
-                .map(|v| Some(cache.key(&content, v.name())))
+                .map(|v| match shrink {
+                    1 => Some(cache.key(&content, v.name())),
+                    _ => Some(cache.key(&content, &format!("{}@1/{shrink}", v.name()))),
+                })
                 .collect()
         }
         None => vec![None; views.len()],

@@ -19,6 +19,64 @@ use zune_jpeg::errors::DecodeErrors;
 use super::{DecodeOptions, check_size, into_rgb8};
 use crate::preprocess::ImagePreprocess;
 
+/// What decoding needs to know before the pixels: the stored size, how EXIF says to turn it, and whether
+/// libjpeg can decode it to RGB (not CMYK).
+struct Header {
+    width: u32,
+    height: u32,
+    orientation: Orientation,
+    rgb: bool,
+}
+
+impl Header {
+    fn read(decoder: &mut JpegDecoder<ZCursor<&[u8]>>) -> Result<Self, String> {
+        decoder.decode_headers().map_err(undecodable)?;
+        let (width, height) = decoder
+            .dimensions()
+            .ok_or("cannot decode: the JPEG header has no size")?;
+        let orientation = decoder
+            .exif()
+            .and_then(|exif| Orientation::from_exif_chunk(exif))
+            .unwrap_or(Orientation::NoTransforms);
+        let rgb = !matches!(
+            decoder.input_colorspace(),
+            Some(ColorSpace::CMYK | ColorSpace::YCCK)
+        );
+        Ok(Header {
+            width: width as u32,
+            height: height as u32,
+            orientation,
+            rgb,
+        })
+    }
+
+    /// The reduced-scale factor `preprocess` allows, judged on the image as displayed.
+    fn shrink(&self, preprocess: Option<&ImagePreprocess>) -> u32 {
+        let turned = matches!(
+            self.orientation,
+            Orientation::Rotate90
+                | Orientation::Rotate270
+                | Orientation::Rotate90FlipH
+                | Orientation::Rotate270FlipH
+        );
+        let (shown_width, shown_height) = if turned {
+            (self.height, self.width)
+        } else {
+            (self.width, self.height)
+        };
+        match preprocess {
+            Some(preprocess) if self.rgb => preprocess.jpeg_shrink(shown_width, shown_height),
+            _ => 1,
+        }
+    }
+}
+
+/// By how much [`decode`] will shrink this JPEG for `preprocess` (1 if the header cannot be read).
+pub(super) fn planned_shrink(bytes: &[u8], preprocess: &ImagePreprocess) -> u32 {
+    Header::read(&mut zune_decoder(bytes, false))
+        .map_or(1, |header| header.shrink(Some(preprocess)))
+}
+
 pub(super) fn decode(
     bytes: &[u8],
     options: &DecodeOptions,
@@ -27,29 +85,11 @@ pub(super) fn decode(
     let strict = !options.allow_truncated;
     // Headers are read leniently: strictness matters for the pixels (below).
     let mut decoder = zune_decoder(bytes, false);
-    decoder.decode_headers().map_err(undecodable)?;
-    let (width, height) = decoder
-        .dimensions()
-        .ok_or("cannot decode: the JPEG header has no size")?;
-    let (width, height) = (width as u32, height as u32);
+    let header = Header::read(&mut decoder)?;
+    let (width, height) = (header.width, header.height);
     check_size(width, height, options.max_pixels)?;
-    let orientation = decoder
-        .exif()
-        .and_then(|exif| Orientation::from_exif_chunk(exif))
-        .unwrap_or(Orientation::NoTransforms);
-    let turned = matches!(
-        orientation,
-        Orientation::Rotate90
-            | Orientation::Rotate270
-            | Orientation::Rotate90FlipH
-            | Orientation::Rotate270FlipH
-    );
-    let (shown_width, shown_height) = if turned {
-        (height, width)
-    } else {
-        (width, height)
-    };
-    let shrink = preprocess.map_or(1, |p| p.jpeg_shrink(shown_width, shown_height));
+    let orientation = header.orientation;
+    let shrink = header.shrink(preprocess);
     let scaled = match shrink {
         1 => None,
         _ => match decode_scaled(bytes, shrink, strict) {
@@ -134,8 +174,8 @@ const DAMAGE_WARNINGS: [i32; 5] = [
     mozjpeg_sys::JWRN_NOT_SEQUENTIAL,
 ];
 
-/// At 1/`shrink` scale through libjpeg-turbo. `None` for colour spaces it cannot turn into RGB (CMYK): those
-/// are decoded in full.
+/// At 1/`shrink` scale through libjpeg-turbo. `None` for colour spaces it cannot turn into RGB (CMYK, which
+/// the header check already keeps away): those are decoded in full.
 fn decode_scaled(bytes: &[u8], shrink: u32, strict: bool) -> Result<Option<RgbImage>, String> {
     DAMAGE.with(|damage| damage.borrow_mut().take());
     let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| -> std::io::Result<_> {

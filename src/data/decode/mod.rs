@@ -95,6 +95,16 @@ pub fn decode_image(
     Ok(DynamicImage::ImageRgb8(into_rgb8(image)))
 }
 
+/// By how much [`decode_image`] will shrink these bytes while decoding them for `preprocess`: 1 unless they
+/// are a JPEG large enough for reduced-scale decoding. Reads only the header.
+pub fn planned_shrink(bytes: &[u8], preprocess: &ImagePreprocess) -> u32 {
+    let is_jpeg = bytes.starts_with(&[0xFF, 0xD8, 0xFF]);
+    if !is_jpeg || preprocess.jpeg_decode == crate::preprocess::JpegDecode::Exact {
+        return 1;
+    }
+    jpeg::planned_shrink(bytes, preprocess)
+}
+
 /// Refuses an image over the pixel limit or without pixels, before anything is allocated for it.
 fn check_size(width: u32, height: u32, max_pixels: u64) -> std::result::Result<(), String> {
     let pixels = width as u64 * height as u64;
