@@ -527,7 +527,11 @@ pub fn ensure_debian_files(spec: &DebianFiles) -> Result<()> {
         }
         Ok(output.stdout)
     };
-    run("apt-get", &["download".as_ref(), named.as_ref()])?;
+    run("apt-get", &["download".as_ref(), named.as_ref()]).map_err(|e| {
+        Error::Fetch(format!(
+            "{e} (if apt does not know the package, `apt-get update` refreshes its lists)"
+        ))
+    })?;
     let deb = std::fs::read_dir(download.path())
         .map_err(|e| Error::io(download.path(), e))?
         .filter_map(|entry| entry.ok().map(|e| e.path()))
