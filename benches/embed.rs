@@ -1,5 +1,5 @@
-//! `headstart embed` throughput, side by side, in one run on the same images, for two sets: ELPV's small
-//! grayscale PNGs and full-size JPEG photos.
+//! `headstart embed` throughput, side by side, in one run on the same images, for three sets: ELPV's small
+//! grayscale PNGs, camera photos (2-16 megapixels) and smaller, more compressed wallpaper photos.
 //! (a) pure inference of the same model at the same batch size (tensors prepared in advance),
 //! (b) headstart's end-to-end embed (decode + preprocess + inference, no cache); for the photos also with
 //!     `--exact-decode` (every pixel decoded, as before reduced-scale decoding),
@@ -8,7 +8,7 @@
 //!
 //! cargo bench --bench embed
 //!   HEADSTART_BENCH_IMAGES=N         ELPV images used (512)
-//!   HEADSTART_BENCH_PHOTO_COPIES=N   copies of each of the 12 photos (8, so 96 files)
+//!   HEADSTART_BENCH_PHOTO_COPIES=N   copies of each photo (4: 56 camera photos, 48 wallpapers)
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,10 +26,11 @@ const ROUNDS: usize = 3;
 
 fn main() {
     let count = env_number("HEADSTART_BENCH_IMAGES", 512);
-    let copies = env_number("HEADSTART_BENCH_PHOTO_COPIES", 8);
+    let copies = env_number("HEADSTART_BENCH_PHOTO_COPIES", 4);
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let elpv = elpv_images(count);
-    let photos = photo_copies(copies);
+    let camera = photo_copies(&datasets::camera_photos().expect("photo fetch"), copies);
+    let nature = photo_copies(&datasets::nature_photos().expect("photo fetch"), copies);
     let model = zoo::onnx_path(&zoo::find("efficientnet-lite0").expect("zoo entry"))
         .expect("default backbone");
     let reference = BackboneRef::Zoo("efficientnet-lite0".into());
@@ -51,10 +52,18 @@ fn main() {
         ),
         (
             format!(
-                "{} photos: Debian mate-backgrounds' 12 nature JPEGs (1.3-4.9 megapixels) x {copies}",
+                "{} camera photos: Debian lomiri-wallpapers-16.04's 14 (2.1-16 megapixels, 0.5-1.8 MB) x {copies}",
+                14 * copies
+            ),
+            camera.path(),
+            true,
+        ),
+        (
+            format!(
+                "{} wallpaper photos: Debian mate-backgrounds' 12 nature JPEGs (1.3-4.9 megapixels, 80 KB-1.2 MB) x {copies}",
                 12 * copies
             ),
-            photos.path(),
+            nature.path(),
             true,
         ),
     ];
@@ -195,11 +204,10 @@ fn elpv_images(count: usize) -> tempfile::TempDir {
     dir
 }
 
-/// `copies` of each wallpaper photo under distinct names, hard-linked into one flat folder.
-fn photo_copies(copies: usize) -> tempfile::TempDir {
-    let source = datasets::wallpaper_photos().expect("photo fetch");
+/// `copies` of each photo in `source`, under distinct names, hard-linked into one flat folder.
+fn photo_copies(source: &Path, copies: usize) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("temp dir");
-    let mut photos: Vec<PathBuf> = std::fs::read_dir(&source)
+    let mut photos: Vec<PathBuf> = std::fs::read_dir(source)
         .expect("photo folder")
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|e| e == "jpg"))

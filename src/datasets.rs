@@ -225,81 +225,176 @@ pub fn sample_photos() -> Result<Vec<PathBuf>> {
     Ok(files.into_iter().map(|(_, path)| path).collect())
 }
 
-/// Twelve nature photographs from Debian's `mate-backgrounds` wallpapers (GPL-2+; flowers, grass, sea, wood,
-/// a storm), JPEGs of 1280x1024 to 2560x1920 (1.3 to 4.9 megapixels, 80 KB to 1.2 MB, two progressive):
-/// full-size photos for the decode benchmark and tests.
-const WALLPAPER_PHOTOS: [(&str, &str); 12] = [
-    (
-        "Aqua.jpg",
-        "5c30118205982da441bf7e6a1ada636a8a0be879408140b3148280c665ed6bce",
-    ),
-    (
-        "Blinds.jpg",
-        "f7aac0dcc2e06d0491643e84df3da1d9db7c4610f58806a880d56e074799f600",
-    ),
-    (
-        "Dune.jpg",
-        "8a67c2cb0be8c46b70c237311a4fa4d2b4ac7d39568135384787801fa5cc9a91",
-    ),
-    (
-        "FreshFlower.jpg",
-        "972b0a0c4e5e3fa93f4f244fc84bc64b121a5eac3aaa5856f1308c1f38a02f8e",
-    ),
-    (
-        "Garden.jpg",
-        "d3095ee09d425ef23d27155412136cf14fc3c9af76ca58b452f55e23da324e78",
-    ),
-    (
-        "GreenMeadow.jpg",
-        "8fa0de0aa4089f7319c9fb7a6d006d4cab6023e8c8853731557cff53567b4832",
-    ),
-    (
-        "LadyBird.jpg",
-        "e35a9a4126ef969c90b29c038058c5a575a20eadd84106a37bf1fa9931e7b61d",
-    ),
-    (
-        "RainDrops.jpg",
-        "3e4ea9671c28c90a86cf67b3db9daf18c4741587c596333a7529ca589aaa0c16",
-    ),
-    (
-        "Storm.jpg",
-        "77ca53077831d3237f73393a91fc879158abc046d852941c26e90de336356957",
-    ),
-    (
-        "TwoWings.jpg",
-        "665e5abf8a5399070a91a9a8e455fe071e5b61697ff78fdeda4e9843ef545aeb",
-    ),
-    (
-        "Wood.jpg",
-        "19c78500ac00a622e19907ab9cc7d06d46fe08c4a6142759a84195696150ec07",
-    ),
-    (
-        "YellowFlower.jpg",
-        "254da96256acb7add685679775a04d1e4a5bc8cd13e5a5a3d61351ce198a5306",
-    ),
-];
+/// Photos inside one Debian package: (file name, sha256) under `folder`.
+struct DebianPhotos {
+    package: &'static str,
+    version: &'static str,
+    deb_sha256: &'static str,
+    folder: &'static str,
+    photos: &'static [(&'static str, &'static str)],
+}
 
-/// Fetches (once) the wallpaper photos with `apt-get download` and returns their folder.
-pub fn wallpaper_photos() -> Result<PathBuf> {
-    let dir = crate::home::home()?
-        .join("datasets")
-        .join("mate-nature-photos");
-    fetch::ensure_debian_files(&DebianFiles {
-        package: "mate-backgrounds".into(),
-        version: "1.26.0-1".into(),
-        deb_sha256: "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04".into(),
-        files: WALLPAPER_PHOTOS
-            .iter()
-            .map(|(name, sha256)| {
-                (
-                    format!("usr/share/backgrounds/mate/nature/{name}"),
-                    sha256.to_string(),
-                    dir.join(name),
-                )
-            })
-            .collect(),
-    })?;
-    Ok(dir)
+impl DebianPhotos {
+    /// Fetches (once) the photos with `apt-get download` into `$HEADSTART_HOME/datasets/NAME` and returns it.
+    fn fetch(&self, name: &str) -> Result<PathBuf> {
+        let dir = crate::home::home()?.join("datasets").join(name);
+        fetch::ensure_debian_files(&DebianFiles {
+            package: self.package.into(),
+            version: self.version.into(),
+            deb_sha256: self.deb_sha256.into(),
+            files: self
+                .photos
+                .iter()
+                .map(|(file, sha256)| {
+                    (
+                        format!("{}/{file}", self.folder),
+                        sha256.to_string(),
+                        dir.join(file),
+                    )
+                })
+                .collect(),
+        })?;
+        Ok(dir)
+    }
+}
+
+/// Fourteen camera and phone photos from Debian's `lomiri-wallpapers-16.04` (Ubuntu Touch's wallpaper contest;
+/// CC-BY-4.0 and CC-BY-SA-4.0, each photographer named in the file name): 2056x3088 to 5312x2988 (2.1 to 16
+/// megapixels, 0.5 to 1.8 MB): landscapes, plants, animals, objects. The package's one rendered gradient is left
+/// out. The photo set of the embed benchmark and of the photo tests.
+const CAMERA_PHOTOS: DebianPhotos = DebianPhotos {
+    package: "lomiri-wallpapers-16.04",
+    version: "20.04.0-2",
+    deb_sha256: "a99ff6a3bfe451e4cc0682ecb3cc82e71740626d59e4845ae34a0a0e45421eab",
+    folder: "usr/share/backgrounds",
+    photos: &[
+        (
+            "Bridge_by_Sander_Klootwijk.jpg",
+            "bd86b081f9975e2b83527f71e49b9271a8ab40885428395969d9f7d834d7f050",
+        ),
+        (
+            "Dragonfly_by_Bolly.jpg",
+            "af5af17841009732def24b09bb1e669a1b09d2b4bdeee7812c371101c30d2bb3",
+        ),
+        (
+            "Picture_0B_by_freespace.jpg",
+            "c8c0ab18e48d9e0419fe42881112137f3afafc27dfddc29ec3a6d54c56d225ad",
+        ),
+        (
+            "Picture_1A_by_freespace.jpg",
+            "89e86af38d04daaef975665dc2127e9fa76f0fd68f4eea105a2d0ae3390b010b",
+        ),
+        (
+            "Wine_by_Jakkub_Mede.jpg",
+            "d2e96e6d4da40dd804b3d0ce295e94de04a2d7d9b6785d42cd9d92ba58bced74",
+        ),
+        (
+            "aitzgorri_by_Aitzol_Berasategi.jpg",
+            "66268e7b48f8854d36a28765fac6e23ec1aee251daa6da1f64715f201020ad36",
+        ),
+        (
+            "analogpattern_by_Peter_Nerlich.jpg",
+            "15372488a192b2be2eafc67bd3ed31cbfca19abe3929e925607fcbc9cb4d4202",
+        ),
+        (
+            "free_by_Peter_Nerlich.jpg",
+            "85a5453c2fed514c75973016f3d862aca62eb7ca087618822469274ac1092373",
+        ),
+        (
+            "friends_by_Aitzol_Berasategi.jpg",
+            "cc40e313c74e421edffe3403def413c16878ce14661cce7ec5915baeab35538d",
+        ),
+        (
+            "greentock_by_Peter_Nerlich.jpg",
+            "e7b20e2db9dcd6e2b278ca55873c2110b35d89cd38b04d0b18728726888e6889",
+        ),
+        (
+            "life_by_Aitzol_Berasategi.jpg",
+            "4c119350ead80201fe256850c3d316309ddfb4bdf10b235ce982dcde0c667c05",
+        ),
+        (
+            "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+            "414d0072b2f6f2c555deafeaef6e45c4fed6fa9ad26eba6560ca8803959cf97a",
+        ),
+        (
+            "seeding_by_Clements_Engelhardt.jpg",
+            "a5634d1ab5e41a3568e92d4a894a500c92b891f9ff734e50bd224d6e185a605f",
+        ),
+        (
+            "sunset_by_Aitzol_Berasategi.jpg",
+            "474dab6a4b9f94dc76c29dfe30e9f5db4af0fd2e33fe5d695f8152b371efca18",
+        ),
+    ],
+};
+
+/// Twelve nature photos from Debian's `mate-backgrounds` wallpapers (GPL-2+; flowers, grass, sea, wood, a
+/// storm): 1280x1024 to 2560x1920 (1.3 to 4.9 megapixels, 80 KB to 1.2 MB, two progressive), smaller and more
+/// compressed than camera files.
+const NATURE_PHOTOS: DebianPhotos = DebianPhotos {
+    package: "mate-backgrounds",
+    version: "1.26.0-1",
+    deb_sha256: "7bf4c2209f34b4f61ba6d24c8b58c28b361e82e4b943aae6d42c030169af9e04",
+    folder: "usr/share/backgrounds/mate/nature",
+    photos: &[
+        (
+            "Aqua.jpg",
+            "5c30118205982da441bf7e6a1ada636a8a0be879408140b3148280c665ed6bce",
+        ),
+        (
+            "Blinds.jpg",
+            "f7aac0dcc2e06d0491643e84df3da1d9db7c4610f58806a880d56e074799f600",
+        ),
+        (
+            "Dune.jpg",
+            "8a67c2cb0be8c46b70c237311a4fa4d2b4ac7d39568135384787801fa5cc9a91",
+        ),
+        (
+            "FreshFlower.jpg",
+            "972b0a0c4e5e3fa93f4f244fc84bc64b121a5eac3aaa5856f1308c1f38a02f8e",
+        ),
+        (
+            "Garden.jpg",
+            "d3095ee09d425ef23d27155412136cf14fc3c9af76ca58b452f55e23da324e78",
+        ),
+        (
+            "GreenMeadow.jpg",
+            "8fa0de0aa4089f7319c9fb7a6d006d4cab6023e8c8853731557cff53567b4832",
+        ),
+        (
+            "LadyBird.jpg",
+            "e35a9a4126ef969c90b29c038058c5a575a20eadd84106a37bf1fa9931e7b61d",
+        ),
+        (
+            "RainDrops.jpg",
+            "3e4ea9671c28c90a86cf67b3db9daf18c4741587c596333a7529ca589aaa0c16",
+        ),
+        (
+            "Storm.jpg",
+            "77ca53077831d3237f73393a91fc879158abc046d852941c26e90de336356957",
+        ),
+        (
+            "TwoWings.jpg",
+            "665e5abf8a5399070a91a9a8e455fe071e5b61697ff78fdeda4e9843ef545aeb",
+        ),
+        (
+            "Wood.jpg",
+            "19c78500ac00a622e19907ab9cc7d06d46fe08c4a6142759a84195696150ec07",
+        ),
+        (
+            "YellowFlower.jpg",
+            "254da96256acb7add685679775a04d1e4a5bc8cd13e5a5a3d61351ce198a5306",
+        ),
+    ],
+};
+
+/// Fetches (once) the fourteen camera photos and returns their folder.
+pub fn camera_photos() -> Result<PathBuf> {
+    CAMERA_PHOTOS.fetch("lomiri-camera-photos")
+}
+
+/// Fetches (once) the twelve nature wallpaper photos and returns their folder.
+pub fn nature_photos() -> Result<PathBuf> {
+    NATURE_PHOTOS.fetch("mate-nature-photos")
 }
 
 /// Images held out for testing in the ELPV demo: a stratified, seeded 824 of 2,624 (the split of the Python

@@ -481,8 +481,8 @@ impl ImagePreprocess {
     /// By how much a JPEG of `width` x `height` (as displayed) may shrink while it is decoded: the largest of 8, 4
     /// and 2 at which the part the output shows still covers twice the output size, so the resize still reduces
     /// by 2x or more and filters what the reduced decode leaves sharp (Pillow's `thumbnail` keeps the same gap).
-    /// With a gap of 1x, photos' embeddings fell to cosine 0.982 of full decoding; with 2x they stay above
-    /// 0.998. 1 when decoding is exact or no shrink leaves enough.
+    /// With no gap, a photo's embedding fell to cosine 0.982 of full decoding; with 2x the benchmark's photos
+    /// stay above 0.996. 1 when decoding is exact or no shrink leaves enough.
     pub fn jpeg_shrink(&self, width: u32, height: u32) -> u32 {
         if self.jpeg_decode == JpegDecode::Exact {
             return 1;

@@ -440,16 +440,16 @@ fn npz_output_is_complete_and_numpy_reads_it() {
     );
 }
 
-/// The wallpaper photos hard-linked into `dir`, `copies` times each, under distinct names.
+/// The 14 camera photos hard-linked into `dir`, `copies` times each, under distinct names.
 fn photo_folder(dir: &Path, copies: usize) -> Vec<PathBuf> {
-    let source = headstart::datasets::wallpaper_photos().unwrap();
+    let source = headstart::datasets::camera_photos().unwrap();
     let mut photos: Vec<PathBuf> = std::fs::read_dir(&source)
         .unwrap()
         .map(|e| e.unwrap().path())
         .filter(|p| p.extension().is_some_and(|e| e == "jpg"))
         .collect();
     photos.sort();
-    assert_eq!(photos.len(), 12);
+    assert_eq!(photos.len(), PHOTOS);
     std::fs::create_dir_all(dir).unwrap();
     for copy in 0..copies {
         for photo in &photos {
@@ -459,6 +459,8 @@ fn photo_folder(dir: &Path, copies: usize) -> Vec<PathBuf> {
     }
     photos
 }
+
+const PHOTOS: usize = 14;
 
 fn jpeg_decode_of(set: &EmbeddedSet) -> JpegDecode {
     match &set.input {
@@ -500,7 +502,7 @@ fn photos_embed_at_reduced_scale_close_to_full_decoding_in_flat_memory() {
     let (exact, _) = embed(&once, "exact.npz", &["--exact-decode"]);
     assert_eq!(jpeg_decode_of(&scaled), JpegDecode::Scaled);
     assert_eq!(jpeg_decode_of(&exact), JpegDecode::Exact);
-    let similarities: Vec<f32> = (0..12)
+    let similarities: Vec<f32> = (0..PHOTOS)
         .map(|i| {
             cosine(
                 scaled.matrix().row(i).as_slice().unwrap(),
@@ -509,18 +511,19 @@ fn photos_embed_at_reduced_scale_close_to_full_decoding_in_flat_memory() {
         })
         .collect();
     let lowest = similarities.iter().copied().fold(1.0f32, f32::min);
-    let (_, peak_96) = embed(&eight_times, "96.npz", &[]);
-    let (_, peak_192) = embed(&sixteen_times, "192.npz", &[]);
-    let (_, peak_96_exact) = embed(&eight_times, "96-exact.npz", &["--exact-decode"]);
+    let (_, peak_8x) = embed(&eight_times, "8x.npz", &[]);
+    let (_, peak_16x) = embed(&sixteen_times, "16x.npz", &[]);
+    let (_, peak_8x_exact) = embed(&eight_times, "8x-exact.npz", &["--exact-decode"]);
+    let (n8, n16) = (8 * PHOTOS, 16 * PHOTOS);
     eprintln!(
-        "photos: lowest cosine to full decoding {lowest:.5}; peak resident memory {peak_96} MiB for 96 \
-         photos, {peak_192} MiB for 192, {peak_96_exact} MiB for 96 decoding every pixel"
+        "photos: lowest cosine to full decoding {lowest:.5}; peak resident memory {peak_8x} MiB for {n8} \
+         photos, {peak_16x} MiB for {n16}, {peak_8x_exact} MiB for {n8} decoding every pixel"
     );
     assert!(lowest >= 0.995, "{similarities:?}");
-    assert!(peak_192 < 1024, "{peak_192} MiB");
+    assert!(peak_16x < 1024, "{peak_16x} MiB");
     assert!(
-        peak_192 <= peak_96 + 48,
-        "{peak_192} MiB for 192 photos against {peak_96} MiB for 96"
+        peak_16x <= peak_8x + 48,
+        "{peak_16x} MiB for {n16} photos against {peak_8x} MiB for {n8}"
     );
 }
 
@@ -606,9 +609,12 @@ fn the_cache_keeps_reduced_and_full_decodings_of_a_photo_apart() {
         embed_images(&data, backbone, &options, &mut |_, _| {}).unwrap()
     };
     let (first, summary) = embed(&mut scaled);
-    assert_eq!(summary.computed, 13);
+    assert_eq!(summary.computed, PHOTOS + 1);
     let (full, summary) = embed(&mut exact);
-    assert_eq!(summary.computed, 12, "only the photos are decoded again");
+    assert_eq!(
+        summary.computed, PHOTOS,
+        "only the photos are decoded again"
+    );
     assert_eq!(embed(&mut exact).1.computed, 0);
     assert_eq!(embed(&mut scaled).1.computed, 0);
     let uncached = EmbedOptions {

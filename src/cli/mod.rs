@@ -120,7 +120,8 @@ enum CacheCommand {
 
 #[derive(Subcommand)]
 enum DatasetsCommand {
-    /// Fetch a dataset and print its class-folder path: `elpv` (solar cells, defective/functional)
+    /// Fetch a dataset and print its folder: `elpv` (solar cells, defective/functional class folders),
+    /// `camera-photos` and `wallpaper-photos` (unlabelled JPEGs from Debian, the photo benchmark's sets)
     Fetch { name: String },
 }
 
@@ -519,8 +520,12 @@ fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
         } => clear_cache(all, json)?,
         Command::Datasets(DatasetsCommand::Fetch { name }) => match name.as_str() {
             "elpv" => println!("{}", datasets::elpv_by_defect()?.display()),
+            "camera-photos" => println!("{}", datasets::camera_photos()?.display()),
+            "wallpaper-photos" => println!("{}", datasets::nature_photos()?.display()),
             other => {
-                return Err(Error::Config(format!("no dataset '{other}' (have: elpv)")));
+                return Err(Error::Config(format!(
+                    "no dataset '{other}' (have: elpv, camera-photos, wallpaper-photos)"
+                )));
             }
         },
         Command::Doctor { json } => {
