@@ -5,7 +5,6 @@
 //! (Make model.hs with `headstart train FOLDER -o model.hs`.)
 
 use headstart::classifier::{Classifier, predictions};
-use headstart::data::decode::open_image;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);
@@ -18,10 +17,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let probabilities = classifier.predict_path(first.as_ref())?;
         println!("{first}: {probabilities:?}");
     }
-    // ...and a batch of decoded images, answered as top-2 with `unknown` below 60%.
+    // ...and a batch of images, decoded as the bundle's training images were, answered as top-2 with `unknown`
+    // below 60%.
     let images = files
         .iter()
-        .map(|f| open_image(f.as_ref()))
+        .map(|f| classifier.open_image(f.as_ref()))
         .collect::<Result<Vec<_>, _>>()?;
     let probabilities = classifier.predict_images(&images)?;
     for (file, answer) in files.iter().zip(predictions(

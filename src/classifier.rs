@@ -7,7 +7,7 @@
 //! # fn main() -> headstart::Result<()> {
 //! let mut classifier = Classifier::load("model.hs".as_ref(), &Default::default(), None)?;
 //! let probabilities = classifier.predict_path("cell.png".as_ref())?;
-//! let image = headstart::data::decode::open_image("other.png".as_ref())?;
+//! let image = classifier.open_image("other.jpg".as_ref())?; // decoded as the bundle's training images were
 //! let batch = classifier.predict_images(&[image])?;
 //! let answers = predictions(batch.view(), classifier.class_names(), 3, 0.5);
 //! println!("{probabilities:?} {:?}", answers[0].label);
@@ -171,11 +171,18 @@ impl Classifier {
 
     /// Class probabilities of one image file, decoded as the bundle's embeddings were.
     pub fn predict_path(&mut self, path: &Path) -> Result<Vec<f32>> {
+        let image = self.open_image(path)?;
+        self.predict_image(&image)
+    }
+
+    /// An image file decoded as the bundle's embeddings were (a large JPEG at reduced scale, unless the bundle
+    /// was trained on exact decoding).
+    pub fn open_image(&self, path: &Path) -> Result<DynamicImage> {
         let preprocess = match &self.bundle.info.input {
-            InputSpec::Image(preprocess) => Some(preprocess.clone()),
+            InputSpec::Image(preprocess) => Some(preprocess),
             InputSpec::Text(_) => None,
         };
-        self.predict_image(&open_image_for(path, preprocess.as_ref())?)
+        open_image_for(path, preprocess)
     }
 
     /// Class probabilities for embeddings made by the same backbone.
