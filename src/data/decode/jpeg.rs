@@ -92,7 +92,7 @@ pub(super) fn decode(
     let shrink = header.shrink(preprocess);
     let scaled = match shrink {
         1 => None,
-        _ => match decode_scaled(bytes, shrink, strict) {
+        _ => match decode_scaled(bytes, shrink, strict, options.max_pixels) {
             Ok(scaled) => scaled,
             // libjpeg gives up on some damage that zune-jpeg decodes around, as decoding did before.
             Err(_) if !strict => None,
@@ -176,12 +176,24 @@ const DAMAGE_WARNINGS: [i32; 5] = [
 
 /// At 1/`shrink` scale through libjpeg-turbo. `None` for colour spaces it cannot turn into RGB (CMYK, which
 /// the header check already keeps away): those are decoded in full.
-fn decode_scaled(bytes: &[u8], shrink: u32, strict: bool) -> Result<Option<RgbImage>, String> {
+fn decode_scaled(
+    bytes: &[u8],
+    shrink: u32,
+    strict: bool,
+    max_pixels: u64,
+) -> Result<Option<RgbImage>, String> {
     DAMAGE.with(|damage| damage.borrow_mut().take());
     let decoded = std::panic::catch_unwind(AssertUnwindSafe(|| -> std::io::Result<_> {
         let mut decompress = mozjpeg::Decompress::builder()
             .with_err(error_manager())
             .from_mem(bytes)?;
+        // The limit was checked on zune-jpeg's reading of the header; a hostile file could read otherwise here.
+        let (width, height) = decompress.size();
+        if width as u64 * height as u64 > max_pixels {
+            return Err(std::io::Error::other(format!(
+                "libjpeg reads the header as {width}x{height}, over the limit of {max_pixels} pixels"
+            )));
+        }
         if !matches!(
             decompress.color_space(),
             J_COLOR_SPACE::JCS_YCbCr | J_COLOR_SPACE::JCS_GRAYSCALE | J_COLOR_SPACE::JCS_RGB
