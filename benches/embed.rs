@@ -1,5 +1,6 @@
-//! `headstart embed` throughput, side by side, in one run on the same images, for three sets: ELPV's small
-//! grayscale PNGs, camera photos (2-16 megapixels) and smaller, more compressed wallpaper photos.
+//! `headstart embed` throughput, side by side, in one run on the same images, for four sets: ELPV's small
+//! grayscale PNGs, camera photos (2-16 megapixels; as Debian ships them, mostly progressive JPEGs, and
+//! re-encoded as the baseline JPEGs phones and cameras write), and smaller, more compressed wallpaper photos.
 //! (a) pure inference of the same model at the same batch size (tensors prepared in advance),
 //! (b) headstart's end-to-end embed (decode + preprocess + inference, no cache); for the photos also with
 //!     `--exact-decode` (every pixel decoded, as before reduced-scale decoding),
@@ -30,6 +31,8 @@ fn main() {
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     let elpv = elpv_images(count);
     let camera = photo_copies(&datasets::camera_photos().expect("photo fetch"), copies);
+    let baseline = baseline_camera_photos();
+    let baseline_copies = photo_copies(baseline.path(), copies);
     let nature = photo_copies(&datasets::nature_photos().expect("photo fetch"), copies);
     let model = zoo::onnx_path(&zoo::find("efficientnet-lite0").expect("zoo entry"))
         .expect("default backbone");
@@ -56,6 +59,14 @@ fn main() {
                 14 * copies
             ),
             camera.path(),
+            true,
+        ),
+        (
+            format!(
+                "{} camera photos re-encoded as baseline JPEG (libjpeg defaults, quality 92, 4:2:0) x {copies}",
+                14 * copies
+            ),
+            baseline_copies.path(),
             true,
         ),
         (
@@ -218,6 +229,32 @@ fn photo_copies(source: &Path, copies: usize) -> tempfile::TempDir {
             let name = photo.file_name().expect("file name").to_string_lossy();
             link(photo, &dir.path().join(format!("{copy}-{name}")));
         }
+    }
+    dir
+}
+
+/// The camera photos as a phone or camera would write them: baseline JPEG, quality 92, 4:2:0 (libjpeg's
+/// defaults), from their full decoding. Debian's files are mostly progressive, which no decoding scale speeds up.
+fn baseline_camera_photos() -> tempfile::TempDir {
+    let source = datasets::camera_photos().expect("photo fetch");
+    let dir = tempfile::tempdir().expect("temp dir");
+    for entry in std::fs::read_dir(&source).expect("photo folder") {
+        let path = entry.expect("entry").path();
+        if path.extension().is_none_or(|e| e != "jpg") {
+            continue;
+        }
+        let image = decode::open_image(&path).expect("decodes").to_rgb8();
+        let encoded = std::panic::catch_unwind(|| {
+            let mut compress = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+            compress.set_fastest_defaults();
+            compress.set_size(image.width() as usize, image.height() as usize);
+            compress.set_quality(92.0);
+            let mut started = compress.start_compress(Vec::new()).expect("starts");
+            started.write_scanlines(image.as_raw()).expect("encodes");
+            started.finish().expect("finishes")
+        })
+        .expect("libjpeg encodes");
+        std::fs::write(dir.path().join(path.file_name().expect("name")), encoded).expect("write");
     }
     dir
 }
