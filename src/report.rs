@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 
 use crate::atomic::write_atomic;
-use crate::data::decode::open_image;
+use crate::data::decode::open_image_for;
 use crate::error::{Error, Result};
 use crate::metrics::{Metrics, argmax};
+use crate::preprocess::{ImagePreprocess, Resize};
 
 const PALETTE: [&str; 10] = [
     "#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f",
@@ -229,9 +230,18 @@ fn excerpt(text: &str) -> String {
     format!("<blockquote>{}</blockquote>", escape(&shown))
 }
 
-/// A 128-pixel JPEG thumbnail, base64-encoded; `None` if the file cannot be read.
+/// A 128-pixel JPEG thumbnail, base64-encoded; `None` if the file cannot be read. A large JPEG is decoded at
+/// reduced scale: a thumbnail needs little of a photo's pixels.
 fn thumbnail(path: &Path) -> Option<String> {
-    let image = open_image(path).ok()?.thumbnail(128, 128);
+    let thumbnail_size = ImagePreprocess {
+        height: 128,
+        width: 128,
+        resize: Resize::Stretch,
+        ..Default::default()
+    };
+    let image = open_image_for(path, Some(&thumbnail_size))
+        .ok()?
+        .thumbnail(128, 128);
     let mut jpeg = Cursor::new(Vec::new());
     image
         .to_rgb8()
@@ -272,6 +282,35 @@ fn escape(text: &str) -> String {
 mod tests {
     use super::*;
     use ndarray::array;
+
+    #[test]
+    fn a_photo_thumbnail_is_128_pixels_and_an_unreadable_file_has_none() {
+        let dir = tempfile::tempdir().unwrap();
+        let photo = dir.path().join("photo.jpg");
+        image::RgbImage::from_fn(2400, 1800, |x, y| {
+            image::Rgb([(x / 10) as u8, (y / 8) as u8, 90])
+        })
+        .save(&photo)
+        .unwrap();
+        let encoded = thumbnail(&photo).unwrap();
+        // Back from base64 by the standard alphabet.
+        let table = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+        let bits: Vec<u8> = encoded
+            .bytes()
+            .filter(|&b| b != b'=')
+            .map(|b| table.iter().position(|&t| t == b).unwrap() as u8)
+            .collect();
+        let bytes: Vec<u8> = bits
+            .chunks(4)
+            .flat_map(|c| {
+                let n = c.iter().fold(0u32, |n, &v| n << 6 | v as u32) << (6 * (4 - c.len()));
+                [(n >> 16) as u8, (n >> 8) as u8, n as u8][..c.len() - 1].to_vec()
+            })
+            .collect();
+        let small = image::load_from_memory(&bytes).unwrap();
+        assert_eq!((small.width(), small.height()), (128, 96));
+        assert_eq!(thumbnail(&dir.path().join("missing.jpg")), None);
+    }
 
     #[test]
     fn base64_matches_the_standard() {
