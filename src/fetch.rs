@@ -228,13 +228,7 @@ fn pip_download_archive(package: &str, archive: Archive, dir: &Path) -> Result<P
         ))
     })?;
     if !output.status.success() {
-        let stderr = String::from_utf8_lossy(&output.stderr);
-        let reason = stderr
-            .lines()
-            .rev()
-            .find(|l| !l.trim().is_empty())
-            .unwrap_or("pip failed")
-            .trim();
+        let reason = last_line(&output.stderr, "pip failed");
         return Err(Error::Fetch(format!(
             "pip could not download {}: {reason}",
             package
@@ -251,6 +245,18 @@ fn pip_download_archive(package: &str, archive: Archive, dir: &Path) -> Result<P
             package
         ))),
     }
+}
+
+/// A failed client's last non-empty line of stderr, trimmed: where pip and apt-get say why.
+fn last_line(stderr: &[u8], fallback: &str) -> String {
+    let stderr = String::from_utf8_lossy(stderr);
+    stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or(fallback)
+        .trim()
+        .to_string()
 }
 
 fn extract_verified(archive_path: &Path, spec: &RegistryFile, dest: &Path) -> Result<()> {
@@ -518,11 +524,9 @@ pub fn ensure_debian_files(spec: &DebianFiles) -> Result<()> {
                 ))
             })?;
         if !output.status.success() {
-            let stderr = String::from_utf8_lossy(&output.stderr);
-            let reason = stderr.lines().rev().find(|l| !l.trim().is_empty());
             return Err(Error::Fetch(format!(
                 "`{program}` could not fetch {named}: {}",
-                reason.unwrap_or("it failed").trim()
+                last_line(&output.stderr, "it failed")
             )));
         }
         Ok(output.stdout)
