@@ -4,7 +4,7 @@
 
 use std::path::Path;
 
-use ndarray::{Array1, Array2};
+use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::{BackboneIdentity, InputSpec};
@@ -100,6 +100,18 @@ pub struct TrainingInfo {
 }
 
 impl Bundle {
+    /// Class probabilities, [N, K], for embeddings made by the bundle's backbone.
+    pub fn predict_embeddings(&self, embeddings: ArrayView2<f32>) -> Result<Array2<f32>> {
+        let expected = self.head.dim();
+        if embeddings.ncols() != expected {
+            return Err(Error::Config(format!(
+                "the backbone makes {}-value embeddings but the bundle's head expects {expected}: a damaged bundle?",
+                embeddings.ncols()
+            )));
+        }
+        Ok(self.head.probabilities(embeddings, self.temperature))
+    }
+
     pub fn save(&self, path: &Path) -> Result<()> {
         let info = serde_json::to_string(&self.info)
             .map_err(|e| Error::Config(format!("bundle metadata: {e}")))?;

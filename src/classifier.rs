@@ -30,7 +30,7 @@
 use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
-use ndarray::{Array2, ArrayView2};
+use ndarray::{Array2, ArrayView2, ArrayView4};
 use serde::Serialize;
 
 use crate::backbone::{
@@ -68,7 +68,16 @@ impl Classifier {
         runtime: &RuntimeOptions,
         backbone: Option<&BackboneRef>,
     ) -> Result<Self> {
-        let bundle = Bundle::load(path)?;
+        Self::from_bundle(Bundle::load(path)?, path, runtime, backbone)
+    }
+
+    /// [`Self::load`] for a bundle already in memory; `path` is where it came from, for messages.
+    pub fn from_bundle(
+        bundle: Bundle,
+        path: &Path,
+        runtime: &RuntimeOptions,
+        backbone: Option<&BackboneRef>,
+    ) -> Result<Self> {
         let info = &bundle.info;
         let reference = backbone
             .cloned()
@@ -185,21 +194,39 @@ impl Classifier {
         open_image_for(path, preprocess)
     }
 
+    /// Class probabilities, [N, K], for 8-bit RGB images as one [N, H, W, 3] array.
+    pub fn predict_pixels(&mut self, pixels: ArrayView4<u8>) -> Result<Array2<f32>> {
+        let embeddings = match &mut self.backbone {
+            Backbone::Image(backbone) => backbone.embed_pixels(pixels)?,
+            Backbone::Text(_) => return Err(self.wrong_modality(Modality::Image)),
+        };
+        self.predict_embeddings(embeddings.view())
+    }
+
+    /// Class probabilities, [N, K], for image files, decoded as the bundle's embeddings were. A file that
+    /// cannot be decoded is an error naming it: rows must stay in step with `paths`.
+    pub fn predict_paths(&mut self, paths: &[PathBuf]) -> Result<Array2<f32>> {
+        let mut rows = Vec::new();
+        for chunk in paths.chunks(PATH_BATCH) {
+            let images = chunk
+                .iter()
+                .map(|path| self.open_image(path))
+                .collect::<Result<Vec<_>>>()?;
+            rows.extend(self.predict_images(&images)?);
+        }
+        let classes = self.class_names().len();
+        Array2::from_shape_vec((paths.len(), classes), rows)
+            .map_err(|e| Error::Config(format!("unexpected probabilities: {e}")))
+    }
+
     /// Class probabilities for embeddings made by the same backbone.
     pub fn predict_embeddings(&self, embeddings: ArrayView2<f32>) -> Result<Array2<f32>> {
-        let expected = self.bundle.head.dim();
-        if embeddings.ncols() != expected {
-            return Err(Error::Config(format!(
-                "the backbone makes {}-value embeddings but the bundle's head expects {expected}: a damaged bundle?",
-                embeddings.ncols()
-            )));
-        }
-        Ok(self
-            .bundle
-            .head
-            .probabilities(embeddings, self.bundle.temperature))
+        self.bundle.predict_embeddings(embeddings)
     }
 }
+
+/// Image files decoded at a time by [`Classifier::predict_paths`]: memory stays flat for long lists.
+const PATH_BATCH: usize = 32;
 
 fn overrides(p: &ImagePreprocess) -> PreprocessOverrides {
     PreprocessOverrides {

@@ -27,3 +27,18 @@ impl std::fmt::Display for Modality {
         })
     }
 }
+
+impl std::str::FromStr for Modality {
+    type Err = crate::error::Error;
+
+    fn from_str(name: &str) -> crate::error::Result<Self> {
+        match name {
+            "image" => Ok(Modality::Image),
+            "text" => Ok(Modality::Text),
+            other => Err(crate::error::Error::parameter(
+                "modality",
+                format!("'{other}' is not one of image, text"),
+            )),
+        }
+    }
+}

@@ -415,8 +415,13 @@ impl ImagePreprocess {
                 &converted
             }
         };
+        self.apply_rgb(rgb.as_raw(), rgb.width(), rgb.height(), out);
+    }
+
+    /// [`Self::apply`] for 8-bit RGB pixels, row-major, `width * height * 3` bytes (as numpy's [H, W, 3]).
+    pub fn apply_rgb(&self, pixels: &[u8], width: u32, height: u32, out: &mut [f32]) {
         let (h, w) = (self.height, self.width);
-        let resized = self.resize(rgb);
+        let resized = self.resize(pixels, width, height);
         let plane = (h * w) as usize;
         let source_channel = |c: usize| match self.colour {
             ColourOrder::Rgb => c,
@@ -437,16 +442,16 @@ impl ImagePreprocess {
     /// The resized (and cropped) RGB pixels, `width * height * 3` bytes. The crop is taken from the source
     /// as a fractional box, so nothing larger than the output is ever allocated (a 10000x10 image is fine),
     /// and pixel values equal Pillow's resize-then-crop.
-    fn resize(&self, rgb: &image::RgbImage) -> Vec<u8> {
-        let (left, top, width, height) = self.source_box(rgb.width(), rgb.height());
+    fn resize(&self, pixels: &[u8], source_width: u32, source_height: u32) -> Vec<u8> {
+        let (left, top, width, height) = self.source_box(source_width, source_height);
         let mut output = Image::new(self.width, self.height, PixelType::U8x3);
-        let source = ImageRef::new(rgb.width(), rgb.height(), rgb.as_raw(), PixelType::U8x3);
+        let source = ImageRef::new(source_width, source_height, pixels, PixelType::U8x3);
         let options = ResizeOptions::new()
             .resize_alg(self.interpolation.algorithm())
             .crop(left, top, width, height);
         match source.map(|source| Resizer::new().resize(&source, &mut output, &options)) {
             Ok(Ok(())) => output.into_vec(),
-            // An RgbImage's buffer always fits its size and the box lies inside it; mid-grey keeps going.
+            // Callers pass buffers that fit their size and the box lies inside; mid-grey keeps going.
             _ => vec![127; self.tensor_len()],
         }
     }

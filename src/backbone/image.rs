@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView4};
 use ort::memory::{AllocationDevice, Allocator, AllocatorType, MemoryInfo, MemoryType};
 use ort::value::{Tensor, TensorElementType, TensorRef};
 
@@ -102,6 +102,9 @@ impl BatchBuffer {
         }
     }
 }
+
+/// Images of an [N, H, W, 3] array preprocessed at a time: the float batch stays small whatever N is.
+const PIXEL_BATCH: usize = 32;
 
 impl ImageBackbone {
     /// Opens `reference` as an image backbone ([`super::Backbone::open`] opens either kind).
@@ -235,6 +238,45 @@ impl ImageBackbone {
             self.preprocess.apply(image, slot);
         }
         self.embed_preprocessed(&batch)
+    }
+
+    /// Embeds 8-bit RGB images handed over as one [N, H, W, 3] array (numpy's layout for a stack of images):
+    /// one row per image. They are preprocessed a batch at a time, so memory does not grow with N.
+    pub fn embed_pixels(&mut self, pixels: ArrayView4<u8>) -> Result<Array2<f32>> {
+        let (n, height, width, channels) = pixels.dim();
+        if channels != 3 || height == 0 || width == 0 {
+            return Err(Error::parameter(
+                "pixels",
+                format!(
+                    "must be RGB images shaped [N, H, W, 3], got [{n}, {height}, {width}, {channels}]"
+                ),
+            ));
+        }
+        let (Ok(height32), Ok(width32)) = (u32::try_from(height), u32::try_from(width)) else {
+            return Err(Error::parameter("pixels", "images too large"));
+        };
+        let contiguous = pixels.as_standard_layout();
+        let values = contiguous
+            .as_slice()
+            .expect("a standard-layout array is one slice");
+        let per_image = height * width * 3;
+        let len = self.preprocess.tensor_len();
+        let mut rows = Vec::new();
+        let mut dim = 0;
+        for images in values.chunks(PIXEL_BATCH * per_image) {
+            let mut batch = vec![0.0f32; len * (images.len() / per_image)];
+            for (image, slot) in images
+                .chunks_exact(per_image)
+                .zip(batch.chunks_exact_mut(len))
+            {
+                self.preprocess.apply_rgb(image, width32, height32, slot);
+            }
+            let embedded = self.embed_preprocessed(&batch)?;
+            dim = embedded.ncols();
+            rows.extend(embedded);
+        }
+        Array2::from_shape_vec((n, dim), rows)
+            .map_err(|e| Error::model(&self.model.path, format!("unexpected output size: {e}")))
     }
 
     /// Embeds a batch already in the model's input layout (a multiple of `preprocess().tensor_len()` values).

@@ -123,7 +123,7 @@ impl InputSpec {
 
 /// A head trained on inputs made as `trained` says only fits inputs made the same way: the same modality, and
 /// the same preprocessing, or the same tokenizer (by content) and maximum length.
-pub(crate) fn check_same_input(trained: &InputSpec, given: &InputSpec) -> Result<()> {
+pub fn check_same_input(trained: &InputSpec, given: &InputSpec) -> Result<()> {
     let same = match (given, trained) {
         (InputSpec::Image(given), InputSpec::Image(trained)) => given == trained,
         (InputSpec::Text(given), InputSpec::Text(trained)) => {
@@ -189,7 +189,7 @@ pub struct BackboneOptions {
 
 /// A head only means something on the features it was trained on: the same model file (by content) with the
 /// same output, layer, pooling and normalisation. The name comes from wherever the file was found.
-pub(crate) fn check_same_backbone(
+pub fn check_same_backbone(
     trained: &BackboneIdentity,
     given: &BackboneIdentity,
     reference: &dyn std::fmt::Display,

@@ -137,6 +137,26 @@ pub fn from_inputs(inputs: &[PathBuf]) -> Result<Files> {
     Ok(dataset)
 }
 
+/// Files named one by one (by a program, not a command line), as one unlabelled dataset in the order given.
+/// Nothing is checked here: a path that is missing or not an image becomes a skip with its reason when
+/// embedded, so one bad path never stops a batch.
+pub fn from_paths(paths: &[PathBuf]) -> Files {
+    Files {
+        root: PathBuf::new(),
+        classes: Vec::new(),
+        items: paths
+            .iter()
+            .map(|path| Item {
+                path: path.clone(),
+                relative: path.to_string_lossy().into_owned(),
+                label: None,
+            })
+            .collect(),
+        skipped: Vec::new(),
+        empty_classes: Vec::new(),
+    }
+}
+
 fn walk(
     dir: &Path,
     relative: &str,

@@ -329,6 +329,33 @@ fn read_json_lines(
 
 /// The texts of a folder with one sub-folder per class, listed as an image folder is (nested folders, hidden
 /// entries, stray files and loops handled by [`super::files::scan`]); each `.txt` file is one text.
+/// Texts handed over by a program, as one unlabelled dataset; each text's id is its position. A text that is
+/// empty or only whitespace is skipped (as in a table), so the ids of the others keep their positions.
+pub fn from_texts(texts: &[String]) -> TextDataset {
+    let mut dataset = TextDataset {
+        source: PathBuf::new(),
+        classes: Vec::new(),
+        items: Vec::with_capacity(texts.len()),
+        skipped: Vec::new(),
+    };
+    for (position, text) in texts.iter().enumerate() {
+        let id = position.to_string();
+        if text.trim().is_empty() {
+            dataset.skipped.push(Skip {
+                path: id,
+                reason: "empty text".into(),
+            });
+        } else {
+            dataset.items.push(TextItem {
+                id,
+                text: text.clone(),
+                label: None,
+            });
+        }
+    }
+    dataset
+}
+
 pub fn from_folder(listed: Files) -> TextDataset {
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let mut skipped = listed.skipped;

@@ -68,6 +68,32 @@ pub fn export(
     options: &ExportOptions,
     out: &Path,
 ) -> Result<Exported> {
+    check_request(options, out)?;
+    let bundle = Bundle::load(bundle_path)?;
+    if options.head_only {
+        let (bytes, inputs) = head_only(&bundle)?;
+        return write_exported(out, &bytes, inputs, &bundle);
+    }
+    let classifier = Classifier::from_bundle(bundle, bundle_path, runtime, backbone)?;
+    export_classifier(&classifier, options, out)
+}
+
+/// [`export`] for a bundle whose backbone is already open.
+pub fn export_classifier(
+    classifier: &Classifier,
+    options: &ExportOptions,
+    out: &Path,
+) -> Result<Exported> {
+    check_request(options, out)?;
+    let (bytes, inputs) = if options.head_only {
+        head_only(&classifier.bundle)?
+    } else {
+        with_backbone(classifier, options)?
+    };
+    write_exported(out, &bytes, inputs, &classifier.bundle)
+}
+
+fn check_request(options: &ExportOptions, out: &Path) -> Result<()> {
     if matches!(out.extension(), Some(e) if e != "onnx") {
         return Err(Error::Config(format!(
             "{}: give the exported file an .onnx name",
@@ -80,17 +106,17 @@ pub fn export(
                 .into(),
         ));
     }
-    let (bytes, inputs, bundle) = if options.head_only {
-        let bundle = Bundle::load(bundle_path)?;
-        let (bytes, inputs) = head_only(&bundle)?;
-        (bytes, inputs, bundle)
-    } else {
-        let classifier = Classifier::load(bundle_path, runtime, backbone)?;
-        let (bytes, inputs) = with_backbone(&classifier, options)?;
-        (bytes, inputs, classifier.bundle)
-    };
+    Ok(())
+}
+
+fn write_exported(
+    out: &Path,
+    bytes: &[u8],
+    inputs: Vec<String>,
+    bundle: &Bundle,
+) -> Result<Exported> {
     write_atomic(out, |file| {
-        file.write_all(&bytes).map_err(|e| Error::io(out, e))
+        file.write_all(bytes).map_err(|e| Error::io(out, e))
     })?;
     Ok(Exported {
         path: out.to_path_buf(),

@@ -10,6 +10,8 @@ pub mod train;
 use ndarray::{Array1, Array2, ArrayView2, Axis};
 use serde::{Deserialize, Serialize};
 
+use crate::error::{Error, Result};
+
 pub use train::{ClassWeight, TrainParams, TrainReport, TrainWarning, train};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
@@ -23,6 +25,22 @@ pub enum HeadKind {
     Centroid,
     /// Cosine k-nearest neighbours.
     Knn,
+}
+
+impl std::str::FromStr for HeadKind {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "logistic" => Ok(HeadKind::Logistic),
+            "centroid" => Ok(HeadKind::Centroid),
+            "knn" => Ok(HeadKind::Knn),
+            other => Err(Error::parameter(
+                "head",
+                format!("'{other}' is not one of logistic, centroid, knn"),
+            )),
+        }
+    }
 }
 
 /// Per-feature standardisation: (x − mean) / scale.

@@ -24,6 +24,21 @@ pub enum ClassWeight {
     Balanced,
 }
 
+impl std::str::FromStr for ClassWeight {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "none" => Ok(ClassWeight::None),
+            "balanced" => Ok(ClassWeight::Balanced),
+            other => Err(Error::parameter(
+                "class_weight",
+                format!("'{other}' is not one of none, balanced"),
+            )),
+        }
+    }
+}
+
 /// Validated with [`TrainParams::check`] before training.
 #[derive(Debug, Clone, PartialEq)]
 pub struct TrainParams {

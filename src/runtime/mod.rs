@@ -40,6 +40,22 @@ pub enum Device {
     Cuda,
 }
 
+impl std::str::FromStr for Device {
+    type Err = Error;
+
+    fn from_str(name: &str) -> Result<Self> {
+        match name {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" => Ok(Device::Cuda),
+            other => Err(Error::parameter(
+                "device",
+                format!("'{other}' is not one of auto, cpu, cuda"),
+            )),
+        }
+    }
+}
+
 /// How cuDNN picks convolution algorithms: a full timing search per input shape (fastest kernels, seconds of
 /// start-up), or its heuristics (instant).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
