@@ -1,0 +1,419 @@
+//! `train` and `Bundle`: a head trained on embeddings, saved and loaded as the command line's `.hs` file, and
+//! predicting from embeddings, pixels, image files or texts (its backbone is opened on first need).
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+
+use headstart::backbone::{check_same_backbone, check_same_input};
+use headstart::embeddings::EmbeddedSet;
+use headstart::export::{ExportOptions, export_classifier};
+use headstart::head::TrainParams;
+use headstart::runtime::{Device, RuntimeOptions};
+use headstart::{Classifier, Modality, workflow};
+use numpy::{PyArray2, PyReadonlyArray2, PyReadonlyArray4};
+use pyo3::prelude::*;
+
+use crate::embedder::{Embedded, Embedder, Features};
+use crate::{HeadstartError, raise};
+
+/// A trained head and what it needs to run: class names, the backbone's identity, the preprocessing.
+#[pyclass(frozen, module = "headstart")]
+pub struct Bundle {
+    state: Mutex<State>,
+}
+
+/// The bundle alone until something needs its backbone; then the classifier, which owns it.
+enum State {
+    Closed {
+        bundle: headstart::Bundle,
+        origin: PathBuf,
+        runtime: RuntimeOptions,
+    },
+    Open(Classifier),
+    /// Only while switching from one to the other.
+    Switching,
+}
+
+impl State {
+    fn bundle(&self) -> &headstart::Bundle {
+        match self {
+            State::Closed { bundle, .. } => bundle,
+            State::Open(classifier) => &classifier.bundle,
+            State::Switching => unreachable!("the state is never seen while switching"),
+        }
+    }
+
+    /// The classifier, opening the bundle's backbone the first time.
+    fn classifier(&mut self) -> headstart::Result<&mut Classifier> {
+        if let State::Closed { .. } = self {
+            let State::Closed {
+                bundle,
+                origin,
+                runtime,
+            } = std::mem::replace(self, State::Switching)
+            else {
+                unreachable!("matched just above")
+            };
+            // Opening can fail (no backbone there): keep the bundle usable for the embeddings path.
+            match Classifier::from_bundle(bundle.clone(), &origin, &runtime, None) {
+                Ok(classifier) => *self = State::Open(classifier),
+                Err(error) => {
+                    *self = State::Closed {
+                        bundle,
+                        origin,
+                        runtime,
+                    };
+                    return Err(error);
+                }
+            }
+        }
+        match self {
+            State::Open(classifier) => Ok(classifier),
+            _ => unreachable!("opened just above"),
+        }
+    }
+}
+
+impl Bundle {
+    fn new(bundle: headstart::Bundle, origin: PathBuf, runtime: RuntimeOptions) -> Self {
+        Bundle {
+            state: Mutex::new(State::Closed {
+                bundle,
+                origin,
+                runtime,
+            }),
+        }
+    }
+
+    fn read<T>(&self, look: impl FnOnce(&headstart::Bundle) -> T) -> T {
+        look(
+            self.state
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .bundle(),
+        )
+    }
+
+    /// Runs `job` on the classifier with the GIL released.
+    fn with_classifier<T: Send>(
+        &self,
+        py: Python<'_>,
+        job: impl FnOnce(&mut Classifier) -> headstart::Result<T> + Send,
+    ) -> PyResult<T> {
+        py.detach(|| {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            job(state.classifier()?)
+        })
+        .map_err(raise)
+    }
+
+    fn check_features(&self, features: &Features) -> PyResult<()> {
+        self.read(|bundle| {
+            check_same_backbone(&bundle.info.backbone, &features.identity, &features.source)?;
+            check_same_input(&bundle.info.input, &features.input)
+        })
+        .map_err(raise)
+    }
+}
+
+#[pymethods]
+impl Bundle {
+    /// Reads a bundle written by `save` or by `headstart train`. Its backbone is opened on `device` when a
+    /// prediction needs it.
+    #[staticmethod]
+    #[pyo3(signature = (path, device = "auto"))]
+    fn load(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Self> {
+        let runtime = RuntimeOptions {
+            device: device.parse::<Device>().map_err(raise)?,
+            ..Default::default()
+        };
+        let bundle = py
+            .detach(|| headstart::Bundle::load(&path))
+            .map_err(raise)?;
+        Ok(Bundle::new(bundle, path, runtime))
+    }
+
+    /// Writes the bundle (atomically: a failure leaves no file).
+    fn save(&self, py: Python<'_>, path: PathBuf) -> PyResult<()> {
+        let bundle = self.read(Clone::clone);
+        py.detach(|| bundle.save(&path)).map_err(raise)
+    }
+
+    #[getter]
+    fn class_names(&self) -> Vec<String> {
+        self.read(|bundle| bundle.info.class_names.clone())
+    }
+
+    /// "image" or "text".
+    #[getter]
+    fn modality(&self) -> String {
+        self.read(|bundle| bundle.info.input.modality().to_string())
+    }
+
+    /// The backbone it was trained on, as it was named (a zoo name or a path).
+    #[getter]
+    fn backbone(&self) -> String {
+        self.read(|bundle| bundle.info.backbone_source.clone())
+    }
+
+    /// "logistic", "centroid" or "knn".
+    #[getter]
+    fn head(&self) -> String {
+        self.read(|bundle| format!("{:?}", bundle.info.training.head).to_lowercase())
+    }
+
+    /// Out-of-fold accuracy of the chosen configuration, from cross-validation at training.
+    #[getter]
+    fn cv_accuracy(&self) -> f64 {
+        self.read(|bundle| bundle.info.training.cv_accuracy)
+    }
+
+    /// The regularisation strength cross-validation chose (logistic heads).
+    #[getter]
+    fn chosen_c(&self) -> Option<f64> {
+        self.read(|bundle| bundle.info.training.chosen_c)
+    }
+
+    /// Class probabilities, float32 [N, K] (columns in `class_names` order), for: an `Embedded` or a float
+    /// array [N, D] of embeddings from the bundle's backbone; a uint8 array [N, H, W, 3] of RGB images; or a
+    /// list of image paths (image bundles; a file that cannot be decoded raises) or of texts (text bundles).
+    fn predict_proba<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray2<f32>>> {
+        let probabilities = if let Ok(embedded) = inputs.cast::<Embedded>() {
+            let embedded = embedded.get();
+            self.check_features(&embedded.features)?;
+            let view = embedded.embeddings_readonly(py);
+            let view = view.as_array();
+            self.read(|bundle| bundle.predict_embeddings(view))
+                .map_err(raise)?
+        } else if let Ok(strings) = inputs.extract::<Vec<String>>() {
+            let modality = self.read(|bundle| bundle.info.input.modality());
+            self.with_classifier(py, |classifier| match modality {
+                Modality::Text => {
+                    let texts: Vec<&str> = strings.iter().map(String::as_str).collect();
+                    classifier.predict_texts(&texts)
+                }
+                Modality::Image => {
+                    let paths: Vec<PathBuf> = strings.iter().map(PathBuf::from).collect();
+                    classifier.predict_paths(&paths)
+                }
+            })?
+        } else {
+            let array = numpy_array(py, inputs)?;
+            match array.getattr("ndim")?.extract::<usize>()? {
+                4 => {
+                    let pixels: PyReadonlyArray4<u8> = array.extract()?;
+                    let view = pixels.as_array();
+                    self.with_classifier(py, |classifier| classifier.predict_pixels(view))?
+                }
+                2 => {
+                    let embeddings: PyReadonlyArray2<f32> = py
+                        .import("numpy")?
+                        .call_method1("asarray", (array, "float32"))?
+                        .extract()?;
+                    let view = embeddings.as_array();
+                    self.read(|bundle| bundle.predict_embeddings(view))
+                        .map_err(raise)?
+                }
+                other => {
+                    return Err(HeadstartError::new_err(format!(
+                        "predict_proba takes embeddings [N, D], RGB pixels [N, H, W, 3] or a list of paths or texts; got a {other}-dimensional array"
+                    )));
+                }
+            }
+        };
+        Ok(PyArray2::from_owned_array(py, probabilities))
+    }
+
+    /// Writes one ONNX file: backbone, pooling, head and softmax (or the head alone with `head_only`);
+    /// `raw_input` takes uint8 RGB pixels [N, H, W, 3] of `raw_size` (height, width) instead of a tensor.
+    /// Returns the file's size in bytes.
+    #[pyo3(signature = (path, *, raw_input = false, head_only = false, raw_size = None))]
+    fn export(
+        &self,
+        py: Python<'_>,
+        path: PathBuf,
+        raw_input: bool,
+        head_only: bool,
+        raw_size: Option<(u32, u32)>,
+    ) -> PyResult<usize> {
+        let options = ExportOptions {
+            head_only,
+            raw_input,
+            raw_size,
+        };
+        self.with_classifier(py, |classifier| {
+            Ok(export_classifier(classifier, &options, &path)?.bytes)
+        })
+    }
+
+    fn __repr__(&self) -> String {
+        self.read(|bundle| {
+            format!(
+                "Bundle(classes={:?}, backbone={:?}, head={:?})",
+                bundle.info.class_names,
+                bundle.info.backbone_source,
+                format!("{:?}", bundle.info.training.head).to_lowercase()
+            )
+        })
+    }
+}
+
+/// `inputs` as a numpy array (lists and other array-likes are converted by numpy).
+fn numpy_array<'py>(py: Python<'py>, inputs: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyAny>> {
+    py.import("numpy")?.call_method1("asarray", (inputs,))
+}
+
+/// Reads a bundle: `headstart.load(path)` is `Bundle.load(path)`.
+#[pyfunction]
+#[pyo3(signature = (path, device = "auto"))]
+pub fn load(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Bundle> {
+    Bundle::load(py, path, device)
+}
+
+/// Trains a head on `embeddings` (an `Embedded`, or a float array [N, D] made by `embedder`) with one label
+/// per row (strings, or integers). Cross-validation picks the regularisation and a temperature calibrates
+/// the probabilities, as `headstart train` does.
+#[pyfunction]
+#[pyo3(signature = (
+    embeddings,
+    labels,
+    *,
+    embedder = None,
+    head = "logistic",
+    folds = 5,
+    grid = None,
+    class_weight = "none",
+    seed = 42,
+    k = 5,
+    max_iterations = 100,
+))]
+#[allow(clippy::too_many_arguments)]
+pub fn train(
+    py: Python<'_>,
+    embeddings: &Bound<'_, PyAny>,
+    labels: Vec<Bound<'_, PyAny>>,
+    embedder: Option<&Bound<'_, Embedder>>,
+    head: &str,
+    folds: usize,
+    grid: Option<Vec<f64>>,
+    class_weight: &str,
+    seed: u64,
+    k: usize,
+    max_iterations: u64,
+) -> PyResult<Bundle> {
+    let defaults = TrainParams::default();
+    let params = TrainParams {
+        head: head.parse().map_err(raise)?,
+        folds,
+        grid: grid.unwrap_or(defaults.grid),
+        class_weight: class_weight.parse().map_err(raise)?,
+        seed,
+        k,
+        max_iterations,
+    };
+    let (matrix, features, runtime) = match (embeddings.cast::<Embedded>(), embedder) {
+        (Ok(embedded), _) => {
+            let embedded = embedded.get();
+            let matrix = embedded.embeddings_readonly(py).as_array().to_owned();
+            let runtime = embedder
+                .map(|e| e.get().runtime.clone())
+                .unwrap_or_default();
+            (matrix, embedded.features.clone(), runtime)
+        }
+        (Err(_), Some(embedder)) => {
+            let array: PyReadonlyArray2<f32> = py
+                .import("numpy")?
+                .call_method1("asarray", (embeddings, "float32"))?
+                .extract()?;
+            let embedder = embedder.get();
+            (
+                array.as_array().to_owned(),
+                embedder.features(),
+                embedder.runtime.clone(),
+            )
+        }
+        (Err(_), None) => {
+            return Err(HeadstartError::new_err(
+                "train needs to know which backbone made the embeddings: pass an Embedded, or embedder=",
+            ));
+        }
+    };
+    let (class_names, label_indices) = classes(&labels)?;
+    if label_indices.len() != matrix.nrows() {
+        return Err(HeadstartError::new_err(format!(
+            "{} labels for {} rows of embeddings: give one label per row",
+            label_indices.len(),
+            matrix.nrows()
+        )));
+    }
+    let rows = matrix.nrows();
+    let dim = matrix.ncols();
+    let set = EmbeddedSet {
+        dim,
+        embeddings: matrix.into_iter().collect(),
+        labels: Some(label_indices),
+        class_names,
+        paths: (0..rows).map(|i| i.to_string()).collect(),
+        augmented: vec![false; rows],
+        backbone_source: features.source,
+        backbone: features.identity,
+        input: features.input,
+    };
+    let trained = py
+        .detach(|| workflow::train_bundle(&set, None, &params))
+        .map_err(raise)?;
+    Ok(Bundle::new(
+        trained.bundle,
+        PathBuf::from("(trained in Python)"),
+        runtime,
+    ))
+}
+
+/// Class names (sorted: numerically for integer labels) and each label's index among them.
+fn classes(labels: &[Bound<'_, PyAny>]) -> PyResult<(Vec<String>, Vec<usize>)> {
+    let numbers: Option<Vec<i64>> = labels.iter().map(|l| l.extract::<i64>().ok()).collect();
+    let names: Vec<String> = match &numbers {
+        Some(numbers) => numbers.iter().map(i64::to_string).collect(),
+        None => labels
+            .iter()
+            .map(|label| {
+                label.extract::<String>().map_err(|_| {
+                    HeadstartError::new_err(format!(
+                        "labels must be strings or integers, got {}",
+                        label.repr().map_or_else(|_| "?".into(), |r| r.to_string())
+                    ))
+                })
+            })
+            .collect::<PyResult<_>>()?,
+    };
+    let class_names: Vec<String> = match &numbers {
+        Some(numbers) => numbers
+            .iter()
+            .copied()
+            .collect::<BTreeSet<i64>>()
+            .into_iter()
+            .map(|n| n.to_string())
+            .collect(),
+        None => names
+            .iter()
+            .cloned()
+            .collect::<BTreeSet<String>>()
+            .into_iter()
+            .collect(),
+    };
+    let indices = names
+        .iter()
+        .map(|name| {
+            class_names
+                .iter()
+                .position(|c| c == name)
+                .expect("every name is among the classes made from the names")
+        })
+        .collect();
+    Ok((class_names, indices))
+}

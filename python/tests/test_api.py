@@ -1,0 +1,216 @@
+"""The Python API against the command line on real images and texts: same embeddings, same row order, same
+skips, bundles that move between the two, errors with the CLI's messages, and the GIL released while working."""
+
+import ast
+import importlib.resources
+import json
+import struct
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import headstart
+from conftest import cli, cli_json
+
+TEXT_BACKBONE = "all-minilm-l6-v2"
+
+
+def listed(folder: Path) -> list[Path]:
+    """The files of a class-folder dataset in the order the CLI embeds them (classes, then files, sorted)."""
+    return [f for c in sorted(folder.iterdir()) for f in sorted(c.iterdir())]
+
+
+def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
+
+
+def write_bmp(path: Path, rgb: np.ndarray) -> None:
+    """A 24-bit BMP of `rgb` [H, W, 3]: lossless, and written without an imaging library."""
+    height, width, _ = rgb.shape
+    stride = (width * 3 + 3) & ~3
+    rows = b"".join(
+        rgb[y, :, ::-1].tobytes() + b"\0" * (stride - width * 3) for y in range(height - 1, -1, -1)
+    )
+    header = b"BM" + struct.pack("<IHHI", 54 + len(rows), 0, 0, 54)
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 24, 0, len(rows), 2835, 2835, 0, 0)
+    path.write_bytes(header + info + rows)
+
+
+@pytest.fixture(scope="module")
+def embedder() -> headstart.Embedder:
+    return headstart.Embedder("efficientnet-lite0", device="cpu", cache=False)
+
+
+@pytest.fixture(scope="module")
+def embedded(embedder: headstart.Embedder, small_set: Path) -> headstart.Embedded:
+    return embedder.embed_paths([str(p) for p in listed(small_set)])
+
+
+def test_embed_paths_equals_the_cli(embedded: headstart.Embedded, small_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "cli.npz"
+    summary = cli_json("embed", str(small_set), "-o", str(out), "--no-cache", "--json", "--device", "cpu")
+    with np.load(out, allow_pickle=False) as npz:
+        cli_rows, cli_paths = npz["embeddings"], list(npz["paths"])
+    files = listed(small_set)
+    rows = [str(files[i].relative_to(small_set)) for i in embedded.indices]
+    assert rows == cli_paths
+    assert embedded.embeddings.dtype == np.float32
+    assert embedded.embeddings.shape == cli_rows.shape == (40, 1280)
+    assert cosines(embedded.embeddings, cli_rows).min() >= 0.9999
+    skipped = {str(files[i].relative_to(small_set)): reason for i, reason in embedded.skipped}
+    assert skipped == {s["path"]: s["reason"] for s in summary["skipped"]}
+    assert set(skipped) == {"defective/truncated.png", "functional/notes.png"}
+    assert skipped["defective/truncated.png"].startswith("truncated")
+
+
+def test_missing_files_are_skipped_not_raised(embedder: headstart.Embedder, small_set: Path) -> None:
+    good = str(listed(small_set)[0])
+    result = embedder.embed_paths([str(small_set / "missing.png"), good])
+    assert list(result.indices) == [1]
+    assert result.skipped[0][0] == 0
+    assert "cannot read" in result.skipped[0][1]
+    assert len(result) == 1
+
+
+def test_embed_pixels_equals_the_same_pixels_from_files(embedder: headstart.Embedder, tmp_path: Path) -> None:
+    pixels = np.random.default_rng(7).integers(0, 256, size=(3, 240, 320, 3), dtype=np.uint8)
+    paths = []
+    for i, image in enumerate(pixels):
+        paths.append(tmp_path / f"{i}.bmp")
+        write_bmp(paths[-1], image)
+    from_pixels = embedder.embed_pixels(pixels)
+    from_files = embedder.embed_paths([str(p) for p in paths])
+    assert from_pixels.embeddings.shape == (3, 1280)
+    assert list(from_pixels.indices) == [0, 1, 2]
+    assert cosines(from_pixels.embeddings, from_files.embeddings).min() >= 0.9999
+    # A view that is not contiguous (every other column) is taken as the image it shows.
+    strided = embedder.embed_pixels(np.ascontiguousarray(pixels[:, :, ::2]))
+    assert cosines(strided.embeddings, embedder.embed_pixels(pixels[:, :, ::2]).embeddings).min() >= 0.9999
+
+
+def test_embed_pixels_refuses_wrong_shapes(embedder: headstart.Embedder) -> None:
+    with pytest.raises(headstart.HeadstartError, match=r"\[N, H, W, 3\]"):
+        embedder.embed_pixels(np.zeros((1, 8, 8, 4), dtype=np.uint8))
+
+
+def test_embed_texts_equals_the_cli() -> None:
+    texts = ["Where is my order?", "I want a refund for the broken kettle.", "  ", "Do you ship to Norway?"]
+    result = headstart.Embedder(TEXT_BACKBONE, device="cpu", cache=False).embed_texts(texts)
+    assert list(result.indices) == [0, 1, 3]
+    assert result.skipped == [(2, "empty text")]
+    kept = [texts[i] for i in result.indices]
+    lines = cli("embed", "--text", "--backbone", TEXT_BACKBONE, "--device", "cpu", *kept).stdout.splitlines()
+    cli_rows = np.array([json.loads(line)["embedding"] for line in lines], dtype=np.float32)
+    assert [json.loads(line)["input"] for line in lines] == kept
+    assert cosines(result.embeddings, cli_rows).min() >= 0.9999
+
+
+def test_trained_bundle_equals_the_cli_and_moves_between_them(
+    embedded: headstart.Embedded, small_set: Path, tmp_path: Path
+) -> None:
+    files = listed(small_set)
+    labels = [files[i].parent.name for i in embedded.indices]
+    bundle = headstart.train(embedded, labels)
+    assert bundle.class_names == ["defective", "functional"]
+    assert bundle.head == "logistic" and 0.0 <= bundle.cv_accuracy <= 1.0
+
+    # The CLI trains the same head on the same folder (same rows, same seed).
+    cli_bundle = tmp_path / "cli.hs"
+    cli("train", str(small_set), "-o", str(cli_bundle), "--device", "cpu", "--no-cache", "--quiet")
+    from_cli = headstart.load(cli_bundle)
+    ours = bundle.predict_proba(embedded)
+    assert ours.shape == (40, 2) and ours.dtype == np.float32
+    assert np.abs(ours - from_cli.predict_proba(embedded.embeddings)).max() < 1e-4
+    assert from_cli.chosen_c == bundle.chosen_c
+
+    # Saved from Python, the CLI predicts with it as Python does.
+    saved = tmp_path / "python.hs"
+    bundle.save(saved)
+    good = [str(files[i]) for i in embedded.indices[:6]]
+    predicted = cli_json("predict", str(saved), *good, "--format", "json", "--top-k", "2", "--device", "cpu")
+    by_cli = np.array(
+        [[{t["class"]: t["probability"] for t in row["top"]}[c] for c in bundle.class_names] for row in predicted["predictions"]]
+    )
+    assert np.abs(headstart.load(saved).predict_proba(good) - by_cli).max() < 1e-4
+    assert np.abs(bundle.predict_proba(good) - ours[:6]).max() < 1e-4
+
+
+def test_train_takes_arrays_with_the_embedder_that_made_them(
+    embedder: headstart.Embedder, embedded: headstart.Embedded
+) -> None:
+    labels = np.arange(len(embedded)) % 2
+    bundle = headstart.train(embedded.embeddings.astype(np.float64), labels, embedder=embedder, head="centroid")
+    assert bundle.class_names == ["0", "1"] and bundle.head == "centroid"
+    assert bundle.predict_proba(embedded.embeddings).shape == (40, 2)
+    with pytest.raises(headstart.HeadstartError, match="which backbone"):
+        headstart.train(embedded.embeddings, labels)
+    with pytest.raises(headstart.HeadstartError, match="one label per row"):
+        headstart.train(embedded, labels[:-1])
+    with pytest.raises(headstart.HeadstartError, match="'forest' is not one of"):
+        headstart.train(embedded, labels, head="forest")
+
+
+def test_export_writes_what_the_cli_writes(embedded: headstart.Embedded, small_set: Path, tmp_path: Path) -> None:
+    files = listed(small_set)
+    bundle = headstart.train(embedded, [files[i].parent.name for i in embedded.indices])
+    saved = tmp_path / "b.hs"
+    bundle.save(saved)
+    ours = tmp_path / "python.onnx"
+    size = bundle.export(ours, raw_input=True)
+    cli("export", str(saved), "-o", str(tmp_path / "cli.onnx"), "--raw-input", "--device", "cpu")
+    assert size == ours.stat().st_size > 1_000_000
+    assert ours.read_bytes() == (tmp_path / "cli.onnx").read_bytes()
+    with pytest.raises(headstart.HeadstartError, match="give the exported file an .onnx name"):
+        bundle.export(tmp_path / "model.bin")
+    assert not (tmp_path / "model.bin").exists()
+
+
+def test_errors_carry_the_cli_message(tmp_path: Path) -> None:
+    with pytest.raises(headstart.HeadstartError) as raised:
+        headstart.Embedder("no-such-backbone.onnx")
+    message = cli("inspect", "no-such-backbone.onnx", check=False).stderr.strip()
+    assert message == f"error: {raised.value}"
+    with pytest.raises(headstart.HeadstartError, match="'gpu' is not one of auto, cpu, cuda"):
+        headstart.Embedder(device="gpu")
+    not_a_bundle = tmp_path / "x.hs"
+    not_a_bundle.write_text("hello")
+    with pytest.raises(headstart.HeadstartError, match="not a headstart bundle"):
+        headstart.load(not_a_bundle)
+    with pytest.raises(headstart.HeadstartError, match="this model takes images"):
+        headstart.Embedder(device="cpu").embed_texts(["hello"])
+
+
+def test_embedding_releases_the_gil(small_set: Path) -> None:
+    embedder = headstart.Embedder(device="cpu", cache=False)
+    paths = [str(p) for p in listed(small_set)] * 2
+    done = threading.Event()
+    worker = threading.Thread(target=lambda: (embedder.embed_paths(paths), done.set()))
+    started = time.perf_counter()
+    worker.start()
+    ticks = 0
+    while not done.is_set():
+        ticks += 1
+        time.sleep(0.001)
+    worker.join()
+    seconds = time.perf_counter() - started
+    # Holding the GIL for the whole call would leave this thread a tick or two.
+    assert ticks >= 20, f"{ticks} ticks in {seconds:.2f} s"
+
+
+def test_type_stubs_name_what_the_module_has() -> None:
+    stub = importlib.resources.files("headstart").joinpath("_headstart.pyi").read_text()
+    assert importlib.resources.files("headstart").joinpath("py.typed").is_file()
+    tree = ast.parse(stub)
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef):
+            runtime = getattr(headstart, node.name)
+            for member in node.body:
+                if isinstance(member, ast.FunctionDef) and not member.name.startswith("__"):
+                    assert hasattr(runtime, member.name), f"{node.name}.{member.name}"
+        elif isinstance(node, ast.FunctionDef):
+            assert callable(getattr(headstart, node.name)), node.name
+    stubbed = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    assert stubbed == set(headstart.__all__) - {"__version__"}
