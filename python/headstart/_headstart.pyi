@@ -22,6 +22,9 @@ class Embedded:
     def skipped(self) -> list[tuple[int, str]]:
         """(position in the input, reason) for each input that made no row."""
     @property
+    def metadata(self) -> dict[str, str]:
+        """What identifies these embeddings (see Embedder.metadata)."""
+    @property
     def from_cache(self) -> int: ...
     @property
     def seconds(self) -> float: ...
@@ -53,6 +56,9 @@ class Embedder:
     @property
     def device(self) -> str:
         """Where the backbone runs: "cpu" or "cuda:0 (…)"."""
+    @property
+    def metadata(self) -> dict[str, str]:
+        """backbone, backbone_source, backbone_sha256, backbone_config and preprocess or text_input (JSON)."""
     def embed_paths(self, paths: Sequence[str | PathLike[str]]) -> Embedded:
         """Embeds image files; bad files are skipped with a reason, never raised."""
     def embed_pixels(self, pixels: npt.NDArray[np.uint8]) -> Embedded:

@@ -7,7 +7,7 @@ use std::sync::Mutex;
 
 use headstart::backbone::{Backbone, BackboneIdentity, BackboneOptions, BackboneRef, InputSpec};
 use headstart::data::{Data, files, texts};
-use headstart::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet};
+use headstart::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, feature_metadata};
 use headstart::preprocess::{JpegDecode, PreprocessOverrides};
 use headstart::runtime::{Device, RuntimeOptions};
 use headstart::{Modality, zoo};
@@ -31,6 +31,15 @@ pub(crate) struct Features {
     pub identity: BackboneIdentity,
     pub source: String,
     pub input: InputSpec,
+}
+
+impl Features {
+    /// The entries an `.npz` keeps about its backbone (`backbone`, `backbone_sha256`, `backbone_config`, …).
+    fn metadata(&self) -> HashMap<&'static str, String> {
+        feature_metadata(&self.identity, &self.source, &self.input)
+            .into_iter()
+            .collect()
+    }
 }
 
 impl Embedder {
@@ -155,6 +164,13 @@ impl Embedder {
             .unwrap_or_else(|e| e.into_inner())
             .device()
             .to_string()
+    }
+
+    /// What identifies these embeddings, as the `.npz` of `headstart embed` keeps it: `backbone`,
+    /// `backbone_source`, `backbone_sha256`, `backbone_config` (JSON) and `preprocess` or `text_input` (JSON).
+    #[getter]
+    fn metadata(&self) -> HashMap<&'static str, String> {
+        self.features().metadata()
     }
 
     /// Embeds image files, in parallel and through the cache, as the command line embeds a folder. A file that
@@ -309,6 +325,12 @@ impl Embedded {
 
 #[pymethods]
 impl Embedded {
+    /// What identifies these embeddings (see `Embedder.metadata`).
+    #[getter]
+    fn metadata(&self) -> HashMap<&'static str, String> {
+        self.features.metadata()
+    }
+
     fn __len__(&self, py: Python<'_>) -> usize {
         self.indices.bind(py).shape()[0]
     }

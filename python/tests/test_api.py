@@ -13,18 +13,9 @@ import numpy as np
 import pytest
 
 import headstart
-from conftest import cli, cli_json
+from conftest import cli, cli_json, cosines, listed
 
 TEXT_BACKBONE = "all-minilm-l6-v2"
-
-
-def listed(folder: Path) -> list[Path]:
-    """The files of a class-folder dataset in the order the CLI embeds them (classes, then files, sorted)."""
-    return [f for c in sorted(folder.iterdir()) for f in sorted(c.iterdir())]
-
-
-def cosines(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    return (a * b).sum(axis=1) / (np.linalg.norm(a, axis=1) * np.linalg.norm(b, axis=1))
 
 
 def write_bmp(path: Path, rgb: np.ndarray) -> None:

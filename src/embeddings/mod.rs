@@ -11,7 +11,7 @@ mod texts;
 
 pub use cache::EmbeddingCache;
 pub use images::embed_images;
-pub use set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes};
+pub use set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, feature_metadata};
 pub use texts::embed_texts;
 
 use crate::backbone::{Backbone, check_same_backbone, check_same_input};

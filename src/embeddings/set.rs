@@ -133,13 +133,7 @@ impl EmbeddedSet {
 
     /// Writes the `.npz` described in docs/embedding.md, atomically.
     pub fn write_npz(&self, path: &Path) -> Result<()> {
-        let backbone = serde_json::to_string(&self.backbone).expect("an identity serialises");
-        // Image sets keep the `preprocess` entry older headstarts read; text sets have `text_input` instead.
-        let (input_key, input) = match &self.input {
-            InputSpec::Image(p) => ("preprocess", serde_json::to_string(p)),
-            InputSpec::Text(t) => ("text_input", serde_json::to_string(t)),
-        };
-        let input = input.expect("an input spec serialises");
+        let metadata = feature_metadata(&self.backbone, &self.backbone_source, &self.input);
         let labels: Vec<i64> = match &self.labels {
             Some(labels) => labels.iter().map(|&l| l as i64).collect(),
             None => vec![UNLABELLED; self.rows()],
@@ -164,12 +158,14 @@ impl EmbeddedSet {
                 ("class_names", NpyArray::Strings(&self.class_names)),
                 ("paths", NpyArray::Strings(&self.paths)),
                 ("augmented", NpyArray::Bool(&self.augmented)),
-                ("backbone", NpyArray::Str(&self.backbone.name)),
-                ("backbone_source", NpyArray::Str(&self.backbone_source)),
-                ("backbone_sha256", NpyArray::Str(&self.backbone.sha256)),
-                ("backbone_config", NpyArray::Str(&backbone)),
-                (input_key, NpyArray::Str(&input)),
-            ],
+            ]
+            .into_iter()
+            .chain(
+                metadata
+                    .iter()
+                    .map(|(key, value)| (*key, NpyArray::Str(value))),
+            )
+            .collect::<Vec<_>>(),
         )
     }
 
@@ -307,6 +303,28 @@ impl EmbeddedSet {
         ndarray::ArrayView2::from_shape((self.rows(), self.dim), &self.embeddings)
             .expect("every constructor keeps rows x dim values")
     }
+}
+
+/// What makes embeddings comparable, as the text entries an `.npz` (or a Parquet file's metadata) keeps:
+/// `backbone`, `backbone_source`, `backbone_sha256`, `backbone_config` (JSON), and `preprocess` (JSON) for
+/// images, which older headstarts read, or `text_input` (JSON) for texts.
+pub fn feature_metadata(
+    backbone: &BackboneIdentity,
+    source: &str,
+    input: &InputSpec,
+) -> Vec<(&'static str, String)> {
+    let config = serde_json::to_string(backbone).expect("an identity serialises");
+    let (input_key, input) = match input {
+        InputSpec::Image(p) => ("preprocess", serde_json::to_string(p)),
+        InputSpec::Text(t) => ("text_input", serde_json::to_string(t)),
+    };
+    vec![
+        ("backbone", backbone.name.clone()),
+        ("backbone_source", source.to_string()),
+        ("backbone_sha256", backbone.sha256.clone()),
+        ("backbone_config", config),
+        (input_key, input.expect("an input spec serialises")),
+    ]
 }
 
 /// What happened, for the summary line and `--json`.
