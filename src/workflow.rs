@@ -45,7 +45,7 @@ fn embeddings_reusing(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(EmbeddedSet, Option<EmbedSummary>)> {
     if let Data::Embeddings(path) = data {
-        return Ok((EmbeddedSet::read_npz(path)?, None));
+        return Ok((EmbeddedSet::read(path)?, None));
     }
     let modality = data
         .modality()
@@ -221,11 +221,7 @@ pub fn evaluate_bundle(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<Evaluation> {
     let (bundle, set, summary) = match data {
-        Data::Embeddings(path) => (
-            Bundle::load(bundle_path)?,
-            EmbeddedSet::read_npz(path)?,
-            None,
-        ),
+        Data::Embeddings(path) => (Bundle::load(bundle_path)?, EmbeddedSet::read(path)?, None),
         _ => {
             let mut classifier = Classifier::load(bundle_path, runtime, backbone)?;
             let (set, summary) = classifier.embed(data, embed_options, progress)?;

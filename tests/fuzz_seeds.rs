@@ -5,6 +5,8 @@
 //!
 //! The bundles and `.npz` files were written by `headstart embed` and `train` (logistic, centroid, knn) on an
 //! eight-row sentiment CSV and on two of the seed images; write them again the same way when a format changes.
+//! The Parquet seeds are `headstart embed --format parquet` of two seed images in class folders beside a file
+//! that is not an image, and of a five-row sentiment CSV with an empty text.
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -13,6 +15,7 @@ use headstart::bundle::Bundle;
 use headstart::data::decode::{DecodeOptions, decode_image};
 use headstart::data::texts::{TableFormat, TextOptions, parse_table};
 use headstart::embeddings::EmbeddedSet;
+use headstart::embeddings::parquet::read_parquet_bytes;
 use headstart::preprocess::ImagePreprocess;
 
 fn seeds(target: &str) -> Vec<PathBuf> {
@@ -91,6 +94,17 @@ fn npz_seeds_load() {
         let set =
             EmbeddedSet::read_npz_from(Cursor::new(bytes), &path).unwrap_or_else(|e| panic!("{e}"));
         assert!(set.rows() > 0 && set.matrix().ncols() == set.dim);
+    }
+}
+
+#[test]
+fn parquet_seeds_load() {
+    for path in seeds("parquet_load") {
+        let bytes = std::fs::read(&path).unwrap();
+        let set = read_parquet_bytes(bytes, &path).unwrap_or_else(|e| panic!("{e}"));
+        // Each seed has a skipped input (null embedding), left out of the set.
+        assert!(set.rows() > 0 && set.matrix().ncols() == set.dim);
+        assert_eq!(set.labels.as_ref().map(Vec::len), Some(set.rows()));
     }
 }
 

@@ -11,11 +11,11 @@ use headstart::export::{ExportOptions, export_classifier};
 use headstart::head::TrainParams;
 use headstart::runtime::{Device, RuntimeOptions};
 use headstart::{Classifier, Modality, workflow};
-use numpy::{PyArray2, PyReadonlyArray2, PyReadonlyArray4};
+use numpy::PyArray2;
 use pyo3::prelude::*;
 
 use crate::embedder::{Embedded, Embedder, Features};
-use crate::{HeadstartError, raise};
+use crate::{HeadstartError, arrays, raise};
 
 /// A trained head and what it needs to run: class names, the backbone's identity, the preprocessing.
 #[pyclass(frozen, module = "headstart")]
@@ -186,9 +186,8 @@ impl Bundle {
         let probabilities = if let Ok(embedded) = inputs.cast::<Embedded>() {
             let embedded = embedded.get();
             self.check_features(&embedded.features)?;
-            let view = embedded.embeddings_readonly(py);
-            let view = view.as_array();
-            self.read(|bundle| bundle.predict_embeddings(view))
+            let matrix = embedded.matrix(py)?;
+            self.read(|bundle| bundle.predict_embeddings(matrix.view()))
                 .map_err(raise)?
         } else if let Ok(strings) = inputs.extract::<Vec<String>>() {
             let modality = self.read(|bundle| bundle.info.input.modality());
@@ -206,16 +205,13 @@ impl Bundle {
             let array = numpy_array(py, inputs)?;
             match array.getattr("ndim")?.extract::<usize>()? {
                 4 => {
-                    let pixels: PyReadonlyArray4<u8> = array.extract()?;
-                    let view = pixels.as_array();
+                    let pixels = arrays::pixels(&array)?;
+                    let view = arrays::images(&pixels)?;
                     self.with_classifier(py, |classifier| classifier.predict_pixels(view))?
                 }
                 2 => {
-                    let embeddings: PyReadonlyArray2<f32> = py
-                        .import("numpy")?
-                        .call_method1("asarray", (array, "float32"))?
-                        .extract()?;
-                    let view = embeddings.as_array();
+                    let embeddings = arrays::contiguous::<f32>(&array, "float32")?;
+                    let view = arrays::matrix(&embeddings, "embeddings")?;
                     self.read(|bundle| bundle.predict_embeddings(view))
                         .map_err(raise)?
                 }
@@ -226,7 +222,7 @@ impl Bundle {
                 }
             }
         };
-        Ok(PyArray2::from_owned_array(py, probabilities))
+        arrays::to_numpy(py, probabilities)
     }
 
     /// Writes one ONNX file: backbone, pooling, head and softmax (or the head alone with `head_only`);
@@ -319,23 +315,17 @@ pub fn train(
     let (matrix, features, runtime) = match (embeddings.cast::<Embedded>(), embedder) {
         (Ok(embedded), _) => {
             let embedded = embedded.get();
-            let matrix = embedded.embeddings_readonly(py).as_array().to_owned();
+            let matrix = embedded.matrix(py)?;
             let runtime = embedder
                 .map(|e| e.get().runtime.clone())
                 .unwrap_or_default();
             (matrix, embedded.features.clone(), runtime)
         }
         (Err(_), Some(embedder)) => {
-            let array: PyReadonlyArray2<f32> = py
-                .import("numpy")?
-                .call_method1("asarray", (embeddings, "float32"))?
-                .extract()?;
+            let array = arrays::contiguous::<f32>(embeddings, "float32")?;
+            let matrix = arrays::matrix(&array, "embeddings")?.to_owned();
             let embedder = embedder.get();
-            (
-                array.as_array().to_owned(),
-                embedder.features(),
-                embedder.runtime.clone(),
-            )
+            (matrix, embedder.features(), embedder.runtime.clone())
         }
         (Err(_), None) => {
             return Err(HeadstartError::new_err(

@@ -12,10 +12,10 @@ use headstart::preprocess::{JpegDecode, PreprocessOverrides};
 use headstart::runtime::{Device, RuntimeOptions};
 use headstart::{Modality, zoo};
 use ndarray::Array2;
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray4, PyUntypedArrayMethods};
+use numpy::{PyArray1, PyArray2, PyUntypedArrayMethods};
 use pyo3::prelude::*;
 
-use crate::raise;
+use crate::{arrays, raise};
 
 /// A frozen backbone, opened once: `embed_paths`, `embed_pixels` or `embed_texts` turn inputs into rows.
 #[pyclass(frozen, module = "headstart")]
@@ -200,8 +200,9 @@ impl Embedder {
 
     /// Embeds 8-bit RGB images given as one uint8 array [N, H, W, 3]. The same preprocessing as for files
     /// (resize, crop, normalise) runs on them; nothing is cached.
-    fn embed_pixels(&self, py: Python<'_>, pixels: PyReadonlyArray4<'_, u8>) -> PyResult<Embedded> {
-        let view = pixels.as_array();
+    fn embed_pixels(&self, py: Python<'_>, pixels: &Bound<'_, PyAny>) -> PyResult<Embedded> {
+        let pixels = arrays::pixels(pixels)?;
+        let view = arrays::images(&pixels)?;
         let started = std::time::Instant::now();
         let (matrix, features, device) = self.with_backbone(py, |backbone| {
             let matrix = match backbone {
@@ -217,7 +218,7 @@ impl Embedder {
         })?;
         let rows = matrix.nrows();
         Ok(Embedded {
-            embeddings: PyArray2::from_owned_array(py, matrix).unbind(),
+            embeddings: arrays::to_numpy(py, matrix)?.unbind(),
             indices: PyArray1::from_vec(py, (0..rows as i64).collect()).unbind(),
             skipped: Vec::new(),
             from_cache: 0,
@@ -263,11 +264,10 @@ pub struct Embedded {
 }
 
 impl Embedded {
-    pub(crate) fn embeddings_readonly<'py>(
-        &self,
-        py: Python<'py>,
-    ) -> numpy::PyReadonlyArray2<'py, f32> {
-        self.embeddings.bind(py).readonly()
+    /// The embeddings as the library's [N, D] matrix (a copy: the numpy array may be changed meanwhile).
+    pub(crate) fn matrix(&self, py: Python<'_>) -> PyResult<Array2<f32>> {
+        let array = arrays::contiguous::<f32>(self.embeddings.bind(py).as_any(), "float32")?;
+        Ok(arrays::matrix(&array, "embeddings")?.to_owned())
     }
 
     /// Maps the set's rows back to the inputs (`ids` are the names the data gave each input, in order).
@@ -312,7 +312,7 @@ impl Embedded {
         let matrix = Array2::from_shape_vec((set.rows(), set.dim), set.embeddings)
             .map_err(|e| crate::HeadstartError::new_err(format!("embeddings: {e}")))?;
         Ok(Embedded {
-            embeddings: PyArray2::from_owned_array(py, matrix).unbind(),
+            embeddings: arrays::to_numpy(py, matrix)?.unbind(),
             indices: PyArray1::from_vec(py, indices).unbind(),
             skipped,
             from_cache: summary.from_cache,

@@ -2,6 +2,7 @@
 //! with the GIL released; arrays come back as numpy arrays that own the library's buffers (no copies per
 //! element); errors are `headstart.HeadstartError` with the message the command line prints.
 
+mod arrays;
 mod bundle;
 mod embedder;
 

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pyarrow.parquet as pq
 import pytest
 
 import headstart
@@ -57,6 +58,26 @@ def test_embed_paths_equals_the_cli(embedded: headstart.Embedded, small_set: Pat
     assert skipped["defective/truncated.png"].startswith("truncated")
 
 
+def test_the_cli_parquet_shards_read_in_pyarrow(embedded: headstart.Embedded, small_set: Path, tmp_path: Path) -> None:
+    out = tmp_path / "shards"
+    for shard in ("0/2", "1/2"):
+        cli("embed", str(small_set), "--format", "parquet", "--shard", shard, "-o", str(out), "--quiet", "--device", "cpu")
+    table = pq.read_table(out)
+    files = listed(small_set)
+    relative = [str(f.relative_to(small_set)) for f in files]
+    assert sorted(table.column("path").to_pylist()) == sorted(relative)
+    by_path = dict(zip(table.column("path").to_pylist(), table.column("embedding").to_pylist()))
+    ours = np.stack([by_path[relative[i]] for i in embedded.indices]).astype(np.float32)
+    assert cosines(ours, embedded.embeddings).min() >= 0.9999
+    reasons = dict(zip(table.column("path").to_pylist(), table.column("skipped").to_pylist()))
+    assert {relative[i]: r for i, r in embedded.skipped} == {p: r for p, r in reasons.items() if r is not None}
+    assert by_path["functional/notes.png"] is None
+    labels = dict(zip(table.column("path").to_pylist(), table.column("label").to_pylist()))
+    assert labels["defective/" + files[0].name] == "defective"
+    metadata = {k.decode(): v.decode() for k, v in table.schema.metadata.items()}
+    assert {k.removeprefix("headstart."): v for k, v in metadata.items() if k.startswith("headstart.")} == embedded.metadata
+
+
 def test_missing_files_are_skipped_not_raised(embedder: headstart.Embedder, small_set: Path) -> None:
     good = str(listed(small_set)[0])
     result = embedder.embed_paths([str(small_set / "missing.png"), good])
@@ -85,6 +106,10 @@ def test_embed_pixels_equals_the_same_pixels_from_files(embedder: headstart.Embe
 def test_embed_pixels_refuses_wrong_shapes(embedder: headstart.Embedder) -> None:
     with pytest.raises(headstart.HeadstartError, match=r"\[N, H, W, 3\]"):
         embedder.embed_pixels(np.zeros((1, 8, 8, 4), dtype=np.uint8))
+    with pytest.raises(headstart.HeadstartError, match=r"\[N, H, W, 3\]"):
+        embedder.embed_pixels(np.zeros((8, 8, 3), dtype=np.uint8))
+    with pytest.raises(headstart.HeadstartError, match="must be uint8"):
+        embedder.embed_pixels(np.zeros((1, 8, 8, 3), dtype=np.float32))
 
 
 def test_embed_texts_equals_the_cli() -> None:

@@ -15,7 +15,7 @@ import ray
 from ray.cluster_utils import Cluster
 
 import headstart.ray
-from conftest import cli_json, cosines, listed
+from conftest import cli, cli_json, cosines, listed
 
 STORE = 100 * 1024 * 1024
 
@@ -105,6 +105,10 @@ def test_ray_embeds_each_file_once_as_the_cli_does(cluster, ray_set: Path, tmp_p
     out = tmp_path / "parquet"
     embed_on_ray(ray_set).write_parquet(str(out))
     check_against_cli(ray_set, out, tmp_path)
+    # The CLI trains on Ray's output as on its own.
+    bundle = tmp_path / "from_ray.hs"
+    cli("train", str(out), "-o", str(bundle), "--quiet")
+    assert headstart.load(bundle).class_names == ["defective", "functional"]
 
 
 def test_losing_a_worker_node_mid_run_loses_and_repeats_nothing(cluster, ray_set: Path, tmp_path: Path) -> None:

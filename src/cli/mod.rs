@@ -9,11 +9,13 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 use headstart::augment::Augment;
-use headstart::backbone::{self, BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
+use headstart::backbone::{
+    self, Backbone, BackboneOptions, BackboneRef, ImageBackbone, TextBackbone,
+};
 use headstart::classifier::Classifier;
 use headstart::data::decode::{DecodeOptions, decode_image};
-use headstart::data::{Data, TextOptions, files, texts};
-use headstart::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet};
+use headstart::data::{Data, Shard, TextOptions, files, texts};
+use headstart::embeddings::{self, EmbedOptions, EmbedSummary, EmbeddedSet, parquet};
 use headstart::head::{ClassWeight, HeadKind, TrainParams};
 use headstart::pooling::Pooling;
 use headstart::preprocess::{
@@ -143,9 +145,16 @@ struct EmbedArgs {
     /// .jsonl), image files, or texts with --text
     #[arg(required = true)]
     inputs: Vec<String>,
-    /// The .npz to write when embedding a folder or a table
-    #[arg(long, short, value_name = "OUT.npz")]
+    /// The .npz to write when embedding a folder or a table; with --format parquet, the folder for its shards
+    #[arg(long, short, value_name = "OUT")]
     output_file: Option<PathBuf>,
+    /// npz: one file of the embedded rows; parquet: OUT/part-K-of-N.parquet with one row per input (skipped
+    /// ones with their reason) for Spark, DuckDB, Polars or Ray, skipped when an earlier run finished it
+    #[arg(long, value_enum, default_value_t = SetFormat::Npz)]
+    format: SetFormat,
+    /// Embed only shard K of N (K from 0): a stable partition by path, for job arrays over many machines
+    #[arg(long, value_name = "K/N")]
+    shard: Option<Shard>,
     /// Inputs are texts, embedded with a text backbone
     #[arg(long)]
     text: bool,
@@ -336,6 +345,13 @@ struct PredictArgs {
     backbone: Option<String>,
     #[command(flatten)]
     embed: EmbedFlags,
+}
+
+/// How `embed` writes a data set's embeddings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum SetFormat {
+    Npz,
+    Parquet,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -566,7 +582,7 @@ fn embed(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
         match Data::open(path, &args.text_flags.options()) {
             // A single other file is an image to print, below.
             Ok(Data::Embeddings(_)) => {}
-            Ok(data) => return embed_data(&data, path, &args, &options),
+            Ok(data) => return embed_data(data, path, &args, &options),
             Err(error) if path.exists() => return Err(error),
             // Not there: the image decoder below says so.
             Err(_) => {}
@@ -577,6 +593,11 @@ fn embed(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
             "-o {} writes a data set's embeddings: give one folder or text table",
             out.display()
         )));
+    }
+    if args.shard.is_some() || args.format != SetFormat::Npz {
+        return Err(Error::Config(
+            "--shard and --format are for a data set: give one folder or text table, and -o".into(),
+        ));
     }
     let embeddings = if args.text {
         let mut backbone = TextBackbone::open(&args.backbone.reference(Modality::Text), &options)?;
@@ -613,32 +634,79 @@ fn embed(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
     Ok(())
 }
 
-fn embed_data(data: &Data, path: &Path, args: &EmbedArgs, options: &BackboneOptions) -> Result<()> {
+fn embed_data(data: Data, path: &Path, args: &EmbedArgs, options: &BackboneOptions) -> Result<()> {
     let out = args.output_file.clone().ok_or_else(|| {
         Error::Config(format!(
-            "embedding {} writes an .npz: pass -o OUT.npz",
+            "embedding {} writes an .npz (or Parquet shards with --format parquet): pass -o OUT",
             path.display()
         ))
     })?;
+    let data = match args.shard {
+        Some(shard) => data.shard(shard),
+        None => data,
+    };
     let flags = &args.embed;
-    let (set, summary) = embed_with_progress(data, args.backbone.given().as_ref(), options, flags)?;
-    if set.rows() == 0 {
-        return Err(Error::input(
-            path,
-            "nothing could be embedded; nothing written",
-        ));
-    }
-    set.write_npz(&out)?;
+    let written = match args.format {
+        SetFormat::Npz => {
+            let (set, summary) =
+                embed_with_progress(&data, args.backbone.given().as_ref(), options, flags)?;
+            if set.rows() == 0 {
+                return Err(Error::input(
+                    path,
+                    "nothing could be embedded; nothing written",
+                ));
+            }
+            set.write_npz(&out)?;
+            (out, set.dim, set.rows(), summary)
+        }
+        SetFormat::Parquet => {
+            let Some(modality) = data.modality() else {
+                return Err(Error::Config(format!(
+                    "{} holds embeddings already: --format parquet embeds a folder or text table",
+                    path.display()
+                )));
+            };
+            let shard = args.shard.unwrap_or(Shard::WHOLE);
+            let file = parquet::shard_path(&out, shard);
+            // Open the backbone first: a finished shard is known by the backbone that made it.
+            let mut backbone =
+                Backbone::open(&args.backbone.reference(modality), modality, options)?;
+            if parquet::is_finished(&file, backbone.identity(), &backbone.input_spec())? {
+                if flags.json {
+                    println!(
+                        "{}",
+                        serde_json::json!({"output": file.display().to_string(), "already_written": true})
+                    );
+                } else if !flags.quiet {
+                    println!("shard {shard} is already in {}: skipped", file.display());
+                }
+                return Ok(());
+            }
+            let mut bar = flags.progress(modality.unit());
+            let result = embeddings::embed(
+                &data,
+                &mut backbone,
+                &flags.options(),
+                &mut |done, total| bar.update(done, total),
+            );
+            bar.finish();
+            let (set, summary) = result?;
+            let skipped = summary.as_ref().map_or(&[][..], |s| &s.skipped[..]);
+            parquet::write_parquet(&set, skipped, &file)?;
+            (file, set.dim, set.rows(), summary)
+        }
+    };
+    let (out, dim, rows, summary) = written;
     if flags.json {
         let mut value = serde_json::to_value(&summary).unwrap_or_default();
         value["output"] = serde_json::json!(out.display().to_string());
-        value["dim"] = serde_json::json!(set.dim);
+        value["dim"] = serde_json::json!(dim);
         println!("{value}");
     } else if !flags.quiet {
         if let Some(summary) = &summary {
             print_embed_summary(summary, flags.verbose);
         }
-        println!("-> {} [{} x {}]", out.display(), set.rows(), set.dim);
+        println!("-> {} [{rows} x {dim}]", out.display());
     }
     Ok(())
 }

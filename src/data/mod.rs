@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod files;
+pub mod shard;
 pub mod texts;
 
 use std::path::{Path, PathBuf};
@@ -11,6 +12,7 @@ use crate::error::{Error, Result};
 use crate::modality::Modality;
 
 pub use files::{Files, Skip};
+pub use shard::Shard;
 pub use texts::{TextDataset, TextOptions};
 
 /// What a path holds.
@@ -20,8 +22,8 @@ pub enum Data {
     Images(Files),
     /// A text table, or a folder of `.txt` files in class folders.
     Texts(TextDataset),
-    /// Any other file: an `.npz` of embeddings, read with
-    /// [`EmbeddedSet::read_npz`](crate::embeddings::EmbeddedSet::read_npz).
+    /// Embeddings made earlier: an `.npz`, a Parquet file or a folder of Parquet shards (any other file is
+    /// taken for an `.npz`), read with [`EmbeddedSet::read`](crate::embeddings::EmbeddedSet::read).
     Embeddings(PathBuf),
 }
 
@@ -30,6 +32,9 @@ impl Data {
     /// A table is known by its extension (.csv, .tsv, .jsonl); a folder holds texts when every file in it is a
     /// `.txt` file, else images.
     pub fn open(path: &Path, text: &TextOptions) -> Result<Data> {
+        if crate::embeddings::parquet::is_parquet(path) {
+            return Ok(Data::Embeddings(path.to_path_buf()));
+        }
         if path.is_dir() {
             let listed = files::scan(path)?;
             return Ok(if texts::is_text_folder(&listed) {
@@ -48,6 +53,23 @@ impl Data {
             path,
             "no such folder, text table (.csv, .tsv, .jsonl) or .npz file",
         ))
+    }
+
+    /// The part of the data in `shard` (embeddings made earlier are not sharded: they come back whole).
+    pub fn shard(self, shard: Shard) -> Data {
+        match self {
+            Data::Images(mut files) => {
+                files.items.retain(|item| shard.holds(&item.relative));
+                files.skipped.retain(|skip| shard.holds(&skip.path));
+                Data::Images(files)
+            }
+            Data::Texts(mut texts) => {
+                texts.items.retain(|item| shard.holds(&item.id));
+                texts.skipped.retain(|skip| shard.holds(&skip.path));
+                Data::Texts(texts)
+            }
+            embeddings => embeddings,
+        }
     }
 
     /// Images or texts; `None` for embeddings, which say so themselves once read.

@@ -6,6 +6,7 @@ mod batches;
 pub mod cache;
 mod images;
 pub mod npz;
+pub mod parquet;
 mod set;
 mod texts;
 
@@ -35,7 +36,7 @@ pub fn embed(
             texts::embed_texts(texts, backbone, options, progress)?
         }
         (Data::Embeddings(path), backbone) => {
-            let set = EmbeddedSet::read_npz(path)?;
+            let set = EmbeddedSet::read(path)?;
             check_same_backbone(backbone.identity(), &set.backbone, &set.backbone_source)?;
             check_same_input(&backbone.input_spec(), &set.input)?;
             return Ok((set, None));

@@ -169,6 +169,16 @@ impl EmbeddedSet {
         )
     }
 
+    /// Reads embeddings made earlier: a Parquet file or a folder of Parquet shards
+    /// ([`super::parquet::read_parquet`]), else an `.npz`.
+    pub fn read(path: &Path) -> Result<Self> {
+        if super::parquet::is_parquet(path) {
+            super::parquet::read_parquet(path)
+        } else {
+            Self::read_npz(path)
+        }
+    }
+
     /// Reads an `.npz` written by [`EmbeddedSet::write_npz`], checking that its arrays fit together.
     pub fn read_npz(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
@@ -325,6 +335,25 @@ pub fn feature_metadata(
         ("backbone_config", config),
         (input_key, input.expect("an input spec serialises")),
     ]
+}
+
+/// The inverse of [`feature_metadata`]: (backbone source, identity, input) from the entries `get` finds.
+pub(crate) fn parse_feature_metadata(
+    get: &dyn Fn(&str) -> Option<String>,
+) -> std::result::Result<(String, BackboneIdentity, InputSpec), String> {
+    let config = get("backbone_config").ok_or("no backbone_config")?;
+    let backbone =
+        serde_json::from_str(&config).map_err(|e| format!("bad backbone_config: {e}"))?;
+    let input = match (get("text_input"), get("preprocess")) {
+        (Some(text), _) => InputSpec::Text(
+            serde_json::from_str(&text).map_err(|e| format!("bad text_input: {e}"))?,
+        ),
+        (None, Some(preprocess)) => InputSpec::Image(
+            serde_json::from_str(&preprocess).map_err(|e| format!("bad preprocess: {e}"))?,
+        ),
+        (None, None) => return Err("neither preprocess nor text_input".into()),
+    };
+    Ok((get("backbone_source").unwrap_or_default(), backbone, input))
 }
 
 /// What happened, for the summary line and `--json`.
