@@ -2,99 +2,27 @@
 //! virtual environment (maturin, pytest, numpy, pyarrow and Ray from PyPI inside it), and pytest runs
 //! python/tests against the `headstart` binary built here.
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+mod python_env;
+
+use std::path::Path;
+use std::process::Command;
 
 #[test]
 fn python_package_passes_its_tests() {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let work = Path::new(env!("CARGO_TARGET_TMPDIR")).join("python");
-    let python = environment(root, &work.join("venv"));
-    let wheel = build_wheel(root, &work.join("wheels"), &work.join("venv/bin/maturin"));
-    run(Command::new(&python)
-        .args([
-            "-m",
-            "pip",
-            "install",
-            "--quiet",
-            "--disable-pip-version-check",
-        ])
-        .args(["--force-reinstall", "--no-deps"])
-        .arg(&wheel));
-    let output = run(Command::new(&python)
-        .args([
-            "-m",
-            "pytest",
-            "python/tests",
-            "-q",
-            "-p",
-            "no:cacheprovider",
-        ])
-        .env("HEADSTART_CLI", env!("CARGO_BIN_EXE_headstart"))
-        .current_dir(root));
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    eprintln!("{}", stdout.lines().last().unwrap_or_default());
-}
-
-/// A virtual environment with python/tests/requirements.txt installed; reused while that file is unchanged.
-fn environment(root: &Path, venv: &Path) -> PathBuf {
-    let requirements = root.join("python/tests/requirements.txt");
-    let wanted = std::fs::read_to_string(&requirements).unwrap();
-    let installed = venv.join("requirements.installed");
-    let python = venv.join("bin/python");
-    if std::fs::read_to_string(&installed).ok().as_deref() != Some(wanted.as_str()) {
-        let _ = std::fs::remove_dir_all(venv);
-        run(Command::new(headstart::fetch::python())
-            .args(["-m", "venv"])
-            .arg(venv));
-        run(Command::new(&python)
+    let python = python_env::python_with_wheel(&[]);
+    let output = python_env::run(
+        Command::new(&python)
             .args([
                 "-m",
-                "pip",
-                "install",
-                "--quiet",
-                "--disable-pip-version-check",
-                "-r",
+                "pytest",
+                "python/tests",
+                "-q",
+                "-p",
+                "no:cacheprovider",
             ])
-            .arg(&requirements));
-        std::fs::write(&installed, wanted).unwrap();
-    }
-    python
-}
-
-/// Builds the wheel with the cargo running this test, into the same target folder (dependencies are already
-/// built there), and returns its path.
-fn build_wheel(root: &Path, out: &Path, maturin: &Path) -> PathBuf {
-    let _ = std::fs::remove_dir_all(out);
-    let cargo = Path::new(env!("CARGO"));
-    let path = std::env::join_paths(cargo.parent().into_iter().map(Path::to_path_buf).chain(
-        std::env::split_paths(&std::env::var_os("PATH").unwrap_or_default()),
-    ))
-    .unwrap();
-    run(Command::new(maturin)
-        .args(["build", "--strip", "--manifest-path"])
-        .arg(root.join("python/Cargo.toml"))
-        .arg("--out")
-        .arg(out)
-        .env("PATH", path));
-    let wheels: Vec<PathBuf> = std::fs::read_dir(out)
-        .unwrap()
-        .map(|entry| entry.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|e| e == "whl"))
-        .collect();
-    assert_eq!(wheels.len(), 1, "one wheel expected in {}", out.display());
-    wheels[0].clone()
-}
-
-/// Runs `command`; a failure fails the test with what it printed.
-fn run(command: &mut Command) -> Output {
-    let output = command.output().unwrap();
-    assert!(
-        output.status.success(),
-        "{command:?} failed ({}):\n{}\n{}",
-        output.status,
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
+            .env("HEADSTART_CLI", env!("CARGO_BIN_EXE_headstart"))
+            .current_dir(Path::new(env!("CARGO_MANIFEST_DIR"))),
     );
-    output
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    eprintln!("{}", stdout.lines().last().unwrap_or_default());
 }

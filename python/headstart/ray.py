@@ -26,6 +26,11 @@ that fails to decode is such a row, never a failed job. The schema's metadata na
 
 from __future__ import annotations
 
+import hashlib
+import os
+import shutil
+import uuid
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -33,7 +38,7 @@ import pyarrow as pa
 
 from ._headstart import Embedder
 
-__all__ = ["Embed", "METADATA_PREFIX"]
+__all__ = ["Embed", "METADATA_PREFIX", "shard_of", "write_shards"]
 
 METADATA_PREFIX = "headstart."
 
@@ -69,3 +74,65 @@ class Embed:
         )
         table = batch.append_column("embedding", embedding).append_column("skipped", pa.array(reasons, type=pa.string()))
         return table.replace_schema_metadata({**(batch.schema.metadata or {}), **self.metadata})
+
+
+def shard_of(key: str, shards: int) -> int:
+    """The shard (0 to shards - 1) a path or text belongs to: the partition `headstart embed --shard` uses."""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "big") % shards
+
+
+def write_shards(
+    dataset: Any,
+    out: str | os.PathLike[str],
+    shards: int,
+    *,
+    column: str = "path",
+    batch_size: int = 64,
+    actors: int = 1,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    **embedder_options: Any,
+) -> list[Path]:
+    """Embeds a Ray dataset into `out/ray-K-of-N.parquet`, one shard (one Ray job) at a time.
+
+    A shard file is renamed into place whole once its job has finished, so a re-run into the same folder
+    (after a failure, or with more machines) skips the shards that are there and does only what is left.
+    `out` must be a local or shared file system. Rows go to shards by their `column` value as `shard_of` says
+    (the CLI's `--shard` hashes paths relative to its folder instead, so its `part-K-of-N` files are another
+    partition: keep the two in folders of their own). `headstart train out/` reads the folder as one set.
+    Returns the files written by this call.
+    """
+    import ray
+
+    if shards < 1:
+        raise ValueError(f"shards must be at least 1, got {shards}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for index in range(shards):
+        final = out / f"ray-{index:05}-of-{shards:05}.parquet"
+        if final.exists():
+            continue
+        part = dataset.filter(lambda row, index=index: shard_of(str(row[column]), shards) == index)
+        embedded = part.map_batches(
+            Embed,
+            fn_constructor_kwargs={"column": column, **embedder_options},
+            batch_format="pyarrow",
+            batch_size=batch_size,
+            compute=ray.data.ActorPoolStrategy(size=actors),
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+        )
+        # One file per shard, written beside its final name and renamed there when whole.
+        staging = out / f".staging-{index:05}-{uuid.uuid4().hex}"
+        try:
+            embedded.repartition(1).write_parquet(str(staging))
+            files = sorted(staging.glob("*.parquet"))
+            if len(files) > 1:
+                raise RuntimeError(f"Ray wrote {len(files)} files for one shard in {staging}")
+            if files:
+                os.replace(files[0], final)
+                written.append(final)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+    return written

@@ -14,6 +14,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import headstart
+import headstart.ray
 from conftest import cli, cli_json, cosines, listed
 
 TEXT_BACKBONE = "all-minilm-l6-v2"
@@ -63,6 +64,10 @@ def test_the_cli_parquet_shards_read_in_pyarrow(embedded: headstart.Embedded, sm
     for shard in ("0/2", "1/2"):
         cli("embed", str(small_set), "--format", "parquet", "--shard", shard, "-o", str(out), "--quiet", "--device", "cpu")
     table = pq.read_table(out)
+    for k in (0, 1):
+        # headstart.ray.shard_of is the CLI's partition.
+        shard = pq.read_table(out / f"part-0000{k}-of-00002.parquet").column("path").to_pylist()
+        assert shard and {headstart.ray.shard_of(p, 2) for p in shard} == {k}
     files = listed(small_set)
     relative = [str(f.relative_to(small_set)) for f in files]
     assert sorted(table.column("path").to_pylist()) == sorted(relative)

@@ -139,3 +139,31 @@ def test_losing_a_worker_node_mid_run_loses_and_repeats_nothing(cluster, ray_set
     assert not writer.is_alive(), "the run did not finish after losing a node"
     assert not failures, failures
     check_against_cli(ray_set, out, tmp_path)
+
+
+def test_write_shards_skips_the_shards_a_run_finished(cluster, ray_set: Path, tmp_path: Path) -> None:
+    files = listed(ray_set)
+    dataset = ray.data.from_items([{"path": str(f), "label": f.parent.name} for f in files])
+    options = {"device": "cpu", "cache": False, "workers": 1, "threads": 1, "actors": 2, "num_cpus": 1, "batch_size": 16}
+    out = tmp_path / "shards"
+    written = headstart.ray.write_shards(dataset, out, 3, **options)
+    assert sorted(p.name for p in written) == [f"ray-0000{k}-of-00003.parquet" for k in range(3)]
+    assert sorted(p.name for p in out.iterdir()) == sorted(p.name for p in written)
+    table = pq.read_table(out)
+    assert sorted(table.column("path").to_pylist()) == sorted(str(f) for f in files)
+    for path in written:
+        shard = pq.read_table(path).column("path").to_pylist()
+        assert {headstart.ray.shard_of(p, 3) for p in shard} == {int(path.name[4:9])}
+
+    # A re-run does nothing; with a shard lost, it does only that one.
+    before = {p: p.stat().st_mtime_ns for p in written}
+    assert headstart.ray.write_shards(dataset, out, 3, **options) == []
+    lost = written[1]
+    lost.unlink()
+    assert headstart.ray.write_shards(dataset, out, 3, **options) == [lost]
+    assert all(p.stat().st_mtime_ns == before[p] for p in written if p != lost)
+    assert sorted(pq.read_table(out).column("path").to_pylist()) == sorted(str(f) for f in files)
+    # One set to train on.
+    bundle = tmp_path / "b.hs"
+    cli("train", str(out), "-o", str(bundle), "--quiet")
+    assert headstart.load(bundle).class_names == ["defective", "functional"]
