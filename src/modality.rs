@@ -29,16 +29,13 @@ impl std::fmt::Display for Modality {
 }
 
 impl std::str::FromStr for Modality {
-    type Err = crate::error::Error;
+    type Err = String;
 
-    fn from_str(name: &str) -> crate::error::Result<Self> {
+    fn from_str(name: &str) -> Result<Self, String> {
         match name {
             "image" => Ok(Modality::Image),
             "text" => Ok(Modality::Text),
-            other => Err(crate::error::Error::parameter(
-                "modality",
-                format!("'{other}' is not one of image, text"),
-            )),
+            other => Err(format!("'{other}' is not one of image, text")),
         }
     }
 }

@@ -106,7 +106,12 @@ impl Embedder {
     ) -> PyResult<Self> {
         let reference = BackboneRef::parse(backbone);
         let modality = match (modality, &reference) {
-            (Some(name), _) => name.parse().map_err(raise)?,
+            (Some(name), _) => name.parse().map_err(|message| {
+                raise(headstart::Error::InvalidParameter {
+                    name: "modality",
+                    message,
+                })
+            })?,
             (None, BackboneRef::Zoo(name)) => zoo::find(name).map_err(raise)?.modality,
             (None, BackboneRef::File(_)) => Modality::Image,
         };

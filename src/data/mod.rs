@@ -32,7 +32,7 @@ impl Data {
     /// A table is known by its extension (.csv, .tsv, .jsonl); a folder holds texts when every file in it is a
     /// `.txt` file, else images.
     pub fn open(path: &Path, text: &TextOptions) -> Result<Data> {
-        if crate::embeddings::parquet::is_parquet(path) {
+        if is_parquet(path) {
             return Ok(Data::Embeddings(path.to_path_buf()));
         }
         if path.is_dir() {
@@ -80,6 +80,20 @@ impl Data {
             Data::Embeddings(_) => None,
         }
     }
+}
+
+/// Whether `path` is a Parquet file, or a folder with Parquet files in it (a folder of shards: reading it
+/// refuses anything else visible there).
+pub fn is_parquet(path: &Path) -> bool {
+    let named = |p: &Path| p.extension().is_some_and(|e| e == "parquet");
+    if path.is_dir() {
+        return std::fs::read_dir(path).is_ok_and(|entries| {
+            entries
+                .flatten()
+                .any(|e| named(&e.path()) && e.path().is_file())
+        });
+    }
+    named(path)
 }
 
 #[cfg(test)]

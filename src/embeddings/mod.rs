@@ -19,6 +19,18 @@ use crate::backbone::{Backbone, check_same_backbone, check_same_input};
 use crate::data::Data;
 use crate::error::{Error, Result};
 
+impl EmbeddedSet {
+    /// Reads embeddings made earlier: a Parquet file or a folder of Parquet shards
+    /// ([`parquet::read_parquet`]), else an `.npz`.
+    pub fn read(path: &std::path::Path) -> Result<Self> {
+        if crate::data::is_parquet(path) {
+            parquet::read_parquet(path)
+        } else {
+            Self::read_npz(path)
+        }
+    }
+}
+
 /// Embeds `data` with `backbone`: every image of a folder or every text of a table, through the cache.
 /// `progress(done, total)` is called as inputs complete. Embeddings read from an `.npz` come back as they are
 /// (after checking that this backbone made them), with no summary.

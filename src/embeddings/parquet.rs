@@ -145,20 +145,6 @@ fn write_column(
     Ok(())
 }
 
-/// Whether `path` is a Parquet file, or a folder with Parquet files in it (a folder of shards: reading it
-/// refuses anything else visible there).
-pub fn is_parquet(path: &Path) -> bool {
-    let named = |p: &Path| p.extension().is_some_and(|e| e == "parquet");
-    if path.is_dir() {
-        return std::fs::read_dir(path).is_ok_and(|entries| {
-            entries
-                .flatten()
-                .any(|e| named(&e.path()) && e.path().is_file())
-        });
-    }
-    named(path)
-}
-
 /// The `.parquet` files of a folder, sorted; an error if anything else visible is there.
 fn shard_files(dir: &Path) -> Result<Vec<PathBuf>> {
     let mut files = Vec::new();

@@ -169,16 +169,6 @@ impl EmbeddedSet {
         )
     }
 
-    /// Reads embeddings made earlier: a Parquet file or a folder of Parquet shards
-    /// ([`super::parquet::read_parquet`]), else an `.npz`.
-    pub fn read(path: &Path) -> Result<Self> {
-        if super::parquet::is_parquet(path) {
-            super::parquet::read_parquet(path)
-        } else {
-            Self::read_npz(path)
-        }
-    }
-
     /// Reads an `.npz` written by [`EmbeddedSet::write_npz`], checking that its arrays fit together.
     pub fn read_npz(path: &Path) -> Result<Self> {
         let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
