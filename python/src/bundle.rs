@@ -23,54 +23,25 @@ pub struct Bundle {
     state: Mutex<State>,
 }
 
-/// The bundle alone until something needs its backbone; then the classifier, which owns it.
-enum State {
-    Closed {
-        bundle: headstart::Bundle,
-        origin: PathBuf,
-        runtime: RuntimeOptions,
-    },
-    Open(Classifier),
-    /// Only while switching from one to the other.
-    Switching,
+/// The bundle, and its classifier once something needs the backbone (opened on first need: predicting from
+/// embeddings needs none).
+struct State {
+    bundle: headstart::Bundle,
+    origin: PathBuf,
+    runtime: RuntimeOptions,
+    classifier: Option<Classifier>,
 }
 
 impl State {
-    fn bundle(&self) -> &headstart::Bundle {
-        match self {
-            State::Closed { bundle, .. } => bundle,
-            State::Open(classifier) => &classifier.bundle,
-            State::Switching => unreachable!("the state is never seen while switching"),
-        }
-    }
-
-    /// The classifier, opening the bundle's backbone the first time.
     fn classifier(&mut self) -> headstart::Result<&mut Classifier> {
-        if let State::Closed { .. } = self {
-            let State::Closed {
-                bundle,
-                origin,
-                runtime,
-            } = std::mem::replace(self, State::Switching)
-            else {
-                unreachable!("matched just above")
-            };
-            // Opening can fail (no backbone there): keep the bundle usable for the embeddings path.
-            match Classifier::from_bundle(bundle.clone(), &origin, &runtime, None) {
-                Ok(classifier) => *self = State::Open(classifier),
-                Err(error) => {
-                    *self = State::Closed {
-                        bundle,
-                        origin,
-                        runtime,
-                    };
-                    return Err(error);
-                }
-            }
-        }
-        match self {
-            State::Open(classifier) => Ok(classifier),
-            _ => unreachable!("opened just above"),
+        match &mut self.classifier {
+            Some(classifier) => Ok(classifier),
+            empty => Ok(empty.insert(Classifier::from_bundle(
+                self.bundle.clone(),
+                &self.origin,
+                &self.runtime,
+                None,
+            )?)),
         }
     }
 }
@@ -78,21 +49,17 @@ impl State {
 impl Bundle {
     fn new(bundle: headstart::Bundle, origin: PathBuf, runtime: RuntimeOptions) -> Self {
         Bundle {
-            state: Mutex::new(State::Closed {
+            state: Mutex::new(State {
                 bundle,
                 origin,
                 runtime,
+                classifier: None,
             }),
         }
     }
 
     fn read<T>(&self, look: impl FnOnce(&headstart::Bundle) -> T) -> T {
-        look(
-            self.state
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .bundle(),
-        )
+        look(&self.state.lock().unwrap_or_else(|e| e.into_inner()).bundle)
     }
 
     /// Runs `job` on the classifier with the GIL released.
