@@ -38,6 +38,7 @@ pub mod home;
 pub mod metrics;
 pub mod modality;
 pub mod onnx;
+pub(crate) mod panics;
 pub mod pooling;
 pub mod preprocess;
 pub mod report;

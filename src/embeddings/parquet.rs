@@ -278,7 +278,7 @@ pub fn is_finished(path: &Path, backbone: &BackboneIdentity, input: &InputSpec) 
         return Ok(false);
     }
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let (_, (_, identity, made)) = open(file, path)?;
+    let (_, (_, identity, made)) = guarded(path, || open(file, path))?;
     if &identity == backbone && &made == input {
         Ok(true)
     } else {
@@ -322,13 +322,24 @@ fn open<R: ChunkReader + 'static>(
 
 /// One Parquet file in memory as a set (a fuzz target's way in; `origin` names it in errors).
 pub fn read_parquet_bytes(bytes: Vec<u8>, origin: &Path) -> Result<EmbeddedSet> {
-    let (set, labels) = read_rows(bytes::Bytes::from(bytes), origin)?;
+    let (set, labels) = guarded(origin, || read_rows(bytes::Bytes::from(bytes), origin))?;
     labelled(set, labels, origin)
 }
 
 fn read_file(path: &Path) -> Result<(EmbeddedSet, Vec<Option<String>>)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    read_rows(file, path)
+    guarded(path, || read_rows(file, path))
+}
+
+/// The parquet crate panics on some damaged files (a dictionary-encoded page without its dictionary, found by
+/// fuzzing): such a panic is this file's error.
+fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
+    crate::panics::quietly(read).unwrap_or_else(|message| {
+        Err(Error::input(
+            path,
+            format!("damaged Parquet file ({message})"),
+        ))
+    })
 }
 
 /// One file's embedded rows (unlabelled) and each row's label, if it has one.
