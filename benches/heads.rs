@@ -1,9 +1,12 @@
 //! Head training, side by side with scikit-learn, in one run on the same embeddings, folds and grid:
 //! headstart's cross-validated logistic search vs `LogisticRegression(lbfgs)` (benches/reference_heads.py).
+//! Then every head (and the logistic head with linfa-logistic as its solver) on the same data: training time
+//! (cross-validation included) and test accuracy.
 //! Synthetic embeddings (D = 1,280, K = 10 Gaussian classes, 2,000 held-out rows), then the real ELPV
 //! embeddings of the default backbone with the demo's split (1,800 train / 824 test, K = 2).
 //!
-//! cargo bench --bench heads          (HEADSTART_BENCH_SIZES=2000,10000 to choose the synthetic sizes)
+//! cargo bench --bench heads          (HEADSTART_BENCH_SIZES=2000,10000 to choose the synthetic sizes;
+//!                                     HEADSTART_BENCH_HEADS=0 for the scikit-learn table only)
 
 use std::path::Path;
 use std::time::Instant;
@@ -11,8 +14,8 @@ use std::time::Instant;
 use headstart::backbone::{BackboneOptions, BackboneRef};
 use headstart::embeddings::EmbedOptions;
 use headstart::embeddings::npz::{NpyArray, write_npz};
-use headstart::head::train::stratified_folds;
-use headstart::head::{TrainParams, train};
+use headstart::head::cv::stratified_folds;
+use headstart::head::{ClassScores, HeadKind, Solver, TrainParams, train};
 use headstart::metrics::argmax;
 use headstart::rng::SplitMix64;
 use headstart::{datasets, workflow, zoo};
@@ -43,18 +46,69 @@ fn main() {
         "| data | N | headstart s | scikit-learn s | time ratio | headstart acc | scikit-learn acc | difference |"
     );
     println!("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for n in sizes {
-        let (x, y) = embeddings(n + TEST, 7);
-        compare(Case {
-            name: format!("synthetic, K = {K}"),
-            x_train: x.slice(ndarray::s![..n, ..]).to_owned(),
-            y_train: y[..n].to_vec(),
-            x_test: x.slice(ndarray::s![n.., ..]).to_owned(),
-            y_test: y[n..].to_vec(),
-            classes: K,
-        });
+    let mut cases: Vec<Case> = sizes
+        .into_iter()
+        .map(|n| {
+            let (x, y) = embeddings(n + TEST, 7);
+            Case {
+                name: format!("synthetic, K = {K}"),
+                x_train: x.slice(ndarray::s![..n, ..]).to_owned(),
+                y_train: y[..n].to_vec(),
+                x_test: x.slice(ndarray::s![n.., ..]).to_owned(),
+                y_test: y[n..].to_vec(),
+                classes: K,
+            }
+        })
+        .collect();
+    cases.push(elpv());
+    for case in &cases {
+        compare(case);
     }
-    compare(elpv());
+    if std::env::var("HEADSTART_BENCH_HEADS").as_deref() == Ok("0") {
+        return;
+    }
+    println!("\n| data | N | head | train s | test accuracy |");
+    println!("| --- | ---: | --- | ---: | ---: |");
+    for case in &cases {
+        every_head(case);
+    }
+}
+
+/// Each head with the default protocol (5 folds, the default grid for logistic and linear-svm).
+fn every_head(case: &Case) {
+    let names: Vec<String> = (0..case.classes).map(|c| format!("class{c}")).collect();
+    let variants = HeadKind::ALL
+        .into_iter()
+        .map(|head| (head.name().to_string(), head, Solver::Lbfgs))
+        .chain([(
+            "logistic, linfa-logistic solver".to_string(),
+            HeadKind::Logistic,
+            Solver::Linfa,
+        )]);
+    for (label, head, solver) in variants {
+        let params = TrainParams {
+            head,
+            solver,
+            ..TrainParams::default()
+        };
+        let started = Instant::now();
+        let row = match train(case.x_train.view(), &case.y_train, &names, &params) {
+            Ok((trained, report)) => format!(
+                "{:.2} | {:.4}",
+                started.elapsed().as_secs_f64(),
+                accuracy(
+                    &trained.probabilities(case.x_test.view(), report.temperature),
+                    &case.y_test
+                )
+            ),
+            Err(why) => format!("not run: {why} |"),
+        };
+        println!(
+            "| {} | {} | {label} | {row} |",
+            case.name,
+            case.y_train.len()
+        );
+    }
 }
 
 /// The demo's ELPV embeddings (through the cache) and its held-out split.
@@ -86,7 +140,7 @@ fn elpv() -> Case {
     }
 }
 
-fn compare(case: Case) {
+fn compare(case: &Case) {
     let params = TrainParams::default();
     let (n, test) = (case.y_train.len(), case.y_test.len());
     let dim = case.x_train.ncols();

@@ -10,10 +10,22 @@ use serde::{Deserialize, Serialize};
 use crate::backbone::{BackboneIdentity, InputSpec};
 use crate::embeddings::npz::{NpyArray, NpyData, read_npz_from, write_npz};
 use crate::error::{Error, Result};
-use crate::head::{ClassWeight, Head, HeadKind, Scaler};
+use crate::head::{
+    Centroid, ClassScores, ClassWeight, Head, HeadKind, Knn, LinearModel, NaiveBayes, Scaler,
+    Solver,
+};
 
-/// Bumped when a bundle written now could not be read by an older headstart.
-pub const FORMAT_VERSION: u32 = 1;
+/// The newest bundle format this headstart reads. Format 2 added the gaussian-nb and linear-svm heads; a
+/// bundle with another head is still written as format 1, so older headstarts keep reading it.
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The format a bundle with this head is written in: the oldest that knows the head.
+pub fn format_version_for(head: HeadKind) -> u32 {
+    match head {
+        HeadKind::Logistic | HeadKind::Centroid | HeadKind::Knn => 1,
+        HeadKind::GaussianNb | HeadKind::LinearSvm => 2,
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bundle {
@@ -89,6 +101,9 @@ pub struct TrainingInfo {
     pub cv_accuracy: f64,
     pub folds: usize,
     pub class_weight: ClassWeight,
+    /// The logistic head's solver (absent for other heads and in bundles from before it could be chosen).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub solver: Option<Solver>,
     pub seed: u64,
     pub knn_k: Option<usize>,
     pub samples: usize,
@@ -118,35 +133,34 @@ impl Bundle {
         let temperature = [self.temperature];
         let mut arrays: Vec<(&str, NpyArray)> = vec![
             ("bundle", NpyArray::Str(&info)),
-            ("temperature", f32s(&temperature)),
+            (
+                "temperature",
+                NpyArray::F32 {
+                    shape: vec![1],
+                    data: &temperature,
+                },
+            ),
         ];
-        let labels: Vec<i64>;
+        let integers: Vec<i64>;
         match &self.head {
-            Head::Logistic {
-                scaler,
-                weights,
-                intercept,
-            } => {
-                arrays.push(("scaler_mean", f32s(scaler.mean.as_slice().unwrap_or(&[]))));
-                arrays.push(("scaler_scale", f32s(scaler.scale.as_slice().unwrap_or(&[]))));
-                arrays.push(("weights", matrix(weights)));
-                arrays.push(("intercept", f32s(intercept.as_slice().unwrap_or(&[]))));
+            Head::Logistic(model) | Head::LinearSvm(model) => {
+                arrays.push(("scaler_mean", vector(&model.scaler.mean)));
+                arrays.push(("scaler_scale", vector(&model.scaler.scale)));
+                arrays.push(("weights", matrix(&model.weights)));
+                arrays.push(("intercept", vector(&model.intercept)));
             }
-            Head::Centroid { centroids } => arrays.push(("centroids", matrix(centroids))),
-            Head::Knn {
-                embeddings,
-                labels: knn_labels,
-                ..
-            } => {
-                labels = knn_labels.iter().map(|&l| l as i64).collect();
-                arrays.push(("knn_embeddings", matrix(embeddings)));
-                arrays.push((
-                    "knn_labels",
-                    NpyArray::I64 {
-                        shape: vec![labels.len()],
-                        data: &labels,
-                    },
-                ));
+            Head::Centroid(model) => arrays.push(("centroids", matrix(&model.centroids))),
+            Head::Knn(model) => {
+                integers = model.labels.iter().map(|&l| l as i64).collect();
+                arrays.push(("knn_embeddings", matrix(&model.embeddings)));
+                arrays.push(("knn_labels", int64s(&integers)));
+            }
+            Head::GaussianNb(model) => {
+                integers = model.counts.iter().map(|&c| c as i64).collect();
+                arrays.push(("nb_means", matrix(&model.means)));
+                arrays.push(("nb_variances", matrix(&model.variances)));
+                arrays.push(("nb_log_priors", vector(&model.log_priors)));
+                arrays.push(("nb_counts", int64s(&integers)));
             }
         }
         write_npz(path, &arrays)
@@ -204,34 +218,51 @@ impl Bundle {
                 ))),
             }
         };
+        let integers = |name: &str| -> Result<Vec<usize>> {
+            match get(name) {
+                Some(NpyData::I64 { shape, data }) if shape.len() == 1 => {
+                    Ok(data.iter().map(|&v| v.max(0) as usize).collect())
+                }
+                _ => Err(bad(format!(
+                    "damaged bundle: '{name}' is missing or not an integer vector"
+                ))),
+            }
+        };
         let k = info.class_names.len();
-        let head = match info.training.head {
-            HeadKind::Logistic => Head::Logistic {
+        let linear = || -> Result<LinearModel> {
+            Ok(LinearModel {
                 scaler: Scaler {
                     mean: vector("scaler_mean")?,
                     scale: vector("scaler_scale")?,
                 },
                 weights: table("weights")?,
                 intercept: vector("intercept")?,
-            },
-            HeadKind::Centroid => Head::Centroid {
+            })
+        };
+        let head = match info.training.head {
+            HeadKind::Logistic => Head::Logistic(linear()?),
+            HeadKind::LinearSvm => Head::LinearSvm(linear()?),
+            HeadKind::Centroid => Head::Centroid(Centroid {
                 centroids: table("centroids")?,
-            },
+            }),
             HeadKind::Knn => {
-                let Some(NpyData::I64 { data, .. }) = get("knn_labels") else {
-                    return Err(bad("damaged bundle: 'knn_labels' is missing".into()));
-                };
-                let labels: Vec<usize> = data.iter().map(|&l| l.max(0) as usize).collect();
+                let labels = integers("knn_labels")?;
                 if labels.iter().any(|&l| l >= k) {
                     return Err(bad("damaged bundle: a kNN label is not a class".into()));
                 }
-                Head::Knn {
+                Head::Knn(Knn {
                     embeddings: table("knn_embeddings")?,
                     labels,
                     k: info.training.knn_k.unwrap_or(5),
                     classes: k,
-                }
+                })
             }
+            HeadKind::GaussianNb => Head::GaussianNb(NaiveBayes {
+                means: table("nb_means")?,
+                variances: table("nb_variances")?,
+                log_priors: vector("nb_log_priors")?,
+                counts: integers("nb_counts")?,
+            }),
         };
         if head.classes() != k || !consistent(&head) {
             return Err(bad(
@@ -253,24 +284,33 @@ impl Bundle {
 
 fn consistent(head: &Head) -> bool {
     match head {
-        Head::Logistic {
-            scaler,
-            weights,
-            intercept,
-        } => {
-            scaler.mean.len() == weights.nrows()
-                && scaler.scale.len() == weights.nrows()
-                && intercept.len() == weights.ncols()
+        Head::Logistic(model) | Head::LinearSvm(model) => {
+            let d = model.weights.nrows();
+            model.scaler.mean.len() == d
+                && model.scaler.scale.len() == d
+                && model.intercept.len() == model.weights.ncols()
         }
-        Head::Centroid { .. } => true,
-        Head::Knn {
-            embeddings, labels, ..
-        } => embeddings.nrows() == labels.len(),
+        Head::Centroid(_) => true,
+        Head::Knn(model) => model.embeddings.nrows() == model.labels.len(),
+        Head::GaussianNb(model) => {
+            let k = model.means.nrows();
+            model.variances.dim() == model.means.dim()
+                && model.log_priors.len() == k
+                && model.counts.len() == k
+                && model.variances.iter().all(|v| v.is_finite() && *v > 0.0)
+        }
     }
 }
 
-fn f32s(values: &[f32]) -> NpyArray<'_> {
+fn vector(values: &Array1<f32>) -> NpyArray<'_> {
     NpyArray::F32 {
+        shape: vec![values.len()],
+        data: values.as_slice().unwrap_or(&[]),
+    }
+}
+
+fn int64s(values: &[i64]) -> NpyArray<'_> {
+    NpyArray::I64 {
         shape: vec![values.len()],
         data: values,
     }
@@ -332,6 +372,7 @@ mod tests {
                 cv_accuracy: 0.9,
                 folds: 5,
                 class_weight: ClassWeight::None,
+                solver: None,
                 seed: 42,
                 knn_k: Some(3),
                 samples: 10,
@@ -345,29 +386,39 @@ mod tests {
     #[test]
     fn round_trips_every_head() {
         let dir = tempfile::tempdir().unwrap();
+        let linear = || LinearModel {
+            scaler: Scaler {
+                mean: array![0.5, -1.0],
+                scale: array![2.0, 1.0],
+            },
+            weights: array![[1.0, -1.0, 0.5], [0.0, 2.0, 1.0]],
+            intercept: array![0.1, 0.2, 0.3],
+        };
         let heads = [
-            Head::Logistic {
-                scaler: Scaler {
-                    mean: array![0.5, -1.0],
-                    scale: array![2.0, 1.0],
-                },
-                weights: array![[1.0, -1.0, 0.5], [0.0, 2.0, 1.0]],
-                intercept: array![0.1, 0.2, 0.3],
-            },
-            Head::Centroid {
+            Head::Logistic(linear()),
+            Head::LinearSvm(linear()),
+            Head::Centroid(Centroid {
                 centroids: array![[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]],
-            },
-            Head::Knn {
+            }),
+            Head::Knn(Knn {
                 embeddings: array![[1.0, 0.0], [0.0, 1.0]],
                 labels: vec![2, 0],
                 k: 3,
                 classes: 3,
-            },
+            }),
+            Head::GaussianNb(NaiveBayes {
+                means: array![[1.0, 0.0], [0.0, 1.0], [0.5, 0.5]],
+                variances: array![[1.0, 2.0], [0.5, 0.1], [1.0, 1.0]],
+                log_priors: array![-1.0, -1.5, -1e4],
+                counts: vec![4, 2, 0],
+            }),
         ];
         for head in heads {
+            let mut info = info(head.kind(), 3);
+            info.format_version = format_version_for(head.kind());
             let bundle = Bundle {
                 temperature: 1.7,
-                info: info(head.kind(), 3),
+                info,
                 head,
             };
             let path = dir.path().join("m.hs");
@@ -383,9 +434,9 @@ mod tests {
         let mut future = info(HeadKind::Centroid, 2);
         future.format_version = FORMAT_VERSION + 1;
         let bundle = Bundle {
-            head: Head::Centroid {
+            head: Head::Centroid(Centroid {
                 centroids: array![[1.0], [0.0]],
-            },
+            }),
             temperature: 1.0,
             info: future,
         };

@@ -79,6 +79,13 @@ pub enum Error {
         available: Vec<String>,
     },
     /// Fetching a file from a package registry failed.
+    #[error("training the {head} head: {source}")]
+    HeadFit {
+        head: &'static str,
+        source: Box<dyn std::error::Error + Send + Sync>,
+    },
+    #[error("linfa: {0}")]
+    Linfa(#[from] linfa::Error),
     #[error("{0}")]
     Fetch(String),
     /// Options, data or files that cannot work together.

@@ -10,13 +10,13 @@ use sha2::{Digest, Sha256};
 use crate::backbone::{
     Backbone, BackboneOptions, BackboneRef, check_same_backbone, check_same_input,
 };
-use crate::bundle::{Bundle, BundleInfo, FORMAT_VERSION, TrainingInfo, utc_now};
+use crate::bundle::{Bundle, BundleInfo, TrainingInfo, format_version_for, utc_now};
 use crate::classifier::{Classifier, Prediction, predictions};
 use crate::data::Data;
 use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed};
 use crate::error::{Error, Result};
 use crate::hash::hex;
-use crate::head::{self, HeadKind, TrainParams, TrainReport};
+use crate::head::{self, ClassScores, HeadKind, TrainParams, TrainReport};
 use crate::metrics::{Metrics, evaluate};
 use crate::rng::SplitMix64;
 use crate::runtime::RuntimeOptions;
@@ -142,7 +142,7 @@ pub fn train_bundle(
         head,
         temperature: report.temperature,
         info: BundleInfo {
-            format_version: FORMAT_VERSION,
+            format_version: format_version_for(params.head),
             class_names: train_set.class_names.clone(),
             backbone_source: train_set.backbone_source.clone(),
             backbone: train_set.backbone.clone(),
@@ -153,6 +153,7 @@ pub fn train_bundle(
                 cv_accuracy: report.cv_accuracy,
                 folds: params.folds,
                 class_weight: params.class_weight,
+                solver: (params.head == HeadKind::Logistic).then_some(params.solver),
                 seed: params.seed,
                 knn_k: (params.head == HeadKind::Knn).then_some(params.k),
                 samples: y.len(),

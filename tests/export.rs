@@ -168,7 +168,7 @@ fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
         .step_by(4)
         .map(|f| headstart::data::decode::open_image(f).unwrap())
         .collect();
-    for head in ["logistic", "centroid", "knn"] {
+    for head in ["logistic", "centroid", "knn", "gaussian-nb", "linear-svm"] {
         let bundle = dir.path().join(format!("{head}.hs"));
         let (code, _, stderr) = headstart(&[
             "train",

@@ -17,6 +17,7 @@ use headstart::data::decode::{DecodeOptions, decode_image};
 use headstart::data::texts::{TableFormat, TextOptions, parse_table};
 use headstart::embeddings::EmbeddedSet;
 use headstart::embeddings::parquet::read_parquet_bytes;
+use headstart::head::ClassScores;
 use headstart::preprocess::ImagePreprocess;
 
 fn seeds(target: &str) -> Vec<PathBuf> {

@@ -55,6 +55,74 @@ fn validation_data_is_embedded_by_the_same_backbone() {
     );
 }
 
+/// Every head through the CLI on the same cells, and the logistic head with linfa-logistic as its solver: each
+/// trains, validates, and is recorded in its bundle (format 2 for the heads older headstarts do not know).
+#[test]
+fn every_head_and_the_linfa_solver_train_and_validate() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = small_elpv(dir.path());
+    let mut out_of_fold = Vec::new();
+    for (head, solver) in [
+        ("logistic", "lbfgs"),
+        ("logistic", "linfa"),
+        ("centroid", "lbfgs"),
+        ("knn", "lbfgs"),
+        ("gaussian-nb", "lbfgs"),
+        ("linear-svm", "lbfgs"),
+    ] {
+        let bundle = dir.path().join(format!("{head}-{solver}.hs"));
+        let (code, stdout, stderr) = headstart(&[
+            "train",
+            data.to_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+            "--head",
+            head,
+            "--solver",
+            solver,
+            "--grid",
+            "0.01,1",
+            "--val-split",
+            "0.25",
+            "--json",
+        ]);
+        assert_eq!(code, 0, "{head}, {solver}: {stderr}");
+        let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+        assert_eq!(report["train"]["head"], head);
+        let accuracy = report["validation"]["accuracy"].as_f64().unwrap();
+        assert!(
+            accuracy >= 0.6,
+            "{head}, {solver}: validation accuracy {accuracy}"
+        );
+        let grid_searched = matches!(head, "logistic" | "linear-svm");
+        assert_eq!(
+            report["train"]["chosen_c"].is_number(),
+            grid_searched,
+            "{head}"
+        );
+        let loaded = Bundle::load(&bundle).unwrap();
+        assert_eq!(loaded.info.training.head.name(), head);
+        let new_head = matches!(head, "gaussian-nb" | "linear-svm");
+        assert_eq!(loaded.info.format_version, if new_head { 2 } else { 1 });
+        let recorded = loaded
+            .info
+            .training
+            .solver
+            .map(|s| format!("{s:?}").to_lowercase());
+        assert_eq!(recorded.as_deref(), (head == "logistic").then_some(solver));
+        if head == "logistic" {
+            out_of_fold.push(report["train"]["cv_accuracy"].as_f64().unwrap());
+        }
+    }
+    // The two solvers minimise the same objective.
+    assert!(
+        (out_of_fold[0] - out_of_fold[1]).abs() <= 0.05,
+        "out-of-fold accuracy: lbfgs {}, linfa {}",
+        out_of_fold[0],
+        out_of_fold[1]
+    );
+}
+
 #[test]
 fn train_eval_predict_and_bundle_round_trip() {
     let dir = tempfile::tempdir().unwrap();
@@ -225,9 +293,9 @@ fn mismatched_backbone_and_bad_training_sets_are_refused() {
 
     // A bundle whose head does not fit the backbone's embeddings (tampered with): an error, not a panic.
     let mut damaged = Bundle::load(&bundle).unwrap();
-    damaged.head = headstart::head::Head::Centroid {
+    damaged.head = headstart::head::Head::Centroid(headstart::head::Centroid {
         centroids: ndarray::Array2::eye(2),
-    };
+    });
     let damaged_path = dir.path().join("damaged.hs");
     damaged.save(&damaged_path).unwrap();
     let (code, _, stderr) = headstart(&[

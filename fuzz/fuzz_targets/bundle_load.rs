@@ -5,6 +5,7 @@ use std::io::Cursor;
 use std::path::Path;
 
 use headstart::bundle::Bundle;
+use headstart::head::ClassScores;
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|bytes: &[u8]| {

@@ -109,6 +109,7 @@ def train(
     folds: int = 5,
     grid: Sequence[float] | None = None,
     class_weight: str = "none",
+    solver: str = "lbfgs",
     seed: int = 42,
     k: int = 5,
     max_iterations: int = 100,

@@ -16,7 +16,7 @@ use headstart::classifier::Classifier;
 use headstart::data::decode::{DecodeOptions, decode_image};
 use headstart::data::{Data, Shard, TextOptions, files, texts};
 use headstart::embeddings::{self, EmbedOptions, EmbedSummary, EmbeddedSet, parquet};
-use headstart::head::{ClassWeight, HeadKind, TrainParams};
+use headstart::head::{ClassWeight, HeadKind, Solver, TrainParams};
 use headstart::pooling::Pooling;
 use headstart::preprocess::{
     ColourOrder, Interpolation, JpegDecode, Layout, PreprocessOverrides, Resize,
@@ -267,9 +267,12 @@ struct TrainArgs {
     /// Cross-validation folds
     #[arg(long, default_value_t = 5)]
     folds: usize,
-    /// Inverse regularisation strengths to cross-validate (logistic), comma-separated
+    /// Inverse regularisation strengths to cross-validate (logistic, linear-svm), comma-separated
     #[arg(long, value_delimiter = ',', value_name = "C,...")]
     grid: Option<Vec<f64>>,
+    /// The logistic head's solver: headstart's L-BFGS, or linfa-logistic as a (much slower) reference
+    #[arg(long, value_enum, default_value_t = Solver::Lbfgs)]
+    solver: Solver,
     /// Neighbours (knn)
     #[arg(long, default_value_t = 5)]
     k: usize,
@@ -804,6 +807,7 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
             .clone()
             .unwrap_or_else(|| TrainParams::default().grid),
         class_weight: args.class_weight,
+        solver: args.solver,
         seed: args.seed,
         k: args.k,
         max_iterations: args.max_iterations,
@@ -853,7 +857,7 @@ fn print_train_report(report: &headstart::head::TrainReport) {
         println!("warning: {}", warning.describe(flag));
     }
     println!(
-        "trained {:?} head on {} embeddings in {:.2} s",
+        "trained {} head on {} embeddings in {:.2} s",
         report.head, report.samples, report.seconds
     );
     if !report.cv.is_empty() {

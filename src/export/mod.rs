@@ -19,7 +19,7 @@ use crate::backbone::{Backbone, InputSpec};
 use crate::bundle::Bundle;
 use crate::classifier::Classifier;
 use crate::error::{Error, Result};
-use crate::head::Head;
+use crate::head::{ClassScores, Head};
 use crate::onnx::proto::{
     DOUBLE, FLOAT, GraphProto, INT64, ModelProto, NodeProto, OperatorSetIdProto,
     StringStringEntryProto, TensorProto, UINT8, ValueInfoProto,
@@ -368,43 +368,67 @@ impl Builder {
         Ok(self.node("Log", &[&shares], |n| n))
     }
 
+    /// Gaussian naive Bayes as [`crate::head::NaiveBayes`] scores: offset − ½·Σⱼ (xⱼ − μⱼ)² / σⱼ², the
+    /// differences taken per class ([N, K, D]) rather than expanded, which would cancel in float32.
+    fn naive_bayes_logits(&mut self, embedding: &str, model: &crate::head::NaiveBayes) -> String {
+        let (k, d) = (model.means.nrows() as i64, model.means.ncols() as i64);
+        let shape = self.int64s("rows_by_one", &[3], &[-1, 1, d]);
+        let rows = self.node("Reshape", &[embedding, &shape], |n| n);
+        let means = self.floats(
+            "nb_means",
+            &[k, d],
+            &model.means.iter().copied().collect::<Vec<_>>(),
+        );
+        let inverse: Vec<f32> = model.variances.iter().map(|v| 1.0 / v).collect();
+        let inverse = self.floats("nb_inverse_variances", &[k, d], &inverse);
+        let difference = self.node("Sub", &[&rows, &means], |n| n);
+        let squared = self.node("Mul", &[&difference, &difference], |n| n);
+        let scaled = self.node("Mul", &[&squared, &inverse], |n| n);
+        let distance = self.reduce("ReduceSum", &scaled, &[2], false);
+        let half = self.floats("minus_half", &[], &[-0.5]);
+        let halved = self.node("Mul", &[&distance, &half], |n| n);
+        let offsets = self.floats("nb_offsets", &[k], &model.offsets().to_vec());
+        self.node("Add", &[&halved, &offsets], |n| n)
+    }
+
     /// The head on `embedding` [N, D]: logits, softmax(logits / temperature), and the top class.
     fn head(&mut self, bundle: &Bundle, embedding: &str) -> Result<()> {
         let logits = match &bundle.head {
-            Head::Logistic {
-                scaler,
-                weights,
-                intercept,
-            } => {
-                let (d, k) = (weights.nrows() as i64, weights.ncols() as i64);
-                let mean = self.floats("scaler_mean", &[d], &scaler.mean.to_vec());
-                let scale = self.floats("scaler_scale", &[d], &scaler.scale.to_vec());
+            Head::Logistic(model) | Head::LinearSvm(model) => {
+                let (d, k) = (model.weights.nrows() as i64, model.weights.ncols() as i64);
+                let mean = self.floats("scaler_mean", &[d], &model.scaler.mean.to_vec());
+                let scale = self.floats("scaler_scale", &[d], &model.scaler.scale.to_vec());
                 let w = self.floats(
                     "weights",
                     &[d, k],
-                    &weights.iter().copied().collect::<Vec<_>>(),
+                    &model.weights.iter().copied().collect::<Vec<_>>(),
                 );
-                let b = self.floats("intercept", &[k], &intercept.to_vec());
+                let b = self.floats("intercept", &[k], &model.intercept.to_vec());
                 let centred = self.node("Sub", &[embedding, &mean], |n| n);
                 let standard = self.node("Div", &[&centred, &scale], |n| n);
                 let product = self.node("MatMul", &[&standard, &w], |n| n);
                 self.node("Add", &[&product, &b], |n| n)
             }
-            Head::Centroid { centroids } => {
-                let (k, d) = (centroids.nrows() as i64, centroids.ncols() as i64);
-                let transposed: Vec<f32> = centroids.t().iter().copied().collect();
+            Head::Centroid(model) => {
+                let (k, d) = (
+                    model.centroids.nrows() as i64,
+                    model.centroids.ncols() as i64,
+                );
+                let transposed: Vec<f32> = model.centroids.t().iter().copied().collect();
                 let c = self.floats("centroids", &[d, k], &transposed);
                 let unit = self.l2_normalize(embedding);
                 let similarity = self.node("MatMul", &[&unit, &c], |n| n);
                 let scale = self.floats("centroid_scale", &[], &[crate::head::CENTROID_SCALE]);
                 self.node("Mul", &[&similarity, &scale], |n| n)
             }
-            Head::Knn {
-                embeddings,
-                labels,
-                k,
-                classes,
-            } => self.knn_logits(embedding, embeddings, labels, *k, *classes)?,
+            Head::Knn(model) => self.knn_logits(
+                embedding,
+                &model.embeddings,
+                &model.labels,
+                model.k,
+                model.classes,
+            )?,
+            Head::GaussianNb(model) => self.naive_bayes_logits(embedding, model),
         };
         let temperature = self.floats("temperature", &[], &[bundle.temperature.max(1e-6)]);
         let scaled = self.node("Div", &[&logits, &temperature], |n| n);
@@ -420,7 +444,7 @@ impl Builder {
                 .with_int("axis", 1)
                 .with_int("keepdims", 0),
         );
-        let k = Some(bundle.head.classes() as i64);
+        let k = Some(ClassScores::classes(&bundle.head) as i64);
         self.graph.output = vec![
             ValueInfoProto::tensor(PROBABILITIES, FLOAT, &[None, k]),
             ValueInfoProto::tensor(CLASS_INDEX, INT64, &[None]),

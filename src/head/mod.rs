@@ -1,22 +1,46 @@
-//! Heads: small classifiers trained on frozen embeddings. `logistic` (the default) is multinomial logistic
-//! regression on standardised features (scikit-learn's objective, checked against linfa-logistic); `centroid`
-//! is the nearest class mean (for 1–5 examples per class); `knn` votes among the cosine-nearest training
-//! embeddings. Each produces logits; probabilities are softmax(logits / temperature), with the temperature
-//! fitted on held-out predictions.
+//! Heads: small classifiers trained on frozen embeddings, as linfa estimators. Each head is a parameter type
+//! (linfa's `ParamGuard`, whose checked parameters implement `Fit` on a `linfa::Dataset` of embeddings and class
+//! indices, with per-example weights) and a model that implements linfa's `PredictInplace` (so `predict`) and
+//! [`ClassScores`]:
+//! - `logistic` (the default): multinomial logistic regression on standardised features, by our L-BFGS or by
+//!   linfa-logistic as the reference ([`LogisticParams`]);
+//! - `linear-svm`: linear support vector machines from linfa-svm, one against the rest ([`LinearSvmParams`]);
+//! - `gaussian-nb`: Gaussian naive Bayes from linfa-bayes ([`NaiveBayesParams`]);
+//! - `centroid`: the nearest class mean, for 1–5 examples per class ([`CentroidParams`]);
+//! - `knn`: votes among the cosine-nearest training embeddings ([`KnnParams`]).
+//!
+//! [`train`] is the protocol around them: cross-validation picks the regularisation, out-of-fold scores fit a
+//! temperature, and probabilities are softmax(scores / temperature).
 
-pub(crate) mod logistic;
+mod centroid;
+pub mod cv;
+mod knn;
+mod logistic;
+mod naive_bayes;
+mod svm;
 pub mod train;
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use linfa::dataset::{AsSingleTargets, DatasetBase};
+use ndarray::{Array1, Array2, ArrayBase, ArrayView1, ArrayView2, Axis, Data, Ix2};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 
+pub(crate) use centroid::CENTROID_SCALE;
+pub use centroid::{Centroid, CentroidParams, CentroidValidParams};
+pub use cv::Estimator;
+pub use knn::{Knn, KnnParams, KnnValidParams};
+pub use logistic::{LinearModel, LogisticParams, LogisticValidParams, Solver};
+pub use naive_bayes::{NaiveBayes, NaiveBayesParams, NaiveBayesValidParams};
+pub use svm::{LinearSvmParams, LinearSvmValidParams, MAX_SVM_SAMPLES};
 pub use train::{ClassWeight, TrainParams, TrainReport, TrainWarning, train};
+
+/// Embeddings [N, D] and their class indices, as the heads fit them (weights optional).
+pub type Embeddings<'a> = linfa::DatasetView<'a, f32, usize, ndarray::Ix1>;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "kebab-case")]
 pub enum HeadKind {
     /// Multinomial logistic regression, regularisation chosen by cross-validation.
     #[default]
@@ -25,23 +49,160 @@ pub enum HeadKind {
     Centroid,
     /// Cosine k-nearest neighbours.
     Knn,
+    /// Gaussian naive Bayes (linfa-bayes).
+    GaussianNb,
+    /// Linear support vector machines, one against the rest (linfa-svm); regularisation chosen by
+    /// cross-validation.
+    LinearSvm,
+}
+
+impl HeadKind {
+    pub const ALL: [HeadKind; 5] = [
+        HeadKind::Logistic,
+        HeadKind::Centroid,
+        HeadKind::Knn,
+        HeadKind::GaussianNb,
+        HeadKind::LinearSvm,
+    ];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadKind::Logistic => "logistic",
+            HeadKind::Centroid => "centroid",
+            HeadKind::Knn => "knn",
+            HeadKind::GaussianNb => "gaussian-nb",
+            HeadKind::LinearSvm => "linear-svm",
+        }
+    }
+}
+
+impl std::fmt::Display for HeadKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
 }
 
 impl std::str::FromStr for HeadKind {
     type Err = Error;
 
     fn from_str(name: &str) -> Result<Self> {
-        match name {
-            "logistic" => Ok(HeadKind::Logistic),
-            "centroid" => Ok(HeadKind::Centroid),
-            "knn" => Ok(HeadKind::Knn),
-            other => Err(Error::parameter(
-                "head",
-                format!("'{other}' is not one of logistic, centroid, knn"),
-            )),
+        HeadKind::ALL
+            .into_iter()
+            .find(|kind| kind.name() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = HeadKind::ALL.iter().map(|k| k.name()).collect();
+                Error::parameter(
+                    "head",
+                    format!("'{name}' is not one of {}", names.join(", ")),
+                )
+            })
+    }
+}
+
+/// What every head's model gives beyond linfa's predicted class: a score per class, from which
+/// probabilities are softmax(scores / temperature).
+pub trait ClassScores {
+    /// The classes scored (columns of [`ClassScores::scores`]).
+    fn classes(&self) -> usize;
+    /// The embedding size expected.
+    fn dim(&self) -> usize;
+    /// Unnormalised class scores (logits), [N, K]. Panics if `x` does not have [`ClassScores::dim`] columns,
+    /// as linfa's models do.
+    fn scores(&self, x: ArrayView2<f32>) -> Array2<f32>;
+
+    /// Class probabilities, [N, K].
+    fn probabilities(&self, x: ArrayView2<f32>, temperature: f32) -> Array2<f32> {
+        softmax(self.scores(x), temperature)
+    }
+}
+
+/// linfa's `PredictInplace` (and so `Predict`) for a model with [`ClassScores`]: the top-scoring class.
+macro_rules! predict_top_class {
+    ($model:ty) => {
+        impl<D: ndarray::Data<Elem = f32>>
+            linfa::traits::PredictInplace<
+                ndarray::ArrayBase<D, ndarray::Ix2>,
+                ndarray::Array1<usize>,
+            > for $model
+        {
+            fn predict_inplace(
+                &self,
+                x: &ndarray::ArrayBase<D, ndarray::Ix2>,
+                y: &mut ndarray::Array1<usize>,
+            ) {
+                let scores = $crate::head::ClassScores::scores(self, x.view());
+                for (target, row) in y.iter_mut().zip(scores.rows()) {
+                    *target = $crate::head::top(row);
+                }
+            }
+
+            fn default_target(
+                &self,
+                x: &ndarray::ArrayBase<D, ndarray::Ix2>,
+            ) -> ndarray::Array1<usize> {
+                ndarray::Array1::zeros(x.nrows())
+            }
+        }
+    };
+}
+pub(crate) use predict_top_class;
+
+/// The index of the largest score (the first on a tie).
+pub(crate) fn top(row: ArrayView1<f32>) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
+}
+
+/// A trained head, as bundles save it and exports compile it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Head {
+    Logistic(LinearModel),
+    Centroid(Centroid),
+    Knn(Knn),
+    GaussianNb(NaiveBayes),
+    LinearSvm(LinearModel),
+}
+
+impl Head {
+    pub fn kind(&self) -> HeadKind {
+        match self {
+            Head::Logistic(_) => HeadKind::Logistic,
+            Head::Centroid(_) => HeadKind::Centroid,
+            Head::Knn(_) => HeadKind::Knn,
+            Head::GaussianNb(_) => HeadKind::GaussianNb,
+            Head::LinearSvm(_) => HeadKind::LinearSvm,
+        }
+    }
+
+    fn model(&self) -> &dyn ClassScores {
+        match self {
+            Head::Logistic(model) | Head::LinearSvm(model) => model,
+            Head::Centroid(model) => model,
+            Head::Knn(model) => model,
+            Head::GaussianNb(model) => model,
         }
     }
 }
+
+impl ClassScores for Head {
+    fn classes(&self) -> usize {
+        self.model().classes()
+    }
+
+    fn dim(&self) -> usize {
+        self.model().dim()
+    }
+
+    fn scores(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        self.model().scores(x)
+    }
+}
+
+predict_top_class!(Head);
 
 /// Per-feature standardisation: (x − mean) / scale.
 #[derive(Debug, Clone, PartialEq)]
@@ -66,95 +227,83 @@ impl Scaler {
     }
 }
 
-/// A trained head.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Head {
-    Logistic {
-        scaler: Scaler,
-        weights: Array2<f32>,
-        intercept: Array1<f32>,
-    },
-    /// Unit-length class means, [K, D].
-    Centroid { centroids: Array2<f32> },
-    /// Unit-length training embeddings and their classes.
-    Knn {
-        embeddings: Array2<f32>,
-        labels: Vec<usize>,
-        k: usize,
-        classes: usize,
-    },
+/// A dataset checked for fitting: as many labels (and weights, if any) as rows, finite values, non-negative
+/// weights, labels below the class count.
+pub(crate) struct Labelled<'a> {
+    pub x: ArrayView2<'a, f32>,
+    pub y: ArrayView1<'a, usize>,
+    pub weights: Option<&'a [f32]>,
+    pub classes: usize,
 }
 
-/// Cosine similarities are in [-1, 1]; this spreads them before the fitted temperature refines the scale.
-pub(crate) const CENTROID_SCALE: f32 = 10.0;
-
-impl Head {
-    pub fn kind(&self) -> HeadKind {
-        match self {
-            Head::Logistic { .. } => HeadKind::Logistic,
-            Head::Centroid { .. } => HeadKind::Centroid,
-            Head::Knn { .. } => HeadKind::Knn,
+impl<'a> Labelled<'a> {
+    /// `classes`: the class count when some classes may be absent from this data (a cross-validation fold);
+    /// one more than the largest label otherwise.
+    pub fn check<D, T>(
+        dataset: &'a DatasetBase<ArrayBase<D, Ix2>, T>,
+        classes: Option<usize>,
+    ) -> Result<Self>
+    where
+        D: Data<Elem = f32>,
+        T: AsSingleTargets<Elem = usize>,
+    {
+        let x = dataset.records.view();
+        let y = dataset.as_single_targets();
+        if x.nrows() != y.len() {
+            return Err(Error::Config(format!(
+                "{} embeddings but {} labels",
+                x.nrows(),
+                y.len()
+            )));
         }
-    }
-
-    pub fn classes(&self) -> usize {
-        match self {
-            Head::Logistic { intercept, .. } => intercept.len(),
-            Head::Centroid { centroids } => centroids.nrows(),
-            Head::Knn { classes, .. } => *classes,
+        if x.nrows() == 0 {
+            return Err(Error::Config("there are no embeddings to train on".into()));
         }
-    }
-
-    /// The embedding size the head expects.
-    pub fn dim(&self) -> usize {
-        match self {
-            Head::Logistic { weights, .. } => weights.nrows(),
-            Head::Centroid { centroids } => centroids.ncols(),
-            Head::Knn { embeddings, .. } => embeddings.ncols(),
+        if let Some((row, _)) = x
+            .rows()
+            .into_iter()
+            .enumerate()
+            .find(|(_, r)| r.iter().any(|v| !v.is_finite()))
+        {
+            return Err(Error::Config(format!(
+                "embedding row {row} contains NaN or Inf"
+            )));
         }
-    }
-
-    /// Unnormalised class scores, [N, K].
-    pub fn logits(&self, x: ArrayView2<f32>) -> Array2<f32> {
-        match self {
-            Head::Logistic {
-                scaler,
-                weights,
-                intercept,
-            } => scaler.transform(x).dot(weights) + intercept,
-            Head::Centroid { centroids } => normalized(x).dot(&centroids.t()) * CENTROID_SCALE,
-            Head::Knn {
-                embeddings,
-                labels,
-                k,
-                classes,
-            } => {
-                let similarities = normalized(x).dot(&embeddings.t());
-                let mut logits = Array2::zeros((x.nrows(), *classes));
-                for (row, mut out) in similarities.rows().into_iter().zip(logits.rows_mut()) {
-                    let mut order: Vec<usize> = (0..row.len()).collect();
-                    let k = (*k).min(order.len());
-                    if k == 0 {
-                        continue;
-                    }
-                    order.select_nth_unstable_by(k - 1, |&a, &b| row[b].total_cmp(&row[a]));
-                    let mut votes = vec![0.0f32; *classes];
-                    for &i in &order[..k] {
-                        votes[labels[i]] += 1.0;
-                    }
-                    // Smoothed vote shares, in log space like the other heads' logits.
-                    for (o, v) in out.iter_mut().zip(votes) {
-                        *o = ((v + 1.0 / *classes as f32) / (k as f32 + 1.0)).ln();
-                    }
-                }
-                logits
+        let weights = dataset.weights();
+        if let Some(weights) = weights {
+            if weights.len() != y.len() {
+                return Err(Error::Config(format!(
+                    "{} weights for {} embeddings",
+                    weights.len(),
+                    y.len()
+                )));
+            }
+            if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
+                return Err(Error::Config(
+                    "example weights must be finite and not negative".into(),
+                ));
             }
         }
+        let largest = y.iter().copied().max().unwrap_or(0);
+        let classes = classes.unwrap_or(largest + 1);
+        if largest >= classes {
+            return Err(Error::Config(format!(
+                "label {largest} is not a class index (there are {classes} classes)"
+            )));
+        }
+        Ok(Labelled {
+            x,
+            y,
+            weights,
+            classes,
+        })
     }
 
-    /// Class probabilities, [N, K].
-    pub fn probabilities(&self, x: ArrayView2<f32>, temperature: f32) -> Array2<f32> {
-        softmax(self.logits(x), temperature)
+    /// Examples per class.
+    pub fn counts(&self) -> Vec<usize> {
+        let mut counts = vec![0; self.classes];
+        self.y.iter().for_each(|&c| counts[c] += 1);
+        counts
     }
 }
 
@@ -210,6 +359,7 @@ pub(crate) fn fit_temperature(logits: ArrayView2<f32>, truth: &[usize]) -> f32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use linfa::traits::Predict;
     use ndarray::array;
 
     #[test]
@@ -234,28 +384,41 @@ mod tests {
     }
 
     #[test]
-    fn knn_and_centroid_vote() {
-        let train = array![[1.0f32, 0.0], [0.9, 0.1], [0.0, 1.0]];
-        let knn = Head::Knn {
-            embeddings: normalized(train.view()),
-            labels: vec![0, 0, 1],
-            k: 1,
-            classes: 2,
-        };
-        let p = knn.probabilities(array![[0.1f32, 1.0], [1.0, 0.05]].view(), 1.0);
-        assert!(p[[0, 1]] > 0.5 && p[[1, 0]] > 0.5);
-        let centroid = Head::Centroid {
+    fn head_names_parse_back() {
+        for kind in HeadKind::ALL {
+            assert_eq!(kind.name().parse::<HeadKind>().unwrap(), kind);
+            assert_eq!(
+                serde_json::to_string(&kind).unwrap(),
+                format!("\"{}\"", kind.name())
+            );
+        }
+        let err = "forest".parse::<HeadKind>().unwrap_err().to_string();
+        assert!(err.contains("gaussian-nb, linear-svm"), "{err}");
+    }
+
+    #[test]
+    fn bad_datasets_are_refused() {
+        let x = array![[1.0f32, 0.0], [0.0, f32::NAN]];
+        let y = array![0usize, 1];
+        let data = DatasetBase::new(x.view(), y.view());
+        let err = Labelled::check(&data, None).err().unwrap().to_string();
+        assert!(err.contains("row 1") && err.contains("NaN"), "{err}");
+        let x = array![[1.0f32, 0.0], [0.0, 1.0]];
+        let data = DatasetBase::new(x.view(), y.view());
+        assert!(Labelled::check(&data, Some(1)).is_err());
+        let weighted = DatasetBase::new(x.view(), y.view()).with_weights(array![1.0, -1.0]);
+        assert!(Labelled::check(&weighted, None).is_err());
+        assert_eq!(Labelled::check(&data, Some(3)).unwrap().counts(), [1, 1, 0]);
+    }
+
+    #[test]
+    fn the_head_predicts_its_top_class() {
+        let head = Head::Centroid(Centroid {
             centroids: normalized(array![[1.0f32, 0.0], [0.0, 1.0]].view()),
-        };
+        });
         assert_eq!(
-            crate::metrics::argmax(
-                centroid
-                    .logits(array![[0.2f32, 0.9]].view())
-                    .row(0)
-                    .as_slice()
-                    .unwrap()
-            ),
-            1
+            head.predict(&array![[0.2f32, 0.9], [1.0, 0.1]]),
+            array![1, 0]
         );
     }
 }

@@ -1,17 +1,21 @@
-//! Training heads with the linear-probe protocol: stratified k-fold cross-validation picks the logistic
-//! regularisation from a grid, the out-of-fold predictions calibrate the temperature, and the final head is
-//! trained on everything. Deterministic for a given seed.
+//! Training heads with the linear-probe protocol: stratified k-fold cross-validation picks the regularisation
+//! of the logistic and linear-SVM heads from a grid, the out-of-fold scores calibrate the temperature, and the
+//! final head is trained on everything. Class weights are the dataset's example weights. Deterministic for a
+//! given seed.
 
 use std::time::Instant;
 
-use ndarray::{Array1, Array2, ArrayView2, Axis};
+use linfa::traits::Fit;
+use linfa::{DatasetBase, ParamGuard};
+use ndarray::{Array2, ArrayView1, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use super::logistic::{self, LogisticFit, LogisticParams};
-use super::{Head, HeadKind, Scaler, fit_temperature, normalized};
+use super::cv::{Estimator, cross_validate, stratified_folds};
+use super::{
+    CentroidParams, Embeddings, Head, HeadKind, KnnParams, Labelled, LinearSvmParams,
+    LogisticParams, NaiveBayesParams, Solver, fit_temperature, top,
+};
 use crate::error::{Error, Result};
-use crate::metrics::argmax;
-use crate::rng::SplitMix64;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
@@ -48,6 +52,8 @@ pub struct TrainParams {
     /// Inverse regularisation strengths C to try (scikit-learn's C).
     pub grid: Vec<f64>,
     pub class_weight: ClassWeight,
+    /// The logistic head's solver.
+    pub solver: Solver,
     pub seed: u64,
     /// Neighbours for `knn`.
     pub k: usize,
@@ -62,6 +68,7 @@ impl Default for TrainParams {
             folds: 5,
             grid: vec![0.001, 0.01, 0.1, 1.0, 10.0],
             class_weight: ClassWeight::None,
+            solver: Solver::Lbfgs,
             seed: 42,
             k: 5,
             max_iterations: 100,
@@ -93,7 +100,7 @@ impl TrainParams {
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainReport {
     pub head: HeadKind,
-    /// (C, mean cross-validated accuracy) per grid value (logistic only).
+    /// (C, mean cross-validated accuracy) per grid value (logistic and linear-svm).
     pub cv: Vec<(f64, f64)>,
     pub chosen_c: Option<f64>,
     /// Out-of-fold accuracy of the chosen configuration.
@@ -176,9 +183,8 @@ pub fn train(
     params.check()?;
     let started = Instant::now();
     let k = class_names.len();
-    check_data(x, y, k)?;
-    let mut counts = vec![0usize; k];
-    y.iter().for_each(|&c| counts[c] += 1);
+    let mut data: Embeddings = DatasetBase::new(x.view(), ArrayView1::from(y));
+    let counts = Labelled::check(&data, Some(k))?.counts();
     let present = counts.iter().filter(|&&c| c > 0).count();
     if present < 2 {
         let only = counts
@@ -201,92 +207,88 @@ pub fn train(
             _ => {}
         }
     }
-    let folds = stratified_folds(y, params.folds, params.seed);
+    if params.class_weight == ClassWeight::Balanced {
+        let per_class: Vec<f32> = counts
+            .iter()
+            .map(|&count| y.len() as f32 / (present * count.max(1)) as f32)
+            .collect();
+        data = data.with_weights(y.iter().map(|&c| per_class[c]).collect());
+    }
+    let search = Search {
+        data: &data,
+        y,
+        fold_of: stratified_folds(y, params.folds, params.seed),
+        folds: params.folds,
+        classes: k,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
-    let (cv, chosen_c, oof) = match params.head {
+    let (head, selected) = match params.head {
         HeadKind::Logistic => {
-            let per_c = cross_validate(x, y, &folds, params.folds, k, |xt, yt, xv| {
-                let scaler = Scaler::fit(xt.view());
-                let xt = scaler.transform(xt.view());
-                let xv = scaler.transform(xv);
-                let mut warm: Option<Array2<f64>> = None;
-                let mut out = Vec::new();
-                for &c in &params.grid {
-                    // Folds already run in parallel: one thread each.
-                    let (weights, intercept, fitted) =
-                        fit_logistic(xt.view(), &yt, k, c, params, 1, warm.take());
-                    warm = Some(fitted.params);
-                    out.push(xv.dot(&weights) + &intercept);
-                }
-                Ok(out)
-            })?;
-            let scored: Vec<(f64, f64)> = params
+            let candidates = params
                 .grid
                 .iter()
-                .zip(&per_c)
-                .map(|(&c, logits)| (c, accuracy(logits.view(), y)))
-                .collect();
-            // Best accuracy; on a tie, the stronger regularisation (smaller C).
-            let best = scored.iter().enumerate().fold(0, |best, (i, s)| {
-                if s.1 > scored[best].1 + 1e-12 {
-                    i
-                } else {
-                    best
+                .map(|&c| {
+                    LogisticParams::new()
+                        .c(c)
+                        .max_iterations(params.max_iterations)
+                        .solver(params.solver)
+                        .classes(k)
+                        .check()
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let selected = search.select(&candidates, Some(&params.grid))?;
+            let best = candidates[selected.best].with_threads(threads);
+            let model = match best.solver() {
+                Solver::Lbfgs => {
+                    let (model, _, convergence) =
+                        best.fit_lbfgs(&Labelled::check(&data, Some(k))?, None);
+                    if !convergence.converged {
+                        warnings.push(TrainWarning::NotConverged {
+                            iterations: convergence.iterations,
+                            c: best.c(),
+                        });
+                    }
+                    model
                 }
-            });
-            warnings.extend(grid_edge_warning(&scored, best));
-            let oof = per_c
-                .into_iter()
-                .nth(best)
-                .unwrap_or_else(|| Array2::zeros((y.len(), k)));
-            (scored.clone(), Some(scored[best].0), oof)
+                Solver::Linfa => best.fit(&data)?,
+            };
+            (Head::Logistic(model), selected)
         }
-        HeadKind::Centroid | HeadKind::Knn => {
-            let oof = cross_validate(x, y, &folds, params.folds, k, |xt, yt, xv| {
-                let head = fit_simple(params.head, xt.view(), &yt, k, params.k);
-                Ok(vec![head.logits(xv)])
-            })?;
-            (
-                Vec::new(),
-                None,
-                oof.into_iter()
-                    .next()
-                    .unwrap_or_else(|| Array2::zeros((y.len(), k))),
-            )
+        HeadKind::LinearSvm => {
+            let candidates = params
+                .grid
+                .iter()
+                .map(|&c| LinearSvmParams::new().c(c).classes(k).check())
+                .collect::<Result<Vec<_>>>()?;
+            let selected = search.select(&candidates, Some(&params.grid))?;
+            let model = candidates[selected.best].fit(&data)?;
+            (Head::LinearSvm(model), selected)
+        }
+        HeadKind::GaussianNb => {
+            let candidates = [NaiveBayesParams::new().classes(k).check()?];
+            let selected = search.select(&candidates, None)?;
+            (Head::GaussianNb(candidates[0].fit(&data)?), selected)
+        }
+        HeadKind::Centroid => {
+            let candidates = [CentroidParams::new().classes(k).check()?];
+            let selected = search.select(&candidates, None)?;
+            (Head::Centroid(candidates[0].fit(&data)?), selected)
+        }
+        HeadKind::Knn => {
+            let candidates = [KnnParams::new().k(params.k).classes(k).check()?];
+            let selected = search.select(&candidates, None)?;
+            (Head::Knn(candidates[0].fit(&data)?), selected)
         }
     };
-    let temperature = fit_temperature(oof.view(), y);
-    let cv_accuracy = accuracy(oof.view(), y);
-
-    let head = match params.head {
-        HeadKind::Logistic => {
-            let scaler = Scaler::fit(x);
-            let xs = scaler.transform(x);
-            let c = chosen_c.unwrap_or(1.0);
-            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-            let (weights, intercept, fitted) =
-                fit_logistic(xs.view(), y, k, c, params, threads, None);
-            if !fitted.converged {
-                warnings.push(TrainWarning::NotConverged {
-                    iterations: fitted.iterations,
-                    c,
-                });
-            }
-            Head::Logistic {
-                scaler,
-                weights,
-                intercept,
-            }
-        }
-        kind => fit_simple(kind, x, y, k, params.k),
-    };
+    warnings.extend(grid_edge_warning(&selected.cv, selected.best));
     let report = TrainReport {
         head: params.head,
-        cv,
-        chosen_c,
-        cv_accuracy,
+        chosen_c: selected.cv.get(selected.best).map(|s| s.0),
+        cv: selected.cv,
+        cv_accuracy: accuracy(selected.out_of_fold.view(), y),
         folds: params.folds,
-        temperature,
+        temperature: fit_temperature(selected.out_of_fold.view(), y),
         samples: y.len(),
         warnings,
         seconds: started.elapsed().as_secs_f64(),
@@ -294,104 +296,60 @@ pub fn train(
     Ok((head, report))
 }
 
-fn check_data(x: ArrayView2<f32>, y: &[usize], k: usize) -> Result<()> {
-    if x.nrows() != y.len() {
-        return Err(Error::Config(format!(
-            "{} embeddings but {} labels",
-            x.nrows(),
-            y.len()
-        )));
-    }
-    if let Some((row, _)) = x
-        .rows()
-        .into_iter()
-        .enumerate()
-        .find(|(_, r)| r.iter().any(|v| !v.is_finite()))
-    {
-        return Err(Error::Config(format!(
-            "embedding row {row} contains NaN or Inf"
-        )));
-    }
-    if let Some(bad) = y.iter().find(|&&c| c >= k) {
-        return Err(Error::Config(format!(
-            "label {bad} is not a class index (there are {k} classes)"
-        )));
-    }
-    Ok(())
-}
-
-/// Fold index per sample: each class is shuffled (seeded) and dealt round-robin, so every fold has about the
-/// same class mix.
-pub fn stratified_folds(y: &[usize], folds: usize, seed: u64) -> Vec<usize> {
-    let k = y.iter().copied().max().map_or(0, |m| m + 1);
-    let mut rng = SplitMix64(seed);
-    let mut fold_of = vec![0; y.len()];
-    let mut offset = 0;
-    for class in 0..k {
-        let mut members: Vec<usize> = (0..y.len()).filter(|&i| y[i] == class).collect();
-        rng.shuffle(&mut members);
-        for (j, &i) in members.iter().enumerate() {
-            fold_of[i] = (j + offset) % folds;
-        }
-        // Continue the deal where the last class stopped, so small classes do not all land in fold 0.
-        offset = (offset + members.len()) % folds;
-    }
-    fold_of
-}
-
-/// A fold's validation rows and the logits each output gave them.
-type FoldLogits = (Vec<usize>, Vec<Array2<f32>>);
-
-/// Runs `fit` on each fold (in parallel) and assembles its out-of-fold logits, one matrix per output.
-fn cross_validate<F>(
-    x: ArrayView2<f32>,
-    y: &[usize],
-    fold_of: &[usize],
+/// The data and folds the candidates of one head are compared on.
+struct Search<'a, 'b> {
+    data: &'a Embeddings<'b>,
+    y: &'a [usize],
+    fold_of: Vec<usize>,
     folds: usize,
-    k: usize,
-    fit: F,
-) -> Result<Vec<Array2<f32>>>
-where
-    F: Fn(Array2<f32>, Vec<usize>, ArrayView2<f32>) -> Result<Vec<Array2<f32>>> + Sync,
-{
-    let results: Vec<Result<FoldLogits>> = std::thread::scope(|scope| {
-        let handles: Vec<_> = (0..folds)
-            .map(|fold| {
-                let fit = &fit;
-                scope.spawn(move || {
-                    let train: Vec<usize> = (0..y.len()).filter(|&i| fold_of[i] != fold).collect();
-                    let val: Vec<usize> = (0..y.len()).filter(|&i| fold_of[i] == fold).collect();
-                    if val.is_empty() || train.is_empty() {
-                        return Ok((val, Vec::new()));
-                    }
-                    let xt = x.select(Axis(0), &train);
-                    let yt: Vec<usize> = train.iter().map(|&i| y[i]).collect();
-                    let xv = x.select(Axis(0), &val);
-                    Ok((val, fit(xt, yt, xv.view())?))
-                })
-            })
+    classes: usize,
+}
+
+/// The best candidate, its out-of-fold scores, and (C, accuracy) per candidate when they differ by C.
+struct Selected {
+    best: usize,
+    out_of_fold: Array2<f32>,
+    cv: Vec<(f64, f64)>,
+}
+
+impl Search<'_, '_> {
+    /// Cross-validates `candidates` (their C values in `grid`, if they are a grid) and picks the most
+    /// accurate; on a tie, the first (the stronger regularisation in an increasing grid).
+    fn select<E: Estimator>(&self, candidates: &[E], grid: Option<&[f64]>) -> Result<Selected> {
+        let per_candidate = cross_validate(
+            candidates,
+            self.data,
+            &self.fold_of,
+            self.folds,
+            self.classes,
+        )?;
+        let accuracies: Vec<f64> = per_candidate
+            .iter()
+            .map(|scores| accuracy(scores.view(), self.y))
             .collect();
-        handles
-            .into_iter()
-            .map(|h| {
-                h.join()
-                    .unwrap_or_else(|_| Err(Error::Config("a cross-validation fold failed".into())))
-            })
-            .collect()
-    });
-    let mut out: Vec<Array2<f32>> = Vec::new();
-    for result in results {
-        let (val, logits) = result?;
-        if out.is_empty() {
-            out = vec![Array2::zeros((y.len(), k)); logits.len()];
-        }
-        for (matrix, fold_logits) in out.iter_mut().zip(logits) {
-            for (row, &i) in fold_logits.rows().into_iter().zip(&val) {
-                matrix.row_mut(i).assign(&row);
+        let best = accuracies.iter().enumerate().fold(0, |best, (i, &a)| {
+            if a > accuracies[best] + 1e-12 {
+                i
+            } else {
+                best
             }
-        }
+        });
+        let cv = grid.map_or_else(Vec::new, |grid| {
+            grid.iter()
+                .copied()
+                .zip(accuracies.iter().copied())
+                .collect()
+        });
+        let out_of_fold = per_candidate
+            .into_iter()
+            .nth(best)
+            .unwrap_or_else(|| Array2::zeros((self.y.len(), self.classes)));
+        Ok(Selected {
+            best,
+            out_of_fold,
+            cv,
+        })
     }
-    Ok(out)
 }
 
 fn accuracy(logits: ArrayView2<f32>, y: &[usize]) -> f64 {
@@ -399,7 +357,7 @@ fn accuracy(logits: ArrayView2<f32>, y: &[usize]) -> f64 {
         .rows()
         .into_iter()
         .zip(y)
-        .filter(|(row, t)| argmax(row.as_slice().unwrap_or(&[])) == **t)
+        .filter(|(row, t)| top(row.view()) == **t)
         .count();
     correct as f64 / y.len().max(1) as f64
 }
@@ -426,83 +384,11 @@ fn grid_edge_warning(scored: &[(f64, f64)], best: usize) -> Option<TrainWarning>
     })
 }
 
-/// Fits the classes present in `y`; returns weights [D, K] and intercept [K] over all `k` classes (an absent
-/// class gets a prohibitive intercept), plus the solver's result (raw parameters for a warm start, convergence).
-fn fit_logistic(
-    x: ArrayView2<f32>,
-    y: &[usize],
-    k: usize,
-    c: f64,
-    params: &TrainParams,
-    threads: usize,
-    warm: Option<Array2<f64>>,
-) -> (Array2<f32>, Array1<f32>, LogisticFit) {
-    let mut counts = vec![0usize; k];
-    y.iter().for_each(|&class| counts[class] += 1);
-    let present: Vec<usize> = (0..k).filter(|&class| counts[class] > 0).collect();
-    let mut index = vec![0; k];
-    present
-        .iter()
-        .enumerate()
-        .for_each(|(i, &class)| index[class] = i);
-    let compact: Vec<usize> = y.iter().map(|&class| index[class]).collect();
-    let class_weights: Vec<f64> = present
-        .iter()
-        .map(|&class| match params.class_weight {
-            ClassWeight::None => 1.0,
-            ClassWeight::Balanced => y.len() as f64 / (present.len() * counts[class]) as f64,
-        })
-        .collect();
-    let solver = LogisticParams {
-        c,
-        max_iterations: params.max_iterations,
-        tolerance: 1e-4,
-        threads,
-    };
-    let fitted = logistic::fit(x, &compact, present.len(), &class_weights, &solver, warm);
-    let d = x.ncols();
-    let mut weights = Array2::zeros((d, k));
-    let mut intercept = Array1::from_elem(k, -1e4f32);
-    for (j, &class) in present.iter().enumerate() {
-        weights
-            .column_mut(class)
-            .assign(&fitted.params.slice(ndarray::s![..d, j]).mapv(|v| v as f32));
-        intercept[class] = fitted.params[[d, j]] as f32;
-    }
-    (weights, intercept, fitted)
-}
-
-fn fit_simple(
-    kind: HeadKind,
-    x: ArrayView2<f32>,
-    y: &[usize],
-    k: usize,
-    neighbours: usize,
-) -> Head {
-    let unit = normalized(x);
-    match kind {
-        HeadKind::Knn => Head::Knn {
-            embeddings: unit,
-            labels: y.to_vec(),
-            k: neighbours,
-            classes: k,
-        },
-        _ => {
-            let mut centroids = Array2::zeros((k, x.ncols()));
-            for (row, &c) in unit.rows().into_iter().zip(y) {
-                let mut target = centroids.row_mut(c);
-                target += &row;
-            }
-            Head::Centroid {
-                centroids: normalized(centroids.view()),
-            }
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::head::ClassScores;
+    use crate::rng::SplitMix64;
 
     fn blobs(n_per_class: usize, k: usize, d: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
         let mut rng = SplitMix64(seed);
@@ -522,22 +408,10 @@ mod tests {
     }
 
     #[test]
-    fn folds_are_stratified_and_deterministic() {
-        let y: Vec<usize> = (0..100).map(|i| (i < 30) as usize).collect();
-        let folds = stratified_folds(&y, 5, 7);
-        assert_eq!(folds, stratified_folds(&y, 5, 7));
-        for f in 0..5 {
-            let in_fold: Vec<usize> = (0..100).filter(|&i| folds[i] == f).collect();
-            assert_eq!(in_fold.len(), 20);
-            assert_eq!(in_fold.iter().filter(|&&i| y[i] == 1).count(), 6);
-        }
-    }
-
-    #[test]
     fn every_head_learns_separable_classes() {
         let names: Vec<String> = (0..3).map(|c| format!("c{c}")).collect();
         let (x, y) = blobs(30, 3, 6, 1);
-        for head in [HeadKind::Logistic, HeadKind::Centroid, HeadKind::Knn] {
+        for head in HeadKind::ALL {
             let params = TrainParams {
                 head,
                 ..Default::default()
@@ -546,7 +420,7 @@ mod tests {
             assert!(report.cv_accuracy > 0.9, "{head:?}: {report:?}");
             let p = trained.probabilities(x.view(), report.temperature);
             assert!((p.row(0).sum() - 1.0).abs() < 1e-4);
-            assert_eq!(argmax(p.row(0).as_slice().unwrap()), 0);
+            assert_eq!(top(p.row(0)), 0);
         }
     }
 
@@ -634,64 +508,6 @@ mod tests {
         assert!(!converged(1));
         assert!(converged(1000));
     }
-}
-
-#[cfg(test)]
-mod reference_tests {
-    use super::*;
-    use crate::head::softmax;
-
-    /// linfa-logistic, run to a tight tolerance, is the reference for the same objective (it sums the loss, so
-    /// its alpha is 1 / C on the summed scale).
-    fn linfa_reference(x: &Array2<f32>, y: &[usize], c: f64) -> Array2<f32> {
-        use linfa::prelude::*;
-        let x = x.mapv(f64::from);
-        let dataset = DatasetBase::new(x.view(), Array1::from(y.to_vec()));
-        let fitted = linfa_logistic::MultiLogisticRegression::default()
-            .alpha(1.0 / c)
-            .max_iterations(1000)
-            .gradient_tolerance(1e-8)
-            .fit(&dataset)
-            .unwrap();
-        let logits = x.dot(fitted.params()) + fitted.intercept();
-        softmax(logits.mapv(|v| v as f32), 1.0)
-    }
-
-    fn overlapping(k: usize, seed: u64) -> (Array2<f32>, Vec<usize>) {
-        let mut rng = SplitMix64(seed);
-        let mut noise = || (rng.next_u64() % 10_000) as f32 / 5_000.0 - 1.0;
-        let n = 40 * k;
-        let x = Array2::from_shape_fn((n, 3), |(i, j)| {
-            noise() + if j == i % k { 0.8 } else { 0.0 }
-        });
-        (x, (0..n).map(|i| i % k).collect())
-    }
-
-    #[test]
-    fn logistic_agrees_with_linfa_logistic_for_two_and_more_classes() {
-        for k in [2, 3] {
-            let (x, y) = overlapping(k, k as u64);
-            let c = 0.5;
-            let params = TrainParams {
-                max_iterations: 1000,
-                ..Default::default()
-            };
-            let (weights, intercept, _) = fit_logistic(x.view(), &y, k, c, &params, 1, None);
-            let ours = softmax(x.dot(&weights) + &intercept, 1.0);
-            let reference = linfa_reference(&x, &y, c);
-            let diff = (&ours - &reference)
-                .mapv(f32::abs)
-                .fold(0.0f32, |a, &b| a.max(b));
-            // Both stop at a tolerance of the same convex problem.
-            assert!(diff < 1e-3, "K = {k}: probabilities differ by up to {diff}");
-            let agree = ours
-                .rows()
-                .into_iter()
-                .zip(reference.rows())
-                .filter(|(a, b)| argmax(a.as_slice().unwrap()) == argmax(b.as_slice().unwrap()));
-            assert_eq!(agree.count(), y.len(), "K = {k}: predicted classes differ");
-        }
-    }
 
     #[test]
     fn balanced_class_weight_favours_the_small_class() {
@@ -711,10 +527,7 @@ mod reference_tests {
             };
             let (head, report) = train(x.view(), &y, &names, &params).unwrap();
             let p = head.probabilities(x.view(), report.temperature);
-            p.rows()
-                .into_iter()
-                .filter(|r| argmax(r.as_slice().unwrap()) == 1)
-                .count()
+            p.rows().into_iter().filter(|r| top(r.view()) == 1).count()
         };
         let (plain, balanced) = (
             predicted_rare(ClassWeight::None),

@@ -1,5 +1,5 @@
 //! Multinomial logistic regression by L-BFGS, on scikit-learn's objective:
-//! Σᵢ wᵢ·cross-entropyᵢ / N + ‖W‖² / (2·C·N), intercept unpenalised (wᵢ is the example's class weight).
+//! Σᵢ wᵢ·cross-entropyᵢ / N + ‖W‖² / (2·C·N), intercept unpenalised (wᵢ is the example's weight).
 //!
 //! Why not linfa-logistic's solver, which minimises the same objective (times N): it computes loss and gradient
 //! in separate passes (three products with X per evaluation), its More–Thuente line search spends about three
@@ -9,9 +9,9 @@
 
 use ndarray::{Array2, ArrayView2, s};
 
-/// Validated by the caller ([`super::TrainParams::check`]).
+/// Validated by the caller ([`super::LogisticParams`]).
 #[derive(Debug, Clone, Copy)]
-pub struct LogisticParams {
+pub struct SolverParams {
     /// Inverse regularisation strength, as in scikit-learn.
     pub c: f64,
     pub max_iterations: u64,
@@ -24,7 +24,7 @@ pub struct LogisticParams {
 /// A fitted model: weights and intercept as one [D + 1, K] matrix (intercept last), in f64 so that a fit can
 /// warm-start the next one.
 #[derive(Debug, Clone)]
-pub struct LogisticFit {
+pub struct SolverFit {
     pub params: Array2<f64>,
     pub iterations: u64,
     pub converged: bool,
@@ -36,23 +36,24 @@ const MEMORY: usize = 10;
 const ARMIJO: f64 = 1e-4;
 const MAX_STEP_HALVINGS: usize = 30;
 
-/// Fits `x` ([N, D], standardised) to classes `y` (each < `k`, every class present) with per-class weights.
+/// Fits `x` ([N, D], standardised) to classes `y` (each < `k`, every class present), each row weighted by
+/// `sample_weights` (1 without).
 /// `warm` is a previous fit's parameters for the same shape.
 pub fn fit(
     x: ArrayView2<f32>,
     y: &[usize],
     k: usize,
-    class_weights: &[f64],
-    params: &LogisticParams,
+    sample_weights: Option<&[f32]>,
+    params: &SolverParams,
     warm: Option<Array2<f64>>,
-) -> LogisticFit {
+) -> SolverFit {
     let x = x.as_standard_layout();
     let objective = Objective {
         rows: x.as_slice().expect("a standard-layout array is one slice"),
         dim: x.ncols(),
         y,
         k,
-        class_weights,
+        sample_weights,
         penalty: 1.0 / (params.c * y.len().max(1) as f64),
         threads: params.threads.max(1),
     };
@@ -121,7 +122,7 @@ pub fn fit(
             break;
         }
     }
-    LogisticFit {
+    SolverFit {
         params: w,
         iterations,
         converged,
@@ -160,7 +161,8 @@ struct Objective<'a> {
     dim: usize,
     y: &'a [usize],
     k: usize,
-    class_weights: &'a [f64],
+    /// One per row, or all 1.
+    sample_weights: Option<&'a [f32]>,
     /// 1 / (C·N).
     penalty: f64,
     threads: usize,
@@ -269,12 +271,12 @@ impl Objective<'_> {
         let mut residual = vec![0.0f32; k];
         for (i, &class) in (start..end).zip(&self.y[start..end]) {
             let row = &self.rows[i * d..(i + 1) * d];
-            for ((z, class_weights), b) in residual
+            for ((z, class_row), b) in residual
                 .iter_mut()
                 .zip(weights.chunks_exact(d.max(1)))
                 .zip(intercept)
             {
-                *z = dot_f32(row, class_weights) + b;
+                *z = dot_f32(row, class_row) + b;
             }
             let max = residual.iter().copied().fold(f32::NEG_INFINITY, f32::max);
             let true_logit = residual[class];
@@ -284,7 +286,7 @@ impl Objective<'_> {
                 sum += e;
                 *z = e as f32;
             }
-            let weight = self.class_weights[class];
+            let weight = self.sample_weights.map_or(1.0, |w| f64::from(w[i]));
             loss += weight * (sum.ln() + f64::from(max - true_logit));
             let factor = (weight / sum) as f32;
             residual.iter_mut().for_each(|r| *r *= factor);
@@ -348,13 +350,13 @@ mod tests {
     #[test]
     fn gradient_matches_finite_differences_and_threads_agree() {
         let (x, y) = problem(600, 5, 3, 1);
-        let weights = [1.0, 2.0, 0.5];
+        let weights: Vec<f32> = y.iter().map(|&c| [1.0, 2.0, 0.5][c]).collect();
         let single = Objective {
             rows: x.as_slice().unwrap(),
             dim: 5,
             y: &y,
             k: 3,
-            class_weights: &weights,
+            sample_weights: Some(&weights),
             penalty: 0.01,
             threads: 1,
         };
@@ -392,22 +394,15 @@ mod tests {
     #[test]
     fn converges_and_warm_start_needs_fewer_iterations() {
         let (x, y) = problem(400, 8, 4, 2);
-        let params = LogisticParams {
+        let params = SolverParams {
             c: 1.0,
             max_iterations: 500,
             tolerance: 1e-6,
             threads: 1,
         };
-        let cold = fit(x.view(), &y, 4, &[1.0; 4], &params, None);
+        let cold = fit(x.view(), &y, 4, None, &params, None);
         assert!(cold.converged, "{} iterations", cold.iterations);
-        let warm = fit(
-            x.view(),
-            &y,
-            4,
-            &[1.0; 4],
-            &params,
-            Some(cold.params.clone()),
-        );
+        let warm = fit(x.view(), &y, 4, None, &params, Some(cold.params.clone()));
         assert!(warm.iterations < cold.iterations / 2);
         assert!(max_abs(&(&warm.params - &cold.params)) < 1e-3);
     }

@@ -1,0 +1,276 @@
+//! The Gaussian naive Bayes head, fitted by linfa-bayes: per class, a mean and a variance per feature and a
+//! prior. Cheap to fit, and its statistics can be updated with new examples without the old ones.
+
+use std::collections::HashMap;
+
+use linfa::ParamGuard;
+use linfa::dataset::{AsSingleTargets, DatasetBase};
+use linfa::traits::Fit;
+use ndarray::{Array1, Array2, ArrayBase, ArrayView2, Data, Ix2};
+use serde::Deserialize;
+
+use super::cv::Estimator;
+use super::{ClassScores, Labelled, predict_top_class};
+use crate::error::{Error, Result};
+
+/// Per class (rows): feature means and variances [K, D], log prior [K] and the examples it was fitted on [K].
+/// A class without examples has mean 0, variance 1 and a prohibitive prior.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NaiveBayes {
+    pub means: Array2<f32>,
+    pub variances: Array2<f32>,
+    pub log_priors: Array1<f32>,
+    pub counts: Vec<usize>,
+}
+
+/// The log prior of a class without examples: it is never predicted.
+const ABSENT: f32 = -1e4;
+
+impl NaiveBayes {
+    /// Per class: log prior − ½·Σⱼ ln(2π·σⱼ²), the part of the joint log-likelihood that does not depend on x.
+    pub fn offsets(&self) -> Array1<f32> {
+        let mut offsets = self.log_priors.clone();
+        for (offset, variances) in offsets.iter_mut().zip(self.variances.rows()) {
+            let log_norm: f64 = variances
+                .iter()
+                .map(|&v| (2.0 * std::f64::consts::PI * f64::from(v)).ln())
+                .sum();
+            *offset -= (0.5 * log_norm) as f32;
+        }
+        offsets
+    }
+}
+
+impl ClassScores for NaiveBayes {
+    fn classes(&self) -> usize {
+        self.means.nrows()
+    }
+
+    fn dim(&self) -> usize {
+        self.means.ncols()
+    }
+
+    /// The joint log-likelihood: offset − ½·Σⱼ (xⱼ − μⱼ)² / σⱼ².
+    fn scores(&self, x: ArrayView2<f32>) -> Array2<f32> {
+        assert_eq!(x.ncols(), self.dim(), "embedding size");
+        let offsets = self.offsets();
+        let inverse = self.variances.mapv(|v| 1.0 / v);
+        let mut scores = Array2::zeros((x.nrows(), self.classes()));
+        for (row, mut out) in x.rows().into_iter().zip(scores.rows_mut()) {
+            for (c, score) in out.iter_mut().enumerate() {
+                let distance: f32 = row
+                    .iter()
+                    .zip(self.means.row(c))
+                    .zip(inverse.row(c))
+                    .map(|((&x, &m), &inv)| (x - m) * (x - m) * inv)
+                    .sum();
+                *score = offsets[c] - 0.5 * distance;
+            }
+        }
+        scores
+    }
+}
+
+predict_top_class!(NaiveBayes);
+
+/// Checked naive Bayes parameters; see [`NaiveBayesParams`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct NaiveBayesValidParams {
+    var_smoothing: f64,
+    classes: Option<usize>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct NaiveBayesParams(NaiveBayesValidParams);
+
+impl Default for NaiveBayesParams {
+    fn default() -> Self {
+        NaiveBayesParams(NaiveBayesValidParams {
+            var_smoothing: 1e-9,
+            classes: None,
+        })
+    }
+}
+
+impl NaiveBayesParams {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The fraction of the largest feature variance added to every variance, for stability (scikit-learn's
+    /// and linfa-bayes's `var_smoothing`).
+    pub fn var_smoothing(mut self, fraction: f64) -> Self {
+        self.0.var_smoothing = fraction;
+        self
+    }
+
+    /// The class count, when some classes may have no examples in the data.
+    pub fn classes(mut self, classes: usize) -> Self {
+        self.0.classes = Some(classes);
+        self
+    }
+}
+
+impl ParamGuard for NaiveBayesParams {
+    type Checked = NaiveBayesValidParams;
+    type Error = Error;
+
+    fn check_ref(&self) -> Result<&NaiveBayesValidParams> {
+        if !(self.0.var_smoothing.is_finite() && self.0.var_smoothing >= 0.0) {
+            return Err(Error::parameter(
+                "var_smoothing",
+                "must be finite and not negative",
+            ));
+        }
+        if self.0.classes == Some(0) {
+            return Err(Error::parameter("classes", "must be at least 1"));
+        }
+        Ok(&self.0)
+    }
+
+    fn check(self) -> Result<NaiveBayesValidParams> {
+        self.check_ref()?;
+        Ok(self.0)
+    }
+}
+
+/// linfa-bayes's fitted model as its serde form spells it (its fields are private; the version is pinned).
+#[derive(Deserialize)]
+struct Fitted {
+    class_info: HashMap<usize, ClassInfo>,
+}
+
+#[derive(Deserialize)]
+struct ClassInfo {
+    class_count: usize,
+    theta: Vector,
+    sigma: Vector,
+}
+
+/// ndarray's serde form of a vector.
+#[derive(Deserialize)]
+struct Vector {
+    data: Vec<f64>,
+}
+
+impl<D, T> Fit<ArrayBase<D, Ix2>, T, Error> for NaiveBayesValidParams
+where
+    D: Data<Elem = f32>,
+    T: AsSingleTargets<Elem = usize>,
+{
+    type Object = NaiveBayes;
+
+    /// linfa-bayes in f64. Example weights set the priors (a class's share of the total weight); the means and
+    /// variances are unweighted.
+    fn fit(&self, dataset: &DatasetBase<ArrayBase<D, Ix2>, T>) -> Result<NaiveBayes> {
+        let data = Labelled::check(dataset, self.classes)?;
+        let x = data.x.mapv(f64::from);
+        let y = data.y.to_owned();
+        let fitted = linfa_bayes::GaussianNb::params()
+            .var_smoothing(self.var_smoothing)
+            .fit(&DatasetBase::new(x.view(), y.view()))
+            .map_err(|e| Error::HeadFit {
+                head: "gaussian-nb",
+                source: Box::new(e),
+            })?;
+        let fitted: Fitted = serde_json::to_value(&fitted)
+            .and_then(serde_json::from_value)
+            .map_err(|e| Error::HeadFit {
+                head: "gaussian-nb",
+                source: format!("reading linfa-bayes's model: {e}").into(),
+            })?;
+        let (k, d) = (data.classes, data.x.ncols());
+        let mut weight = vec![0.0f64; k];
+        for (i, &c) in data.y.iter().enumerate() {
+            weight[c] += data.weights.map_or(1.0, |w| f64::from(w[i]));
+        }
+        let total: f64 = weight.iter().sum();
+        let mut model = NaiveBayes {
+            means: Array2::zeros((k, d)),
+            variances: Array2::ones((k, d)),
+            log_priors: Array1::from_elem(k, ABSENT),
+            counts: vec![0; k],
+        };
+        for (class, info) in fitted.class_info {
+            if class >= k || info.theta.data.len() != d || info.sigma.data.len() != d {
+                return Err(Error::HeadFit {
+                    head: "gaussian-nb",
+                    source: "linfa-bayes's model does not fit the data".into(),
+                });
+            }
+            model.means.row_mut(class).assign(&Array1::from_iter(
+                info.theta.data.iter().map(|&v| v as f32),
+            ));
+            // A feature constant in every class has variance 0 even after smoothing: keep it finite.
+            model.variances.row_mut(class).assign(&Array1::from_iter(
+                info.sigma
+                    .data
+                    .iter()
+                    .map(|&v| (v as f32).max(f32::MIN_POSITIVE)),
+            ));
+            model.counts[class] = info.class_count;
+            if weight[class] > 0.0 {
+                model.log_priors[class] = (weight[class] / total).ln() as f32;
+            }
+        }
+        Ok(model)
+    }
+}
+
+impl Estimator for NaiveBayesValidParams {
+    type Model = NaiveBayes;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use linfa::traits::Predict;
+    use linfa_bayes::NaiveBayes as _;
+    use ndarray::array;
+
+    #[test]
+    fn scores_are_linfa_bayes_joint_log_likelihood() {
+        let x = array![
+            [-2.0f32, -1.0, 0.5],
+            [-1.0, -1.0, 0.2],
+            [-1.0, -2.0, 0.1],
+            [1.0, 1.0, 0.4],
+            [1.0, 2.0, 0.3],
+            [2.0, 1.0, 0.9]
+        ];
+        let y = array![0usize, 0, 0, 1, 1, 1];
+        let ours = NaiveBayesParams::new()
+            .fit(&DatasetBase::new(x.view(), y.view()))
+            .unwrap();
+        let x64 = x.mapv(f64::from);
+        let reference = linfa_bayes::GaussianNb::params()
+            .fit(&DatasetBase::new(x64.view(), y.view()))
+            .unwrap();
+        let jll = reference.joint_log_likelihood(x64.view());
+        let scores = ours.scores(x.view());
+        for c in 0..2 {
+            for (i, expected) in jll[&c].iter().enumerate() {
+                let got = f64::from(scores[[i, c]]);
+                assert!(
+                    (got - expected).abs() < 1e-3 * expected.abs().max(1.0),
+                    "{got} vs {expected}"
+                );
+            }
+        }
+        assert_eq!(ours.predict(&x), y);
+        assert_eq!(ours.counts, [3, 3]);
+    }
+
+    #[test]
+    fn weights_set_the_priors_and_absent_classes_stay_out() {
+        let x = array![[0.0f32], [0.1], [1.0], [1.1]];
+        let y = array![0usize, 0, 1, 1];
+        let weighted =
+            DatasetBase::new(x.view(), y.view()).with_weights(array![3.0, 3.0, 1.0, 1.0]);
+        let model = NaiveBayesParams::new().classes(3).fit(&weighted).unwrap();
+        let priors = model.log_priors.mapv(f32::exp);
+        assert!((priors[0] - 0.75).abs() < 1e-6 && (priors[1] - 0.25).abs() < 1e-6);
+        assert!(model.predict(&x).iter().all(|&c| c < 2));
+        assert!(NaiveBayesParams::new().var_smoothing(-1.0).check().is_err());
+    }
+}
