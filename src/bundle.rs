@@ -11,19 +11,20 @@ use crate::backbone::{BackboneIdentity, InputSpec};
 use crate::embeddings::npz::{NpyArray, NpyData, read_npz_from, write_npz};
 use crate::error::{Error, Result};
 use crate::head::{
-    Centroid, ClassScores, ClassWeight, Head, HeadKind, Knn, LinearModel, NaiveBayes, Scaler,
-    Solver,
+    Centroid, ClassScores, ClassWeight, Head, HeadKind, Knn, LinearModel, NaiveBayes, Novelty,
+    Scaler, Solver,
 };
 
-/// The newest bundle format this headstart reads. Format 2 added the gaussian-nb and linear-svm heads; a
-/// bundle with another head is still written as format 1, so older headstarts keep reading it.
+/// The newest bundle format this headstart reads. Format 2 added the gaussian-nb and linear-svm heads and
+/// open-set rejection; a bundle without them is still written as format 1, so older headstarts keep reading it.
 pub const FORMAT_VERSION: u32 = 2;
 
-/// The format a bundle with this head is written in: the oldest that knows the head.
-pub fn format_version_for(head: HeadKind) -> u32 {
+/// The format a bundle with this head (and open-set rejection, or not) is written in: the oldest that knows
+/// them.
+pub fn format_version_for(head: HeadKind, open_set: bool) -> u32 {
     match head {
-        HeadKind::Logistic | HeadKind::Centroid | HeadKind::Knn => 1,
-        HeadKind::GaussianNb | HeadKind::LinearSvm => 2,
+        HeadKind::Logistic | HeadKind::Centroid | HeadKind::Knn if !open_set => 1,
+        _ => 2,
     }
 }
 
@@ -31,6 +32,8 @@ pub fn format_version_for(head: HeadKind) -> u32 {
 pub struct Bundle {
     pub head: Head,
     pub temperature: f32,
+    /// Open-set rejection, when trained with it; its settings are also in `info.training.open_set`.
+    pub novelty: Option<Novelty>,
     pub info: BundleInfo,
 }
 
@@ -106,6 +109,9 @@ pub struct TrainingInfo {
     pub solver: Option<Solver>,
     pub seed: u64,
     pub knn_k: Option<usize>,
+    /// Open-set rejection's settings (its reference embeddings are an array of the bundle).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub open_set: Option<OpenSetInfo>,
     pub samples: usize,
     /// sha256 (first 16 hex digits) of the training embeddings and labels.
     pub dataset_fingerprint: String,
@@ -114,7 +120,45 @@ pub struct TrainingInfo {
     pub date: String,
 }
 
+/// How a bundle rejects inputs far from its training data ([`Novelty`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpenSetInfo {
+    pub k: usize,
+    /// Novelty scores above this are unknown.
+    pub threshold: f32,
+    /// The fraction of out-of-fold training inputs the threshold rejects.
+    pub false_rejection: f64,
+    /// Training embeddings kept as the reference.
+    pub reference: usize,
+}
+
+impl OpenSetInfo {
+    pub fn of(novelty: &Novelty) -> Self {
+        OpenSetInfo {
+            k: novelty.k,
+            threshold: novelty.threshold,
+            false_rejection: novelty.false_rejection,
+            reference: novelty.reference.nrows(),
+        }
+    }
+}
+
 impl Bundle {
+    /// Novelty scores, [N], for embeddings made by the bundle's backbone; `None` without open-set rejection.
+    pub fn novelty_scores(&self, embeddings: ArrayView2<f32>) -> Result<Option<Array1<f32>>> {
+        let Some(novelty) = &self.novelty else {
+            return Ok(None);
+        };
+        if embeddings.ncols() != novelty.dim() {
+            return Err(Error::Config(format!(
+                "the backbone makes {}-value embeddings but the bundle's novelty reference has {}: a damaged bundle?",
+                embeddings.ncols(),
+                novelty.dim()
+            )));
+        }
+        Ok(Some(novelty.scores(embeddings)))
+    }
+
     /// Class probabilities, [N, K], for embeddings made by the bundle's backbone.
     pub fn predict_embeddings(&self, embeddings: ArrayView2<f32>) -> Result<Array2<f32>> {
         let expected = self.head.dim();
@@ -162,6 +206,9 @@ impl Bundle {
                 arrays.push(("nb_log_priors", vector(&model.log_priors)));
                 arrays.push(("nb_counts", int64s(&integers)));
             }
+        }
+        if let Some(novelty) = &self.novelty {
+            arrays.push(("novelty_reference", matrix(&novelty.reference)));
         }
         write_npz(path, &arrays)
     }
@@ -269,6 +316,27 @@ impl Bundle {
                 "damaged bundle: the head's arrays do not fit together".into()
             ));
         }
+        let novelty = match &info.training.open_set {
+            Some(open_set) => {
+                let reference = table("novelty_reference")?;
+                if reference.ncols() != head.dim()
+                    || reference.nrows() == 0
+                    || open_set.k == 0
+                    || !open_set.threshold.is_finite()
+                {
+                    return Err(bad(
+                        "damaged bundle: the open-set reference does not fit the head".into(),
+                    ));
+                }
+                Some(Novelty {
+                    reference,
+                    k: open_set.k,
+                    threshold: open_set.threshold,
+                    false_rejection: open_set.false_rejection,
+                })
+            }
+            None => None,
+        };
         let temperature = vector("temperature")?
             .first()
             .copied()
@@ -277,6 +345,7 @@ impl Bundle {
         Ok(Bundle {
             head,
             temperature,
+            novelty,
             info,
         })
     }
@@ -375,6 +444,7 @@ mod tests {
                 solver: None,
                 seed: 42,
                 knn_k: Some(3),
+                open_set: None,
                 samples: 10,
                 dataset_fingerprint: "0123456789abcdef".into(),
                 headstart_version: env!("CARGO_PKG_VERSION").into(),
@@ -415,13 +485,25 @@ mod tests {
         ];
         for head in heads {
             let mut info = info(head.kind(), 3);
-            info.format_version = format_version_for(head.kind());
-            let bundle = Bundle {
+            info.format_version = format_version_for(head.kind(), false);
+            let mut bundle = Bundle {
                 temperature: 1.7,
+                novelty: None,
                 info,
                 head,
             };
             let path = dir.path().join("m.hs");
+            bundle.save(&path).unwrap();
+            assert_eq!(Bundle::load(&path).unwrap(), bundle);
+            let novelty = Novelty {
+                reference: array![[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]],
+                k: 2,
+                threshold: 0.3,
+                false_rejection: 0.05,
+            };
+            bundle.info.training.open_set = Some(crate::bundle::OpenSetInfo::of(&novelty));
+            bundle.info.format_version = format_version_for(bundle.head.kind(), true);
+            bundle.novelty = Some(novelty);
             bundle.save(&path).unwrap();
             assert_eq!(Bundle::load(&path).unwrap(), bundle);
         }
@@ -438,6 +520,7 @@ mod tests {
                 centroids: array![[1.0], [0.0]],
             }),
             temperature: 1.0,
+            novelty: None,
             info: future,
         };
         bundle.save(&path).unwrap();

@@ -30,7 +30,7 @@
 use std::path::{Path, PathBuf};
 
 use image::DynamicImage;
-use ndarray::{Array2, ArrayView2, ArrayView4};
+use ndarray::{Array2, ArrayView1, ArrayView2, ArrayView4};
 use serde::Serialize;
 
 use crate::backbone::{
@@ -42,6 +42,7 @@ use crate::data::Data;
 use crate::data::decode::open_image_for;
 use crate::embeddings::{self, EmbedOptions, EmbedSummary, EmbeddedSet};
 use crate::error::{Error, Result};
+use crate::head::Novelty;
 use crate::modality::Modality;
 use crate::preprocess::{ImagePreprocess, PreprocessOverrides};
 use crate::runtime::RuntimeOptions;
@@ -54,10 +55,16 @@ pub struct Classifier {
 /// One input's answer.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Prediction {
-    /// The top class, or `None` ("unknown") when its probability is below the minimum confidence.
+    /// The top class, or `None` ("unknown") when its probability is below the minimum confidence or the input
+    /// is novel.
     pub label: Option<String>,
     /// The `k` most probable classes, most probable first.
     pub top: Vec<(String, f32)>,
+    /// How far the input is from the training data, for a bundle with open-set rejection ([`mark_novel`]).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub novelty: Option<f32>,
+    /// Whether the novelty is beyond the bundle's threshold (then the label is `None`).
+    pub novel: bool,
 }
 
 impl Classifier {
@@ -264,9 +271,26 @@ pub fn predictions(
                 .first()
                 .filter(|(_, p)| *p >= min_confidence)
                 .map(|(name, _)| name.clone());
-            Prediction { label, top }
+            Prediction {
+                label,
+                top,
+                novelty: None,
+                novel: false,
+            }
         })
         .collect()
+}
+
+/// Adds each answer's novelty score; an answer beyond the threshold becomes `unknown`, whatever its
+/// probability.
+pub fn mark_novel(answers: &mut [Prediction], scores: ArrayView1<f32>, novelty: &Novelty) {
+    for (answer, &score) in answers.iter_mut().zip(scores) {
+        answer.novelty = Some(score);
+        answer.novel = novelty.is_novel(score);
+        if answer.novel {
+            answer.label = None;
+        }
+    }
 }
 
 #[cfg(test)]
@@ -284,5 +308,15 @@ mod tests {
             [("cat".to_string(), 0.9), ("dog".to_string(), 0.1)]
         );
         assert_eq!(p[1].label, None);
+        let mut answers = p;
+        let novelty = Novelty {
+            reference: array![[1.0f32, 0.0]],
+            k: 1,
+            threshold: 0.5,
+            false_rejection: 0.05,
+        };
+        mark_novel(&mut answers, array![0.7f32, 0.1].view(), &novelty);
+        assert!(answers[0].novel && answers[0].label.is_none());
+        assert_eq!((answers[1].novel, answers[1].novelty), (false, Some(0.1)));
     }
 }

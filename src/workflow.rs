@@ -10,13 +10,13 @@ use sha2::{Digest, Sha256};
 use crate::backbone::{
     Backbone, BackboneOptions, BackboneRef, check_same_backbone, check_same_input,
 };
-use crate::bundle::{Bundle, BundleInfo, TrainingInfo, format_version_for, utc_now};
-use crate::classifier::{Classifier, Prediction, predictions};
+use crate::bundle::{Bundle, BundleInfo, OpenSetInfo, TrainingInfo, format_version_for, utc_now};
+use crate::classifier::{Classifier, Prediction, mark_novel, predictions};
 use crate::data::Data;
 use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed};
 use crate::error::{Error, Result};
 use crate::hash::hex;
-use crate::head::{self, ClassScores, HeadKind, TrainParams, TrainReport};
+use crate::head::{self, ClassScores, HeadKind, Novelty, TrainParams, TrainReport};
 use crate::metrics::{Metrics, evaluate};
 use crate::rng::SplitMix64;
 use crate::runtime::RuntimeOptions;
@@ -127,6 +127,14 @@ pub fn train_bundle(
 ) -> Result<Trained> {
     let y = labels_of(train_set)?;
     let (head, report) = head::train(train_set.matrix(), y, &train_set.class_names, params)?;
+    let novelty = params
+        .open_set
+        .as_ref()
+        .map(|open_set| {
+            let fold_of = head::cv::stratified_folds(y, params.folds, params.seed);
+            Novelty::fit(train_set.matrix(), &fold_of, params.folds, open_set)
+        })
+        .transpose()?;
     let fingerprint = {
         let mut hasher = Sha256::new();
         train_set
@@ -142,7 +150,7 @@ pub fn train_bundle(
         head,
         temperature: report.temperature,
         info: BundleInfo {
-            format_version: format_version_for(params.head),
+            format_version: format_version_for(params.head, novelty.is_some()),
             class_names: train_set.class_names.clone(),
             backbone_source: train_set.backbone_source.clone(),
             backbone: train_set.backbone.clone(),
@@ -156,12 +164,14 @@ pub fn train_bundle(
                 solver: (params.head == HeadKind::Logistic).then_some(params.solver),
                 seed: params.seed,
                 knn_k: (params.head == HeadKind::Knn).then_some(params.k),
+                open_set: novelty.as_ref().map(OpenSetInfo::of),
                 samples: y.len(),
                 dataset_fingerprint: fingerprint,
                 headstart_version: env!("CARGO_PKG_VERSION").into(),
                 date: utc_now(),
             },
         },
+        novelty,
     };
     let validation = validation
         .map(|v| evaluate_set(&bundle, v))
@@ -264,12 +274,18 @@ pub fn predict(
     }
     let (set, summary) = classifier.embed(data, embed_options, progress)?;
     let probabilities = classifier.predict_embeddings(set.matrix())?;
-    let answers = predictions(
+    let mut answers = predictions(
         probabilities.view(),
         classifier.class_names(),
         top_k,
         min_confidence,
     );
+    if let (Some(scores), Some(novelty)) = (
+        classifier.bundle.novelty_scores(set.matrix())?,
+        &classifier.bundle.novelty,
+    ) {
+        mark_novel(&mut answers, scores.view(), novelty);
+    }
     let shown: Vec<String> = match data {
         Data::Texts(texts) => texts.items.iter().map(|item| item.text.clone()).collect(),
         _ => set.paths,

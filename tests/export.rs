@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use common::{headstart, python_reference};
 use headstart::backbone::{BackboneRef, ImageBackbone, TextBackbone};
+use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
 use headstart::embeddings::npz::{NpyArray, write_npz};
 use headstart::export::PIXELS;
@@ -580,5 +581,107 @@ fn raw_input_covers_tapped_layers_and_bgr_nhwc_backbones() {
             &run_python(&raw, &input, dir.path()),
             &expected,
         );
+    }
+}
+
+/// Open-set rejection on real embeddings: trained on ELPV cells with `--open-set`, the bundle answers `unknown`
+/// for photos (nothing like a solar cell) and keeps most unseen cells known; the exported file's `novelty`
+/// output is the library's score.
+#[test]
+fn open_set_rejects_photos_and_exports_its_novelty_score() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, _) = small_elpv(dir.path());
+    let bundle = dir.path().join("cells.hs");
+    let (code, stdout, stderr) = headstart(&[
+        "train",
+        data.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+        "--grid",
+        "0.1",
+        "--open-set",
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(report["open_set"]["reference"], 24);
+    assert!(report["open_set"]["false_rejection"].as_f64().unwrap() <= 0.05);
+    assert_eq!(Bundle::load(&bundle).unwrap().info.format_version, 2);
+
+    // Cells the head has not seen, and photos.
+    let source = headstart::datasets::elpv_by_defect().unwrap();
+    let mut unseen = Vec::new();
+    for class in ["defective", "functional"] {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(source.join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        unseen.extend(entries.into_iter().skip(12).take(20));
+    }
+    let photos = headstart::datasets::sample_photos().unwrap();
+    let mut args = vec![
+        "predict".to_string(),
+        bundle.display().to_string(),
+        "--format".into(),
+        "json".into(),
+    ];
+    args.extend(
+        unseen
+            .iter()
+            .chain(&photos)
+            .map(|p| p.display().to_string()),
+    );
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = headstart(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let predictions = answer["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), unseen.len() + photos.len());
+    let (cells, pictures) = predictions.split_at(unseen.len());
+    for picture in pictures {
+        assert_eq!(picture["novel"], true, "{picture}");
+        assert_eq!(picture["label"], "unknown", "{picture}");
+    }
+    let novel_cells = cells.iter().filter(|c| c["novel"] == true).count();
+    assert!(
+        novel_cells * 4 <= cells.len(),
+        "{novel_cells} of {} unseen cells are novel",
+        cells.len()
+    );
+
+    // The head-only export scores novelty as the library does.
+    let head_file = dir.path().join("cells-head.onnx");
+    let (code, _, stderr) = headstart(&[
+        "export",
+        bundle.to_str().unwrap(),
+        "-o",
+        head_file.to_str().unwrap(),
+        "--head-only",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
+    let images = headstart::Data::Images(headstart::data::files::from_paths(&unseen));
+    let (set, _) = classifier
+        .embed(&images, &Default::default(), &mut |_, _| {})
+        .unwrap();
+    let expected = classifier
+        .bundle
+        .novelty_scores(set.matrix())
+        .unwrap()
+        .unwrap();
+    let environment = headstart::runtime::environment(&Default::default()).unwrap();
+    let mut session = ort::session::Session::builder(&environment)
+        .unwrap()
+        .commit_from_file(&head_file)
+        .unwrap();
+    let matrix = set.matrix().to_owned();
+    let shape = vec![matrix.nrows() as i64, matrix.ncols() as i64];
+    let input = TensorRef::from_array_view((shape, matrix.as_slice().unwrap())).unwrap();
+    let outputs = session.run(ort::inputs!["embedding" => input]).unwrap();
+    let (_, novelty) = outputs["novelty"].try_extract_tensor::<f32>().unwrap();
+    assert_eq!(novelty.len(), expected.len());
+    for (got, want) in novelty.iter().zip(&expected) {
+        assert!((got - want).abs() < 1e-4, "novelty {got} vs {want}");
     }
 }

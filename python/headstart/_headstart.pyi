@@ -84,6 +84,10 @@ class Bundle:
     def cv_accuracy(self) -> float: ...
     @property
     def chosen_c(self) -> float | None: ...
+    @property
+    def novelty_threshold(self) -> float | None: ...
+    def novelty(self, embeddings: Embedded | npt.ArrayLike) -> npt.NDArray[np.float32]:
+        """Novelty scores [N] (bundles trained with open_set); above novelty_threshold an input is unknown."""
     def predict_proba(
         self,
         inputs: Embedded | npt.ArrayLike | Sequence[str],
@@ -113,4 +117,5 @@ def train(
     seed: int = 42,
     k: int = 5,
     max_iterations: int = 100,
+    open_set: float | None = None,
 ) -> Bundle: ...

@@ -8,10 +8,10 @@ use std::sync::Mutex;
 use headstart::backbone::{check_same_backbone, check_same_input};
 use headstart::embeddings::EmbeddedSet;
 use headstart::export::{ExportOptions, export_classifier};
-use headstart::head::TrainParams;
+use headstart::head::{NoveltyParams, TrainParams};
 use headstart::runtime::{Device, RuntimeOptions};
 use headstart::{Classifier, Modality, workflow};
-use numpy::PyArray2;
+use numpy::{PyArray1, PyArray2};
 use pyo3::prelude::*;
 
 use crate::embedder::{Embedded, Embedder, Features};
@@ -124,10 +124,40 @@ impl Bundle {
         self.read(|bundle| bundle.info.backbone_source.clone())
     }
 
-    /// "logistic", "centroid" or "knn".
+    /// "logistic", "centroid", "knn", "gaussian-nb" or "linear-svm".
     #[getter]
     fn head(&self) -> String {
-        self.read(|bundle| format!("{:?}", bundle.info.training.head).to_lowercase())
+        self.read(|bundle| bundle.info.training.head.name().to_string())
+    }
+
+    /// Novelty scores above this are unknown; `None` for a bundle trained without `open_set`.
+    #[getter]
+    fn novelty_threshold(&self) -> Option<f32> {
+        self.read(|bundle| bundle.novelty.as_ref().map(|n| n.threshold))
+    }
+
+    /// Novelty scores, float32 [N], for an `Embedded` or a float array [N, D] of embeddings from the bundle's
+    /// backbone: 1 − the cosine similarity to the k-th nearest training embedding. Raises for a bundle trained
+    /// without `open_set`.
+    fn novelty<'py>(
+        &self,
+        py: Python<'py>,
+        embeddings: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArray1<f32>>> {
+        let scores = if let Ok(embedded) = embeddings.cast::<Embedded>() {
+            let embedded = embedded.get();
+            self.check_features(&embedded.features)?;
+            let matrix = embedded.matrix(py)?;
+            self.read(|bundle| bundle.novelty_scores(matrix.view()))
+        } else {
+            let array = numpy_array(py, embeddings)?;
+            let embeddings = arrays::contiguous::<f32>(&array, "float32")?;
+            let view = arrays::matrix(&embeddings, "embeddings")?;
+            self.read(|bundle| bundle.novelty_scores(view))
+        }
+        .map_err(raise)?
+        .ok_or_else(|| HeadstartError::new_err("this bundle was trained without open_set"))?;
+        Ok(PyArray1::from_vec(py, scores.to_vec()))
     }
 
     /// Out-of-fold accuracy of the chosen configuration, from cross-validation at training.
@@ -136,7 +166,7 @@ impl Bundle {
         self.read(|bundle| bundle.info.training.cv_accuracy)
     }
 
-    /// The regularisation strength cross-validation chose (logistic heads).
+    /// The regularisation strength cross-validation chose (logistic and linear-svm heads).
     #[getter]
     fn chosen_c(&self) -> Option<f64> {
         self.read(|bundle| bundle.info.training.chosen_c)
@@ -255,6 +285,7 @@ pub fn load(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Bundle> {
     seed = 42,
     k = 5,
     max_iterations = 100,
+    open_set = None,
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn train(
@@ -270,6 +301,7 @@ pub fn train(
     seed: u64,
     k: usize,
     max_iterations: u64,
+    open_set: Option<f64>,
 ) -> PyResult<Bundle> {
     let defaults = TrainParams::default();
     let params = TrainParams {
@@ -281,6 +313,11 @@ pub fn train(
         seed,
         k,
         max_iterations,
+        open_set: open_set.map(|rate| NoveltyParams {
+            false_rejection: rate,
+            seed,
+            ..NoveltyParams::default()
+        }),
     };
     let (matrix, features, runtime) = match (embeddings.cast::<Embedded>(), embedder) {
         (Ok(embedded), _) => {

@@ -174,6 +174,26 @@ def test_train_takes_arrays_with_the_embedder_that_made_them(
         headstart.train(embedded, labels, head="forest")
 
 
+def test_every_head_and_open_set_rejection(embedded: headstart.Embedded, small_set: Path) -> None:
+    files = listed(small_set)
+    labels = [files[i].parent.name for i in embedded.indices]
+    for head in ["logistic", "centroid", "knn", "gaussian-nb", "linear-svm"]:
+        bundle = headstart.train(embedded, labels, head=head, grid=[0.1])
+        assert bundle.head == head and bundle.novelty_threshold is None
+        assert bundle.predict_proba(embedded).shape == (len(embedded), 2)
+    reference = headstart.train(embedded, labels, solver="linfa", grid=[0.1])
+    assert reference.head == "logistic"
+    bundle = headstart.train(embedded, labels, open_set=0.05)
+    scores = bundle.novelty(embedded)
+    assert scores.dtype == np.float32 and scores.shape == (len(embedded),)
+    # Against every training row, a training row is at most as far as it was out of fold, where 5 % were beyond.
+    assert (scores > bundle.novelty_threshold).mean() <= 0.05
+    # The embeddings turned around are as far from the training data as anything can be.
+    assert (bundle.novelty(-embedded.embeddings) > bundle.novelty_threshold).all()
+    with pytest.raises(headstart.HeadstartError, match="without open_set"):
+        reference.novelty(embedded)
+
+
 def test_export_writes_what_the_cli_writes(embedded: headstart.Embedded, small_set: Path, tmp_path: Path) -> None:
     files = listed(small_set)
     bundle = headstart.train(embedded, [files[i].parent.name for i in embedded.indices])

@@ -16,7 +16,7 @@ use headstart::classifier::Classifier;
 use headstart::data::decode::{DecodeOptions, decode_image};
 use headstart::data::{Data, Shard, TextOptions, files, texts};
 use headstart::embeddings::{self, EmbedOptions, EmbedSummary, EmbeddedSet, parquet};
-use headstart::head::{ClassWeight, HeadKind, Solver, TrainParams};
+use headstart::head::{ClassWeight, HeadKind, NoveltyParams, Solver, TrainParams};
 use headstart::pooling::Pooling;
 use headstart::preprocess::{
     ColourOrder, Interpolation, JpegDecode, Layout, PreprocessOverrides, Resize,
@@ -270,6 +270,10 @@ struct TrainArgs {
     /// Inverse regularisation strengths to cross-validate (logistic, linear-svm), comma-separated
     #[arg(long, value_delimiter = ',', value_name = "C,...")]
     grid: Option<Vec<f64>>,
+    /// Answer `unknown` for inputs far from all the training data; RATE is the fraction of known inputs to
+    /// reject, measured on out-of-fold training data (the bundle keeps up to 10,000 training embeddings)
+    #[arg(long, value_name = "RATE", num_args = 0..=1, default_missing_value = "0.05")]
+    open_set: Option<f64>,
     /// The logistic head's solver: headstart's L-BFGS, or linfa-logistic as a (much slower) reference
     #[arg(long, value_enum, default_value_t = Solver::Lbfgs)]
     solver: Solver,
@@ -811,6 +815,11 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
         seed: args.seed,
         k: args.k,
         max_iterations: args.max_iterations,
+        open_set: args.open_set.map(|rate| NoveltyParams {
+            false_rejection: rate,
+            seed: args.seed,
+            ..NoveltyParams::default()
+        }),
     };
     let mut bar = flags.progress(data.modality().map_or("rows", Modality::unit));
     let result = workflow::train(
@@ -835,11 +844,20 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
             "bundle": args.output_file.display().to_string(),
             "embed": summary,
             "train": trained.report,
+            "open_set": trained.bundle.info.training.open_set,
             "validation": trained.validation,
         });
         println!("{value}");
     } else if !flags.quiet {
         print_train_report(&trained.report);
+        if let Some(open_set) = &trained.bundle.info.training.open_set {
+            println!(
+                "  open-set: unknown beyond novelty {:.4} ({:.1}% of out-of-fold training inputs; {} reference embeddings)",
+                open_set.threshold,
+                open_set.false_rejection * 100.0,
+                open_set.reference
+            );
+        }
         if let Some(metrics) = &trained.validation {
             println!(
                 "\nvalidation ({} samples)\n{}",
@@ -987,7 +1005,12 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
                 .map(|(path, p)| {
                     let top: Vec<serde_json::Value> =
                         p.top.iter().map(|(c, prob)| serde_json::json!({"class": c, "probability": prob})).collect();
-                    serde_json::json!({column: path, "label": p.label.as_deref().unwrap_or("unknown"), "top": top})
+                    let mut item = serde_json::json!({column: path, "label": p.label.as_deref().unwrap_or("unknown"), "top": top});
+                    if let Some(novelty) = p.novelty {
+                        item["novelty"] = serde_json::json!(novelty);
+                        item["novel"] = serde_json::json!(p.novel);
+                    }
+                    item
                 })
                 .collect();
             let skipped: Vec<serde_json::Value> = skipped
@@ -1007,15 +1030,19 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
             let header: Vec<String> = (1..=args.top_k)
                 .flat_map(|i| [format!("class{i}"), format!("p{i}")])
                 .collect();
-            println!("{column},label,{}", header.join(","));
+            // A bundle with open-set rejection adds each input's novelty score.
+            let open_set = classifier.bundle.novelty.is_some();
+            let novelty_header = if open_set { "novelty," } else { "" };
+            println!("{column},label,{novelty_header}{}", header.join(","));
             for (path, p) in rows {
                 let top: Vec<String> = p
                     .top
                     .iter()
                     .flat_map(|(c, prob)| [csv_field(c), format!("{prob:.4}")])
                     .collect();
+                let novelty = p.novelty.map_or(String::new(), |n| format!("{n:.4},"));
                 println!(
-                    "{},{},{}",
+                    "{},{},{novelty}{}",
                     csv_field(path),
                     csv_field(p.label.as_deref().unwrap_or("unknown")),
                     top.join(",")
@@ -1035,8 +1062,13 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
                     .iter()
                     .map(|(c, prob)| format!("{c} {:.1}%", prob * 100.0))
                     .collect();
+                // Novel inputs say so: their top class is shown but not answered.
+                let novelty = match p.novelty {
+                    Some(n) if p.novel => format!("  (novel: {n:.2})"),
+                    _ => String::new(),
+                };
                 println!(
-                    "{path:<width$}  {:<12}  {}",
+                    "{path:<width$}  {:<12}  {}{novelty}",
                     p.label.as_deref().unwrap_or("unknown"),
                     top.join("  ")
                 );

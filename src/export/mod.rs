@@ -19,7 +19,7 @@ use crate::backbone::{Backbone, InputSpec};
 use crate::bundle::Bundle;
 use crate::classifier::Classifier;
 use crate::error::{Error, Result};
-use crate::head::{ClassScores, Head};
+use crate::head::{ClassScores, Head, Novelty};
 use crate::onnx::proto::{
     DOUBLE, FLOAT, GraphProto, INT64, ModelProto, NodeProto, OperatorSetIdProto,
     StringStringEntryProto, TensorProto, UINT8, ValueInfoProto,
@@ -31,6 +31,8 @@ use crate::runtime::RuntimeOptions;
 
 pub const PROBABILITIES: &str = "probabilities";
 pub const CLASS_INDEX: &str = "class_index";
+/// The output with each input's novelty score, in a file exported from a bundle with open-set rejection.
+pub const NOVELTY: &str = "novelty";
 /// The input of a head-only file.
 pub const EMBEDDING: &str = "embedding";
 /// The input of a `--raw-input` file: uint8 RGB [N, H, W, 3].
@@ -449,6 +451,45 @@ impl Builder {
             ValueInfoProto::tensor(PROBABILITIES, FLOAT, &[None, k]),
             ValueInfoProto::tensor(CLASS_INDEX, INT64, &[None]),
         ];
+        if let Some(novelty) = &bundle.novelty {
+            self.novelty(embedding, novelty)?;
+        }
+        Ok(())
+    }
+
+    /// [`Novelty::scores`] as an output: 1 − the k-th largest cosine similarity to the stored reference, which
+    /// is the smallest of the k largest.
+    fn novelty(&mut self, embedding: &str, novelty: &Novelty) -> Result<()> {
+        let (m, d) = (novelty.reference.nrows(), novelty.reference.ncols());
+        let k = novelty.k.min(m);
+        if k == 0 {
+            return Err(Error::Config(
+                "damaged bundle: the open-set reference is empty".into(),
+            ));
+        }
+        let transposed: Vec<f32> = novelty.reference.t().iter().copied().collect();
+        let reference = self.floats("novelty_reference", &[d as i64, m as i64], &transposed);
+        let unit = self.l2_normalize(embedding);
+        let similarity = self.node("MatMul", &[&unit, &reference], |n| n);
+        let (values, nearest) = (
+            self.name("novelty_topk_values"),
+            self.name("novelty_topk_indices"),
+        );
+        let topk = if self.opset >= 10 {
+            let count = self.int64s("novelty_k", &[1], &[k as i64]);
+            NodeProto::new("TopK", &[&similarity, &count], &[&values, &nearest])
+        } else {
+            NodeProto::new("TopK", &[&similarity], &[&values, &nearest]).with_int("k", k as i64)
+        };
+        self.graph.node.push(topk);
+        let kth = self.reduce("ReduceMin", &values, &[1], false);
+        let one = self.floats("one", &[], &[1.0]);
+        self.graph
+            .node
+            .push(NodeProto::new("Sub", &[&one, &kth], &[NOVELTY]));
+        self.graph
+            .output
+            .push(ValueInfoProto::tensor(NOVELTY, FLOAT, &[None]));
         Ok(())
     }
 }
@@ -457,6 +498,12 @@ impl Builder {
 fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
     let info = &bundle.info;
     let json = |value: serde_json::Value| value.to_string();
+    let mut outputs = format!("{PROBABILITIES}: float [N, K] softmax; {CLASS_INDEX}: int64 [N]");
+    if bundle.novelty.is_some() {
+        outputs.push_str(&format!(
+            "; {NOVELTY}: float [N], unknown above headstart.novelty_threshold"
+        ));
+    }
     let mut entries = vec![
         ("headstart.version", env!("CARGO_PKG_VERSION").to_string()),
         ("headstart.variant", variant.to_string()),
@@ -465,11 +512,11 @@ fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
             json(serde_json::json!(info.class_names)),
         ),
         ("headstart.backbone", json(serde_json::json!(info.backbone))),
-        (
-            "headstart.outputs",
-            format!("{PROBABILITIES}: float [N, K] softmax; {CLASS_INDEX}: int64 [N]"),
-        ),
+        ("headstart.outputs", outputs),
     ];
+    if let Some(novelty) = &bundle.novelty {
+        entries.push(("headstart.novelty_threshold", novelty.threshold.to_string()));
+    }
     entries.push(match &info.input {
         InputSpec::Image(preprocess) => {
             ("headstart.preprocess", json(serde_json::json!(preprocess)))

@@ -10,13 +10,15 @@
 //! - `knn`: votes among the cosine-nearest training embeddings ([`KnnParams`]).
 //!
 //! [`train`] is the protocol around them: cross-validation picks the regularisation, out-of-fold scores fit a
-//! temperature, and probabilities are softmax(scores / temperature).
+//! temperature, and probabilities are softmax(scores / temperature). Beside any head, [`Novelty`] can reject
+//! inputs far from all the training data (open-set rejection).
 
 mod centroid;
 pub mod cv;
 mod knn;
 mod logistic;
 mod naive_bayes;
+pub mod novelty;
 mod svm;
 pub mod train;
 
@@ -32,6 +34,7 @@ pub use cv::Estimator;
 pub use knn::{Knn, KnnParams, KnnValidParams};
 pub use logistic::{LinearModel, LogisticParams, LogisticValidParams, Solver};
 pub use naive_bayes::{NaiveBayes, NaiveBayesParams, NaiveBayesValidParams};
+pub use novelty::{Novelty, NoveltyParams};
 pub use svm::{LinearSvmParams, LinearSvmValidParams, MAX_SVM_SAMPLES};
 pub use train::{ClassWeight, TrainParams, TrainReport, TrainWarning, train};
 

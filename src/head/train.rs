@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::cv::{Estimator, cross_validate, stratified_folds};
 use super::{
     CentroidParams, Embeddings, Head, HeadKind, KnnParams, Labelled, LinearSvmParams,
-    LogisticParams, NaiveBayesParams, Solver, fit_temperature, top,
+    LogisticParams, NaiveBayesParams, NoveltyParams, Solver, fit_temperature, top,
 };
 use crate::error::{Error, Result};
 
@@ -59,6 +59,8 @@ pub struct TrainParams {
     pub k: usize,
     /// L-BFGS iterations per fit.
     pub max_iterations: u64,
+    /// Open-set rejection beside the head, fitted on the same folds ([`super::Novelty`]); `None` for none.
+    pub open_set: Option<NoveltyParams>,
 }
 
 impl Default for TrainParams {
@@ -72,6 +74,7 @@ impl Default for TrainParams {
             seed: 42,
             k: 5,
             max_iterations: 100,
+            open_set: None,
         }
     }
 }
@@ -92,6 +95,9 @@ impl TrainParams {
         }
         if self.max_iterations == 0 {
             return Err(Error::parameter("max_iterations", "must be at least 1"));
+        }
+        if let Some(open_set) = &self.open_set {
+            open_set.check()?;
         }
         Ok(())
     }
