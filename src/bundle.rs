@@ -8,6 +8,7 @@ use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
 use crate::backbone::{BackboneIdentity, InputSpec};
+use crate::embeddings::EmbeddedSet;
 use crate::embeddings::npz::{NpyArray, NpyData, read_npz_from, write_npz};
 use crate::error::{Error, Result};
 use crate::head::{
@@ -34,6 +35,9 @@ pub struct Bundle {
     pub temperature: f32,
     /// Open-set rejection, when trained with it; its settings are also in `info.training.open_set`.
     pub novelty: Option<Novelty>,
+    /// The training embeddings, labels and paths, when kept (so examples can be added without embedding the old
+    /// data again).
+    pub kept: Option<EmbeddedSet>,
     pub info: BundleInfo,
 }
 
@@ -112,6 +116,9 @@ pub struct TrainingInfo {
     /// Open-set rejection's settings (its reference embeddings are an array of the bundle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_set: Option<OpenSetInfo>,
+    /// Whether the bundle keeps its training embeddings (older headstarts ignore them).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub keeps_embeddings: bool,
     pub samples: usize,
     /// sha256 (first 16 hex digits) of the training embeddings and labels.
     pub dataset_fingerprint: String,
@@ -124,6 +131,8 @@ pub struct TrainingInfo {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct OpenSetInfo {
     pub k: usize,
+    /// The fraction of known inputs the threshold was asked to reject.
+    pub rate: f64,
     /// Novelty scores above this are unknown.
     pub threshold: f32,
     /// The fraction of out-of-fold training inputs the threshold rejects.
@@ -133,9 +142,10 @@ pub struct OpenSetInfo {
 }
 
 impl OpenSetInfo {
-    pub fn of(novelty: &Novelty) -> Self {
+    pub fn of(novelty: &Novelty, rate: f64) -> Self {
         OpenSetInfo {
             k: novelty.k,
+            rate,
             threshold: novelty.threshold,
             false_rejection: novelty.false_rejection,
             reference: novelty.reference.nrows(),
@@ -209,6 +219,20 @@ impl Bundle {
         }
         if let Some(novelty) = &self.novelty {
             arrays.push(("novelty_reference", matrix(&novelty.reference)));
+        }
+        let kept_labels: Vec<i64>;
+        if let Some(kept) = &self.kept {
+            kept_labels = kept.labels.iter().flatten().map(|&l| l as i64).collect();
+            arrays.push((
+                "kept_embeddings",
+                NpyArray::F32 {
+                    shape: vec![kept.rows(), kept.dim],
+                    data: &kept.embeddings,
+                },
+            ));
+            arrays.push(("kept_labels", int64s(&kept_labels)));
+            arrays.push(("kept_paths", NpyArray::Strings(&kept.paths)));
+            arrays.push(("kept_augmented", NpyArray::Bool(&kept.augmented)));
         }
         write_npz(path, &arrays)
     }
@@ -337,6 +361,40 @@ impl Bundle {
             }
             None => None,
         };
+        let kept = if info.training.keeps_embeddings {
+            let embeddings = table("kept_embeddings")?;
+            let labels = integers("kept_labels")?;
+            let paths = match get("kept_paths") {
+                Some(NpyData::Strings { data, .. }) => data.clone(),
+                _ => Vec::new(),
+            };
+            let augmented = match get("kept_augmented") {
+                Some(NpyData::Bool(data)) => data.clone(),
+                _ => Vec::new(),
+            };
+            let rows = embeddings.nrows();
+            if embeddings.ncols() != head.dim()
+                || [labels.len(), paths.len(), augmented.len()] != [rows; 3]
+                || labels.iter().any(|&l| l >= k)
+            {
+                return Err(bad(
+                    "damaged bundle: its kept training embeddings do not fit together".into(),
+                ));
+            }
+            Some(EmbeddedSet {
+                dim: embeddings.ncols(),
+                embeddings: embeddings.into_raw_vec_and_offset().0,
+                labels: Some(labels),
+                class_names: info.class_names.clone(),
+                paths,
+                augmented,
+                backbone_source: info.backbone_source.clone(),
+                backbone: info.backbone.clone(),
+                input: info.input.clone(),
+            })
+        } else {
+            None
+        };
         let temperature = vector("temperature")?
             .first()
             .copied()
@@ -346,6 +404,7 @@ impl Bundle {
             head,
             temperature,
             novelty,
+            kept,
             info,
         })
     }
@@ -445,6 +504,7 @@ mod tests {
                 seed: 42,
                 knn_k: Some(3),
                 open_set: None,
+                keeps_embeddings: false,
                 samples: 10,
                 dataset_fingerprint: "0123456789abcdef".into(),
                 headstart_version: env!("CARGO_PKG_VERSION").into(),
@@ -489,6 +549,7 @@ mod tests {
             let mut bundle = Bundle {
                 temperature: 1.7,
                 novelty: None,
+                kept: None,
                 info,
                 head,
             };
@@ -501,9 +562,23 @@ mod tests {
                 threshold: 0.3,
                 false_rejection: 0.05,
             };
-            bundle.info.training.open_set = Some(crate::bundle::OpenSetInfo::of(&novelty));
+            bundle.info.training.open_set = Some(crate::bundle::OpenSetInfo::of(&novelty, 0.05));
             bundle.info.format_version = format_version_for(bundle.head.kind(), true);
             bundle.novelty = Some(novelty);
+            bundle.save(&path).unwrap();
+            assert_eq!(Bundle::load(&path).unwrap(), bundle);
+            bundle.info.training.keeps_embeddings = true;
+            bundle.kept = Some(EmbeddedSet {
+                dim: 2,
+                embeddings: vec![0.5, 1.0, -1.0, 2.0],
+                labels: Some(vec![2, 0]),
+                class_names: bundle.info.class_names.clone(),
+                paths: vec!["c/a.png".into(), "a/b.png".into()],
+                augmented: vec![false, true],
+                backbone_source: bundle.info.backbone_source.clone(),
+                backbone: bundle.info.backbone.clone(),
+                input: bundle.info.input.clone(),
+            });
             bundle.save(&path).unwrap();
             assert_eq!(Bundle::load(&path).unwrap(), bundle);
         }
@@ -521,6 +596,7 @@ mod tests {
             }),
             temperature: 1.0,
             novelty: None,
+            kept: None,
             info: future,
         };
         bundle.save(&path).unwrap();

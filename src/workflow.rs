@@ -4,6 +4,8 @@
 use std::path::Path;
 use std::time::Instant;
 
+use linfa::ParamGuard;
+use linfa::traits::FitWith;
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 
@@ -164,7 +166,11 @@ pub fn train_bundle(
                 solver: (params.head == HeadKind::Logistic).then_some(params.solver),
                 seed: params.seed,
                 knn_k: (params.head == HeadKind::Knn).then_some(params.k),
-                open_set: novelty.as_ref().map(OpenSetInfo::of),
+                open_set: novelty
+                    .as_ref()
+                    .zip(params.open_set.as_ref())
+                    .map(|(n, p)| OpenSetInfo::of(n, p.false_rejection)),
+                keeps_embeddings: params.keep_embeddings,
                 samples: y.len(),
                 dataset_fingerprint: fingerprint,
                 headstart_version: env!("CARGO_PKG_VERSION").into(),
@@ -172,6 +178,7 @@ pub fn train_bundle(
             },
         },
         novelty,
+        kept: params.keep_embeddings.then(|| train_set.clone()),
     };
     let validation = validation
         .map(|v| evaluate_set(&bundle, v))
@@ -335,31 +342,203 @@ pub fn train(
         &mut opened,
         progress,
     )?;
-    let (train_set, validation_set) = match validation {
-        Validation::None => (set, None),
-        Validation::Split { fraction, seed } => {
-            let (train_rows, validation_rows) = stratified_split(&set, *fraction, *seed)?;
-            (set.select(&train_rows), Some(set.select(&validation_rows)))
-        }
-        Validation::Data(other) => {
-            let same = BackboneRef::parse(&set.backbone_source);
-            let (other, _) = embeddings_reusing(
-                other,
-                Some(&same),
-                options,
-                embed_options,
-                &mut opened,
-                progress,
-            )?;
-            (set, Some(other))
-        }
-    };
+    let same = BackboneRef::parse(&set.backbone_source);
+    let (train_set, validation_set) = set_apart(set, validation, &mut |other| {
+        embeddings_reusing(
+            other,
+            Some(&same),
+            options,
+            embed_options,
+            &mut opened,
+            progress,
+        )
+    })?;
     let trained = train_bundle(&train_set, validation_set.as_ref(), params)?;
     Ok(TrainRun {
         trained,
         summary,
         train_rows: train_set.rows(),
         validation_rows: validation_set.as_ref().map_or(0, EmbeddedSet::rows),
+    })
+}
+
+/// Embeddings of some data, and what embedding did (`None` for embeddings read from a file).
+type Embedded = (EmbeddedSet, Option<EmbedSummary>);
+
+/// `set`'s training rows and its validation rows as `validation` says (`embed` embeds other validation data).
+fn set_apart(
+    set: EmbeddedSet,
+    validation: &Validation,
+    embed: &mut dyn FnMut(&Data) -> Result<Embedded>,
+) -> Result<(EmbeddedSet, Option<EmbeddedSet>)> {
+    Ok(match validation {
+        Validation::None => (set, None),
+        Validation::Split { fraction, seed } => {
+            let (train_rows, validation_rows) = stratified_split(&set, *fraction, *seed)?;
+            (set.select(&train_rows), Some(set.select(&validation_rows)))
+        }
+        Validation::Data(other) => (set, Some(embed(other)?.0)),
+    })
+}
+
+/// Adds `data` to the bundle `old` (loaded from `origin`) and trains the bundle of everything: `data` is embedded
+/// with the bundle's backbone (an `.npz` or Parquet made by it is read), its validation rows are set apart as
+/// `validation` says, and then
+/// - a bundle that keeps its training embeddings trains a head with `params` on its rows and the new ones, as
+///   if on all of them at once (see [`EmbeddedSet::union`]); the new bundle keeps them all;
+/// - otherwise a gaussian-nb head updates its statistics (linfa-bayes's incremental fit) and a knn head adds
+///   the new embeddings, each as training on all the examples would have made it; their temperature and
+///   cross-validated accuracy stay the old bundle's (there is no old data to validate on). Other heads need
+///   the kept embeddings.
+#[allow(clippy::too_many_arguments)]
+pub fn train_from(
+    old: &Bundle,
+    origin: &Path,
+    data: &Data,
+    validation: &Validation,
+    runtime: &RuntimeOptions,
+    backbone: Option<&BackboneRef>,
+    embed_options: &EmbedOptions,
+    params: &TrainParams,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<TrainRun> {
+    let mut classifier = Classifier::from_bundle(old.clone(), origin, runtime, backbone)?;
+    let (set, summary) = classifier.embed(data, embed_options, progress)?;
+    let (new_set, validation_set) = set_apart(set, validation, &mut |other| {
+        classifier.embed(other, embed_options, progress)
+    })?;
+    labels_of(&new_set)?;
+    let trained = match &old.kept {
+        Some(kept) => {
+            let union = kept.union(&new_set)?;
+            let params = TrainParams {
+                keep_embeddings: true,
+                ..params.clone()
+            };
+            train_bundle(&union, validation_set.as_ref(), &params)?
+        }
+        None => update_bundle(old, &new_set, validation_set.as_ref())?,
+    };
+    Ok(TrainRun {
+        train_rows: trained.bundle.info.training.samples,
+        validation_rows: validation_set.as_ref().map_or(0, EmbeddedSet::rows),
+        trained,
+        summary,
+    })
+}
+
+/// [`train_from`] for a bundle without kept embeddings: the heads that can add examples from their own arrays.
+fn update_bundle(
+    old: &Bundle,
+    new_set: &EmbeddedSet,
+    validation: Option<&EmbeddedSet>,
+) -> Result<Trained> {
+    let started = Instant::now();
+    let kind = old.info.training.head;
+    if old.novelty.is_some() {
+        return Err(Error::Config(
+            "this bundle rejects unknown inputs but keeps no training embeddings: its open-set threshold cannot \
+             take new examples (train it again with its embeddings kept)"
+                .into(),
+        ));
+    }
+    let mut class_names: Vec<String> = old.info.class_names.clone();
+    class_names.extend(new_set.class_names.iter().cloned());
+    class_names.sort();
+    class_names.dedup();
+    let position = |name: &String| {
+        class_names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_default()
+    };
+    let old_to_new: Vec<usize> = old.info.class_names.iter().map(position).collect();
+    let new_labels: Vec<usize> = labels_of(new_set)?
+        .iter()
+        .map(|&l| position(&new_set.class_names[l]))
+        .collect();
+    let k = class_names.len();
+    let x = new_set.matrix();
+    let head = match &old.head {
+        head::Head::GaussianNb(model) => {
+            let earlier = model.with_classes(&old_to_new, k);
+            let labels = ndarray::Array1::from(new_labels.clone());
+            let mut updated = head::NaiveBayesParams::new()
+                .classes(k)
+                .check()?
+                .fit_with(Some(&earlier), &linfa::DatasetBase::new(x, labels.view()))?;
+            if old.info.training.class_weight == head::ClassWeight::Balanced {
+                updated.balance_priors();
+            }
+            head::Head::GaussianNb(updated)
+        }
+        head::Head::Knn(model) => {
+            let mut embeddings = model.embeddings.clone();
+            let unit = head::normalized(x);
+            embeddings
+                .append(ndarray::Axis(0), unit.view())
+                .map_err(|e| Error::Config(format!("adding kNN embeddings: {e}")))?;
+            let mut labels: Vec<usize> = model.labels.iter().map(|&l| old_to_new[l]).collect();
+            labels.extend(&new_labels);
+            head::Head::Knn(head::Knn {
+                embeddings,
+                labels,
+                k: model.k,
+                classes: k,
+            })
+        }
+        _ => {
+            return Err(Error::Config(format!(
+                "this bundle keeps no training embeddings, and its {kind} head cannot add examples from its own \
+                 arrays (gaussian-nb and knn can): train it again with its embeddings kept"
+            )));
+        }
+    };
+    let mut info = old.info.clone();
+    info.class_names = class_names;
+    info.format_version = format_version_for(kind, false);
+    let training = &mut info.training;
+    training.samples += new_set.rows();
+    training.dataset_fingerprint = {
+        let mut hasher = Sha256::new();
+        hasher.update(training.dataset_fingerprint.as_bytes());
+        new_set
+            .embeddings
+            .iter()
+            .for_each(|v| hasher.update(v.to_le_bytes()));
+        new_labels
+            .iter()
+            .for_each(|&l| hasher.update((l as i64).to_le_bytes()));
+        hex(&hasher.finalize())[..16].to_string()
+    };
+    training.headstart_version = env!("CARGO_PKG_VERSION").into();
+    training.date = utc_now();
+    let bundle = Bundle {
+        head,
+        temperature: old.temperature,
+        novelty: None,
+        kept: None,
+        info,
+    };
+    let report = TrainReport {
+        head: kind,
+        cv: Vec::new(),
+        chosen_c: bundle.info.training.chosen_c,
+        cv_accuracy: bundle.info.training.cv_accuracy,
+        folds: bundle.info.training.folds,
+        temperature: bundle.temperature,
+        samples: bundle.info.training.samples,
+        warnings: Vec::new(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let validation = validation
+        .map(|v| evaluate_set(&bundle, v))
+        .transpose()?
+        .map(|(m, _)| m);
+    Ok(Trained {
+        bundle,
+        report,
+        validation,
     })
 }
 

@@ -8,6 +8,8 @@ use common::headstart;
 use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
 use headstart::embeddings::EmbeddedSet;
+use headstart::head::ClassScores;
+use headstart::head::Head::{GaussianNb, Knn};
 
 /// 40 defective and 40 functional ELPV cells as class folders.
 fn small_elpv(root: &Path) -> PathBuf {
@@ -465,4 +467,129 @@ fn format_1_bundles_from_before_load_predict_and_save_as_they_did() {
         bundle.save(&again).unwrap();
         assert_eq!(bundle_json(&again), bundle_json(&dir.join(name)), "{name}");
     }
+}
+
+/// `train --from` adds examples and a class to a bundle without embedding its data again, and gets what training
+/// on all of it at once gets: exactly, for a bundle that keeps its embeddings; from the head's own arrays for
+/// gaussian-nb (its statistics, to float rounding) and knn (the same answers). Other heads need kept embeddings.
+#[test]
+fn adding_examples_and_a_class_equals_training_on_the_union() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = headstart::datasets::elpv_by_defect().unwrap();
+    let listed = |class: &str| -> Vec<PathBuf> {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(source.join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        files.sort();
+        files
+    };
+    let (defective, functional) = (listed("defective"), listed("functional"));
+    // The first set: 15 cells of each class. More: 10 of each, and 10 cells under a new class.
+    let place = |folder: &str, class: &str, files: &[PathBuf]| {
+        for set in [folder, "union"] {
+            let target = dir.path().join(set).join(class);
+            std::fs::create_dir_all(&target).unwrap();
+            for file in files {
+                std::fs::copy(file, target.join(file.file_name().unwrap())).unwrap();
+            }
+        }
+    };
+    place("first", "defective", &defective[..15]);
+    place("first", "functional", &functional[..15]);
+    place("more", "defective", &defective[15..25]);
+    place("more", "functional", &functional[15..25]);
+    place("more", "unsure", &functional[25..35]);
+    let path = |name: &str| dir.path().join(name).display().to_string();
+    let train = |args: &[&str]| {
+        let mut all = vec!["train", "--grid", "0.01,1", "-q"];
+        all.extend_from_slice(args);
+        let (code, _, stderr) = headstart(&all);
+        assert_eq!(code, 0, "{args:?}: {stderr}");
+    };
+    for (head, keep) in [("logistic", true), ("gaussian-nb", false), ("knn", false)] {
+        let keep: &[&str] = if keep { &["--keep-embeddings"] } else { &[] };
+        let (first, added, union) = (
+            path(&format!("{head}-first.hs")),
+            path(&format!("{head}-added.hs")),
+            path(&format!("{head}-union.hs")),
+        );
+        train(
+            &[
+                &[path("first").as_str(), "--head", head, "-o", &first],
+                keep,
+            ]
+            .concat(),
+        );
+        train(&[path("more").as_str(), "--from", &first, "-o", &added]);
+        train(
+            &[
+                &[path("union").as_str(), "--head", head, "-o", &union],
+                keep,
+            ]
+            .concat(),
+        );
+        let (added, union) = (
+            Bundle::load(added.as_ref()).unwrap(),
+            Bundle::load(union.as_ref()).unwrap(),
+        );
+        assert_eq!(
+            added.info.class_names,
+            ["defective", "functional", "unsure"]
+        );
+        assert_eq!(added.info.class_names, union.info.class_names);
+        assert_eq!(added.info.training.samples, 60);
+        assert_eq!(added.info.training.head, union.info.training.head);
+        match (&added.head, &union.head) {
+            (_, _) if head == "logistic" => {
+                assert_eq!(added.head, union.head);
+                assert_eq!(added.temperature, union.temperature);
+                assert_eq!(added.kept, union.kept);
+                assert!(added.kept.is_some());
+            }
+            (GaussianNb(a), GaussianNb(u)) => {
+                assert_eq!(a.counts, u.counts);
+                for (x, y) in a
+                    .means
+                    .iter()
+                    .chain(&a.variances)
+                    .zip(u.means.iter().chain(&u.variances))
+                {
+                    assert!((x - y).abs() <= 1e-4 * y.abs().max(1.0), "{x} vs {y}");
+                }
+                assert!(
+                    (&a.log_priors - &u.log_priors)
+                        .iter()
+                        .all(|v| v.abs() < 1e-5)
+                );
+            }
+            (Knn(a), Knn(u)) => {
+                assert_eq!(a.embeddings.nrows(), u.embeddings.nrows());
+                let unseen =
+                    ndarray::Array2::from_shape_fn((20, a.embeddings.ncols()), |(i, j)| {
+                        u.embeddings[[(i * 3) % u.embeddings.nrows(), j]]
+                            + 0.01 * ((i + j) % 7) as f32
+                    });
+                assert_eq!(
+                    added.head.probabilities(unseen.view(), 1.0),
+                    union.head.probabilities(unseen.view(), 1.0)
+                );
+            }
+            other => panic!("{head}: {other:?}"),
+        }
+    }
+    // A logistic head without kept embeddings cannot add examples.
+    let plain = path("plain.hs");
+    train(&[path("first").as_str(), "-o", &plain]);
+    let (code, _, stderr) = headstart(&[
+        "train",
+        &path("more"),
+        "--from",
+        &plain,
+        "-o",
+        &path("never.hs"),
+    ]);
+    assert_eq!(code, 1);
+    assert!(stderr.contains("keeps no training embeddings"), "{stderr}");
+    assert!(!dir.path().join("never.hs").exists());
 }

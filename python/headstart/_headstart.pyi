@@ -118,4 +118,5 @@ def train(
     k: int = 5,
     max_iterations: int = 100,
     open_set: float | None = None,
+    keep_embeddings: bool = False,
 ) -> Bundle: ...

@@ -286,6 +286,7 @@ pub fn load(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Bundle> {
     k = 5,
     max_iterations = 100,
     open_set = None,
+    keep_embeddings = false,
 ))]
 #[allow(clippy::too_many_arguments)]
 pub fn train(
@@ -302,6 +303,7 @@ pub fn train(
     k: usize,
     max_iterations: u64,
     open_set: Option<f64>,
+    keep_embeddings: bool,
 ) -> PyResult<Bundle> {
     let defaults = TrainParams::default();
     let params = TrainParams {
@@ -318,6 +320,7 @@ pub fn train(
             seed,
             ..NoveltyParams::default()
         }),
+        keep_embeddings,
     };
     let (matrix, features, runtime) = match (embeddings.cast::<Embedded>(), embedder) {
         (Ok(embedded), _) => {

@@ -12,6 +12,7 @@ use headstart::augment::Augment;
 use headstart::backbone::{
     self, Backbone, BackboneOptions, BackboneRef, ImageBackbone, TextBackbone,
 };
+use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
 use headstart::data::decode::{DecodeOptions, decode_image};
 use headstart::data::{Data, Shard, TextOptions, files, texts};
@@ -252,21 +253,32 @@ struct TrainArgs {
     /// The bundle to write
     #[arg(long, short, value_name = "MODEL.hs")]
     output_file: PathBuf,
-    #[arg(long, value_enum, default_value_t = HeadKind::Logistic)]
-    head: HeadKind,
+    /// Add INPUT's examples (and classes) to this bundle, without embedding its data again: it must keep its
+    /// training embeddings (--keep-embeddings), or have a gaussian-nb or knn head. Settings not given are the
+    /// bundle's
+    #[arg(long, value_name = "OLD.hs")]
+    from: Option<PathBuf>,
+    /// Keep the training embeddings in the bundle, so that examples can be added with --from
+    #[arg(long)]
+    keep_embeddings: bool,
+    /// [default: logistic]
+    #[arg(long, value_enum)]
+    head: Option<HeadKind>,
     /// Hold out this fraction of each class for validation (stratified, seeded)
     #[arg(long, value_name = "F", conflicts_with = "val")]
     val_split: Option<f64>,
     /// Validate on this labelled folder, table or .npz instead
     #[arg(long, value_name = "DATA")]
     val: Option<PathBuf>,
-    #[arg(long, value_enum, default_value_t = ClassWeight::None)]
-    class_weight: ClassWeight,
-    #[arg(long, default_value_t = 42)]
-    seed: u64,
-    /// Cross-validation folds
-    #[arg(long, default_value_t = 5)]
-    folds: usize,
+    /// [default: none]
+    #[arg(long, value_enum)]
+    class_weight: Option<ClassWeight>,
+    /// [default: 42]
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Cross-validation folds [default: 5]
+    #[arg(long)]
+    folds: Option<usize>,
     /// Inverse regularisation strengths to cross-validate (logistic, linear-svm), comma-separated
     #[arg(long, value_delimiter = ',', value_name = "C,...")]
     grid: Option<Vec<f64>>,
@@ -275,11 +287,12 @@ struct TrainArgs {
     #[arg(long, value_name = "RATE", num_args = 0..=1, default_missing_value = "0.05")]
     open_set: Option<f64>,
     /// The logistic head's solver: headstart's L-BFGS, or linfa-logistic as a (much slower) reference
-    #[arg(long, value_enum, default_value_t = Solver::Lbfgs)]
-    solver: Solver,
-    /// Neighbours (knn)
-    #[arg(long, default_value_t = 5)]
-    k: usize,
+    /// [default: lbfgs]
+    #[arg(long, value_enum)]
+    solver: Option<Solver>,
+    /// Neighbours (knn) [default: 5]
+    #[arg(long)]
+    k: Option<usize>,
     /// L-BFGS iterations per logistic fit (scikit-learn's max_iter)
     #[arg(long, default_value_t = 100, value_name = "N")]
     max_iterations: u64,
@@ -795,42 +808,39 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
         .as_deref()
         .map(|path| Data::open(path, &text))
         .transpose()?;
+    let old = args.from.as_deref().map(Bundle::load).transpose()?;
+    let params = train_params(&args, old.as_ref());
     let validation = match (&validation_data, args.val_split) {
         (Some(other), _) => workflow::Validation::Data(other),
         (None, Some(fraction)) => workflow::Validation::Split {
             fraction,
-            seed: args.seed,
+            seed: params.seed,
         },
         (None, None) => workflow::Validation::None,
     };
-    let params = TrainParams {
-        head: args.head,
-        folds: args.folds,
-        grid: args
-            .grid
-            .clone()
-            .unwrap_or_else(|| TrainParams::default().grid),
-        class_weight: args.class_weight,
-        solver: args.solver,
-        seed: args.seed,
-        k: args.k,
-        max_iterations: args.max_iterations,
-        open_set: args.open_set.map(|rate| NoveltyParams {
-            false_rejection: rate,
-            seed: args.seed,
-            ..NoveltyParams::default()
-        }),
-    };
     let mut bar = flags.progress(data.modality().map_or("rows", Modality::unit));
-    let result = workflow::train(
-        &data,
-        &validation,
-        args.backbone.given().as_ref(),
-        &options,
-        &flags.options(),
-        &params,
-        &mut |done, total| bar.update(done, total),
-    );
+    let result = match (&old, &args.from) {
+        (Some(old), Some(origin)) => workflow::train_from(
+            old,
+            origin,
+            &data,
+            &validation,
+            &options.runtime,
+            args.backbone.given().as_ref(),
+            &flags.options(),
+            &params,
+            &mut |done, total| bar.update(done, total),
+        ),
+        _ => workflow::train(
+            &data,
+            &validation,
+            args.backbone.given().as_ref(),
+            &options,
+            &flags.options(),
+            &params,
+            &mut |done, total| bar.update(done, total),
+        ),
+    };
     bar.finish();
     let workflow::TrainRun {
         trained, summary, ..
@@ -868,6 +878,50 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
         println!("wrote {}", args.output_file.display());
     }
     Ok(())
+}
+
+/// The training settings: the flags given, else (with --from) the old bundle's, else the defaults.
+fn train_params(args: &TrainArgs, old: Option<&Bundle>) -> TrainParams {
+    let defaults = TrainParams::default();
+    let before = old.map(|b| &b.info.training);
+    let seed = args
+        .seed
+        .or(before.map(|t| t.seed))
+        .unwrap_or(defaults.seed);
+    let rate = args
+        .open_set
+        .or(before.and_then(|t| t.open_set.as_ref()).map(|o| o.rate));
+    TrainParams {
+        head: args
+            .head
+            .or(before.map(|t| t.head))
+            .unwrap_or(defaults.head),
+        folds: args
+            .folds
+            .or(before.map(|t| t.folds))
+            .unwrap_or(defaults.folds),
+        grid: args.grid.clone().unwrap_or(defaults.grid),
+        class_weight: args
+            .class_weight
+            .or(before.map(|t| t.class_weight))
+            .unwrap_or(defaults.class_weight),
+        solver: args
+            .solver
+            .or(before.and_then(|t| t.solver))
+            .unwrap_or(defaults.solver),
+        seed,
+        k: args
+            .k
+            .or(before.and_then(|t| t.knn_k))
+            .unwrap_or(defaults.k),
+        max_iterations: args.max_iterations,
+        open_set: rate.map(|rate| NoveltyParams {
+            false_rejection: rate,
+            seed,
+            ..NoveltyParams::default()
+        }),
+        keep_embeddings: args.keep_embeddings || before.is_some_and(|t| t.keeps_embeddings),
+    }
 }
 
 fn print_train_report(report: &headstart::head::TrainReport) {

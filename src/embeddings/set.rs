@@ -105,7 +105,7 @@ impl EmbedOptions {
 }
 
 /// Embeddings of a dataset, one row per embedded view, in dataset order.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct EmbeddedSet {
     pub dim: usize,
     /// Row-major, rows × dim.
@@ -292,6 +292,68 @@ impl EmbeddedSet {
             backbone: self.backbone.clone(),
             input: self.input.clone(),
         }
+    }
+
+    /// This labelled set with `other`'s rows added (same backbone and input, checked by the caller): the
+    /// classes are the union of both, in name order (as class folders list them); a row of `other` replaces
+    /// every row of this set from the same path (its augmented views too); rows are in path order, each path's
+    /// rows in the order they were (as embedding a folder of both sets orders them).
+    pub fn union(&self, other: &EmbeddedSet) -> Result<EmbeddedSet> {
+        let (Some(mine), Some(theirs)) = (&self.labels, &other.labels) else {
+            return Err(Error::Config(
+                "adding examples needs labelled data (this data is unlabelled)".into(),
+            ));
+        };
+        if self.dim != other.dim {
+            return Err(Error::Config(format!(
+                "the new embeddings have {} values, the old ones {}",
+                other.dim, self.dim
+            )));
+        }
+        let mut class_names: Vec<String> = self.class_names.clone();
+        class_names.extend(other.class_names.iter().cloned());
+        class_names.sort();
+        class_names.dedup();
+        let index = |names: &[String], label: usize| {
+            class_names
+                .iter()
+                .position(|n| *n == names[label])
+                .unwrap_or_default()
+        };
+        let replaced: std::collections::HashSet<&str> =
+            other.paths.iter().map(String::as_str).collect();
+        // (path, source, row): a stable sort by path keeps each path's rows in order.
+        let mut rows: Vec<(&str, bool, usize)> = (0..self.rows())
+            .filter(|&i| !replaced.contains(self.paths[i].as_str()))
+            .map(|i| (self.paths[i].as_str(), false, i))
+            .chain((0..other.rows()).map(|i| (other.paths[i].as_str(), true, i)))
+            .collect();
+        rows.sort_by(|a, b| a.0.cmp(b.0));
+        let mut union = EmbeddedSet {
+            dim: self.dim,
+            embeddings: Vec::with_capacity(rows.len() * self.dim),
+            labels: Some(Vec::with_capacity(rows.len())),
+            class_names: Vec::new(),
+            paths: Vec::with_capacity(rows.len()),
+            augmented: Vec::with_capacity(rows.len()),
+            backbone_source: self.backbone_source.clone(),
+            backbone: self.backbone.clone(),
+            input: self.input.clone(),
+        };
+        let labels = union.labels.get_or_insert_with(Vec::new);
+        for (path, from_other, i) in rows {
+            let (set, label) = if from_other {
+                (other, index(&other.class_names, theirs[i]))
+            } else {
+                (self, index(&self.class_names, mine[i]))
+            };
+            union.embeddings.extend_from_slice(set.row(i));
+            labels.push(label);
+            union.paths.push(path.to_string());
+            union.augmented.push(set.augmented[i]);
+        }
+        union.class_names = class_names;
+        Ok(union)
     }
 
     fn row(&self, i: usize) -> &[f32] {

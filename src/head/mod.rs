@@ -311,7 +311,7 @@ impl<'a> Labelled<'a> {
 }
 
 /// Rows scaled to unit length.
-pub(crate) fn normalized(x: ArrayView2<f32>) -> Array2<f32> {
+pub fn normalized(x: ArrayView2<f32>) -> Array2<f32> {
     let mut out = x.to_owned();
     for mut row in out.rows_mut() {
         let norm = row.dot(&row).sqrt().max(1e-12);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 
 use linfa::ParamGuard;
 use linfa::dataset::{AsSingleTargets, DatasetBase};
-use linfa::traits::Fit;
+use linfa::traits::{Fit, FitWith};
 use ndarray::{Array1, Array2, ArrayBase, ArrayView2, Data, Ix2};
 use serde::Deserialize;
 
@@ -27,6 +27,37 @@ pub struct NaiveBayes {
 const ABSENT: f32 = -1e4;
 
 impl NaiveBayes {
+    /// The model with its classes renumbered: old class `c` becomes `mapping[c]` of `classes` (new classes get
+    /// no examples).
+    pub fn with_classes(&self, mapping: &[usize], classes: usize) -> NaiveBayes {
+        let d = self.dim();
+        let mut out = NaiveBayes {
+            means: Array2::zeros((classes, d)),
+            variances: Array2::ones((classes, d)),
+            log_priors: Array1::from_elem(classes, ABSENT),
+            counts: vec![0; classes],
+        };
+        for (old, &new) in mapping.iter().enumerate() {
+            out.means.row_mut(new).assign(&self.means.row(old));
+            out.variances.row_mut(new).assign(&self.variances.row(old));
+            out.log_priors[new] = self.log_priors[old];
+            out.counts[new] = self.counts[old];
+        }
+        out
+    }
+
+    /// Equal priors for every class with examples (what class weights `balanced` give).
+    pub fn balance_priors(&mut self) {
+        let present = self.counts.iter().filter(|&&c| c > 0).count().max(1);
+        for (prior, &count) in self.log_priors.iter_mut().zip(&self.counts) {
+            *prior = if count > 0 {
+                -(present as f32).ln()
+            } else {
+                ABSENT
+            };
+        }
+    }
+
     /// Per class: log prior − ½·Σⱼ ln(2π·σⱼ²), the part of the joint log-likelihood that does not depend on x.
     pub fn offsets(&self) -> Array1<f32> {
         let mut offsets = self.log_priors.clone();
@@ -163,26 +194,72 @@ where
     /// linfa-bayes in f64. Example weights set the priors (a class's share of the total weight); the means and
     /// variances are unweighted.
     fn fit(&self, dataset: &DatasetBase<ArrayBase<D, Ix2>, T>) -> Result<NaiveBayes> {
-        let data = Labelled::check(dataset, self.classes)?;
+        self.fit_with(None, dataset)
+    }
+}
+
+/// Incremental fitting, as linfa-bayes does it: the model of the examples `previous` was fitted on and of
+/// `dataset`'s, without the former. The priors are then the classes' shares of all the examples (the weights of
+/// the earlier ones are not known).
+impl<'a, D, T> FitWith<'a, ArrayBase<D, Ix2>, T, Error> for NaiveBayesValidParams
+where
+    D: Data<Elem = f32>,
+    T: AsSingleTargets<Elem = usize>,
+{
+    type ObjectIn = Option<&'a NaiveBayes>;
+    type ObjectOut = NaiveBayes;
+
+    fn fit_with(
+        &self,
+        previous: Option<&'a NaiveBayes>,
+        dataset: &'a DatasetBase<ArrayBase<D, Ix2>, T>,
+    ) -> Result<NaiveBayes> {
+        let classes = match (self.classes, previous) {
+            (Some(k), Some(p)) if k < p.classes() => {
+                return Err(Error::parameter(
+                    "classes",
+                    format!("is {k}, fewer than the {} the model has", p.classes()),
+                ));
+            }
+            (None, Some(p)) => Some(p.classes()),
+            (classes, _) => classes,
+        };
+        let data = Labelled::check(dataset, classes)?;
+        if let Some(p) = previous
+            && p.dim() != data.x.ncols()
+        {
+            return Err(Error::Config(format!(
+                "the model has {} features, the data {}",
+                p.dim(),
+                data.x.ncols()
+            )));
+        }
+        let failed = |source: Box<dyn std::error::Error + Send + Sync>| Error::HeadFit {
+            head: "gaussian-nb",
+            source,
+        };
         let x = data.x.mapv(f64::from);
         let y = data.y.to_owned();
+        let earlier = previous.map(to_linfa).transpose()?;
         let fitted = linfa_bayes::GaussianNb::params()
             .var_smoothing(self.var_smoothing)
-            .fit(&DatasetBase::new(x.view(), y.view()))
-            .map_err(|e| Error::HeadFit {
-                head: "gaussian-nb",
-                source: Box::new(e),
-            })?;
+            .check()
+            .map_err(|e| failed(Box::new(e)))?
+            .fit_with(earlier, &DatasetBase::new(x.view(), y.view()))
+            .map_err(|e| failed(Box::new(e)))?;
         let fitted: Fitted = serde_json::to_value(&fitted)
             .and_then(serde_json::from_value)
-            .map_err(|e| Error::HeadFit {
-                head: "gaussian-nb",
-                source: format!("reading linfa-bayes's model: {e}").into(),
-            })?;
+            .map_err(|e| failed(format!("reading linfa-bayes's model: {e}").into()))?;
         let (k, d) = (data.classes, data.x.ncols());
+        // Weighted examples per class: this data's weights; earlier examples count one each.
         let mut weight = vec![0.0f64; k];
         for (i, &c) in data.y.iter().enumerate() {
             weight[c] += data.weights.map_or(1.0, |w| f64::from(w[i]));
+        }
+        if let Some(p) = previous {
+            for (w, &count) in weight.iter_mut().zip(&p.counts) {
+                *w += count as f64;
+            }
         }
         let total: f64 = weight.iter().sum();
         let mut model = NaiveBayes {
@@ -193,10 +270,7 @@ where
         };
         for (class, info) in fitted.class_info {
             if class >= k || info.theta.data.len() != d || info.sigma.data.len() != d {
-                return Err(Error::HeadFit {
-                    head: "gaussian-nb",
-                    source: "linfa-bayes's model does not fit the data".into(),
-                });
+                return Err(failed("linfa-bayes's model does not fit the data".into()));
             }
             model.means.row_mut(class).assign(&Array1::from_iter(
                 info.theta.data.iter().map(|&v| v as f32),
@@ -215,6 +289,32 @@ where
         }
         Ok(model)
     }
+}
+
+/// Our model as linfa-bayes's, through its serde form (classes without examples left out).
+fn to_linfa(model: &NaiveBayes) -> Result<linfa_bayes::GaussianNb<f64, usize>> {
+    let total: usize = model.counts.iter().sum();
+    let vector = |row: ndarray::ArrayView1<f32>| serde_json::json!({"v": 1, "dim": [row.len()], "data": row.iter().map(|&v| f64::from(v)).collect::<Vec<_>>()});
+    let class_info: serde_json::Map<String, serde_json::Value> = (0..model.classes())
+        .filter(|&c| model.counts[c] > 0)
+        .map(|c| {
+            (
+                c.to_string(),
+                serde_json::json!({
+                    "class_count": model.counts[c],
+                    "prior": model.counts[c] as f64 / total.max(1) as f64,
+                    "theta": vector(model.means.row(c)),
+                    "sigma": vector(model.variances.row(c)),
+                }),
+            )
+        })
+        .collect();
+    serde_json::from_value(serde_json::json!({ "class_info": class_info })).map_err(|e| {
+        Error::HeadFit {
+            head: "gaussian-nb",
+            source: format!("giving linfa-bayes the model: {e}").into(),
+        }
+    })
 }
 
 impl Estimator for NaiveBayesValidParams {
@@ -272,5 +372,47 @@ mod tests {
         assert!((priors[0] - 0.75).abs() < 1e-6 && (priors[1] - 0.25).abs() < 1e-6);
         assert!(model.predict(&x).iter().all(|&c| c < 2));
         assert!(NaiveBayesParams::new().var_smoothing(-1.0).check().is_err());
+    }
+
+    #[test]
+    fn fitting_in_two_batches_is_fitting_once() {
+        let mut rng = crate::rng::SplitMix64(8);
+        let x = Array2::from_shape_fn((60, 3), |(i, j)| {
+            (rng.next_u64() % 1000) as f32 / 100.0 + (i % 3 * j) as f32
+        });
+        let y: Array1<usize> = (0..60).map(|i| i % 3).collect();
+        let params = NaiveBayesParams::new().check().unwrap();
+        let once = params.fit(&DatasetBase::new(x.view(), y.view())).unwrap();
+        // The first batch has two of the three classes; the second brings the third.
+        let first: Vec<usize> = (0..30).filter(|i| y[*i] != 2).collect();
+        let second: Vec<usize> = (0..60).filter(|i| !first.contains(i)).collect();
+        let part = |rows: &[usize]| {
+            (
+                x.select(ndarray::Axis(0), rows),
+                rows.iter().map(|&i| y[i]).collect::<Array1<usize>>(),
+            )
+        };
+        let (x1, y1) = part(&first);
+        let (x2, y2) = part(&second);
+        let earlier = params.fit(&DatasetBase::new(x1.view(), y1.view())).unwrap();
+        let both = NaiveBayesParams::new()
+            .classes(3)
+            .check()
+            .unwrap()
+            .fit_with(Some(&earlier), &DatasetBase::new(x2.view(), y2.view()))
+            .unwrap();
+        assert_eq!(both.counts, once.counts);
+        let close = |a: &Array2<f32>, b: &Array2<f32>| {
+            a.iter()
+                .zip(b)
+                .all(|(p, q)| (p - q).abs() <= 1e-4 * q.abs().max(1.0))
+        };
+        assert!(close(&both.means, &once.means) && close(&both.variances, &once.variances));
+        assert!(
+            (&both.log_priors - &once.log_priors)
+                .iter()
+                .all(|v| v.abs() < 1e-6)
+        );
+        assert_eq!(both.predict(&x), once.predict(&x));
     }
 }

@@ -61,6 +61,8 @@ pub struct TrainParams {
     pub max_iterations: u64,
     /// Open-set rejection beside the head, fitted on the same folds ([`super::Novelty`]); `None` for none.
     pub open_set: Option<NoveltyParams>,
+    /// Whether the bundle keeps the training embeddings, so that examples can be added later.
+    pub keep_embeddings: bool,
 }
 
 impl Default for TrainParams {
@@ -75,6 +77,7 @@ impl Default for TrainParams {
             k: 5,
             max_iterations: 100,
             open_set: None,
+            keep_embeddings: false,
         }
     }
 }
