@@ -235,6 +235,17 @@ impl LogisticValidParams {
     ) -> (LinearModel, Array2<f64>, Convergence) {
         let scaler = Scaler::fit(data.x);
         let x = scaler.transform(data.x);
+        self.fit_standardised(data, scaler, x.view(), warm)
+    }
+
+    /// [`Self::fit_lbfgs`] on `x`, the data already standardised by `scaler`.
+    fn fit_standardised(
+        &self,
+        data: &Labelled,
+        scaler: Scaler,
+        x: ArrayView2<f32>,
+        warm: Option<Array2<f64>>,
+    ) -> (LinearModel, Array2<f64>, Convergence) {
         let (present, compact) = present_classes(data);
         let solver = lbfgs::SolverParams {
             c: self.c,
@@ -242,14 +253,7 @@ impl LogisticValidParams {
             tolerance: self.tolerance,
             threads: self.threads,
         };
-        let fitted = lbfgs::fit(
-            x.view(),
-            &compact,
-            present.len(),
-            data.weights,
-            &solver,
-            warm,
-        );
+        let fitted = lbfgs::fit(x, &compact, present.len(), data.weights, &solver, warm);
         let model = LinearModel::spread(scaler, fitted.params.view(), &present, data.classes);
         let convergence = Convergence {
             iterations: fitted.iterations,
@@ -317,15 +321,22 @@ impl Estimator for LogisticValidParams {
     type Model = LinearModel;
 
     /// L-BFGS starts each candidate from the previous one's solution (a grid of C in increasing order
-    /// converges in far fewer iterations that way).
+    /// converges in far fewer iterations that way), on data standardised once.
     fn fit_each(candidates: &[Self], data: &Embeddings) -> Result<Vec<LinearModel>> {
         let mut warm: Option<Array2<f64>> = None;
         let mut models = Vec::with_capacity(candidates.len());
+        let scaler = Scaler::fit(data.records.view());
+        let standardised = scaler.transform(data.records.view());
         for candidate in candidates {
             let checked = Labelled::check(data, candidate.classes)?;
             let model = match candidate.solver {
                 Solver::Lbfgs => {
-                    let (model, params, _) = candidate.fit_lbfgs(&checked, warm.take());
+                    let (model, params, _) = candidate.fit_standardised(
+                        &checked,
+                        scaler.clone(),
+                        standardised.view(),
+                        warm.take(),
+                    );
                     warm = Some(params);
                     model
                 }
