@@ -12,8 +12,8 @@ use crate::embeddings::EmbeddedSet;
 use crate::embeddings::npz::{NpyArray, NpyData, read_npz_from, write_npz};
 use crate::error::{Error, Result};
 use crate::head::{
-    Centroid, ClassScores, ClassWeight, Head, HeadKind, Knn, LinearModel, NaiveBayes, Novelty,
-    Scaler, Solver,
+    Centroid, ClassScores, ClassWeight, Head, HeadKind, Knn, LinearModel, MultiLabel, NaiveBayes,
+    Novelty, Scaler, Solver,
 };
 
 /// The newest bundle format this headstart reads. Format 2 added the gaussian-nb and linear-svm heads and
@@ -21,7 +21,7 @@ use crate::head::{
 pub const FORMAT_VERSION: u32 = 2;
 
 /// The format a bundle with this head (and open-set rejection, or not) is written in: the oldest that knows
-/// them.
+/// them. A multi-label bundle is format 2 (see [`TrainingInfo::multi_label`]).
 pub fn format_version_for(head: HeadKind, open_set: bool) -> u32 {
     match head {
         HeadKind::Logistic | HeadKind::Centroid | HeadKind::Knn if !open_set => 1,
@@ -116,6 +116,9 @@ pub struct TrainingInfo {
     /// Open-set rejection's settings (its reference embeddings are an array of the bundle).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_set: Option<OpenSetInfo>,
+    /// Whether the head gives several labels per input (`Head::MultiLabel`); its classes are the labels.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub multi_label: bool,
     /// Whether the bundle keeps its training embeddings (older headstarts ignore them).
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keeps_embeddings: bool,
@@ -197,7 +200,9 @@ impl Bundle {
         ];
         let integers: Vec<i64>;
         match &self.head {
-            Head::Logistic(model) | Head::LinearSvm(model) => {
+            Head::Logistic(model)
+            | Head::LinearSvm(model)
+            | Head::MultiLabel(MultiLabel { model, .. }) => {
                 arrays.push(("scaler_mean", vector(&model.scaler.mean)));
                 arrays.push(("scaler_scale", vector(&model.scaler.scale)));
                 arrays.push(("weights", matrix(&model.weights)));
@@ -216,6 +221,9 @@ impl Bundle {
                 arrays.push(("nb_log_priors", vector(&model.log_priors)));
                 arrays.push(("nb_counts", int64s(&integers)));
             }
+        }
+        if let Head::MultiLabel(head) = &self.head {
+            arrays.push(("thresholds", vector(&head.thresholds)));
         }
         if let Some(novelty) = &self.novelty {
             arrays.push(("novelty_reference", matrix(&novelty.reference)));
@@ -311,6 +319,10 @@ impl Bundle {
             })
         };
         let head = match info.training.head {
+            HeadKind::Logistic if info.training.multi_label => Head::MultiLabel(MultiLabel {
+                model: linear()?,
+                thresholds: vector("thresholds")?,
+            }),
             HeadKind::Logistic => Head::Logistic(linear()?),
             HeadKind::LinearSvm => Head::LinearSvm(linear()?),
             HeadKind::Centroid => Head::Centroid(Centroid {
@@ -418,6 +430,14 @@ fn consistent(head: &Head) -> bool {
                 && model.scaler.scale.len() == d
                 && model.intercept.len() == model.weights.ncols()
         }
+        Head::MultiLabel(head) => {
+            let model = &head.model;
+            let d = model.weights.nrows();
+            model.scaler.mean.len() == d
+                && model.scaler.scale.len() == d
+                && model.intercept.len() == model.weights.ncols()
+                && head.thresholds.len() == model.weights.ncols()
+        }
         Head::Centroid(_) => true,
         Head::Knn(model) => model.embeddings.nrows() == model.labels.len(),
         Head::GaussianNb(model) => {
@@ -504,6 +524,7 @@ mod tests {
                 seed: 42,
                 knn_k: Some(3),
                 open_set: None,
+                multi_label: false,
                 keeps_embeddings: false,
                 samples: 10,
                 dataset_fingerprint: "0123456789abcdef".into(),

@@ -42,7 +42,7 @@ use crate::data::Data;
 use crate::data::decode::open_image_for;
 use crate::embeddings::{self, EmbedOptions, EmbedSummary, EmbeddedSet};
 use crate::error::{Error, Result};
-use crate::head::Novelty;
+use crate::head::{MultiLabel, Novelty};
 use crate::modality::Modality;
 use crate::preprocess::{ImagePreprocess, PreprocessOverrides};
 use crate::runtime::RuntimeOptions;
@@ -65,6 +65,9 @@ pub struct Prediction {
     pub novelty: Option<f32>,
     /// Whether the novelty is beyond the bundle's threshold (then the label is `None`).
     pub novel: bool,
+    /// For a multi-label bundle: every label at or above its threshold (then `label` is them joined by `|`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<Vec<String>>,
 }
 
 impl Classifier {
@@ -276,9 +279,24 @@ pub fn predictions(
                 top,
                 novelty: None,
                 novel: false,
+                labels: None,
             }
         })
         .collect()
+}
+
+/// Sets each answer of a multi-label head to its labels (`probabilities` are that head's).
+pub fn mark_labels(
+    answers: &mut [Prediction],
+    probabilities: ArrayView2<f32>,
+    head: &MultiLabel,
+    names: &[String],
+) {
+    for (answer, labels) in answers.iter_mut().zip(head.labels(probabilities)) {
+        let labels: Vec<String> = labels.into_iter().map(|l| names[l].clone()).collect();
+        answer.label = Some(labels.join("|"));
+        answer.labels = Some(labels);
+    }
 }
 
 /// Adds each answer's novelty score; an answer beyond the threshold becomes `unknown`, whatever its
@@ -289,6 +307,9 @@ pub fn mark_novel(answers: &mut [Prediction], scores: ArrayView1<f32>, novelty: 
         answer.novel = novelty.is_novel(score);
         if answer.novel {
             answer.label = None;
+            if let Some(labels) = &mut answer.labels {
+                labels.clear();
+            }
         }
     }
 }

@@ -13,12 +13,16 @@ use crate::backbone::{
     Backbone, BackboneOptions, BackboneRef, check_same_backbone, check_same_input,
 };
 use crate::bundle::{Bundle, BundleInfo, OpenSetInfo, TrainingInfo, format_version_for, utc_now};
-use crate::classifier::{Classifier, Prediction, mark_novel, predictions};
+use crate::classifier::{Classifier, Prediction, mark_labels, mark_novel, predictions};
 use crate::data::Data;
+use crate::data::multi_label::MultiLabelTable;
 use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed};
 use crate::error::{Error, Result};
 use crate::hash::hex;
-use crate::head::{self, ClassScores, HeadKind, Novelty, TrainParams, TrainReport};
+use crate::head::{
+    self, ClassScores, HeadKind, MultiLabelMetrics, MultiLabelReport, Novelty, TrainParams,
+    TrainReport,
+};
 use crate::metrics::{Metrics, evaluate};
 use crate::rng::SplitMix64;
 use crate::runtime::RuntimeOptions;
@@ -170,6 +174,7 @@ pub fn train_bundle(
                     .as_ref()
                     .zip(params.open_set.as_ref())
                     .map(|(n, p)| OpenSetInfo::of(n, p.false_rejection)),
+                multi_label: false,
                 keeps_embeddings: params.keep_embeddings,
                 samples: y.len(),
                 dataset_fingerprint: fingerprint,
@@ -193,6 +198,13 @@ pub fn train_bundle(
 
 /// Metrics of a bundle on labelled embeddings made by the same backbone; also returns the probabilities.
 pub fn evaluate_set(bundle: &Bundle, set: &EmbeddedSet) -> Result<(Metrics, Array2<f32>)> {
+    if bundle.info.training.multi_label {
+        return Err(Error::Config(
+            "evaluating a multi-label bundle on other data is not supported yet; its training reports \
+             cross-validated and held-out metrics (a validation split)"
+                .into(),
+        ));
+    }
     check_same_backbone(&bundle.info.backbone, &set.backbone, &set.backbone_source)?;
     check_same_input(&bundle.info.input, &set.input)?;
     if set.class_names != bundle.info.class_names {
@@ -287,6 +299,14 @@ pub fn predict(
         top_k,
         min_confidence,
     );
+    if let Some(head) = classifier.bundle.head.multi_label() {
+        mark_labels(
+            &mut answers,
+            probabilities.view(),
+            head,
+            &classifier.bundle.info.class_names,
+        );
+    }
     if let (Some(scores), Some(novelty)) = (
         classifier.bundle.novelty_scores(set.matrix())?,
         &classifier.bundle.novelty,
@@ -539,6 +559,121 @@ fn update_bundle(
         bundle,
         report,
         validation,
+    })
+}
+
+/// A multi-label training run: the bundle (not saved), what training measured, metrics on the validation rows
+/// when there are some, and what embedding did.
+pub struct MultiLabelRun {
+    pub bundle: Bundle,
+    pub report: MultiLabelReport,
+    pub validation: Option<MultiLabelMetrics>,
+    pub summary: Option<EmbedSummary>,
+}
+
+/// Embeds a multi-label table (see [`embeddings_for`]), holds out `validation_split` (fraction, seed) of its
+/// rows, stratified by each row's first label, and trains a multi-label head with `params` (folds, grid, seed,
+/// iteration limit, open-set rejection).
+pub fn train_multi_label(
+    table: &MultiLabelTable,
+    validation_split: Option<(f64, u64)>,
+    backbone: Option<&BackboneRef>,
+    options: &BackboneOptions,
+    embed_options: &EmbedOptions,
+    params: &TrainParams,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<MultiLabelRun> {
+    let (mut set, summary) =
+        embeddings_for(&table.data, backbone, options, embed_options, progress)?;
+    let k = table.label_names.len();
+    let sets: Vec<Vec<usize>> = set
+        .paths
+        .iter()
+        .map(|path| {
+            table.sets.get(path).cloned().ok_or_else(|| {
+                Error::Config(format!("'{path}' was embedded but is not in the table"))
+            })
+        })
+        .collect::<Result<_>>()?;
+    // Rows grouped by their first label (or none) for stratification.
+    let primary: Vec<usize> = sets
+        .iter()
+        .map(|labels| labels.first().copied().unwrap_or(k))
+        .collect();
+    set.labels = Some(primary.clone());
+    set.class_names = (0..=k).map(|g| g.to_string()).collect();
+    let (train_rows, validation_rows) = match validation_split {
+        Some((fraction, seed)) => stratified_split(&set, fraction, seed)?,
+        None => ((0..set.rows()).collect(), Vec::new()),
+    };
+    let matrix = set.matrix();
+    let x = matrix.select(ndarray::Axis(0), &train_rows);
+    let y: Vec<Vec<usize>> = train_rows.iter().map(|&i| sets[i].clone()).collect();
+    let (head, report) = head::train_multi_label(x.view(), &y, &table.label_names, params)?;
+    let novelty = params
+        .open_set
+        .as_ref()
+        .map(|open_set| {
+            let groups: Vec<usize> = train_rows.iter().map(|&i| primary[i]).collect();
+            let fold_of = head::cv::stratified_folds(&groups, params.folds, params.seed);
+            Novelty::fit(x.view(), &fold_of, params.folds, open_set)
+        })
+        .transpose()?;
+    let validation = (!validation_rows.is_empty()).then(|| {
+        let rows = matrix.select(ndarray::Axis(0), &validation_rows);
+        let truth: Vec<Vec<usize>> = validation_rows.iter().map(|&i| sets[i].clone()).collect();
+        let predicted = head.labels(head.probabilities(rows.view(), 1.0).view());
+        MultiLabelMetrics::measure(&truth, &predicted, &table.label_names)
+    });
+    let fingerprint = {
+        let mut hasher = Sha256::new();
+        x.iter().for_each(|v| hasher.update(v.to_le_bytes()));
+        for labels in &y {
+            labels
+                .iter()
+                .for_each(|&l| hasher.update((l as i64).to_le_bytes()));
+            hasher.update((-1i64).to_le_bytes());
+        }
+        hex(&hasher.finalize())[..16].to_string()
+    };
+    let bundle = Bundle {
+        head: head::Head::MultiLabel(head),
+        temperature: 1.0,
+        info: BundleInfo {
+            format_version: 2,
+            class_names: table.label_names.clone(),
+            backbone_source: set.backbone_source.clone(),
+            backbone: set.backbone.clone(),
+            input: set.input.clone(),
+            training: TrainingInfo {
+                head: HeadKind::Logistic,
+                chosen_c: Some(report.chosen_c),
+                cv_accuracy: report.cross_validated.subset_accuracy,
+                folds: params.folds,
+                class_weight: head::ClassWeight::None,
+                solver: Some(head::Solver::Lbfgs),
+                seed: params.seed,
+                knn_k: None,
+                open_set: novelty
+                    .as_ref()
+                    .zip(params.open_set.as_ref())
+                    .map(|(n, p)| OpenSetInfo::of(n, p.false_rejection)),
+                multi_label: true,
+                keeps_embeddings: false,
+                samples: y.len(),
+                dataset_fingerprint: fingerprint,
+                headstart_version: env!("CARGO_PKG_VERSION").into(),
+                date: utc_now(),
+            },
+        },
+        novelty,
+        kept: None,
+    };
+    Ok(MultiLabelRun {
+        bundle,
+        report,
+        validation,
+        summary,
     })
 }
 

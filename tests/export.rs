@@ -685,3 +685,161 @@ fn open_set_rejects_photos_and_exports_its_novelty_score() {
         assert!((got - want).abs() < 1e-4, "novelty {got} vs {want}");
     }
 }
+
+/// Multi-label on real images: ELPV cells tagged with their cell type (`mono` or `poly`), and `defective` when
+/// they are, in a `path,labels` table. Training reports cross-validated and held-out metrics per label, predict
+/// answers every label at or above its threshold, and the head-only export gives the same probabilities and
+/// labels.
+#[test]
+fn multi_label_images_train_predict_and_export() {
+    let dir = tempfile::tempdir().unwrap();
+    let source = headstart::datasets::elpv().unwrap();
+    let listing = std::fs::read_to_string(source.join("labels.csv")).unwrap();
+    let mut taken = std::collections::HashMap::new();
+    let mut table = String::from("path,labels\n");
+    std::fs::create_dir_all(dir.path().join("cells")).unwrap();
+    for line in listing.lines() {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        let [path, probability, kind] = fields.as_slice() else {
+            continue;
+        };
+        let defective = probability.parse::<f32>().unwrap() >= 0.5;
+        let count = taken.entry((kind.to_string(), defective)).or_insert(0);
+        if *count == 15 {
+            continue;
+        }
+        *count += 1;
+        let name = Path::new(path)
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .to_string();
+        std::fs::copy(source.join(path), dir.path().join("cells").join(&name)).unwrap();
+        let tags = if defective {
+            format!("{kind}|defective")
+        } else {
+            kind.to_string()
+        };
+        table.push_str(&format!("cells/{name},{tags}\n"));
+    }
+    let table_path = dir.path().join("tags.csv");
+    std::fs::write(&table_path, table).unwrap();
+    let bundle = dir.path().join("tags.hs");
+    let (code, stdout, stderr) = headstart(&[
+        "train",
+        table_path.to_str().unwrap(),
+        "--multi-label",
+        "--val-split",
+        "0.25",
+        "-o",
+        bundle.to_str().unwrap(),
+        "--json",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let train = &report["train"];
+    let labels: Vec<&str> = train["cross_validated"]["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l[0].as_str().unwrap())
+        .collect();
+    assert_eq!(labels, ["defective", "mono", "poly"]);
+    assert_eq!(train["thresholds"].as_array().unwrap().len(), 3);
+    let validation = &report["validation"];
+    assert_eq!(validation["samples"], 16);
+    for key in ["macro_f1", "subset_accuracy"] {
+        assert!(
+            validation[key].as_f64().unwrap() > 0.5,
+            "{key}: {validation}"
+        );
+    }
+    assert!(
+        validation["micro"]["f1"].as_f64().unwrap() > 0.7,
+        "{validation}"
+    );
+    let loaded = Bundle::load(&bundle).unwrap();
+    assert!(loaded.info.training.multi_label);
+    assert_eq!(loaded.info.format_version, 2);
+
+    // predict: every label at or above its threshold, as the library computes them.
+    let cells: Vec<PathBuf> = {
+        let mut all: Vec<PathBuf> = std::fs::read_dir(dir.path().join("cells"))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        all.sort();
+        all.into_iter().step_by(6).collect()
+    };
+    let mut args = vec![
+        "predict".to_string(),
+        bundle.display().to_string(),
+        "--format".into(),
+        "json".into(),
+    ];
+    args.extend(cells.iter().map(|p| p.display().to_string()));
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let (code, stdout, stderr) = headstart(&args);
+    assert_eq!(code, 0, "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
+    let expected = classifier.predict_paths(&cells).unwrap();
+    let head = loaded.head.multi_label().unwrap();
+    let names = &loaded.info.class_names;
+    for (prediction, row) in answer["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(head.labels(expected.view()))
+    {
+        let want: Vec<&str> = row.iter().map(|&l| names[l].as_str()).collect();
+        let got: Vec<&str> = prediction["labels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l.as_str().unwrap())
+            .collect();
+        assert_eq!(got, want, "{prediction}");
+        // Exactly one cell type each.
+        assert!(
+            got.contains(&"mono") ^ got.contains(&"poly") || got.len() < 2,
+            "{got:?}"
+        );
+    }
+
+    // The head-only export: sigmoid probabilities and the labels at or above their thresholds.
+    let head_file = dir.path().join("tags-head.onnx");
+    let (code, _, stderr) = headstart(&[
+        "export",
+        bundle.to_str().unwrap(),
+        "-o",
+        head_file.to_str().unwrap(),
+        "--head-only",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let images = headstart::Data::Images(headstart::data::files::from_paths(&cells));
+    let (set, _) = classifier
+        .embed(&images, &Default::default(), &mut |_, _| {})
+        .unwrap();
+    let environment = headstart::runtime::environment(&Default::default()).unwrap();
+    let mut session = ort::session::Session::builder(&environment)
+        .unwrap()
+        .commit_from_file(&head_file)
+        .unwrap();
+    let matrix = set.matrix().to_owned();
+    let shape = vec![matrix.nrows() as i64, matrix.ncols() as i64];
+    let input = TensorRef::from_array_view((shape, matrix.as_slice().unwrap())).unwrap();
+    let outputs = session.run(ort::inputs!["embedding" => input]).unwrap();
+    let (_, probabilities) = outputs["probabilities"]
+        .try_extract_tensor::<f32>()
+        .unwrap();
+    let (_, flags) = outputs["labels"].try_extract_tensor::<bool>().unwrap();
+    for (got, want) in probabilities.iter().zip(expected.iter()) {
+        assert!((got - want).abs() < 1e-5, "{got} vs {want}");
+    }
+    let library: Vec<bool> = expected
+        .indexed_iter()
+        .map(|((_, k), &p)| p >= head.thresholds[k])
+        .collect();
+    assert_eq!(flags.to_vec(), library);
+}

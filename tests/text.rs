@@ -441,3 +441,78 @@ fn vader_sentiment_demo_reaches_the_python_probe_accuracy() {
         job.report.chosen_c
     );
 }
+
+/// Multi-label on texts: the router's questions as a JSON Lines table whose labels are lists, each question's
+/// team and `question` for those that end with a question mark. Every label is learnt from the embeddings, and
+/// predict answers with label sets.
+#[test]
+fn multi_label_texts_from_json_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let router = load_table(
+        Path::new(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/examples/data/questions.csv"
+        )),
+        &TextOptions::default(),
+    )
+    .unwrap();
+    let mut lines = String::new();
+    for item in &router.items {
+        let mut labels = vec![router.classes[item.label.unwrap()].clone()];
+        if item.text.trim_end().ends_with('?') {
+            labels.push("question".into());
+        }
+        lines.push_str(&format!(
+            "{}\n",
+            serde_json::json!({"text": item.text, "label": labels})
+        ));
+    }
+    let table = dir.path().join("tickets.jsonl");
+    std::fs::write(&table, lines).unwrap();
+    let bundle = dir.path().join("tickets.hs");
+    let (code, stdout, stderr) = headstart(
+        &[
+            "train",
+            table.to_str().unwrap(),
+            "--multi-label",
+            "-o",
+            bundle.to_str().unwrap(),
+            "--json",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let cross_validated = &report["train"]["cross_validated"];
+    let names: Vec<&str> = cross_validated["labels"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l[0].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["account", "billing", "delivery", "question"]);
+    assert!(
+        cross_validated["micro"]["f1"].as_f64().unwrap() > 0.8,
+        "{cross_validated}"
+    );
+    let (code, stdout, stderr) = headstart(
+        &[
+            "predict",
+            bundle.to_str().unwrap(),
+            "--format",
+            "json",
+            "Where is my parcel? It's been ten days",
+        ],
+        None,
+    );
+    assert_eq!(code, 0, "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    let labels = &answer["predictions"][0]["labels"];
+    assert!(
+        labels
+            .as_array()
+            .unwrap()
+            .contains(&serde_json::json!("delivery")),
+        "{answer}"
+    );
+}

@@ -15,6 +15,7 @@ use headstart::backbone::{
 use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
 use headstart::data::decode::{DecodeOptions, decode_image};
+use headstart::data::multi_label::MultiLabelTable;
 use headstart::data::{Data, Shard, TextOptions, files, texts};
 use headstart::embeddings::{self, EmbedOptions, EmbedSummary, EmbeddedSet, parquet};
 use headstart::head::{ClassWeight, HeadKind, NoveltyParams, Solver, TrainParams};
@@ -261,6 +262,11 @@ struct TrainArgs {
     /// Keep the training embeddings in the bundle, so that examples can be added with --from
     #[arg(long)]
     keep_embeddings: bool,
+    /// Several labels per input: INPUT is a table (.csv, .tsv, .jsonl) with a text column, or a `path` column of
+    /// images, and a label column (`label` or `labels`) of `a|b` or JSON lists; one logistic model per label with
+    /// its own threshold
+    #[arg(long, conflicts_with_all = ["from", "keep_embeddings", "val"])]
+    multi_label: bool,
     /// [default: logistic]
     #[arg(long, value_enum)]
     head: Option<HeadKind>,
@@ -802,6 +808,9 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
         .options(runtime, args.text_flags.tokenizer.clone())?;
     let text = args.text_flags.options();
     let flags = &args.embed;
+    if args.multi_label {
+        return train_multi_label(&args, &options, &text);
+    }
     let data = Data::open(&args.input, &text)?;
     let validation_data = args
         .val
@@ -874,6 +883,86 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
                 metrics.samples,
                 metrics.render()
             );
+        }
+        println!("wrote {}", args.output_file.display());
+    }
+    Ok(())
+}
+
+fn train_multi_label(
+    args: &TrainArgs,
+    options: &BackboneOptions,
+    text: &TextOptions,
+) -> Result<()> {
+    let refused = [
+        (args.head.is_some_and(|h| h != HeadKind::Logistic), "--head"),
+        (
+            args.class_weight == Some(ClassWeight::Balanced),
+            "--class-weight balanced",
+        ),
+        (args.solver == Some(Solver::Linfa), "--solver linfa"),
+    ];
+    if let Some((_, flag)) = refused.iter().find(|(given, _)| *given) {
+        return Err(Error::Config(format!(
+            "--multi-label trains one logistic model per label; {flag} does not apply"
+        )));
+    }
+    let flags = &args.embed;
+    let table = MultiLabelTable::open(&args.input, text)?;
+    let params = train_params(args, None);
+    let mut bar = flags.progress(table.data.modality().map_or("rows", Modality::unit));
+    let result = workflow::train_multi_label(
+        &table,
+        args.val_split.map(|fraction| (fraction, params.seed)),
+        args.backbone.given().as_ref(),
+        options,
+        &flags.options(),
+        &params,
+        &mut |done, total| bar.update(done, total),
+    );
+    bar.finish();
+    let run = result?;
+    if let (Some(summary), false) = (&run.summary, flags.quiet || flags.json) {
+        print_embed_summary(summary, flags.verbose);
+    }
+    run.bundle.save(&args.output_file)?;
+    if flags.json {
+        let value = serde_json::json!({
+            "bundle": args.output_file.display().to_string(),
+            "embed": run.summary,
+            "train": run.report,
+            "open_set": run.bundle.info.training.open_set,
+            "validation": run.validation,
+        });
+        println!("{value}");
+    } else if !flags.quiet {
+        let report = &run.report;
+        for warning in &report.warnings {
+            println!("warning: {}", warning.describe(flag));
+        }
+        println!(
+            "trained a multi-label head ({} labels) on {} embeddings in {:.2} s",
+            report.thresholds.len(),
+            report.samples,
+            report.seconds
+        );
+        let grid: Vec<String> = report
+            .cv
+            .iter()
+            .map(|(c, f1)| format!("C={c}: {f1:.4}"))
+            .collect();
+        println!(
+            "  {}-fold cross-validated micro F1: {}",
+            report.folds,
+            grid.join("  ")
+        );
+        println!("  chosen C = {}; thresholds per label:", report.chosen_c);
+        for ((name, _), threshold) in report.cross_validated.labels.iter().zip(&report.thresholds) {
+            println!("    {name}: {threshold:.3}");
+        }
+        println!("\nout of fold\n{}", report.cross_validated.render());
+        if let Some(metrics) = &run.validation {
+            println!("validation\n{}", metrics.render());
         }
         println!("wrote {}", args.output_file.display());
     }
@@ -1063,6 +1152,9 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
                     if let Some(novelty) = p.novelty {
                         item["novelty"] = serde_json::json!(novelty);
                         item["novel"] = serde_json::json!(p.novel);
+                    }
+                    if let Some(labels) = &p.labels {
+                        item["labels"] = serde_json::json!(labels);
                     }
                     item
                 })

@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod files;
+pub mod multi_label;
 pub mod shard;
 pub mod texts;
 

@@ -19,9 +19,9 @@ use crate::backbone::{Backbone, InputSpec};
 use crate::bundle::Bundle;
 use crate::classifier::Classifier;
 use crate::error::{Error, Result};
-use crate::head::{ClassScores, Head, Novelty};
+use crate::head::{ClassScores, Head, MultiLabel, Novelty};
 use crate::onnx::proto::{
-    DOUBLE, FLOAT, GraphProto, INT64, ModelProto, NodeProto, OperatorSetIdProto,
+    BOOL, DOUBLE, FLOAT, GraphProto, INT64, ModelProto, NodeProto, OperatorSetIdProto,
     StringStringEntryProto, TensorProto, UINT8, ValueInfoProto,
 };
 use crate::onnx::splice::{GraphEdit, edit_model};
@@ -31,6 +31,8 @@ use crate::runtime::RuntimeOptions;
 
 pub const PROBABILITIES: &str = "probabilities";
 pub const CLASS_INDEX: &str = "class_index";
+/// The output of a multi-label file: bool [N, K], whether each label's probability reaches its threshold.
+pub const LABELS: &str = "labels";
 /// The output with each input's novelty score, in a file exported from a bundle with open-set rejection.
 pub const NOVELTY: &str = "novelty";
 /// The input of a head-only file.
@@ -396,7 +398,9 @@ impl Builder {
     /// The head on `embedding` [N, D]: logits, softmax(logits / temperature), and the top class.
     fn head(&mut self, bundle: &Bundle, embedding: &str) -> Result<()> {
         let logits = match &bundle.head {
-            Head::Logistic(model) | Head::LinearSvm(model) => {
+            Head::Logistic(model)
+            | Head::LinearSvm(model)
+            | Head::MultiLabel(MultiLabel { model, .. }) => {
                 let (d, k) = (model.weights.nrows() as i64, model.weights.ncols() as i64);
                 let mean = self.floats("scaler_mean", &[d], &model.scaler.mean.to_vec());
                 let scale = self.floats("scaler_scale", &[d], &model.scaler.scale.to_vec());
@@ -432,8 +436,35 @@ impl Builder {
             )?,
             Head::GaussianNb(model) => self.naive_bayes_logits(embedding, model),
         };
+        let classes = ClassScores::classes(&bundle.head) as i64;
+        let k = Some(classes);
+        if let Head::MultiLabel(head) = &bundle.head {
+            // Each label's own probability, and whether it reaches the label's threshold.
+            self.graph
+                .node
+                .push(NodeProto::new("Sigmoid", &[&logits], &[PROBABILITIES]));
+            let thresholds = self.floats("thresholds", &[classes], &head.thresholds.to_vec());
+            let below = self.node("Less", &[PROBABILITIES, &thresholds], |n| n);
+            self.graph
+                .node
+                .push(NodeProto::new("Not", &[&below], &[LABELS]));
+            self.graph.output = vec![
+                ValueInfoProto::tensor(PROBABILITIES, FLOAT, &[None, k]),
+                ValueInfoProto::tensor(LABELS, BOOL, &[None, k]),
+            ];
+        } else {
+            self.softmax_outputs(bundle, &logits, k);
+        }
+        if let Some(novelty) = &bundle.novelty {
+            self.novelty(embedding, novelty)?;
+        }
+        Ok(())
+    }
+
+    /// softmax(logits / temperature) and the top class.
+    fn softmax_outputs(&mut self, bundle: &Bundle, logits: &str, k: Option<i64>) {
         let temperature = self.floats("temperature", &[], &[bundle.temperature.max(1e-6)]);
-        let scaled = self.node("Div", &[&logits, &temperature], |n| n);
+        let scaled = self.node("Div", &[logits, &temperature], |n| n);
         let axis = if self.opset >= 13 { -1 } else { 1 };
         let probabilities = self.node("Softmax", &[&scaled], |n| n.with_int("axis", axis));
         self.graph.node.push(NodeProto::new(
@@ -446,15 +477,10 @@ impl Builder {
                 .with_int("axis", 1)
                 .with_int("keepdims", 0),
         );
-        let k = Some(ClassScores::classes(&bundle.head) as i64);
         self.graph.output = vec![
             ValueInfoProto::tensor(PROBABILITIES, FLOAT, &[None, k]),
             ValueInfoProto::tensor(CLASS_INDEX, INT64, &[None]),
         ];
-        if let Some(novelty) = &bundle.novelty {
-            self.novelty(embedding, novelty)?;
-        }
-        Ok(())
     }
 
     /// [`Novelty::scores`] as an output: 1 − the k-th largest cosine similarity to the stored reference, which
@@ -498,7 +524,13 @@ impl Builder {
 fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
     let info = &bundle.info;
     let json = |value: serde_json::Value| value.to_string();
-    let mut outputs = format!("{PROBABILITIES}: float [N, K] softmax; {CLASS_INDEX}: int64 [N]");
+    let mut outputs = if bundle.head.multi_label().is_some() {
+        format!(
+            "{PROBABILITIES}: float [N, K] sigmoid per label; {LABELS}: bool [N, K], probability at or above headstart.thresholds"
+        )
+    } else {
+        format!("{PROBABILITIES}: float [N, K] softmax; {CLASS_INDEX}: int64 [N]")
+    };
     if bundle.novelty.is_some() {
         outputs.push_str(&format!(
             "; {NOVELTY}: float [N], unknown above headstart.novelty_threshold"
@@ -514,6 +546,12 @@ fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
         ("headstart.backbone", json(serde_json::json!(info.backbone))),
         ("headstart.outputs", outputs),
     ];
+    if let Some(head) = bundle.head.multi_label() {
+        entries.push((
+            "headstart.thresholds",
+            json(serde_json::json!(head.thresholds.to_vec())),
+        ));
+    }
     if let Some(novelty) = &bundle.novelty {
         entries.push(("headstart.novelty_threshold", novelty.threshold.to_string()));
     }

@@ -17,6 +17,7 @@ mod centroid;
 pub mod cv;
 mod knn;
 mod logistic;
+pub mod multi_label;
 mod naive_bayes;
 pub mod novelty;
 mod svm;
@@ -33,6 +34,7 @@ pub use centroid::{Centroid, CentroidParams, CentroidValidParams};
 pub use cv::Estimator;
 pub use knn::{Knn, KnnParams, KnnValidParams};
 pub use logistic::{LinearModel, LogisticParams, LogisticValidParams, Solver};
+pub use multi_label::{MultiLabel, MultiLabelMetrics, MultiLabelReport, train_multi_label};
 pub use naive_bayes::{NaiveBayes, NaiveBayesParams, NaiveBayesValidParams};
 pub use novelty::{Novelty, NoveltyParams};
 pub use svm::{LinearSvmParams, LinearSvmValidParams, MAX_SVM_SAMPLES};
@@ -168,6 +170,8 @@ pub enum Head {
     Knn(Knn),
     GaussianNb(NaiveBayes),
     LinearSvm(LinearModel),
+    /// Several labels per input: per-label logistic models and thresholds.
+    MultiLabel(MultiLabel),
 }
 
 impl Head {
@@ -178,6 +182,15 @@ impl Head {
             Head::Knn(_) => HeadKind::Knn,
             Head::GaussianNb(_) => HeadKind::GaussianNb,
             Head::LinearSvm(_) => HeadKind::LinearSvm,
+            Head::MultiLabel(_) => HeadKind::Logistic,
+        }
+    }
+
+    /// The multi-label head, if this is one.
+    pub fn multi_label(&self) -> Option<&MultiLabel> {
+        match self {
+            Head::MultiLabel(head) => Some(head),
+            _ => None,
         }
     }
 
@@ -187,6 +200,7 @@ impl Head {
             Head::Centroid(model) => model,
             Head::Knn(model) => model,
             Head::GaussianNb(model) => model,
+            Head::MultiLabel(model) => model,
         }
     }
 }
@@ -202,6 +216,10 @@ impl ClassScores for Head {
 
     fn scores(&self, x: ArrayView2<f32>) -> Array2<f32> {
         self.model().scores(x)
+    }
+
+    fn probabilities(&self, x: ArrayView2<f32>, temperature: f32) -> Array2<f32> {
+        self.model().probabilities(x, temperature)
     }
 }
 

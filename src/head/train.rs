@@ -373,7 +373,7 @@ fn accuracy(logits: ArrayView2<f32>, y: &[usize]) -> f64 {
 
 /// A warning when the chosen C (`scored[best]`, by cross-validated accuracy) beats every other value and is
 /// the grid's smallest or largest: the best value may lie beyond the grid.
-fn grid_edge_warning(scored: &[(f64, f64)], best: usize) -> Option<TrainWarning> {
+pub(super) fn grid_edge_warning(scored: &[(f64, f64)], best: usize) -> Option<TrainWarning> {
     let (chosen, chosen_accuracy) = *scored.get(best)?;
     let strictly_best = scored
         .iter()
