@@ -125,6 +125,25 @@ pub struct Trained {
     pub validation: Option<Metrics>,
 }
 
+/// sha256 (first 16 hex digits) of training embeddings and labels, after `earlier` (the fingerprint of the rows
+/// they were added to). Labels hash as the int64 values the .npz holds, so fingerprints stay comparable across
+/// versions.
+fn fingerprint(
+    earlier: Option<&str>,
+    embeddings: &[f32],
+    labels: impl Iterator<Item = i64>,
+) -> String {
+    let mut hasher = Sha256::new();
+    if let Some(earlier) = earlier {
+        hasher.update(earlier.as_bytes());
+    }
+    embeddings
+        .iter()
+        .for_each(|v| hasher.update(v.to_le_bytes()));
+    labels.for_each(|l| hasher.update(l.to_le_bytes()));
+    hex(&hasher.finalize())[..16].to_string()
+}
+
 /// Trains a head on `train` and, if given, measures it on `validation`.
 pub fn train_bundle(
     train_set: &EmbeddedSet,
@@ -141,17 +160,7 @@ pub fn train_bundle(
             Novelty::fit(train_set.matrix(), &fold_of, params.folds, open_set)
         })
         .transpose()?;
-    let fingerprint = {
-        let mut hasher = Sha256::new();
-        train_set
-            .embeddings
-            .iter()
-            .for_each(|v| hasher.update(v.to_le_bytes()));
-        // Labels hash as the int64 values the .npz holds, so fingerprints stay comparable across versions.
-        y.iter()
-            .for_each(|&l| hasher.update((l as i64).to_le_bytes()));
-        hex(&hasher.finalize())[..16].to_string()
-    };
+    let fingerprint = fingerprint(None, &train_set.embeddings, y.iter().map(|&l| l as i64));
     let bundle = Bundle {
         head,
         temperature: report.temperature,
@@ -519,18 +528,11 @@ fn update_bundle(
     info.format_version = format_version_for(kind, false);
     let training = &mut info.training;
     training.samples += new_set.rows();
-    training.dataset_fingerprint = {
-        let mut hasher = Sha256::new();
-        hasher.update(training.dataset_fingerprint.as_bytes());
-        new_set
-            .embeddings
-            .iter()
-            .for_each(|v| hasher.update(v.to_le_bytes()));
-        new_labels
-            .iter()
-            .for_each(|&l| hasher.update((l as i64).to_le_bytes()));
-        hex(&hasher.finalize())[..16].to_string()
-    };
+    training.dataset_fingerprint = fingerprint(
+        Some(&training.dataset_fingerprint),
+        &new_set.embeddings,
+        new_labels.iter().map(|&l| l as i64),
+    );
     training.headstart_version = env!("CARGO_PKG_VERSION").into();
     training.date = utc_now();
     let bundle = Bundle {
@@ -625,17 +627,11 @@ pub fn train_multi_label(
         let predicted = head.labels(head.probabilities(rows.view(), 1.0).view());
         MultiLabelMetrics::measure(&truth, &predicted, &table.label_names)
     });
-    let fingerprint = {
-        let mut hasher = Sha256::new();
-        x.iter().for_each(|v| hasher.update(v.to_le_bytes()));
-        for labels in &y {
-            labels
-                .iter()
-                .for_each(|&l| hasher.update((l as i64).to_le_bytes()));
-            hasher.update((-1i64).to_le_bytes());
-        }
-        hex(&hasher.finalize())[..16].to_string()
-    };
+    // Each row's labels, then -1 to end the row.
+    let labels = y
+        .iter()
+        .flat_map(|set| set.iter().map(|&l| l as i64).chain([-1]));
+    let fingerprint = fingerprint(None, x.as_slice().unwrap_or(&[]), labels);
     let bundle = Bundle {
         head: head::Head::MultiLabel(head),
         temperature: 1.0,

@@ -156,6 +156,9 @@ pub fn embed_images(
 
         let outcome = (|| -> Result<()> {
             let mut done = 0usize;
+            // Strict mode stops at the first skip, and reports the earliest in dataset order of those the
+            // decoders had in hand (they run in parallel: the first to arrive is not always the first file).
+            let mut first_skip: Option<(usize, String)> = None;
             for event in receiver {
                 match event {
                     Event::Embedded(rows, result) => {
@@ -175,10 +178,11 @@ pub fn embed_images(
                     Event::Skipped { item, reason } => {
                         let relative = &dataset.items[item].relative;
                         if options.strict {
-                            return Err(Error::input(
-                                dataset.root.join(relative),
-                                format!("{reason} (strict: any skipped file is an error)"),
-                            ));
+                            if first_skip.as_ref().is_none_or(|(first, _)| item < *first) {
+                                first_skip = Some((item, reason));
+                            }
+                            assembly.close();
+                            continue;
                         }
                         skipped.push(SkipReport {
                             path: relative.clone(),
@@ -200,7 +204,13 @@ pub fn embed_images(
                 done += 1;
                 progress(done, total);
             }
-            Ok(())
+            match first_skip {
+                Some((item, reason)) => Err(Error::input(
+                    dataset.root.join(&dataset.items[item].relative),
+                    format!("{reason} (strict: any skipped file is an error)"),
+                )),
+                None => Ok(()),
+            }
         })();
         if outcome.is_err() {
             assembly.close();
