@@ -95,6 +95,19 @@ fn run_head_only(model: &Path, embeddings: &Array2<f32>) -> HeadOutputs {
     }
 }
 
+/// The ONNX project's checker (full) and strict shape inference accept every file.
+fn assert_spec_clean(models: &[PathBuf]) {
+    let output = python_reference("check_onnx.py")
+        .args(models)
+        .output()
+        .unwrap();
+    assert!(
+        output.status.success() && String::from_utf8_lossy(&output.stdout).contains("ok"),
+        "onnx.checker: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+}
+
 /// The same file and inputs through Python's onnxruntime.
 fn run_python(model: &Path, inputs: &[Input], scratch: &Path) -> (Array2<f32>, Vec<i64>) {
     // The npz writer has no uint8: pixels travel as int64, and the script casts to the input's type.
@@ -283,6 +296,8 @@ fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
                 &run_python(&raw, &input, dir.path()),
                 &expected,
             );
+            // The preprocessing nodes come before the backbone's, as the ONNX spec requires.
+            assert_spec_clean(&[raw]);
         }
 
         let head_file = dir.path().join(format!("{head}-head.onnx"));
@@ -318,6 +333,7 @@ fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
             &run_python(&head_file, &input, dir.path()),
             &expected,
         );
+        assert_spec_clean(&[whole, head_file]);
     }
 }
 
@@ -700,6 +716,7 @@ fn open_set_rejects_photos_and_exports_its_novelty_score() {
         .novelty_scores(set.matrix())
         .unwrap()
         .unwrap();
+    assert_spec_clean(std::slice::from_ref(&head_file));
     let outputs = run_head_only(&head_file, &set.matrix().to_owned());
     let novelty = outputs.novelty.unwrap();
     assert_eq!(novelty.len(), expected.len());
@@ -843,6 +860,7 @@ fn multi_label_images_train_predict_and_export() {
     let (set, _) = classifier
         .embed(&images, &Default::default(), &mut |_, _| {})
         .unwrap();
+    assert_spec_clean(std::slice::from_ref(&head_file));
     let outputs = run_head_only(&head_file, &set.matrix().to_owned());
     let (probabilities, flags) = (outputs.probabilities, outputs.labels.unwrap());
     for (got, want) in probabilities.iter().zip(expected.iter()) {

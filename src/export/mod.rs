@@ -636,11 +636,14 @@ fn with_backbone(
     let mut builder = Builder::new(opset);
     let mut dropped = Vec::new();
     let mut raw_note = None;
+    // The preprocessing makes the backbone's input: its nodes go before the backbone's.
+    let mut before = Vec::new();
     if let Some((preprocess, input)) = &raw {
         let (height, width) = options
             .raw_size
             .unwrap_or((preprocess.height, preprocess.width));
         builder.raw_pixels(preprocess, (height, width), input)?;
+        before = std::mem::take(&mut builder.graph.node);
         dropped.push(input.clone());
         raw_note = Some(format!(
             "{PIXELS}: uint8 [N, {height}, {width}, 3] RGB; resized, cropped and normalised in the graph"
@@ -676,6 +679,7 @@ fn with_backbone(
     let edit = GraphEdit {
         drop_inputs: &dropped,
         drop_outputs: true,
+        before,
         additions: builder.graph,
         metadata,
     };

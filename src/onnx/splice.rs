@@ -4,7 +4,7 @@
 
 use prost::Message;
 
-use super::proto::{GraphProto, StringStringEntryProto, ValueInfoProto};
+use super::proto::{GraphProto, NodeProto, StringStringEntryProto, ValueInfoProto};
 
 const MODEL_GRAPH: u32 = 7;
 const MODEL_METADATA: u32 = 14;
@@ -86,6 +86,9 @@ pub struct GraphEdit<'a> {
     pub drop_inputs: &'a [String],
     /// Remove every existing graph output.
     pub drop_outputs: bool,
+    /// Nodes placed before the graph's own: they compute tensors its nodes consume (a graph's nodes must be in
+    /// topological order, which ONNX Runtime does not check but other runtimes and the ONNX checker do).
+    pub before: Vec<NodeProto>,
     /// Nodes, initializers, inputs and outputs appended to the graph.
     pub additions: GraphProto,
     /// Metadata entries; existing entries with the same keys are replaced.
@@ -106,6 +109,13 @@ pub fn edit_model(model: &[u8], edit: &GraphEdit) -> Option<Vec<u8>> {
         return None;
     }
     let mut new_graph = Vec::with_capacity(graph.len() + edit.additions.encoded_len());
+    // Repeated fields keep the order they are written in: these nodes come first.
+    GraphProto {
+        node: edit.before.clone(),
+        ..Default::default()
+    }
+    .encode(&mut new_graph)
+    .ok()?;
     for field in fields(&graph)? {
         let keep = match field.number {
             GRAPH_OUTPUT => !edit.drop_outputs,
@@ -149,7 +159,7 @@ pub fn edit_model(model: &[u8], edit: &GraphEdit) -> Option<Vec<u8>> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::onnx::proto::{FLOAT, ModelProto, NodeProto};
+    use crate::onnx::proto::{FLOAT, ModelProto};
 
     #[test]
     fn replaces_outputs_and_inputs_and_keeps_unknown_fields() {
@@ -165,8 +175,9 @@ mod tests {
         let edit = GraphEdit {
             drop_inputs: &["x".to_string()],
             drop_outputs: true,
+            before: vec![NodeProto::new("Identity", &["raw"], &["x"])],
             additions: GraphProto {
-                node: vec![NodeProto::new("Identity", &["raw"], &["x"])],
+                node: vec![NodeProto::new("Neg", &["y"], &["z"])],
                 input: vec![ValueInfoProto::tensor("raw", FLOAT, &[None, Some(2)])],
                 output: vec![ValueInfoProto::tensor("z", FLOAT, &[None, Some(2)])],
                 ..Default::default()
@@ -182,7 +193,9 @@ mod tests {
         let names = |v: &[ValueInfoProto]| v.iter().map(|i| i.name.clone()).collect::<Vec<_>>();
         assert_eq!(names(&graph.input), ["raw"]);
         assert_eq!(names(&graph.output), ["z"]);
-        assert_eq!(graph.node.len(), 2);
+        // In topological order: what makes x, the graph's own Relu, then what reads y.
+        let ops: Vec<&str> = graph.node.iter().map(|n| n.op_type.as_str()).collect();
+        assert_eq!(ops, ["Identity", "Relu", "Neg"]);
         assert_eq!(model.metadata_props[0].value, "v");
         assert!(fields(&edited).unwrap().iter().any(|f| f.number == 25));
         assert!(edit_model(&bytes[..bytes.len() / 2], &edit).is_none());

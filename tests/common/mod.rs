@@ -101,9 +101,10 @@ pub fn jpeg_with_orientation(image: &DynamicImage, orientation: u16) -> Vec<u8> 
 pub fn python_reference(script: &str) -> Command {
     let site = headstart::fetch::python_packages(
         "python-reference",
-        "numpy, onnxruntime, tokenizers",
+        "numpy, onnx, onnxruntime, tokenizers",
         &[
             &format!("onnxruntime=={}", headstart::runtime::PINNED_VERSION),
+            "onnx==1.23.2",
             "tokenizers",
             "numpy",
         ],
