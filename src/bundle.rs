@@ -512,6 +512,7 @@ mod tests {
                 pooling: Default::default(),
                 normalize: false,
                 precision: Default::default(),
+                calibration: None,
             },
             input: InputSpec::Image(Default::default()),
             training: TrainingInfo {

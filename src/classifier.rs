@@ -45,7 +45,7 @@ use crate::error::{Error, Result};
 use crate::head::{MultiLabel, Novelty};
 use crate::modality::Modality;
 use crate::preprocess::{ImagePreprocess, PreprocessOverrides};
-use crate::runtime::RuntimeOptions;
+use crate::runtime::{Precision, RuntimeOptions};
 
 pub struct Classifier {
     pub bundle: Bundle,
@@ -107,8 +107,24 @@ impl Classifier {
             };
             check_same_backbone(&info.backbone, &given, &reference)?;
         }
+        // int8 features are only int8 features of the same calibration: the bundle's precision wins.
+        let mut runtime = runtime.clone();
+        match (&info.backbone.calibration, runtime.precision) {
+            (Some(_), _) => runtime.precision = Precision::Int8,
+            (None, Precision::Int8) => {
+                return Err(Error::parameter(
+                    "precision",
+                    format!(
+                        "{} was trained on float features; int8 needs a bundle trained in int8",
+                        path.display()
+                    ),
+                ));
+            }
+            (None, _) => {}
+        }
         let mut options = BackboneOptions {
-            runtime: runtime.clone(),
+            calibration: info.backbone.calibration.clone(),
+            runtime,
             output: Some(info.backbone.output.clone()),
             layer: info.backbone.layer.clone(),
             pooling: Some(info.backbone.pooling),

@@ -1,7 +1,7 @@
 //! The user's flows, shared by the CLI, the demo and the library: embeddings for a folder, a text table or an
 //! `.npz`, a stratified train / validation split, training into a bundle, evaluation and prediction.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use linfa::ParamGuard;
@@ -9,8 +9,9 @@ use linfa::traits::FitWith;
 use ndarray::Array2;
 use sha2::{Digest, Sha256};
 
+use crate::backbone::calibrate::calibrate_images;
 use crate::backbone::{
-    Backbone, BackboneOptions, BackboneRef, check_same_backbone, check_same_input,
+    Backbone, BackboneOptions, BackboneRef, ModelFile, check_same_backbone, check_same_input,
 };
 use crate::bundle::{Bundle, BundleInfo, OpenSetInfo, TrainingInfo, format_version_for, utc_now};
 use crate::classifier::{Classifier, Prediction, mark_labels, mark_novel, predictions};
@@ -25,7 +26,7 @@ use crate::head::{
 };
 use crate::metrics::{Metrics, evaluate};
 use crate::rng::SplitMix64;
-use crate::runtime::RuntimeOptions;
+use crate::runtime::{Precision, RuntimeOptions};
 use crate::zoo;
 
 /// Embeddings of `data`: embedded (through the cache) by `backbone`, by default the zoo's default for the
@@ -64,9 +65,43 @@ fn embeddings_reusing(
         .is_some_and(|b| b.modality() == modality && b.source() == reference.to_string());
     let backbone = match opened {
         Some(backbone) if reusable => backbone,
-        _ => opened.insert(Backbone::open(&reference, modality, options)?),
+        _ => opened.insert(open_backbone(&reference, data, options, embed_options)?),
     };
     embed(data, backbone, embed_options, progress)
+}
+
+/// Opens `reference` for `data`; int8 without ranges is calibrated on the data's images first.
+pub fn open_backbone(
+    reference: &BackboneRef,
+    data: &Data,
+    options: &BackboneOptions,
+    embed_options: &EmbedOptions,
+) -> Result<Backbone> {
+    let modality = data.modality().ok_or_else(|| {
+        Error::Config("embeddings read from a file need no backbone to make them".into())
+    })?;
+    if options.runtime.precision != Precision::Int8 || options.calibration.is_some() {
+        return Backbone::open(reference, modality, options);
+    }
+    let Data::Images(files) = data else {
+        return Err(Error::parameter(
+            "precision",
+            "int8 is for image backbones so far; text backbones run in fp32 (or fp16 on CUDA)",
+        ));
+    };
+    let paths: Vec<PathBuf> = files.items.iter().map(|item| item.path.clone()).collect();
+    let calibration = calibrate_images(
+        ModelFile::read(reference)?,
+        options,
+        &paths,
+        options.calibrate,
+        &embed_options.decode_options(),
+    )?;
+    let calibrated = BackboneOptions {
+        calibration: Some(calibration),
+        ..options.clone()
+    };
+    Backbone::open(reference, modality, &calibrated)
 }
 
 /// Splits rows into (train, validation): a stratified, seeded `fraction` of the images goes to validation.

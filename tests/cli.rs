@@ -242,6 +242,7 @@ fn synthetic_set(backbone: &str) -> EmbeddedSet {
             pooling: Default::default(),
             normalize: true,
             precision: Default::default(),
+            calibration: None,
         },
         input: InputSpec::Image(Default::default()),
     }

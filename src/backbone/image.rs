@@ -113,7 +113,16 @@ impl ImageBackbone {
     }
 
     pub(crate) fn load(file: ModelFile, options: &BackboneOptions) -> Result<Self> {
-        let model = LoadedModel::load(file, options)?;
+        Self::load_tapped(file, options, &[])
+    }
+
+    /// [`Self::load`] with `taps`, intermediate tensors, exposed as extra outputs ([`Self::run_taps`]).
+    pub(crate) fn load_tapped(
+        file: ModelFile,
+        options: &BackboneOptions,
+        taps: &[String],
+    ) -> Result<Self> {
+        let model = LoadedModel::load(file, options, taps)?;
         let path = model.path.clone();
         let inputs = model.session.inputs();
         if inputs.len() != 1 {
@@ -294,6 +303,28 @@ impl ImageBackbone {
         }
         Array2::from_shape_vec((n, dim), rows)
             .map_err(|e| Error::model(&self.model.path, format!("unexpected output size: {e}")))
+    }
+
+    /// Runs a preprocessed batch of `count` images and hands each of `taps` (exposed when loading) to
+    /// `visit` with its index.
+    pub(crate) fn run_taps(
+        &mut self,
+        chunk: &[f32],
+        count: usize,
+        taps: &[String],
+        mut visit: impl FnMut(usize, &[f32]),
+    ) -> Result<()> {
+        let shape = self.preprocess.batch_shape(count);
+        let tensor = TensorRef::from_array_view((shape, chunk))?;
+        let outputs = self
+            .model
+            .session
+            .run(ort::inputs![self.input.as_str() => tensor])?;
+        for (index, tap) in taps.iter().enumerate() {
+            let (_, values) = outputs[tap.as_str()].try_extract_tensor::<f32>()?;
+            visit(index, values);
+        }
+        Ok(())
     }
 
     fn run(&mut self, chunk: &[f32], count: usize) -> Result<(usize, Vec<f32>)> {

@@ -3,6 +3,7 @@
 //! kind; [`InputSpec`] says how its inputs become tensors, and with [`BackboneIdentity`] it is what a head
 //! trained on its embeddings depends on.
 
+pub mod calibrate;
 pub mod image;
 pub mod text;
 
@@ -24,6 +25,7 @@ use crate::runtime::{
 };
 use crate::zoo::{self, ZooModel};
 
+pub use calibrate::{Calibration, CalibrationMethod, CalibrationSettings};
 pub use image::{BatchBuffer, ImageBackbone};
 pub use text::{TextBackbone, TextInput};
 
@@ -185,6 +187,10 @@ pub struct BackboneOptions {
     pub preprocess: PreprocessOverrides,
     /// Text backbones: a `tokenizer.json` (default: the zoo's, or the one beside the model).
     pub tokenizer: Option<PathBuf>,
+    /// Under [`Precision::Int8`]: the activation ranges to quantise with (a bundle's or an `.npz`'s); `None`
+    /// calibrates on the data being embedded, as `calibrate` says.
+    pub calibration: Option<Calibration>,
+    pub calibrate: CalibrationSettings,
 }
 
 /// A head only means something on the features it was trained on: the same model file (by content) with the
@@ -201,6 +207,7 @@ pub fn check_same_backbone(
             i.layer.clone(),
             i.pooling,
             i.normalize,
+            i.calibration.clone(),
         )
     };
     if settings(trained) == settings(given) {
@@ -214,6 +221,17 @@ pub fn check_same_backbone(
             trained.name,
             short(&trained.sha256),
             short(&given.sha256)
+        )
+    } else if trained.calibration != given.calibration {
+        let describe = |c: &Option<Calibration>| match c {
+            Some(c) => format!("int8 calibrated on {} inputs", c.inputs),
+            None => "float".to_string(),
+        };
+        format!(
+            "these features were made by {} with {} arithmetic, not {}: use the same precision (predict and export follow a bundle's own)",
+            trained.name,
+            describe(&trained.calibration),
+            describe(&given.calibration)
         )
     } else {
         format!(
@@ -243,6 +261,10 @@ pub struct BackboneIdentity {
     /// left out of the serialized form, keeping older caches and bundles valid.
     #[serde(default, skip_serializing_if = "Precision::is_fp32")]
     pub precision: Precision,
+    /// int8: the ranges the model was quantised with. int8 features are not float ones: a head only serves
+    /// features of the same calibration.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub calibration: Option<Calibration>,
 }
 
 /// A backbone's ONNX file read into memory and identified by its sha256, hashed once.
@@ -295,7 +317,8 @@ pub(crate) struct LoadedModel {
 }
 
 impl LoadedModel {
-    pub fn load(file: ModelFile, options: &BackboneOptions) -> Result<Self> {
+    /// Loads `file` as `options` say; `taps` are intermediate tensors exposed as extra outputs (calibration).
+    pub fn load(file: ModelFile, options: &BackboneOptions, taps: &[String]) -> Result<Self> {
         let ModelFile {
             source,
             path,
@@ -319,14 +342,31 @@ impl LoadedModel {
         if precision == Precision::Fp16 {
             runtime::require_cuda(&options.runtime, "precision", "fp16")?;
         }
-        let rewritten = match (tapped, precision) {
-            (false, Precision::Fp32) => None,
-            (true, Precision::Fp32) => Some(onnx::with_extra_outputs(&bytes, &[&output])),
-            (false, Precision::Fp16) => Some(onnx::fp16::to_fp16(&path, &bytes)?),
-            (true, Precision::Fp16) => Some(onnx::fp16::to_fp16(
-                &path,
-                &onnx::with_extra_outputs(&bytes, &[&output]),
-            )?),
+        let calibration = match precision {
+            Precision::Int8 => Some(options.calibration.clone().ok_or_else(|| {
+                Error::parameter(
+                    "precision",
+                    "int8 is calibrated on a data set: embed or train a folder of images (single files have none to calibrate on)",
+                )
+            })?),
+            _ => None,
+        };
+        let mut extra: Vec<&str> = taps
+            .iter()
+            .map(String::as_str)
+            .filter(|t| !summary.graph_outputs.iter().any(|o| o == t))
+            .collect();
+        if tapped {
+            extra.push(&output);
+        }
+        let exposed = (!extra.is_empty()).then(|| onnx::with_extra_outputs(&bytes, &extra));
+        let graph = exposed.as_deref().unwrap_or(&bytes);
+        let rewritten = match (&calibration, precision) {
+            (Some(calibration), _) => {
+                Some(onnx::int8::quantize(&path, graph, &calibration.ranges)?)
+            }
+            (None, Precision::Fp16) => Some(onnx::fp16::to_fp16(&path, graph)?),
+            (None, _) => exposed,
         };
         let built = match &rewritten {
             Some(bytes) => {
@@ -361,6 +401,7 @@ impl LoadedModel {
                 .or(zoo.as_ref().map(|m| m.normalize))
                 .unwrap_or(false),
             precision,
+            calibration,
         };
         Ok(LoadedModel {
             source,

@@ -48,7 +48,7 @@ impl TextBackbone {
 
     /// Loads a text backbone with `options.tokenizer` (default: the zoo's, or the one beside the model).
     pub(crate) fn load(file: ModelFile, options: &BackboneOptions) -> Result<Self> {
-        let model = LoadedModel::load(file, options)?;
+        let model = LoadedModel::load(file, options, &[])?;
         let tokenizer = options.tokenizer.as_deref();
         let (tokenizer_path, zoo_max_length) = match (tokenizer, &model.zoo) {
             (Some(path), zoo) => (

@@ -10,7 +10,8 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand};
 use headstart::augment::Augment;
 use headstart::backbone::{
-    self, Backbone, BackboneOptions, BackboneRef, ImageBackbone, TextBackbone,
+    self, BackboneOptions, BackboneRef, CalibrationMethod, CalibrationSettings, ImageBackbone,
+    TextBackbone,
 };
 use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
@@ -429,6 +430,12 @@ struct BackboneArgs {
     /// Decode every pixel of large JPEGs (default: at 1/2, 1/4 or 1/8 scale when still large enough)
     #[arg(long)]
     exact_decode: bool,
+    /// With --precision int8: how many of the data's images calibrate the activation ranges
+    #[arg(long, value_name = "N", default_value_t = CalibrationSettings::default().inputs)]
+    calibration: usize,
+    /// With --precision int8: how each activation's range is read from the calibration images
+    #[arg(long, value_enum, default_value_t = CalibrationMethod::MinMax)]
+    calibration_method: CalibrationMethod,
 }
 
 fn parse_size(text: &str) -> std::result::Result<(u32, u32), String> {
@@ -489,6 +496,10 @@ impl BackboneArgs {
                 colour: self.colour,
                 jpeg_decode: self.exact_decode.then_some(JpegDecode::Exact),
             },
+            calibration: None,
+            calibrate: CalibrationSettings::default()
+                .inputs(self.calibration)
+                .method(self.calibration_method),
         })
     }
 
@@ -695,8 +706,12 @@ fn embed_data(data: Data, path: &Path, args: &EmbedArgs, options: &BackboneOptio
             let shard = args.shard.unwrap_or(Shard::WHOLE);
             let file = parquet::shard_path(&out, shard);
             // Open the backbone first: a finished shard is known by the backbone that made it.
-            let mut backbone =
-                Backbone::open(&args.backbone.reference(modality), modality, options)?;
+            let mut backbone = workflow::open_backbone(
+                &args.backbone.reference(modality),
+                &data,
+                options,
+                &flags.options(),
+            )?;
             if parquet::is_finished(&file, backbone.identity(), &backbone.input_spec())? {
                 if flags.json {
                     println!(

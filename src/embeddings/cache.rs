@@ -281,6 +281,7 @@ mod tests {
             pooling: crate::pooling::Pooling::Auto,
             normalize: false,
             precision: Default::default(),
+            calibration: None,
         };
         let images = EmbeddingCache::open(
             root.path(),

@@ -2,6 +2,7 @@
 //! extra graph outputs, and a float16 copy for CUDA.
 
 pub(crate) mod fp16;
+pub(crate) mod int8;
 pub mod proto;
 pub mod splice;
 

@@ -152,6 +152,8 @@ pub enum DimensionValue {
 
 pub const FLOAT: i32 = 1;
 pub const UINT8: i32 = 2;
+pub const INT8: i32 = 3;
+pub const INT32: i32 = 6;
 pub const INT64: i32 = 7;
 pub const BOOL: i32 = 9;
 pub const FLOAT16: i32 = 10;
@@ -255,6 +257,39 @@ impl TensorProto {
             dims,
             FLOAT,
             values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
+    }
+
+    pub fn int8s(name: &str, dims: &[i64], values: &[i8]) -> Self {
+        Self::raw(name, dims, INT8, values.iter().map(|v| *v as u8).collect())
+    }
+
+    pub fn uint8s(name: &str, dims: &[i64], values: &[u8]) -> Self {
+        Self::raw(name, dims, UINT8, values.to_vec())
+    }
+
+    pub fn int32s(name: &str, dims: &[i64], values: &[i32]) -> Self {
+        Self::raw(
+            name,
+            dims,
+            INT32,
+            values.iter().flat_map(|v| v.to_le_bytes()).collect(),
+        )
+    }
+
+    /// A float tensor's values, from raw bytes or the repeated field; `None` for another type.
+    pub fn float_values(&self) -> Option<Vec<f32>> {
+        if self.data_type != FLOAT {
+            return None;
+        }
+        if self.raw_data.is_empty() {
+            return Some(self.float_data.clone());
+        }
+        Some(
+            self.raw_data
+                .chunks_exact(4)
+                .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+                .collect(),
         )
     }
 

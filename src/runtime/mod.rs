@@ -66,7 +66,7 @@ pub enum ConvSearch {
     Exhaustive,
 }
 
-/// The arithmetic a backbone runs in. Inputs and outputs stay float32 either way.
+/// The arithmetic a backbone runs in. Inputs and outputs stay float32 in every case.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
@@ -75,6 +75,9 @@ pub enum Precision {
     Fp32,
     /// Half precision, on CUDA only: about twice the speed, embeddings within cosine 0.999 of fp32.
     Fp16,
+    /// int8 convolutions and matrix products with activation ranges calibrated on the user's images (QDQ form):
+    /// for CPUs with integer dot products, and the edge.
+    Int8,
 }
 
 impl Precision {
