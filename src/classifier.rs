@@ -33,13 +33,14 @@ use image::DynamicImage;
 use ndarray::{Array2, ArrayView1, ArrayView2, ArrayView4};
 use serde::Serialize;
 
+use crate::backbone::calibrate::calibrate_images;
 use crate::backbone::{
-    Backbone, BackboneIdentity, BackboneOptions, BackboneRef, InputSpec, ModelFile,
-    check_same_backbone, check_same_input,
+    Backbone, BackboneIdentity, BackboneOptions, BackboneRef, Calibration, CalibrationSettings,
+    InputSpec, ModelFile, check_same_backbone, check_same_input,
 };
 use crate::bundle::Bundle;
 use crate::data::Data;
-use crate::data::decode::open_image_for;
+use crate::data::decode::{DecodeOptions, open_image_for};
 use crate::embeddings::{self, EmbedOptions, EmbedSummary, EmbeddedSet};
 use crate::error::{Error, Result};
 use crate::head::{MultiLabel, Novelty};
@@ -50,6 +51,8 @@ use crate::runtime::{Precision, RuntimeOptions};
 pub struct Classifier {
     pub bundle: Bundle,
     backbone: Backbone,
+    /// How the backbone was opened (to calibrate it for int8).
+    options: BackboneOptions,
 }
 
 /// One input's answer.
@@ -143,7 +146,27 @@ impl Classifier {
         Ok(Classifier {
             bundle,
             backbone: opened,
+            options,
         })
+    }
+
+    /// int8 ranges for this bundle's backbone, measured on a folder of images like its training data.
+    pub fn calibrate(&self, images: &Path, settings: CalibrationSettings) -> Result<Calibration> {
+        let Data::Images(files) = Data::open(images, &Default::default())? else {
+            return Err(Error::input(
+                images,
+                "int8 calibration needs a folder of images",
+            ));
+        };
+        let paths: Vec<PathBuf> = files.items.into_iter().map(|item| item.path).collect();
+        let reference = BackboneRef::parse(self.backbone.source());
+        calibrate_images(
+            ModelFile::read(&reference)?,
+            &self.options,
+            &paths,
+            settings,
+            &DecodeOptions::default(),
+        )
     }
 
     /// The opened backbone (for export).

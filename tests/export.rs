@@ -872,3 +872,193 @@ fn multi_label_images_train_predict_and_export() {
         .collect();
     assert_eq!(flags, library);
 }
+
+/// int8: a bundle trained with `--precision int8` predicts and exports with the same int8 arithmetic (the
+/// file is its QDQ backbone plus the head, a quarter of the float file's size); a float bundle exported with
+/// `--int8` is calibrated on the folder given. Every file passes the ONNX checker.
+#[test]
+fn int8_bundles_predict_and_export_the_same_probabilities() {
+    let dir = tempfile::tempdir().unwrap();
+    let (data, files) = small_elpv(dir.path());
+    // Cells the head has not seen, so probabilities are not all 0 and 1.
+    let source = headstart::datasets::elpv_by_defect().unwrap();
+    let images: Vec<_> = ["defective", "functional"]
+        .iter()
+        .flat_map(|class| {
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(source.join(class))
+                .unwrap()
+                .map(|e| e.unwrap().path())
+                .collect();
+            entries.sort();
+            entries.into_iter().skip(12).step_by(7).take(4)
+        })
+        .map(|f| headstart::data::decode::open_image(&f).unwrap())
+        .collect();
+    let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
+    let train = |bundle: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            data.to_str().unwrap(),
+            "-o",
+            bundle,
+            "--grid",
+            "0.0003",
+            "-q",
+        ];
+        args.extend(extra);
+        let (code, _, stderr) = headstart(&args);
+        assert_eq!(code, 0, "{stderr}");
+    };
+    let (int8, float) = (path("int8.hs"), path("float.hs"));
+    train(&int8, &["--precision", "int8", "--calibration", "16"]);
+    train(&float, &[]);
+    let info = Bundle::load(Path::new(&int8)).unwrap().info;
+    let calibration = info
+        .backbone
+        .calibration
+        .expect("an int8 bundle keeps its ranges");
+    assert_eq!(calibration.inputs, 16);
+    assert!(calibration.ranges.iter().any(|r| !r.means.is_empty()));
+
+    // predict follows the bundle's precision: no flag needed, and int8 differs from float.
+    let mut int8_classifier =
+        Classifier::load(Path::new(&int8), &Default::default(), None).unwrap();
+    let expected = int8_classifier.predict_images(&images).unwrap();
+    assert!(
+        expected.iter().any(|p| (0.05..0.95).contains(p)),
+        "{expected:?}"
+    );
+    let mut float_classifier =
+        Classifier::load(Path::new(&float), &Default::default(), None).unwrap();
+    let float_expected = float_classifier.predict_images(&images).unwrap();
+
+    let export = |bundle: &str, out: &str, extra: &[&str]| {
+        let mut args = vec!["export", bundle, "-o", out];
+        args.extend(extra);
+        let (code, stdout, stderr) = headstart(&args);
+        assert_eq!(code, 0, "{stderr}");
+        stdout
+    };
+    let (whole, raw, float_whole, float_int8) = (
+        path("int8.onnx"),
+        path("int8-raw.onnx"),
+        path("float.onnx"),
+        path("float-int8.onnx"),
+    );
+    export(&int8, &whole, &[]);
+    export(&int8, &raw, &["--raw-input", "--raw-size", "300"]);
+    export(&float, &float_whole, &[]);
+    export(
+        &float,
+        &float_int8,
+        &[
+            "--int8",
+            "--calibration-data",
+            data.to_str().unwrap(),
+            "--calibration",
+            "16",
+        ],
+    );
+    let size = |p: &str| std::fs::metadata(p).unwrap().len() as f64;
+    let ratio = size(&whole) / size(&float_whole);
+    eprintln!("int8 file {:.0} bytes, {ratio:.3} of float", size(&whole));
+    assert!(ratio <= 0.35, "int8 file is {ratio:.3} of the float one");
+    assert!(size(&float_int8) / size(&float_whole) <= 0.35);
+
+    let backbone = ImageBackbone::open(
+        &BackboneRef::Zoo("efficientnet-lite0".into()),
+        &Default::default(),
+    )
+    .unwrap();
+    let preprocess = backbone.preprocess().clone();
+    let mut tensor = vec![0.0f32; images.len() * preprocess.tensor_len()];
+    for (image, slot) in images
+        .iter()
+        .zip(tensor.chunks_exact_mut(preprocess.tensor_len()))
+    {
+        preprocess.apply(image, slot);
+    }
+    let shape = preprocess.batch_shape(images.len()).to_vec();
+    let input = [Input::F32(backbone.input_name(), shape, &tensor)];
+    assert_close(
+        "int8 whole, ort",
+        &run_ort(Path::new(&whole), &input),
+        &expected,
+    );
+    assert_close(
+        "int8 whole, Python onnxruntime",
+        &run_python(Path::new(&whole), &input, dir.path()),
+        &expected,
+    );
+    let bytes: Vec<u8> = images.iter().flat_map(|i| i.to_rgb8().into_raw()).collect();
+    let pixels = [Input::U8(
+        PIXELS,
+        vec![images.len() as i64, 300, 300, 3],
+        &bytes,
+    )];
+    assert_close(
+        "int8 raw input, ort",
+        &run_ort(Path::new(&raw), &pixels),
+        &expected,
+    );
+
+    // The float bundle's head on its int8 backbone: near the float file, not equal to it.
+    let (near, _) = run_ort(Path::new(&float_int8), &input);
+    let worst = (&near - &float_expected)
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    eprintln!("float bundle, int8 file: max |difference| from float {worst:.2e}");
+    assert!(worst > 0.0 && worst < 0.2, "{worst}");
+    assert_spec_clean(&[whole.into(), raw.into(), float_int8.into()]);
+
+    // Precision mismatches are refused with what to do.
+    let (code, _, stderr) = headstart(&["export", &float, "-o", &path("x.onnx"), "--int8"]);
+    assert!(
+        code != 0 && stderr.contains("--calibration-data"),
+        "{stderr}"
+    );
+    let (code, _, stderr) = headstart(&[
+        "predict",
+        &float,
+        files[0].to_str().unwrap(),
+        "--precision",
+        "int8",
+    ]);
+    assert!(
+        code != 0 && stderr.contains("trained on float features"),
+        "{stderr}"
+    );
+    let (code, _, stderr) =
+        headstart(&["embed", files[0].to_str().unwrap(), "--precision", "int8"]);
+    assert!(
+        code != 0 && stderr.contains("calibrated on a data set"),
+        "{stderr}"
+    );
+    assert!(!Path::new(&path("x.onnx")).exists());
+
+    // An int8 .npz trains a bundle with its calibration, which predicts as the one trained from the folder.
+    let npz = path("int8.npz");
+    let (code, _, stderr) = headstart(&[
+        "embed",
+        data.to_str().unwrap(),
+        "-o",
+        &npz,
+        "--precision",
+        "int8",
+        "--calibration",
+        "16",
+        "-q",
+    ]);
+    assert_eq!(code, 0, "{stderr}");
+    let from_npz = path("from-npz.hs");
+    let (code, _, stderr) = headstart(&["train", &npz, "-o", &from_npz, "--grid", "0.0003", "-q"]);
+    assert_eq!(code, 0, "{stderr}");
+    let again = Bundle::load(Path::new(&from_npz)).unwrap().info.backbone;
+    assert_eq!(again.calibration.as_ref(), Some(&calibration));
+    let mut classifier = Classifier::load(Path::new(&from_npz), &Default::default(), None).unwrap();
+    let probabilities = classifier.predict_images(&images).unwrap();
+    let worst = (&probabilities - &expected)
+        .iter()
+        .fold(0.0f32, |m, v| m.max(v.abs()));
+    assert!(worst <= TOLERANCE, "{worst}");
+}

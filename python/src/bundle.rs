@@ -238,6 +238,7 @@ impl Bundle {
             head_only,
             raw_input,
             raw_size,
+            int8: None,
         };
         self.with_classifier(py, |classifier| {
             Ok(export_classifier(classifier, &options, &path)?.bytes)

@@ -14,8 +14,7 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 
 use crate::atomic::write_atomic;
-use crate::backbone::BackboneRef;
-use crate::backbone::{Backbone, InputSpec};
+use crate::backbone::{Backbone, BackboneIdentity, BackboneRef, Calibration, InputSpec};
 use crate::bundle::Bundle;
 use crate::classifier::Classifier;
 use crate::error::{Error, Result};
@@ -43,7 +42,7 @@ pub const PIXELS: &str = "pixels";
 /// The opset of head-only files (and the least a backbone needs for the appended nodes as written).
 const HEAD_ONLY_OPSET: i64 = 17;
 
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 pub struct ExportOptions {
     /// Only the head: embedding in, probabilities out.
     pub head_only: bool,
@@ -51,6 +50,9 @@ pub struct ExportOptions {
     pub raw_input: bool,
     /// The (height, width) of the raw pixels (default: the model's input size).
     pub raw_size: Option<(u32, u32)>,
+    /// An int8 backbone for a float bundle, with these ranges ([`Classifier::calibrate`]). A bundle trained
+    /// in int8 is always exported with its own.
+    pub int8: Option<Calibration>,
 }
 
 /// What was written.
@@ -103,6 +105,11 @@ fn check_request(options: &ExportOptions, out: &Path) -> Result<()> {
             "{}: give the exported file an .onnx name",
             out.display()
         )));
+    }
+    if options.head_only && options.int8.is_some() {
+        return Err(Error::Config(
+            "a head-only file has no backbone to make int8".into(),
+        ));
     }
     if options.head_only && options.raw_input {
         return Err(Error::Config(
@@ -543,7 +550,14 @@ fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
             "headstart.class_names",
             json(serde_json::json!(info.class_names)),
         ),
-        ("headstart.backbone", json(serde_json::json!(info.backbone))),
+        // The ranges are in the graph already; the precision says they were used.
+        (
+            "headstart.backbone",
+            json(serde_json::json!(BackboneIdentity {
+                calibration: None,
+                ..info.backbone.clone()
+            })),
+        ),
         ("headstart.outputs", outputs),
     ];
     if let Some(head) = bundle.head.multi_label() {
@@ -616,6 +630,19 @@ fn with_backbone(
         }
     };
     let bytes = crate::onnx::read_model_bytes(&path)?;
+    let int8 = match (&identity.calibration, &options.int8) {
+        (Some(_), Some(_)) => {
+            return Err(Error::parameter(
+                "int8",
+                "this bundle was trained in int8: its file is int8 with the bundle's own calibration",
+            ));
+        }
+        (own, given) => own.as_ref().or(given.as_ref()),
+    };
+    let bytes = match int8 {
+        Some(calibration) => crate::onnx::int8::quantize(&path, &bytes, &calibration.ranges)?,
+        None => bytes,
+    };
     let parsed = ModelProto::decode(bytes.as_slice())
         .map_err(|e| Error::model(&path, format!("not a valid ONNX model: {e}")))?;
     let opset = default_opset(&parsed.opset_import).ok_or_else(|| {
@@ -670,6 +697,15 @@ fn with_backbone(
         (None, None) => "image",
     };
     let mut metadata = metadata(bundle, variant);
+    if let Some(calibration) = int8 {
+        metadata.push(StringStringEntryProto {
+            key: "headstart.precision".into(),
+            value: format!(
+                "int8 backbone (QDQ), calibrated on {} images ({:?})",
+                calibration.inputs, calibration.method
+            ),
+        });
+    }
     if let Some(note) = raw_note {
         metadata.push(StringStringEntryProto {
             key: "headstart.raw_input".into(),
