@@ -1,6 +1,7 @@
 //! The user's flows, shared by the CLI, the demo and the library: embeddings for a folder, a text table or an
 //! `.npz`, a stratified train / validation split, training into a bundle, evaluation and prediction.
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -38,16 +39,27 @@ pub fn embeddings_for(
     embed_options: &EmbedOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(EmbeddedSet, Option<EmbedSummary>)> {
-    embeddings_reusing(data, backbone, options, embed_options, &mut None, progress)
+    let everything = HashSet::new();
+    embeddings_reusing(
+        data,
+        backbone,
+        options,
+        embed_options,
+        &everything,
+        &mut None,
+        progress,
+    )
 }
 
 /// [`embeddings_for`] with the backbone `opened` before, when it is the one asked for: a session (seconds to
-/// start on CUDA) is built once per job. The backbone opened here is left in `opened`.
+/// start on CUDA) is built once per job. The backbone opened here is left in `opened`. int8 calibration leaves
+/// out the images at `held_out` (relative paths).
 fn embeddings_reusing(
     data: &Data,
     backbone: Option<&BackboneRef>,
     options: &BackboneOptions,
     embed_options: &EmbedOptions,
+    held_out: &HashSet<String>,
     opened: &mut Option<Backbone>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<(EmbeddedSet, Option<EmbedSummary>)> {
@@ -65,7 +77,13 @@ fn embeddings_reusing(
         .is_some_and(|b| b.modality() == modality && b.source() == reference.to_string());
     let backbone = match opened {
         Some(backbone) if reusable => backbone,
-        _ => opened.insert(open_backbone(&reference, data, options, embed_options)?),
+        _ => opened.insert(open_calibrated(
+            &reference,
+            data,
+            options,
+            embed_options,
+            held_out,
+        )?),
     };
     embed(data, backbone, embed_options, progress)
 }
@@ -77,10 +95,26 @@ pub fn open_backbone(
     options: &BackboneOptions,
     embed_options: &EmbedOptions,
 ) -> Result<Backbone> {
+    open_calibrated(reference, data, options, embed_options, &HashSet::new())
+}
+
+/// Whether opening a backbone with `options` calibrates it on the data first.
+fn calibrates(options: &BackboneOptions) -> bool {
+    options.runtime.precision == Precision::Int8 && options.calibration.is_none()
+}
+
+/// [`open_backbone`], calibrating on the images not `held_out` (relative paths).
+fn open_calibrated(
+    reference: &BackboneRef,
+    data: &Data,
+    options: &BackboneOptions,
+    embed_options: &EmbedOptions,
+    held_out: &HashSet<String>,
+) -> Result<Backbone> {
     let modality = data.modality().ok_or_else(|| {
         Error::Config("embeddings read from a file need no backbone to make them".into())
     })?;
-    if options.runtime.precision != Precision::Int8 || options.calibration.is_some() {
+    if !calibrates(options) {
         return Backbone::open(reference, modality, options);
     }
     let Data::Images(files) = data else {
@@ -89,7 +123,12 @@ pub fn open_backbone(
             "int8 is for image backbones so far; text backbones run in fp32 (or fp16 on CUDA)",
         ));
     };
-    let paths: Vec<PathBuf> = files.items.iter().map(|item| item.path.clone()).collect();
+    let paths: Vec<PathBuf> = files
+        .items
+        .iter()
+        .filter(|item| !held_out.contains(&item.relative))
+        .map(|item| item.path.clone())
+        .collect();
     let calibration = calibrate_images(
         ModelFile::read(reference)?,
         options,
@@ -111,36 +150,54 @@ pub fn stratified_split(
     fraction: f64,
     seed: u64,
 ) -> Result<(Vec<usize>, Vec<usize>)> {
+    let labels = labels_of(set)?;
+    let originals: Vec<(&str, usize)> = (0..set.rows())
+        .filter(|&i| !set.augmented[i])
+        .map(|i| (set.paths[i].as_str(), labels[i]))
+        .collect();
+    let held_out = held_out_paths(&originals, set.class_names.len(), fraction, seed)?;
+    Ok(split_by(set, &held_out))
+}
+
+/// The paths of a stratified, seeded `fraction` of each class of `rows` (path, class); a class with a single
+/// row keeps it.
+fn held_out_paths(
+    rows: &[(&str, usize)],
+    classes: usize,
+    fraction: f64,
+    seed: u64,
+) -> Result<HashSet<String>> {
     if !(fraction > 0.0 && fraction < 1.0) {
         return Err(Error::parameter(
             "fraction",
             format!("must be between 0 and 1, got {fraction}"),
         ));
     }
-    let labels = labels_of(set)?;
-    let originals: Vec<usize> = (0..set.rows()).filter(|&i| !set.augmented[i]).collect();
     let mut rng = SplitMix64(seed);
-    let mut held_out = std::collections::HashSet::new();
-    for class in 0..set.class_names.len() {
-        let mut members: Vec<usize> = originals
+    let mut held_out = HashSet::new();
+    for class in 0..classes {
+        let mut members: Vec<&str> = rows
             .iter()
-            .copied()
-            .filter(|&i| labels[i] == class)
+            .filter(|(_, label)| *label == class)
+            .map(|(path, _)| *path)
             .collect();
         rng.shuffle(&mut members);
         let take = ((members.len() as f64) * fraction).round() as usize;
-        // A class with a single image stays in training.
         let take = take.min(members.len().saturating_sub(1));
-        held_out.extend(members.into_iter().take(take).map(|i| set.paths[i].clone()));
+        held_out.extend(members.into_iter().take(take).map(str::to_string));
     }
+    Ok(held_out)
+}
+
+/// (train, validation) rows: the images at `held_out` validate (original views only), the rest train.
+fn split_by(set: &EmbeddedSet, held_out: &HashSet<String>) -> (Vec<usize>, Vec<usize>) {
     let train = (0..set.rows())
         .filter(|&i| !held_out.contains(&set.paths[i]))
         .collect();
-    let validation = originals
-        .into_iter()
-        .filter(|&i| held_out.contains(&set.paths[i]))
+    let validation = (0..set.rows())
+        .filter(|&i| !set.augmented[i] && held_out.contains(&set.paths[i]))
         .collect();
-    Ok((train, validation))
+    (train, validation)
 }
 
 /// The set's labels; unlabelled data is an error.
@@ -398,25 +455,51 @@ pub fn train(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TrainRun> {
     let mut opened = None;
+    // int8 calibrates on training images only: the split is drawn from the file list first.
+    let held_out = match (validation, data) {
+        (Validation::Split { fraction, seed }, Data::Images(files)) if calibrates(options) => {
+            let rows: Vec<(&str, usize)> = files
+                .items
+                .iter()
+                .filter_map(|item| Some((item.relative.as_str(), item.label?)))
+                .collect();
+            Some(held_out_paths(
+                &rows,
+                files.classes.len(),
+                *fraction,
+                *seed,
+            )?)
+        }
+        _ => None,
+    };
     let (set, summary) = embeddings_reusing(
         data,
         backbone,
         options,
         embed_options,
+        held_out.as_ref().unwrap_or(&HashSet::new()),
         &mut opened,
         progress,
     )?;
     let same = BackboneRef::parse(&set.backbone_source);
-    let (train_set, validation_set) = set_apart(set, validation, &mut |other| {
-        embeddings_reusing(
-            other,
-            Some(&same),
-            options,
-            embed_options,
-            &mut opened,
-            progress,
-        )
-    })?;
+    let everything = HashSet::new();
+    let (train_set, validation_set) = match &held_out {
+        Some(held_out) => {
+            let (train_rows, validation_rows) = split_by(&set, held_out);
+            (set.select(&train_rows), Some(set.select(&validation_rows)))
+        }
+        None => set_apart(set, validation, &mut |other| {
+            embeddings_reusing(
+                other,
+                Some(&same),
+                options,
+                embed_options,
+                &everything,
+                &mut opened,
+                progress,
+            )
+        })?,
+    };
     let trained = train_bundle(&train_set, validation_set.as_ref(), params)?;
     Ok(TrainRun {
         trained,
