@@ -9,11 +9,12 @@
 //! cargo bench --bench int8
 //!   HEADSTART_BENCH_ROUNDS=N        throughput rounds (3)
 //!   HEADSTART_BENCH_CALIBRATION=N   calibration images (300, the default)
+//!   HEADSTART_BENCH_METHOD=M        calibration method: minmax, percentile or mse (the default's)
 
 use std::path::Path;
 use std::time::Instant;
 
-use headstart::backbone::{Backbone, BackboneOptions, BackboneRef};
+use headstart::backbone::{Backbone, BackboneOptions, BackboneRef, CalibrationMethod};
 use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
 use headstart::data::Data;
@@ -44,6 +45,12 @@ fn main() {
         .and_then(|v| v.parse().ok())
     {
         int8.calibrate = int8.calibrate.inputs(count);
+    }
+    match std::env::var("HEADSTART_BENCH_METHOD").as_deref() {
+        Ok("minmax") => int8.calibrate = int8.calibrate.method(CalibrationMethod::MinMax),
+        Ok("percentile") => int8.calibrate = int8.calibrate.method(CalibrationMethod::Percentile),
+        Ok("mse") => int8.calibrate = int8.calibrate.method(CalibrationMethod::Mse),
+        _ => {}
     }
 
     // (b) first: the int8 run calibrates on the training images only, and its ranges serve everything below.

@@ -29,13 +29,17 @@ const PERCENTILE_TAIL: f64 = 1e-4;
 #[cfg_attr(feature = "cli", derive(clap::ValueEnum))]
 pub enum CalibrationMethod {
     /// The smallest and largest value seen.
-    #[default]
     #[serde(rename = "minmax")]
     #[cfg_attr(feature = "cli", value(name = "minmax"))]
     MinMax,
     /// The 0.01th and 99.99th percentiles of each batch, averaged over batches: a few outliers do not
     /// stretch the grid.
     Percentile,
+    /// The min-max range shrunk to where the quantisation error (rounding inside, clipping outside) over the
+    /// calibration values is least: a second pass over the images. The default: on ELPV its features are the
+    /// nearest to fp32 (cosine 0.9988 mean, against 0.9983 for min-max).
+    #[default]
+    Mse,
 }
 
 /// How calibration samples the data.
@@ -51,7 +55,7 @@ impl Default for CalibrationSettings {
     fn default() -> Self {
         CalibrationSettings {
             inputs: 300,
-            method: CalibrationMethod::MinMax,
+            method: CalibrationMethod::Mse,
         }
     }
 }
@@ -86,7 +90,13 @@ struct RangeStats {
     channel_sums: Vec<f64>,
     /// Values summed into each channel.
     per_channel: f64,
+    /// Counts of values over [low, high] in equal bins (second pass of `Mse`).
+    histogram: Vec<u64>,
 }
+
+/// Bins of the `Mse` histogram, and the range scales it tries.
+const HISTOGRAM_BINS: usize = 2048;
+const MSE_STEPS: usize = 200;
 
 impl RangeStats {
     /// Adds an NCHW batch of `images` to the channel sums.
@@ -108,6 +118,60 @@ impl RangeStats {
         self.per_channel += (images * plane) as f64;
     }
 
+    /// Counts `values` into the histogram over the pass-one range (widened to hold 0, as the grid is).
+    fn add_histogram(&mut self, values: &[f32]) {
+        let (low, high) = (self.low.min(0.0), self.high.max(0.0));
+        if high <= low {
+            return;
+        }
+        if self.histogram.is_empty() {
+            self.histogram = vec![0; HISTOGRAM_BINS];
+        }
+        let scale = HISTOGRAM_BINS as f64 / (high - low);
+        for value in values.iter().filter(|v| v.is_finite()) {
+            let bin = ((f64::from(*value) - low) * scale) as usize;
+            self.histogram[bin.min(HISTOGRAM_BINS - 1)] += 1;
+        }
+    }
+
+    /// The range [s·low, s·high] (s in (0, 1]) with the least squared error over the histogram: values inside
+    /// are rounded to a 255-step grid (error step²/12 each), values outside are clipped to its ends.
+    fn least_error_range(&self) -> (f64, f64) {
+        let (low, high) = (self.low.min(0.0), self.high.max(0.0));
+        if self.histogram.is_empty() || high <= low {
+            return (self.low, self.high);
+        }
+        let width = (high - low) / HISTOGRAM_BINS as f64;
+        let centres: Vec<f64> = (0..HISTOGRAM_BINS)
+            .map(|b| low + (b as f64 + 0.5) * width)
+            .collect();
+        let error = |shrink: f64| {
+            let (a, b) = (low * shrink, high * shrink);
+            let step = (b - a) / 255.0;
+            let rounding = step * step / 12.0;
+            centres
+                .iter()
+                .zip(&self.histogram)
+                .filter(|(_, count)| **count > 0)
+                .map(|(x, count)| {
+                    let outside = if *x < a {
+                        a - x
+                    } else if *x > b {
+                        x - b
+                    } else {
+                        0.0
+                    };
+                    *count as f64 * (outside * outside + rounding)
+                })
+                .sum::<f64>()
+        };
+        let best = (1..=MSE_STEPS)
+            .map(|i| i as f64 / MSE_STEPS as f64)
+            .min_by(|a, b| error(*a).total_cmp(&error(*b)))
+            .unwrap_or(1.0);
+        (self.low * best, self.high * best)
+    }
+
     fn means(&self) -> Vec<f32> {
         if self.per_channel == 0.0 {
             return Vec::new();
@@ -124,7 +188,7 @@ impl RangeStats {
             return;
         }
         let (low, high) = match method {
-            CalibrationMethod::MinMax => finite
+            CalibrationMethod::MinMax | CalibrationMethod::Mse => finite
                 .iter()
                 .fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| {
                     (l.min(v), h.max(v))
@@ -140,7 +204,7 @@ impl RangeStats {
         let (low, high) = (f64::from(low), f64::from(high));
         match (method, self.batches) {
             (_, 0) => (self.low, self.high) = (low, high),
-            (CalibrationMethod::MinMax, _) => {
+            (CalibrationMethod::MinMax | CalibrationMethod::Mse, _) => {
                 self.low = self.low.min(low);
                 self.high = self.high.max(high);
             }
@@ -178,13 +242,9 @@ pub(crate) fn calibrate_images(
         ));
     }
     let chosen = sample(paths, settings.inputs);
-    let files: Vec<Vec<u8>> = chosen
-        .iter()
-        .map(|p| std::fs::read(p).map_err(|e| Error::io(p, e)))
-        .collect::<Result<_>>()?;
     let targets = int8::calibration_targets(&file.path, &file.bytes)?;
     let tensors: Vec<String> = targets.iter().map(|t| t.tensor.clone()).collect();
-    let key = cache_key(&file, options, settings, &tensors, &files);
+    let key = cache_key(&file, options, settings, &tensors, &chosen)?;
     let cached = cache_path(&key);
     if let Some(calibration) = cached
         .as_ref()
@@ -198,38 +258,37 @@ pub(crate) fn calibrate_images(
     float.runtime.precision = Precision::Fp32;
     float.calibration = None;
     let mut backbone = ImageBackbone::load_tapped(file, &float, &tensors)?;
-    let preprocess = backbone.preprocess().clone();
-    let len = preprocess.tensor_len();
     let mut stats = vec![RangeStats::default(); tensors.len()];
     for (stat, target) in stats.iter_mut().zip(&targets) {
         stat.channel_sums = vec![0.0; target.channels.unwrap_or(0)];
     }
-    let mut used = 0;
-    for batch_files in files.chunks(BATCH) {
-        let mut batch = Vec::with_capacity(BATCH * len);
-        for bytes in batch_files {
-            // Undecodable files are embedding's to report; calibration just does without them.
-            if let Ok(image) = decode_image(bytes, decode, Some(&preprocess)) {
-                let start = batch.len();
-                batch.resize(start + len, 0.0);
-                preprocess.apply(&image, &mut batch[start..]);
-            }
-        }
-        let count = batch.len() / len;
-        if count == 0 {
-            continue;
-        }
-        used += count;
-        backbone.run_taps(&batch, count, &tensors, |index, values| {
+    let used = each_batch(
+        &mut backbone,
+        &chosen,
+        decode,
+        &tensors,
+        |index, values, count| {
             stats[index].add(settings.method, values);
             stats[index].add_channels(values, count);
-        })?;
-    }
+        },
+    )?;
     if used == 0 {
         return Err(Error::Config(format!(
             "int8 calibration: none of the {} sampled images could be decoded",
             chosen.len()
         )));
+    }
+    if settings.method == CalibrationMethod::Mse {
+        each_batch(
+            &mut backbone,
+            &chosen,
+            decode,
+            &tensors,
+            |index, values, _| stats[index].add_histogram(values),
+        )?;
+        for stat in stats.iter_mut() {
+            (stat.low, stat.high) = stat.least_error_range();
+        }
     }
     let calibration = Calibration {
         method: settings.method,
@@ -254,6 +313,43 @@ pub(crate) fn calibrate_images(
     Ok(calibration)
 }
 
+/// Runs the calibration images through `backbone` a batch at a time (read and decoded per batch, so memory
+/// stays flat), handing each tap's values to `visit` with the batch's image count. Returns how many images
+/// were decoded; files that cannot be are embedding's to report, calibration does without them.
+fn each_batch(
+    backbone: &mut ImageBackbone,
+    paths: &[&Path],
+    decode: &DecodeOptions,
+    tensors: &[String],
+    mut visit: impl FnMut(usize, &[f32], usize),
+) -> Result<usize> {
+    let preprocess = backbone.preprocess().clone();
+    let len = preprocess.tensor_len();
+    let mut used = 0;
+    for batch_paths in paths.chunks(BATCH) {
+        let mut batch = Vec::with_capacity(BATCH * len);
+        for path in batch_paths {
+            let Ok(bytes) = std::fs::read(path) else {
+                continue;
+            };
+            if let Ok(image) = decode_image(&bytes, decode, Some(&preprocess)) {
+                let start = batch.len();
+                batch.resize(start + len, 0.0);
+                preprocess.apply(&image, &mut batch[start..]);
+            }
+        }
+        let count = batch.len() / len;
+        if count == 0 {
+            continue;
+        }
+        used += count;
+        backbone.run_taps(&batch, count, tensors, |index, values| {
+            visit(index, values, count)
+        })?;
+    }
+    Ok(used)
+}
+
 /// What the ranges depend on: the model and the feature it is read at, the preprocessing asked for, the
 /// method, the tensors measured, and the sampled files' content.
 fn cache_key(
@@ -261,8 +357,8 @@ fn cache_key(
     options: &BackboneOptions,
     settings: CalibrationSettings,
     tensors: &[String],
-    files: &[Vec<u8>],
-) -> String {
+    paths: &[&Path],
+) -> Result<String> {
     let mut hasher = Sha256::new();
     let settings = serde_json::json!({
         "model": file.sha256,
@@ -275,10 +371,11 @@ fn cache_key(
         "with": "channel means",
     });
     hasher.update(settings.to_string().as_bytes());
-    for bytes in files {
-        hasher.update(Sha256::digest(bytes));
+    for path in paths {
+        let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+        hasher.update(Sha256::digest(&bytes));
     }
-    hex(&hasher.finalize())
+    Ok(hex(&hasher.finalize()))
 }
 
 fn cache_path(key: &str) -> Option<PathBuf> {

@@ -360,7 +360,7 @@ struct ExportArgs {
     #[arg(long, value_name = "N", default_value_t = CalibrationSettings::default().inputs)]
     calibration: usize,
     /// How each activation's range is read from the calibration images
-    #[arg(long, value_enum, default_value_t = CalibrationMethod::MinMax)]
+    #[arg(long, value_enum, default_value_t = CalibrationMethod::Mse)]
     calibration_method: CalibrationMethod,
 }
 
@@ -447,7 +447,7 @@ struct BackboneArgs {
     #[arg(long, value_name = "N", default_value_t = CalibrationSettings::default().inputs)]
     calibration: usize,
     /// With --precision int8: how each activation's range is read from the calibration images
-    #[arg(long, value_enum, default_value_t = CalibrationMethod::MinMax)]
+    #[arg(long, value_enum, default_value_t = CalibrationMethod::Mse)]
     calibration_method: CalibrationMethod,
 }
 

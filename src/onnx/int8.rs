@@ -145,6 +145,26 @@ impl Plan {
                 break;
             }
         }
+        // The first convolution stays float, and its output: its few channels span very different ranges,
+        // and one 8-bit grid for all of them loses more than any other tensor (on ELPV, half the int8
+        // error). The convolution after it then runs in float too; both are among the smallest of the network.
+        if let Some(first) = plan.convs.first().copied() {
+            let node = &graph.node[first];
+            let output = settled(&node.output[0]);
+            let input = &node.input[0];
+            let read_elsewhere = plan
+                .convs
+                .iter()
+                .chain(&plan.matmuls)
+                .any(|&i| i != first && graph.node[i].input[0] == *input)
+                || graph
+                    .node
+                    .iter()
+                    .any(|n| n.op_type == "Add" && n.input.contains(input));
+            plan.activations
+                .retain(|t| *t != output && (read_elsewhere || t != input));
+            plan.convs.remove(0);
+        }
         plan
     }
 }
@@ -616,12 +636,16 @@ mod tests {
     use super::*;
     use crate::onnx::proto::{FLOAT, INT8, INT32, UINT8, ValueInfoProto};
 
-    /// x → Conv(w, b) → ReLU6 → Conv(w2) → Add(residual) → y, and a MatMul tail.
+    /// A stem (x → Conv → Relu → Conv → x1, kept float), then x1 → Conv(w, b) → ReLU6 → Conv(w2) →
+    /// Add(residual) → y, and a MatMul tail.
     fn model() -> ModelProto {
         let graph = GraphProto {
             name: "g".into(),
             node: vec![
-                NodeProto::new("Conv", &["x", "w", "b"], &["c"]),
+                NodeProto::new("Conv", &["x", "w0"], &["s0"]),
+                NodeProto::new("Relu", &["s0"], &["s"]),
+                NodeProto::new("Conv", &["s", "w1"], &["x1"]),
+                NodeProto::new("Conv", &["x1", "w", "b"], &["c"]),
                 NodeProto::new("Clip", &["c", "zero", "six"], &["r"]),
                 NodeProto::new("Conv", &["r", "w2"], &["c2"]),
                 NodeProto::new("Add", &["c2", "r"], &["sum"]),
@@ -630,6 +654,8 @@ mod tests {
             ],
             initializer: vec![
                 TensorProto::floats("w", &[2, 1, 1, 1], &[0.5, -2.0]),
+                TensorProto::floats("w0", &[1, 1, 1, 1], &[1.5]),
+                TensorProto::floats("w1", &[1, 1, 1, 1], &[0.7]),
                 TensorProto::floats("b", &[2], &[0.25, 1.0]),
                 TensorProto::floats("w2", &[2, 2, 1, 1], &[1.0, 0.0, 0.0, 1.0]),
                 TensorProto::floats("zero", &[], &[0.0]),
@@ -673,9 +699,10 @@ mod tests {
     fn the_plan_takes_conv_inputs_activation_outputs_and_residual_sums() {
         let bytes = model().encode_to_vec();
         let targets = calibration_targets(Path::new("m.onnx"), &bytes).unwrap();
-        // c is read only by the Clip, so its pair goes after it (r); the sum feeds Flatten; y is an output only.
+        // The stem and its output (s) stay float; c is read only by the Clip, so its pair goes after it (r);
+        // the sum feeds Flatten; y is an output only.
         let names: Vec<&str> = targets.iter().map(|t| t.tensor.as_str()).collect();
-        assert_eq!(names, ["x", "r", "c2", "flat", "sum"]);
+        assert_eq!(names, ["x1", "r", "c2", "flat", "sum"]);
         let channels: Vec<Option<usize>> = targets.iter().map(|t| t.channels).collect();
         assert_eq!(channels, [Some(1), Some(2), None, None, None]);
     }
@@ -718,8 +745,12 @@ mod tests {
         .flat_map(|v| v.to_le_bytes())
         .collect();
         assert_eq!(bias.raw_data, expected);
-        assert_eq!(find("x__int8_zero_point").unwrap().data_type, UINT8);
-        assert_eq!(find("x__int8_zero_point").unwrap().raw_data, [36u8]);
+        assert_eq!(find("x1__int8_zero_point").unwrap().data_type, UINT8);
+        assert_eq!(find("x1__int8_zero_point").unwrap().raw_data, [36u8]);
+        assert!(
+            find("w0").is_some() && find("w1").is_some() && find("w0__int8").is_none(),
+            "the stem stays float"
+        );
         // Topological order: every input is a graph input, a constant or made by an earlier node.
         let mut known: HashSet<&str> = graph.initializer.iter().map(|t| t.name.as_str()).collect();
         known.insert("x");
@@ -734,7 +765,7 @@ mod tests {
             known.extend(node.output.iter().map(String::as_str));
         }
         let conv = graph.node.iter().find(|n| n.output == ["c"]).unwrap();
-        assert_eq!(conv.input, ["x__int8_dq", "w__int8_dq", "c__bias_dq"]);
+        assert_eq!(conv.input, ["x1__int8_dq", "w__int8_dq", "c__bias_dq"]);
         let add = graph.node.iter().find(|n| n.op_type == "Add").unwrap();
         assert_eq!(add.input, ["c2__int8_dq", "r__int8_dq"]);
         let outputs: Vec<&str> = graph.output.iter().map(|o| o.name.as_str()).collect();
@@ -773,10 +804,15 @@ mod tests {
     fn bias_correction_takes_back_the_mean_shift_of_rounding() {
         // One output channel over two input channels: 1.0 is exact on the grid 1/127, 0.3 rounds to 38/127.
         let mut graph = model().graph.unwrap();
-        graph.initializer[0] = TensorProto::floats("w", &[1, 2, 1, 1], &[1.0, 0.3]);
-        graph.initializer[1] = TensorProto::floats("b", &[1], &[0.5]);
-        graph.node[0] = NodeProto::new("Conv", &["x", "w", "b"], &["c"]);
-        graph.node[2] = NodeProto::new("Conv", &["r", "w2"], &["c2"]);
+        for tensor in graph.initializer.iter_mut() {
+            match tensor.name.as_str() {
+                "w" => *tensor = TensorProto::floats("w", &[1, 2, 1, 1], &[1.0, 0.3]),
+                "b" => *tensor = TensorProto::floats("b", &[1], &[0.5]),
+                _ => {}
+            }
+        }
+        graph.node[3] = NodeProto::new("Conv", &["x1", "w", "b"], &["c"]);
+        graph.node[5] = NodeProto::new("Conv", &["r", "w2"], &["c2"]);
         let bytes = ModelProto::new(graph, 13).encode_to_vec();
         let mut measured = ranges(&tensors(&bytes));
         measured[0].means = vec![2.0, 4.0];
