@@ -14,7 +14,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::headstart;
+use common::{headstart_ok, train_small_bundle};
 use headstart::fetch::RegistryFile;
 use ndarray::Array2;
 use ort::value::TensorRef;
@@ -246,28 +246,14 @@ fn exported_fp32_and_int8_files_run_on_aarch64_as_on_x86() {
     for (precision, tolerance) in [("fp32", FLOAT_TOLERANCE), ("int8", INT8_TOLERANCE)] {
         let bundle = dir.path().join(format!("{precision}.hs"));
         let model = dir.path().join(format!("{precision}.onnx"));
-        let (code, _, stderr) = headstart(&[
-            "train",
-            data.to_str().unwrap(),
-            "-o",
-            bundle.to_str().unwrap(),
-            "--grid",
-            "0.0003",
-            "--precision",
-            precision,
-            "--calibration",
-            "16",
-            "-q",
-        ]);
-        assert_eq!(code, 0, "{stderr}");
-        let (code, _, stderr) = headstart(&[
+        train_small_bundle(&data, &bundle, precision);
+        headstart_ok(&[
             "export",
             bundle.to_str().unwrap(),
             "-o",
             model.to_str().unwrap(),
             "--raw-input",
         ]);
-        assert_eq!(code, 0, "{stderr}");
         let x86 = run_on_x86(&model, &images);
         let (arm, milliseconds) = run_on_arm(&edge, &runtime, &cpuinfo, &model, &images);
         assert_eq!(arm.len(), images.len());

@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{headstart, python_reference};
+use common::{headstart, headstart_ok, python_reference, train_small_bundle};
 use headstart::backbone::{BackboneRef, ImageBackbone, TextBackbone};
 use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
@@ -895,23 +895,9 @@ fn int8_bundles_predict_and_export_the_same_probabilities() {
         .map(|f| headstart::data::decode::open_image(&f).unwrap())
         .collect();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
-    let train = |bundle: &str, extra: &[&str]| {
-        let mut args = vec![
-            "train",
-            data.to_str().unwrap(),
-            "-o",
-            bundle,
-            "--grid",
-            "0.0003",
-            "-q",
-        ];
-        args.extend(extra);
-        let (code, _, stderr) = headstart(&args);
-        assert_eq!(code, 0, "{stderr}");
-    };
     let (int8, float) = (path("int8.hs"), path("float.hs"));
-    train(&int8, &["--precision", "int8", "--calibration", "16"]);
-    train(&float, &[]);
+    train_small_bundle(&data, Path::new(&int8), "int8");
+    train_small_bundle(&data, Path::new(&float), "fp32");
     let info = Bundle::load(Path::new(&int8)).unwrap().info;
     let calibration = info
         .backbone
@@ -933,11 +919,7 @@ fn int8_bundles_predict_and_export_the_same_probabilities() {
     let float_expected = float_classifier.predict_images(&images).unwrap();
 
     let export = |bundle: &str, out: &str, extra: &[&str]| {
-        let mut args = vec!["export", bundle, "-o", out];
-        args.extend(extra);
-        let (code, stdout, stderr) = headstart(&args);
-        assert_eq!(code, 0, "{stderr}");
-        stdout
+        headstart_ok(&[&["export", bundle, "-o", out], extra].concat())
     };
     let (whole, raw, float_whole, float_int8) = (
         path("int8.onnx"),
@@ -1085,21 +1067,8 @@ fn raw_input_files_run_in_tract_as_in_onnx_runtime() {
             path(&format!("{precision}.hs")),
             path(&format!("{precision}.onnx")),
         );
-        let (code, _, stderr) = headstart(&[
-            "train",
-            data.to_str().unwrap(),
-            "-o",
-            &bundle,
-            "--grid",
-            "0.0003",
-            "--precision",
-            precision,
-            "--calibration",
-            "16",
-            "-q",
-        ]);
-        assert_eq!(code, 0, "{stderr}");
-        let (code, _, stderr) = headstart(&[
+        train_small_bundle(&data, Path::new(&bundle), precision);
+        headstart_ok(&[
             "export",
             &bundle,
             "-o",
@@ -1108,7 +1077,6 @@ fn raw_input_files_run_in_tract_as_in_onnx_runtime() {
             "--raw-size",
             "300",
         ]);
-        assert_eq!(code, 0, "{stderr}");
         let (expected, _) = run_ort(
             Path::new(&model),
             &[Input::U8(

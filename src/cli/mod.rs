@@ -803,6 +803,9 @@ fn print_embed_summary(summary: &EmbedSummary, verbose: bool) {
         summary.per_second,
         summary.device
     );
+    if !summary.precision.is_fp32() {
+        println!("  the backbone ran in {}", summary.precision);
+    }
     if verbose {
         let s = &summary.stages;
         println!(

@@ -273,6 +273,7 @@ pub fn embed_images(
             .chain(cpu_nodes_warning(placement.as_ref()))
             .collect(),
         seconds,
+        precision: set.backbone.precision,
         per_second: rate(embedded, seconds),
         device,
         placement,

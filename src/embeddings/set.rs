@@ -12,7 +12,7 @@ use crate::backbone::{BackboneIdentity, InputSpec};
 use crate::data::Skip;
 use crate::data::decode::{DEFAULT_MAX_PIXELS, DecodeOptions};
 use crate::error::{Error, Result};
-use crate::runtime::{DeviceUsed, Placement};
+use crate::runtime::{DeviceUsed, Placement, Precision};
 
 /// How a dataset is embedded.
 #[derive(Debug, Clone)]
@@ -432,6 +432,8 @@ pub struct EmbedSummary {
     pub per_second: f64,
     /// Where the backbone ran ("cpu", "cuda:0 (NVIDIA H200)").
     pub device: DeviceUsed,
+    /// The arithmetic it ran in.
+    pub precision: Precision,
     /// Where ONNX Runtime put the model's nodes on CUDA, as it reported them.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub placement: Option<Placement>,

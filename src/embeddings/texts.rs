@@ -136,6 +136,7 @@ pub fn embed_texts(
             .chain(cpu_nodes_warning(backbone.placement()))
             .collect(),
         seconds,
+        precision: backbone.identity().precision,
         per_second: rate(total, seconds),
         device,
         placement: backbone.placement().cloned(),

@@ -86,6 +86,16 @@ impl Precision {
     }
 }
 
+impl std::fmt::Display for Precision {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Precision::Fp32 => "fp32",
+            Precision::Fp16 => "fp16",
+            Precision::Int8 => "int8",
+        })
+    }
+}
+
 /// How ONNX Runtime is loaded and sessions are configured.
 #[derive(Debug, Clone, Default)]
 pub struct RuntimeOptions {

@@ -53,6 +53,31 @@ pub fn headstart(args: &[&str]) -> (i32, String, String) {
     headstart_with_stdin(args, None)
 }
 
+/// Runs `headstart` and asserts it succeeded; returns its stdout.
+pub fn headstart_ok(args: &[&str]) -> String {
+    let (code, stdout, stderr) = headstart(args);
+    assert_eq!(code, 0, "headstart {}: {stderr}", args.join(" "));
+    stdout
+}
+
+/// Trains `bundle` on the class folders at `data` in `precision` (`fp32` or `int8`, calibrated on 16 images)
+/// with a strongly regularised logistic head, so probabilities of unseen images are not all 0 and 1.
+pub fn train_small_bundle(data: &Path, bundle: &Path, precision: &str) {
+    headstart_ok(&[
+        "train",
+        data.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+        "--grid",
+        "0.0003",
+        "--precision",
+        precision,
+        "--calibration",
+        "16",
+        "-q",
+    ]);
+}
+
 /// [`headstart`] with `stdin` as its standard input (none: an empty one).
 pub fn headstart_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
