@@ -13,6 +13,9 @@ use serde::{Deserialize, Serialize};
 use super::proto::{ATTRIBUTE_INT, AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto};
 use crate::error::{Error, Result};
 
+/// The most channels a convolution input's means are measured for.
+const MAX_CHANNELS: usize = 1 << 20;
+
 /// The oldest default-domain opset with per-channel DequantizeLinear.
 const MINIMUM_OPSET: i64 = 13;
 
@@ -79,9 +82,10 @@ impl Plan {
         // zero, so ONNX Runtime folds the activation into the integer kernel.
         let settled = |output: &str| -> String {
             match consumers.get(output).map(Vec::as_slice) {
-                Some([only]) if is_zero_floor(&graph.node[*only], &constants) => {
-                    graph.node[*only].output[0].clone()
-                }
+                Some([only]) if is_zero_floor(&graph.node[*only], &constants) => graph.node[*only]
+                    .output
+                    .first()
+                    .map_or_else(|| output.to_string(), Clone::clone),
                 _ => output.to_string(),
             }
         };
@@ -97,8 +101,10 @@ impl Plan {
             }
         };
         for (index, node) in graph.node.iter().enumerate() {
+            // A node without an input or an output is malformed: it is left as it is.
             if !node.domain.is_empty()
                 || node.input.is_empty()
+                || node.output.is_empty()
                 || constants.contains_key(node.input[0].as_str())
             {
                 continue;
@@ -136,6 +142,7 @@ impl Plan {
                 if node.op_type == "Add"
                     && node.domain.is_empty()
                     && node.input.len() == 2
+                    && !node.output.is_empty()
                     && node.input.iter().all(|i| plan.activations.contains(i))
                 {
                     choose(&mut plan, settled(&node.output[0]));
@@ -231,7 +238,9 @@ pub(crate) fn calibration_targets(path: &Path, bytes: &[u8]) -> Result<Vec<Calib
         .filter_map(|&i| {
             let node = &graph.node[i];
             let weight = graph.initializer.iter().find(|t| t.name == node.input[1])?;
-            let channels = usize::try_from(weight.dims[1] * group_of(node)).ok()?;
+            let channels = usize::try_from(weight.dims[1].checked_mul(group_of(node))?).ok()?;
+            // More channels than any network has is a malformed shape: nothing is measured for it.
+            let channels = Some(channels).filter(|&c| c <= MAX_CHANNELS)?;
             Some((node.input[0].as_str(), channels))
         })
         .collect();
@@ -261,7 +270,7 @@ fn activation_grid(range: &TensorRange) -> (f32, u8) {
 fn symmetric_int8(values: &[f32], slices: usize) -> (Vec<i8>, Vec<f32>) {
     let len = values.len() / slices.max(1);
     let mut quantized = Vec::with_capacity(values.len());
-    let mut scales = Vec::with_capacity(slices);
+    let mut scales = Vec::new();
     for slice in values.chunks(len.max(1)) {
         let largest = slice.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let scale = if largest > 0.0 && largest.is_finite() {
@@ -358,7 +367,14 @@ impl Weights {
             channels_first.then_some(0),
         ));
         // Kernel sums of the rounding error, per (output, input) channel pair of a convolution.
-        let kernel = tensor.dims.iter().skip(2).product::<i64>().max(1) as usize;
+        let kernel = tensor
+            .dims
+            .iter()
+            .skip(2)
+            .try_fold(1i64, |all, d| all.checked_mul(*d))
+            .and_then(|k| usize::try_from(k).ok())
+            .unwrap_or(1)
+            .max(1);
         let per_output = values.len() / slices.max(1);
         let kernel_error = if !channels_first {
             Vec::new()
@@ -440,25 +456,25 @@ fn output_shift(conv: &NodeProto, weight: &QuantizedWeight, means: &[f32]) -> Op
     let outputs = weight.scales.len();
     let group = group_of(conv) as usize;
     let per_group_in = weight.kernel_error.len() / outputs.max(1);
-    if means.len() != per_group_in * group || !outputs.is_multiple_of(group) {
+    // A weight whose values do not fill its shape gets no correction (ONNX Runtime refuses such a model).
+    if per_group_in == 0
+        || weight.kernel_error.len() != outputs * per_group_in
+        || means.len() != per_group_in * group
+        || !outputs.is_multiple_of(group)
+    {
         return None;
     }
     let per_group_out = outputs / group;
-    Some(
-        weight
-            .kernel_error
-            .chunks(per_group_in)
-            .enumerate()
-            .map(|(output, errors)| {
-                let first = (output / per_group_out) * per_group_in;
-                errors
-                    .iter()
-                    .zip(&means[first..first + per_group_in])
-                    .map(|(e, m)| e * m)
-                    .sum()
-            })
-            .collect(),
-    )
+    weight
+        .kernel_error
+        .chunks(per_group_in)
+        .enumerate()
+        .map(|(output, errors)| {
+            let first = (output / per_group_out) * per_group_in;
+            let means = means.get(first..first + per_group_in)?;
+            Some(errors.iter().zip(means).map(|(e, m)| e * m).sum())
+        })
+        .collect()
 }
 
 /// A convolution's `group` attribute (1 when absent).
@@ -835,5 +851,31 @@ mod tests {
             (0.5 / grid).round() as i32,
             "the correction shows"
         );
+    }
+
+    /// Hostile files: a Relu without an output, a weight whose values do not fill its shape, a shape whose
+    /// product overflows, channel means of the wrong length. Quantisation writes a model (ONNX Runtime then
+    /// refuses what is malformed) and does not panic.
+    #[test]
+    fn malformed_graphs_are_quantised_without_panicking() {
+        let mut graph = model().graph.unwrap();
+        graph.node.push(NodeProto {
+            op_type: "Relu".into(),
+            input: vec!["c2".into()],
+            ..Default::default()
+        });
+        for tensor in graph.initializer.iter_mut() {
+            match tensor.name.as_str() {
+                "w" => *tensor = TensorProto::floats("w", &[2, 1, 3, 3], &[0.5, -2.0, 1.0]),
+                "w2" => *tensor = TensorProto::floats("w2", &[i64::MAX, 2, i64::MAX, 2], &[1.0]),
+                _ => {}
+            }
+        }
+        let bytes = ModelProto::new(graph, 13).encode_to_vec();
+        let mut measured = ranges(&tensors(&bytes));
+        for range in measured.iter_mut() {
+            range.means = vec![1.0; 7];
+        }
+        assert!(quantize(Path::new("m.onnx"), &bytes, &measured).is_ok());
     }
 }
