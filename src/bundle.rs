@@ -509,6 +509,7 @@ mod tests {
                 sha256: "ab".repeat(32),
                 output: "features".into(),
                 layer: None,
+                joined: Vec::new(),
                 pooling: Default::default(),
                 normalize: false,
                 precision: Default::default(),

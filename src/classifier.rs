@@ -130,6 +130,7 @@ impl Classifier {
             runtime,
             output: Some(info.backbone.output.clone()),
             layer: info.backbone.layer.clone(),
+            joined: info.backbone.joined.clone(),
             pooling: Some(info.backbone.pooling),
             normalize: Some(info.backbone.normalize),
             ..Default::default()

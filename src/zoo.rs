@@ -228,6 +228,7 @@ pub fn convert(model: &ZooModel, dest: &Path) -> Result<()> {
     let script_text = match script.as_str() {
         "convert_efficientnet_lite0.py" => include_str!("../models/convert_efficientnet_lite0.py"),
         "convert_minilm.py" => include_str!("../models/convert_minilm.py"),
+        "convert_dinov2_s.py" => include_str!("../models/convert_dinov2_s.py"),
         other => return Err(Error::Config(format!("unknown conversion script {other}"))),
     };
     let dir = cache_dir(&model.name)?;

@@ -239,6 +239,7 @@ fn synthetic_set(backbone: &str) -> EmbeddedSet {
             ),
             output: "features".into(),
             layer: None,
+            joined: Vec::new(),
             pooling: Default::default(),
             normalize: true,
             precision: Default::default(),

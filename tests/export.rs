@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{headstart, headstart_ok, python_reference, train_small_bundle};
+use common::{elpv_cells, headstart, headstart_ok, python_reference, train_small_bundle};
 use headstart::backbone::{BackboneRef, ImageBackbone, TextBackbone};
 use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
@@ -184,23 +184,7 @@ fn assert_close(what: &str, got: &(Array2<f32>, Vec<i64>), expected: &Array2<f32
 
 /// 12 defective and 12 functional ELPV cells as class folders.
 fn small_elpv(root: &Path) -> (PathBuf, Vec<PathBuf>) {
-    let source = headstart::datasets::elpv_by_defect().unwrap();
-    let data = root.join("cells");
-    let mut files = Vec::new();
-    for class in ["defective", "functional"] {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(source.join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
-        std::fs::create_dir_all(data.join(class)).unwrap();
-        for file in entries.into_iter().take(12) {
-            let target = data.join(class).join(file.file_name().unwrap());
-            std::fs::copy(&file, &target).unwrap();
-            files.push(target);
-        }
-    }
-    (data, files)
+    elpv_cells(root, 12)
 }
 
 #[test]
@@ -428,6 +412,40 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
         &expected,
     );
 
+    // Two tensors joined (an earlier layer's tokens and the output's, each mean-pooled with the mask, then
+    // normalised together): the file pools and joins them as predict does.
+    let joined = dir.path().join("joined.hs");
+    let joined_file = dir.path().join("joined.onnx");
+    headstart_ok(&[
+        "train",
+        table.to_str().unwrap(),
+        "-o",
+        joined.to_str().unwrap(),
+        "--grid",
+        "0.1",
+        "--layer",
+        "layer_norm_10",
+        "--layer",
+        "last_hidden_state",
+        "-q",
+    ]);
+    headstart_ok(&[
+        "export",
+        joined.to_str().unwrap(),
+        "-o",
+        joined_file.to_str().unwrap(),
+    ]);
+    let mut classifier = Classifier::load(&joined, &Default::default(), None).unwrap();
+    let identity = &classifier.bundle.info.backbone;
+    assert_eq!(identity.layer.as_deref(), Some("layer_norm_10"));
+    assert_eq!(identity.joined, ["last_hidden_state"]);
+    let joined_expected = classifier.predict_texts(&texts).unwrap();
+    assert_close(
+        "text, two layers joined, ort",
+        &run_ort(&joined_file, &input),
+        &joined_expected,
+    );
+
     let head_file = dir.path().join("sentiment-head.onnx");
     let (code, _, stderr) = headstart(&[
         "export",
@@ -582,8 +600,15 @@ fn raw_input_covers_tapped_layers_and_bgr_nhwc_backbones() {
         &bytes,
     )];
     // open-nsfw's opset 9 also takes the older forms of TopK and ReduceSum (kNN head).
-    let cases: [(&str, &[&str]); 3] = [
+    let cases: [(&str, &[&str]); 5] = [
         ("tapped", &["--layer", "block3"]),
+        // Two taps of different shapes, each pooled, joined in the graph.
+        (
+            "joined",
+            &["--layer", "block15", "--layer", "conv_head.conv"],
+        ),
+        // Whatever cross-validation chooses (a tap, a pair or the output) is what predict and export use.
+        ("auto", &["--features", "auto"]),
         ("open-nsfw", &["--backbone", "open-nsfw"]),
         (
             "open-nsfw-knn",
@@ -605,6 +630,11 @@ fn raw_input_covers_tapped_layers_and_bgr_nhwc_backbones() {
         let (code, _, stderr) = headstart(&args);
         assert_eq!(code, 0, "{stderr}");
         let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
+        if name == "joined" {
+            let identity = &classifier.bundle.info.backbone;
+            assert_eq!(identity.layer.as_deref(), Some("block15"));
+            assert_eq!(identity.joined, ["conv_head.conv"]);
+        }
         let expected = classifier.predict_images(&images).unwrap();
         let raw = dir.path().join(format!("{name}.onnx"));
         let (code, _, stderr) = headstart(&[

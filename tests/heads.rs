@@ -13,20 +13,7 @@ use headstart::head::Head::{GaussianNb, Knn};
 
 /// 40 defective and 40 functional ELPV cells as class folders.
 fn small_elpv(root: &Path) -> PathBuf {
-    let source = headstart::datasets::elpv_by_defect().unwrap();
-    let data = root.join("cells");
-    for class in ["defective", "functional"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(source.join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        std::fs::create_dir_all(data.join(class)).unwrap();
-        for file in files.into_iter().take(40) {
-            std::fs::copy(&file, data.join(class).join(file.file_name().unwrap())).unwrap();
-        }
-    }
-    data
+    common::elpv_cells(root, 40).0
 }
 
 /// `--val DATA` embeds the validation folder with the training data's backbone (one session for both).

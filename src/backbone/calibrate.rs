@@ -364,6 +364,7 @@ fn cache_key(
         "model": file.sha256,
         "output": options.output,
         "layer": options.layer,
+        "joined": options.joined,
         "preprocess_file": options.preprocess_file,
         "preprocess": format!("{:?}", options.preprocess),
         "method": settings.method,

@@ -334,15 +334,13 @@ impl ImageBackbone {
             .model
             .session
             .run(ort::inputs![self.input.as_str() => tensor])?;
-        let (out_shape, data) = outputs[self.model.output.as_str()].try_extract_tensor::<f32>()?;
-        let (dim, values) = pool_features(
+        pool_features(
             &self.model.identity,
             &self.model.path,
-            (out_shape, data),
+            &outputs,
             self.preprocess.layout,
             None,
-        )?;
-        Ok((dim, values))
+        )
     }
 }
 

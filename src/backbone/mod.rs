@@ -10,7 +10,7 @@ pub mod text;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use ort::session::Session;
+use ort::session::{Session, SessionOutputs};
 use ort::value::{Outlet, TensorElementType, ValueType};
 use serde::{Deserialize, Serialize};
 
@@ -93,9 +93,9 @@ impl Backbone {
         &self.model().device
     }
 
-    /// The shape of the tensor features are pooled from, as ONNX Runtime infers it.
-    pub fn feature_shape(&self) -> Option<Vec<i64>> {
-        self.model().feature_shape()
+    /// The shape of a tensor features are pooled from, as ONNX Runtime infers it.
+    pub fn tensor_shape(&self, tensor: &str) -> Option<Vec<i64>> {
+        self.model().tensor_shape(tensor)
     }
 
     /// How inputs become this backbone's tensors.
@@ -178,6 +178,8 @@ pub struct BackboneOptions {
     pub output: Option<String>,
     /// An intermediate tensor to take features from instead; it is added to the graph's outputs.
     pub layer: Option<String>,
+    /// More tensors (outputs or intermediate) pooled the same way, their vectors appended to the first's.
+    pub joined: Vec<String>,
     pub pooling: Option<Pooling>,
     /// L2-normalise the pooled vectors (default: the zoo's choice, else off).
     pub normalize: Option<bool>,
@@ -205,6 +207,7 @@ pub fn check_same_backbone(
             i.sha256.clone(),
             i.output.clone(),
             i.layer.clone(),
+            i.joined.clone(),
             i.pooling,
             i.normalize,
             i.calibration.clone(),
@@ -235,13 +238,11 @@ pub fn check_same_backbone(
         )
     } else {
         format!(
-            "this bundle was trained on {} output '{}' layer {:?} pooling {:?}, not on output '{}' layer {:?} pooling {:?}",
+            "this bundle was trained on {} features {} pooling {:?}, not on {} pooling {:?}",
             trained.name,
-            trained.output,
-            trained.layer,
+            trained.tensors().collect::<Vec<_>>().join(" + "),
             trained.pooling,
-            given.output,
-            given.layer,
+            given.tensors().collect::<Vec<_>>().join(" + "),
             given.pooling
         )
     };
@@ -255,6 +256,10 @@ pub struct BackboneIdentity {
     pub sha256: String,
     pub output: String,
     pub layer: Option<String>,
+    /// Further tensors pooled like `output`, their vectors appended in this order (a concatenation of taps).
+    /// Left out of the serialized form when empty, keeping older caches and bundles valid.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub joined: Vec<String>,
     pub pooling: Pooling,
     pub normalize: bool,
     /// fp16 vectors are near fp32 ones (a head serves both) but not equal, so they are cached apart; fp32 is
@@ -265,6 +270,13 @@ pub struct BackboneIdentity {
     /// features of the same calibration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub calibration: Option<Calibration>,
+}
+
+impl BackboneIdentity {
+    /// The tensors features are pooled from, in the order their vectors are joined.
+    pub fn tensors(&self) -> impl Iterator<Item = &str> {
+        std::iter::once(self.output.as_str()).chain(self.joined.iter().map(String::as_str))
+    }
 }
 
 /// A backbone's ONNX file read into memory and identified by its sha256, hashed once.
@@ -309,7 +321,6 @@ pub(crate) struct LoadedModel {
     pub path: PathBuf,
     pub zoo: Option<ZooModel>,
     pub session: Session,
-    pub output: String,
     pub identity: BackboneIdentity,
     pub device: DeviceUsed,
     /// Where ONNX Runtime put the nodes of a CUDA session.
@@ -327,16 +338,15 @@ impl LoadedModel {
             sha256,
         } = file;
         let summary = onnx::summarize(&path, &bytes)?;
-        let output = options
-            .layer
-            .clone()
-            .or_else(|| options.output.clone())
-            .or_else(|| zoo.as_ref().map(|m| m.output.clone()))
-            .or_else(|| summary.graph_outputs.first().cloned())
-            .ok_or_else(|| Error::model(&path, "the model has no outputs"))?;
-        let tapped = !summary.graph_outputs.contains(&output);
-        if tapped {
-            onnx::check_tensor_exists(&path, &summary, &output)?;
+        let output = match &options.layer {
+            Some(layer) => layer.clone(),
+            None => own_output(&path, zoo.as_ref(), &summary, options)?,
+        };
+        let features: Vec<&String> = std::iter::once(&output).chain(&options.joined).collect();
+        for tensor in &features {
+            if !summary.graph_outputs.contains(tensor) {
+                onnx::check_tensor_exists(&path, &summary, tensor)?;
+            }
         }
         let precision = options.runtime.precision;
         if precision == Precision::Fp16 {
@@ -351,13 +361,11 @@ impl LoadedModel {
             })?),
             _ => None,
         };
-        let mut extra: Vec<&str> = taps
-            .iter()
-            .map(String::as_str)
-            .filter(|t| !summary.graph_outputs.iter().any(|o| o == t))
-            .collect();
-        if tapped {
-            extra.push(&output);
+        let mut extra: Vec<&str> = Vec::new();
+        for tensor in taps.iter().chain(features.iter().copied()) {
+            if !summary.graph_outputs.contains(tensor) && !extra.contains(&tensor.as_str()) {
+                extra.push(tensor);
+            }
         }
         let exposed = (!extra.is_empty()).then(|| onnx::with_extra_outputs(&bytes, &extra));
         let graph = exposed.as_deref().unwrap_or(&bytes);
@@ -379,7 +387,9 @@ impl LoadedModel {
             device,
             placement,
         } = built;
-        check_float_output(&path, &session, &output)?;
+        for tensor in &features {
+            check_float_output(&path, &session, tensor)?;
+        }
         let name = match &zoo {
             Some(model) => model.name.clone(),
             None => path
@@ -390,8 +400,9 @@ impl LoadedModel {
         let identity = BackboneIdentity {
             name,
             sha256,
-            output: output.clone(),
+            output,
             layer: options.layer.clone(),
+            joined: options.joined.clone(),
             pooling: options
                 .pooling
                 .or(zoo.as_ref().map(|m| m.pooling))
@@ -408,7 +419,6 @@ impl LoadedModel {
             path,
             zoo,
             session,
-            output,
             identity,
             device,
             placement,
@@ -416,33 +426,83 @@ impl LoadedModel {
     }
 }
 
+/// The output features come from when no layer is named: the one asked for, else the zoo's, else the first.
+fn own_output(
+    path: &Path,
+    zoo: Option<&ZooModel>,
+    summary: &ModelSummary,
+    options: &BackboneOptions,
+) -> Result<String> {
+    options
+        .output
+        .clone()
+        .or_else(|| zoo.map(|m| m.output.clone()))
+        .or_else(|| summary.graph_outputs.first().cloned())
+        .ok_or_else(|| Error::model(path, "the model has no outputs"))
+}
+
+impl ModelFile {
+    /// The graph output features come from when no layer is named (see [`BackboneOptions::output`]).
+    pub fn own_output(&self, options: &BackboneOptions) -> Result<String> {
+        let summary = onnx::summarize(&self.path, &self.bytes)?;
+        own_output(&self.path, self.zoo.as_ref(), &summary, options)
+    }
+}
+
 impl LoadedModel {
-    /// The feature tensor's shape as ONNX Runtime infers it (−1: dynamic); `None` when it cannot tell.
-    pub fn feature_shape(&self) -> Option<Vec<i64>> {
+    /// A feature tensor's shape as ONNX Runtime infers it (−1: dynamic); `None` when it cannot tell.
+    pub fn tensor_shape(&self, tensor: &str) -> Option<Vec<i64>> {
         self.session
             .outputs()
             .iter()
-            .find(|o| o.name() == self.output)
+            .find(|o| o.name() == tensor)
             .and_then(tensor_shape)
             .map(|(_, shape)| shape)
             .filter(|shape| !shape.is_empty())
     }
 }
 
-/// Pools a feature output of the model at `path` into rows, L2-normalised if `identity` says so: (dim, values).
+/// Pools each feature tensor of a run's `outputs` (a model at `path`) and joins an input's vectors,
+/// L2-normalised as a whole if `identity` says so: (dim, values).
 pub(crate) fn pool_features(
     identity: &BackboneIdentity,
     path: &Path,
-    (shape, data): (&[i64], &[f32]),
+    outputs: &SessionOutputs,
     layout: Layout,
     mask: Option<&[i64]>,
 ) -> Result<(usize, Vec<f32>)> {
-    let (_, dim, mut values) = pooling::pool(shape, data, identity.pooling, layout, mask)
-        .map_err(|e| Error::model(path, format!("output '{}': {e}", identity.output)))?;
+    let mut parts = Vec::new();
+    for tensor in identity.tensors() {
+        let value = outputs
+            .get(tensor)
+            .ok_or_else(|| Error::model(path, format!("ONNX Runtime returned no '{tensor}'")))?;
+        let (shape, data) = value.try_extract_tensor::<f32>()?;
+        let (rows, dim, values) = pooling::pool(shape, data, identity.pooling, layout, mask)
+            .map_err(|e| Error::model(path, format!("output '{tensor}': {e}")))?;
+        parts.push((rows, dim, values));
+    }
+    let (dim, mut values) = join_rows(parts);
     if identity.normalize {
         pooling::l2_normalize(&mut values, dim);
     }
     Ok((dim, values))
+}
+
+/// Row-major matrices of the same rows, (rows, dim, values) each, side by side: (dim, values).
+fn join_rows(mut parts: Vec<(usize, usize, Vec<f32>)>) -> (usize, Vec<f32>) {
+    if parts.len() == 1 {
+        let (_, dim, values) = parts.remove(0);
+        return (dim, values);
+    }
+    let rows = parts.iter().map(|p| p.0).min().unwrap_or(0);
+    let dim = parts.iter().map(|p| p.1).sum();
+    let mut values = Vec::with_capacity(rows * dim);
+    for row in 0..rows {
+        for (_, d, part) in &parts {
+            values.extend_from_slice(&part[row * d..(row + 1) * d]);
+        }
+    }
+    (dim, values)
 }
 
 fn check_float_output(path: &Path, session: &Session, output: &str) -> Result<()> {

@@ -219,11 +219,10 @@ impl TextBackbone {
             ));
         }
         let outputs = self.model.session.run(inputs)?;
-        let (out_shape, data) = outputs[self.model.output.as_str()].try_extract_tensor::<f32>()?;
         let (dim, values) = pool_features(
             &self.model.identity,
             &self.model.path,
-            (out_shape, data),
+            &outputs,
             Layout::Nchw,
             Some(&mask),
         )?;

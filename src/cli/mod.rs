@@ -2,6 +2,7 @@
 //! module turns flags into options and results into text, and library errors into lines that name flags.
 
 mod demo;
+mod features;
 mod progress;
 
 use std::path::{Path, PathBuf};
@@ -303,6 +304,16 @@ struct TrainArgs {
     /// L-BFGS iterations per logistic fit (scikit-learn's max_iter)
     #[arg(long, default_value_t = 100, value_name = "N")]
     max_iterations: u64,
+    /// The features to train on: the backbone's as given (its output, or --layer), or `auto`: its output,
+    /// late layers found in its graph, their best pair and any --backbones, compared by cross-validation
+    #[arg(long, value_enum, default_value_t, conflicts_with_all = ["from", "multi_label", "layer"])]
+    features: features::FeatureChoice,
+    /// With --features auto: other backbones of the same modality to try (zoo names or .onnx paths)
+    #[arg(long, value_delimiter = ',', value_name = "NAME,...")]
+    backbones: Vec<String>,
+    /// With --features auto: start no candidate after this long (90s, 5m; the backbone's output always runs)
+    #[arg(long, value_name = "TIME", value_parser = features::parse_duration)]
+    budget: Option<std::time::Duration>,
     #[command(flatten)]
     text_flags: TextFlags,
     #[command(flatten)]
@@ -409,9 +420,10 @@ struct BackboneArgs {
     /// Graph output to take features from
     #[arg(long, value_name = "NAME")]
     output: Option<String>,
-    /// Intermediate tensor to take features from (see `headstart inspect MODEL --layers`)
+    /// Intermediate tensor to take features from (see `headstart inspect MODEL --layers`); given again,
+    /// each tensor is pooled and the vectors joined in order
     #[arg(long, value_name = "TENSOR")]
-    layer: Option<String>,
+    layer: Vec<String>,
     #[arg(long, value_enum)]
     pooling: Option<Pooling>,
     /// L2-normalise embeddings
@@ -494,7 +506,8 @@ impl BackboneArgs {
             tokenizer,
             runtime,
             output: self.output.clone(),
-            layer: self.layer.clone(),
+            layer: self.layer.first().cloned(),
+            joined: self.layer.iter().skip(1).cloned().collect(),
             pooling: self.pooling,
             normalize: self.normalize.then_some(true),
             preprocess_file: self.preprocess.clone(),
@@ -858,6 +871,14 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
         },
         (None, None) => workflow::Validation::None,
     };
+    if args.features == features::FeatureChoice::Auto {
+        return features::train_auto(&args, &options, &data, &validation, &params);
+    }
+    if !args.backbones.is_empty() || args.budget.is_some() {
+        return Err(Error::Config(
+            "--backbones and --budget are for --features auto".into(),
+        ));
+    }
     let mut bar = flags.progress(data.modality().map_or("rows", Modality::unit));
     let result = match (&old, &args.from) {
         (Some(old), Some(origin)) => workflow::train_from(

@@ -239,10 +239,13 @@ pub fn usage(root: &Path) -> Result<Vec<ConfigurationUsage>> {
 fn describe(config: &serde_json::Value) -> String {
     let backbone = &config["backbone"];
     let text = |value: &serde_json::Value| value.as_str().unwrap_or("?").to_string();
-    let tensor = match backbone["layer"].as_str() {
+    let mut tensor = match backbone["layer"].as_str() {
         Some(layer) => format!("layer {layer}"),
         None => text(&backbone["output"]),
     };
+    for joined in backbone["joined"].as_array().into_iter().flatten() {
+        tensor.push_str(&format!(" + {}", text(joined)));
+    }
     let input = if config.get("tokenizer").is_some() {
         format!("texts up to {} tokens", config["max_length"])
     } else {
@@ -278,6 +281,7 @@ mod tests {
             sha256: "ab".repeat(32),
             output: "features".into(),
             layer: layer.map(str::to_string),
+            joined: Vec::new(),
             pooling: crate::pooling::Pooling::Auto,
             normalize: false,
             precision: Default::default(),

@@ -606,7 +606,7 @@ fn with_backbone(
     let identity = &bundle.info.backbone;
     let mut raw = None;
     let backbone = classifier.backbone();
-    let (path, shape) = (backbone.path().to_path_buf(), backbone.feature_shape());
+    let path = backbone.path().to_path_buf();
     let (layout, mask) = match backbone {
         Backbone::Image(b) => {
             if options.raw_input {
@@ -651,15 +651,6 @@ fn with_backbone(
             "imports no default-domain opset: not an ONNX model headstart can extend",
         )
     })?;
-    let shape = shape.ok_or_else(|| {
-        Error::model(
-            &path,
-            format!(
-                "ONNX Runtime cannot tell the shape of '{}', so the pooling cannot be written as nodes",
-                identity.output
-            ),
-        )
-    })?;
     let mut builder = Builder::new(opset);
     let mut dropped = Vec::new();
     let mut raw_note = None;
@@ -676,15 +667,28 @@ fn with_backbone(
             "{PIXELS}: uint8 [N, {height}, {width}, 3] RGB; resized, cropped and normalised in the graph"
         ));
     }
-    let pooled = pool(
-        &mut builder,
-        &identity.output,
-        &shape,
-        identity.pooling,
-        layout,
-        mask,
-    )
-    .map_err(|why| Error::model(&path, why))?;
+    let mut parts = Vec::new();
+    for tensor in identity.tensors() {
+        let shape = backbone.tensor_shape(tensor).ok_or_else(|| {
+            Error::model(
+                &path,
+                format!(
+                    "ONNX Runtime cannot tell the shape of '{tensor}', so the pooling cannot be written as nodes"
+                ),
+            )
+        })?;
+        parts.push(
+            pool(&mut builder, tensor, &shape, identity.pooling, layout, mask)
+                .map_err(|why| Error::model(&path, why))?,
+        );
+    }
+    let pooled = match parts.as_slice() {
+        [one] => one.clone(),
+        joined => {
+            let joined: Vec<&str> = joined.iter().map(String::as_str).collect();
+            builder.node("Concat", &joined, |n| n.with_int("axis", 1))
+        }
+    };
     let embedding = if identity.normalize {
         builder.l2_normalize(&pooled)
     } else {

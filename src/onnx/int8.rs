@@ -478,7 +478,7 @@ fn output_shift(conv: &NodeProto, weight: &QuantizedWeight, means: &[f32]) -> Op
 }
 
 /// A convolution's `group` attribute (1 when absent).
-fn group_of(conv: &NodeProto) -> i64 {
+pub(super) fn group_of(conv: &NodeProto) -> i64 {
     conv.attribute
         .iter()
         .find(|a| a.name == "group")

@@ -5,6 +5,7 @@ pub(crate) mod fp16;
 pub(crate) mod int8;
 pub mod proto;
 pub mod splice;
+pub(crate) mod taps;
 
 use std::path::Path;
 

@@ -2,7 +2,7 @@
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
@@ -142,4 +142,26 @@ pub fn python_reference(script: &str) -> Command {
             .join(script),
     );
     command
+}
+
+/// The first `per_class` defective and functional ELPV cells (by file name), copied as class folders into
+/// `root/cells`; returns the folder and the copies.
+pub fn elpv_cells(root: &Path, per_class: usize) -> (PathBuf, Vec<PathBuf>) {
+    let source = headstart::datasets::elpv_by_defect().unwrap();
+    let data = root.join("cells");
+    let mut copies = Vec::new();
+    for class in ["defective", "functional"] {
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(source.join(class))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        std::fs::create_dir_all(data.join(class)).unwrap();
+        for file in entries.into_iter().take(per_class) {
+            let target = data.join(class).join(file.file_name().unwrap());
+            std::fs::copy(&file, &target).unwrap();
+            copies.push(target);
+        }
+    }
+    (data, copies)
 }

@@ -1,6 +1,8 @@
 //! The user's flows, shared by the CLI, the demo and the library: embeddings for a folder, a text table or an
 //! `.npz`, a stratified train / validation split, training into a bundle, evaluation and prediction.
 
+mod features;
+
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -29,6 +31,10 @@ use crate::metrics::{Metrics, evaluate};
 use crate::rng::SplitMix64;
 use crate::runtime::{Precision, RuntimeOptions};
 use crate::zoo;
+
+pub use features::{
+    Candidate, FeatureSearch, Scored, SearchEvent, SearchSettings, search_features,
+};
 
 /// Embeddings of `data`: embedded (through the cache) by `backbone`, by default the zoo's default for the
 /// data's modality, or read from an `.npz`.
@@ -665,6 +671,8 @@ fn update_bundle(
         cv: Vec::new(),
         chosen_c: bundle.info.training.chosen_c,
         cv_accuracy: bundle.info.training.cv_accuracy,
+        // The old folds' rows are gone: there is nothing to score per fold.
+        fold_accuracies: Vec::new(),
         folds: bundle.info.training.folds,
         temperature: bundle.temperature,
         samples: bundle.info.training.samples,
