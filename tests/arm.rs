@@ -218,15 +218,10 @@ fn exported_fp32_and_int8_files_run_on_aarch64_as_on_x86() {
     let cpuinfo = arm_cpuinfo(dir.path());
 
     // 12 cells per class to train on; 3 others per class, at the model's 224x224, to classify.
-    let source = headstart::datasets::elpv_by_defect().unwrap();
     let data = dir.path().join("cells");
     let mut images = Vec::new();
     for class in ["defective", "functional"] {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(source.join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
+        let entries = common::elpv_class(class);
         std::fs::create_dir_all(data.join(class)).unwrap();
         for file in &entries[..12] {
             std::fs::copy(file, data.join(class).join(file.file_name().unwrap())).unwrap();

@@ -5,7 +5,9 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::{elpv_cells, headstart, headstart_ok, python_reference, train_small_bundle};
+use common::{
+    elpv_cells, elpv_class, headstart, headstart_ok, python_reference, train_small_bundle,
+};
 use headstart::backbone::{BackboneRef, ImageBackbone, TextBackbone};
 use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
@@ -685,15 +687,9 @@ fn open_set_rejects_photos_and_exports_its_novelty_score() {
     assert_eq!(Bundle::load(&bundle).unwrap().info.format_version, 2);
 
     // Cells the head has not seen, and photos.
-    let source = headstart::datasets::elpv_by_defect().unwrap();
     let mut unseen = Vec::new();
     for class in ["defective", "functional"] {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(source.join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
-        unseen.extend(entries.into_iter().skip(12).take(20));
+        unseen.extend(elpv_class(class).into_iter().skip(12).take(20));
     }
     let photos = headstart::datasets::sample_photos().unwrap();
     let mut args = vec![
@@ -911,17 +907,9 @@ fn int8_bundles_predict_and_export_the_same_probabilities() {
     let dir = tempfile::tempdir().unwrap();
     let (data, files) = small_elpv(dir.path());
     // Cells the head has not seen, so probabilities are not all 0 and 1.
-    let source = headstart::datasets::elpv_by_defect().unwrap();
     let images: Vec<_> = ["defective", "functional"]
         .iter()
-        .flat_map(|class| {
-            let mut entries: Vec<PathBuf> = std::fs::read_dir(source.join(class))
-                .unwrap()
-                .map(|e| e.unwrap().path())
-                .collect();
-            entries.sort();
-            entries.into_iter().skip(12).step_by(7).take(4)
-        })
+        .flat_map(|class| elpv_class(class).into_iter().skip(12).step_by(7).take(4))
         .map(|f| headstart::data::decode::open_image(&f).unwrap())
         .collect();
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();

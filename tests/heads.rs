@@ -462,16 +462,10 @@ fn format_1_bundles_from_before_load_predict_and_save_as_they_did() {
 #[test]
 fn adding_examples_and_a_class_equals_training_on_the_union() {
     let dir = tempfile::tempdir().unwrap();
-    let source = headstart::datasets::elpv_by_defect().unwrap();
-    let listed = |class: &str| -> Vec<PathBuf> {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(source.join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        files.sort();
-        files
-    };
-    let (defective, functional) = (listed("defective"), listed("functional"));
+    let (defective, functional) = (
+        common::elpv_class("defective"),
+        common::elpv_class("functional"),
+    );
     // The first set: 15 cells of each class. More: 10 of each, and 10 cells under a new class.
     let place = |folder: &str, class: &str, files: &[PathBuf]| {
         for set in [folder, "union"] {

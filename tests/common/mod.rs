@@ -144,20 +144,25 @@ pub fn python_reference(script: &str) -> Command {
     command
 }
 
-/// The first `per_class` defective and functional ELPV cells (by file name), copied as class folders into
-/// `root/cells`; returns the folder and the copies.
-pub fn elpv_cells(root: &Path, per_class: usize) -> (PathBuf, Vec<PathBuf>) {
+/// The ELPV cells of `class` ("defective" or "functional"), sorted by file name.
+pub fn elpv_class(class: &str) -> Vec<PathBuf> {
     let source = headstart::datasets::elpv_by_defect().unwrap();
+    let mut cells: Vec<PathBuf> = std::fs::read_dir(source.join(class))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    cells.sort();
+    cells
+}
+
+/// The first `per_class` cells of each class, copied as class folders into `root/cells`; returns the folder and
+/// the copies.
+pub fn elpv_cells(root: &Path, per_class: usize) -> (PathBuf, Vec<PathBuf>) {
     let data = root.join("cells");
     let mut copies = Vec::new();
     for class in ["defective", "functional"] {
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(source.join(class))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
         std::fs::create_dir_all(data.join(class)).unwrap();
-        for file in entries.into_iter().take(per_class) {
+        for file in elpv_class(class).into_iter().take(per_class) {
             let target = data.join(class).join(file.file_name().unwrap());
             std::fs::copy(&file, &target).unwrap();
             copies.push(target);
