@@ -211,6 +211,33 @@ fn the_budget_and_the_refusals() {
         ],
         "not a time",
     );
+    // Other backbones that cannot work are refused before anything is embedded.
+    refused(
+        &[
+            "train",
+            data,
+            "-o",
+            out,
+            "--features",
+            "auto",
+            "--backbones",
+            "nope.onnx",
+        ],
+        "nope.onnx",
+    );
+    refused(
+        &[
+            "train",
+            data,
+            "-o",
+            out,
+            "--features",
+            "auto",
+            "--backbones",
+            "all-minilm-l6-v2",
+        ],
+        "all-minilm-l6-v2 is a backbone for texts, and this data is images",
+    );
     let npz = dir.path().join("cells.npz");
     headstart_ok(&["embed", data, "-o", npz.to_str().unwrap(), "-q"]);
     refused(

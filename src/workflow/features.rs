@@ -16,6 +16,7 @@ use crate::data::Data;
 use crate::embeddings::EmbedOptions;
 use crate::error::{Error, Result};
 use crate::head::{ClassScores, TrainParams};
+use crate::modality::Modality;
 use crate::onnx::taps::late_taps;
 use crate::zoo;
 
@@ -187,6 +188,10 @@ pub fn search_features(
     let first = backbone
         .cloned()
         .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name));
+    // Minutes of embedding may come before the other backbones: what cannot work is refused now.
+    for other in &settings.backbones {
+        check_usable(other, modality)?;
+    }
     // The first backbone's graph gives the taps; its own output is the tensor they are joined with.
     let file = ModelFile::read(&first)?;
     let output = file.own_output(options)?;
@@ -264,6 +269,27 @@ pub fn search_features(
         run,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A zoo backbone of another modality, or a file that is not there, is refused.
+fn check_usable(backbone: &BackboneRef, modality: Modality) -> Result<()> {
+    match backbone {
+        BackboneRef::Zoo(name) => {
+            let model = zoo::find(name)?;
+            if model.modality != modality {
+                return Err(Error::Config(format!(
+                    "{name} is a backbone for {}, and this data is {}",
+                    model.modality.unit(),
+                    modality.unit()
+                )));
+            }
+        }
+        BackboneRef::File(path) if !path.is_file() => {
+            return Err(Error::ModelNotFound { path: path.clone() });
+        }
+        BackboneRef::File(_) => {}
+    }
+    Ok(())
 }
 
 /// The two best-scoring single tensors of the first backbone (`scored[0]` is its own `output`), joined.
