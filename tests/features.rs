@@ -57,6 +57,30 @@ fn the_best_candidate_by_cross_validation_goes_into_the_bundle() {
         assert_eq!(candidate["fold_accuracies"].as_array().unwrap().len(), 5);
         assert!(candidate["dim"].as_u64().unwrap() > 0);
     }
+    // EfficientNet-Lite0's tensors were embedded in one pass; open-nsfw on its own.
+    let together: Vec<bool> = scored
+        .iter()
+        .map(|c| c["embedded_together"].as_bool().unwrap())
+        .collect();
+    assert_eq!(together, [true, true, true, true, true, true, false]);
+    // A tensor cut from that pass scores as it does embedded on its own.
+    let alone: Value = serde_json::from_str(&headstart_ok(&[
+        "train",
+        data.to_str().unwrap(),
+        "-o",
+        dir.path().join("alone.hs").to_str().unwrap(),
+        "--layer",
+        "conv_head.conv",
+        "--grid",
+        "0.01,0.1",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(alone["train"]["cv_accuracy"], scored[3]["cv_accuracy"]);
+    assert_eq!(
+        alone["train"]["fold_accuracies"],
+        scored[3]["fold_accuracies"]
+    );
     // The pair is the two best single tensors of the first backbone, the better one first.
     let mut singles: Vec<&Value> = scored[..5].iter().collect();
     singles.sort_by(|a, b| cv(b).total_cmp(&cv(a)));
@@ -139,6 +163,23 @@ fn text_candidates_are_the_last_transformer_layers() {
     assert_eq!(names[1], ["layer_norm_11"]);
     assert_eq!(names[2], ["layer_norm_10"]);
     assert_eq!(names.len(), 4);
+    // Cut from the one pass and normalised again, layer_norm_10 scores as it does embedded on its own.
+    let alone: Value = serde_json::from_str(&headstart_ok(&[
+        "train",
+        table.to_str().unwrap(),
+        "-o",
+        dir.path().join("alone.hs").to_str().unwrap(),
+        "--layer",
+        "layer_norm_10",
+        "--grid",
+        "0.1",
+        "--json",
+    ]))
+    .unwrap();
+    assert_eq!(
+        alone["train"]["cv_accuracy"],
+        candidates(&report)[2]["cv_accuracy"]
+    );
     let predicted = headstart_ok(&[
         "predict",
         bundle.to_str().unwrap(),

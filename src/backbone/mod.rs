@@ -98,6 +98,24 @@ impl Backbone {
         self.model().tensor_shape(tensor)
     }
 
+    /// The length `tensor` pools to, worked out from the shape ONNX Runtime infers (unknown batch, spatial and
+    /// token axes taken as 1: pooling does not keep them); `None` when it cannot tell.
+    pub fn pooled_dim(&self, tensor: &str) -> Option<usize> {
+        let probe: Vec<i64> = self
+            .tensor_shape(tensor)?
+            .iter()
+            .map(|&d| d.max(1))
+            .collect();
+        let zeros = vec![0.0; usize::try_from(probe.iter().product::<i64>()).ok()?];
+        let layout = match self {
+            Backbone::Image(b) => b.preprocess().layout,
+            Backbone::Text(_) => Layout::Nchw,
+        };
+        let (_, dim, _) =
+            pooling::pool(&probe, &zeros, self.identity().pooling, layout, None).ok()?;
+        Some(dim)
+    }
+
     /// How inputs become this backbone's tensors.
     pub fn input_spec(&self) -> InputSpec {
         match self {

@@ -79,10 +79,12 @@ pub(super) fn train_auto(
                     .validation_accuracy
                     .map_or(String::new(), |a| format!(", validation {a:.4}")),
                 scored.embed_seconds,
-                if scored.from_cache > 0 {
-                    format!(" ({} from the cache)", scored.from_cache)
-                } else {
-                    String::new()
+                match (scored.embedded_together, scored.from_cache) {
+                    (true, 0) => " (one pass for the backbone's tensors)".to_string(),
+                    (true, n) =>
+                        format!(" (one pass for the backbone's tensors; {n} from the cache)"),
+                    (false, 0) => String::new(),
+                    (false, n) => format!(" ({n} from the cache)"),
                 }
             ),
             SearchEvent::OutOfTime(left) => eprintln!(

@@ -294,6 +294,32 @@ impl EmbeddedSet {
         }
     }
 
+    /// Every row's values in the column `ranges`, side by side in that order, as features of `backbone` (the
+    /// tensors those columns were pooled from); L2-normalised again when `backbone` normalises.
+    pub fn columns(
+        &self,
+        ranges: &[std::ops::Range<usize>],
+        backbone: BackboneIdentity,
+    ) -> EmbeddedSet {
+        let dim = ranges.iter().map(|r| r.len()).sum();
+        let mut embeddings = Vec::with_capacity(self.rows() * dim);
+        for i in 0..self.rows() {
+            let row = self.row(i);
+            for range in ranges {
+                embeddings.extend_from_slice(&row[range.clone()]);
+            }
+        }
+        if backbone.normalize {
+            crate::pooling::l2_normalize(&mut embeddings, dim);
+        }
+        EmbeddedSet {
+            dim,
+            embeddings,
+            backbone,
+            ..self.clone()
+        }
+    }
+
     /// This labelled set with `other`'s rows added (same backbone and input, checked by the caller): the
     /// classes are the union of both, in name order (as class folders list them); a row of `other` replaces
     /// every row of this set from the same path (its augmented views too); rows are in path order, each path's

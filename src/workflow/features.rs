@@ -6,18 +6,20 @@
 //! export follow the bundle unchanged.
 
 use std::fmt;
+use std::ops::Range;
 use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{TrainRun, Validation, train};
-use crate::backbone::{BackboneOptions, BackboneRef, ModelFile};
+use super::{Split, TrainRun, Validation, embed_split, train};
+use crate::backbone::{BackboneIdentity, BackboneOptions, BackboneRef, ModelFile};
 use crate::data::Data;
 use crate::embeddings::EmbedOptions;
 use crate::error::{Error, Result};
 use crate::head::{ClassScores, TrainParams};
 use crate::modality::Modality;
 use crate::onnx::taps::late_taps;
+use crate::runtime::Precision;
 use crate::zoo;
 
 /// How far the search goes.
@@ -116,6 +118,8 @@ pub struct Scored {
     /// Embedding time (near nothing when every vector came from the cache).
     pub embed_seconds: f64,
     pub from_cache: usize,
+    /// Embedded in one pass with the first backbone's other tensors: `embed_seconds` is that pass's.
+    pub embedded_together: bool,
     pub train_seconds: f64,
 }
 
@@ -210,6 +214,9 @@ pub fn search_features(
     let mut scored: Vec<Scored> = Vec::new();
     let mut best: Option<(usize, TrainRun)> = None;
     let mut not_tried = Vec::new();
+    // int8 quantises each candidate's own graph (its tensors measured, its outputs float): one by one.
+    let one_pass = singles > 1 && options.runtime.precision != Precision::Int8;
+    let mut shared: Option<Together> = None;
     let mut index = 0;
     while index < queue.len() {
         let candidate = queue[index].clone();
@@ -227,15 +234,32 @@ pub fn search_features(
             planned,
             candidate: &candidate,
         });
-        let run = train(
-            data,
-            validation,
-            Some(&candidate.backbone),
-            &candidate.options(options),
-            embed_options,
-            params,
-            progress,
-        )?;
+        // The first backbone's tensors are embedded together, once, when the first of them is scored.
+        if index == 0 && one_pass {
+            shared = embed_together(
+                data,
+                validation,
+                &first,
+                &queue,
+                options,
+                embed_options,
+                progress,
+            )?;
+        }
+        let run = match &shared {
+            Some(together) if candidate.backbone == first => {
+                together.train(&candidate.tensors, params)?
+            }
+            _ => train(
+                data,
+                validation,
+                Some(&candidate.backbone),
+                &candidate.options(options),
+                embed_options,
+                params,
+                progress,
+            )?,
+        };
         let report = &run.trained.report;
         let result = Scored {
             candidate: candidate.clone(),
@@ -245,6 +269,7 @@ pub fn search_features(
             validation_accuracy: run.trained.validation.as_ref().map(|m| m.accuracy),
             embed_seconds: run.summary.as_ref().map_or(0.0, |s| s.seconds),
             from_cache: run.summary.as_ref().map_or(0, |s| s.from_cache),
+            embedded_together: shared.is_some() && candidate.backbone == first,
             train_seconds: report.seconds,
         };
         events(SearchEvent::Scored(&result));
@@ -269,6 +294,112 @@ pub fn search_features(
         run,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// The first backbone's single tensors embedded in one pass (its output and taps joined, cached as such),
+/// and where each tensor's columns are.
+struct Together {
+    split: Split,
+    output: String,
+    columns: Vec<(String, Range<usize>)>,
+}
+
+/// Embeds every single tensor of `first` among `queue` at once; `None` when a tensor's pooled length cannot be
+/// told from the graph (then each is embedded on its own).
+fn embed_together(
+    data: &Data,
+    validation: &Validation,
+    first: &BackboneRef,
+    queue: &[Candidate],
+    options: &BackboneOptions,
+    embed_options: &EmbedOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Option<Together>> {
+    let taps: Vec<String> = queue
+        .iter()
+        .filter(|c| c.backbone == *first)
+        .filter_map(|c| c.tensors.first().cloned())
+        .collect();
+    let joined = BackboneOptions {
+        layer: None,
+        joined: taps,
+        ..options.clone()
+    };
+    let split = embed_split(
+        data,
+        validation,
+        Some(first),
+        &joined,
+        embed_options,
+        progress,
+    )?;
+    let Some(backbone) = &split.backbone else {
+        return Ok(None);
+    };
+    let identity = split.train.backbone.clone();
+    let mut columns = Vec::new();
+    let mut start = 0;
+    for tensor in identity.tensors() {
+        let Some(dim) = backbone.pooled_dim(tensor) else {
+            return Ok(None);
+        };
+        columns.push((tensor.to_string(), start..start + dim));
+        start += dim;
+    }
+    if start != split.train.dim {
+        return Ok(None);
+    }
+    Ok(Some(Together {
+        output: identity.output.clone(),
+        split,
+        columns,
+    }))
+}
+
+impl Together {
+    /// Trains on the columns of `tensors` (none: the output), as if they had been embedded on their own.
+    fn train(&self, tensors: &[String], params: &TrainParams) -> Result<TrainRun> {
+        let wanted: Vec<&str> = match tensors {
+            [] => vec![self.output.as_str()],
+            named => named.iter().map(String::as_str).collect(),
+        };
+        let ranges: Vec<Range<usize>> = wanted
+            .iter()
+            .map(|tensor| {
+                self.columns
+                    .iter()
+                    .find(|(name, _)| name == tensor)
+                    .map(|(_, range)| range.clone())
+                    .ok_or_else(|| Error::Config(format!("'{tensor}' was not embedded")))
+            })
+            .collect::<Result<_>>()?;
+        // The identity a run with these layers would have.
+        let shared = &self.split.train.backbone;
+        let identity = match tensors {
+            [] => BackboneIdentity {
+                layer: None,
+                joined: Vec::new(),
+                ..shared.clone()
+            },
+            [first, rest @ ..] => BackboneIdentity {
+                output: first.clone(),
+                layer: Some(first.clone()),
+                joined: rest.to_vec(),
+                ..shared.clone()
+            },
+        };
+        let split = Split {
+            train: self.split.train.columns(&ranges, identity.clone()),
+            validation: self
+                .split
+                .validation
+                .as_ref()
+                .map(|v| v.columns(&ranges, identity)),
+            summary: self.split.summary.clone(),
+            backbone: None,
+        };
+        split.train(params)
+    }
 }
 
 /// A zoo backbone of another modality, or a file that is not there, is refused.
@@ -333,6 +464,7 @@ mod tests {
             validation_accuracy: None,
             embed_seconds: 0.0,
             from_cache: 0,
+            embedded_together: false,
             train_seconds: 0.0,
         }
     }

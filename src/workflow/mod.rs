@@ -460,6 +460,39 @@ pub fn train(
     params: &TrainParams,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<TrainRun> {
+    let split = embed_split(data, validation, backbone, options, embed_options, progress)?;
+    split.train(params)
+}
+
+/// Training rows and validation rows, embedded; the backbone that embedded them (`None` for an `.npz`).
+struct Split {
+    train: EmbeddedSet,
+    validation: Option<EmbeddedSet>,
+    summary: Option<EmbedSummary>,
+    backbone: Option<Backbone>,
+}
+
+impl Split {
+    fn train(&self, params: &TrainParams) -> Result<TrainRun> {
+        let trained = train_bundle(&self.train, self.validation.as_ref(), params)?;
+        Ok(TrainRun {
+            trained,
+            summary: self.summary.clone(),
+            train_rows: self.train.rows(),
+            validation_rows: self.validation.as_ref().map_or(0, EmbeddedSet::rows),
+        })
+    }
+}
+
+/// [`train`]'s embedding and split.
+fn embed_split(
+    data: &Data,
+    validation: &Validation,
+    backbone: Option<&BackboneRef>,
+    options: &BackboneOptions,
+    embed_options: &EmbedOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Split> {
     let mut opened = None;
     // int8 calibrates on training images only: the split is drawn from the file list first.
     let held_out = match (validation, data) {
@@ -506,12 +539,11 @@ pub fn train(
             )
         })?,
     };
-    let trained = train_bundle(&train_set, validation_set.as_ref(), params)?;
-    Ok(TrainRun {
-        trained,
+    Ok(Split {
+        train: train_set,
+        validation: validation_set,
         summary,
-        train_rows: train_set.rows(),
-        validation_rows: validation_set.as_ref().map_or(0, EmbeddedSet::rows),
+        backbone: opened,
     })
 }
 
