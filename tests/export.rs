@@ -325,26 +325,8 @@ fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
 
 #[test]
 fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
-    let movies = headstart::data::texts::load_table(
-        &headstart::datasets::vader_movies().unwrap(),
-        &Default::default(),
-    )
-    .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let mut lines = String::new();
-    for label in 0..2 {
-        for item in movies
-            .items
-            .iter()
-            .filter(|i| i.label == Some(label))
-            .take(60)
-        {
-            let row = serde_json::json!({"text": item.text, "label": movies.classes[label]});
-            lines.push_str(&format!("{row}\n"));
-        }
-    }
-    let table = dir.path().join("reviews.jsonl");
-    std::fs::write(&table, lines).unwrap();
+    let table = common::vader_table(dir.path(), 60);
     let bundle = dir.path().join("sentiment.hs");
     let (code, _, stderr) = headstart(&[
         "train",

@@ -127,25 +127,7 @@ fn the_best_candidate_by_cross_validation_goes_into_the_bundle() {
 #[test]
 fn text_candidates_are_the_last_transformer_layers() {
     let dir = tempfile::tempdir().unwrap();
-    let movies = headstart::data::texts::load_table(
-        &headstart::datasets::vader_movies().unwrap(),
-        &Default::default(),
-    )
-    .unwrap();
-    let mut lines = String::new();
-    for label in 0..2 {
-        for item in movies
-            .items
-            .iter()
-            .filter(|i| i.label == Some(label))
-            .take(30)
-        {
-            let row = serde_json::json!({"text": item.text, "label": movies.classes[label]});
-            lines.push_str(&format!("{row}\n"));
-        }
-    }
-    let table = dir.path().join("reviews.jsonl");
-    std::fs::write(&table, lines).unwrap();
+    let table = common::vader_table(dir.path(), 30);
     let bundle = dir.path().join("auto.hs");
     let report: Value = serde_json::from_str(&headstart_ok(&[
         "train",

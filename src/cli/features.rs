@@ -8,7 +8,7 @@ use headstart::head::TrainParams;
 use headstart::workflow::{self, FeatureSearch, SearchEvent, SearchSettings, Validation};
 use headstart::{Modality, Result};
 
-use super::{TrainArgs, print_embed_summary, print_train_report};
+use super::{TrainArgs, print_embed_summary, print_trained, trained_json};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum FeatureChoice {
@@ -122,17 +122,12 @@ pub(super) fn train_auto(
                 value
             })
             .collect();
-        let value = serde_json::json!({
-            "bundle": args.output_file.display().to_string(),
-            "features": {
-                "candidates": candidates,
-                "chosen": search.chosen,
-                "not_tried": search.not_tried,
-                "seconds": search.seconds,
-            },
-            "embed": search.run.summary,
-            "train": trained.report,
-            "validation": trained.validation,
+        let mut value = trained_json(trained, &search.run.summary, &args.output_file);
+        value["features"] = serde_json::json!({
+            "candidates": candidates,
+            "chosen": search.chosen,
+            "not_tried": search.not_tried,
+            "seconds": search.seconds,
         });
         println!("{value}");
     } else if !flags.quiet {
@@ -140,15 +135,7 @@ pub(super) fn train_auto(
             print_embed_summary(summary, flags.verbose);
         }
         print_search(&search);
-        print_train_report(&trained.report);
-        if let Some(metrics) = &trained.validation {
-            println!(
-                "\nvalidation ({} samples)\n{}",
-                metrics.samples,
-                metrics.render()
-            );
-        }
-        println!("wrote {}", args.output_file.display());
+        print_trained(trained, &args.output_file);
     }
     Ok(())
 }

@@ -911,34 +911,47 @@ fn train(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
     }
     trained.bundle.save(&args.output_file)?;
     if flags.json {
-        let value = serde_json::json!({
-            "bundle": args.output_file.display().to_string(),
-            "embed": summary,
-            "train": trained.report,
-            "open_set": trained.bundle.info.training.open_set,
-            "validation": trained.validation,
-        });
-        println!("{value}");
+        println!("{}", trained_json(&trained, &summary, &args.output_file));
     } else if !flags.quiet {
-        print_train_report(&trained.report);
-        if let Some(open_set) = &trained.bundle.info.training.open_set {
-            println!(
-                "  open-set: unknown beyond novelty {:.4} ({:.1}% of out-of-fold training inputs; {} reference embeddings)",
-                open_set.threshold,
-                open_set.false_rejection * 100.0,
-                open_set.reference
-            );
-        }
-        if let Some(metrics) = &trained.validation {
-            println!(
-                "\nvalidation ({} samples)\n{}",
-                metrics.samples,
-                metrics.render()
-            );
-        }
-        println!("wrote {}", args.output_file.display());
+        print_trained(&trained, &args.output_file);
     }
     Ok(())
+}
+
+/// `train --json`'s fields for a bundle written to `output`.
+fn trained_json(
+    trained: &workflow::Trained,
+    summary: &Option<EmbedSummary>,
+    output: &Path,
+) -> serde_json::Value {
+    serde_json::json!({
+        "bundle": output.display().to_string(),
+        "embed": summary,
+        "train": trained.report,
+        "open_set": trained.bundle.info.training.open_set,
+        "validation": trained.validation,
+    })
+}
+
+/// What `train` says about a bundle written to `output`: training, open-set threshold, validation metrics.
+fn print_trained(trained: &workflow::Trained, output: &Path) {
+    print_train_report(&trained.report);
+    if let Some(open_set) = &trained.bundle.info.training.open_set {
+        println!(
+            "  open-set: unknown beyond novelty {:.4} ({:.1}% of out-of-fold training inputs; {} reference embeddings)",
+            open_set.threshold,
+            open_set.false_rejection * 100.0,
+            open_set.reference
+        );
+    }
+    if let Some(metrics) = &trained.validation {
+        println!(
+            "\nvalidation ({} samples)\n{}",
+            metrics.samples,
+            metrics.render()
+        );
+    }
+    println!("wrote {}", output.display());
 }
 
 fn train_multi_label(

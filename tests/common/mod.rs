@@ -170,3 +170,27 @@ pub fn elpv_cells(root: &Path, per_class: usize) -> (PathBuf, Vec<PathBuf>) {
     }
     (data, copies)
 }
+
+/// The first `per_class` negative and positive VADER movie snippets as a `.jsonl` table (`text`, `label`) in `dir`.
+pub fn vader_table(dir: &Path, per_class: usize) -> PathBuf {
+    let movies = headstart::data::texts::load_table(
+        &headstart::datasets::vader_movies().unwrap(),
+        &Default::default(),
+    )
+    .unwrap();
+    let mut lines = String::new();
+    for label in 0..2 {
+        for item in movies
+            .items
+            .iter()
+            .filter(|i| i.label == Some(label))
+            .take(per_class)
+        {
+            let row = serde_json::json!({"text": item.text, "label": movies.classes[label]});
+            lines.push_str(&format!("{row}\n"));
+        }
+    }
+    let table = dir.join("reviews.jsonl");
+    std::fs::write(&table, lines).unwrap();
+    table
+}
