@@ -1,10 +1,13 @@
 #!/usr/bin/env bash
 # Usage (on the GPU machine, in the project root, after the parts of benches/gpu/pack.sh are in /tmp/hs-parts):
 #   bash benches/gpu/check.sh
-# The prepared GPU check of issue 14, in one run: doctor with no environment variables, pure inference beside
-# end-to-end embed (fp32 and fp16, small and larger JPEGs), texts (int8, float32, fp16), fp16 against fp32 (parity
-# and the ELPV demo), start-up on a small folder. The log goes to $OUT/log.txt (or ./gpu-check.log) and a summary
-# is printed last. SCALE=small runs tiny counts (to try the script on any machine).
+# The prepared GPU check of issue 14, in one run, every command with no environment variables (`env -i`, the
+# system's PATH, HOME) and no network:
+# 1. a HEADSTART_HOME holding only wheels/ (onnxruntime-gpu): doctor, then images (pure inference beside
+#    end-to-end embed, fp32 and fp16, 32x32 and 256x256) and `embed DIR --device cuda`; what the cache holds after;
+# 2. the text models added to the cache: texts in int8, float32 and fp16 on CUDA, float32 on the CPU;
+# 3. fp16 against fp32 (images and texts), start-up on a small folder.
+# The log goes to $OUT/log.txt (or ./log.txt) and a summary is printed last. SCALE=small runs tiny counts.
 set -u
 PARTS=${PARTS:-/tmp/hs-parts}
 WORK=${WORK:-/tmp/hs}
@@ -15,22 +18,22 @@ say() { echo; echo "=== $* ($(date +%T))"; }
 if [ "${SCALE:-}" = small ]; then IMAGES=512; LARGE=128; TEXTS=256; else IMAGES=65536; LARGE=16384; TEXTS=18000; fi
 
 say unpack
-rm -rf "$WORK"; mkdir -p "$WORK/bin" "$WORK/models" "$WORK/user/.cache/headstart"
-cat "$PARTS"/part-* > "$WORK/bundle.tar"
-echo "bundle sha256 want $(cat "$SUMS" 2>/dev/null) got $(sha256sum "$WORK/bundle.tar" | cut -d' ' -f1)"
-tar -xf "$WORK/bundle.tar" -C "$WORK" && rm "$WORK/bundle.tar"
-xz -dc "$WORK/ortgpu.tar.xz" | tar -x -C "$WORK/bin" && (cd "$WORK/bin" && sha256sum -c SHA256SUMS)
-xz -d "$WORK/bin/headstart.xz" "$WORK/bin/device.xz" && chmod +x "$WORK/bin/headstart" "$WORK/bin/device"
+rm -rf "$WORK"; mkdir -p "$WORK/models" "$WORK/user/.cache/headstart"
+cat "$PARTS"/part-* > "$WORK/bundle.tar.xz"
+echo "bundle sha256 want $(cat "$SUMS" 2>/dev/null) got $(sha256sum "$WORK/bundle.tar.xz" | cut -d' ' -f1)"
+xz -dc "$WORK/bundle.tar.xz" | tar -x -C "$WORK" && rm "$WORK/bundle.tar.xz"
 cp models/efficientnet-lite0.onnx "$WORK/models/"
-cp -r "$WORK/seed/." "$WORK/user/.cache/headstart/"
 H=$WORK/user
-# A fresh cache and no environment variables: only PATH (the system's) and HOME.
+CACHE=$H/.cache/headstart
+mv "$WORK/wheels" "$CACHE/"
 run() { echo "+ $*"; env -i PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin HOME="$H" "$@"; echo "(exit $?)"; }
 HS=$WORK/bin/headstart
 BENCH=$WORK/bin/device
+echo "beside the binaries: $(ls "$WORK/bin")"
+echo "the cache before: $(cd "$CACHE" && find . -type f | sort)"
 
-say "doctor"
-run timeout 120 "$HS" doctor
+say "doctor, from a cache holding only the wheels"
+run timeout 300 "$HS" doctor
 
 say "images 32x32: fp32, then fp16"
 run env HEADSTART_BENCH_FOLDER="$WORK/small" HEADSTART_BENCH_IMAGES=$IMAGES HEADSTART_BENCH_TEXTS=0 timeout 200 "$BENCH"
@@ -38,20 +41,38 @@ run env HEADSTART_BENCH_IMAGES=$IMAGES HEADSTART_BENCH_TEXTS=0 HEADSTART_BENCH_P
 say "images 256x256: fp32"
 run env HEADSTART_BENCH_IMAGES=$LARGE HEADSTART_BENCH_SIZE=256 HEADSTART_BENCH_TEXTS=0 timeout 200 "$BENCH"
 
-say "texts: int8 default, float32, float32 in fp16"
-for setting in "all-minilm-l6-v2 fp32" "all-minilm-l6-v2-fp32 fp32" "all-minilm-l6-v2-fp32 fp16"; do
+say "embed --device cuda, fp32 and fp16: 1,024 JPEGs"
+mkdir -p "$WORK/p1k/a"; ls "$WORK/small/a" | head -1024 | while read -r f; do cp "$WORK/small/a/$f" "$WORK/p1k/a/"; done
+run "$HS" embed "$WORK/p1k" -o "$WORK/p32.npz" --no-cache --device cuda -v
+run "$HS" embed "$WORK/p1k" -o "$WORK/p16.npz" --no-cache --device cuda -q --precision fp16
+echo "the cache after: $(cd "$CACHE" && find . -maxdepth 3 | sort)"
+
+say "texts: int8 default, float32, float32 in fp16 on CUDA; float32 on the CPU"
+cp -r "$WORK/seed/models" "$CACHE/"
+for setting in "all-minilm-l6-v2 fp32 auto $TEXTS" "all-minilm-l6-v2-fp32 fp32 auto $TEXTS" \
+  "all-minilm-l6-v2-fp32 fp16 auto $TEXTS" "all-minilm-l6-v2-fp32 fp32 cpu 2048"; do
   set -- $setting
-  run env HEADSTART_BENCH_IMAGES=256 HEADSTART_BENCH_TEXTS=$TEXTS HEADSTART_BENCH_TEXT_MODEL=$1 \
-    HEADSTART_BENCH_PRECISION=$2 timeout 200 "$BENCH"
+  run env HEADSTART_BENCH_IMAGES=256 HEADSTART_BENCH_TEXTS=$4 HEADSTART_BENCH_TEXT_MODEL=$1 \
+    HEADSTART_BENCH_PRECISION=$2 HEADSTART_BENCH_DEVICE=$3 timeout 200 "$BENCH"
 done
 
-say "fp16 against fp32: 1,024 JPEGs, and texts"
-mkdir -p "$WORK/p1k/a"; ls "$WORK/small/a" | head -1024 | while read -r f; do cp "$WORK/small/a/$f" "$WORK/p1k/a/"; done
-run "$HS" embed "$WORK/p1k" -o "$WORK/p32.npz" --no-cache -q
-run "$HS" embed "$WORK/p1k" -o "$WORK/p16.npz" --no-cache -q --precision fp16
-printf 'text,label\nwhere is my order,0\nI want a refund,1\nthe screen arrived broken,0\ncan I change my password,1\n' > "$WORK/t.csv"
-run "$HS" embed "$WORK/t.csv" -o "$WORK/t32.npz" --no-cache -q --backbone all-minilm-l6-v2-fp32
-run "$HS" embed "$WORK/t.csv" -o "$WORK/t16.npz" --no-cache -q --backbone all-minilm-l6-v2-fp32 --precision fp16
+say "texts: fp16 against fp32"
+{
+  echo "text,label"
+  for who in "my order" "the parcel" "my refund" "the invoice" "my account" "the app" "my password" "the screen" \
+    "the delivery" "my subscription"; do
+    for what in "has not arrived" "is broken" "was charged twice" "cannot be opened" "is late again" \
+      "looks wrong" "keeps crashing" "was cancelled" "needs changing" "is missing a part"; do
+      for how in "" " and I am upset" ", please help" " since Monday" "?" " - what now" " again!" \
+        ", thanks" " for a week" " (second time)"; do
+        echo "\"$who $what$how\",$(( ${#what} % 2 ))"
+      done
+    done
+  done
+} > "$WORK/t.csv"
+run "$HS" embed "$WORK/t.csv" -o "$WORK/t32.npz" --no-cache -q --device cuda --backbone all-minilm-l6-v2-fp32
+run "$HS" embed "$WORK/t.csv" -o "$WORK/t16.npz" --no-cache -q --device cuda --backbone all-minilm-l6-v2-fp32 \
+  --precision fp16
 PY=$(command -v /opt/torch/.venv/bin/python3 python3 | head -1)
 "$PY" - "$WORK" <<'PYTHON'
 import sys, numpy as np
@@ -62,15 +83,11 @@ for a, b, what in [("p32", "p16", "1,024 JPEGs"), ("t32", "t16", "texts")]:
     print(f"fp16 vs fp32, {what}: n {len(c)} min cosine {c.min():.6f} mean {c.mean():.6f}")
 PYTHON
 
-say "ELPV demo: fp32, then fp16"
-run bash -c "time $HS demo"
-run bash -c "time $HS demo --precision fp16"
-
 say "start-up: 64 images"
 mkdir -p "$WORK/s64/a"; ls "$WORK/small/a" | head -64 | while read -r f; do cp "$WORK/small/a/$f" "$WORK/s64/a/"; done
 run bash -c "time $HS embed $WORK/s64 -o $WORK/s64.npz --no-cache -v"
 run bash -c "time $HS embed $WORK/s64 -o $WORK/s64c.npz --no-cache -v --device cpu"
 
 say summary
-grep -E "^===|JPEGs|^(device|  loaded|NVIDIA)|pure inference|end-to-end embed|\(b\)/\(a\)|^texts:|fp16 vs fp32|^accuracy|^real|on cuda|error" "$LOG" \
+grep -E "^===|^bundle|JPEGs|^(ONNX|device|  loaded|  placement|NVIDIA)|pure inference|end-to-end embed|\(b\)/\(a\)|^texts|fp16 vs fp32|^embedded|^real|error" "$LOG" \
   | grep -v "^+ " | cut -c1-200
