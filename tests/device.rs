@@ -176,11 +176,8 @@ fn embedding_needs_no_network_once_the_backbone_is_there() {
     );
 }
 
-/// A wheel in `$HEADSTART_HOME/wheels` provides the runtime with no pip and no network.
-#[test]
-fn a_local_wheel_folder_is_used_without_pip() {
-    let home = tempfile::tempdir().unwrap();
-    let wheels = home.path().join("wheels");
+/// Downloads the wheel of `package` headstart pins (CPython 3.11, manylinux_2_28) into `folder`.
+fn download_wheel(package: &str, folder: &Path) {
     let status = Command::new(headstart::fetch::python())
         .args([
             "-m",
@@ -195,13 +192,20 @@ fn a_local_wheel_folder_is_used_without_pip() {
             "3.11",
             "--implementation",
             "cp",
-            "onnxruntime==1.31.1",
+            package,
             "-d",
         ])
-        .arg(&wheels)
+        .arg(folder)
         .status()
         .unwrap();
-    assert!(status.success(), "pip could not download the test wheel");
+    assert!(status.success(), "pip could not download {package}");
+}
+
+/// A wheel in `$HEADSTART_HOME/wheels` provides the runtime with no pip and no network.
+#[test]
+fn a_local_wheel_folder_is_used_without_pip() {
+    let home = tempfile::tempdir().unwrap();
+    download_wheel("onnxruntime==1.31.1", &home.path().join("wheels"));
     let no_python = home.path().join("no-python-here");
     let diagnosis = doctor(
         &[
@@ -217,4 +221,34 @@ fn a_local_wheel_folder_is_used_without_pip() {
             .join("runtime/onnxruntime-1.31.1/libonnxruntime.so.1.31.1")
     );
     assert_eq!(diagnosis["runtime_version"], "1.31.1");
+}
+
+/// A GPU machine seeded only with the onnxruntime-gpu wheel runs CPU jobs offline too: that runtime has the CPU
+/// provider, so the CPU build is not fetched; the runtime comes from the wheel, then from the cache.
+#[test]
+fn onnxruntime_gpu_serves_the_cpu_when_it_is_the_only_runtime_at_hand() {
+    let home = tempfile::tempdir().unwrap();
+    let wheels = home.path().join("wheels");
+    download_wheel("onnxruntime-gpu==1.31.1", &wheels);
+    let no_python = home.path().join("no-python-here");
+    let env = [
+        ("HEADSTART_HOME", home.path()),
+        ("HEADSTART_PYTHON", no_python.as_path()),
+    ];
+    let gpu_runtime = home
+        .path()
+        .join("runtime/onnxruntime-gpu-1.31.1/libonnxruntime.so.1.31.1");
+    let from_wheel = doctor(&env, &["--device", "cpu"]);
+    assert_eq!(
+        PathBuf::from(from_wheel["runtime_library"].as_str().unwrap()),
+        gpu_runtime
+    );
+    assert_eq!(from_wheel["device"], "cpu", "{from_wheel}");
+    std::fs::remove_dir_all(&wheels).unwrap();
+    let from_cache = doctor(&env, &["--device", "cpu"]);
+    assert_eq!(
+        PathBuf::from(from_cache["runtime_library"].as_str().unwrap()),
+        gpu_runtime
+    );
+    assert!(!home.path().join("runtime/onnxruntime-1.31.1").exists());
 }

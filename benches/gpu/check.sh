@@ -6,7 +6,8 @@
 # 1. a HEADSTART_HOME holding only wheels/ (onnxruntime-gpu): doctor, then images (pure inference beside
 #    end-to-end embed, fp32 and fp16, 32x32 and 256x256) and `embed DIR --device cuda`; what the cache holds after;
 # 2. the text models added to the cache: texts in int8, float32 and fp16 on CUDA, float32 on the CPU;
-# 3. fp16 against fp32 (images and texts), start-up on a small folder.
+# 3. fp16 against fp32 (images and texts), int8 on CUDA, the CPU from onnxruntime-gpu, start-up on a small
+#    folder.
 # The log goes to $OUT/log.txt (or ./log.txt) and a summary is printed last. SCALE=small runs tiny counts.
 set -u
 PARTS=${PARTS:-/tmp/hs-parts}
@@ -47,6 +48,11 @@ run "$HS" embed "$WORK/p1k" -o "$WORK/p32.npz" --no-cache --device cuda -v
 run "$HS" embed "$WORK/p1k" -o "$WORK/p16.npz" --no-cache --device cuda -q --precision fp16
 echo "the cache after: $(cd "$CACHE" && find . -maxdepth 3 | sort)"
 
+say "int8 on CUDA (calibrated on the same 1,024 JPEGs), and the CPU from the same runtime"
+run "$HS" embed "$WORK/p1k" -o "$WORK/p8.npz" --no-cache --device cuda -v --precision int8
+run "$HS" embed "$WORK/p1k" -o "$WORK/p8a.npz" --no-cache --device cuda -v --precision int8 --allow-cpu-nodes
+run "$HS" embed "$WORK/p1k" -o "$WORK/pc.npz" --no-cache --device cpu -v
+
 say "texts: int8 default, float32, float32 in fp16 on CUDA; float32 on the CPU"
 cp -r "$WORK/seed/models" "$CACHE/"
 for setting in "all-minilm-l6-v2 fp32 auto $TEXTS" "all-minilm-l6-v2-fp32 fp32 auto $TEXTS" \
@@ -77,10 +83,14 @@ PY=$(command -v /opt/torch/.venv/bin/python3 python3 | head -1)
 "$PY" - "$WORK" <<'PYTHON'
 import sys, numpy as np
 w = sys.argv[1]
-for a, b, what in [("p32", "p16", "1,024 JPEGs"), ("t32", "t16", "texts")]:
+import os
+for a, b, what in [("p32", "p16", "1,024 JPEGs"), ("t32", "t16", "texts"), ("pc", "p32", "1,024 JPEGs, CUDA vs CPU"),
+                   ("p8a", "p32", "1,024 JPEGs, int8 on CUDA vs fp32")]:
+    if not (os.path.exists(f"{w}/{a}.npz") and os.path.exists(f"{w}/{b}.npz")):
+        print(f"{a} vs {b}: missing"); continue
     x = np.load(f"{w}/{a}.npz")["embeddings"]; y = np.load(f"{w}/{b}.npz")["embeddings"]
     c = (x * y).sum(1) / np.linalg.norm(x, axis=1) / np.linalg.norm(y, axis=1)
-    print(f"fp16 vs fp32, {what}: n {len(c)} min cosine {c.min():.6f} mean {c.mean():.6f}")
+    print(f"{a} vs {b}, {what}: n {len(c)} min cosine {c.min():.6f} mean {c.mean():.6f}")
 PYTHON
 
 say "start-up: 64 images"
@@ -89,5 +99,5 @@ run bash -c "time $HS embed $WORK/s64 -o $WORK/s64.npz --no-cache -v"
 run bash -c "time $HS embed $WORK/s64 -o $WORK/s64c.npz --no-cache -v --device cpu"
 
 say summary
-grep -E "^===|^bundle|JPEGs|^(ONNX|device|  loaded|  placement|NVIDIA)|pure inference|end-to-end embed|\(b\)/\(a\)|^texts|fp16 vs fp32|^embedded|^real|error" "$LOG" \
+grep -E "^===|^bundle|JPEGs|^(ONNX|device|  loaded|  placement|NVIDIA)|pure inference|end-to-end embed|\(b\)/\(a\)|^texts| vs |^embedded|^real|error" "$LOG" \
   | grep -v "^+ " | cut -c1-200

@@ -42,8 +42,10 @@ pub(crate) fn has_cuda_provider(library: &Path) -> bool {
         .is_some_and(|dir| dir.join(CUDA_PROVIDER).is_file())
 }
 
-/// Finds a CPU libonnxruntime in this order: beside the executable, headstart's cache, an installed Python
-/// `onnxruntime` package (1.22 or newer); else fetches the pinned wheel from PyPI.
+/// Finds a CPU libonnxruntime in this order: beside the executable, headstart's cache (the CPU runtime, else
+/// onnxruntime-gpu's), an installed Python `onnxruntime` package (1.22 or newer); else takes onnxruntime-gpu
+/// from the local wheel folder when only that is there, or fetches the pinned CPU wheel from PyPI.
+/// onnxruntime-gpu runs the CPU provider as well: a GPU machine seeded with it needs no second runtime offline.
 pub(crate) fn locate_cpu() -> Result<PathBuf> {
     if let Some(found) = beside_executable() {
         return Ok(found);
@@ -52,12 +54,23 @@ pub(crate) fn locate_cpu() -> Result<PathBuf> {
     if cached.is_file() {
         return Ok(cached);
     }
+    let gpu_cached = gpu_cache_dir()?.join(library_file_name());
+    if gpu_cached.is_file() {
+        return Ok(gpu_cached);
+    }
     if let Some(found) = python_package_library(false) {
         return Ok(found);
     }
     let spec = cpu_wheel()?;
+    if fetch::local_wheel(&spec.package)?.is_none() && fetch::local_wheel(&gpu_package())?.is_some() {
+        return locate_gpu();
+    }
     fetch::ensure(&spec, &cached)?;
     Ok(cached)
+}
+
+fn gpu_package() -> String {
+    format!("onnxruntime-gpu=={PINNED_VERSION}")
 }
 
 /// Finds a libonnxruntime with the CUDA provider beside it: beside the executable, headstart's cache, an
@@ -132,7 +145,7 @@ fn gpu_wheel() -> Result<Vec<RegistryFile>> {
         )));
     }
     let member = |name: &str, sha256: &str| RegistryFile {
-        package: format!("onnxruntime-gpu=={PINNED_VERSION}"),
+        package: gpu_package(),
         file: format!("onnxruntime/capi/{name}"),
         sha256: sha256.into(),
         platform: Some("manylinux_2_28_x86_64".into()),
