@@ -99,5 +99,5 @@ run bash -c "time $HS embed $WORK/s64 -o $WORK/s64.npz --no-cache -v"
 run bash -c "time $HS embed $WORK/s64 -o $WORK/s64c.npz --no-cache -v --device cpu"
 
 say summary
-grep -E "^===|^bundle|JPEGs|^(ONNX|device|  loaded|  placement|NVIDIA)|pure inference|end-to-end embed|\(b\)/\(a\)|^texts| vs |^embedded|^real|error" "$LOG" \
+grep -E "^===|^bundle|JPEGs|^(ONNX|device|  loaded|  placement|NVIDIA)|pure inference|end-to-end embed|\(b\)/\(a\)|^texts| vs |^embedded|^nodes|^the cache|^real|error|warning" "$LOG" \
   | grep -v "^+ " | cut -c1-200
