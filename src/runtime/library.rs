@@ -62,7 +62,8 @@ pub(crate) fn locate_cpu() -> Result<PathBuf> {
         return Ok(found);
     }
     let spec = cpu_wheel()?;
-    if fetch::local_wheel(&spec.package)?.is_none() && fetch::local_wheel(&gpu_package())?.is_some() {
+    if fetch::local_wheel(&spec.package)?.is_none() && fetch::local_wheel(&gpu_package())?.is_some()
+    {
         return locate_gpu();
     }
     fetch::ensure(&spec, &cached)?;
