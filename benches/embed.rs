@@ -234,7 +234,8 @@ fn photo_copies(source: &Path, copies: usize) -> tempfile::TempDir {
 }
 
 /// The camera photos as a phone or camera would write them: baseline JPEG, quality 92, 4:2:0 (libjpeg's
-/// defaults), from their full decoding. Debian's files are mostly progressive, which no decoding scale speeds up.
+/// defaults), from their full decoding. Debian's files are mostly progressive, whose scans are entropy-decoded
+/// one after another whatever the scale (headstart leaves out only the last-bit ones).
 fn baseline_camera_photos() -> tempfile::TempDir {
     let source = datasets::camera_photos().expect("photo fetch");
     let dir = tempfile::tempdir().expect("temp dir");

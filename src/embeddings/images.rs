@@ -17,7 +17,7 @@ use super::set::{
 use crate::augment::View;
 use crate::backbone::{ImageBackbone, InputSpec};
 use crate::data::Files;
-use crate::data::decode::{DecodeOptions, decode_image, planned_shrink};
+use crate::data::decode::{DecodeOptions, REDUCED_SCALE_REVISION, decode_image, planned_shrink};
 use crate::error::{Error, Result};
 use crate::preprocess::ImagePreprocess;
 
@@ -314,7 +314,10 @@ fn embed_file(
                 .iter()
                 .map(|v| match shrink {
                     1 => Some(cache.key(&content, v.name())),
-                    _ => Some(cache.key(&content, &format!("{}@1/{shrink}", v.name()))),
+                    _ => Some(cache.key(
+                        &content,
+                        &format!("{}@1/{shrink}r{REDUCED_SCALE_REVISION}", v.name()),
+                    )),
                 })
                 .collect()
         }

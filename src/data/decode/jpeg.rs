@@ -16,7 +16,7 @@ use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 use zune_jpeg::errors::DecodeErrors;
 
-use super::{DecodeOptions, check_size, into_rgb8};
+use super::{DecodeOptions, check_size, into_rgb8, progressive};
 use crate::preprocess::ImagePreprocess;
 
 /// What decoding needs to know before the pixels: the stored size, how EXIF says to turn it, and whether
@@ -174,9 +174,19 @@ const DAMAGE_WARNINGS: [i32; 5] = [
     mozjpeg_sys::JWRN_NOT_SEQUENTIAL,
 ];
 
-/// At 1/`shrink` scale through libjpeg-turbo. `None` for colour spaces it cannot turn into RGB (CMYK, which
-/// the header check already keeps away): those are decoded in full.
+/// At 1/`shrink` scale through libjpeg-turbo, without the scans that scale can do without. `None` for colour
+/// spaces it cannot turn into RGB (CMYK, which the header check already keeps away): those are decoded in full.
 fn decode_scaled(
+    bytes: &[u8],
+    shrink: u32,
+    strict: bool,
+    max_pixels: u64,
+) -> Result<Option<RgbImage>, String> {
+    let bytes = progressive::without_fine_scans(bytes, shrink);
+    decode_every_scan_scaled(&bytes, shrink, strict, max_pixels)
+}
+
+fn decode_every_scan_scaled(
     bytes: &[u8],
     shrink: u32,
     strict: bool,
@@ -274,4 +284,61 @@ fn message(info: &mut jpeg_common_struct) -> String {
     }
     let end = buffer.iter().position(|&b| b == 0).unwrap_or(buffer.len());
     String::from_utf8_lossy(&buffer[..end]).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A textured 640x480 image encoded progressive (libjpeg's standard scans), quality 90.
+    fn progressive_jpeg() -> Vec<u8> {
+        let image = RgbImage::from_fn(640, 480, |x, y| {
+            let wave = ((x as f32 / 7.0).sin() * (y as f32 / 5.0).cos() * 60.0) as i32;
+            let checker = if (x / 3 + y / 4) % 2 == 0 { 25 } else { -25 };
+            let level = |base: i32| (base + wave + checker).clamp(0, 255) as u8;
+            image::Rgb([level((x / 3) as i32), level((y / 2) as i32), level(128)])
+        });
+        let mut compress = mozjpeg::Compress::new(mozjpeg::ColorSpace::JCS_RGB);
+        compress.set_fastest_defaults();
+        compress.set_progressive_mode();
+        compress.set_size(640, 480);
+        compress.set_quality(90.0);
+        let mut started = compress.start_compress(Vec::new()).unwrap();
+        started.write_scanlines(image.as_raw()).unwrap();
+        started.finish().unwrap()
+    }
+
+    /// The pattern is a worst case (sharp 3-pixel checks: much of its energy is in the cut bits); photos move
+    /// far less (tests/embed.rs compares their embeddings).
+    #[test]
+    fn cutting_the_last_bit_scans_moves_pixels_by_a_few_levels() {
+        let bytes = progressive_jpeg();
+        for shrink in [2, 4, 8] {
+            let cut = progressive::without_fine_scans(&bytes, shrink);
+            assert!(
+                cut.len() < bytes.len() * 4 / 5,
+                "{} of {}",
+                cut.len(),
+                bytes.len()
+            );
+            let cut = decode_scaled(&bytes, shrink, true, u64::MAX)
+                .unwrap()
+                .unwrap();
+            let whole = decode_every_scan_scaled(&bytes, shrink, true, u64::MAX)
+                .unwrap()
+                .unwrap();
+            assert_eq!(cut.dimensions(), whole.dimensions());
+            let difference: u64 = cut
+                .as_raw()
+                .iter()
+                .zip(whole.as_raw())
+                .map(|(&a, &b)| u64::from(a.abs_diff(b)))
+                .sum();
+            let mean = difference as f64 / cut.as_raw().len() as f64;
+            assert!(
+                mean > 0.0 && mean < 3.0,
+                "1/{shrink}: mean |difference| {mean}"
+            );
+        }
+    }
 }

@@ -5,6 +5,7 @@
 //! scale when a preprocessing says how much of them it needs (`jpeg`).
 
 mod jpeg;
+mod progressive;
 mod whole;
 
 use std::io::Cursor;
@@ -94,6 +95,10 @@ pub fn decode_image(
     image.apply_orientation(orientation);
     Ok(DynamicImage::ImageRgb8(into_rgb8(image)))
 }
+
+/// Part of the cache key of a view decoded at reduced scale, raised whenever that decoding gives other pixels
+/// (2: progressive JPEGs decode without their last-bit scans), so older rows are not mixed with newer ones.
+pub const REDUCED_SCALE_REVISION: u32 = 2;
 
 /// By how much [`decode_image`] will shrink these bytes while decoding them for `preprocess`: 1 unless they
 /// are a JPEG large enough for reduced-scale decoding. Reads only the header.
