@@ -50,13 +50,17 @@ fn cut(bytes: &[u8], shrink: u32) -> Option<Vec<u8>> {
         ]));
         let header_end = start.checked_add(2 + length)?;
         let header = bytes.get(start + 4..header_end)?;
+        progressive |= marker == SOF_PROGRESSIVE;
+        if marker == SOS && !progressive {
+            // A baseline frame: nothing to cut, and no need to walk its data.
+            return None;
+        }
         let end = if marker == SOS {
             entropy_end(bytes, header_end)
         } else {
             header_end
         };
-        progressive |= marker == SOF_PROGRESSIVE;
-        if marker == SOS && progressive && needless(header)? {
+        if marker == SOS && needless(header)? {
             skipped = true;
         } else {
             kept.extend_from_slice(&bytes[start..end]);
