@@ -54,7 +54,7 @@ pub(crate) fn locate_cpu() -> Result<PathBuf> {
     if cached.is_file() {
         return Ok(cached);
     }
-    let gpu_cached = gpu_cache_dir()?.join(library_file_name());
+    let gpu_cached = gpu_cache_library()?;
     if gpu_cached.is_file() {
         return Ok(gpu_cached);
     }
@@ -64,7 +64,7 @@ pub(crate) fn locate_cpu() -> Result<PathBuf> {
     let spec = cpu_wheel()?;
     if fetch::local_wheel(&spec.package)?.is_none() && fetch::local_wheel(&gpu_package())?.is_some()
     {
-        return locate_gpu();
+        return provision_gpu();
     }
     fetch::ensure(&spec, &cached)?;
     Ok(cached)
@@ -80,14 +80,19 @@ pub(crate) fn locate_gpu() -> Result<PathBuf> {
     if let Some(found) = beside_executable().filter(|l| has_cuda_provider(l)) {
         return Ok(found);
     }
-    let dir = gpu_cache_dir()?;
-    let cached = dir.join(library_file_name());
+    let cached = gpu_cache_library()?;
     if cached.is_file() && has_cuda_provider(&cached) {
         return Ok(cached);
     }
     if let Some(found) = python_package_library(true) {
         return Ok(found);
     }
+    provision_gpu()
+}
+
+/// The pinned onnxruntime-gpu wheel's three libraries in the cache (from the local wheel folder, else PyPI).
+fn provision_gpu() -> Result<PathBuf> {
+    let dir = gpu_cache_dir()?;
     let files = gpu_wheel()?
         .into_iter()
         .map(|spec| {
@@ -96,7 +101,11 @@ pub(crate) fn locate_gpu() -> Result<PathBuf> {
         })
         .collect::<Vec<_>>();
     fetch::ensure_all(&files)?;
-    Ok(cached)
+    gpu_cache_library()
+}
+
+fn gpu_cache_library() -> Result<PathBuf> {
+    Ok(gpu_cache_dir()?.join(library_file_name()))
 }
 
 /// Where the fetched CPU runtime lives in the cache.
