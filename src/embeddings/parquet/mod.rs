@@ -1,7 +1,10 @@
 //! Embeddings as Parquet, the format data platforms read (Spark, DuckDB, Polars, Ray): one row per input, a
 //! skipped input included with its reason, the backbone in the file's key-value metadata under `headstart.`.
 //! Columns are written and read directly with the `parquet` crate (no Arrow), and the reader takes what
-//! `headstart.ray.Embed` writes through Ray as well: a folder of shards is one set.
+//! `headstart.ray.Embed` writes through Ray as well: a folder of shards is one set. Every column chunk's
+//! page headers are checked ([`pages`]) before the crate decodes it.
+
+mod pages;
 
 use std::collections::BTreeSet;
 use std::fs::File;
@@ -322,13 +325,15 @@ fn open<R: ChunkReader + 'static>(
 
 /// One Parquet file in memory as a set (a fuzz target's way in; `origin` names it in errors).
 pub fn read_parquet_bytes(bytes: Vec<u8>, origin: &Path) -> Result<EmbeddedSet> {
-    let (set, labels) = guarded(origin, || read_rows(bytes::Bytes::from(bytes), origin))?;
+    let bytes = bytes::Bytes::from(bytes);
+    let (set, labels) = guarded(origin, || read_rows(bytes.clone(), &bytes, origin))?;
     labelled(set, labels, origin)
 }
 
 fn read_file(path: &Path) -> Result<(EmbeddedSet, Vec<Option<String>>)> {
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    guarded(path, || read_rows(file, path))
+    let pages = file.try_clone().map_err(|e| Error::io(path, e))?;
+    guarded(path, || read_rows(file, &pages, path))
 }
 
 /// The parquet crate panics on some damaged files (a dictionary-encoded page without its dictionary, found by
@@ -342,9 +347,11 @@ fn guarded<T>(path: &Path, read: impl FnOnce() -> Result<T>) -> Result<T> {
     })
 }
 
-/// One file's embedded rows (unlabelled) and each row's label, if it has one.
+/// One file's embedded rows (unlabelled) and each row's label, if it has one. `pages` reads the same bytes
+/// as `file`, for the page checks.
 fn read_rows<R: ChunkReader + 'static>(
     file: R,
+    pages: &R,
     path: &Path,
 ) -> Result<(EmbeddedSet, Vec<Option<String>>)> {
     let bad = |message: String| Error::input(path, message);
@@ -376,13 +383,24 @@ fn read_rows<R: ChunkReader + 'static>(
         input,
     };
     let mut labels = Vec::new();
+    let mut budget = pages::ValueBudget::for_file(pages.len());
     for index in 0..reader.num_row_groups() {
         let group = reader
             .get_row_group(index)
             .map_err(|e| bad(format!("row group {index}: {e}")))?;
-        let count = usize::try_from(group.metadata().num_rows()).unwrap_or(0);
+        let Ok(count) = usize::try_from(group.metadata().num_rows()) else {
+            return Err(bad(format!("row group {index}: a negative row count")));
+        };
         let at = |name: &str, e: String| bad(format!("column '{name}', row group {index}: {e}"));
-        let read = |column: usize| read_column(group.as_ref(), column, count);
+        let mut read = |column: usize| {
+            pages::check_chunk(
+                pages,
+                group.metadata().column(column),
+                count as u64,
+                &mut budget,
+            )?;
+            read_column(group.as_ref(), column, count)
+        };
         let paths = read(path_column)
             .and_then(Column::strings)
             .map_err(|e| at("path", e))?;
