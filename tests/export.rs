@@ -366,7 +366,8 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
         &Default::default(),
     )
     .unwrap();
-    let encodings = backbone.tokenize(&texts).unwrap();
+    let tokens = backbone.tokenize(&texts).unwrap();
+    let encodings: Vec<&tokenizers::Encoding> = tokens.iter().map(|t| &t.encoding).collect();
     let longest = encodings.iter().map(|e| e.len()).max().unwrap();
     let padded = |get: fn(&tokenizers::Encoding) -> &[u32]| -> Vec<i64> {
         encodings

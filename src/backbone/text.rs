@@ -168,9 +168,47 @@ impl TextBackbone {
         &self.input
     }
 
-    /// Token ids of each text, truncated to [`Self::max_length`]; a truncated text's encoding has
-    /// overflowing parts.
-    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Encoding>> {
+    /// Token ids of each text, truncated to [`Self::max_length`]. Only a prefix of a long text is tokenized
+    /// (the tokenizer's work and memory grow with the whole text): it is cut where whitespace starts, so the
+    /// tokens before the cut are those of the whole text, and grown until it fills `max_length` tokens or
+    /// reaches [`MAX_BYTES_PER_TOKEN`] bytes a token, past which a text is cut.
+    pub fn tokenize(&self, texts: &[&str]) -> Result<Vec<Tokenized>> {
+        let max_length = self.input.max_length.max(1);
+        let mut limit = max_length.saturating_mul(FIRST_BYTES_PER_TOKEN);
+        let mut prefixes: Vec<&str> = texts.iter().map(|t| prefix(t, limit)).collect();
+        let mut encodings = self.encode(&prefixes)?;
+        loop {
+            let short: Vec<usize> = (0..texts.len())
+                .filter(|&i| {
+                    prefixes[i].len() < texts[i].len() && encodings[i].get_overflowing().is_empty()
+                })
+                .collect();
+            if short.is_empty() || limit >= max_length.saturating_mul(MAX_BYTES_PER_TOKEN) {
+                break;
+            }
+            limit = limit.saturating_mul(4);
+            for &i in &short {
+                prefixes[i] = prefix(texts[i], limit);
+            }
+            let longer = self.encode(&short.iter().map(|&i| prefixes[i]).collect::<Vec<_>>())?;
+            for (i, encoding) in short.into_iter().zip(longer) {
+                encodings[i] = encoding;
+            }
+        }
+        Ok(encodings
+            .into_iter()
+            .zip(texts.iter().zip(prefixes))
+            .map(|(mut encoding, (text, prefix))| {
+                let overflowed = !encoding.take_overflowing().is_empty();
+                Tokenized {
+                    encoding,
+                    truncated: overflowed || prefix.len() < text.len(),
+                }
+            })
+            .collect())
+    }
+
+    fn encode(&self, texts: &[&str]) -> Result<Vec<Encoding>> {
         self.tokenizer
             .encode_batch(texts.to_vec(), true)
             .map_err(|e| Error::Config(format!("tokenizer failed: {e}")))
@@ -178,8 +216,8 @@ impl TextBackbone {
 
     /// Embeds texts: one row per text.
     pub fn embed(&mut self, texts: &[&str]) -> Result<Array2<f32>> {
-        let encodings = self.tokenize(texts)?;
-        self.embed_encodings(&encodings.iter().collect::<Vec<_>>())
+        let tokens = self.tokenize(texts)?;
+        self.embed_encodings(&tokens.iter().map(|t| &t.encoding).collect::<Vec<_>>())
     }
 
     /// Embeds tokenized texts as one batch, padded to its longest: one row per encoding.
@@ -229,6 +267,40 @@ impl TextBackbone {
         Array2::from_shape_vec((n, dim), values)
             .map_err(|e| Error::model(&self.model.path, format!("unexpected output size: {e}")))
     }
+}
+
+/// A text's token ids, and whether tokens (or bytes, past [`MAX_BYTES_PER_TOKEN`]) were left out.
+pub struct Tokenized {
+    pub encoding: Encoding,
+    pub truncated: bool,
+}
+
+/// A long text is first tokenized up to this many bytes per token it may keep: English runs 4-6.
+const FIRST_BYTES_PER_TOKEN: usize = 16;
+
+/// No more of a text than this many bytes per token it may keep is tokenized: a text that needs more is
+/// mostly whitespace or one endless word, and is cut.
+pub const MAX_BYTES_PER_TOKEN: usize = 1024;
+
+/// The first `limit` bytes of `text` or fewer, cut where a run of whitespace starts (or, in a word longer
+/// than `limit`, at a character).
+fn prefix(text: &str, limit: usize) -> &str {
+    if text.len() <= limit {
+        return text;
+    }
+    let mut end = limit;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    // The last place at or before `end` where whitespace follows a word.
+    let mut space_follows = text[end..].starts_with(char::is_whitespace);
+    for (at, c) in text[..end].char_indices().rev() {
+        if space_follows && !c.is_whitespace() {
+            return &text[..at + c.len_utf8()];
+        }
+        space_follows = c.is_whitespace();
+    }
+    &text[..end]
 }
 
 fn beside(model: &Path) -> Result<PathBuf> {

@@ -57,16 +57,13 @@ pub fn embed_texts(
             .map(|&i| dataset.items[i].text.as_str())
             .collect();
         let began = Instant::now();
-        let encodings = backbone.tokenize(&texts)?;
+        let tokens = backbone.tokenize(&texts)?;
         stages.preprocess += began.elapsed().as_secs_f64();
-        truncated += encodings
-            .iter()
-            .filter(|e| !e.get_overflowing().is_empty())
-            .count();
+        truncated += tokens.iter().filter(|t| t.truncated).count();
         let mut order: Vec<usize> = (0..chunk.len()).collect();
-        order.sort_by_key(|&j| encodings[j].len());
+        order.sort_by_key(|&j| tokens[j].encoding.len());
         for batch in order.chunks(batch_size) {
-            let batch_encodings: Vec<_> = batch.iter().map(|&j| &encodings[j]).collect();
+            let batch_encodings: Vec<_> = batch.iter().map(|&j| &tokens[j].encoding).collect();
             let began = Instant::now();
             let rows = backbone.embed_encodings(&batch_encodings)?;
             let inferred = Instant::now();
@@ -96,7 +93,7 @@ pub fn embed_texts(
         truncated += backbone
             .tokenize(chunk)?
             .iter()
-            .filter(|e| !e.get_overflowing().is_empty())
+            .filter(|t| t.truncated)
             .count();
     }
 
