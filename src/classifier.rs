@@ -95,6 +95,18 @@ impl Classifier {
         let reference = backbone
             .cloned()
             .unwrap_or_else(|| BackboneRef::parse(&info.backbone_source));
+        // A bundle from someone else may name any path: only an ONNX file is opened on its word.
+        if let (None, BackboneRef::File(named)) = (backbone, &reference)
+            && named.extension().is_none_or(|e| e != "onnx")
+        {
+            return Err(Error::input(
+                path,
+                format!(
+                    "the bundle names {} as its backbone, which is not an .onnx file; give the backbone's path",
+                    named.display()
+                ),
+            ));
+        }
         let file = ModelFile::read(&reference).map_err(|e| match e {
             Error::ModelNotFound { .. } if backbone.is_none() => Error::BundleBackboneNotFound {
                 bundle: path.to_path_buf(),

@@ -15,7 +15,6 @@ use ort::value::{Outlet, TensorElementType, ValueType};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::hash::sha256_hex;
 use crate::modality::Modality;
 use crate::onnx::{self, ModelSummary};
 use crate::pooling::{self, Pooling};
@@ -27,7 +26,7 @@ use crate::zoo::{self, ZooModel};
 
 pub use calibrate::{Calibration, CalibrationMethod, CalibrationSettings};
 pub use image::{BatchBuffer, ImageBackbone};
-pub use text::{TextBackbone, TextInput};
+pub use text::{TextBackbone, TextInput, Tokenized};
 
 /// An opened backbone of either kind. Boxed: both are large (preprocessing tables, a tokenizer).
 pub enum Backbone {
@@ -304,6 +303,9 @@ pub(crate) struct ModelFile {
     pub path: PathBuf,
     pub zoo: Option<ZooModel>,
     pub bytes: Vec<u8>,
+    /// Initializers kept in other files of the model's folder, checked.
+    pub external: Vec<onnx::external::ExternalData>,
+    /// Of the file and its external data.
     pub sha256: String,
 }
 
@@ -318,15 +320,17 @@ impl ModelFile {
             BackboneRef::File(path) => (path.clone(), None),
         };
         let bytes = onnx::read_model_bytes(&path)?;
-        let sha256 = match &zoo {
-            Some(model) => model.onnx.sha256().to_string(),
-            None => sha256_hex(&bytes),
+        let external = onnx::external::references(&path, &bytes)?;
+        let sha256 = match (&zoo, external.is_empty()) {
+            (Some(model), true) => model.onnx.sha256().to_string(),
+            _ => onnx::external::identity(&bytes, &external)?,
         };
         Ok(ModelFile {
             source: reference.to_string(),
             path,
             zoo,
             bytes,
+            external,
             sha256,
         })
     }
@@ -353,6 +357,7 @@ impl LoadedModel {
             path,
             zoo,
             bytes,
+            external,
             sha256,
         } = file;
         let summary = onnx::summarize(&path, &bytes)?;
@@ -385,6 +390,13 @@ impl LoadedModel {
                 extra.push(tensor);
             }
         }
+        // A model given to ONNX Runtime as bytes must hold its weights: it would look for external data
+        // beside the working directory.
+        let rewrites = !extra.is_empty() || calibration.is_some() || precision == Precision::Fp16;
+        let bytes = match rewrites && !external.is_empty() {
+            true => onnx::external::inline(&path, &bytes, &external)?,
+            false => bytes,
+        };
         let exposed = (!extra.is_empty()).then(|| onnx::with_extra_outputs(&bytes, &extra));
         let graph = exposed.as_deref().unwrap_or(&bytes);
         let rewritten = match (&calibration, precision) {
@@ -568,6 +580,7 @@ pub struct Inspection {
 pub fn inspect(path: &Path, runtime: &RuntimeOptions) -> Result<Inspection> {
     let bytes = onnx::read_model_bytes(path)?;
     let summary = onnx::summarize(path, &bytes)?;
+    let external = onnx::external::references(path, &bytes)?;
     let session = runtime::build_session(runtime, path, ModelBytes::File(path))?.session;
     let describe = |outlets: &[Outlet]| {
         outlets
@@ -577,7 +590,7 @@ pub fn inspect(path: &Path, runtime: &RuntimeOptions) -> Result<Inspection> {
     };
     Ok(Inspection {
         path: path.to_path_buf(),
-        sha256: sha256_hex(&bytes),
+        sha256: onnx::external::identity(&bytes, &external)?,
         inputs: describe(session.inputs()),
         outputs: describe(session.outputs()),
         summary,

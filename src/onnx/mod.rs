@@ -1,6 +1,7 @@
 //! Reading ONNX files: a summary for `inspect`, validation of tensor names, tapping intermediate tensors as
 //! extra graph outputs, and a float16 copy for CUDA.
 
+pub(crate) mod external;
 pub(crate) mod fp16;
 pub(crate) mod int8;
 pub mod proto;
@@ -13,6 +14,9 @@ use prost::Message;
 
 use crate::error::{Error, Result};
 use proto::{GraphProto, ModelProto, ValueInfoProto};
+
+/// A protobuf message, and so an ONNX file, is under 2 GiB.
+const MAX_MODEL_BYTES: u64 = (2 << 30) - 1;
 
 /// What `inspect` shows beyond ONNX Runtime's inputs and outputs.
 #[derive(Debug, Clone)]
@@ -30,13 +34,29 @@ pub struct ModelSummary {
 
 /// Reads an ONNX file, with errors that say which file and what is wrong with it.
 pub(crate) fn read_model_bytes(path: &Path) -> Result<Vec<u8>> {
-    match std::fs::read(path) {
-        Ok(bytes) => Ok(bytes),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::ModelNotFound {
+    use std::io::Read;
+    let failed = |e: std::io::Error| match e.kind() {
+        std::io::ErrorKind::NotFound => Error::ModelNotFound {
             path: path.to_path_buf(),
-        }),
-        Err(e) => Err(Error::io(path, e)),
+        },
+        _ => Error::io(path, e),
+    };
+    // Looked at before opening: opening a FIFO waits for a writer, and a device never ends.
+    if !std::fs::metadata(path).map_err(failed)?.is_file() {
+        return Err(Error::model(path, "not a regular file"));
     }
+    let file = std::fs::File::open(path).map_err(failed)?;
+    let mut bytes = Vec::new();
+    file.take(MAX_MODEL_BYTES + 1)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
+    if bytes.len() as u64 > MAX_MODEL_BYTES {
+        return Err(Error::model(
+            path,
+            "over 2 GiB: an ONNX file is one protobuf message, which cannot be larger (keep large weights as external data)",
+        ));
+    }
+    Ok(bytes)
 }
 
 /// Parses and summarises a model. A file that is not a complete ONNX model is an error.

@@ -12,11 +12,11 @@ const GRAPH_INPUT: u32 = 11;
 const GRAPH_OUTPUT: u32 = 12;
 
 /// One field of a message: its number and its whole encoding (key included).
-struct Field<'a> {
-    number: u32,
-    encoded: &'a [u8],
+pub(super) struct Field<'a> {
+    pub number: u32,
+    pub encoded: &'a [u8],
     /// The payload of a length-delimited field.
-    payload: Option<&'a [u8]>,
+    pub payload: Option<&'a [u8]>,
 }
 
 fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
@@ -33,7 +33,7 @@ fn varint(bytes: &[u8], at: &mut usize) -> Option<u64> {
 }
 
 /// The fields of a message, in order; `None` if the bytes are not a well-formed message.
-fn fields(bytes: &[u8]) -> Option<Vec<Field<'_>>> {
+pub(super) fn fields(bytes: &[u8]) -> Option<Vec<Field<'_>>> {
     let mut out = Vec::new();
     let mut at = 0;
     while at < bytes.len() {
@@ -74,7 +74,7 @@ fn fields(bytes: &[u8]) -> Option<Vec<Field<'_>>> {
     Some(out)
 }
 
-fn length_delimited(number: u32, payload: &[u8], out: &mut Vec<u8>) {
+pub(super) fn length_delimited(number: u32, payload: &[u8], out: &mut Vec<u8>) {
     prost::encoding::encode_key(number, prost::encoding::WireType::LengthDelimited, out);
     prost::encoding::encode_varint(payload.len() as u64, out);
     out.extend_from_slice(payload);

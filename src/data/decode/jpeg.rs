@@ -19,6 +19,10 @@ use zune_jpeg::errors::DecodeErrors;
 use super::{DecodeOptions, check_size, into_rgb8, progressive};
 use crate::preprocess::ImagePreprocess;
 
+/// Scans a JPEG may have, at any scale: zune-jpeg's own limit for progressive files, given to libjpeg too,
+/// which would otherwise entropy-decode thousands of scans (a few hundred bytes each) one after another.
+const MAX_SCANS: usize = 100;
+
 /// What decoding needs to know before the pixels: the stored size, how EXIF says to turn it, and whether
 /// libjpeg can decode it to RGB (not CMYK).
 struct Header {
@@ -82,6 +86,17 @@ pub(super) fn decode(
     options: &DecodeOptions,
     preprocess: Option<&ImagePreprocess>,
 ) -> Result<DynamicImage, String> {
+    // Start-of-scan markers, counted where a decoder would find them: an 0xFF in scan data is stuffed, so
+    // each one is a scan (or one in an embedded thumbnail's; the limit leaves room for those).
+    let scans = memchr::memmem::find_iter(bytes, &[0xFF, 0xDA])
+        .take(MAX_SCANS + 1)
+        .count();
+    if scans > MAX_SCANS {
+        return Err(super::reason(
+            "cannot decode",
+            format!("more than {MAX_SCANS} scans"),
+        ));
+    }
     let strict = !options.allow_truncated;
     // Headers are read leniently: strictness matters for the pixels (below).
     let mut decoder = zune_decoder(bytes, false);
@@ -118,7 +133,8 @@ fn zune_decoder(bytes: &[u8], strict: bool) -> JpegDecoder<ZCursor<&[u8]>> {
     let settings = DecoderOptions::default()
         .set_strict_mode(strict)
         .set_max_width(usize::MAX)
-        .set_max_height(usize::MAX);
+        .set_max_height(usize::MAX)
+        .jpeg_set_max_scans(MAX_SCANS);
     JpegDecoder::new_with_options(ZCursor::new(bytes), settings)
 }
 

@@ -1,0 +1,217 @@
+//! External data: an initializer whose bytes live in another file, named relative to the model. ONNX
+//! Runtime finds that file beside a model it loads from a path, but beside the working directory for a model
+//! given as bytes (as after tapping a layer, fp16 or int8). So headstart reads external data itself, only from
+//! the model's own folder, inlines it where the model is loaded from bytes, and hashes it into the identity.
+
+use std::path::{Component, Path, PathBuf};
+
+use prost::Message;
+use sha2::{Digest, Sha256};
+
+use super::proto::StringStringEntryProto;
+use super::splice::{fields, length_delimited};
+use crate::error::{Error, Result};
+
+const MODEL_GRAPH: u32 = 7;
+const GRAPH_INITIALIZER: u32 = 5;
+const TENSOR_RAW_DATA: u32 = 9;
+const TENSOR_EXTERNAL_DATA: u32 = 13;
+const TENSOR_DATA_LOCATION: u32 = 14;
+
+/// A model loaded from bytes is one protobuf message, which may not reach 2 GiB.
+const MAX_INLINED: u64 = (2 << 30) - 1;
+
+/// One initializer's bytes in another file.
+#[derive(Debug, Clone)]
+pub(crate) struct ExternalData {
+    /// Resolved inside the model's folder.
+    pub file: PathBuf,
+    pub offset: u64,
+    /// `None`: to the end of the file.
+    pub length: Option<u64>,
+}
+
+/// The external data of `model`'s graph initializers, each checked: a relative path that stays inside the
+/// model's folder (symbolic links included), to a regular file that holds the declared range.
+pub(crate) fn references(path: &Path, model: &[u8]) -> Result<Vec<ExternalData>> {
+    let bad = |message: String| Error::model(path, message);
+    let mut found = Vec::new();
+    let Some(top) = fields(model) else {
+        return Ok(found);
+    };
+    let folder = path.parent().unwrap_or(Path::new("."));
+    let folder = if folder.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        folder
+    };
+    let graphs = top.iter().filter(|f| f.number == MODEL_GRAPH);
+    for graph in graphs.filter_map(|f| f.payload) {
+        for initializer in fields(graph).unwrap_or_default() {
+            if initializer.number != GRAPH_INITIALIZER {
+                continue;
+            }
+            let Some(entries) = external_entries(initializer.payload.unwrap_or_default()) else {
+                continue;
+            };
+            let get = |key: &str| {
+                entries
+                    .iter()
+                    .find(|e| e.key == key)
+                    .map(|e| e.value.as_str())
+            };
+            let location = get("location")
+                .ok_or_else(|| bad("an initializer's external data names no file".into()))?;
+            let number = |key: &str| -> Result<Option<u64>> {
+                get(key)
+                    .map(|v| {
+                        v.parse::<u64>().map_err(|_| {
+                            bad(format!(
+                                "external data {location}: {key} '{v}' is not a number"
+                            ))
+                        })
+                    })
+                    .transpose()
+            };
+            let offset = number("offset")?.unwrap_or(0);
+            let length = number("length")?;
+            let file = inside(folder, location).map_err(|why| {
+                bad(format!(
+                    "external data '{location}' {why}: it is read only from the model's own folder"
+                ))
+            })?;
+            let size = std::fs::metadata(&file)
+                .map_err(|e| Error::io(&file, e))?
+                .len();
+            let end = offset.checked_add(length.unwrap_or(0));
+            if offset > size || end.is_none_or(|end| end > size) {
+                return Err(bad(format!(
+                    "external data '{location}' declares bytes past the end of its {size}-byte file"
+                )));
+            }
+            found.push(ExternalData {
+                file,
+                offset,
+                length,
+            });
+        }
+    }
+    Ok(found)
+}
+
+/// A tensor's external-data entries, if it keeps its bytes elsewhere (`data_location` EXTERNAL).
+fn external_entries(tensor: &[u8]) -> Option<Vec<StringStringEntryProto>> {
+    let fields = fields(tensor)?;
+    let external = fields.iter().any(|f| {
+        f.number == TENSOR_DATA_LOCATION && f.encoded.last() == Some(&1) && f.payload.is_none()
+    });
+    external.then(|| {
+        fields
+            .iter()
+            .filter(|f| f.number == TENSOR_EXTERNAL_DATA)
+            .filter_map(|f| StringStringEntryProto::decode(f.payload?).ok())
+            .collect()
+    })
+}
+
+/// `location` under `folder`, refused if it is absolute, climbs out, or is a link that leads out.
+fn inside(folder: &Path, location: &str) -> std::result::Result<PathBuf, &'static str> {
+    let relative = Path::new(location);
+    if !relative
+        .components()
+        .all(|c| matches!(c, Component::Normal(_) | Component::CurDir))
+    {
+        return Err("is not a plain relative path");
+    }
+    let root = folder.canonicalize().map_err(|_| "has no folder")?;
+    let file = folder
+        .join(relative)
+        .canonicalize()
+        .map_err(|_| "is not there")?;
+    if !file.starts_with(&root) {
+        return Err("leads out of the model's folder");
+    }
+    if !file.is_file() {
+        return Err("is not a regular file");
+    }
+    Ok(file)
+}
+
+/// A model's sha256: of the file alone, or with external data, of the file's and then each external range's
+/// sha256 (in the model's order), so changing the weights changes the identity.
+pub(crate) fn identity(model: &[u8], references: &[ExternalData]) -> Result<String> {
+    if references.is_empty() {
+        return Ok(crate::hash::sha256_hex(model));
+    }
+    let mut hasher = Sha256::new();
+    hasher.update(Sha256::digest(model));
+    for reference in references {
+        hasher.update(Sha256::digest(read(reference)?));
+    }
+    Ok(crate::hash::hex(&hasher.finalize()))
+}
+
+fn read(reference: &ExternalData) -> Result<Vec<u8>> {
+    use std::io::{Read, Seek, SeekFrom};
+    let failed = |e| Error::io(&reference.file, e);
+    let mut file = std::fs::File::open(&reference.file).map_err(failed)?;
+    file.seek(SeekFrom::Start(reference.offset))
+        .map_err(failed)?;
+    let mut bytes = Vec::new();
+    match reference.length {
+        Some(length) => file.take(length).read_to_end(&mut bytes),
+        None => file.read_to_end(&mut bytes),
+    }
+    .map_err(failed)?;
+    Ok(bytes)
+}
+
+/// `model` with every graph initializer's external bytes (`references`, in order) put inside it.
+pub(crate) fn inline(path: &Path, model: &[u8], references: &[ExternalData]) -> Result<Vec<u8>> {
+    let total: u64 = model.len() as u64
+        + references
+            .iter()
+            .map(|r| match r.length {
+                Some(length) => length,
+                None => std::fs::metadata(&r.file).map_or(0, |m| m.len() - r.offset),
+            })
+            .sum::<u64>();
+    if total > MAX_INLINED {
+        return Err(Error::model(
+            path,
+            "its external data makes it over 2 GiB, too large to tap a layer, convert to fp16 or quantise",
+        ));
+    }
+    let malformed = || Error::model(path, "not a valid ONNX model");
+    let top = fields(model).ok_or_else(malformed)?;
+    let mut pending = references.iter();
+    let mut out = Vec::with_capacity(total as usize);
+    for field in &top {
+        if field.number != MODEL_GRAPH {
+            out.extend_from_slice(field.encoded);
+            continue;
+        }
+        let graph = field.payload.ok_or_else(malformed)?;
+        let mut new_graph = Vec::with_capacity(graph.len());
+        for member in fields(graph).ok_or_else(malformed)? {
+            let tensor = member.payload.unwrap_or_default();
+            if member.number != GRAPH_INITIALIZER || external_entries(tensor).is_none() {
+                new_graph.extend_from_slice(member.encoded);
+                continue;
+            }
+            let reference = pending.next().ok_or_else(malformed)?;
+            let mut new_tensor = Vec::with_capacity(tensor.len());
+            for part in fields(tensor).ok_or_else(malformed)? {
+                if ![TENSOR_EXTERNAL_DATA, TENSOR_DATA_LOCATION, TENSOR_RAW_DATA]
+                    .contains(&part.number)
+                {
+                    new_tensor.extend_from_slice(part.encoded);
+                }
+            }
+            length_delimited(TENSOR_RAW_DATA, &read(reference)?, &mut new_tensor);
+            length_delimited(GRAPH_INITIALIZER, &new_tensor, &mut new_graph);
+        }
+        length_delimited(MODEL_GRAPH, &new_graph, &mut out);
+    }
+    Ok(out)
+}
