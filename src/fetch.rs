@@ -153,7 +153,7 @@ pub fn python_packages(site: &str, imports: &str, packages: &[&str]) -> Result<O
     if importable(None) {
         return Ok(None);
     }
-    let dir = crate::home::home()?.join(site);
+    let dir = crate::home::part(site)?;
     // Two pip installs into one folder at once trip over each other; the second waits, then finds its imports.
     let _lock = lock_beside(&dir)?;
     if !importable(Some(&dir)) {

@@ -1,5 +1,6 @@
 //! Where headstart keeps what it fetches: `HEADSTART_HOME`, else the per-user cache directory; what is in
-//! it, and clearing it.
+//! it, and clearing it. The cache root may be a folder the user had before, so each folder headstart makes
+//! there is marked, and clearing removes only marked folders.
 
 use std::path::{Path, PathBuf};
 
@@ -7,9 +8,27 @@ use serde::Serialize;
 
 use crate::error::{Error, Result};
 
-/// The folders headstart fills under the cache root, besides pip sites (`python…`): each module names its own
-/// (cache.rs, zoo.rs, datasets.rs, runtime/, demo.rs).
-const PARTS: [&str; 5] = ["embeddings", "models", "datasets", "runtime", "samples"];
+/// The file in each folder headstart made under the cache root.
+pub const MARKER: &str = ".made-by-headstart";
+
+/// `$HEADSTART_HOME/name`, a folder headstart fills (embeddings, models, datasets, runtime, …), made and
+/// marked when it is not there. A folder of that name that headstart did not make is used as it is, never
+/// marked, so never cleared. Failing to make it is left to whoever writes there to report.
+pub(crate) fn part(name: &str) -> Result<PathBuf> {
+    let dir = home()?.join(name);
+    if !dir.is_dir() {
+        let _ = std::fs::create_dir_all(home()?);
+        if std::fs::create_dir(&dir).is_ok() {
+            let note = "headstart made this folder: `headstart cache clear` may remove it\n";
+            std::fs::write(dir.join(MARKER), note).map_err(|e| Error::io(&dir, e))?;
+        }
+    }
+    Ok(dir)
+}
+
+fn is_marked(dir: &Path) -> bool {
+    dir.join(MARKER).is_file()
+}
 
 /// The cache root: `$HEADSTART_HOME`, `$XDG_CACHE_HOME/headstart`, `~/.cache/headstart`
 /// (`%LOCALAPPDATA%\headstart` on Windows).
@@ -101,23 +120,23 @@ pub struct Cleared {
     pub left_alone: Vec<String>,
 }
 
-/// Removes the embedding cache under `root`, or with `everything` every part headstart made there (fetched
-/// models, datasets, ONNX Runtime, pip sites, and their lock files). Anything else in `root` stays.
+/// Removes the embedding cache under `root`, or with `everything` every folder headstart made there (fetched
+/// models, datasets, ONNX Runtime, pip sites) and their lock files. Only folders with headstart's marker go:
+/// anything else in `root`, including a folder named as headstart's own, stays.
 pub fn clear(root: &Path, everything: bool) -> Result<Cleared> {
-    let is_ours = |name: &str| {
-        let part = name.strip_suffix(".lock").unwrap_or(name);
-        PARTS.contains(&part) || part.starts_with("python")
-    };
     let mut cleared = Cleared {
         removed: Vec::new(),
         left_alone: Vec::new(),
     };
+    let mut removed_names = Vec::new();
     for part in usage(root)? {
-        if part.name == "embeddings" || (everything && is_ours(&part.name)) {
-            let path = root.join(&part.name);
+        let path = root.join(&part.name);
+        let wanted = everything || part.name == "embeddings";
+        if wanted && is_marked(&path) {
             std::fs::remove_dir_all(&path).map_err(|e| Error::io(&path, e))?;
+            removed_names.push(part.name.clone());
             cleared.removed.push(part);
-        } else if everything {
+        } else if wanted {
             cleared.left_alone.push(part.name);
         }
     }
@@ -125,7 +144,10 @@ pub fn clear(root: &Path, everything: bool) -> Result<Cleared> {
         for entry in std::fs::read_dir(root).into_iter().flatten().flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if entry.file_type().is_ok_and(|t| t.is_file()) {
-                if name.ends_with(".lock") && is_ours(&name) {
+                let lock_of_removed = name
+                    .strip_suffix(".lock")
+                    .is_some_and(|part| removed_names.iter().any(|r| r == part));
+                if lock_of_removed {
                     std::fs::remove_file(entry.path()).map_err(|e| Error::io(entry.path(), e))?;
                 } else {
                     cleared.left_alone.push(name);
@@ -151,10 +173,16 @@ mod tests {
         };
         write("embeddings/abc/12/3456", 100);
         write("embeddings/abc/configuration.json", 10);
+        write(&format!("embeddings/{MARKER}"), 0);
         write("models/m/model.onnx", 1000);
+        write(&format!("models/{MARKER}"), 0);
         write("python-bench/numpy/__init__.py", 5);
+        write(&format!("python-bench/{MARKER}"), 0);
         write("python-bench.lock", 0);
         write("photos/mine.jpg", 50);
+        // The user's own folder, named as one of headstart's.
+        write("datasets/mine.csv", 7);
+        write("datasets.lock", 0);
         write("notes.txt", 3);
 
         let parts = usage(root.path()).unwrap();
@@ -165,10 +193,11 @@ mod tests {
         assert_eq!(
             summary,
             [
-                ("embeddings", 2, 110),
-                ("models", 1, 1000),
+                ("datasets", 1, 7),
+                ("embeddings", 3, 110),
+                ("models", 2, 1000),
                 ("photos", 1, 50),
-                ("python-bench", 1, 5)
+                ("python-bench", 2, 5)
             ]
         );
 
@@ -181,7 +210,11 @@ mod tests {
         let cleared = clear(root.path(), true).unwrap();
         let removed: Vec<&str> = cleared.removed.iter().map(|p| p.name.as_str()).collect();
         assert_eq!(removed, ["models", "python-bench"]);
-        assert_eq!(cleared.left_alone, ["notes.txt", "photos"]);
+        assert_eq!(
+            cleared.left_alone,
+            ["datasets", "datasets.lock", "notes.txt", "photos"]
+        );
+        assert!(root.path().join("datasets/mine.csv").exists());
         assert!(!root.path().join("python-bench.lock").exists());
         assert!(root.path().join("photos/mine.jpg").exists());
         assert!(root.path().join("notes.txt").exists());

@@ -380,10 +380,9 @@ fn cache_key(
 }
 
 fn cache_path(key: &str) -> Option<PathBuf> {
-    crate::home::home().ok().map(|home| {
-        home.join("calibration")
-            .join(format!("{}.json", &key[..32]))
-    })
+    crate::home::part("calibration")
+        .ok()
+        .map(|dir| dir.join(format!("{}.json", &key[..32])))
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ pub type Key = [u8; 32];
 impl EmbeddingCache {
     /// The default cache root: `$HEADSTART_HOME/embeddings`.
     pub fn default_root() -> Result<PathBuf> {
-        Ok(crate::home::home()?.join("embeddings"))
+        crate::home::part("embeddings")
     }
 
     /// The cache for this backbone and input preparation, unless the options turn it off.
