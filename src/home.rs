@@ -16,14 +16,23 @@ pub const MARKER: &str = ".made-by-headstart";
 /// marked, so never cleared. Failing to make it is left to whoever writes there to report.
 pub(crate) fn part(name: &str) -> Result<PathBuf> {
     let dir = home()?.join(name);
-    if !dir.is_dir() {
-        let _ = std::fs::create_dir_all(home()?);
-        if std::fs::create_dir(&dir).is_ok() {
-            let note = "headstart made this folder: `headstart cache clear` may remove it\n";
-            std::fs::write(dir.join(MARKER), note).map_err(|e| Error::io(&dir, e))?;
-        }
-    }
+    make_marked(&dir)?;
     Ok(dir)
+}
+
+/// Makes `dir` with headstart's marker when it is not there; one that is stays as it was.
+pub(crate) fn make_marked(dir: &Path) -> Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    if let Some(parent) = dir.parent() {
+        let _ = std::fs::create_dir_all(parent);
+    }
+    if std::fs::create_dir(dir).is_ok() {
+        let note = "headstart made this folder: `headstart cache clear` may remove it\n";
+        std::fs::write(dir.join(MARKER), note).map_err(|e| Error::io(dir, e))?;
+    }
+    Ok(())
 }
 
 fn is_marked(dir: &Path) -> bool {

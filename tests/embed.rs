@@ -268,7 +268,7 @@ fn cache_hits_partial_cache_and_augmentation() {
     );
 
     // `headstart cache` names the configuration and counts its entries; `cache clear` empties the embedding
-    // cache, `--all` also what was fetched, and nothing else in the folder.
+    // cache, `--all` also what was fetched, and nothing else in the folder: only what headstart made.
     let home = dir.path().join("home");
     std::fs::create_dir_all(home.join("models/m")).unwrap();
     std::fs::rename(dir.path().join("cache"), home.join("embeddings")).unwrap();
@@ -301,13 +301,17 @@ fn cache_hits_partial_cache_and_augmentation() {
         .collect();
     assert_eq!(parts, ["embeddings", "models"]);
 
+    // The embedding cache headstart made goes; `models/` was made by hand here, so it stays.
     let cleared = cache_command(&["clear", "--json"]);
     assert_eq!(cleared["removed"][0]["name"], "embeddings");
     assert!(!home.join("embeddings").exists() && home.join("models").exists());
     let cleared = cache_command(&["clear", "--all", "--json"]);
-    assert_eq!(cleared["removed"][0]["name"], "models");
-    assert_eq!(cleared["left_alone"], serde_json::json!(["mine.txt"]));
-    assert!(!home.join("models").exists());
+    assert_eq!(cleared["removed"], serde_json::json!([]));
+    assert_eq!(
+        cleared["left_alone"],
+        serde_json::json!(["mine.txt", "models"])
+    );
+    assert!(home.join("models/m/model.onnx").exists());
     assert_eq!(std::fs::read(home.join("mine.txt")).unwrap(), b"keep me");
 }
 

@@ -78,6 +78,8 @@ impl EmbeddingCache {
         };
         let config = config.to_string();
         let digest = hex(&Sha256::digest(config.as_bytes()));
+        // A cache root headstart makes is marked as its own, wherever it is (`cache clear` looks for that).
+        let _ = crate::home::make_marked(root);
         let dir = root.join(&digest[..24]);
         let described = dir.join(CONFIGURATION_FILE);
         if !described.exists() {
