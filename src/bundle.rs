@@ -276,6 +276,31 @@ impl Bundle {
         }
         let info: BundleInfo =
             serde_json::from_str(json).map_err(|e| bad(format!("damaged bundle metadata: {e}")))?;
+        if info.class_names.is_empty() {
+            return Err(bad("damaged bundle: it names no classes".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        if let Some(twice) = info.class_names.iter().find(|n| !names.insert(n.as_str())) {
+            return Err(bad(format!(
+                "damaged bundle: class '{twice}' is named twice"
+            )));
+        }
+        // Every number a head computes with is finite; a class without examples has a log prior of −∞.
+        for (name, array) in &arrays {
+            let NpyData::F32 { data, .. } = array else {
+                continue;
+            };
+            let fine = |v: &f32| match name.as_str() {
+                "nb_log_priors" => !v.is_nan() && *v != f32::INFINITY,
+                "scaler_scale" => v.is_finite() && *v > 0.0,
+                _ => v.is_finite(),
+            };
+            if !data.iter().all(fine) {
+                return Err(bad(format!(
+                    "damaged bundle: '{name}' holds NaN, infinite or (as a scale) non-positive values"
+                )));
+            }
+        }
         let vector = |name: &str| -> Result<Array1<f32>> {
             match get(name) {
                 Some(NpyData::F32 { shape, data }) if shape.len() == 1 => {
@@ -299,9 +324,11 @@ impl Bundle {
         };
         let integers = |name: &str| -> Result<Vec<usize>> {
             match get(name) {
-                Some(NpyData::I64 { shape, data }) if shape.len() == 1 => {
-                    Ok(data.iter().map(|&v| v.max(0) as usize).collect())
-                }
+                Some(NpyData::I64 { shape, data }) if shape.len() == 1 => data
+                    .iter()
+                    .map(|&v| usize::try_from(v))
+                    .collect::<std::result::Result<_, _>>()
+                    .map_err(|_| bad(format!("damaged bundle: '{name}' holds a negative number"))),
                 _ => Err(bad(format!(
                     "damaged bundle: '{name}' is missing or not an integer vector"
                 ))),

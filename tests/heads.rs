@@ -231,6 +231,13 @@ fn train_eval_predict_and_bundle_round_trip() {
             .all(|l| l.split(',').nth(1) == Some("unknown")),
         "{stdout}"
     );
+    // Two classes: two class columns in the header as in every row (not the three --top-k asks for).
+    let header = stdout.lines().next().unwrap();
+    assert_eq!(header, "path,label,class1,p1,class2,p2");
+    assert!(
+        stdout.lines().all(|l| l.split(',').count() == 6),
+        "{stdout}"
+    );
 }
 
 #[test]

@@ -308,7 +308,7 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
         ("formats/notes.png", "not an image"),
         ("formats/huge-header.png", "over the limit"),
         ("formats/pipe.png", "not a regular file"),
-        ("formats/dangling.png", "not a regular file"),
+        ("formats/dangling.png", "a broken link"),
         ("formats/loop", "symlink loop"),
         ("README.md", "not inside a class folder"),
         ("formats/unreadable.png", "cannot read"),

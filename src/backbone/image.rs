@@ -391,6 +391,22 @@ fn resolve_preprocess(
     }
     overrides.merge(&options.preprocess);
     overrides.apply_to(&mut preprocess);
+    // From flags, a JSON file or a bundle: a crop of nothing makes every image one grey pixel, silently.
+    if !(preprocess.crop_pct > 0.0 && preprocess.crop_pct <= 1.0) {
+        return Err(Error::parameter(
+            "crop_pct",
+            format!("must be in (0, 1], got {}", preprocess.crop_pct),
+        ));
+    }
+    if preprocess.height == 0 || preprocess.width == 0 {
+        return Err(Error::parameter("size", "must be at least 1x1"));
+    }
+    if !preprocess.std.iter().all(|s| s.is_finite() && *s != 0.0) {
+        return Err(Error::parameter("std", "must be finite and not 0"));
+    }
+    if !preprocess.mean.iter().all(|m| m.is_finite()) {
+        return Err(Error::parameter("mean", "must be finite"));
+    }
     if let Some(layout) = shape_layout
         && preprocess.layout != layout
     {

@@ -838,7 +838,7 @@ fn print_embed_summary(summary: &EmbedSummary, verbose: bool) {
     if !summary.skipped.is_empty() {
         println!("skipped {}:", summary.skipped.len());
         for skip in &summary.skipped {
-            println!("  {}: {}", skip.path, skip.reason);
+            println!("  {}: {}", printable(&skip.path), skip.reason);
         }
     }
     for class in &summary.empty_classes {
@@ -1238,7 +1238,9 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
             );
         }
         OutputFormat::Csv => {
-            let header: Vec<String> = (1..=args.top_k)
+            // As many class columns as a row can fill.
+            let columns = args.top_k.min(classifier.bundle.info.class_names.len());
+            let header: Vec<String> = (1..=columns)
                 .flat_map(|i| [format!("class{i}"), format!("p{i}")])
                 .collect();
             // A bundle with open-set rejection adds each input's novelty score.
@@ -1261,6 +1263,8 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
             }
         }
         OutputFormat::Table => {
+            let rows: Vec<(String, _)> =
+                rows.iter().map(|(path, p)| (printable(path), p)).collect();
             let width = rows
                 .iter()
                 .map(|(path, _)| path.chars().count())
@@ -1271,7 +1275,7 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
                 let top: Vec<String> = p
                     .top
                     .iter()
-                    .map(|(c, prob)| format!("{c} {:.1}%", prob * 100.0))
+                    .map(|(c, prob)| format!("{} {:.1}%", printable(c), prob * 100.0))
                     .collect();
                 // Novel inputs say so: their top class is shown but not answered.
                 let novelty = match p.novelty {
@@ -1280,7 +1284,7 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
                 };
                 println!(
                     "{path:<width$}  {:<12}  {}{novelty}",
-                    p.label.as_deref().unwrap_or("unknown"),
+                    printable(p.label.as_deref().unwrap_or("unknown")),
                     top.join("  ")
                 );
             }
@@ -1288,10 +1292,21 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
     }
     if !matches!(args.format, OutputFormat::Json) {
         for skip in &skipped {
-            eprintln!("skipped {}: {}", skip.path, skip.reason);
+            eprintln!("skipped {}: {}", printable(&skip.path), skip.reason);
         }
     }
     Ok(())
+}
+
+/// `text` with control characters escaped (`\n`, `\u{1b}`): a file name cannot move the cursor or
+/// colour the terminal.
+fn printable(text: &str) -> String {
+    text.chars()
+        .map(|c| match c.is_control() {
+            true => c.escape_default().to_string(),
+            false => c.to_string(),
+        })
+        .collect()
 }
 
 /// A text bundle's inputs: the arguments, else lines of --from FILE or of stdin.
@@ -1314,12 +1329,25 @@ fn texts_to_predict(args: &PredictArgs) -> Result<texts::TextDataset> {
     Ok(data)
 }
 
-/// The flag that sets a library option, by the option's field name.
+/// The flag that sets a library option, by the option's field name; the field's name in words when no flag
+/// sets it (a bundle's setting, a head's internal one), so an error never names a flag that does not exist.
 fn flag(name: &'static str) -> String {
-    match name {
-        "fraction" => "--val-split".to_string(),
-        other => format!("--{}", other.replace('_', "-")),
+    let long = match name {
+        "fraction" => "val-split".to_string(),
+        "false_rejection" => "open-set".to_string(),
+        other => other.replace('_', "-"),
+    };
+    if has_flag(&<Cli as clap::CommandFactory>::command(), &long) {
+        format!("--{long}")
+    } else {
+        name.replace('_', " ")
     }
+}
+
+/// Whether `command` or one of its subcommands takes `--long`.
+fn has_flag(command: &clap::Command, long: &str) -> bool {
+    command.get_arguments().any(|a| a.get_long() == Some(long))
+        || command.get_subcommands().any(|c| has_flag(c, long))
 }
 
 /// A library error in the command line's words: where it names an option, the flag that sets it.
@@ -1352,11 +1380,17 @@ fn in_flags(error: &Error) -> String {
     }
 }
 
+/// A text as one CSV field. One that a spreadsheet would run as a formula gets a leading `'`, as OWASP
+/// advises against CSV injection.
 fn csv_field(text: &str) -> String {
+    let text = match text.starts_with(['=', '+', '-', '@', '\t', '\r']) {
+        true => format!("'{text}"),
+        false => text.to_string(),
+    };
     if text.contains([',', '"', '\n', '\r']) {
         format!("\"{}\"", text.replace('"', "\"\""))
     } else {
-        text.to_string()
+        text
     }
 }
 
@@ -1635,5 +1669,84 @@ fn print_demo(report: &demo::DemoReport) {
     println!("text backbone {}", report.text_backbone);
     for (a, b, cos) in &report.sentence_pairs {
         println!("  cos {cos:.3}  \"{a}\" ~ \"{b}\"");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The names every `Error::parameter` in the library is given, read from the source.
+    fn parameter_names() -> Vec<String> {
+        let mut names = Vec::new();
+        let mut pending = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+        while let Some(dir) = pending.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    pending.push(path);
+                    continue;
+                }
+                let text = std::fs::read_to_string(&path).unwrap();
+                for (at, _) in text.match_indices("Error::parameter(") {
+                    let rest = text[at + "Error::parameter(".len()..].trim_start();
+                    if let Some(quoted) = rest.strip_prefix('"') {
+                        names.push(quoted[..quoted.find('"').unwrap()].to_string());
+                    }
+                }
+            }
+        }
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Every parameter error names a flag the command line has, or none: never one that does not exist.
+    #[test]
+    fn every_parameter_error_names_a_real_flag_or_none() {
+        let names = parameter_names();
+        assert!(names.len() > 20, "{names:?}");
+        let command = <Cli as clap::CommandFactory>::command();
+        for name in names {
+            let name: &'static str = name.leak();
+            let shown = in_flags(&Error::InvalidParameter {
+                name,
+                message: "is wrong".into(),
+            });
+            match shown.strip_prefix("--") {
+                Some(rest) => {
+                    let long = rest.split(' ').next().unwrap();
+                    assert!(has_flag(&command, long), "{name}: {shown}");
+                }
+                None => assert_eq!(shown, format!("{} is wrong", name.replace('_', " "))),
+            }
+        }
+        for (name, expected) in [
+            ("false_rejection", "--open-set"),
+            ("fraction", "--val-split"),
+            ("crop_pct", "--crop-pct"),
+            ("std", "--std"),
+            ("k", "--k"),
+        ] {
+            assert_eq!(flag(name), expected);
+        }
+        assert_eq!(flag("max_reference"), "max reference");
+    }
+
+    #[test]
+    fn csv_fields_are_quoted_and_never_formulas() {
+        assert_eq!(csv_field("plain"), "plain");
+        assert_eq!(csv_field("a,b"), "\"a,b\"");
+        assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
+        assert_eq!(csv_field("+1"), "'+1");
+        assert_eq!(csv_field("@sum"), "'@sum");
+        assert_eq!(csv_field("-2"), "'-2");
+    }
+
+    #[test]
+    fn control_characters_are_shown_escaped() {
+        assert_eq!(printable("cat\u{1b}[31m.png"), "cat\\u{1b}[31m.png");
+        assert_eq!(printable("a\nb\tc"), "a\\nb\\tc");
+        assert_eq!(printable("ünïcode ok"), "ünïcode ok");
     }
 }

@@ -75,6 +75,14 @@ pub fn scan(root: &Path) -> Result<Files> {
             if !has_class_folders {
                 continue;
             }
+            if dataset.classes.contains(&name) {
+                return Err(Error::input(
+                    &path,
+                    format!(
+                        "two class folders are both '{name}' once shown as UTF-8 (their names differ in bytes that are not): rename one"
+                    ),
+                ));
+            }
             let label = dataset.classes.len();
             dataset.classes.push(name.clone());
             let before = dataset.items.len();
@@ -198,20 +206,30 @@ fn walk(
                 path: child,
                 reason: "hidden".into(),
             });
-        } else if path.is_dir() {
-            walk(&path, &child, label, visited, dataset);
-        } else if path.is_file() {
-            dataset.items.push(Item {
-                path,
-                relative: child,
-                label,
-            });
-        } else {
-            dataset.skipped.push(Skip {
-                path: child,
-                reason: "not a regular file (broken link?)".into(),
-            });
+            continue;
         }
+        let reason = match std::fs::metadata(&path) {
+            Ok(meta) if meta.is_dir() => {
+                walk(&path, &child, label, visited, dataset);
+                continue;
+            }
+            Ok(meta) if meta.is_file() => {
+                dataset.items.push(Item {
+                    path,
+                    relative: child,
+                    label,
+                });
+                continue;
+            }
+            Ok(_) => "not a regular file (a device, FIFO or socket)".to_string(),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "a broken link".into(),
+            // A path longer than the system takes, a folder without permission, ...
+            Err(e) => format!("cannot read: {e}"),
+        };
+        dataset.skipped.push(Skip {
+            path: child,
+            reason,
+        });
     }
 }
 

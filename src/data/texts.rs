@@ -210,6 +210,7 @@ fn read_delimited(
 ) -> Result<()> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
+        // Rows of another length are skipped below with their line, not read shifted.
         .flexible(true)
         .from_reader(body);
     let header: Vec<String> = reader
@@ -242,6 +243,18 @@ fn read_delimited(
                 let byte = record.position().map_or(start, |p| p.byte() as usize);
                 // A record's start may be the newline that ended the previous one.
                 let line = line_at(byte + usize::from(body.get(byte) == Some(&b'\n')));
+                if record.len() != header.len() {
+                    // An unquoted delimiter inside a text shifts the columns after it.
+                    skipped.push(Skip {
+                        path: format!("{name}:{line}"),
+                        reason: format!(
+                            "{} fields where the header has {}: quote a text that holds the delimiter",
+                            record.len(),
+                            header.len()
+                        ),
+                    });
+                    continue;
+                }
                 accept(
                     format!("{name}:{line}"),
                     record.get(text_column),

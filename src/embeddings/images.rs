@@ -4,9 +4,9 @@
 //! Each file's bytes are hashed first, so cached views never get decoded.
 
 use std::path::Path;
-use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::sync_channel;
+use std::sync::{Condvar, Mutex};
 use std::time::Instant;
 
 use super::batches::{Assembly, Batch, Row};
@@ -17,7 +17,9 @@ use super::set::{
 use crate::augment::View;
 use crate::backbone::{ImageBackbone, InputSpec};
 use crate::data::Files;
-use crate::data::decode::{DecodeOptions, REDUCED_SCALE_REVISION, decode_image, planned_shrink};
+use crate::data::decode::{
+    DecodeOptions, REDUCED_SCALE_REVISION, check_size, decode_image, header_size, planned_shrink,
+};
 use crate::error::{Error, Result};
 use crate::preprocess::ImagePreprocess;
 
@@ -61,6 +63,7 @@ pub fn embed_images(
         .map(|_| backbone.batch_buffer(batch_size))
         .collect::<Result<Vec<_>>>()?;
     let decode = options.decode_options();
+    let pixel_budget = PixelBudget::new(decode.max_pixels);
     let next = AtomicUsize::new(0);
     let workers = options.workers.max(1);
     let active = AtomicUsize::new(workers);
@@ -78,13 +81,14 @@ pub fn embed_images(
         let (events, receiver) = sync_channel::<Event>(batch_size * 2);
         for _ in 0..workers {
             let events = events.clone();
-            let (next, active, views, preprocess, cache, worker_times) = (
+            let (next, active, views, preprocess, cache, worker_times, pixel_budget) = (
                 &next,
                 &active,
                 &views,
                 &preprocess,
                 cache.as_ref(),
                 &worker_times,
+                &pixel_budget,
             );
             scope.spawn(move || {
                 let mut times = StageTimes::default();
@@ -100,6 +104,7 @@ pub fn embed_images(
                         preprocess,
                         cache,
                         &decode,
+                        pixel_budget,
                         assembly,
                         &mut times,
                     ) {
@@ -300,16 +305,22 @@ fn embed_file(
     preprocess: &ImagePreprocess,
     cache: Option<&EmbeddingCache>,
     decode: &DecodeOptions,
+    pixel_budget: &PixelBudget,
     assembly: &Assembly,
     times: &mut StageTimes,
 ) -> std::result::Result<Option<FileViews>, String> {
     let began = Instant::now();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let size = header_size(&bytes);
+    // The limit holds for a file the cache knows as for one decoded now.
+    if let Some((width, height)) = size {
+        check_size(width, height, decode.max_pixels)?;
+    }
+    let shrink = planned_shrink(&bytes, preprocess);
     let keys: Vec<Option<Key>> = match cache {
         Some(cache) => {
             let content = EmbeddingCache::content_key(&bytes);
             // A JPEG decoded at reduced scale is a different view of the file than its full decoding.
-            let shrink = planned_shrink(&bytes, preprocess);
             views
                 .iter()
                 .map(|v| match shrink {
@@ -339,6 +350,11 @@ fn embed_file(
             computed: 0,
         }));
     }
+    // Held until the decoded image is dropped, at the end of this file.
+    let pixels = size.map_or(decode.max_pixels, |(w, h)| {
+        u64::from(w) * u64::from(h) / u64::from(shrink * shrink)
+    });
+    let _decoding = pixel_budget.take(pixels);
     let image = decode_image(&bytes, decode, Some(preprocess))?;
     times.decode += read.elapsed().as_secs_f64();
     let sent = missing.len();
@@ -358,4 +374,50 @@ fn embed_file(
         cached,
         computed: sent,
     }))
+}
+
+/// The pixels being decoded at once, across workers, up to the limit on one image: a decoder may take a dozen
+/// bytes a pixel (a 16-bit PNG), so each worker decoding an image at the limit would multiply that.
+struct PixelBudget {
+    free: Mutex<u64>,
+    freed: Condvar,
+    total: u64,
+}
+
+/// Pixels taken from a [`PixelBudget`], given back when dropped.
+struct Taken<'a> {
+    budget: &'a PixelBudget,
+    pixels: u64,
+}
+
+impl PixelBudget {
+    fn new(total: u64) -> Self {
+        PixelBudget {
+            free: Mutex::new(total),
+            freed: Condvar::new(),
+            total,
+        }
+    }
+
+    /// Waits until `pixels` (at most the whole budget) are free.
+    fn take(&self, pixels: u64) -> Taken<'_> {
+        let pixels = pixels.min(self.total);
+        let mut free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *free < pixels {
+            free = self.freed.wait(free).unwrap_or_else(|p| p.into_inner());
+        }
+        *free -= pixels;
+        Taken {
+            budget: self,
+            pixels,
+        }
+    }
+}
+
+impl Drop for Taken<'_> {
+    fn drop(&mut self) {
+        let mut free = self.budget.free.lock().unwrap_or_else(|p| p.into_inner());
+        *free += self.pixels;
+        self.budget.freed.notify_all();
+    }
 }

@@ -196,7 +196,8 @@ fn load(options: &RuntimeOptions) -> Result<Loaded> {
     let environment = builder
         .with_name("headstart")
         .with_logger(std::sync::Arc::new(|level, _, _, _, message: &str| {
-            if level >= LogLevel::Warning {
+            // Errors come back as the failing call's error, printed once as headstart's `error:` line.
+            if level == LogLevel::Warning {
                 eprintln!("onnxruntime: {message}");
             }
         }))

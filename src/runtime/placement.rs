@@ -184,7 +184,7 @@ impl SessionLog {
                     .lock()
                     .unwrap_or_else(|poisoned| poisoned.into_inner())
                     .push(message.to_string());
-            } else if level >= LogLevel::Warning {
+            } else if level == LogLevel::Warning {
                 eprintln!("onnxruntime: {message}");
             }
         })

@@ -110,8 +110,22 @@ pub fn planned_shrink(bytes: &[u8], preprocess: &ImagePreprocess) -> u32 {
     jpeg::planned_shrink(bytes, preprocess)
 }
 
+/// An image's width and height as its header says, without decoding; `None` when the header cannot be read
+/// (decoding then says why).
+pub fn header_size(bytes: &[u8]) -> Option<(u32, u32)> {
+    ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()?
+        .into_dimensions()
+        .ok()
+}
+
 /// Refuses an image over the pixel limit or without pixels, before anything is allocated for it.
-fn check_size(width: u32, height: u32, max_pixels: u64) -> std::result::Result<(), String> {
+pub(crate) fn check_size(
+    width: u32,
+    height: u32,
+    max_pixels: u64,
+) -> std::result::Result<(), String> {
     let pixels = width as u64 * height as u64;
     if pixels > max_pixels {
         return Err(format!(
