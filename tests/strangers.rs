@@ -57,6 +57,21 @@ fn assert_one_error_line(what: &str, (code, _, stderr): &(i32, String, String), 
     );
 }
 
+/// With `HEADSTART_WRITE_FUZZ_SEEDS` set, a crafted file is also written as a seed of fuzz target `target`
+/// (`fuzz/seeds/TARGET/refused.NAME`, which `tests/fuzz_seeds.rs` expects refused).
+fn seed(target: &str, name: &str, bytes: &[u8]) {
+    if std::env::var_os("HEADSTART_WRITE_FUZZ_SEEDS").is_some() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("fuzz/seeds")
+            .join(target)
+            .join(format!(
+                "refused.{}",
+                name.replace(|c: char| !c.is_ascii_alphanumeric() && c != '.', "-")
+            ));
+        std::fs::write(path, bytes).unwrap();
+    }
+}
+
 // ---- Parquet -------------------------------------------------------------------------------------------------
 
 /// headstart's embedding schema (src/embeddings/parquet).
@@ -374,6 +389,11 @@ fn parquet_files_declaring_more_than_they_hold_are_refused_before_decoding() {
             .path()
             .join(format!("{}.parquet", what.replace(' ', "-")));
         std::fs::write(&file, &bytes).unwrap();
+        seed(
+            "parquet_load",
+            &file.file_name().unwrap().to_string_lossy(),
+            &bytes,
+        );
         train_refuses(what, &file, says);
         // The library says the same when given the bytes.
         let error = headstart::embeddings::parquet::read_parquet_bytes(bytes, &file)
@@ -385,7 +405,7 @@ fn parquet_files_declaring_more_than_they_hold_are_refused_before_decoding() {
 
     // The fuzzer's old finding (a timeout) is a seed now: refused at once, in a folder of shards too.
     let finding = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("fuzz/seeds/parquet_load/timeout-5b42e84f.parquet");
+        .join("fuzz/seeds/parquet_load/refused.timeout-5b42e84f.parquet");
     let shards = dir.path().join("shards");
     std::fs::create_dir(&shards).unwrap();
     std::fs::copy(&finding, shards.join("part-0.parquet")).unwrap();
@@ -938,6 +958,11 @@ fn settings_and_bundles_that_cannot_give_a_right_answer_are_refused() {
         damage(&mut bundle);
         let damaged = dir.path().join("damaged.hs");
         bundle.save(&damaged).unwrap();
+        seed(
+            "bundle_load",
+            &format!("{}.hs", what.replace(' ', "-")),
+            &std::fs::read(&damaged).unwrap(),
+        );
         let result = headstart(&["eval", damaged.to_str().unwrap(), table.to_str().unwrap()]);
         assert_one_error_line(what, &result, says);
     }
@@ -963,6 +988,11 @@ fn settings_and_bundles_that_cannot_give_a_right_answer_are_refused() {
     writer.finish().unwrap();
     let damaged = dir.path().join("negative.hs");
     std::fs::write(&damaged, rewritten.into_inner()).unwrap();
+    seed(
+        "bundle_load",
+        "a-negative-kNN-label.hs",
+        &std::fs::read(&damaged).unwrap(),
+    );
     let result = headstart(&["eval", damaged.to_str().unwrap(), table.to_str().unwrap()]);
     assert_one_error_line(
         "a negative kNN label",
@@ -1130,4 +1160,48 @@ fn a_model_onnx_runtime_refuses_is_one_error_line() {
         dir.path().join("e.npz").to_str().unwrap(),
     ]);
     assert_one_error_line("an unknown operator", &result, "NoSuchOperator");
+}
+
+/// At most `--max-pixels` pixels are decoded at once across workers: two 16-bit PNGs that each fill most of
+/// the budget, on two workers, peak about as one does (a 16-bit image takes a dozen bytes a pixel to decode).
+#[test]
+fn large_images_are_decoded_within_one_budget_across_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("tiny.onnx");
+    std::fs::write(&model, tiny_backbone([1.0, 0.0, 0.0, 1.0, 0.5, 0.5], None)).unwrap();
+    let large = image::ImageBuffer::<image::Rgb<u16>, Vec<u16>>::from_fn(3000, 3000, |x, y| {
+        image::Rgb([(x * 20) as u16, (y * 20) as u16, ((x + y) * 10) as u16])
+    });
+    let one = dir.path().join("one");
+    let two = dir.path().join("two");
+    for (folder, count) in [(&one, 1), (&two, 2)] {
+        std::fs::create_dir(folder).unwrap();
+        for i in 0..count {
+            large.save(folder.join(format!("large{i}.png"))).unwrap();
+        }
+    }
+    let peak = |folder: &Path| {
+        let out = folder.with_extension("npz");
+        let (code, _, stderr, peak) = headstart_peak_memory(&[
+            "embed",
+            folder.to_str().unwrap(),
+            "--backbone",
+            model.to_str().unwrap(),
+            "--no-cache",
+            "--workers",
+            "2",
+            "--max-pixels",
+            "10000000",
+            "-o",
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(code, 0, "{stderr}");
+        peak
+    };
+    let (alone, together) = (peak(&one), peak(&two));
+    eprintln!(
+        "peak memory: {alone} MiB for one 9-megapixel 16-bit PNG, {together} MiB for two on two workers"
+    );
+    // Decoding both at once would add about the first one's decoding again (over 100 MiB).
+    assert!(together < alone + 50, "{together} MiB against {alone} MiB");
 }
