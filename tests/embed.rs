@@ -274,16 +274,8 @@ fn cache_hits_partial_cache_and_augmentation() {
     std::fs::rename(dir.path().join("cache"), home.join("embeddings")).unwrap();
     std::fs::write(home.join("models/m/model.onnx"), b"onnx").unwrap();
     std::fs::write(home.join("mine.txt"), b"keep me").unwrap();
-    let cache_command = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
-            .arg("cache")
-            .args(args)
-            .env("HEADSTART_HOME", &home)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
-    };
+    let cache_command =
+        |args: &[&str]| common::headstart_json_in_home(&home, &[&["cache"], args].concat());
     let shown = cache_command(&["--json"]);
     let configurations = shown["embeddings"].as_array().unwrap();
     assert_eq!(configurations.len(), 1);

@@ -11,7 +11,7 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{headstart, headstart_ok, headstart_peak_memory};
+use common::{headstart, headstart_json_in_home, headstart_ok, headstart_peak_memory};
 use headstart::onnx::proto::{
     FLOAT, GraphProto, ModelProto, NodeProto, StringStringEntryProto, TensorProto, ValueInfoProto,
 };
@@ -191,6 +191,27 @@ fn untouched(_: usize, page: Page, size: usize) -> (Page, usize) {
     (page, size)
 }
 
+/// A dictionary page (of the column `chosen` says) claiming 2³¹−1 values.
+fn huge_dictionary(chosen: bool, page: Page, size: usize) -> (Page, usize) {
+    match page {
+        Page::DictionaryPage {
+            buf,
+            encoding,
+            is_sorted,
+            ..
+        } if chosen => (
+            Page::DictionaryPage {
+                buf,
+                num_values: i32::MAX as u32,
+                encoding,
+                is_sorted,
+            },
+            size,
+        ),
+        other => (other, size),
+    }
+}
+
 /// One run of the hybrid RLE / bit-packing encoding: `count` times `value` (one byte wide).
 fn rle_run(count: u64, value: u8, out: &mut Vec<u8>) {
     let mut header = count << 1;
@@ -251,23 +272,7 @@ fn parquet_files_declaring_more_than_they_hold_are_refused_before_decoding() {
                 Compression::UNCOMPRESSED,
                 true,
                 "m.onnx",
-                &|column, page, size| match page {
-                    Page::DictionaryPage {
-                        buf,
-                        encoding,
-                        is_sorted,
-                        ..
-                    } if column == 1 => (
-                        Page::DictionaryPage {
-                            buf,
-                            num_values: i32::MAX as u32,
-                            encoding,
-                            is_sorted,
-                        },
-                        size,
-                    ),
-                    other => (other, size),
-                },
+                &|column, page, size| huge_dictionary(column == 1, page, size),
             ),
             "a dictionary page declares 2147483647 values",
         ),
@@ -279,23 +284,7 @@ fn parquet_files_declaring_more_than_they_hold_are_refused_before_decoding() {
                 Compression::SNAPPY,
                 true,
                 "m.onnx",
-                &|column, page, size| match page {
-                    Page::DictionaryPage {
-                        buf,
-                        encoding,
-                        is_sorted,
-                        ..
-                    } if column == 3 => (
-                        Page::DictionaryPage {
-                            buf,
-                            num_values: i32::MAX as u32,
-                            encoding,
-                            is_sorted,
-                        },
-                        size,
-                    ),
-                    other => (other, size),
-                },
+                &|column, page, size| huge_dictionary(column == 3, page, size),
             ),
             "a dictionary page declares 2147483647 values",
         ),
@@ -824,17 +813,7 @@ fn clearing_the_cache_leaves_the_users_own_folders() {
         std::fs::create_dir_all(path.parent().unwrap()).unwrap();
         std::fs::write(path, bytes).unwrap();
     }
-    let cache = |args: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
-            .arg("cache")
-            .args(args)
-            .env("HEADSTART_HOME", &home)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
-    };
-    let cleared = cache(&["clear", "--all", "--json"]);
+    let cleared = headstart_json_in_home(&home, &["cache", "clear", "--all", "--json"]);
     assert_eq!(cleared["removed"], serde_json::json!([]));
     assert_eq!(
         cleared["left_alone"],
@@ -1067,16 +1046,16 @@ fn the_pixel_limit_holds_for_cached_images_and_long_paths_say_what_they_are() {
     let home = dir.path().join("home");
     let out = dir.path().join("e.npz");
     let embed_folder = |folder: &Path, extra: &[&str]| {
-        let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
-            .args(["embed", folder.to_str().unwrap(), "--backbone"])
-            .arg(&model)
-            .args(["--json", "-o", out.to_str().unwrap()])
-            .args(extra)
-            .env("HEADSTART_HOME", &home)
-            .output()
-            .unwrap();
-        assert!(output.status.success(), "{output:?}");
-        serde_json::from_slice::<serde_json::Value>(&output.stdout).unwrap()
+        let args = [
+            "embed",
+            folder.to_str().unwrap(),
+            "--backbone",
+            model.to_str().unwrap(),
+            "--json",
+            "-o",
+            out.to_str().unwrap(),
+        ];
+        headstart_json_in_home(&home, &[&args[..], extra].concat())
     };
     let embed = |extra: &[&str]| embed_folder(&images, extra);
     image::RgbImage::from_pixel(8, 8, image::Rgb([9, 9, 9]))

@@ -1263,8 +1263,10 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
             }
         }
         OutputFormat::Table => {
-            let rows: Vec<(String, _)> =
-                rows.iter().map(|(path, p)| (printable(path), p)).collect();
+            let rows: Vec<(String, _)> = rows
+                .iter()
+                .map(|(path, p)| (shortened(&printable(path)), p))
+                .collect();
             let width = rows
                 .iter()
                 .map(|(path, _)| path.chars().count())
@@ -1296,6 +1298,21 @@ fn predict(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Texts in a table are cut to this many characters (CSV and JSON carry them whole).
+const TABLE_TEXT: usize = 100;
+
+/// `text`, or its start and an ellipsis when it is longer than a table cell takes.
+fn shortened(text: &str) -> String {
+    if text.chars().nth(TABLE_TEXT).is_none() {
+        return text.to_string();
+    }
+    let end = text
+        .char_indices()
+        .nth(TABLE_TEXT - 1)
+        .map_or(text.len(), |(at, _)| at);
+    format!("{}…", &text[..end])
 }
 
 /// `text` with control characters escaped (`\n`, `\u{1b}`): a file name cannot move the cursor or
@@ -1741,6 +1758,16 @@ mod tests {
         assert_eq!(csv_field("+1"), "'+1");
         assert_eq!(csv_field("@sum"), "'@sum");
         assert_eq!(csv_field("-2"), "'-2");
+    }
+
+    #[test]
+    fn long_texts_are_cut_for_a_table() {
+        assert_eq!(shortened("short"), "short");
+        assert_eq!(shortened(&"a".repeat(TABLE_TEXT)), "a".repeat(TABLE_TEXT));
+        let long = "é".repeat(5_000_000);
+        let cut = shortened(&long);
+        assert_eq!(cut.chars().count(), TABLE_TEXT);
+        assert!(cut.ends_with('…'));
     }
 
     #[test]

@@ -78,6 +78,17 @@ pub fn train_small_bundle(data: &Path, bundle: &Path, precision: &str) {
     ]);
 }
 
+/// Runs `headstart ARGS` with `HEADSTART_HOME` set to `home`, asserts it succeeded and reads its JSON output.
+pub fn headstart_json_in_home(home: &Path, args: &[&str]) -> serde_json::Value {
+    let output = Command::new(env!("CARGO_BIN_EXE_headstart"))
+        .args(args)
+        .env("HEADSTART_HOME", home)
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{output:?}");
+    serde_json::from_slice(&output.stdout).unwrap()
+}
+
 /// [`headstart`] with `stdin` as its standard input (none: an empty one).
 pub fn headstart_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> (i32, String, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
