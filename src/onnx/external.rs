@@ -39,6 +39,11 @@ pub(crate) fn references(path: &Path, model: &[u8]) -> Result<Vec<ExternalData>>
     let Some(top) = fields(model) else {
         return Ok(found);
     };
+    if walk(&top, Held::Model, 0) {
+        return Err(bad(
+            "keeps tensors of a subgraph, a node attribute or a function in external data: headstart reads external data only for the graph's initializers".into(),
+        ));
+    }
     let folder = path.parent().unwrap_or(Path::new("."));
     let folder = if folder.as_os_str().is_empty() {
         Path::new(".")
@@ -97,6 +102,65 @@ pub(crate) fn references(path: &Path, model: &[u8]) -> Result<Vec<ExternalData>>
         }
     }
     Ok(found)
+}
+
+/// Message fields that hold graphs, nodes, attributes and tensors (onnx.proto).
+const MODEL_FUNCTIONS: u32 = 25;
+const GRAPH_NODE: u32 = 1;
+const GRAPH_SPARSE_INITIALIZER: u32 = 15;
+const NODE_ATTRIBUTE: u32 = 5;
+const FUNCTION_NODE: u32 = 7;
+const ATTRIBUTE_TENSOR: u32 = 5;
+const ATTRIBUTE_GRAPH: u32 = 6;
+const ATTRIBUTE_TENSORS: u32 = 10;
+const ATTRIBUTE_GRAPHS: u32 = 11;
+const ATTRIBUTE_SPARSE_TENSOR: u32 = 22;
+const ATTRIBUTE_SPARSE_TENSORS: u32 = 23;
+
+/// Subgraphs nest; a model nesting deeper than this is refused rather than walked.
+const MAX_NESTING: usize = 64;
+
+/// What a message holds, for the walk below.
+#[derive(Clone, Copy)]
+enum Held {
+    Model,
+    Graph { top: bool },
+    Node,
+    Function,
+    Attribute,
+    SparseTensor,
+}
+
+/// Whether a tensor other than the main graph's initializers keeps its bytes in external data (or the model
+/// nests too deep to tell), in the `members` of a message that holds `held`.
+fn walk(members: &[super::splice::Field<'_>], held: Held, depth: usize) -> bool {
+    if depth > MAX_NESTING {
+        return true;
+    }
+    let inside = |bytes: Option<&[u8]>, held: Held| {
+        fields(bytes.unwrap_or_default()).is_some_and(|m| walk(&m, held, depth + 1))
+    };
+    let external = |bytes: Option<&[u8]>| external_entries(bytes.unwrap_or_default()).is_some();
+    members.iter().any(|f| match (held, f.number) {
+        (Held::Model, MODEL_GRAPH) => inside(f.payload, Held::Graph { top: true }),
+        (Held::Model, MODEL_FUNCTIONS) => inside(f.payload, Held::Function),
+        (Held::Graph { .. }, GRAPH_NODE) | (Held::Function, FUNCTION_NODE) => {
+            inside(f.payload, Held::Node)
+        }
+        (Held::Graph { top: false }, GRAPH_INITIALIZER) => external(f.payload),
+        (Held::Graph { .. }, GRAPH_SPARSE_INITIALIZER) => inside(f.payload, Held::SparseTensor),
+        (Held::Node, NODE_ATTRIBUTE) => inside(f.payload, Held::Attribute),
+        (Held::Attribute, ATTRIBUTE_TENSOR | ATTRIBUTE_TENSORS) => external(f.payload),
+        (Held::Attribute, ATTRIBUTE_GRAPH | ATTRIBUTE_GRAPHS) => {
+            inside(f.payload, Held::Graph { top: false })
+        }
+        (Held::Attribute, ATTRIBUTE_SPARSE_TENSOR | ATTRIBUTE_SPARSE_TENSORS) => {
+            inside(f.payload, Held::SparseTensor)
+        }
+        // A sparse tensor's values (1) and indices (2) are tensors.
+        (Held::SparseTensor, 1 | 2) => external(f.payload),
+        _ => false,
+    })
 }
 
 /// A tensor's external-data entries, if it keeps its bytes elsewhere (`data_location` EXTERNAL).
@@ -214,4 +278,79 @@ pub(crate) fn inline(path: &Path, model: &[u8], references: &[ExternalData]) -> 
         length_delimited(MODEL_GRAPH, &new_graph, &mut out);
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::onnx::proto::{FLOAT, GraphProto, ModelProto, NodeProto, TensorProto};
+
+    /// A tensor whose bytes are in `weights.bin` (fields 13 and 14, which the message subset leaves out).
+    fn external_tensor() -> Vec<u8> {
+        let mut tensor = TensorProto::floats("w", &[1], &[]).encode_to_vec();
+        let entry = StringStringEntryProto {
+            key: "location".into(),
+            value: "weights.bin".into(),
+        };
+        prost::encoding::message::encode(TENSOR_EXTERNAL_DATA, &entry, &mut tensor);
+        prost::encoding::int32::encode(TENSOR_DATA_LOCATION, &1, &mut tensor);
+        tensor
+    }
+
+    fn model_with_graph(graph: Vec<u8>) -> Vec<u8> {
+        let mut model = ModelProto::new(GraphProto::default(), 17);
+        model.graph = None;
+        let mut bytes = model.encode_to_vec();
+        length_delimited(MODEL_GRAPH, &graph, &mut bytes);
+        bytes
+    }
+
+    #[test]
+    fn external_data_outside_the_initializers_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("weights.bin"), [0u8; 4]).unwrap();
+        let path = dir.path().join("model.onnx");
+        // A Constant node whose `value` attribute (a tensor, field 5) is external.
+        let mut attribute = Vec::new();
+        prost::encoding::string::encode(1, &"value".to_string(), &mut attribute);
+        length_delimited(ATTRIBUTE_TENSOR, &external_tensor(), &mut attribute);
+        let mut node = NodeProto::new("Constant", &[], &["c"]).encode_to_vec();
+        length_delimited(NODE_ATTRIBUTE, &attribute, &mut node);
+        let mut graph = Vec::new();
+        length_delimited(GRAPH_NODE, &node, &mut graph);
+        let error = references(&path, &model_with_graph(graph)).unwrap_err();
+        assert!(error.to_string().contains("node attribute"), "{error}");
+
+        // The same tensor as an initializer of the main graph is read.
+        let mut graph = GraphProto {
+            node: vec![NodeProto::new("Identity", &["w"], &["y"])],
+            ..Default::default()
+        }
+        .encode_to_vec();
+        length_delimited(GRAPH_INITIALIZER, &external_tensor(), &mut graph);
+        let model = model_with_graph(graph);
+        let found = references(&path, &model).unwrap();
+        assert_eq!(found.len(), 1);
+        let inlined = inline(&path, &model, &found).unwrap();
+        let parsed = ModelProto::decode(inlined.as_slice()).unwrap();
+        let tensor = &parsed.graph.unwrap().initializer[0];
+        assert_eq!((tensor.data_type, tensor.raw_data.len()), (FLOAT, 4));
+        assert!(references(&path, &inlined).unwrap().is_empty());
+    }
+
+    #[test]
+    fn graphs_nested_without_end_are_refused_not_walked() {
+        // A graph whose node's attribute holds a graph, and so on, 100 deep.
+        let mut graph = Vec::new();
+        for _ in 0..100 {
+            let mut attribute = Vec::new();
+            length_delimited(ATTRIBUTE_GRAPH, &graph, &mut attribute);
+            let mut node = Vec::new();
+            length_delimited(NODE_ATTRIBUTE, &attribute, &mut node);
+            graph = Vec::new();
+            length_delimited(GRAPH_NODE, &node, &mut graph);
+        }
+        let path = Path::new("deep.onnx");
+        assert!(references(path, &model_with_graph(graph)).is_err());
+    }
 }
