@@ -1563,8 +1563,10 @@ fn clear_cache(everything: bool, json: bool) -> Result<()> {
         );
     }
     if !cleared.left_alone.is_empty() {
+        // Folders from before markers were written are headstart's too, but cannot be told from the user's.
         println!(
-            "left alone (not headstart's): {}",
+            "left alone (no {} marker: not made by this headstart; delete them yourself if they are a cache): {}",
+            headstart::home::MARKER,
             cleared.left_alone.join(", ")
         );
     }
