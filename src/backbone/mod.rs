@@ -393,8 +393,8 @@ impl LoadedModel {
         // A model given to ONNX Runtime as bytes must hold its weights: it would look for external data
         // beside the working directory.
         let rewrites = !extra.is_empty() || calibration.is_some() || precision == Precision::Fp16;
-        let bytes = match rewrites && !external.is_empty() {
-            true => onnx::external::inline(&path, &bytes, &external)?,
+        let bytes = match rewrites {
+            true => onnx::external::inline(&path, bytes, &external)?,
             false => bytes,
         };
         let exposed = (!extra.is_empty()).then(|| onnx::with_extra_outputs(&bytes, &extra));

@@ -95,17 +95,18 @@ pub fn scan(root: &Path) -> Result<Files> {
                 path: relative,
                 reason: "not inside a class folder".into(),
             });
-        } else if path.is_file() {
-            dataset.items.push(Item {
-                path,
-                relative,
-                label: None,
-            });
         } else {
-            dataset.skipped.push(Skip {
-                path: relative,
-                reason: "not a regular file".into(),
-            });
+            match entry_kind(&path) {
+                Err(reason) => dataset.skipped.push(Skip {
+                    path: relative,
+                    reason,
+                }),
+                Ok(_) => dataset.items.push(Item {
+                    path,
+                    relative,
+                    label: None,
+                }),
+            }
         }
     }
     Ok(dataset)
@@ -208,28 +209,35 @@ fn walk(
             });
             continue;
         }
-        let reason = match std::fs::metadata(&path) {
-            Ok(meta) if meta.is_dir() => {
-                walk(&path, &child, label, visited, dataset);
-                continue;
-            }
-            Ok(meta) if meta.is_file() => {
-                dataset.items.push(Item {
-                    path,
-                    relative: child,
-                    label,
-                });
-                continue;
-            }
-            Ok(_) => "not a regular file (a device, FIFO or socket)".to_string(),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => "a broken link".into(),
-            // A path longer than the system takes, a folder without permission, ...
-            Err(e) => format!("cannot read: {e}"),
-        };
-        dataset.skipped.push(Skip {
-            path: child,
-            reason,
-        });
+        match entry_kind(&path) {
+            Ok(EntryKind::Folder) => walk(&path, &child, label, visited, dataset),
+            Ok(EntryKind::File) => dataset.items.push(Item {
+                path,
+                relative: child,
+                label,
+            }),
+            Err(reason) => dataset.skipped.push(Skip {
+                path: child,
+                reason,
+            }),
+        }
+    }
+}
+
+enum EntryKind {
+    Folder,
+    File,
+}
+
+/// What an entry is, following links; why it cannot be read as a file or folder otherwise.
+fn entry_kind(path: &Path) -> std::result::Result<EntryKind, String> {
+    match std::fs::metadata(path) {
+        Ok(meta) if meta.is_dir() => Ok(EntryKind::Folder),
+        Ok(meta) if meta.is_file() => Ok(EntryKind::File),
+        Ok(_) => Err("not a regular file (a device, FIFO or socket)".into()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err("a broken link".into()),
+        // A path longer than the system takes, a folder without permission, ...
+        Err(e) => Err(format!("cannot read: {e}")),
     }
 }
 

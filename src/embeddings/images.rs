@@ -18,7 +18,7 @@ use crate::augment::View;
 use crate::backbone::{ImageBackbone, InputSpec};
 use crate::data::Files;
 use crate::data::decode::{
-    DecodeOptions, REDUCED_SCALE_REVISION, check_size, decode_image, header_size, planned_shrink,
+    DecodeOptions, REDUCED_SCALE_REVISION, check_size, decode_image, plan_decoding,
 };
 use crate::error::{Error, Result};
 use crate::preprocess::ImagePreprocess;
@@ -311,23 +311,22 @@ fn embed_file(
 ) -> std::result::Result<Option<FileViews>, String> {
     let began = Instant::now();
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let size = header_size(&bytes);
+    let plan = plan_decoding(&bytes, preprocess);
     // The limit holds for a file the cache knows as for one decoded now.
-    if let Some((width, height)) = size {
+    if let Some((width, height)) = plan.size {
         check_size(width, height, decode.max_pixels)?;
     }
-    let shrink = planned_shrink(&bytes, preprocess);
     let keys: Vec<Option<Key>> = match cache {
         Some(cache) => {
             let content = EmbeddingCache::content_key(&bytes);
             // A JPEG decoded at reduced scale is a different view of the file than its full decoding.
             views
                 .iter()
-                .map(|v| match shrink {
+                .map(|v| match plan.shrink {
                     1 => Some(cache.key(&content, v.name())),
                     _ => Some(cache.key(
                         &content,
-                        &format!("{}@1/{shrink}r{REDUCED_SCALE_REVISION}", v.name()),
+                        &format!("{}@1/{}r{REDUCED_SCALE_REVISION}", v.name(), plan.shrink),
                     )),
                 })
                 .collect()
@@ -351,8 +350,8 @@ fn embed_file(
         }));
     }
     // Held until the decoded image is dropped, at the end of this file.
-    let pixels = size.map_or(decode.max_pixels, |(w, h)| {
-        u64::from(w) * u64::from(h) / u64::from(shrink * shrink)
+    let pixels = plan.size.map_or(decode.max_pixels, |(w, h)| {
+        u64::from(w) * u64::from(h) / u64::from(plan.shrink * plan.shrink)
     });
     let _decoding = pixel_budget.take(pixels);
     let image = decode_image(&bytes, decode, Some(preprocess))?;

@@ -632,10 +632,7 @@ fn with_backbone(
     let bytes = crate::onnx::read_model_bytes(&path)?;
     // One self-contained file: external weights go inside it.
     let external = crate::onnx::external::references(&path, &bytes)?;
-    let bytes = match external.is_empty() {
-        true => bytes,
-        false => crate::onnx::external::inline(&path, &bytes, &external)?,
-    };
+    let bytes = crate::onnx::external::inline(&path, bytes, &external)?;
     let int8 = match (&identity.calibration, &options.int8) {
         (Some(_), Some(_)) => {
             return Err(Error::parameter(

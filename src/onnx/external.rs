@@ -18,17 +18,14 @@ const TENSOR_RAW_DATA: u32 = 9;
 const TENSOR_EXTERNAL_DATA: u32 = 13;
 const TENSOR_DATA_LOCATION: u32 = 14;
 
-/// A model loaded from bytes is one protobuf message, which may not reach 2 GiB.
-const MAX_INLINED: u64 = (2 << 30) - 1;
-
 /// One initializer's bytes in another file.
 #[derive(Debug, Clone)]
 pub(crate) struct ExternalData {
     /// Resolved inside the model's folder.
     pub file: PathBuf,
     pub offset: u64,
-    /// `None`: to the end of the file.
-    pub length: Option<u64>,
+    /// Bytes from `offset` (to the end of the file when the model gives no length).
+    pub length: u64,
 }
 
 /// The external data of `model`'s graph initializers, each checked: a relative path that stays inside the
@@ -97,7 +94,7 @@ pub(crate) fn references(path: &Path, model: &[u8]) -> Result<Vec<ExternalData>>
             found.push(ExternalData {
                 file,
                 offset,
-                length,
+                length: length.unwrap_or(size - offset),
             });
         }
     }
@@ -222,32 +219,28 @@ fn read(reference: &ExternalData) -> Result<Vec<u8>> {
     file.seek(SeekFrom::Start(reference.offset))
         .map_err(failed)?;
     let mut bytes = Vec::new();
-    match reference.length {
-        Some(length) => file.take(length).read_to_end(&mut bytes),
-        None => file.read_to_end(&mut bytes),
-    }
-    .map_err(failed)?;
+    file.take(reference.length)
+        .read_to_end(&mut bytes)
+        .map_err(failed)?;
     Ok(bytes)
 }
 
-/// `model` with every graph initializer's external bytes (`references`, in order) put inside it.
-pub(crate) fn inline(path: &Path, model: &[u8], references: &[ExternalData]) -> Result<Vec<u8>> {
-    let total: u64 = model.len() as u64
-        + references
-            .iter()
-            .map(|r| match r.length {
-                Some(length) => length,
-                None => std::fs::metadata(&r.file).map_or(0, |m| m.len() - r.offset),
-            })
-            .sum::<u64>();
-    if total > MAX_INLINED {
+/// `model` with every graph initializer's external bytes (`references`, in order) put inside it; as it is
+/// when it has none.
+pub(crate) fn inline(path: &Path, model: Vec<u8>, references: &[ExternalData]) -> Result<Vec<u8>> {
+    if references.is_empty() {
+        return Ok(model);
+    }
+    let total: u64 = model.len() as u64 + references.iter().map(|r| r.length).sum::<u64>();
+    // A model loaded from bytes is one protobuf message, as a file is.
+    if total > super::MAX_MODEL_BYTES {
         return Err(Error::model(
             path,
             "its external data makes it over 2 GiB, too large to tap a layer, convert to fp16 or quantise",
         ));
     }
     let malformed = || Error::model(path, "not a valid ONNX model");
-    let top = fields(model).ok_or_else(malformed)?;
+    let top = fields(&model).ok_or_else(malformed)?;
     let mut pending = references.iter();
     let mut out = Vec::with_capacity(total as usize);
     for field in &top {
@@ -331,7 +324,7 @@ mod tests {
         let model = model_with_graph(graph);
         let found = references(&path, &model).unwrap();
         assert_eq!(found.len(), 1);
-        let inlined = inline(&path, &model, &found).unwrap();
+        let inlined = inline(&path, model, &found).unwrap();
         let parsed = ModelProto::decode(inlined.as_slice()).unwrap();
         let tensor = &parsed.graph.unwrap().initializer[0];
         assert_eq!((tensor.data_type, tensor.raw_data.len()), (FLOAT, 4));

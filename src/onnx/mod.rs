@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use proto::{GraphProto, ModelProto, ValueInfoProto};
 
 /// A protobuf message, and so an ONNX file, is under 2 GiB.
-const MAX_MODEL_BYTES: u64 = (2 << 30) - 1;
+pub(crate) const MAX_MODEL_BYTES: u64 = (2 << 30) - 1;
 
 /// What `inspect` shows beyond ONNX Runtime's inputs and outputs.
 #[derive(Debug, Clone)]

@@ -16,8 +16,8 @@ use zune_core::options::DecoderOptions;
 use zune_jpeg::JpegDecoder;
 use zune_jpeg::errors::DecodeErrors;
 
-use super::{DecodeOptions, check_size, into_rgb8, progressive};
-use crate::preprocess::ImagePreprocess;
+use super::{DecodeOptions, DecodePlan, check_size, into_rgb8, progressive};
+use crate::preprocess::{ImagePreprocess, JpegDecode};
 
 /// Scans a JPEG may have, at any scale: zune-jpeg's own limit for progressive files, given to libjpeg too,
 /// which would otherwise entropy-decode thousands of scans (a few hundred bytes each) one after another.
@@ -76,9 +76,20 @@ impl Header {
 }
 
 /// By how much [`decode`] will shrink this JPEG for `preprocess` (1 if the header cannot be read).
-pub(super) fn planned_shrink(bytes: &[u8], preprocess: &ImagePreprocess) -> u32 {
-    Header::read(&mut zune_decoder(bytes, false))
-        .map_or(1, |header| header.shrink(Some(preprocess)))
+pub(super) fn plan(bytes: &[u8], preprocess: &ImagePreprocess) -> DecodePlan {
+    match Header::read(&mut zune_decoder(bytes, false)) {
+        Ok(header) => DecodePlan {
+            size: Some((header.width, header.height)),
+            shrink: match preprocess.jpeg_decode {
+                JpegDecode::Exact => 1,
+                _ => header.shrink(Some(preprocess)),
+            },
+        },
+        Err(_) => DecodePlan {
+            size: None,
+            shrink: 1,
+        },
+    }
 }
 
 pub(super) fn decode(

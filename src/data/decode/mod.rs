@@ -100,24 +100,26 @@ pub fn decode_image(
 /// (2: progressive JPEGs decode without their last-bit scans), so older rows are not mixed with newer ones.
 pub const REDUCED_SCALE_REVISION: u32 = 2;
 
-/// By how much [`decode_image`] will shrink these bytes while decoding them for `preprocess`: 1 unless they
-/// are a JPEG large enough for reduced-scale decoding. Reads only the header.
-pub fn planned_shrink(bytes: &[u8], preprocess: &ImagePreprocess) -> u32 {
-    let is_jpeg = bytes.starts_with(&[0xFF, 0xD8, 0xFF]);
-    if !is_jpeg || preprocess.jpeg_decode == crate::preprocess::JpegDecode::Exact {
-        return 1;
-    }
-    jpeg::planned_shrink(bytes, preprocess)
+/// What a file's header says before it is decoded for `preprocess`, read once.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodePlan {
+    /// Width and height as stored; `None` when the header cannot be read (decoding then says why).
+    pub size: Option<(u32, u32)>,
+    /// By how much [`decode_image`] will shrink the image: 1 unless it is a JPEG large enough for
+    /// reduced-scale decoding.
+    pub shrink: u32,
 }
 
-/// An image's width and height as its header says, without decoding; `None` when the header cannot be read
-/// (decoding then says why).
-pub fn header_size(bytes: &[u8]) -> Option<(u32, u32)> {
-    ImageReader::new(Cursor::new(bytes))
+/// Reads only the header of these bytes: their size and how they will be decoded for `preprocess`.
+pub fn plan_decoding(bytes: &[u8], preprocess: &ImagePreprocess) -> DecodePlan {
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        return jpeg::plan(bytes, preprocess);
+    }
+    let size = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .ok()?
-        .into_dimensions()
         .ok()
+        .and_then(|reader| reader.into_dimensions().ok());
+    DecodePlan { size, shrink: 1 }
 }
 
 /// Refuses an image over the pixel limit or without pixels, before anything is allocated for it.

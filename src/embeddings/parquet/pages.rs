@@ -161,6 +161,14 @@ const SET: u8 = 10;
 const MAP: u8 = 11;
 const STRUCT: u8 = 12;
 
+/// How an element of a list, set or map of `kind` is encoded: a boolean there is a byte of its own.
+fn element(kind: u8) -> u8 {
+    match kind {
+        BOOL_TRUE | BOOL_FALSE => BYTE,
+        other => other,
+    }
+}
+
 impl<R: Read> Thrift<R> {
     fn byte(&mut self) -> Result<u8, String> {
         let mut byte = [0u8];
@@ -228,12 +236,10 @@ impl<R: Read> Thrift<R> {
             return Err("a page header nests too deep".into());
         }
         match kind {
-            BOOL_TRUE | BOOL_FALSE | BYTE => {
-                // Inside lists a boolean is a byte of its own; as a field it is in the field header, and
-                // callers pass BYTE for list elements only.
-                if kind == BYTE {
-                    self.byte()?;
-                }
+            // A boolean field's value is in its field header.
+            BOOL_TRUE | BOOL_FALSE => {}
+            BYTE => {
+                self.byte()?;
             }
             I16 | I32 | I64 => {
                 self.varint()?;
@@ -249,25 +255,17 @@ impl<R: Read> Thrift<R> {
                     15 => self.varint()?,
                     n => u64::from(n),
                 };
-                let element = match header & 0x0f {
-                    BOOL_TRUE | BOOL_FALSE => BYTE,
-                    other => other,
-                };
                 for _ in 0..count {
-                    self.skip_value(element, depth + 1)?;
+                    self.skip_value(element(header & 0x0f), depth + 1)?;
                 }
             }
             MAP => {
                 let count = self.varint()?;
                 if count > 0 {
                     let types = self.byte()?;
-                    let as_element = |t: u8| match t {
-                        BOOL_TRUE | BOOL_FALSE => BYTE,
-                        other => other,
-                    };
                     for _ in 0..count {
-                        self.skip_value(as_element(types >> 4), depth + 1)?;
-                        self.skip_value(as_element(types & 0x0f), depth + 1)?;
+                        self.skip_value(element(types >> 4), depth + 1)?;
+                        self.skip_value(element(types & 0x0f), depth + 1)?;
                     }
                 }
             }
