@@ -191,6 +191,36 @@ fn untouched(_: usize, page: Page, size: usize) -> (Page, usize) {
     (page, size)
 }
 
+/// Trains `dir/NAME.hs` (with `extra` flags) on 40 crafted text embeddings, `dir/NAME.parquet`, whose
+/// metadata names `backbone_source`; returns (table, bundle).
+fn bundle_from_embeddings(
+    dir: &Path,
+    name: &str,
+    backbone_source: &str,
+    extra: &[&str],
+) -> (PathBuf, PathBuf) {
+    let table = dir.join(format!("{name}.parquet"));
+    let bytes = parquet_file(
+        40,
+        EMBEDDING,
+        Compression::SNAPPY,
+        false,
+        backbone_source,
+        &untouched,
+    );
+    std::fs::write(&table, bytes).unwrap();
+    let bundle = dir.join(format!("{name}.hs"));
+    let args = [
+        "train",
+        table.to_str().unwrap(),
+        "-o",
+        bundle.to_str().unwrap(),
+        "-q",
+    ];
+    headstart_ok(&[&args[..], extra].concat());
+    (table, bundle)
+}
+
 /// A dictionary page (of the column `chosen` says) claiming 2³¹−1 values.
 fn huge_dictionary(chosen: bool, page: Page, size: usize) -> (Page, usize) {
     match page {
@@ -768,27 +798,7 @@ fn a_bundle_naming_a_fifo_or_a_device_is_refused_without_reading_it() {
         ("/dev/zero", "which is not an .onnx file"),
         ("/etc/passwd", "which is not an .onnx file"),
     ] {
-        let table = dir.path().join("named.parquet");
-        std::fs::write(
-            &table,
-            parquet_file(
-                40,
-                EMBEDDING,
-                Compression::SNAPPY,
-                false,
-                source,
-                &untouched,
-            ),
-        )
-        .unwrap();
-        let bundle = dir.path().join("named.hs");
-        headstart_ok(&[
-            "train",
-            table.to_str().unwrap(),
-            "-o",
-            bundle.to_str().unwrap(),
-            "-q",
-        ]);
+        let (_, bundle) = bundle_from_embeddings(dir.path(), "named", source, &[]);
         let result = limited(2048, &["predict", bundle.to_str().unwrap(), "some text"]);
         assert_one_error_line(source, &result, says);
     }
@@ -869,37 +879,8 @@ fn settings_and_bundles_that_cannot_give_a_right_answer_are_refused() {
     );
 
     // A bundle trained from embeddings, then damaged one way at a time.
-    let table = dir.path().join("e.parquet");
-    std::fs::write(
-        &table,
-        parquet_file(
-            40,
-            EMBEDDING,
-            Compression::SNAPPY,
-            false,
-            "m.onnx",
-            &untouched,
-        ),
-    )
-    .unwrap();
-    let trained = dir.path().join("good.hs");
-    headstart_ok(&[
-        "train",
-        table.to_str().unwrap(),
-        "-o",
-        trained.to_str().unwrap(),
-        "-q",
-    ]);
-    let knn = dir.path().join("knn.hs");
-    headstart_ok(&[
-        "train",
-        table.to_str().unwrap(),
-        "-o",
-        knn.to_str().unwrap(),
-        "--head",
-        "knn",
-        "-q",
-    ]);
+    let (table, trained) = bundle_from_embeddings(dir.path(), "good", "m.onnx", &[]);
+    let (_, knn) = bundle_from_embeddings(dir.path(), "knn", "m.onnx", &["--head", "knn"]);
     use headstart::head::Head;
     type Damage = Box<dyn Fn(&mut headstart::Bundle)>;
     let damages: Vec<(&str, Damage, &str)> = vec![
