@@ -6,6 +6,8 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use clap::Args;
+
 use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
 use headstart::data::decode::open_image;
 use headstart::runtime::RuntimeOptions;
@@ -13,8 +15,48 @@ use headstart::workflow::{self, HeldOutReport};
 use headstart::zoo;
 use headstart::{Modality, Result, datasets, metrics};
 
+use crate::cli::print::{print_embed_summary, print_train_report};
+use crate::cli::progress::Progress;
+
+#[derive(Args)]
+pub struct DemoArgs {
+    /// Instead: what the default backbones see in sample photos and sentences
+    #[arg(long, conflicts_with = "text")]
+    photos: bool,
+    /// Instead: sentiment of the VADER movie-review snippets with the default text backbone
+    #[arg(long)]
+    text: bool,
+}
+
+pub fn run(args: &DemoArgs, runtime: &RuntimeOptions) -> Result<()> {
+    if args.photos {
+        print_demo(&run_photos(runtime)?);
+    } else if args.text {
+        let mut bar = Progress::new("texts", true);
+        let result = run_vader(runtime, &mut |done, total| bar.update(done, total));
+        bar.finish();
+        print_held_out_job(
+            "VADER movie-review snippets: positive (mean score > 0) vs negative, backbone all-minilm-l6-v2",
+            "texts",
+            datasets::VADER_SEED,
+            &result?,
+        );
+    } else {
+        let mut bar = Progress::new("images", true);
+        let result = run_elpv(runtime, &mut |done, total| bar.update(done, total));
+        bar.finish();
+        print_held_out_job(
+            "ELPV solar cells: defective (defect probability >= 0.5) vs functional, backbone efficientnet-lite0",
+            "images",
+            datasets::ELPV_SEED,
+            &result?,
+        );
+    }
+    Ok(())
+}
+
 /// The main job: ELPV → embeddings (cached) → logistic head (cross-validated) → metrics on the held-out split.
-pub fn run_elpv(
+fn run_elpv(
     runtime: &RuntimeOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<HeldOutReport> {
@@ -31,7 +73,7 @@ pub fn run_elpv(
 }
 
 /// Sentiment: VADER movie snippets → MiniLM embeddings (cached) → logistic head → metrics on the held-out split.
-pub fn run_vader(
+fn run_vader(
     runtime: &RuntimeOptions,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<HeldOutReport> {
@@ -48,20 +90,20 @@ pub fn run_vader(
 }
 
 /// One photo's result: the embedding size and the pretrained model's own top classes.
-pub struct PhotoResult {
-    pub path: PathBuf,
-    pub dim: usize,
-    pub top: Vec<(String, f32)>,
+struct PhotoResult {
+    path: PathBuf,
+    dim: usize,
+    top: Vec<(String, f32)>,
 }
 
-pub struct DemoReport {
-    pub image_backbone: String,
-    pub preprocess: String,
-    pub photos: Vec<PhotoResult>,
-    pub ms_per_image: f64,
-    pub text_backbone: String,
+struct DemoReport {
+    image_backbone: String,
+    preprocess: String,
+    photos: Vec<PhotoResult>,
+    ms_per_image: f64,
+    text_backbone: String,
     /// (sentence a, sentence b, cosine similarity)
-    pub sentence_pairs: Vec<(String, String, f32)>,
+    sentence_pairs: Vec<(String, String, f32)>,
 }
 
 const SENTENCES: [(&str, &str); 3] = [
@@ -73,7 +115,7 @@ const SENTENCES: [(&str, &str); 3] = [
     ("The new movie is wonderful.", "I loved this film."),
 ];
 
-pub fn run_photos(runtime: &RuntimeOptions) -> Result<DemoReport> {
+fn run_photos(runtime: &RuntimeOptions) -> Result<DemoReport> {
     let image_model = zoo::default_for(Modality::Image);
     let reference = BackboneRef::Zoo(image_model.name.clone());
     let options = BackboneOptions {
@@ -132,4 +174,50 @@ pub fn run_photos(runtime: &RuntimeOptions) -> Result<DemoReport> {
         text_backbone: text_model.name,
         sentence_pairs,
     })
+}
+
+/// A demo job's output: what it is, what was embedded, the split, training, and the held-out metrics.
+fn print_held_out_job(title: &str, unit: &str, seed: u64, report: &workflow::HeldOutReport) {
+    println!("{title}");
+    print_embed_summary(&report.embed, false);
+    println!(
+        "split: {} train / {} test {unit} (stratified, seed {seed})",
+        report.train_rows, report.test_rows
+    );
+    print_train_report(&report.report);
+    println!("\ntest set\n{}", report.test.render());
+    println!("whole job: {:.1} s", report.seconds);
+}
+
+fn print_demo(report: &DemoReport) {
+    println!(
+        "image backbone {} ({})",
+        report.image_backbone, report.preprocess
+    );
+    for photo in &report.photos {
+        let name = photo
+            .path
+            .file_name()
+            .map(|n| n.to_string_lossy())
+            .unwrap_or_default();
+        let top: Vec<String> = photo
+            .top
+            .iter()
+            .map(|(label, p)| format!("{label} {:.0}%", p * 100.0))
+            .collect();
+        println!(
+            "  {name:<22} {}-d embedding; ImageNet says: {}",
+            photo.dim,
+            top.join(" | ")
+        );
+    }
+    println!(
+        "  {:.1} ms per image (batch of {})",
+        report.ms_per_image,
+        report.photos.len()
+    );
+    println!("text backbone {}", report.text_backbone);
+    for (a, b, cos) in &report.sentence_pairs {
+        println!("  cos {cos:.3}  \"{a}\" ~ \"{b}\"");
+    }
 }

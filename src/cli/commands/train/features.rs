@@ -1,5 +1,6 @@
 //! `train --features auto`: the search's progress lines and its table, around [`workflow::search_features`].
 
+use std::path::Path;
 use std::time::Duration;
 
 use headstart::backbone::{BackboneOptions, BackboneRef};
@@ -8,7 +9,8 @@ use headstart::head::TrainParams;
 use headstart::workflow::{self, FeatureSearch, SearchEvent, SearchSettings, Validation};
 use headstart::{Modality, Result};
 
-use super::{TrainArgs, print_embed_summary, print_trained, trained_json};
+use crate::cli::flags::EmbedFlags;
+use crate::cli::print::{print_embed_summary, print_trained, trained_json};
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
 pub enum FeatureChoice {
@@ -40,24 +42,19 @@ pub fn parse_duration(text: &str) -> std::result::Result<Duration, String> {
         .map_err(|_| format!("'{text}' is not a time of zero or more"))
 }
 
-pub(super) fn train_auto(
-    args: &TrainArgs,
-    options: &BackboneOptions,
+/// Trains on the features the search chooses and writes the bundle to `output`.
+#[allow(clippy::too_many_arguments)]
+pub fn train_auto(
     data: &Data,
     validation: &Validation,
+    backbone: Option<&BackboneRef>,
+    options: &BackboneOptions,
+    flags: &EmbedFlags,
     params: &TrainParams,
+    settings: &SearchSettings,
+    output: &Path,
 ) -> Result<()> {
-    let flags = &args.embed;
     let talk = !flags.quiet && !flags.json;
-    let mut settings = SearchSettings::default().backbones(
-        args.backbones
-            .iter()
-            .map(|b| BackboneRef::parse(b))
-            .collect(),
-    );
-    if let Some(budget) = args.budget {
-        settings = settings.budget(budget);
-    }
     let mut bar = flags.progress(data.modality().map_or("rows", Modality::unit));
     let mut events = |event: SearchEvent| {
         if !talk {
@@ -100,18 +97,18 @@ pub(super) fn train_auto(
     let result = workflow::search_features(
         data,
         validation,
-        args.backbone.given().as_ref(),
+        backbone,
         options,
         &flags.options(),
         params,
-        &settings,
+        settings,
         &mut events,
         &mut |done, total| bar.update(done, total),
     );
     bar.finish();
     let search = result?;
     let trained = &search.run.trained;
-    trained.bundle.save(&args.output_file)?;
+    trained.bundle.save(output)?;
     if flags.json {
         let candidates: Vec<serde_json::Value> = search
             .scored
@@ -122,7 +119,7 @@ pub(super) fn train_auto(
                 value
             })
             .collect();
-        let mut value = trained_json(trained, &search.run.summary, &args.output_file);
+        let mut value = trained_json(trained, &search.run.summary, output);
         value["features"] = serde_json::json!({
             "candidates": candidates,
             "chosen": search.chosen,
@@ -135,7 +132,7 @@ pub(super) fn train_auto(
             print_embed_summary(summary, flags.verbose);
         }
         print_search(&search);
-        print_trained(trained, &args.output_file);
+        print_trained(trained, output);
     }
     Ok(())
 }

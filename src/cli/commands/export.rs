@@ -1,0 +1,98 @@
+//! `headstart export`: a bundle as one ONNX file.
+
+use std::path::PathBuf;
+
+use clap::Args;
+use headstart::backbone::{BackboneRef, CalibrationMethod, CalibrationSettings};
+use headstart::bundle::Bundle;
+use headstart::classifier::Classifier;
+use headstart::runtime::RuntimeOptions;
+use headstart::{Error, Result};
+
+use crate::cli::flags::parse_size;
+
+#[derive(Args)]
+pub struct ExportArgs {
+    pub bundle: PathBuf,
+    /// The ONNX file to write
+    #[arg(long, short, value_name = "MODEL.onnx")]
+    pub output_file: PathBuf,
+    /// Only the head: embedding [N, D] in, probabilities out (for a device that already runs the backbone)
+    #[arg(long, conflicts_with = "raw_input")]
+    pub head_only: bool,
+    /// Image bundles: uint8 RGB pixels [N, H, W, 3] in; resizing, cropping and normalisation in the graph
+    #[arg(long)]
+    pub raw_input: bool,
+    /// The pixels' size for --raw-input: N or HxW (default: the model's input size)
+    #[arg(long, value_parser = parse_size, requires = "raw_input")]
+    pub raw_size: Option<(u32, u32)>,
+    /// The bundle's backbone, if it is not where the bundle says
+    #[arg(long, value_name = "NAME|PATH")]
+    pub backbone: Option<String>,
+    /// An int8 backbone (QDQ; about a quarter of the size). A bundle trained with --precision int8 is
+    /// exported int8 anyway, with its own calibration
+    #[arg(long, conflicts_with = "head_only")]
+    pub int8: bool,
+    /// With --int8 on a float bundle: a folder of images like the training data to calibrate on
+    #[arg(long, value_name = "DIR", requires = "int8")]
+    pub calibration_data: Option<PathBuf>,
+    /// How many of those images to calibrate on
+    #[arg(long, value_name = "N", default_value_t = CalibrationSettings::default().inputs)]
+    pub calibration: usize,
+    /// How each activation's range is read from the calibration images
+    #[arg(long, value_enum, default_value_t = CalibrationMethod::Mse)]
+    pub calibration_method: CalibrationMethod,
+}
+
+pub fn run(args: &ExportArgs, runtime: &RuntimeOptions) -> Result<()> {
+    let mut options = headstart::export::ExportOptions {
+        head_only: args.head_only,
+        raw_input: args.raw_input,
+        raw_size: args.raw_size,
+        int8: None,
+    };
+    let backbone = args.backbone.as_deref().map(BackboneRef::parse);
+    let bundle = Bundle::load(&args.bundle)?;
+    let calibrate = args.int8 && bundle.info.backbone.calibration.is_none();
+    let exported = match (&args.calibration_data, calibrate) {
+        (Some(_), false) => {
+            return Err(Error::Config(format!(
+                "{} was trained with --precision int8: it is exported with its own calibration, without --calibration-data",
+                args.bundle.display()
+            )));
+        }
+        (None, true) => {
+            return Err(Error::Config(format!(
+                "--int8 on {}, a bundle trained in fp32, calibrates on images like its training data: pass --calibration-data DIR (or train with --precision int8)",
+                args.bundle.display()
+            )));
+        }
+        (Some(images), true) => {
+            let classifier =
+                Classifier::from_bundle(bundle, &args.bundle, runtime, backbone.as_ref())?;
+            let settings = CalibrationSettings::default()
+                .inputs(args.calibration)
+                .method(args.calibration_method);
+            options.int8 = Some(classifier.calibrate(images, settings)?);
+            headstart::export::export_classifier(&classifier, &options, &args.output_file)?
+        }
+        (None, false) => headstart::export::export(
+            &args.bundle,
+            backbone.as_ref(),
+            runtime,
+            &options,
+            &args.output_file,
+        )?,
+    };
+    println!(
+        "wrote {} ({:.1} MB): inputs {}; outputs {} [N, {}], {} [N]; classes {}",
+        exported.path.display(),
+        exported.bytes as f64 / 1e6,
+        exported.inputs.join(", "),
+        headstart::export::PROBABILITIES,
+        exported.classes.len(),
+        headstart::export::CLASS_INDEX,
+        exported.classes.join(", ")
+    );
+    Ok(())
+}
