@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::{Split, TrainRun, Validation, embed_split, train};
+use super::train::{Split, TrainRun, Validation, embed_split, train};
 use crate::backbone::{BackboneIdentity, BackboneOptions, BackboneRef, ModelFile};
 use crate::data::Data;
 use crate::embeddings::EmbedOptions;

@@ -1,0 +1,457 @@
+//! Training runs: embed, set validation rows apart, train a head into a bundle, measure it; and adding
+//! examples to a bundle.
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::time::Instant;
+
+use linfa::ParamGuard;
+use linfa::traits::FitWith;
+use sha2::{Digest, Sha256};
+
+use crate::backbone::{Backbone, BackboneOptions, BackboneRef};
+use crate::bundle::{Bundle, BundleInfo, OpenSetInfo, TrainingInfo, format_version_for, utc_now};
+use crate::classifier::Classifier;
+use crate::data::Data;
+use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet};
+use crate::error::{Error, Result};
+use crate::hash::hex;
+use crate::head::{self, ClassScores, HeadKind, Novelty, TrainParams, TrainReport};
+use crate::metrics::Metrics;
+use crate::runtime::RuntimeOptions;
+
+use super::embed::{calibrates, embeddings_reusing};
+use super::evaluate::evaluate_set;
+use super::split::{held_out_paths, labels_of, split_by, stratified_split};
+
+pub struct Trained {
+    pub bundle: Bundle,
+    pub report: TrainReport,
+    /// Metrics on the validation rows, when there are some.
+    pub validation: Option<Metrics>,
+}
+
+/// sha256 (first 16 hex digits) of training embeddings and labels, after `earlier` (the fingerprint of the rows
+/// they were added to). Labels hash as the int64 values the .npz holds, so fingerprints stay comparable across
+/// versions.
+pub(super) fn fingerprint(
+    earlier: Option<&str>,
+    embeddings: &[f32],
+    labels: impl Iterator<Item = i64>,
+) -> String {
+    let mut hasher = Sha256::new();
+    if let Some(earlier) = earlier {
+        hasher.update(earlier.as_bytes());
+    }
+    embeddings
+        .iter()
+        .for_each(|v| hasher.update(v.to_le_bytes()));
+    labels.for_each(|l| hasher.update(l.to_le_bytes()));
+    hex(&hasher.finalize())[..16].to_string()
+}
+
+/// Trains a head on `train` and, if given, measures it on `validation`.
+pub fn train_bundle(
+    train_set: &EmbeddedSet,
+    validation: Option<&EmbeddedSet>,
+    params: &TrainParams,
+) -> Result<Trained> {
+    let y = labels_of(train_set)?;
+    let (head, report) = head::train(train_set.matrix(), y, &train_set.class_names, params)?;
+    let novelty = params
+        .open_set
+        .as_ref()
+        .map(|open_set| {
+            let fold_of = head::cv::stratified_folds(y, params.folds, params.seed);
+            Novelty::fit(train_set.matrix(), &fold_of, params.folds, open_set)
+        })
+        .transpose()?;
+    let fingerprint = fingerprint(None, &train_set.embeddings, y.iter().map(|&l| l as i64));
+    let bundle = Bundle {
+        head,
+        temperature: report.temperature,
+        info: BundleInfo {
+            format_version: format_version_for(params.head, novelty.is_some()),
+            class_names: train_set.class_names.clone(),
+            backbone_source: train_set.backbone_source.clone(),
+            backbone: train_set.backbone.clone(),
+            input: train_set.input.clone(),
+            training: TrainingInfo {
+                head: params.head,
+                chosen_c: report.chosen_c,
+                cv_accuracy: report.cv_accuracy,
+                folds: params.folds,
+                class_weight: params.class_weight,
+                solver: (params.head == HeadKind::Logistic).then_some(params.solver),
+                seed: params.seed,
+                knn_k: (params.head == HeadKind::Knn).then_some(params.k),
+                open_set: novelty
+                    .as_ref()
+                    .zip(params.open_set.as_ref())
+                    .map(|(n, p)| OpenSetInfo::of(n, p.false_rejection)),
+                multi_label: false,
+                keeps_embeddings: params.keep_embeddings,
+                samples: y.len(),
+                dataset_fingerprint: fingerprint,
+                headstart_version: env!("CARGO_PKG_VERSION").into(),
+                date: utc_now(),
+            },
+        },
+        novelty,
+        kept: params.keep_embeddings.then(|| train_set.clone()),
+    };
+    let validation = validation
+        .map(|v| evaluate_set(&bundle, v))
+        .transpose()?
+        .map(|(m, _)| m);
+    Ok(Trained {
+        bundle,
+        report,
+        validation,
+    })
+}
+
+/// Where a training run's validation rows come from.
+pub enum Validation<'a> {
+    /// Every row trains; nothing is measured.
+    None,
+    /// A stratified, seeded fraction of the images (or texts) is held out.
+    Split { fraction: f64, seed: u64 },
+    /// Other labelled data, embedded with the backbone the training data was embedded with.
+    Data(&'a Data),
+}
+
+/// A training run: the bundle and its report, what embedding did, and how many rows trained and validated.
+pub struct TrainRun {
+    pub trained: Trained,
+    /// What embedding the training data did; `None` for an `.npz`.
+    pub summary: Option<EmbedSummary>,
+    pub train_rows: usize,
+    pub validation_rows: usize,
+}
+
+/// Embeds `data` (see [`embeddings_for`]), sets validation rows apart as `validation` says, trains a head with
+/// `params` and measures it on them. The bundle is not saved.
+pub fn train(
+    data: &Data,
+    validation: &Validation,
+    backbone: Option<&BackboneRef>,
+    options: &BackboneOptions,
+    embed_options: &EmbedOptions,
+    params: &TrainParams,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<TrainRun> {
+    let split = embed_split(data, validation, backbone, options, embed_options, progress)?;
+    split.train(params)
+}
+
+/// Training rows and validation rows, embedded; the backbone that embedded them (`None` for an `.npz`).
+pub(super) struct Split {
+    pub(super) train: EmbeddedSet,
+    pub(super) validation: Option<EmbeddedSet>,
+    pub(super) summary: Option<EmbedSummary>,
+    pub(super) backbone: Option<Backbone>,
+}
+
+impl Split {
+    pub(super) fn train(&self, params: &TrainParams) -> Result<TrainRun> {
+        let trained = train_bundle(&self.train, self.validation.as_ref(), params)?;
+        Ok(TrainRun {
+            trained,
+            summary: self.summary.clone(),
+            train_rows: self.train.rows(),
+            validation_rows: self.validation.as_ref().map_or(0, EmbeddedSet::rows),
+        })
+    }
+}
+
+/// [`train`]'s embedding and split.
+pub(super) fn embed_split(
+    data: &Data,
+    validation: &Validation,
+    backbone: Option<&BackboneRef>,
+    options: &BackboneOptions,
+    embed_options: &EmbedOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Split> {
+    let mut opened = None;
+    // int8 calibrates on training images only: the split is drawn from the file list first.
+    let held_out = match (validation, data) {
+        (Validation::Split { fraction, seed }, Data::Images(files)) if calibrates(options) => {
+            let rows: Vec<(&str, usize)> = files
+                .items
+                .iter()
+                .filter_map(|item| Some((item.relative.as_str(), item.label?)))
+                .collect();
+            Some(held_out_paths(
+                &rows,
+                files.classes.len(),
+                *fraction,
+                *seed,
+            )?)
+        }
+        _ => None,
+    };
+    let (set, summary) = embeddings_reusing(
+        data,
+        backbone,
+        options,
+        embed_options,
+        held_out.as_ref().unwrap_or(&HashSet::new()),
+        &mut opened,
+        progress,
+    )?;
+    let same = BackboneRef::parse(&set.backbone_source);
+    let everything = HashSet::new();
+    let (train_set, validation_set) = match &held_out {
+        Some(held_out) => {
+            let (train_rows, validation_rows) = split_by(&set, held_out);
+            (set.select(&train_rows), Some(set.select(&validation_rows)))
+        }
+        None => set_apart(set, validation, &mut |other| {
+            embeddings_reusing(
+                other,
+                Some(&same),
+                options,
+                embed_options,
+                &everything,
+                &mut opened,
+                progress,
+            )
+        })?,
+    };
+    Ok(Split {
+        train: train_set,
+        validation: validation_set,
+        summary,
+        backbone: opened,
+    })
+}
+
+/// Embeddings of some data, and what embedding did (`None` for embeddings read from a file).
+type Embedded = (EmbeddedSet, Option<EmbedSummary>);
+
+/// `set`'s training rows and its validation rows as `validation` says (`embed` embeds other validation data).
+fn set_apart(
+    set: EmbeddedSet,
+    validation: &Validation,
+    embed: &mut dyn FnMut(&Data) -> Result<Embedded>,
+) -> Result<(EmbeddedSet, Option<EmbeddedSet>)> {
+    Ok(match validation {
+        Validation::None => (set, None),
+        Validation::Split { fraction, seed } => {
+            let (train_rows, validation_rows) = stratified_split(&set, *fraction, *seed)?;
+            (set.select(&train_rows), Some(set.select(&validation_rows)))
+        }
+        Validation::Data(other) => (set, Some(embed(other)?.0)),
+    })
+}
+
+/// Adds `data` to the bundle `old` (loaded from `origin`) and trains the bundle of everything: `data` is embedded
+/// with the bundle's backbone (an `.npz` or Parquet made by it is read), its validation rows are set apart as
+/// `validation` says, and then
+/// - a bundle that keeps its training embeddings trains a head with `params` on its rows and the new ones, as
+///   if on all of them at once (see [`EmbeddedSet::union`]); the new bundle keeps them all;
+/// - otherwise a gaussian-nb head updates its statistics (linfa-bayes's incremental fit) and a knn head adds
+///   the new embeddings, each as training on all the examples would have made it; their temperature and
+///   cross-validated accuracy stay the old bundle's (there is no old data to validate on). Other heads need
+///   the kept embeddings.
+#[allow(clippy::too_many_arguments)]
+pub fn train_from(
+    old: &Bundle,
+    origin: &Path,
+    data: &Data,
+    validation: &Validation,
+    runtime: &RuntimeOptions,
+    backbone: Option<&BackboneRef>,
+    embed_options: &EmbedOptions,
+    params: &TrainParams,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<TrainRun> {
+    let mut classifier = Classifier::from_bundle(old.clone(), origin, runtime, backbone)?;
+    let (set, summary) = classifier.embed(data, embed_options, progress)?;
+    let (new_set, validation_set) = set_apart(set, validation, &mut |other| {
+        classifier.embed(other, embed_options, progress)
+    })?;
+    labels_of(&new_set)?;
+    let trained = match &old.kept {
+        Some(kept) => {
+            let union = kept.union(&new_set)?;
+            let params = TrainParams {
+                keep_embeddings: true,
+                ..params.clone()
+            };
+            train_bundle(&union, validation_set.as_ref(), &params)?
+        }
+        None => update_bundle(old, &new_set, validation_set.as_ref())?,
+    };
+    Ok(TrainRun {
+        train_rows: trained.bundle.info.training.samples,
+        validation_rows: validation_set.as_ref().map_or(0, EmbeddedSet::rows),
+        trained,
+        summary,
+    })
+}
+
+/// [`train_from`] for a bundle without kept embeddings: the heads that can add examples from their own arrays.
+fn update_bundle(
+    old: &Bundle,
+    new_set: &EmbeddedSet,
+    validation: Option<&EmbeddedSet>,
+) -> Result<Trained> {
+    let started = Instant::now();
+    let kind = old.info.training.head;
+    if old.novelty.is_some() {
+        return Err(Error::Config(
+            "this bundle rejects unknown inputs but keeps no training embeddings: its open-set threshold cannot \
+             take new examples (train it again with its embeddings kept)"
+                .into(),
+        ));
+    }
+    let mut class_names: Vec<String> = old.info.class_names.clone();
+    class_names.extend(new_set.class_names.iter().cloned());
+    class_names.sort();
+    class_names.dedup();
+    let position = |name: &String| {
+        class_names
+            .iter()
+            .position(|n| n == name)
+            .unwrap_or_default()
+    };
+    let old_to_new: Vec<usize> = old.info.class_names.iter().map(position).collect();
+    let new_labels: Vec<usize> = labels_of(new_set)?
+        .iter()
+        .map(|&l| position(&new_set.class_names[l]))
+        .collect();
+    let k = class_names.len();
+    let x = new_set.matrix();
+    let head = match &old.head {
+        head::Head::GaussianNb(model) => {
+            let earlier = model.with_classes(&old_to_new, k);
+            let labels = ndarray::Array1::from(new_labels.clone());
+            let mut updated = head::NaiveBayesParams::new()
+                .classes(k)
+                .check()?
+                .fit_with(Some(&earlier), &linfa::DatasetBase::new(x, labels.view()))?;
+            if old.info.training.class_weight == head::ClassWeight::Balanced {
+                updated.balance_priors();
+            }
+            head::Head::GaussianNb(updated)
+        }
+        head::Head::Knn(model) => {
+            let mut embeddings = model.embeddings.clone();
+            let unit = head::normalized(x);
+            embeddings
+                .append(ndarray::Axis(0), unit.view())
+                .map_err(|e| Error::Config(format!("adding kNN embeddings: {e}")))?;
+            let mut labels: Vec<usize> = model.labels.iter().map(|&l| old_to_new[l]).collect();
+            labels.extend(&new_labels);
+            head::Head::Knn(head::Knn {
+                embeddings,
+                labels,
+                k: model.k,
+                classes: k,
+            })
+        }
+        _ => {
+            return Err(Error::Config(format!(
+                "this bundle keeps no training embeddings, and its {kind} head cannot add examples from its own \
+                 arrays (gaussian-nb and knn can): train it again with its embeddings kept"
+            )));
+        }
+    };
+    let mut info = old.info.clone();
+    info.class_names = class_names;
+    info.format_version = format_version_for(kind, false);
+    let training = &mut info.training;
+    training.samples += new_set.rows();
+    training.dataset_fingerprint = fingerprint(
+        Some(&training.dataset_fingerprint),
+        &new_set.embeddings,
+        new_labels.iter().map(|&l| l as i64),
+    );
+    training.headstart_version = env!("CARGO_PKG_VERSION").into();
+    training.date = utc_now();
+    let bundle = Bundle {
+        head,
+        temperature: old.temperature,
+        novelty: None,
+        kept: None,
+        info,
+    };
+    let report = TrainReport {
+        head: kind,
+        cv: Vec::new(),
+        chosen_c: bundle.info.training.chosen_c,
+        cv_accuracy: bundle.info.training.cv_accuracy,
+        // The old folds' rows are gone: there is nothing to score per fold.
+        fold_accuracies: Vec::new(),
+        folds: bundle.info.training.folds,
+        temperature: bundle.temperature,
+        samples: bundle.info.training.samples,
+        warnings: Vec::new(),
+        seconds: started.elapsed().as_secs_f64(),
+    };
+    let validation = validation
+        .map(|v| evaluate_set(&bundle, v))
+        .transpose()?
+        .map(|(m, _)| m);
+    Ok(Trained {
+        bundle,
+        report,
+        validation,
+    })
+}
+
+pub struct HeldOutReport {
+    pub embed: EmbedSummary,
+    pub train_rows: usize,
+    pub test_rows: usize,
+    pub report: TrainReport,
+    pub test: Metrics,
+    pub seconds: f64,
+}
+
+/// The whole job on labelled data, for demos and checks: `data` (a folder or text table) → embeddings with
+/// the default backbone for it → a stratified, seeded split holding out `test_fraction` → the default logistic
+/// head → metrics on the held-out part. `started` may include fetching the data.
+pub fn held_out(
+    data: &Path,
+    test_fraction: f64,
+    seed: u64,
+    runtime: &RuntimeOptions,
+    progress: &mut dyn FnMut(usize, usize),
+    started: Instant,
+) -> Result<HeldOutReport> {
+    let options = BackboneOptions {
+        runtime: runtime.clone(),
+        ..Default::default()
+    };
+    let run = train(
+        &Data::open(data, &Default::default())?,
+        &Validation::Split {
+            fraction: test_fraction,
+            seed,
+        },
+        None,
+        &options,
+        &EmbedOptions::default(),
+        &TrainParams::default(),
+        progress,
+    )?;
+    let embed = run
+        .summary
+        .ok_or_else(|| Error::input(data, "expected a folder or a text table"))?;
+    let test = run
+        .trained
+        .validation
+        .expect("a split always has validation rows to measure");
+    Ok(HeldOutReport {
+        embed,
+        train_rows: run.train_rows,
+        test_rows: run.validation_rows,
+        report: run.trained.report,
+        test,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
