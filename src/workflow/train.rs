@@ -16,7 +16,7 @@ use crate::data::Data;
 use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet};
 use crate::error::{Error, Result};
 use crate::hash::hex;
-use crate::head::{self, ClassScores, HeadKind, Novelty, TrainParams, TrainReport};
+use crate::head::{self, HeadKind, Novelty, TrainParams, TrainReport};
 use crate::metrics::Metrics;
 use crate::runtime::RuntimeOptions;
 
