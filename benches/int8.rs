@@ -160,10 +160,7 @@ fn main() {
     let int8_classifier = save(&int8_bundle, "int8.hs");
     let export = |classifier: &Classifier, name: &str, raw_input: bool| {
         let path = scratch.path().join(name);
-        let options = ExportOptions {
-            raw_input,
-            ..Default::default()
-        };
+        let options = ExportOptions::default().raw_input(raw_input);
         export_classifier(classifier, &options, &path).expect("exports");
         path
     };

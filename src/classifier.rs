@@ -50,6 +50,8 @@ use crate::runtime::{Precision, RuntimeOptions};
 
 pub struct Classifier {
     pub bundle: Bundle,
+    /// Where the bundle came from, for messages.
+    path: PathBuf,
     backbone: Backbone,
     /// How the backbone was opened (to calibrate it for int8).
     options: BackboneOptions,
@@ -158,6 +160,7 @@ impl Classifier {
         check_same_input(&info.input, &opened.input_spec())?;
         Ok(Classifier {
             bundle,
+            path: path.to_path_buf(),
             backbone: opened,
             options,
         })
@@ -180,6 +183,11 @@ impl Classifier {
             settings,
             &DecodeOptions::default(),
         )
+    }
+
+    /// Where the bundle came from.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     /// The opened backbone (for export).

@@ -62,6 +62,13 @@ pub enum Error {
     /// Inputs prepared otherwise than the ones a head was trained on.
     #[error("{}", input_mismatch(*trained, *given))]
     InputMismatch { trained: Modality, given: Modality },
+    /// An int8 file asked of a bundle: one trained in fp32 calibrates on images like its training data, and
+    /// none were given; one trained in int8 has its own calibration, and images were given.
+    #[error("{}", int8_calibration(bundle, *trained_in_int8))]
+    Int8Calibration {
+        bundle: PathBuf,
+        trained_in_int8: bool,
+    },
     /// A parameter outside what it can be; `name` is the field of the options struct.
     #[error("{name} {message}")]
     InvalidParameter { name: &'static str, message: String },
@@ -159,5 +166,18 @@ fn input_mismatch(trained: Modality, given: Modality) -> String {
         (Modality::Text, Modality::Text) => {
             "these embeddings were made with another tokenizer or maximum length than the model's: embed the texts again".into()
         }
+    }
+}
+
+fn int8_calibration(bundle: &Path, trained_in_int8: bool) -> String {
+    match trained_in_int8 {
+        true => format!(
+            "{} was trained in int8: it is exported with its own calibration, and calibration images do not apply",
+            bundle.display()
+        ),
+        false => format!(
+            "{} was trained in fp32: an int8 file of it is calibrated on images like its training data; give a folder of them (or train it in int8)",
+            bundle.display()
+        ),
     }
 }

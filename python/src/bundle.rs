@@ -234,12 +234,12 @@ impl Bundle {
         head_only: bool,
         raw_size: Option<(u32, u32)>,
     ) -> PyResult<usize> {
-        let options = ExportOptions {
-            head_only,
-            raw_input,
-            raw_size,
-            int8: None,
-        };
+        let mut options = ExportOptions::default()
+            .head_only(head_only)
+            .raw_input(raw_input);
+        if let Some((height, width)) = raw_size {
+            options = options.raw_size(height, width);
+        }
         self.with_classifier(py, |classifier| {
             Ok(export_classifier(classifier, &options, &path)?.bytes)
         })

@@ -143,6 +143,20 @@ fn in_flags(error: &Error) -> String {
             "{}: the bundle's backbone {backbone} is not there; pass --backbone PATH",
             bundle.display()
         ),
+        Error::Int8Calibration {
+            bundle,
+            trained_in_int8: true,
+        } => format!(
+            "{} was trained with --precision int8: it is exported with its own calibration, without --calibration-data",
+            bundle.display()
+        ),
+        Error::Int8Calibration {
+            bundle,
+            trained_in_int8: false,
+        } => format!(
+            "--int8 on {}, a bundle trained in fp32, calibrates on images like its training data: pass --calibration-data DIR (or train with --precision int8)",
+            bundle.display()
+        ),
         other => other.to_string(),
     }
 }

@@ -14,7 +14,9 @@ use std::path::{Path, PathBuf};
 use prost::Message;
 
 use crate::atomic::write_atomic;
-use crate::backbone::{Backbone, BackboneIdentity, BackboneRef, Calibration, InputSpec};
+use crate::backbone::{
+    Backbone, BackboneIdentity, BackboneRef, Calibration, CalibrationSettings, InputSpec,
+};
 use crate::bundle::Bundle;
 use crate::classifier::Classifier;
 use crate::error::{Error, Result};
@@ -42,7 +44,10 @@ pub const PIXELS: &str = "pixels";
 /// The opset of head-only files (and the least a backbone needs for the appended nodes as written).
 const HEAD_ONLY_OPSET: i64 = 17;
 
+/// What file [`export`] writes. A bundle trained in int8 is always exported int8, with its own calibration; one
+/// trained in fp32 is exported int8 when asked, calibrated on a folder of images like its training data.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct ExportOptions {
     /// Only the head: embedding in, probabilities out.
     pub head_only: bool,
@@ -50,9 +55,45 @@ pub struct ExportOptions {
     pub raw_input: bool,
     /// The (height, width) of the raw pixels (default: the model's input size).
     pub raw_size: Option<(u32, u32)>,
-    /// An int8 backbone for a float bundle, with these ranges ([`Classifier::calibrate`]). A bundle trained
-    /// in int8 is always exported with its own.
-    pub int8: Option<Calibration>,
+    /// An int8 backbone (QDQ).
+    pub int8: bool,
+    /// For int8 from a bundle trained in fp32: the images to calibrate on.
+    pub calibration_images: Option<PathBuf>,
+    pub calibration: CalibrationSettings,
+}
+
+impl ExportOptions {
+    pub fn head_only(mut self, head_only: bool) -> Self {
+        self.head_only = head_only;
+        self
+    }
+
+    pub fn raw_input(mut self, raw_input: bool) -> Self {
+        self.raw_input = raw_input;
+        self
+    }
+
+    pub fn raw_size(mut self, height: u32, width: u32) -> Self {
+        self.raw_size = Some((height, width));
+        self
+    }
+
+    pub fn int8(mut self, int8: bool) -> Self {
+        self.int8 = int8;
+        self
+    }
+
+    /// int8, calibrated on the images of `folder` (for a bundle trained in fp32).
+    pub fn calibrate_on(
+        mut self,
+        folder: impl Into<PathBuf>,
+        settings: CalibrationSettings,
+    ) -> Self {
+        self.int8 = true;
+        self.calibration_images = Some(folder.into());
+        self.calibration = settings;
+        self
+    }
 }
 
 /// What was written.
@@ -76,6 +117,7 @@ pub fn export(
 ) -> Result<Exported> {
     check_request(options, out)?;
     let bundle = Bundle::load(bundle_path)?;
+    check_int8(&bundle, bundle_path, options)?;
     if options.head_only {
         let (bytes, inputs) = head_only(&bundle)?;
         return write_exported(out, &bytes, inputs, &bundle);
@@ -94,7 +136,15 @@ pub fn export_classifier(
     let (bytes, inputs) = if options.head_only {
         head_only(&classifier.bundle)?
     } else {
-        with_backbone(classifier, options)?
+        check_int8(&classifier.bundle, classifier.path(), options)?;
+        // A bundle trained in fp32 and asked for int8 is calibrated now (check_int8 saw the images).
+        let calibration = match &options.calibration_images {
+            Some(images) if classifier.bundle.info.backbone.calibration.is_none() => {
+                Some(classifier.calibrate(images, options.calibration)?)
+            }
+            _ => None,
+        };
+        with_backbone(classifier, options, calibration.as_ref())?
     };
     write_exported(out, &bytes, inputs, &classifier.bundle)
 }
@@ -106,7 +156,7 @@ fn check_request(options: &ExportOptions, out: &Path) -> Result<()> {
             out.display()
         )));
     }
-    if options.head_only && options.int8.is_some() {
+    if options.head_only && options.int8 {
         return Err(Error::Config(
             "a head-only file has no backbone to make int8".into(),
         ));
@@ -116,6 +166,21 @@ fn check_request(options: &ExportOptions, out: &Path) -> Result<()> {
             "raw pixel input builds image preprocessing into the backbone's graph; a head-only file has no backbone"
                 .into(),
         ));
+    }
+    Ok(())
+}
+
+/// Refuses an int8 request the bundle cannot take: one trained in fp32 needs images to calibrate on, one trained
+/// in int8 has its own calibration.
+fn check_int8(bundle: &Bundle, path: &Path, options: &ExportOptions) -> Result<()> {
+    let trained_in_int8 = bundle.info.backbone.calibration.is_some();
+    let wanted = options.int8 || options.calibration_images.is_some();
+    let needs_images = wanted && !trained_in_int8 && options.calibration_images.is_none();
+    if needs_images || (trained_in_int8 && options.calibration_images.is_some()) {
+        return Err(Error::Int8Calibration {
+            bundle: path.to_path_buf(),
+            trained_in_int8,
+        });
     }
     Ok(())
 }
@@ -598,9 +663,11 @@ fn head_only(bundle: &Bundle) -> Result<(Vec<u8>, Vec<String>)> {
     Ok((model.encode_to_vec(), vec![EMBEDDING.to_string()]))
 }
 
+/// The file of a classifier with its backbone; `calibrated` makes a bundle trained in fp32 int8.
 fn with_backbone(
     classifier: &Classifier,
     options: &ExportOptions,
+    calibrated: Option<&Calibration>,
 ) -> Result<(Vec<u8>, Vec<String>)> {
     let bundle = &classifier.bundle;
     let identity = &bundle.info.backbone;
@@ -633,15 +700,7 @@ fn with_backbone(
     // One self-contained file: external weights go inside it.
     let external = crate::onnx::external::references(&path, &bytes)?;
     let bytes = crate::onnx::external::inline(&path, bytes, &external)?;
-    let int8 = match (&identity.calibration, &options.int8) {
-        (Some(_), Some(_)) => {
-            return Err(Error::parameter(
-                "int8",
-                "this bundle was trained in int8: its file is int8 with the bundle's own calibration",
-            ));
-        }
-        (own, given) => own.as_ref().or(given.as_ref()),
-    };
+    let int8 = identity.calibration.as_ref().or(calibrated);
     let bytes = match int8 {
         Some(calibration) => crate::onnx::int8::quantize(&path, &bytes, &calibration.ranges)?,
         None => bytes,

@@ -2,12 +2,13 @@
 //! through the cache; an .npz is read.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
+use crate::augment::Augment;
 use crate::backbone::calibrate::calibrate_images;
 use crate::backbone::{Backbone, BackboneOptions, BackboneRef, ModelFile};
-use crate::data::Data;
-use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed};
+use crate::data::{Data, Shard};
+use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed, parquet};
 use crate::error::{Error, Result};
 use crate::runtime::Precision;
 use crate::zoo;
@@ -123,4 +124,79 @@ pub(super) fn open_calibrated(
         ..options.clone()
     };
     Backbone::open(reference, modality, &calibrated)
+}
+
+/// Embeddings of inputs named one by one (images or texts, see [`Data`]), one row each in the order given,
+/// through the cache: an answer for every input or an error naming the first that cannot be embedded. Image
+/// files are opened before the backbone is, so a wrong path never waits for a download.
+pub fn embed_each(
+    data: &Data,
+    reference: &BackboneRef,
+    options: &BackboneOptions,
+    embed_options: &EmbedOptions,
+) -> Result<EmbeddedSet> {
+    let modality = data.modality().ok_or_else(|| {
+        Error::Config("embeddings read from a file need no backbone to make them".into())
+    })?;
+    if let Data::Images(files) = data {
+        for item in &files.items {
+            std::fs::File::open(&item.path).map_err(|e| Error::io(&item.path, e))?;
+        }
+    }
+    let mut backbone = Backbone::open(reference, modality, options)?;
+    // One row per input: no augmented views, and a skip is the input's error.
+    let one_each = embed_options
+        .clone()
+        .augment(Augment::default())
+        .strict(false);
+    let (set, summary) = embed(data, &mut backbone, &one_each, &mut |_, _| {})?;
+    if let Some(skip) = summary.as_ref().and_then(|s| s.skipped.first()) {
+        return Err(Error::input(&skip.path, skip.reason.clone()));
+    }
+    Ok(set)
+}
+
+/// What [`embed_parquet_shard`] did.
+pub enum ParquetShard {
+    /// An earlier run finished this shard with the same backbone configuration; nothing was embedded.
+    AlreadyWritten { file: PathBuf },
+    Written {
+        file: PathBuf,
+        set: EmbeddedSet,
+        summary: Option<EmbedSummary>,
+    },
+}
+
+/// Embeds shard `shard` of `data` (a folder or a text table) into `dir` as one Parquet file with a row per
+/// input, the skipped ones with their reason (see [`parquet::write_parquet`]); a shard an earlier run finished
+/// with the same backbone configuration is left as it is.
+pub fn embed_parquet_shard(
+    data: Data,
+    shard: Shard,
+    dir: &Path,
+    backbone: Option<&BackboneRef>,
+    options: &BackboneOptions,
+    embed_options: &EmbedOptions,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<ParquetShard> {
+    let modality = data.modality().ok_or_else(|| {
+        Error::Config(
+            "embeddings read from a file are embedded already: give a folder or a text table"
+                .into(),
+        )
+    })?;
+    let reference = backbone
+        .cloned()
+        .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name));
+    let data = data.shard(shard);
+    let file = parquet::shard_path(dir, shard);
+    // The backbone first: a finished shard is known by the backbone that made it.
+    let mut backbone = open_backbone(&reference, &data, options, embed_options)?;
+    if parquet::is_finished(&file, backbone.identity(), &backbone.input_spec())? {
+        return Ok(ParquetShard::AlreadyWritten { file });
+    }
+    let (set, summary) = embed(&data, &mut backbone, embed_options, progress)?;
+    let skipped = summary.as_ref().map_or(&[][..], |s| &s.skipped[..]);
+    parquet::write_parquet(&set, skipped, &file)?;
+    Ok(ParquetShard::Written { file, set, summary })
 }

@@ -9,7 +9,7 @@ mod predict;
 mod split;
 mod train;
 
-pub use embed::{embeddings_for, open_backbone};
+pub use embed::{ParquetShard, embed_each, embed_parquet_shard, embeddings_for, open_backbone};
 pub use evaluate::{Evaluation, evaluate_bundle, evaluate_set};
 pub use features::{
     Candidate, FeatureSearch, Scored, SearchEvent, SearchSettings, search_features,

@@ -3,12 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use clap::Args;
-use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
-use headstart::data::decode::{DecodeOptions, decode_image};
-use headstart::data::{Data, Shard};
-use headstart::embeddings::{self, EmbedSummary, EmbeddedSet, parquet};
+use headstart::backbone::{BackboneOptions, BackboneRef};
+use headstart::data::{Data, Shard, files, texts};
+use headstart::embeddings::{EmbedSummary, EmbeddedSet};
 use headstart::runtime::RuntimeOptions;
-use headstart::{Error, Modality, Result, workflow};
+use headstart::workflow::{self, ParquetShard};
+use headstart::{Error, Modality, Result};
 
 use crate::cli::flags::{BackboneArgs, EmbedFlags, TextFlags};
 use crate::cli::print::print_embed_summary;
@@ -76,35 +76,20 @@ pub fn run(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
             "--shard and --format are for a data set: give one folder or text table, and -o".into(),
         ));
     }
-    let embeddings = if args.text {
-        let mut backbone = TextBackbone::open(&args.backbone.reference(Modality::Text), &options)?;
-        let texts: Vec<&str> = args.inputs.iter().map(String::as_str).collect();
-        backbone.embed(&texts)?
+    let (data, modality) = if args.text {
+        let texts = texts::unlabelled("input", args.inputs.clone());
+        (Data::Texts(texts), Modality::Text)
     } else {
-        // Read first: a bad input path should not wait for a backbone download.
-        let files = args
-            .inputs
-            .iter()
-            .map(|p| std::fs::read(p).map_err(|e| Error::io(Path::new(p), e)))
-            .collect::<Result<Vec<_>>>()?;
-        let mut backbone =
-            ImageBackbone::open(&args.backbone.reference(Modality::Image), &options)?;
-        let decode = DecodeOptions {
-            max_pixels: args.embed.max_pixels,
-            allow_truncated: args.embed.allow_truncated,
-        };
-        let images = args
-            .inputs
-            .iter()
-            .zip(&files)
-            .map(|(path, bytes)| {
-                decode_image(bytes, &decode, Some(backbone.preprocess()))
-                    .map_err(|message| Error::input(Path::new(path), message))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        backbone.embed(&images)?
+        let paths: Vec<PathBuf> = args.inputs.iter().map(PathBuf::from).collect();
+        (Data::Images(files::from_paths(&paths)), Modality::Image)
     };
-    for (input, row) in args.inputs.iter().zip(embeddings.rows()) {
+    let set = workflow::embed_each(
+        &data,
+        &args.backbone.reference(modality),
+        &options,
+        &args.embed.options(),
+    )?;
+    for (input, row) in args.inputs.iter().zip(set.matrix().rows()) {
         let line = serde_json::json!({ "input": input, "embedding": row.to_vec() });
         println!("{line}");
     }
@@ -118,13 +103,13 @@ fn embed_data(data: Data, path: &Path, args: &EmbedArgs, options: &BackboneOptio
             path.display()
         ))
     })?;
-    let data = match args.shard {
-        Some(shard) => data.shard(shard),
-        None => data,
-    };
     let flags = &args.embed;
     let written = match args.format {
         SetFormat::Npz => {
+            let data = match args.shard {
+                Some(shard) => data.shard(shard),
+                None => data,
+            };
             let (set, summary) =
                 embed_with_progress(&data, args.backbone.given().as_ref(), options, flags)?;
             if set.rows() == 0 {
@@ -137,44 +122,43 @@ fn embed_data(data: Data, path: &Path, args: &EmbedArgs, options: &BackboneOptio
             (out, set.dim, set.rows(), summary)
         }
         SetFormat::Parquet => {
-            let Some(modality) = data.modality() else {
+            if data.modality().is_none() {
                 return Err(Error::Config(format!(
                     "{} holds embeddings already: --format parquet embeds a folder or text table",
                     path.display()
                 )));
-            };
-            let shard = args.shard.unwrap_or(Shard::WHOLE);
-            let file = parquet::shard_path(&out, shard);
-            // Open the backbone first: a finished shard is known by the backbone that made it.
-            let mut backbone = workflow::open_backbone(
-                &args.backbone.reference(modality),
-                &data,
-                options,
-                &flags.options(),
-            )?;
-            if parquet::is_finished(&file, backbone.identity(), &backbone.input_spec())? {
-                if flags.json {
-                    println!(
-                        "{}",
-                        serde_json::json!({"output": file.display().to_string(), "already_written": true})
-                    );
-                } else if !flags.quiet {
-                    println!("shard {shard} is already in {}: skipped", file.display());
-                }
-                return Ok(());
             }
-            let mut bar = flags.progress(modality.unit());
-            let result = embeddings::embed(
-                &data,
-                &mut backbone,
+            let mut bar = flags.progress(data.modality().map_or("rows", Modality::unit));
+            let result = workflow::embed_parquet_shard(
+                data,
+                args.shard.unwrap_or(Shard::WHOLE),
+                &out,
+                args.backbone.given().as_ref(),
+                options,
                 &flags.options(),
                 &mut |done, total| bar.update(done, total),
             );
             bar.finish();
-            let (set, summary) = result?;
-            let skipped = summary.as_ref().map_or(&[][..], |s| &s.skipped[..]);
-            parquet::write_parquet(&set, skipped, &file)?;
-            (file, set.dim, set.rows(), summary)
+            match result? {
+                ParquetShard::AlreadyWritten { file } => {
+                    if flags.json {
+                        println!(
+                            "{}",
+                            serde_json::json!({"output": file.display().to_string(), "already_written": true})
+                        );
+                    } else if !flags.quiet {
+                        println!(
+                            "shard {} is already in {}: skipped",
+                            args.shard.unwrap_or(Shard::WHOLE),
+                            file.display()
+                        );
+                    }
+                    return Ok(());
+                }
+                ParquetShard::Written { file, set, summary } => {
+                    (file, set.dim, set.rows(), summary)
+                }
+            }
         }
     };
     let (out, dim, rows, summary) = written;

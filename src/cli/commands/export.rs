@@ -3,11 +3,10 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use headstart::Result;
 use headstart::backbone::{BackboneRef, CalibrationMethod, CalibrationSettings};
-use headstart::bundle::Bundle;
-use headstart::classifier::Classifier;
+use headstart::export::{self, ExportOptions};
 use headstart::runtime::RuntimeOptions;
-use headstart::{Error, Result};
 
 use crate::cli::flags::parse_size;
 
@@ -45,53 +44,35 @@ pub struct ExportArgs {
 }
 
 pub fn run(args: &ExportArgs, runtime: &RuntimeOptions) -> Result<()> {
-    let mut options = headstart::export::ExportOptions {
-        head_only: args.head_only,
-        raw_input: args.raw_input,
-        raw_size: args.raw_size,
-        int8: None,
-    };
+    let mut options = ExportOptions::default()
+        .head_only(args.head_only)
+        .raw_input(args.raw_input)
+        .int8(args.int8);
+    if let Some((height, width)) = args.raw_size {
+        options = options.raw_size(height, width);
+    }
+    if let Some(images) = &args.calibration_data {
+        let settings = CalibrationSettings::default()
+            .inputs(args.calibration)
+            .method(args.calibration_method);
+        options = options.calibrate_on(images, settings);
+    }
     let backbone = args.backbone.as_deref().map(BackboneRef::parse);
-    let bundle = Bundle::load(&args.bundle)?;
-    let calibrate = args.int8 && bundle.info.backbone.calibration.is_none();
-    let exported = match (&args.calibration_data, calibrate) {
-        (Some(_), false) => {
-            return Err(Error::Config(format!(
-                "{} was trained with --precision int8: it is exported with its own calibration, without --calibration-data",
-                args.bundle.display()
-            )));
-        }
-        (None, true) => {
-            return Err(Error::Config(format!(
-                "--int8 on {}, a bundle trained in fp32, calibrates on images like its training data: pass --calibration-data DIR (or train with --precision int8)",
-                args.bundle.display()
-            )));
-        }
-        (Some(images), true) => {
-            let classifier =
-                Classifier::from_bundle(bundle, &args.bundle, runtime, backbone.as_ref())?;
-            let settings = CalibrationSettings::default()
-                .inputs(args.calibration)
-                .method(args.calibration_method);
-            options.int8 = Some(classifier.calibrate(images, settings)?);
-            headstart::export::export_classifier(&classifier, &options, &args.output_file)?
-        }
-        (None, false) => headstart::export::export(
-            &args.bundle,
-            backbone.as_ref(),
-            runtime,
-            &options,
-            &args.output_file,
-        )?,
-    };
+    let exported = export::export(
+        &args.bundle,
+        backbone.as_ref(),
+        runtime,
+        &options,
+        &args.output_file,
+    )?;
     println!(
         "wrote {} ({:.1} MB): inputs {}; outputs {} [N, {}], {} [N]; classes {}",
         exported.path.display(),
         exported.bytes as f64 / 1e6,
         exported.inputs.join(", "),
-        headstart::export::PROBABILITIES,
+        export::PROBABILITIES,
         exported.classes.len(),
-        headstart::export::CLASS_INDEX,
+        export::CLASS_INDEX,
         exported.classes.join(", ")
     );
     Ok(())
