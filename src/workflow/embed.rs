@@ -163,7 +163,7 @@ pub enum ParquetShard {
     Written {
         file: PathBuf,
         set: EmbeddedSet,
-        summary: Option<EmbedSummary>,
+        summary: Option<Box<EmbedSummary>>,
     },
 }
 
@@ -198,5 +198,9 @@ pub fn embed_parquet_shard(
     let (set, summary) = embed(&data, &mut backbone, embed_options, progress)?;
     let skipped = summary.as_ref().map_or(&[][..], |s| &s.skipped[..]);
     parquet::write_parquet(&set, skipped, &file)?;
-    Ok(ParquetShard::Written { file, set, summary })
+    Ok(ParquetShard::Written {
+        file,
+        set,
+        summary: summary.map(Box::new),
+    })
 }

@@ -156,7 +156,7 @@ fn embed_data(data: Data, path: &Path, args: &EmbedArgs, options: &BackboneOptio
                     return Ok(());
                 }
                 ParquetShard::Written { file, set, summary } => {
-                    (file, set.dim, set.rows(), summary)
+                    (file, set.dim, set.rows(), summary.map(|s| *s))
                 }
             }
         }
