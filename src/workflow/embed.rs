@@ -156,15 +156,11 @@ pub fn embed_each(
     Ok(set)
 }
 
-/// What [`embed_parquet_shard`] did.
-pub enum ParquetShard {
-    /// An earlier run finished this shard with the same backbone configuration; nothing was embedded.
-    AlreadyWritten { file: PathBuf },
-    Written {
-        file: PathBuf,
-        set: EmbeddedSet,
-        summary: Option<Box<EmbedSummary>>,
-    },
+/// What [`embed_parquet_shard`] did: the shard's file, and what it embedded into it (`None` when an earlier run
+/// had finished the shard with the same backbone configuration).
+pub struct ParquetShard {
+    pub file: PathBuf,
+    pub embedded: Option<(EmbeddedSet, Option<EmbedSummary>)>,
 }
 
 /// Embeds shard `shard` of `data` (a folder or a text table) into `dir` as one Parquet file with a row per
@@ -193,14 +189,16 @@ pub fn embed_parquet_shard(
     // The backbone first: a finished shard is known by the backbone that made it.
     let mut backbone = open_backbone(&reference, &data, options, embed_options)?;
     if parquet::is_finished(&file, backbone.identity(), &backbone.input_spec())? {
-        return Ok(ParquetShard::AlreadyWritten { file });
+        return Ok(ParquetShard {
+            file,
+            embedded: None,
+        });
     }
     let (set, summary) = embed(&data, &mut backbone, embed_options, progress)?;
     let skipped = summary.as_ref().map_or(&[][..], |s| &s.skipped[..]);
     parquet::write_parquet(&set, skipped, &file)?;
-    Ok(ParquetShard::Written {
+    Ok(ParquetShard {
         file,
-        set,
-        summary: summary.map(Box::new),
+        embedded: Some((set, summary)),
     })
 }

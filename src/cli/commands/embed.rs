@@ -140,7 +140,10 @@ fn embed_data(data: Data, path: &Path, args: &EmbedArgs, options: &BackboneOptio
             );
             bar.finish();
             match result? {
-                ParquetShard::AlreadyWritten { file } => {
+                ParquetShard {
+                    file,
+                    embedded: None,
+                } => {
                     if flags.json {
                         println!(
                             "{}",
@@ -155,9 +158,10 @@ fn embed_data(data: Data, path: &Path, args: &EmbedArgs, options: &BackboneOptio
                     }
                     return Ok(());
                 }
-                ParquetShard::Written { file, set, summary } => {
-                    (file, set.dim, set.rows(), summary.map(|s| *s))
-                }
+                ParquetShard {
+                    file,
+                    embedded: Some((set, summary)),
+                } => (file, set.dim, set.rows(), summary),
             }
         }
     };
