@@ -5,7 +5,6 @@
 //!
 //! The table needs a `text` and a `label` column (CSV, TSV or JSON lines).
 
-use headstart::classifier::predictions;
 use headstart::prelude::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -40,14 +39,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
 
     // What a service would do at start-up: load the bundle (and its backbone) once, then answer.
     let mut router = Classifier::load(&bundle, &Default::default(), None)?;
-    let texts: Vec<&str> = questions.iter().map(String::as_str).collect();
-    let probabilities = router.predict_texts(&texts)?;
-    for (question, answer) in texts.iter().zip(predictions(
-        probabilities.view(),
-        router.class_names(),
-        1,
-        0.5,
-    )) {
+    let options = PredictOptions::default().top_k(1).min_confidence(0.5);
+    let predicted = router.predict(&Data::texts(questions.clone()), &options, &mut |_, _| {})?;
+    for (question, answer) in &predicted.rows {
         println!(
             "{:<10} {:>4.0}%  {question}",
             answer.label.as_deref().unwrap_or("unknown"),

@@ -61,14 +61,7 @@ fn whole_job(input: &std::path::Path) -> Result<()> {
 
     // A service at start-up: the bundle and the backbone it names, then answers for any data of its kind.
     let mut classifier = Classifier::load(&bundle, &RuntimeOptions::default(), None)?;
-    let answers = workflow::predict(
-        &mut classifier,
-        &data,
-        &EmbedOptions::default(),
-        1,
-        0.0,
-        &mut |_, _| {},
-    )?;
+    let answers = classifier.predict(&data, &PredictOptions::default().top_k(1), &mut |_, _| {})?;
     for (shown, prediction) in answers.rows.iter().take(3) {
         let shown: String = shown.chars().take(60).collect();
         println!(

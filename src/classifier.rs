@@ -2,15 +2,20 @@
 //! library face of `predict`.
 //!
 //! ```no_run
-//! use headstart::classifier::{Classifier, predictions};
+//! use headstart::classifier::{Classifier, PredictOptions};
+//! use headstart::data::Data;
 //!
 //! # fn main() -> headstart::Result<()> {
 //! let mut classifier = Classifier::load("model.hs".as_ref(), &Default::default(), None)?;
-//! let probabilities = classifier.predict_path("cell.png".as_ref())?;
-//! let image = classifier.open_image("other.jpg".as_ref())?; // decoded as the bundle's training images were
-//! let batch = classifier.predict_images(&[image])?;
-//! let answers = predictions(batch.view(), classifier.class_names(), 3, 0.5);
-//! println!("{probabilities:?} {:?}", answers[0].label);
+//! // Answers: the top classes, and `None` ("unknown") below 50 % or, for an open-set bundle, for novel inputs.
+//! let options = PredictOptions::default().top_k(2).min_confidence(0.5);
+//! let predicted = classifier.predict(&Data::image_files(&["cell.png".into()]), &options, &mut |_, _| {})?;
+//! for (path, answer) in &predicted.rows {
+//!     println!("{path}: {}", answer.label.as_deref().unwrap_or("unknown"));
+//! }
+//! // Or the class probabilities alone.
+//! let probabilities = classifier.predict_path("other.jpg".as_ref())?;
+//! println!("{probabilities:?}");
 //! # Ok(())
 //! # }
 //! ```
@@ -55,6 +60,53 @@ pub struct Classifier {
     backbone: Backbone,
     /// How the backbone was opened (to calibrate it for int8).
     options: BackboneOptions,
+}
+
+/// How answers are made from class probabilities (see [`Bundle::answer`]), and how inputs are embedded for
+/// [`Classifier::predict`].
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct PredictOptions {
+    /// How many classes each answer lists, most probable first.
+    pub top_k: usize,
+    /// The least top probability that is answered; below it the label is `None` ("unknown").
+    pub min_confidence: f32,
+    pub embed: EmbedOptions,
+}
+
+impl Default for PredictOptions {
+    fn default() -> Self {
+        PredictOptions {
+            top_k: 3,
+            min_confidence: 0.0,
+            embed: EmbedOptions::default(),
+        }
+    }
+}
+
+impl PredictOptions {
+    pub fn top_k(mut self, top_k: usize) -> Self {
+        self.top_k = top_k;
+        self
+    }
+
+    pub fn min_confidence(mut self, min_confidence: f32) -> Self {
+        self.min_confidence = min_confidence;
+        self
+    }
+
+    pub fn embed(mut self, embed: EmbedOptions) -> Self {
+        self.embed = embed;
+        self
+    }
+}
+
+/// Answers for every input of some data, in order: `(what it was, the answer)`. Rows are shown as their paths
+/// (images) or their texts.
+pub struct Predicted {
+    pub rows: Vec<(String, Prediction)>,
+    /// What embedding did: the inputs skipped, with their reasons. `None` for an `.npz`.
+    pub summary: Option<EmbedSummary>,
 }
 
 /// One input's answer.
@@ -211,6 +263,27 @@ impl Classifier {
         embeddings::embed(data, &mut self.backbone, options, progress)
     }
 
+    /// Answers for every input of `data` (images or texts, as the bundle takes, or an `.npz` its backbone
+    /// made), in order; inputs that cannot be embedded are left out and reported in the summary.
+    pub fn predict(
+        &mut self,
+        data: &Data,
+        options: &PredictOptions,
+        progress: &mut dyn FnMut(usize, usize),
+    ) -> Result<Predicted> {
+        check_confidence(options)?;
+        let (set, summary) = self.embed(data, &options.embed, progress)?;
+        let answers = self.bundle.answer(set.matrix(), options)?;
+        let shown: Vec<String> = match data {
+            Data::Texts(texts) => texts.items.iter().map(|item| item.text.clone()).collect(),
+            _ => set.paths,
+        };
+        Ok(Predicted {
+            rows: shown.into_iter().zip(answers).collect(),
+            summary,
+        })
+    }
+
     pub fn class_names(&self) -> &[String] {
         &self.bundle.info.class_names
     }
@@ -312,8 +385,46 @@ fn overrides(p: &ImagePreprocess) -> PreprocessOverrides {
     }
 }
 
+impl Bundle {
+    /// The answers for embeddings made by the bundle's backbone, one per row: the top classes, the label
+    /// `None` ("unknown") below the minimum confidence or, with open-set rejection, for a novel input, and a
+    /// multi-label head's labels at their thresholds. Every shell answers through here.
+    pub fn answer(
+        &self,
+        embeddings: ArrayView2<f32>,
+        options: &PredictOptions,
+    ) -> Result<Vec<Prediction>> {
+        check_confidence(options)?;
+        let probabilities = self.predict_embeddings(embeddings)?;
+        let names = &self.info.class_names;
+        let mut answers = predictions(
+            probabilities.view(),
+            names,
+            options.top_k,
+            options.min_confidence,
+        );
+        if let Some(head) = self.head.multi_label() {
+            mark_labels(&mut answers, probabilities.view(), head, names);
+        }
+        if let (Some(scores), Some(novelty)) = (self.novelty_scores(embeddings)?, &self.novelty) {
+            mark_novel(&mut answers, scores.view(), novelty);
+        }
+        Ok(answers)
+    }
+}
+
+fn check_confidence(options: &PredictOptions) -> Result<()> {
+    match (0.0..=1.0).contains(&options.min_confidence) {
+        true => Ok(()),
+        false => Err(Error::parameter(
+            "min_confidence",
+            "must be between 0 and 1",
+        )),
+    }
+}
+
 /// Top-`k` answers per row, with `unknown` below `min_confidence`.
-pub fn predictions(
+fn predictions(
     probabilities: ArrayView2<f32>,
     class_names: &[String],
     k: usize,
@@ -346,7 +457,7 @@ pub fn predictions(
 }
 
 /// Sets each answer of a multi-label head to its labels (`probabilities` are that head's).
-pub fn mark_labels(
+fn mark_labels(
     answers: &mut [Prediction],
     probabilities: ArrayView2<f32>,
     head: &MultiLabel,
@@ -361,7 +472,7 @@ pub fn mark_labels(
 
 /// Adds each answer's novelty score; an answer beyond the threshold becomes `unknown`, whatever its
 /// probability.
-pub fn mark_novel(answers: &mut [Prediction], scores: ArrayView1<f32>, novelty: &Novelty) {
+fn mark_novel(answers: &mut [Prediction], scores: ArrayView1<f32>, novelty: &Novelty) {
     for (answer, &score) in answers.iter_mut().zip(scores) {
         answer.novelty = Some(score);
         answer.novel = novelty.is_novel(score);

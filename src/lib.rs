@@ -49,7 +49,7 @@ pub mod zoo;
 
 pub use backbone::{Backbone, BackboneOptions, BackboneRef, InputSpec};
 pub use bundle::Bundle;
-pub use classifier::{Classifier, Prediction};
+pub use classifier::{Classifier, PredictOptions, Predicted, Prediction};
 pub use data::{Data, TextOptions};
 pub use embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed};
 pub use error::{Error, Result};
@@ -60,7 +60,7 @@ pub mod prelude {
     pub use crate::augment::Augment;
     pub use crate::backbone::{Backbone, BackboneOptions, BackboneRef};
     pub use crate::bundle::Bundle;
-    pub use crate::classifier::{Classifier, Prediction};
+    pub use crate::classifier::{Classifier, PredictOptions, Predicted, Prediction};
     pub use crate::data::{Data, TextOptions};
     pub use crate::embeddings::{EmbedOptions, EmbeddedSet, embed};
     pub use crate::error::{Error, Result};

@@ -732,6 +732,52 @@ fn open_set_rejects_photos_and_exports_its_novelty_score() {
     for (got, want) in novelty.iter().zip(&expected) {
         assert!((got - want).abs() < 1e-4, "novelty {got} vs {want}");
     }
+
+    // The library example answers the same way: `unknown` for the photos, a class for the cells.
+    let example = classify_example();
+    let output = std::process::Command::new(&example)
+        .arg(&bundle)
+        .arg(&unseen[0])
+        .args(&photos)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let answers: Vec<&str> = stdout.lines().skip(1).collect();
+    assert_eq!(answers.len(), 1 + photos.len(), "{stdout}");
+    // Photos are unknown for their novelty: their top probability is above the example's 60 % minimum.
+    for (line, photo) in answers[1..].iter().zip(&photos) {
+        let top = line
+            .strip_prefix(&format!("{}: unknown [(", photo.display()))
+            .and_then(|rest| rest.split([',', ')']).nth(1))
+            .and_then(|p| p.trim().parse::<f32>().ok());
+        assert!(top.is_some_and(|p| p >= 0.6), "{line}\n{stdout}");
+    }
+    assert!(
+        answers[0].starts_with(&format!("{}: ", unseen[0].display())),
+        "{stdout}"
+    );
+}
+
+/// `examples/classify.rs` as `cargo test` builds it, beside the test programs.
+fn classify_example() -> PathBuf {
+    let deps = std::env::current_exe().unwrap();
+    let example = deps
+        .parent()
+        .unwrap()
+        .parent()
+        .unwrap()
+        .join("examples/classify");
+    assert!(
+        example.exists(),
+        "{} is not built: `cargo test` builds the examples (or `cargo build --example classify`)",
+        example.display()
+    );
+    example
 }
 
 /// Multi-label on real images: ELPV cells tagged with their cell type (`mono` or `poly`), and `defective` when

@@ -56,6 +56,17 @@ impl Data {
         ))
     }
 
+    /// Image files named one by one, unlabelled, in the order given. Nothing is checked here: a file that is
+    /// missing or not an image is skipped with its reason when embedded.
+    pub fn image_files(paths: &[PathBuf]) -> Data {
+        Data::Images(files::from_paths(paths))
+    }
+
+    /// Texts, unlabelled, in the order given.
+    pub fn texts(texts: Vec<String>) -> Data {
+        Data::Texts(texts::unlabelled("input", texts))
+    }
+
     /// The part of the data in `shard` (embeddings made earlier are not sharded: they come back whole).
     pub fn shard(self, shard: Shard) -> Data {
         match self {

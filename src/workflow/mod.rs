@@ -1,11 +1,11 @@
 //! The user's flows, shared by the CLI, the demo and the library: embeddings for a folder, a text table or an
-//! `.npz`, a stratified train / validation split, training into a bundle, evaluation and prediction.
+//! `.npz`, a stratified train / validation split, training into a bundle, and evaluation. Prediction is
+//! [`Classifier::predict`](crate::classifier::Classifier::predict).
 
 mod embed;
 mod evaluate;
 mod features;
 mod multi_label;
-mod predict;
 mod split;
 mod train;
 
@@ -15,7 +15,6 @@ pub use features::{
     Candidate, FeatureSearch, Scored, SearchEvent, SearchSettings, search_features,
 };
 pub use multi_label::{MultiLabelRun, train_multi_label};
-pub use predict::{Predicted, predict};
 pub use split::stratified_split;
 pub use train::{
     HeldOutReport, TrainRun, Trained, Validation, held_out, train, train_bundle, train_from,

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use clap::Args;
 use headstart::backbone::BackboneRef;
-use headstart::classifier::Classifier;
+use headstart::classifier::{Classifier, PredictOptions};
 use headstart::data::{Data, files, texts};
 use headstart::runtime::RuntimeOptions;
-use headstart::{Error, Modality, Result, workflow};
+use headstart::{Error, Modality, Result};
 
 use crate::cli::flags::EmbedFlags;
 use crate::cli::print::{csv_field, printable, shortened};
@@ -59,14 +59,11 @@ pub fn run(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
         }
     };
     let mut bar = flags.progress(classifier.modality().unit());
-    let result = workflow::predict(
-        &mut classifier,
-        &data,
-        &flags.options(),
-        args.top_k,
-        args.min_confidence,
-        &mut |done, total| bar.update(done, total),
-    );
+    let options = PredictOptions::default()
+        .top_k(args.top_k)
+        .min_confidence(args.min_confidence)
+        .embed(flags.options());
+    let result = classifier.predict(&data, &options, &mut |done, total| bar.update(done, total));
     bar.finish();
     let predicted = result?;
     let skipped = predicted
