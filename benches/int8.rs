@@ -74,7 +74,7 @@ fn main() {
     };
     let float_bundle = train(&float);
     let int8_bundle = train(&int8);
-    int8.calibration = int8_bundle.info.backbone.calibration.clone();
+    int8.calibration = int8_bundle.info.features.backbone.calibration.clone();
     let calibration = int8.calibration.as_ref().expect("an int8 bundle");
     println!(
         "int8 calibration: {} training images, {:?}, {} activation ranges",

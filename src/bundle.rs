@@ -7,7 +7,7 @@ use std::path::Path;
 use ndarray::{Array1, Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
-use crate::backbone::{BackboneIdentity, InputSpec};
+use crate::backbone::{BackboneIdentity, BackboneRef, Features, InputSpec};
 use crate::embeddings::EmbeddedSet;
 use crate::embeddings::npz::{NpyArray, NpyData, read_npz_from, write_npz};
 use crate::error::{Error, Result};
@@ -43,17 +43,56 @@ pub struct Bundle {
 
 /// Everything but the arrays.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredInfo", into = "StoredInfo")]
 pub struct BundleInfo {
     pub format_version: u32,
     pub class_names: Vec<String>,
-    /// What the user named the backbone (a zoo name or a path), to open it again.
-    pub backbone_source: String,
-    pub backbone: BackboneIdentity,
+    /// The features the head was trained on.
+    pub features: Features,
+    pub training: TrainingInfo,
+}
+
+/// [`BundleInfo`] as the file stores it: the features' fields at the top level, the backbone's reference as the
+/// text the user gave.
+#[derive(Serialize, Deserialize)]
+struct StoredInfo {
+    format_version: u32,
+    class_names: Vec<String>,
+    backbone_source: String,
+    backbone: BackboneIdentity,
     /// How inputs became the backbone's tensors, kept in the file as the `preprocess` and `text` fields of
     /// format 1.
     #[serde(flatten, with = "input_fields")]
-    pub input: InputSpec,
-    pub training: TrainingInfo,
+    input: InputSpec,
+    training: TrainingInfo,
+}
+
+impl From<StoredInfo> for BundleInfo {
+    fn from(stored: StoredInfo) -> Self {
+        BundleInfo {
+            format_version: stored.format_version,
+            class_names: stored.class_names,
+            features: Features {
+                source: BackboneRef::parse(&stored.backbone_source),
+                backbone: stored.backbone,
+                input: stored.input,
+            },
+            training: stored.training,
+        }
+    }
+}
+
+impl From<BundleInfo> for StoredInfo {
+    fn from(info: BundleInfo) -> Self {
+        StoredInfo {
+            format_version: info.format_version,
+            class_names: info.class_names,
+            backbone_source: info.features.source.to_string(),
+            backbone: info.features.backbone,
+            input: info.features.input,
+            training: info.training,
+        }
+    }
 }
 
 /// [`InputSpec`] as bundle format 1 stores it: `preprocess` (null for texts) and `text` (absent for images).
@@ -427,9 +466,7 @@ impl Bundle {
                 class_names: info.class_names.clone(),
                 paths,
                 augmented,
-                backbone_source: info.backbone_source.clone(),
-                backbone: info.backbone.clone(),
-                input: info.input.clone(),
+                features: info.features.clone(),
             })
         } else {
             None
@@ -530,19 +567,21 @@ mod tests {
         BundleInfo {
             format_version: FORMAT_VERSION,
             class_names: (0..classes).map(|c| format!("class{c}")).collect(),
-            backbone_source: "efficientnet-lite0".into(),
-            backbone: BackboneIdentity {
-                name: "efficientnet-lite0".into(),
-                sha256: "ab".repeat(32),
-                output: "features".into(),
-                layer: None,
-                joined: Vec::new(),
-                pooling: Default::default(),
-                normalize: false,
-                precision: Default::default(),
-                calibration: None,
+            features: Features {
+                source: BackboneRef::Zoo("efficientnet-lite0".into()),
+                backbone: BackboneIdentity {
+                    name: "efficientnet-lite0".into(),
+                    sha256: "ab".repeat(32),
+                    output: "features".into(),
+                    layer: None,
+                    joined: Vec::new(),
+                    pooling: Default::default(),
+                    normalize: false,
+                    precision: Default::default(),
+                    calibration: None,
+                },
+                input: InputSpec::Image(Default::default()),
             },
-            input: InputSpec::Image(Default::default()),
             training: TrainingInfo {
                 head,
                 chosen_c: Some(0.1),
@@ -625,9 +664,7 @@ mod tests {
                 class_names: bundle.info.class_names.clone(),
                 paths: vec!["c/a.png".into(), "a/b.png".into()],
                 augmented: vec![false, true],
-                backbone_source: bundle.info.backbone_source.clone(),
-                backbone: bundle.info.backbone.clone(),
-                input: bundle.info.input.clone(),
+                features: bundle.info.features.clone(),
             });
             bundle.save(&path).unwrap();
             assert_eq!(Bundle::load(&path).unwrap(), bundle);

@@ -41,7 +41,7 @@ use serde::Serialize;
 use crate::backbone::calibrate::calibrate_images;
 use crate::backbone::{
     Backbone, BackboneIdentity, BackboneOptions, BackboneRef, Calibration, CalibrationSettings,
-    InputSpec, ModelFile, check_same_backbone, check_same_input,
+    InputSpec, ModelFile,
 };
 use crate::bundle::Bundle;
 use crate::data::Data;
@@ -148,7 +148,7 @@ impl Classifier {
         let info = &bundle.info;
         let reference = backbone
             .cloned()
-            .unwrap_or_else(|| BackboneRef::parse(&info.backbone_source));
+            .unwrap_or_else(|| info.features.source.clone());
         // A bundle from someone else may name any path: only an ONNX file is opened on its word.
         if let (None, BackboneRef::File(named)) = (backbone, &reference)
             && named.extension().is_none_or(|e| e != "onnx")
@@ -164,21 +164,21 @@ impl Classifier {
         let file = ModelFile::read(&reference).map_err(|e| match e {
             Error::ModelNotFound { .. } if backbone.is_none() => Error::BundleBackboneNotFound {
                 bundle: path.to_path_buf(),
-                backbone: info.backbone_source.clone(),
+                backbone: info.features.source.to_string(),
             },
             other => other,
         })?;
         // Check the model file before opening it with the bundle's output and layer names.
-        if file.sha256 != info.backbone.sha256 {
+        if file.sha256 != info.features.backbone.sha256 {
             let given = BackboneIdentity {
                 sha256: file.sha256.clone(),
-                ..info.backbone.clone()
+                ..info.features.backbone.clone()
             };
-            check_same_backbone(&info.backbone, &given, &reference)?;
+            info.features.check_backbone(&given, &reference)?;
         }
         // int8 features are only int8 features of the same calibration: the bundle's precision wins.
         let mut runtime = runtime.clone();
-        match (&info.backbone.calibration, runtime.precision) {
+        match (&info.features.backbone.calibration, runtime.precision) {
             (Some(_), _) => runtime.precision = Precision::Int8,
             (None, Precision::Int8) => {
                 return Err(Error::parameter(
@@ -192,24 +192,23 @@ impl Classifier {
             (None, _) => {}
         }
         let mut options = BackboneOptions {
-            calibration: info.backbone.calibration.clone(),
+            calibration: info.features.backbone.calibration.clone(),
             runtime,
-            output: Some(info.backbone.output.clone()),
-            layer: info.backbone.layer.clone(),
-            joined: info.backbone.joined.clone(),
-            pooling: Some(info.backbone.pooling),
-            normalize: Some(info.backbone.normalize),
+            output: Some(info.features.backbone.output.clone()),
+            layer: info.features.backbone.layer.clone(),
+            joined: info.features.backbone.joined.clone(),
+            pooling: Some(info.features.backbone.pooling),
+            normalize: Some(info.features.backbone.normalize),
             ..Default::default()
         };
-        match &info.input {
+        match &info.features.input {
             InputSpec::Image(preprocess) => options.preprocess = overrides(preprocess),
             InputSpec::Text(text) => {
                 options.tokenizer = text.tokenizer_source.as_ref().map(PathBuf::from)
             }
         }
-        let opened = Backbone::from_file(file, info.input.modality(), &options)?;
-        check_same_backbone(&info.backbone, opened.identity(), &reference)?;
-        check_same_input(&info.input, &opened.input_spec())?;
+        let opened = Backbone::from_file(file, info.features.input.modality(), &options)?;
+        info.features.check(&opened.features())?;
         Ok(Classifier {
             bundle,
             path: path.to_path_buf(),
@@ -227,7 +226,7 @@ impl Classifier {
             ));
         };
         let paths: Vec<PathBuf> = files.items.into_iter().map(|item| item.path).collect();
-        let reference = BackboneRef::parse(self.backbone.source());
+        let reference = self.backbone.source().clone();
         calibrate_images(
             ModelFile::read(&reference)?,
             &self.options,
@@ -330,7 +329,7 @@ impl Classifier {
     /// An image file decoded as the bundle's embeddings were (a large JPEG at reduced scale, unless the bundle
     /// was trained on exact decoding).
     pub fn open_image(&self, path: &Path) -> Result<DynamicImage> {
-        let preprocess = match &self.bundle.info.input {
+        let preprocess = match &self.bundle.info.features.input {
             InputSpec::Image(preprocess) => Some(preprocess),
             InputSpec::Text(_) => None,
         };

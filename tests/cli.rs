@@ -5,8 +5,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use common::headstart;
-use headstart::backbone::BackboneIdentity;
-use headstart::backbone::InputSpec;
+use headstart::backbone::{BackboneIdentity, BackboneRef, Features, InputSpec};
 use headstart::bundle::Bundle;
 use headstart::embeddings::EmbeddedSet;
 use headstart::embeddings::npz::{NpyArray, NpyData, read_npz, write_npz};
@@ -227,25 +226,27 @@ fn synthetic_set(backbone: &str) -> EmbeddedSet {
         class_names: vec!["cat".into(), "dog".into()],
         paths: (0..rows).map(|i| format!("pets/{i}.jpg")).collect(),
         augmented: vec![false; rows],
-        backbone_source: backbone.into(),
-        backbone: BackboneIdentity {
-            name: backbone.into(),
-            sha256: format!(
-                "{:0>64}",
-                backbone
-                    .bytes()
-                    .map(|b| format!("{b:02x}"))
-                    .collect::<String>()
-            ),
-            output: "features".into(),
-            layer: None,
-            joined: Vec::new(),
-            pooling: Default::default(),
-            normalize: true,
-            precision: Default::default(),
-            calibration: None,
+        features: Features {
+            source: BackboneRef::parse(backbone),
+            backbone: BackboneIdentity {
+                name: backbone.into(),
+                sha256: format!(
+                    "{:0>64}",
+                    backbone
+                        .bytes()
+                        .map(|b| format!("{b:02x}"))
+                        .collect::<String>()
+                ),
+                output: "features".into(),
+                layer: None,
+                joined: Vec::new(),
+                pooling: Default::default(),
+                normalize: true,
+                precision: Default::default(),
+                calibration: None,
+            },
+            input: InputSpec::Image(Default::default()),
         },
-        input: InputSpec::Image(Default::default()),
     }
 }
 

@@ -459,7 +459,7 @@ fn photo_folder(dir: &Path, copies: usize) -> Vec<PathBuf> {
 const PHOTOS: usize = 14;
 
 fn jpeg_decode_of(set: &EmbeddedSet) -> JpegDecode {
-    match &set.input {
+    match &set.features.input {
         InputSpec::Image(preprocess) => preprocess.jpeg_decode,
         InputSpec::Text(_) => panic!("an image set"),
     }

@@ -421,7 +421,7 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
         joined_file.to_str().unwrap(),
     ]);
     let mut classifier = Classifier::load(&joined, &Default::default(), None).unwrap();
-    let identity = &classifier.bundle.info.backbone;
+    let identity = &classifier.bundle.info.features.backbone;
     assert_eq!(identity.layer.as_deref(), Some("layer_norm_10"));
     assert_eq!(identity.joined, ["last_hidden_state"]);
     let joined_expected = classifier.predict_texts(&texts).unwrap();
@@ -616,7 +616,7 @@ fn raw_input_covers_tapped_layers_and_bgr_nhwc_backbones() {
         assert_eq!(code, 0, "{stderr}");
         let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
         if name == "joined" {
-            let identity = &classifier.bundle.info.backbone;
+            let identity = &classifier.bundle.info.features.backbone;
             assert_eq!(identity.layer.as_deref(), Some("block15"));
             assert_eq!(identity.joined, ["conv_head.conv"]);
         }
@@ -947,6 +947,7 @@ fn int8_bundles_predict_and_export_the_same_probabilities() {
     train_small_bundle(&data, Path::new(&float), "fp32");
     let info = Bundle::load(Path::new(&int8)).unwrap().info;
     let calibration = info
+        .features
         .backbone
         .calibration
         .expect("an int8 bundle keeps its ranges");
@@ -1082,7 +1083,11 @@ fn int8_bundles_predict_and_export_the_same_probabilities() {
     let from_npz = path("from-npz.hs");
     let (code, _, stderr) = headstart(&["train", &npz, "-o", &from_npz, "--grid", "0.0003", "-q"]);
     assert_eq!(code, 0, "{stderr}");
-    let again = Bundle::load(Path::new(&from_npz)).unwrap().info.backbone;
+    let again = Bundle::load(Path::new(&from_npz))
+        .unwrap()
+        .info
+        .features
+        .backbone;
     assert_eq!(again.calibration.as_ref(), Some(&calibration));
     let mut classifier = Classifier::load(Path::new(&from_npz), &Default::default(), None).unwrap();
     let probabilities = classifier.predict_images(&images).unwrap();

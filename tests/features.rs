@@ -96,7 +96,7 @@ fn the_best_candidate_by_cross_validation_goes_into_the_bundle() {
     let best = scored.iter().map(cv).fold(f64::MIN, f64::max);
     assert_eq!(cv(&scored[chosen]), best);
     assert!(scored[..chosen].iter().all(|c| cv(c) < best));
-    let identity = Bundle::load(&bundle).unwrap().info.backbone;
+    let identity = Bundle::load(&bundle).unwrap().info.features.backbone;
     let kept: Vec<String> = identity
         .layer
         .iter()

@@ -138,7 +138,7 @@ fn train_eval_predict_and_bundle_round_trip() {
 
     let loaded = Bundle::load(&bundle).unwrap();
     assert_eq!(loaded.info.class_names, ["defective", "functional"]);
-    assert_eq!(loaded.info.backbone.name, "efficientnet-lite0");
+    assert_eq!(loaded.info.features.backbone.name, "efficientnet-lite0");
     assert_eq!(loaded.info.training.samples, 60);
 
     // The library and the CLI give the same probabilities, and saving again changes nothing.
@@ -456,7 +456,7 @@ fn format_1_bundles_from_before_load_predict_and_save_as_they_did() {
         ("text.hs", headstart::Modality::Text),
     ] {
         let bundle = Bundle::load(&dir.join(name)).unwrap();
-        assert_eq!(bundle.info.input.modality(), modality);
+        assert_eq!(bundle.info.features.input.modality(), modality);
         let again = saved.path().join(name);
         bundle.save(&again).unwrap();
         assert_eq!(bundle_json(&again), bundle_json(&dir.join(name)), "{name}");

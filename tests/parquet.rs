@@ -94,7 +94,7 @@ fn shards_together_are_exactly_the_unsharded_output() {
     let from_npz = EmbeddedSet::read(&npz).unwrap();
     assert_eq!(alone.paths, from_npz.paths);
     assert_eq!(alone.embeddings, from_npz.embeddings);
-    assert_eq!(alone.backbone, from_npz.backbone);
+    assert_eq!(alone.features.backbone, from_npz.features.backbone);
 
     // Train and eval take the folder of shards as they take the .npz: the same head, the same metrics.
     let eval = |bundle: &Path| {

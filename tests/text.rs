@@ -216,7 +216,7 @@ fn train_eval_and_predict_texts_from_a_table_arguments_a_file_and_stdin() {
     assert!(report["validation"]["accuracy"].as_f64().unwrap() > 0.6);
     let saved = headstart::bundle::Bundle::load(&bundle).unwrap();
     assert!(matches!(
-        saved.info.input,
+        saved.info.features.input,
         headstart::backbone::InputSpec::Text(_)
     ));
     assert_eq!(saved.info.class_names, ["negative", "positive"]);
@@ -373,7 +373,10 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
         (Some(80), Some(384))
     );
     let set = headstart::embeddings::EmbeddedSet::read_npz(&out).unwrap();
-    assert!(matches!(set.input, headstart::backbone::InputSpec::Text(_)));
+    assert!(matches!(
+        set.features.input,
+        headstart::backbone::InputSpec::Text(_)
+    ));
     // --no-cache computes every text again and gets the same vectors.
     let uncached_out = dir.path().join("uncached.npz");
     let (code, stdout, stderr) = headstart(
@@ -414,7 +417,11 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(matches!(
-        headstart::bundle::Bundle::load(&bundle).unwrap().info.input,
+        headstart::bundle::Bundle::load(&bundle)
+            .unwrap()
+            .info
+            .features
+            .input,
         headstart::backbone::InputSpec::Text(_)
     ));
 }

@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use headstart::backbone::{check_same_backbone, check_same_input};
+use headstart::backbone::Features;
 use headstart::embeddings::EmbeddedSet;
 use headstart::export::{ExportOptions, export_classifier};
 use headstart::head::{NoveltyParams, TrainParams};
@@ -14,7 +14,7 @@ use headstart::{Classifier, Modality, workflow};
 use numpy::{PyArray1, PyArray2};
 use pyo3::prelude::*;
 
-use crate::embedder::{Embedded, Embedder, Features};
+use crate::embedder::{Embedded, Embedder};
 use crate::{HeadstartError, arrays, raise};
 
 /// A trained head and what it needs to run: class names, the backbone's identity, the preprocessing.
@@ -76,11 +76,8 @@ impl Bundle {
     }
 
     fn check_features(&self, features: &Features) -> PyResult<()> {
-        self.read(|bundle| {
-            check_same_backbone(&bundle.info.backbone, &features.identity, &features.source)?;
-            check_same_input(&bundle.info.input, &features.input)
-        })
-        .map_err(raise)
+        self.read(|bundle| bundle.info.features.check(features))
+            .map_err(raise)
     }
 }
 
@@ -115,13 +112,13 @@ impl Bundle {
     /// "image" or "text".
     #[getter]
     fn modality(&self) -> String {
-        self.read(|bundle| bundle.info.input.modality().to_string())
+        self.read(|bundle| bundle.info.features.input.modality().to_string())
     }
 
     /// The backbone it was trained on, as it was named (a zoo name or a path).
     #[getter]
     fn backbone(&self) -> String {
-        self.read(|bundle| bundle.info.backbone_source.clone())
+        self.read(|bundle| bundle.info.features.source.to_string())
     }
 
     /// "logistic", "centroid", "knn", "gaussian-nb" or "linear-svm".
@@ -187,7 +184,7 @@ impl Bundle {
             self.read(|bundle| bundle.predict_embeddings(matrix.view()))
                 .map_err(raise)?
         } else if let Ok(strings) = inputs.extract::<Vec<String>>() {
-            let modality = self.read(|bundle| bundle.info.input.modality());
+            let modality = self.read(|bundle| bundle.info.features.input.modality());
             self.with_classifier(py, |classifier| match modality {
                 Modality::Text => {
                     let texts: Vec<&str> = strings.iter().map(String::as_str).collect();
@@ -250,7 +247,7 @@ impl Bundle {
             format!(
                 "Bundle(classes={:?}, backbone={:?}, head={:?})",
                 bundle.info.class_names,
-                bundle.info.backbone_source,
+                bundle.info.features.source,
                 format!("{:?}", bundle.info.training.head).to_lowercase()
             )
         })
@@ -361,9 +358,7 @@ pub fn train(
         class_names,
         paths: (0..rows).map(|i| i.to_string()).collect(),
         augmented: vec![false; rows],
-        backbone_source: features.source,
-        backbone: features.identity,
-        input: features.input,
+        features,
     };
     let trained = py
         .detach(|| workflow::train_bundle(&set, None, &params))

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Mutex;
 
-use headstart::backbone::{Backbone, BackboneIdentity, BackboneOptions, BackboneRef, InputSpec};
+use headstart::backbone::{Backbone, BackboneOptions, BackboneRef, Features};
 use headstart::data::{Data, files, texts};
 use headstart::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, feature_metadata};
 use headstart::preprocess::{JpegDecode, PreprocessOverrides};
@@ -25,26 +25,18 @@ pub struct Embedder {
     pub(crate) runtime: RuntimeOptions,
 }
 
-/// Which features a row is: a head trained on them only serves rows made the same way.
-#[derive(Clone)]
-pub(crate) struct Features {
-    pub identity: BackboneIdentity,
-    pub source: String,
-    pub input: InputSpec,
-}
-
-impl Features {
-    /// The entries an `.npz` keeps about its backbone (`backbone`, `backbone_sha256`, `backbone_config`, …).
-    fn metadata(&self) -> HashMap<&'static str, String> {
-        feature_metadata(&self.identity, &self.source, &self.input)
-            .into_iter()
-            .collect()
-    }
+/// The entries an `.npz` keeps about what made its embeddings (`backbone`, `backbone_sha256`,
+/// `backbone_config`, …).
+fn metadata(features: &Features) -> HashMap<&'static str, String> {
+    feature_metadata(features).into_iter().collect()
 }
 
 impl Embedder {
     pub(crate) fn features(&self) -> Features {
-        features_of(&self.backbone.lock().unwrap_or_else(|e| e.into_inner()))
+        self.backbone
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .features()
     }
 
     /// Runs `job` on the backbone with the GIL released.
@@ -59,14 +51,6 @@ impl Embedder {
             job(&mut backbone)
         })
         .map_err(raise)
-    }
-}
-
-fn features_of(backbone: &Backbone) -> Features {
-    Features {
-        identity: backbone.identity().clone(),
-        source: backbone.source().to_string(),
-        input: backbone.input_spec(),
     }
 }
 
@@ -175,7 +159,7 @@ impl Embedder {
     /// `backbone_source`, `backbone_sha256`, `backbone_config` (JSON) and `preprocess` or `text_input` (JSON).
     #[getter]
     fn metadata(&self) -> HashMap<&'static str, String> {
-        self.features().metadata()
+        metadata(&self.features())
     }
 
     /// Embeds image files, in parallel and through the cache, as the command line embeds a folder. A file that
@@ -219,7 +203,7 @@ impl Embedder {
                     });
                 }
             };
-            Ok((matrix, features_of(backbone), backbone.device().to_string()))
+            Ok((matrix, backbone.features(), backbone.device().to_string()))
         })?;
         let rows = matrix.nrows();
         Ok(Embedded {
@@ -309,11 +293,7 @@ impl Embedded {
                 skipped.push((index, reason.to_string()));
             }
         }
-        let features = Features {
-            identity: set.backbone.clone(),
-            source: set.backbone_source.clone(),
-            input: set.input.clone(),
-        };
+        let features = set.features.clone();
         let matrix = Array2::from_shape_vec((set.rows(), set.dim), set.embeddings)
             .map_err(|e| crate::HeadstartError::new_err(format!("embeddings: {e}")))?;
         Ok(Embedded {
@@ -333,7 +313,7 @@ impl Embedded {
     /// What identifies these embeddings (see `Embedder.metadata`).
     #[getter]
     fn metadata(&self) -> HashMap<&'static str, String> {
-        self.features.metadata()
+        metadata(&self.features)
     }
 
     fn __len__(&self, py: Python<'_>) -> usize {

@@ -230,7 +230,7 @@ impl ImageBackbone {
     }
 
     /// The zoo name or path it was opened from.
-    pub(crate) fn source(&self) -> &str {
+    pub(crate) fn source(&self) -> &BackboneRef {
         &self.model.source
     }
 

@@ -4,6 +4,7 @@
 //! trained on its embeddings depends on.
 
 pub mod calibrate;
+mod features;
 pub mod image;
 pub mod text;
 
@@ -25,6 +26,7 @@ use crate::runtime::{
 use crate::zoo::{self, ZooModel};
 
 pub use calibrate::{Calibration, CalibrationMethod, CalibrationSettings};
+pub use features::Features;
 pub use image::{BatchBuffer, ImageBackbone};
 pub use text::{TextBackbone, TextInput, Tokenized};
 
@@ -79,8 +81,17 @@ impl Backbone {
     }
 
     /// The zoo name or path it was opened from.
-    pub fn source(&self) -> &str {
+    pub fn source(&self) -> &BackboneRef {
         &self.model().source
+    }
+
+    /// What identifies the embeddings it makes (see [`Features`]).
+    pub fn features(&self) -> Features {
+        Features {
+            source: self.source().clone(),
+            backbone: self.identity().clone(),
+            input: self.input_spec(),
+        }
     }
 
     pub fn path(&self) -> &Path {
@@ -140,26 +151,6 @@ impl InputSpec {
     }
 }
 
-/// A head trained on inputs made as `trained` says only fits inputs made the same way: the same modality, and
-/// the same preprocessing, or the same tokenizer (by content) and maximum length.
-pub fn check_same_input(trained: &InputSpec, given: &InputSpec) -> Result<()> {
-    let same = match (given, trained) {
-        (InputSpec::Image(given), InputSpec::Image(trained)) => given == trained,
-        (InputSpec::Text(given), InputSpec::Text(trained)) => {
-            given.tokenizer_sha256 == trained.tokenizer_sha256
-                && given.max_length == trained.max_length
-        }
-        _ => false,
-    };
-    if same {
-        return Ok(());
-    }
-    Err(Error::InputMismatch {
-        trained: trained.modality(),
-        given: given.modality(),
-    })
-}
-
 /// A backbone named by the user: a zoo name or a path to an `.onnx` file.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BackboneRef {
@@ -212,60 +203,6 @@ pub struct BackboneOptions {
     pub calibrate: CalibrationSettings,
 }
 
-/// A head only means something on the features it was trained on: the same model file (by content) with the
-/// same output, layer, pooling and normalisation. The name comes from wherever the file was found.
-pub fn check_same_backbone(
-    trained: &BackboneIdentity,
-    given: &BackboneIdentity,
-    reference: &dyn std::fmt::Display,
-) -> Result<()> {
-    let settings = |i: &BackboneIdentity| {
-        (
-            i.sha256.clone(),
-            i.output.clone(),
-            i.layer.clone(),
-            i.joined.clone(),
-            i.pooling,
-            i.normalize,
-            i.calibration.clone(),
-        )
-    };
-    if settings(trained) == settings(given) {
-        return Ok(());
-    }
-    let reference = reference.to_string();
-    let short = |sha256: &str| sha256[..12.min(sha256.len())].to_string();
-    let message = if trained.sha256 != given.sha256 {
-        format!(
-            "this bundle was trained on backbone {} (sha256 {}…) but {reference} has sha256 {}…: use the same backbone",
-            trained.name,
-            short(&trained.sha256),
-            short(&given.sha256)
-        )
-    } else if trained.calibration != given.calibration {
-        let describe = |c: &Option<Calibration>| match c {
-            Some(c) => format!("int8 calibrated on {} inputs", c.inputs),
-            None => "float".to_string(),
-        };
-        format!(
-            "these features were made by {} with {} arithmetic, not {}: use the same precision (predict and export follow a bundle's own)",
-            trained.name,
-            describe(&trained.calibration),
-            describe(&given.calibration)
-        )
-    } else {
-        format!(
-            "this bundle was trained on {} features {} pooling {:?}, not on {} pooling {:?}",
-            trained.name,
-            trained.tensors().collect::<Vec<_>>().join(" + "),
-            trained.pooling,
-            given.tensors().collect::<Vec<_>>().join(" + "),
-            given.pooling
-        )
-    };
-    Err(Error::BackboneMismatch { reference, message })
-}
-
 /// What identifies the features a backbone makes: a head trained on them is only valid with the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct BackboneIdentity {
@@ -299,7 +236,7 @@ impl BackboneIdentity {
 /// A backbone's ONNX file read into memory and identified by its sha256, hashed once.
 pub(crate) struct ModelFile {
     /// How the user named it (zoo name or path), to open it again.
-    pub source: String,
+    pub source: BackboneRef,
     pub path: PathBuf,
     pub zoo: Option<ZooModel>,
     pub bytes: Vec<u8>,
@@ -326,7 +263,7 @@ impl ModelFile {
             _ => onnx::external::identity(&bytes, &external)?,
         };
         Ok(ModelFile {
-            source: reference.to_string(),
+            source: reference.clone(),
             path,
             zoo,
             bytes,
@@ -339,7 +276,7 @@ impl ModelFile {
 /// An ONNX file loaded into a session, with its feature output resolved.
 pub(crate) struct LoadedModel {
     /// How the user named it (zoo name or path), to open it again.
-    pub source: String,
+    pub source: BackboneRef,
     pub path: PathBuf,
     pub zoo: Option<ZooModel>,
     pub session: Session,

@@ -150,7 +150,7 @@ impl TextBackbone {
     }
 
     /// The zoo name or path it was opened from.
-    pub(crate) fn source(&self) -> &str {
+    pub(crate) fn source(&self) -> &BackboneRef {
         &self.model.source
     }
 

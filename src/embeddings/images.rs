@@ -15,7 +15,7 @@ use super::set::{
     EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, cpu_nodes_warning, rate,
 };
 use crate::augment::View;
-use crate::backbone::{ImageBackbone, InputSpec};
+use crate::backbone::{Features, ImageBackbone, InputSpec};
 use crate::data::Files;
 use crate::data::decode::{
     DecodeOptions, REDUCED_SCALE_REVISION, check_size, decode_image, plan_decoding,
@@ -51,7 +51,7 @@ pub fn embed_images(
     let started = Instant::now();
     let preprocess = backbone.preprocess().clone();
     let identity = backbone.identity().clone();
-    let source = backbone.source().to_string();
+    let source = backbone.source().clone();
     let device = backbone.device().clone();
     let placement = backbone.placement().cloned();
     let cache =
@@ -240,9 +240,11 @@ pub fn embed_images(
         class_names: dataset.classes.clone(),
         paths: Vec::new(),
         augmented: Vec::new(),
-        backbone_source: source,
-        backbone: identity,
-        input: InputSpec::Image(preprocess),
+        features: Features {
+            source,
+            backbone: identity,
+            input: InputSpec::Image(preprocess),
+        },
     };
     let mut embedded = 0;
     for (item, views) in dataset.items.iter().zip(slots) {
@@ -278,7 +280,7 @@ pub fn embed_images(
             .chain(cpu_nodes_warning(placement.as_ref()))
             .collect(),
         seconds,
-        precision: set.backbone.precision,
+        precision: set.features.backbone.precision,
         per_second: rate(embedded, seconds),
         device,
         placement,

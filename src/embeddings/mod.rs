@@ -15,7 +15,7 @@ pub use images::embed_images;
 pub use set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, feature_metadata};
 pub use texts::embed_texts;
 
-use crate::backbone::{Backbone, check_same_backbone, check_same_input};
+use crate::backbone::Backbone;
 use crate::data::Data;
 use crate::error::{Error, Result};
 
@@ -49,8 +49,7 @@ pub fn embed(
         }
         (Data::Embeddings(path), backbone) => {
             let set = EmbeddedSet::read(path)?;
-            check_same_backbone(backbone.identity(), &set.backbone, &set.backbone_source)?;
-            check_same_input(&backbone.input_spec(), &set.input)?;
+            backbone.features().check(&set.features)?;
             return Ok((set, None));
         }
         (data, backbone) => {

@@ -8,7 +8,7 @@ use serde::Serialize;
 
 use super::npz::{NpyArray, NpyData, read_npz_from, write_npz};
 use crate::augment::Augment;
-use crate::backbone::{BackboneIdentity, InputSpec};
+use crate::backbone::{BackboneIdentity, BackboneRef, Features, InputSpec};
 use crate::data::Skip;
 use crate::data::decode::{DEFAULT_MAX_PIXELS, DecodeOptions};
 use crate::error::{Error, Result};
@@ -117,10 +117,8 @@ pub struct EmbeddedSet {
     pub paths: Vec<String>,
     /// Whether a row is an augmented view.
     pub augmented: Vec<bool>,
-    /// The zoo name or path of the backbone.
-    pub backbone_source: String,
-    pub backbone: BackboneIdentity,
-    pub input: InputSpec,
+    /// What made them.
+    pub features: Features,
 }
 
 /// The `labels` value of an unlabelled row in the `.npz` (numpy has no missing integers).
@@ -133,7 +131,7 @@ impl EmbeddedSet {
 
     /// Writes the `.npz` described in docs/embedding.md, atomically.
     pub fn write_npz(&self, path: &Path) -> Result<()> {
-        let metadata = feature_metadata(&self.backbone, &self.backbone_source, &self.input);
+        let metadata = feature_metadata(&self.features);
         let labels: Vec<i64> = match &self.labels {
             Some(labels) => labels.iter().map(|&l| l as i64).collect(),
             None => vec![UNLABELLED; self.rows()],
@@ -266,10 +264,12 @@ impl EmbeddedSet {
             class_names,
             paths,
             augmented,
-            backbone_source,
-            backbone: serde_json::from_str(&backbone_config)
-                .map_err(|e| bad(format!("bad backbone_config: {e}")))?,
-            input,
+            features: Features {
+                source: BackboneRef::parse(&backbone_source),
+                backbone: serde_json::from_str(&backbone_config)
+                    .map_err(|e| bad(format!("bad backbone_config: {e}")))?,
+                input,
+            },
         })
     }
 
@@ -288,9 +288,7 @@ impl EmbeddedSet {
             class_names: self.class_names.clone(),
             paths: indices.iter().map(|&i| self.paths[i].clone()).collect(),
             augmented: indices.iter().map(|&i| self.augmented[i]).collect(),
-            backbone_source: self.backbone_source.clone(),
-            backbone: self.backbone.clone(),
-            input: self.input.clone(),
+            features: self.features.clone(),
         }
     }
 
@@ -315,7 +313,10 @@ impl EmbeddedSet {
         EmbeddedSet {
             dim,
             embeddings,
-            backbone,
+            features: Features {
+                backbone,
+                ..self.features.clone()
+            },
             ..self.clone()
         }
     }
@@ -362,9 +363,7 @@ impl EmbeddedSet {
             class_names: Vec::new(),
             paths: Vec::with_capacity(rows.len()),
             augmented: Vec::with_capacity(rows.len()),
-            backbone_source: self.backbone_source.clone(),
-            backbone: self.backbone.clone(),
-            input: self.input.clone(),
+            features: self.features.clone(),
         };
         let labels = union.labels.get_or_insert_with(Vec::new);
         for (path, from_other, i) in rows {
@@ -396,11 +395,12 @@ impl EmbeddedSet {
 /// What makes embeddings comparable, as the text entries an `.npz` (or a Parquet file's metadata) keeps:
 /// `backbone`, `backbone_source`, `backbone_sha256`, `backbone_config` (JSON), and `preprocess` (JSON) for
 /// images, which older headstarts read, or `text_input` (JSON) for texts.
-pub fn feature_metadata(
-    backbone: &BackboneIdentity,
-    source: &str,
-    input: &InputSpec,
-) -> Vec<(&'static str, String)> {
+pub fn feature_metadata(features: &Features) -> Vec<(&'static str, String)> {
+    let Features {
+        source,
+        backbone,
+        input,
+    } = features;
     let config = serde_json::to_string(backbone).expect("an identity serialises");
     let (input_key, input) = match input {
         InputSpec::Image(p) => ("preprocess", serde_json::to_string(p)),
@@ -415,10 +415,10 @@ pub fn feature_metadata(
     ]
 }
 
-/// The inverse of [`feature_metadata`]: (backbone source, identity, input) from the entries `get` finds.
+/// The inverse of [`feature_metadata`]: the features from the entries `get` finds.
 pub(crate) fn parse_feature_metadata(
     get: &dyn Fn(&str) -> Option<String>,
-) -> std::result::Result<(String, BackboneIdentity, InputSpec), String> {
+) -> std::result::Result<Features, String> {
     let config = get("backbone_config").ok_or("no backbone_config")?;
     let backbone =
         serde_json::from_str(&config).map_err(|e| format!("bad backbone_config: {e}"))?;
@@ -431,7 +431,11 @@ pub(crate) fn parse_feature_metadata(
         ),
         (None, None) => return Err("neither preprocess nor text_input".into()),
     };
-    Ok((get("backbone_source").unwrap_or_default(), backbone, input))
+    Ok(Features {
+        source: BackboneRef::parse(&get("backbone_source").unwrap_or_default()),
+        backbone,
+        input,
+    })
 }
 
 /// What happened, for the summary line and `--json`.

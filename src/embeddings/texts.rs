@@ -8,7 +8,7 @@ use super::cache::{EmbeddingCache, Key};
 use super::set::{
     EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, cpu_nodes_warning, rate,
 };
-use crate::backbone::{InputSpec, TextBackbone};
+use crate::backbone::{Features, InputSpec, TextBackbone};
 use crate::data::TextDataset;
 use crate::error::Result;
 
@@ -104,9 +104,11 @@ pub fn embed_texts(
         class_names: dataset.classes.clone(),
         paths: Vec::with_capacity(total),
         augmented: vec![false; total],
-        backbone_source: backbone.source().to_string(),
-        backbone: backbone.identity().clone(),
-        input,
+        features: Features {
+            source: backbone.source().clone(),
+            backbone: backbone.identity().clone(),
+            input,
+        },
     };
     for (item, vector) in dataset.items.iter().zip(vectors) {
         let vector = vector.expect("every text has a vector: from the cache or computed");

@@ -139,7 +139,15 @@ pub fn export_classifier(
         check_int8(&classifier.bundle, classifier.path(), options)?;
         // A bundle trained in fp32 and asked for int8 is calibrated now (check_int8 saw the images).
         let calibration = match &options.calibration_images {
-            Some(images) if classifier.bundle.info.backbone.calibration.is_none() => {
+            Some(images)
+                if classifier
+                    .bundle
+                    .info
+                    .features
+                    .backbone
+                    .calibration
+                    .is_none() =>
+            {
                 Some(classifier.calibrate(images, options.calibration)?)
             }
             _ => None,
@@ -173,7 +181,7 @@ fn check_request(options: &ExportOptions, out: &Path) -> Result<()> {
 /// Refuses an int8 request the bundle cannot take: one trained in fp32 needs images to calibrate on, one trained
 /// in int8 has its own calibration.
 fn check_int8(bundle: &Bundle, path: &Path, options: &ExportOptions) -> Result<()> {
-    let trained_in_int8 = bundle.info.backbone.calibration.is_some();
+    let trained_in_int8 = bundle.info.features.backbone.calibration.is_some();
     let wanted = options.int8 || options.calibration_images.is_some();
     let needs_images = wanted && !trained_in_int8 && options.calibration_images.is_none();
     if needs_images || (trained_in_int8 && options.calibration_images.is_some()) {
@@ -620,7 +628,7 @@ fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
             "headstart.backbone",
             json(serde_json::json!(BackboneIdentity {
                 calibration: None,
-                ..info.backbone.clone()
+                ..info.features.backbone.clone()
             })),
         ),
         ("headstart.outputs", outputs),
@@ -634,7 +642,7 @@ fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
     if let Some(novelty) = &bundle.novelty {
         entries.push(("headstart.novelty_threshold", novelty.threshold.to_string()));
     }
-    entries.push(match &info.input {
+    entries.push(match &info.features.input {
         InputSpec::Image(preprocess) => {
             ("headstart.preprocess", json(serde_json::json!(preprocess)))
         }
@@ -670,7 +678,7 @@ fn with_backbone(
     calibrated: Option<&Calibration>,
 ) -> Result<(Vec<u8>, Vec<String>)> {
     let bundle = &classifier.bundle;
-    let identity = &bundle.info.backbone;
+    let identity = &bundle.info.features.backbone;
     let mut raw = None;
     let backbone = classifier.backbone();
     let path = backbone.path().to_path_buf();

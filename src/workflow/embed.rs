@@ -57,7 +57,7 @@ pub(super) fn embeddings_reusing(
         .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name));
     let reusable = opened
         .as_ref()
-        .is_some_and(|b| b.modality() == modality && b.source() == reference.to_string());
+        .is_some_and(|b| b.modality() == modality && b.source() == &reference);
     let backbone = match opened {
         Some(backbone) if reusable => backbone,
         _ => opened.insert(open_calibrated(
@@ -188,7 +188,7 @@ pub fn embed_parquet_shard(
     let file = parquet::shard_path(dir, shard);
     // The backbone first: a finished shard is known by the backbone that made it.
     let mut backbone = open_backbone(&reference, &data, options, embed_options)?;
-    if parquet::is_finished(&file, backbone.identity(), &backbone.input_spec())? {
+    if parquet::is_finished(&file, &backbone.features())? {
         return Ok(ParquetShard {
             file,
             embedded: None,

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use ndarray::Array2;
 
-use crate::backbone::{BackboneRef, check_same_backbone, check_same_input};
+use crate::backbone::BackboneRef;
 use crate::bundle::Bundle;
 use crate::classifier::Classifier;
 use crate::data::Data;
@@ -25,8 +25,7 @@ pub fn evaluate_set(bundle: &Bundle, set: &EmbeddedSet) -> Result<(Metrics, Arra
                 .into(),
         ));
     }
-    check_same_backbone(&bundle.info.backbone, &set.backbone, &set.backbone_source)?;
-    check_same_input(&bundle.info.input, &set.input)?;
+    bundle.info.features.check(&set.features)?;
     if set.class_names != bundle.info.class_names {
         return Err(Error::Config(format!(
             "the data's classes {:?} differ from the bundle's {:?}",

@@ -336,7 +336,7 @@ fn embed_together(
     let Some(backbone) = &split.backbone else {
         return Ok(None);
     };
-    let identity = split.train.backbone.clone();
+    let identity = split.train.features.backbone.clone();
     let mut columns = Vec::new();
     let mut start = 0;
     for tensor in identity.tensors() {
@@ -374,7 +374,7 @@ impl Together {
             })
             .collect::<Result<_>>()?;
         // The identity a run with these layers would have.
-        let shared = &self.split.train.backbone;
+        let shared = &self.split.train.features.backbone;
         let identity = match tensors {
             [] => BackboneIdentity {
                 layer: None,

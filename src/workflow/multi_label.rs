@@ -87,9 +87,7 @@ pub fn train_multi_label(
         info: BundleInfo {
             format_version: 2,
             class_names: table.label_names.clone(),
-            backbone_source: set.backbone_source.clone(),
-            backbone: set.backbone.clone(),
-            input: set.input.clone(),
+            features: set.features.clone(),
             training: TrainingInfo {
                 head: HeadKind::Logistic,
                 chosen_c: Some(report.chosen_c),

@@ -73,9 +73,7 @@ pub fn train_bundle(
         info: BundleInfo {
             format_version: format_version_for(params.head, novelty.is_some()),
             class_names: train_set.class_names.clone(),
-            backbone_source: train_set.backbone_source.clone(),
-            backbone: train_set.backbone.clone(),
-            input: train_set.input.clone(),
+            features: train_set.features.clone(),
             training: TrainingInfo {
                 head: params.head,
                 chosen_c: report.chosen_c,
@@ -201,7 +199,7 @@ pub(super) fn embed_split(
         &mut opened,
         progress,
     )?;
-    let same = BackboneRef::parse(&set.backbone_source);
+    let same = set.features.source.clone();
     let everything = HashSet::new();
     let (train_set, validation_set) = match &held_out {
         Some(held_out) => {

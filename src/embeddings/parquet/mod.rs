@@ -23,7 +23,7 @@ use parquet::schema::parser::parse_message_type;
 
 use super::set::{EmbeddedSet, SkipReport, feature_metadata, parse_feature_metadata};
 use crate::atomic::write_atomic;
-use crate::backbone::{BackboneIdentity, InputSpec};
+use crate::backbone::Features;
 use crate::data::Shard;
 use crate::error::{Error, Result};
 
@@ -52,7 +52,7 @@ message headstart_embeddings {
 /// embedded ones, with a null embedding and their reason.
 pub fn write_parquet(set: &EmbeddedSet, skipped: &[SkipReport], path: &Path) -> Result<()> {
     let schema = Arc::new(parse_message_type(SCHEMA).expect("the schema is valid"));
-    let metadata = feature_metadata(&set.backbone, &set.backbone_source, &set.input)
+    let metadata = feature_metadata(&set.features)
         .into_iter()
         .map(|(key, value)| KeyValue::new(format!("{METADATA_PREFIX}{key}"), value))
         .collect();
@@ -188,7 +188,9 @@ pub fn read_parquet(path: &Path) -> Result<EmbeddedSet> {
     let (mut set, mut labels) = read_file(first)?;
     for file in others {
         let (shard, shard_labels) = read_file(file)?;
-        if shard.backbone != set.backbone || shard.input != set.input {
+        if shard.features.backbone != set.features.backbone
+            || shard.features.input != set.features.input
+        {
             return Err(Error::input(
                 file,
                 format!(
@@ -276,13 +278,13 @@ pub fn shard_path(dir: &Path, shard: Shard) -> PathBuf {
 /// Whether `path` already holds embeddings made as `backbone` and `input` make them: a shard an earlier run
 /// finished (files are only ever renamed into place whole). One made otherwise is an error, not a skip: a
 /// folder of shards is one set.
-pub fn is_finished(path: &Path, backbone: &BackboneIdentity, input: &InputSpec) -> Result<bool> {
+pub fn is_finished(path: &Path, features: &Features) -> Result<bool> {
     if !path.exists() {
         return Ok(false);
     }
     let file = File::open(path).map_err(|e| Error::io(path, e))?;
-    let (_, (_, identity, made)) = guarded(path, || open(file, path))?;
-    if &identity == backbone && &made == input {
+    let (_, made) = guarded(path, || open(file, path))?;
+    if made.backbone == features.backbone && made.input == features.input {
         Ok(true)
     } else {
         Err(Error::input(
@@ -291,9 +293,6 @@ pub fn is_finished(path: &Path, backbone: &BackboneIdentity, input: &InputSpec) 
         ))
     }
 }
-
-/// What made a file's embeddings, as its metadata says.
-type Features = (String, BackboneIdentity, InputSpec);
 
 /// Opens a Parquet file (`path` names it in errors) and reads what made its embeddings.
 fn open<R: ChunkReader + 'static>(
@@ -355,7 +354,7 @@ fn read_rows<R: ChunkReader + 'static>(
     path: &Path,
 ) -> Result<(EmbeddedSet, Vec<Option<String>>)> {
     let bad = |message: String| Error::input(path, message);
-    let (reader, (backbone_source, backbone, input)) = open(file, path)?;
+    let (reader, features) = open(file, path)?;
     let metadata = reader.metadata().file_metadata();
     let schema = metadata.schema_descr();
     let find = |name: &str| {
@@ -378,9 +377,7 @@ fn read_rows<R: ChunkReader + 'static>(
         class_names: Vec::new(),
         paths: Vec::new(),
         augmented: Vec::new(),
-        backbone_source,
-        backbone,
-        input,
+        features,
     };
     let mut labels = Vec::new();
     let mut budget = pages::ValueBudget::for_file(pages.len());
