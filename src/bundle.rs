@@ -22,9 +22,9 @@ pub const FORMAT_VERSION: u32 = 2;
 
 /// The format a bundle with this head (and open-set rejection, or not) is written in: the oldest that knows
 /// them. A multi-label bundle is format 2 (see [`TrainingInfo::multi_label`]).
-pub fn format_version_for(head: HeadKind, open_set: bool) -> u32 {
+fn format_version_for(head: &Head, open_set: bool) -> u32 {
     match head {
-        HeadKind::Logistic | HeadKind::Centroid | HeadKind::Knn if !open_set => 1,
+        Head::Logistic(_) | Head::Centroid(_) | Head::Knn(_) if !open_set => 1,
         _ => 2,
     }
 }
@@ -196,6 +196,38 @@ impl OpenSetInfo {
 }
 
 impl Bundle {
+    /// A bundle of a trained head, written in the oldest format that knows its head and open-set rejection
+    /// (so older headstarts keep reading what they can).
+    pub fn new(
+        head: Head,
+        temperature: f32,
+        class_names: Vec<String>,
+        features: Features,
+        training: TrainingInfo,
+        novelty: Option<Novelty>,
+    ) -> Bundle {
+        Bundle {
+            info: BundleInfo {
+                format_version: format_version_for(&head, novelty.is_some()),
+                class_names,
+                features,
+                training,
+            },
+            head,
+            temperature,
+            novelty,
+            kept: None,
+        }
+    }
+
+    /// This bundle keeping `set`, its training embeddings, so that examples can be added later without
+    /// embedding the old data again.
+    pub fn keeping(mut self, set: EmbeddedSet) -> Bundle {
+        self.info.training.keeps_embeddings = true;
+        self.kept = Some(set);
+        self
+    }
+
     /// Novelty scores, [N], for embeddings made by the bundle's backbone; `None` without open-set rejection.
     pub fn novelty_scores(&self, embeddings: ArrayView2<f32>) -> Result<Option<Array1<f32>>> {
         let Some(novelty) = &self.novelty else {
@@ -633,15 +665,15 @@ mod tests {
             }),
         ];
         for head in heads {
-            let mut info = info(head.kind(), 3);
-            info.format_version = format_version_for(head.kind(), false);
-            let mut bundle = Bundle {
-                temperature: 1.7,
-                novelty: None,
-                kept: None,
-                info,
+            let info = info(head.kind(), 3);
+            let mut bundle = Bundle::new(
                 head,
-            };
+                1.7,
+                info.class_names,
+                info.features,
+                info.training,
+                None,
+            );
             let path = dir.path().join("m.hs");
             bundle.save(&path).unwrap();
             assert_eq!(Bundle::load(&path).unwrap(), bundle);
@@ -652,7 +684,7 @@ mod tests {
                 false_rejection: 0.05,
             };
             bundle.info.training.open_set = Some(crate::bundle::OpenSetInfo::of(&novelty, 0.05));
-            bundle.info.format_version = format_version_for(bundle.head.kind(), true);
+            bundle.info.format_version = format_version_for(&bundle.head, true);
             bundle.novelty = Some(novelty);
             bundle.save(&path).unwrap();
             assert_eq!(Bundle::load(&path).unwrap(), bundle);

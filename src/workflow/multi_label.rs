@@ -1,7 +1,7 @@
 //! Multi-label training: one logistic model per label, each with its own threshold.
 
 use crate::backbone::{BackboneOptions, BackboneRef};
-use crate::bundle::{Bundle, BundleInfo, OpenSetInfo, TrainingInfo, utc_now};
+use crate::bundle::{Bundle, OpenSetInfo, TrainingInfo, utc_now};
 use crate::data::multi_label::MultiLabelTable;
 use crate::embeddings::{EmbedOptions, EmbedSummary};
 use crate::error::{Error, Result};
@@ -81,37 +81,34 @@ pub fn train_multi_label(
         .iter()
         .flat_map(|set| set.iter().map(|&l| l as i64).chain([-1]));
     let fingerprint = fingerprint(None, x.as_slice().unwrap_or(&[]), labels);
-    let bundle = Bundle {
-        head: head::Head::MultiLabel(head),
-        temperature: 1.0,
-        info: BundleInfo {
-            format_version: 2,
-            class_names: table.label_names.clone(),
-            features: set.features.clone(),
-            training: TrainingInfo {
-                head: HeadKind::Logistic,
-                chosen_c: Some(report.chosen_c),
-                cv_accuracy: report.cross_validated.subset_accuracy,
-                folds: params.folds,
-                class_weight: head::ClassWeight::None,
-                solver: Some(head::Solver::Lbfgs),
-                seed: params.seed,
-                knn_k: None,
-                open_set: novelty
-                    .as_ref()
-                    .zip(params.open_set.as_ref())
-                    .map(|(n, p)| OpenSetInfo::of(n, p.false_rejection)),
-                multi_label: true,
-                keeps_embeddings: false,
-                samples: y.len(),
-                dataset_fingerprint: fingerprint,
-                headstart_version: env!("CARGO_PKG_VERSION").into(),
-                date: utc_now(),
-            },
-        },
-        novelty,
-        kept: None,
+    let training = TrainingInfo {
+        head: HeadKind::Logistic,
+        chosen_c: Some(report.chosen_c),
+        cv_accuracy: report.cross_validated.subset_accuracy,
+        folds: params.folds,
+        class_weight: head::ClassWeight::None,
+        solver: Some(head::Solver::Lbfgs),
+        seed: params.seed,
+        knn_k: None,
+        open_set: novelty
+            .as_ref()
+            .zip(params.open_set.as_ref())
+            .map(|(n, p)| OpenSetInfo::of(n, p.false_rejection)),
+        multi_label: true,
+        keeps_embeddings: false,
+        samples: y.len(),
+        dataset_fingerprint: fingerprint,
+        headstart_version: env!("CARGO_PKG_VERSION").into(),
+        date: utc_now(),
     };
+    let bundle = Bundle::new(
+        head::Head::MultiLabel(head),
+        1.0,
+        table.label_names.clone(),
+        set.features.clone(),
+        training,
+        novelty,
+    );
     Ok(MultiLabelRun {
         bundle,
         report,

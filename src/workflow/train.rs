@@ -10,7 +10,7 @@ use linfa::traits::FitWith;
 use sha2::{Digest, Sha256};
 
 use crate::backbone::{Backbone, BackboneOptions, BackboneRef};
-use crate::bundle::{Bundle, BundleInfo, OpenSetInfo, TrainingInfo, format_version_for, utc_now};
+use crate::bundle::{Bundle, OpenSetInfo, TrainingInfo, utc_now};
 use crate::classifier::Classifier;
 use crate::data::Data;
 use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet};
@@ -67,37 +67,37 @@ pub fn train_bundle(
         })
         .transpose()?;
     let fingerprint = fingerprint(None, &train_set.embeddings, y.iter().map(|&l| l as i64));
-    let bundle = Bundle {
-        head,
-        temperature: report.temperature,
-        info: BundleInfo {
-            format_version: format_version_for(params.head, novelty.is_some()),
-            class_names: train_set.class_names.clone(),
-            features: train_set.features.clone(),
-            training: TrainingInfo {
-                head: params.head,
-                chosen_c: report.chosen_c,
-                cv_accuracy: report.cv_accuracy,
-                folds: params.folds,
-                class_weight: params.class_weight,
-                solver: (params.head == HeadKind::Logistic).then_some(params.solver),
-                seed: params.seed,
-                knn_k: (params.head == HeadKind::Knn).then_some(params.k),
-                open_set: novelty
-                    .as_ref()
-                    .zip(params.open_set.as_ref())
-                    .map(|(n, p)| OpenSetInfo::of(n, p.false_rejection)),
-                multi_label: false,
-                keeps_embeddings: params.keep_embeddings,
-                samples: y.len(),
-                dataset_fingerprint: fingerprint,
-                headstart_version: env!("CARGO_PKG_VERSION").into(),
-                date: utc_now(),
-            },
-        },
-        novelty,
-        kept: params.keep_embeddings.then(|| train_set.clone()),
+    let training = TrainingInfo {
+        head: params.head,
+        chosen_c: report.chosen_c,
+        cv_accuracy: report.cv_accuracy,
+        folds: params.folds,
+        class_weight: params.class_weight,
+        solver: (params.head == HeadKind::Logistic).then_some(params.solver),
+        seed: params.seed,
+        knn_k: (params.head == HeadKind::Knn).then_some(params.k),
+        open_set: novelty
+            .as_ref()
+            .zip(params.open_set.as_ref())
+            .map(|(n, p)| OpenSetInfo::of(n, p.false_rejection)),
+        multi_label: false,
+        keeps_embeddings: false,
+        samples: y.len(),
+        dataset_fingerprint: fingerprint,
+        headstart_version: env!("CARGO_PKG_VERSION").into(),
+        date: utc_now(),
     };
+    let mut bundle = Bundle::new(
+        head,
+        report.temperature,
+        train_set.class_names.clone(),
+        train_set.features.clone(),
+        training,
+        novelty,
+    );
+    if params.keep_embeddings {
+        bundle = bundle.keeping(train_set.clone());
+    }
     let validation = validation
         .map(|v| evaluate_set(&bundle, v))
         .transpose()?
@@ -358,10 +358,7 @@ fn update_bundle(
             )));
         }
     };
-    let mut info = old.info.clone();
-    info.class_names = class_names;
-    info.format_version = format_version_for(kind, false);
-    let training = &mut info.training;
+    let mut training = old.info.training.clone();
     training.samples += new_set.rows();
     training.dataset_fingerprint = fingerprint(
         Some(&training.dataset_fingerprint),
@@ -370,13 +367,14 @@ fn update_bundle(
     );
     training.headstart_version = env!("CARGO_PKG_VERSION").into();
     training.date = utc_now();
-    let bundle = Bundle {
+    let bundle = Bundle::new(
         head,
-        temperature: old.temperature,
-        novelty: None,
-        kept: None,
-        info,
-    };
+        old.temperature,
+        class_names,
+        old.info.features.clone(),
+        training,
+        None,
+    );
     let report = TrainReport {
         head: kind,
         cv: Vec::new(),
