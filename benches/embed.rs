@@ -33,7 +33,7 @@ fn main() {
     let camera = photo_copies(&datasets::camera_photos().expect("photo fetch"), copies);
     let baseline = baseline_camera_photos();
     let baseline_copies = photo_copies(baseline.path(), copies);
-    let nature = photo_copies(&datasets::nature_photos().expect("photo fetch"), copies);
+    let nature = photo_copies(&datasets::wallpaper_photos().expect("photo fetch"), copies);
     let model = zoo::onnx_path(&zoo::find("efficientnet-lite0").expect("zoo entry"))
         .expect("default backbone");
     let reference = BackboneRef::Zoo("efficientnet-lite0".into());

@@ -37,7 +37,7 @@ pub struct Bundle {
     pub novelty: Option<Novelty>,
     /// The training embeddings, labels and paths, when kept (so examples can be added without embedding the old
     /// data again).
-    pub kept: Option<EmbeddedSet>,
+    pub training_embeddings: Option<EmbeddedSet>,
     pub info: BundleInfo,
 }
 
@@ -216,7 +216,7 @@ impl Bundle {
             head,
             temperature,
             novelty,
-            kept: None,
+            training_embeddings: None,
         }
     }
 
@@ -224,7 +224,7 @@ impl Bundle {
     /// embedding the old data again.
     pub fn keeping(mut self, set: EmbeddedSet) -> Bundle {
         self.info.training.keeps_embeddings = true;
-        self.kept = Some(set);
+        self.training_embeddings = Some(set);
         self
     }
 
@@ -300,7 +300,7 @@ impl Bundle {
             arrays.push(("novelty_reference", matrix(&novelty.reference)));
         }
         let kept_labels: Vec<i64>;
-        if let Some(kept) = &self.kept {
+        if let Some(kept) = &self.training_embeddings {
             kept_labels = kept.labels.iter().flatten().map(|&l| l as i64).collect();
             arrays.push((
                 "kept_embeddings",
@@ -512,7 +512,7 @@ impl Bundle {
             head,
             temperature,
             novelty,
-            kept,
+            training_embeddings: kept,
             info,
         })
     }
@@ -689,7 +689,7 @@ mod tests {
             bundle.save(&path).unwrap();
             assert_eq!(Bundle::load(&path).unwrap(), bundle);
             bundle.info.training.keeps_embeddings = true;
-            bundle.kept = Some(EmbeddedSet {
+            bundle.training_embeddings = Some(EmbeddedSet {
                 dim: 2,
                 embeddings: vec![0.5, 1.0, -1.0, 2.0],
                 labels: Some(vec![2, 0]),
@@ -715,7 +715,7 @@ mod tests {
             }),
             temperature: 1.0,
             novelty: None,
-            kept: None,
+            training_embeddings: None,
             info: future,
         };
         bundle.save(&path).unwrap();

@@ -393,7 +393,7 @@ pub fn camera_photos() -> Result<PathBuf> {
 }
 
 /// Fetches (once) the twelve nature wallpaper photos and returns their folder.
-pub fn nature_photos() -> Result<PathBuf> {
+pub fn wallpaper_photos() -> Result<PathBuf> {
     NATURE_PHOTOS.fetch("mate-nature-photos")
 }
 

@@ -4,7 +4,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::headstart;
+use common::{headstart, headstart_ok};
 use headstart::backbone::{BackboneIdentity, BackboneRef, Features, InputSpec};
 use headstart::bundle::Bundle;
 use headstart::embeddings::EmbeddedSet;
@@ -186,8 +186,7 @@ fn cuda_is_refused_with_the_reason() {
 #[test]
 fn inspect_and_embed_work() {
     let model = efficientnet_path();
-    let (code, stdout, stderr) = headstart(&["inspect", model.to_str().unwrap(), "--layers"]);
-    assert_eq!(code, 0, "{stderr}");
+    let stdout = headstart_ok(&["inspect", model.to_str().unwrap(), "--layers"]);
     assert!(stdout.contains("ai.onnx 13"), "{stdout}");
     assert!(
         stdout.contains("image: Tensor<f32>(batch, 3, 224, 224)") || stdout.contains("image: "),
@@ -198,13 +197,11 @@ fn inspect_and_embed_work() {
         "{stdout}"
     );
 
-    let (code, stdout, stderr) = headstart(&["embed", &sample("coffee.png"), "--threads", "1"]);
-    assert_eq!(code, 0, "{stderr}");
+    let stdout = headstart_ok(&["embed", &sample("coffee.png"), "--threads", "1"]);
     let line: serde_json::Value = serde_json::from_str(stdout.lines().next().unwrap()).unwrap();
     assert_eq!(line["embedding"].as_array().unwrap().len(), 1280);
 
-    let (code, stdout, stderr) = headstart(&["embed", "--text", "hello world", "good morning"]);
-    assert_eq!(code, 0, "{stderr}");
+    let stdout = headstart_ok(&["embed", "--text", "hello world", "good morning"]);
     assert_eq!(stdout.lines().count(), 2);
 }
 
@@ -261,8 +258,7 @@ fn bad_bundles_and_embedding_files() {
     synthetic_set("net-b")
         .write_npz(Path::new(&path("b.npz")))
         .unwrap();
-    let (code, _, stderr) = headstart(&["train", &path("a.npz"), "-o", &path("a.hs"), "-q"]);
-    assert_eq!(code, 0, "{stderr}");
+    headstart_ok(&["train", &path("a.npz"), "-o", &path("a.hs"), "-q"]);
 
     // A bundle written by a newer headstart.
     let mut future = Bundle::load(Path::new(&path("a.hs"))).unwrap();

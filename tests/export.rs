@@ -184,15 +184,10 @@ fn assert_close(what: &str, got: &(Array2<f32>, Vec<i64>), expected: &Array2<f32
     }
 }
 
-/// 12 defective and 12 functional ELPV cells as class folders.
-fn small_elpv(root: &Path) -> (PathBuf, Vec<PathBuf>) {
-    elpv_cells(root, 12)
-}
-
 #[test]
 fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, files) = small_elpv(dir.path());
+    let (data, files) = elpv_cells(dir.path(), 12);
     let images: Vec<_> = files
         .iter()
         .step_by(4)
@@ -200,7 +195,7 @@ fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
         .collect();
     for head in ["logistic", "centroid", "knn", "gaussian-nb", "linear-svm"] {
         let bundle = dir.path().join(format!("{head}.hs"));
-        let (code, _, stderr) = headstart(&[
+        headstart_ok(&[
             "train",
             data.to_str().unwrap(),
             "-o",
@@ -211,18 +206,16 @@ fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
             "0.1",
             "-q",
         ]);
-        assert_eq!(code, 0, "{stderr}");
         let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
         let expected = classifier.predict_images(&images).unwrap();
 
         let whole = dir.path().join(format!("{head}.onnx"));
-        let (code, stdout, stderr) = headstart(&[
+        let stdout = headstart_ok(&[
             "export",
             bundle.to_str().unwrap(),
             "-o",
             whole.to_str().unwrap(),
         ]);
-        assert_eq!(code, 0, "{stderr}");
         assert!(stdout.contains("classes defective, functional"), "{stdout}");
         let mut backbone = ImageBackbone::open(
             &BackboneRef::Zoo("efficientnet-lite0".into()),
@@ -268,8 +261,7 @@ fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
             if let Some(size) = size {
                 args.extend(["--raw-size", size]);
             }
-            let (code, stdout, stderr) = headstart(&args);
-            assert_eq!(code, 0, "{stderr}");
+            let stdout = headstart_ok(&args);
             assert!(stdout.contains("inputs pixels;"), "{stdout}");
             let expected = classifier.predict_images(batch).unwrap();
             let (h, w) = (batch[0].height() as i64, batch[0].width() as i64);
@@ -287,14 +279,13 @@ fn image_bundles_export_whole_and_head_only_with_the_same_probabilities() {
         }
 
         let head_file = dir.path().join(format!("{head}-head.onnx"));
-        let (code, _, stderr) = headstart(&[
+        headstart_ok(&[
             "export",
             bundle.to_str().unwrap(),
             "-o",
             head_file.to_str().unwrap(),
             "--head-only",
         ]);
-        assert_eq!(code, 0, "{stderr}");
         // Tiny, but for kNN, which carries its training embeddings.
         let size = std::fs::metadata(&head_file).unwrap().len();
         if head == "knn" {
@@ -328,7 +319,7 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
     let dir = tempfile::tempdir().unwrap();
     let table = common::vader_table(dir.path(), 60);
     let bundle = dir.path().join("sentiment.hs");
-    let (code, _, stderr) = headstart(&[
+    headstart_ok(&[
         "train",
         table.to_str().unwrap(),
         "-o",
@@ -337,7 +328,6 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
         "0.1",
         "-q",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     let long = "An overlong, overstuffed, overwrought film. ".repeat(40);
     let texts = [
         "A wonderful, moving film.",
@@ -349,13 +339,12 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
     let expected = classifier.predict_texts(&texts).unwrap();
 
     let whole = dir.path().join("sentiment.onnx");
-    let (code, stdout, stderr) = headstart(&[
+    let stdout = headstart_ok(&[
         "export",
         bundle.to_str().unwrap(),
         "-o",
         whole.to_str().unwrap(),
     ]);
-    assert_eq!(code, 0, "{stderr}");
     assert!(
         stdout.contains("input_ids, attention_mask, token_type_ids"),
         "{stdout}"
@@ -432,14 +421,13 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
     );
 
     let head_file = dir.path().join("sentiment-head.onnx");
-    let (code, _, stderr) = headstart(&[
+    headstart_ok(&[
         "export",
         bundle.to_str().unwrap(),
         "-o",
         head_file.to_str().unwrap(),
         "--head-only",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     // Text files take token ids: --raw-input is refused.
     let (code, _, stderr) = headstart(&[
         "export",
@@ -476,14 +464,14 @@ fn text_bundles_export_whole_and_head_only_with_the_same_probabilities() {
 #[test]
 fn export_errors_are_clear_and_leave_no_file() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, _) = small_elpv(dir.path());
+    let (data, _) = elpv_cells(dir.path(), 12);
     // A bundle trained on a copy of the backbone that is then removed.
     let model =
         headstart::zoo::onnx_path(&headstart::zoo::find("efficientnet-lite0").unwrap()).unwrap();
     let copy = dir.path().join("backbone.onnx");
     std::fs::copy(&model, &copy).unwrap();
     let bundle = dir.path().join("cells.hs");
-    let (code, _, stderr) = headstart(&[
+    headstart_ok(&[
         "train",
         data.to_str().unwrap(),
         "-o",
@@ -494,7 +482,6 @@ fn export_errors_are_clear_and_leave_no_file() {
         "0.1",
         "-q",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     std::fs::remove_file(&copy).unwrap();
     let out = dir.path().join("cells.onnx");
     let (code, _, stderr) = headstart(&[
@@ -510,7 +497,7 @@ fn export_errors_are_clear_and_leave_no_file() {
     );
     assert!(!out.exists());
     // Pointing at the backbone works; the head alone never needs it.
-    let (code, _, stderr) = headstart(&[
+    headstart_ok(&[
         "export",
         bundle.to_str().unwrap(),
         "-o",
@@ -518,7 +505,6 @@ fn export_errors_are_clear_and_leave_no_file() {
         "--backbone",
         model.to_str().unwrap(),
     ]);
-    assert_eq!(code, 0, "{stderr}");
 
     // An output path that cannot be written: the old file stays as it was, no partial file appears.
     let before = std::fs::read(&out).unwrap();
@@ -542,7 +528,7 @@ fn export_errors_are_clear_and_leave_no_file() {
 
     // Nearest-neighbour resizing is not built into a --raw-input graph: a clear error, no file.
     let nearest = dir.path().join("nearest.hs");
-    let (code, _, stderr) = headstart(&[
+    headstart_ok(&[
         "train",
         data.to_str().unwrap(),
         "-o",
@@ -553,7 +539,6 @@ fn export_errors_are_clear_and_leave_no_file() {
         "0.1",
         "-q",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     let raw_out = dir.path().join("nearest.onnx");
     let (code, _, stderr) = headstart(&[
         "export",
@@ -572,7 +557,7 @@ fn export_errors_are_clear_and_leave_no_file() {
 #[test]
 fn raw_input_covers_tapped_layers_and_bgr_nhwc_backbones() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, files) = small_elpv(dir.path());
+    let (data, files) = elpv_cells(dir.path(), 12);
     let images: Vec<_> = files
         .iter()
         .step_by(6)
@@ -612,8 +597,7 @@ fn raw_input_covers_tapped_layers_and_bgr_nhwc_backbones() {
             "-q",
         ];
         args.extend_from_slice(extra);
-        let (code, _, stderr) = headstart(&args);
-        assert_eq!(code, 0, "{stderr}");
+        headstart_ok(&args);
         let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
         if name == "joined" {
             let identity = &classifier.bundle.info.features.backbone;
@@ -622,7 +606,7 @@ fn raw_input_covers_tapped_layers_and_bgr_nhwc_backbones() {
         }
         let expected = classifier.predict_images(&images).unwrap();
         let raw = dir.path().join(format!("{name}.onnx"));
-        let (code, _, stderr) = headstart(&[
+        headstart_ok(&[
             "export",
             bundle.to_str().unwrap(),
             "-o",
@@ -631,7 +615,6 @@ fn raw_input_covers_tapped_layers_and_bgr_nhwc_backbones() {
             "--raw-size",
             "300",
         ]);
-        assert_eq!(code, 0, "{stderr}");
         assert_close(
             &format!("{name} raw input, ort"),
             &run_ort(&raw, &input),
@@ -651,9 +634,9 @@ fn raw_input_covers_tapped_layers_and_bgr_nhwc_backbones() {
 #[test]
 fn open_set_rejects_photos_and_exports_its_novelty_score() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, _) = small_elpv(dir.path());
+    let (data, _) = elpv_cells(dir.path(), 12);
     let bundle = dir.path().join("cells.hs");
-    let (code, stdout, stderr) = headstart(&[
+    let stdout = headstart_ok(&[
         "train",
         data.to_str().unwrap(),
         "-o",
@@ -663,7 +646,6 @@ fn open_set_rejects_photos_and_exports_its_novelty_score() {
         "--open-set",
         "--json",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["open_set"]["reference"], 24);
     assert!(report["open_set"]["false_rejection"].as_f64().unwrap() <= 0.05);
@@ -688,8 +670,7 @@ fn open_set_rejects_photos_and_exports_its_novelty_score() {
             .map(|p| p.display().to_string()),
     );
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = headstart(&args);
-    assert_eq!(code, 0, "{stderr}");
+    let stdout = headstart_ok(&args);
     let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let predictions = answer["predictions"].as_array().unwrap();
     assert_eq!(predictions.len(), unseen.len() + photos.len());
@@ -819,7 +800,7 @@ fn multi_label_images_train_predict_and_export() {
     let table_path = dir.path().join("tags.csv");
     std::fs::write(&table_path, table).unwrap();
     let bundle = dir.path().join("tags.hs");
-    let (code, stdout, stderr) = headstart(&[
+    let stdout = headstart_ok(&[
         "train",
         table_path.to_str().unwrap(),
         "--multi-label",
@@ -829,7 +810,6 @@ fn multi_label_images_train_predict_and_export() {
         bundle.to_str().unwrap(),
         "--json",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let train = &report["train"];
     let labels: Vec<&str> = train["cross_validated"]["labels"]
@@ -873,8 +853,7 @@ fn multi_label_images_train_predict_and_export() {
     ];
     args.extend(cells.iter().map(|p| p.display().to_string()));
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    let (code, stdout, stderr) = headstart(&args);
-    assert_eq!(code, 0, "{stderr}");
+    let stdout = headstart_ok(&args);
     let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let mut classifier = Classifier::load(&bundle, &Default::default(), None).unwrap();
     let expected = classifier.predict_paths(&cells).unwrap();
@@ -903,14 +882,13 @@ fn multi_label_images_train_predict_and_export() {
 
     // The head-only export: sigmoid probabilities and the labels at or above their thresholds.
     let head_file = dir.path().join("tags-head.onnx");
-    let (code, _, stderr) = headstart(&[
+    headstart_ok(&[
         "export",
         bundle.to_str().unwrap(),
         "-o",
         head_file.to_str().unwrap(),
         "--head-only",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     let images = headstart::Data::Images(headstart::data::files::from_paths(&cells));
     let (set, _) = classifier
         .embed(&images, &Default::default(), &mut |_, _| {})
@@ -934,7 +912,7 @@ fn multi_label_images_train_predict_and_export() {
 #[test]
 fn int8_bundles_predict_and_export_the_same_probabilities() {
     let dir = tempfile::tempdir().unwrap();
-    let (data, files) = small_elpv(dir.path());
+    let (data, files) = elpv_cells(dir.path(), 12);
     // Cells the head has not seen, so probabilities are not all 0 and 1.
     let images: Vec<_> = ["defective", "functional"]
         .iter()
@@ -1068,7 +1046,7 @@ fn int8_bundles_predict_and_export_the_same_probabilities() {
 
     // An int8 .npz trains a bundle with its calibration, which predicts as the one trained from the folder.
     let npz = path("int8.npz");
-    let (code, _, stderr) = headstart(&[
+    headstart_ok(&[
         "embed",
         data.to_str().unwrap(),
         "-o",
@@ -1079,10 +1057,8 @@ fn int8_bundles_predict_and_export_the_same_probabilities() {
         "16",
         "-q",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     let from_npz = path("from-npz.hs");
-    let (code, _, stderr) = headstart(&["train", &npz, "-o", &from_npz, "--grid", "0.0003", "-q"]);
-    assert_eq!(code, 0, "{stderr}");
+    headstart_ok(&["train", &npz, "-o", &from_npz, "--grid", "0.0003", "-q"]);
     let again = Bundle::load(Path::new(&from_npz))
         .unwrap()
         .info
@@ -1103,7 +1079,7 @@ fn int8_bundles_predict_and_export_the_same_probabilities() {
 fn raw_input_files_run_in_tract_as_in_onnx_runtime() {
     use tract_onnx::prelude::*;
     let dir = tempfile::tempdir().unwrap();
-    let (data, files) = small_elpv(dir.path());
+    let (data, files) = elpv_cells(dir.path(), 12);
     let path = |name: &str| dir.path().join(name).to_str().unwrap().to_string();
     let cells: Vec<_> = files
         .iter()

@@ -4,25 +4,20 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::headstart;
+use common::{elpv_cells, headstart, headstart_ok};
 use headstart::bundle::Bundle;
 use headstart::classifier::Classifier;
 use headstart::embeddings::EmbeddedSet;
 use headstart::head::ClassScores;
 use headstart::head::Head::{GaussianNb, Knn};
 
-/// 40 defective and 40 functional ELPV cells as class folders.
-fn small_elpv(root: &Path) -> PathBuf {
-    common::elpv_cells(root, 40).0
-}
-
 /// `--val DATA` embeds the validation folder with the training data's backbone (one session for both).
 #[test]
 fn validation_data_is_embedded_by_the_same_backbone() {
     let dir = tempfile::tempdir().unwrap();
-    let data = small_elpv(dir.path());
+    let (data, _) = elpv_cells(dir.path(), 40);
     let bundle = dir.path().join("cells.hs");
-    let (code, stdout, stderr) = headstart(&[
+    let stdout = headstart_ok(&[
         "train",
         data.to_str().unwrap(),
         "-o",
@@ -33,7 +28,6 @@ fn validation_data_is_embedded_by_the_same_backbone() {
         "0.01,1",
         "--json",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["train"]["samples"], 80);
     assert_eq!(report["validation"]["samples"], 80);
@@ -49,7 +43,7 @@ fn validation_data_is_embedded_by_the_same_backbone() {
 #[test]
 fn every_head_and_the_linfa_solver_train_and_validate() {
     let dir = tempfile::tempdir().unwrap();
-    let data = small_elpv(dir.path());
+    let (data, _) = elpv_cells(dir.path(), 40);
     let mut out_of_fold = Vec::new();
     for (head, solver) in [
         ("logistic", "lbfgs"),
@@ -60,7 +54,7 @@ fn every_head_and_the_linfa_solver_train_and_validate() {
         ("linear-svm", "lbfgs"),
     ] {
         let bundle = dir.path().join(format!("{head}-{solver}.hs"));
-        let (code, stdout, stderr) = headstart(&[
+        let stdout = headstart_ok(&[
             "train",
             data.to_str().unwrap(),
             "-o",
@@ -75,7 +69,6 @@ fn every_head_and_the_linfa_solver_train_and_validate() {
             "0.25",
             "--json",
         ]);
-        assert_eq!(code, 0, "{head}, {solver}: {stderr}");
         let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
         assert_eq!(report["train"]["head"], head);
         let accuracy = report["validation"]["accuracy"].as_f64().unwrap();
@@ -115,9 +108,9 @@ fn every_head_and_the_linfa_solver_train_and_validate() {
 #[test]
 fn train_eval_predict_and_bundle_round_trip() {
     let dir = tempfile::tempdir().unwrap();
-    let data = small_elpv(dir.path());
+    let (data, _) = elpv_cells(dir.path(), 40);
     let bundle = dir.path().join("cells.hs");
-    let (code, stdout, stderr) = headstart(&[
+    let stdout = headstart_ok(&[
         "train",
         data.to_str().unwrap(),
         "-o",
@@ -128,7 +121,6 @@ fn train_eval_predict_and_bundle_round_trip() {
         "0.01,1",
         "--json",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["train"]["samples"], 60);
     assert_eq!(report["validation"]["samples"], 20);
@@ -154,7 +146,7 @@ fn train_eval_predict_and_bundle_round_trip() {
     let library = classifier.predict_path(&cell).unwrap();
     let resaved = dir.path().join("again.hs");
     loaded.save(&resaved).unwrap();
-    let (code, stdout, stderr) = headstart(&[
+    let stdout = headstart_ok(&[
         "predict",
         resaved.to_str().unwrap(),
         cell.to_str().unwrap(),
@@ -163,7 +155,6 @@ fn train_eval_predict_and_bundle_round_trip() {
         "--top-k",
         "2",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     // Where the backbone ran: the CPU on a machine without an NVIDIA GPU, else CUDA.
     let device = answer["device"].as_str().unwrap();
@@ -180,13 +171,12 @@ fn train_eval_predict_and_bundle_round_trip() {
     }
 
     // eval on a folder, and on an .npz of the same images.
-    let (code, stdout, stderr) = headstart(&[
+    let stdout = headstart_ok(&[
         "eval",
         bundle.to_str().unwrap(),
         data.to_str().unwrap(),
         "--json",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(metrics["samples"], 80);
     assert_eq!(metrics["confusion"].as_array().unwrap().len(), 2);
@@ -203,8 +193,7 @@ fn train_eval_predict_and_bundle_round_trip() {
         .0,
         0
     );
-    let (code, stdout, _) = headstart(&["eval", bundle.to_str().unwrap(), npz.to_str().unwrap()]);
-    assert_eq!(code, 0);
+    let stdout = headstart_ok(&["eval", bundle.to_str().unwrap(), npz.to_str().unwrap()]);
     assert!(
         stdout.contains("macro-F1")
             && stdout.contains("confusion matrix")
@@ -213,7 +202,7 @@ fn train_eval_predict_and_bundle_round_trip() {
     );
 
     // --min-confidence: nothing is that sure, so everything is unknown.
-    let (code, stdout, _) = headstart(&[
+    let stdout = headstart_ok(&[
         "predict",
         bundle.to_str().unwrap(),
         data.to_str().unwrap(),
@@ -222,7 +211,6 @@ fn train_eval_predict_and_bundle_round_trip() {
         "--format",
         "csv",
     ]);
-    assert_eq!(code, 0);
     assert_eq!(stdout.lines().count(), 81);
     assert!(
         stdout
@@ -243,7 +231,7 @@ fn train_eval_predict_and_bundle_round_trip() {
 #[test]
 fn mismatched_backbone_and_bad_training_sets_are_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let data = small_elpv(dir.path());
+    let (data, _) = elpv_cells(dir.path(), 40);
     let bundle = dir.path().join("cells.hs");
     assert_eq!(
         headstart(&[
@@ -273,7 +261,7 @@ fn mismatched_backbone_and_bad_training_sets_are_refused() {
     );
 
     let other = dir.path().join("other.npz");
-    let (code, _, stderr) = headstart(&[
+    headstart_ok(&[
         "embed",
         data.to_str().unwrap(),
         "-o",
@@ -282,7 +270,6 @@ fn mismatched_backbone_and_bad_training_sets_are_refused() {
         "open-nsfw",
         "-q",
     ]);
-    assert_eq!(code, 0, "{stderr}");
     let (code, _, stderr) = headstart(&["eval", bundle.to_str().unwrap(), other.to_str().unwrap()]);
     assert_eq!(code, 1);
     assert!(stderr.contains("use the same backbone"), "{stderr}");
@@ -346,7 +333,7 @@ fn mismatched_backbone_and_bad_training_sets_are_refused() {
 #[test]
 fn elpv_main_job_reaches_the_python_probe_accuracy() {
     let runtime = headstart::runtime::RuntimeOptions::default();
-    let job = headstart::workflow::held_out(
+    let job = headstart::workflow::train_and_test(
         &headstart::datasets::elpv_by_defect().unwrap(),
         headstart::datasets::ELPV_TEST_FRACTION,
         headstart::datasets::ELPV_SEED,
@@ -437,8 +424,7 @@ fn format_1_bundles_from_before_load_predict_and_save_as_they_did() {
         "I was charged twice for one order",
     ];
     for (kind, args) in [("image", image_args), ("text", text_args.to_vec())] {
-        let (code, stdout, stderr) = headstart(&args);
-        assert_eq!(code, 0, "{kind}: {stderr}");
+        let stdout = headstart_ok(&args);
         let now = answers(&serde_json::from_str(&stdout).unwrap());
         let then = answers(&recorded[kind]);
         assert_eq!(now.len(), then.len(), "{kind}");
@@ -492,8 +478,7 @@ fn adding_examples_and_a_class_equals_training_on_the_union() {
     let train = |args: &[&str]| {
         let mut all = vec!["train", "--grid", "0.01,1", "-q"];
         all.extend_from_slice(args);
-        let (code, _, stderr) = headstart(&all);
-        assert_eq!(code, 0, "{args:?}: {stderr}");
+        headstart_ok(&all);
     };
     for (head, keep) in [("logistic", true), ("gaussian-nb", false), ("knn", false)] {
         let keep: &[&str] = if keep { &["--keep-embeddings"] } else { &[] };
@@ -532,8 +517,8 @@ fn adding_examples_and_a_class_equals_training_on_the_union() {
             (_, _) if head == "logistic" => {
                 assert_eq!(added.head, union.head);
                 assert_eq!(added.temperature, union.temperature);
-                assert_eq!(added.kept, union.kept);
-                assert!(added.kept.is_some());
+                assert_eq!(added.training_embeddings, union.training_embeddings);
+                assert!(added.training_embeddings.is_some());
             }
             (GaussianNb(a), GaussianNb(u)) => {
                 assert_eq!(a.counts, u.counts);

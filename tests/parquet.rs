@@ -5,7 +5,7 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use common::headstart;
+use common::{headstart, headstart_ok};
 use headstart::embeddings::EmbeddedSet;
 use serde_json::Value;
 
@@ -98,36 +98,33 @@ fn shards_together_are_exactly_the_unsharded_output() {
 
     // Train and eval take the folder of shards as they take the .npz: the same head, the same metrics.
     let eval = |bundle: &Path| {
-        let (code, stdout, stderr) = headstart(&[
+        let stdout = headstart_ok(&[
             "eval",
             bundle.to_str().unwrap(),
             npz.to_str().unwrap(),
             "--json",
         ]);
-        assert_eq!(code, 0, "{stderr}");
         let mut metrics: Value = serde_json::from_str(&stdout).unwrap();
         metrics.as_object_mut().unwrap().remove("seconds");
         metrics
     };
     for (source, bundle) in [(&parts, "parts.hs"), (&npz, "npz.hs")] {
-        let (code, _, stderr) = headstart(&[
+        headstart_ok(&[
             "train",
             source.to_str().unwrap(),
             "-o",
             dir.path().join(bundle).to_str().unwrap(),
         ]);
-        assert_eq!(code, 0, "{stderr}");
     }
     assert_eq!(
         eval(&dir.path().join("parts.hs")),
         eval(&dir.path().join("npz.hs"))
     );
-    let (code, _, stderr) = headstart(&[
+    headstart_ok(&[
         "eval",
         dir.path().join("npz.hs").to_str().unwrap(),
         parts.to_str().unwrap(),
     ]);
-    assert_eq!(code, 0, "{stderr}");
 }
 
 #[test]
@@ -149,10 +146,9 @@ fn a_rerun_skips_finished_shards_and_refuses_another_backbones() {
         std::fs::metadata(&file).unwrap().modified().unwrap(),
         modified
     );
-    let (code, stdout, _) = headstart(&[
+    let stdout = headstart_ok(&[
         "embed", cells, "--format", "parquet", "--shard", "1/2", "-o", out,
     ]);
-    assert_eq!(code, 0);
     assert!(stdout.contains("shard 1/2 is already in"), "{stdout}");
 
     // Other settings make other embeddings: they do not go into this folder.

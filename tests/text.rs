@@ -6,7 +6,9 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
-use common::{headstart_with_stdin as headstart, python_reference};
+use common::{
+    headstart_ok_with_stdin as headstart_ok, headstart_with_stdin as headstart, python_reference,
+};
 use headstart::backbone::{BackboneRef, TextBackbone};
 use headstart::data::TextOptions;
 use headstart::data::texts::{self, load_table};
@@ -196,7 +198,7 @@ fn train_eval_and_predict_texts_from_a_table_arguments_a_file_and_stdin() {
     let csv = sentiment_csv(dir.path());
     let bundle = dir.path().join("sentiment.hs");
     let bundle_arg = bundle.to_str().unwrap();
-    let (code, stdout, stderr) = headstart(
+    let stdout = headstart_ok(
         &[
             "train",
             csv.to_str().unwrap(),
@@ -208,7 +210,6 @@ fn train_eval_and_predict_texts_from_a_table_arguments_a_file_and_stdin() {
         ],
         None,
     );
-    assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(report["train"]["samples"], 450);
     assert_eq!(report["validation"]["samples"], 150);
@@ -228,7 +229,7 @@ fn train_eval_and_predict_texts_from_a_table_arguments_a_file_and_stdin() {
     let renamed_csv = dir.path().join("renamed.csv");
     std::fs::write(&renamed_csv, renamed).unwrap();
     let page = dir.path().join("report.html");
-    let (code, stdout, stderr) = headstart(
+    let stdout = headstart_ok(
         &[
             "eval",
             bundle_arg,
@@ -241,7 +242,6 @@ fn train_eval_and_predict_texts_from_a_table_arguments_a_file_and_stdin() {
         ],
         None,
     );
-    assert_eq!(code, 0, "{stderr}");
     let metrics: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(metrics["samples"], 600);
     // The report quotes the misclassified texts (at most 60) instead of showing image thumbnails.
@@ -282,13 +282,12 @@ fn train_eval_and_predict_texts_from_a_table_arguments_a_file_and_stdin() {
         "A wonderful, moving film with a superb cast.",
         "Dull, lifeless and far too long; a waste of time.",
     ];
-    let (code, by_args, stderr) = headstart(
+    let by_args = headstart_ok(
         &[
             "predict", bundle_arg, texts[0], texts[1], "--format", "json",
         ],
         None,
     );
-    assert_eq!(code, 0, "{stderr}");
     let answers: serde_json::Value = serde_json::from_str(&by_args).unwrap();
     let labels: Vec<&str> = answers["predictions"]
         .as_array()
@@ -300,11 +299,10 @@ fn train_eval_and_predict_texts_from_a_table_arguments_a_file_and_stdin() {
     assert_eq!(answers["predictions"][0]["text"], texts[0]);
 
     let lines = format!("{}\r\n\n{}\n", texts[0], texts[1]);
-    let (code, by_stdin, stderr) = headstart(
+    let by_stdin = headstart_ok(
         &["predict", bundle_arg, "--format", "json"],
         Some(lines.as_bytes()),
     );
-    assert_eq!(code, 0, "{stderr}");
     assert_eq!(by_stdin, by_args);
 
     let file = dir.path().join("texts.txt");
@@ -356,7 +354,7 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
         }
     }
     let out = dir.path().join("reviews.npz");
-    let (code, stdout, stderr) = headstart(
+    let stdout = headstart_ok(
         &[
             "embed",
             data.to_str().unwrap(),
@@ -366,7 +364,6 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
         ],
         None,
     );
-    assert_eq!(code, 0, "{stderr}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         (summary["rows"].as_u64(), summary["dim"].as_u64()),
@@ -379,7 +376,7 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
     ));
     // --no-cache computes every text again and gets the same vectors.
     let uncached_out = dir.path().join("uncached.npz");
-    let (code, stdout, stderr) = headstart(
+    let stdout = headstart_ok(
         &[
             "embed",
             data.to_str().unwrap(),
@@ -390,7 +387,6 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
         ],
         None,
     );
-    assert_eq!(code, 0, "{stderr}");
     let summary: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     assert_eq!(
         (summary["from_cache"].as_u64(), summary["computed"].as_u64()),
@@ -405,7 +401,7 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
         .fold(0.0f32, f32::max);
     assert!(largest_difference < 1e-5, "{largest_difference}");
     let bundle = dir.path().join("reviews.hs");
-    let (code, _, stderr) = headstart(
+    headstart_ok(
         &[
             "train",
             out.to_str().unwrap(),
@@ -415,7 +411,6 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
         ],
         None,
     );
-    assert_eq!(code, 0, "{stderr}");
     assert!(matches!(
         headstart::bundle::Bundle::load(&bundle)
             .unwrap()
@@ -430,7 +425,7 @@ fn a_folder_of_text_files_trains_a_text_bundle() {
 /// the 0.754 test accuracy a Python probe measured on MiniLM embeddings.
 #[test]
 fn vader_sentiment_demo_reaches_the_python_probe_accuracy() {
-    let job = headstart::workflow::held_out(
+    let job = headstart::workflow::train_and_test(
         &headstart::datasets::vader_movies().unwrap(),
         headstart::datasets::VADER_TEST_FRACTION,
         headstart::datasets::VADER_SEED,
@@ -477,7 +472,7 @@ fn multi_label_texts_from_json_lists() {
     let table = dir.path().join("tickets.jsonl");
     std::fs::write(&table, lines).unwrap();
     let bundle = dir.path().join("tickets.hs");
-    let (code, stdout, stderr) = headstart(
+    let stdout = headstart_ok(
         &[
             "train",
             table.to_str().unwrap(),
@@ -488,7 +483,6 @@ fn multi_label_texts_from_json_lists() {
         ],
         None,
     );
-    assert_eq!(code, 0, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let cross_validated = &report["train"]["cross_validated"];
     let names: Vec<&str> = cross_validated["labels"]
@@ -502,7 +496,7 @@ fn multi_label_texts_from_json_lists() {
         cross_validated["micro"]["f1"].as_f64().unwrap() > 0.8,
         "{cross_validated}"
     );
-    let (code, stdout, stderr) = headstart(
+    let stdout = headstart_ok(
         &[
             "predict",
             bundle.to_str().unwrap(),
@@ -512,7 +506,6 @@ fn multi_label_texts_from_json_lists() {
         ],
         None,
     );
-    assert_eq!(code, 0, "{stderr}");
     let answer: serde_json::Value = serde_json::from_str(&stdout).unwrap();
     let labels = &answer["predictions"][0]["labels"];
     assert!(

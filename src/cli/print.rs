@@ -4,14 +4,15 @@ use std::path::Path;
 
 use headstart::embeddings::EmbedSummary;
 use headstart::head::TrainReport;
+use headstart::modality::Modality;
 use headstart::workflow;
 
 use super::flags::flag;
 
 pub fn print_embed_summary(summary: &EmbedSummary, verbose: bool) {
-    let (things, unit) = match summary.truncated {
-        Some(_) => ("texts", "texts"),
-        None => ("files", "images"),
+    let (things, unit) = match summary.modality {
+        Modality::Text => ("texts", "texts"),
+        Modality::Image => ("files", "images"),
     };
     for warning in &summary.warnings {
         eprintln!("warning: {warning}");

@@ -21,6 +21,7 @@ use crate::data::decode::{
     DecodeOptions, REDUCED_SCALE_REVISION, check_size, decode_image, plan_decoding,
 };
 use crate::error::{Error, Result};
+use crate::modality::Modality;
 use crate::preprocess::ImagePreprocess;
 
 /// What the calling thread hears: a file done (its cached views, how many went to the model) or skipped, and
@@ -266,6 +267,7 @@ pub fn embed_images(
     let seconds = started.elapsed().as_secs_f64();
     skipped.sort_by(|a, b| a.path.cmp(&b.path));
     let summary = EmbedSummary {
+        modality: Modality::Image,
         files: total,
         embedded,
         rows: set.rows(),

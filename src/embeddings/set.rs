@@ -12,6 +12,7 @@ use crate::backbone::{BackboneIdentity, BackboneRef, Features, InputSpec};
 use crate::data::Skip;
 use crate::data::decode::{DEFAULT_MAX_PIXELS, DecodeOptions};
 use crate::error::{Error, Result};
+use crate::modality::Modality;
 use crate::runtime::{DeviceUsed, Placement, Precision};
 
 /// How a dataset is embedded.
@@ -441,6 +442,9 @@ pub(crate) fn parse_feature_metadata(
 /// What happened, for the summary line and `--json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct EmbedSummary {
+    /// Images or texts.
+    #[serde(skip)]
+    pub modality: Modality,
     /// Candidate files (or text rows).
     pub files: usize,
     /// Files (texts) embedded.

@@ -11,6 +11,7 @@ use super::set::{
 use crate::backbone::{Features, InputSpec, TextBackbone};
 use crate::data::TextDataset;
 use crate::error::Result;
+use crate::modality::Modality;
 
 /// Texts tokenized at a time: bounds memory while leaving enough texts to sort into even batches.
 const CHUNK: usize = 4096;
@@ -121,6 +122,7 @@ pub fn embed_texts(
     }
     let seconds = started.elapsed().as_secs_f64();
     let summary = EmbedSummary {
+        modality: Modality::Text,
         files: total + dataset.skipped.len(),
         embedded: total,
         rows: set.rows(),

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
-use super::train::{Split, TrainRun, Validation, embed_split, train};
+use super::train::{EmbeddedSplit, TrainRun, Validation, embed_split, train};
 use crate::backbone::{BackboneIdentity, BackboneOptions, BackboneRef, ModelFile};
 use crate::data::Data;
 use crate::embeddings::EmbedOptions;
@@ -299,7 +299,7 @@ pub fn search_features(
 /// The first backbone's single tensors embedded in one pass (its output and taps joined, cached as such),
 /// and where each tensor's columns are.
 struct Together {
-    split: Split,
+    split: EmbeddedSplit,
     output: String,
     columns: Vec<(String, Range<usize>)>,
 }
@@ -388,7 +388,7 @@ impl Together {
                 ..shared.clone()
             },
         };
-        let split = Split {
+        let split = EmbeddedSplit {
             train: self.split.train.columns(&ranges, identity.clone()),
             validation: self
                 .split

@@ -17,5 +17,5 @@ pub use features::{
 pub use multi_label::{MultiLabelRun, train_multi_label};
 pub use split::stratified_split;
 pub use train::{
-    HeldOutReport, TrainRun, Trained, Validation, held_out, train, train_bundle, train_from,
+    TestedJob, TrainRun, Trained, Validation, train, train_and_test, train_bundle, train_from,
 };

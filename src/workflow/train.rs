@@ -144,14 +144,14 @@ pub fn train(
 }
 
 /// Training rows and validation rows, embedded; the backbone that embedded them (`None` for an `.npz`).
-pub(super) struct Split {
+pub(super) struct EmbeddedSplit {
     pub(super) train: EmbeddedSet,
     pub(super) validation: Option<EmbeddedSet>,
     pub(super) summary: Option<EmbedSummary>,
     pub(super) backbone: Option<Backbone>,
 }
 
-impl Split {
+impl EmbeddedSplit {
     pub(super) fn train(&self, params: &TrainParams) -> Result<TrainRun> {
         let trained = train_bundle(&self.train, self.validation.as_ref(), params)?;
         Ok(TrainRun {
@@ -171,7 +171,7 @@ pub(super) fn embed_split(
     options: &BackboneOptions,
     embed_options: &EmbedOptions,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<Split> {
+) -> Result<EmbeddedSplit> {
     let mut opened = None;
     // int8 calibrates on training images only: the split is drawn from the file list first.
     let held_out = match (validation, data) {
@@ -206,7 +206,7 @@ pub(super) fn embed_split(
             let (train_rows, validation_rows) = split_by(&set, held_out);
             (set.select(&train_rows), Some(set.select(&validation_rows)))
         }
-        None => set_apart(set, validation, &mut |other| {
+        None => split_off_validation(set, validation, &mut |other| {
             embeddings_reusing(
                 other,
                 Some(&same),
@@ -218,7 +218,7 @@ pub(super) fn embed_split(
             )
         })?,
     };
-    Ok(Split {
+    Ok(EmbeddedSplit {
         train: train_set,
         validation: validation_set,
         summary,
@@ -226,14 +226,11 @@ pub(super) fn embed_split(
     })
 }
 
-/// Embeddings of some data, and what embedding did (`None` for embeddings read from a file).
-type Embedded = (EmbeddedSet, Option<EmbedSummary>);
-
 /// `set`'s training rows and its validation rows as `validation` says (`embed` embeds other validation data).
-fn set_apart(
+fn split_off_validation(
     set: EmbeddedSet,
     validation: &Validation,
-    embed: &mut dyn FnMut(&Data) -> Result<Embedded>,
+    embed: &mut dyn FnMut(&Data) -> Result<(EmbeddedSet, Option<EmbedSummary>)>,
 ) -> Result<(EmbeddedSet, Option<EmbeddedSet>)> {
     Ok(match validation {
         Validation::None => (set, None),
@@ -268,11 +265,11 @@ pub fn train_from(
 ) -> Result<TrainRun> {
     let mut classifier = Classifier::from_bundle(old.clone(), origin, runtime, backbone)?;
     let (set, summary) = classifier.embed(data, embed_options, progress)?;
-    let (new_set, validation_set) = set_apart(set, validation, &mut |other| {
+    let (new_set, validation_set) = split_off_validation(set, validation, &mut |other| {
         classifier.embed(other, embed_options, progress)
     })?;
     labels_of(&new_set)?;
-    let trained = match &old.kept {
+    let trained = match &old.training_embeddings {
         Some(kept) => {
             let union = kept.union(&new_set)?;
             let params = TrainParams {
@@ -399,7 +396,8 @@ fn update_bundle(
     })
 }
 
-pub struct HeldOutReport {
+/// The whole job's result: what was embedded, the split's sizes, training, and metrics on the test rows.
+pub struct TestedJob {
     pub embed: EmbedSummary,
     pub train_rows: usize,
     pub test_rows: usize,
@@ -411,14 +409,14 @@ pub struct HeldOutReport {
 /// The whole job on labelled data, for demos and checks: `data` (a folder or text table) → embeddings with
 /// the default backbone for it → a stratified, seeded split holding out `test_fraction` → the default logistic
 /// head → metrics on the held-out part. `started` may include fetching the data.
-pub fn held_out(
+pub fn train_and_test(
     data: &Path,
     test_fraction: f64,
     seed: u64,
     runtime: &RuntimeOptions,
     progress: &mut dyn FnMut(usize, usize),
     started: Instant,
-) -> Result<HeldOutReport> {
+) -> Result<TestedJob> {
     let options = BackboneOptions {
         runtime: runtime.clone(),
         ..Default::default()
@@ -442,7 +440,7 @@ pub fn held_out(
         .trained
         .validation
         .expect("a split always has validation rows to measure");
-    Ok(HeldOutReport {
+    Ok(TestedJob {
         embed,
         train_rows: run.train_rows,
         test_rows: run.validation_rows,

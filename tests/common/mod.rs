@@ -55,7 +55,12 @@ pub fn headstart(args: &[&str]) -> (i32, String, String) {
 
 /// Runs `headstart` and asserts it succeeded; returns its stdout.
 pub fn headstart_ok(args: &[&str]) -> String {
-    let (code, stdout, stderr) = headstart(args);
+    headstart_ok_with_stdin(args, None)
+}
+
+/// [`headstart_ok`] with `stdin` as its standard input.
+pub fn headstart_ok_with_stdin(args: &[&str], stdin: Option<&[u8]>) -> String {
+    let (code, stdout, stderr) = headstart_with_stdin(args, stdin);
     assert_eq!(code, 0, "headstart {}: {stderr}", args.join(" "));
     stdout
 }

@@ -15,7 +15,7 @@ pub fn run(command: DatasetsCommand) -> Result<()> {
     let folder = match name.as_str() {
         "elpv" => datasets::elpv_by_defect()?,
         "camera-photos" => datasets::camera_photos()?,
-        "wallpaper-photos" => datasets::nature_photos()?,
+        "wallpaper-photos" => datasets::wallpaper_photos()?,
         other => {
             return Err(Error::Config(format!(
                 "no dataset '{other}' (have: elpv, camera-photos, wallpaper-photos)"

@@ -11,7 +11,7 @@ use clap::Args;
 use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone, TextBackbone};
 use headstart::data::decode::open_image;
 use headstart::runtime::RuntimeOptions;
-use headstart::workflow::{self, HeldOutReport};
+use headstart::workflow::{self, TestedJob};
 use headstart::zoo;
 use headstart::{Modality, Result, datasets, metrics};
 
@@ -35,7 +35,7 @@ pub fn run(args: &DemoArgs, runtime: &RuntimeOptions) -> Result<()> {
         let mut bar = Progress::new("texts", true);
         let result = run_vader(runtime, &mut |done, total| bar.update(done, total));
         bar.finish();
-        print_held_out_job(
+        print_tested_job(
             "VADER movie-review snippets: positive (mean score > 0) vs negative, backbone all-minilm-l6-v2",
             "texts",
             datasets::VADER_SEED,
@@ -45,7 +45,7 @@ pub fn run(args: &DemoArgs, runtime: &RuntimeOptions) -> Result<()> {
         let mut bar = Progress::new("images", true);
         let result = run_elpv(runtime, &mut |done, total| bar.update(done, total));
         bar.finish();
-        print_held_out_job(
+        print_tested_job(
             "ELPV solar cells: defective (defect probability >= 0.5) vs functional, backbone efficientnet-lite0",
             "images",
             datasets::ELPV_SEED,
@@ -56,13 +56,10 @@ pub fn run(args: &DemoArgs, runtime: &RuntimeOptions) -> Result<()> {
 }
 
 /// The main job: ELPV → embeddings (cached) → logistic head (cross-validated) → metrics on the held-out split.
-fn run_elpv(
-    runtime: &RuntimeOptions,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<HeldOutReport> {
+fn run_elpv(runtime: &RuntimeOptions, progress: &mut dyn FnMut(usize, usize)) -> Result<TestedJob> {
     let started = Instant::now();
     let folder = datasets::elpv_by_defect()?;
-    workflow::held_out(
+    workflow::train_and_test(
         &folder,
         datasets::ELPV_TEST_FRACTION,
         datasets::ELPV_SEED,
@@ -76,10 +73,10 @@ fn run_elpv(
 fn run_vader(
     runtime: &RuntimeOptions,
     progress: &mut dyn FnMut(usize, usize),
-) -> Result<HeldOutReport> {
+) -> Result<TestedJob> {
     let started = Instant::now();
     let table = datasets::vader_movies()?;
-    workflow::held_out(
+    workflow::train_and_test(
         &table,
         datasets::VADER_TEST_FRACTION,
         datasets::VADER_SEED,
@@ -177,7 +174,7 @@ fn run_photos(runtime: &RuntimeOptions) -> Result<DemoReport> {
 }
 
 /// A demo job's output: what it is, what was embedded, the split, training, and the held-out metrics.
-fn print_held_out_job(title: &str, unit: &str, seed: u64, report: &workflow::HeldOutReport) {
+fn print_tested_job(title: &str, unit: &str, seed: u64, report: &workflow::TestedJob) {
     println!("{title}");
     print_embed_summary(&report.embed, false);
     println!(
