@@ -226,11 +226,14 @@ pub(super) fn embed_split(
     })
 }
 
+/// How other validation data is embedded: as the training data was.
+type EmbedLikeTraining<'a> = dyn FnMut(&Data) -> Result<(EmbeddedSet, Option<EmbedSummary>)> + 'a;
+
 /// `set`'s training rows and its validation rows as `validation` says (`embed` embeds other validation data).
 fn split_off_validation(
     set: EmbeddedSet,
     validation: &Validation,
-    embed: &mut dyn FnMut(&Data) -> Result<(EmbeddedSet, Option<EmbedSummary>)>,
+    embed: &mut EmbedLikeTraining,
 ) -> Result<(EmbeddedSet, Option<EmbeddedSet>)> {
     Ok(match validation {
         Validation::None => (set, None),
