@@ -12,8 +12,7 @@ use crate::embeddings::EmbeddedSet;
 use crate::embeddings::npz::{NpyArray, NpyData, read_npz_from, write_npz};
 use crate::error::{Error, Result};
 use crate::head::{
-    Centroid, ClassScores, ClassWeight, Head, HeadKind, Knn, LinearModel, MultiLabel, NaiveBayes,
-    Novelty, Scaler, Solver,
+    ClassScores, ClassWeight, Head, HeadKind, Novelty, Solver, StoredArray, StoredArrays,
 };
 
 /// The newest bundle format this headstart reads. Format 2 added the gaussian-nb and linear-svm heads and
@@ -269,32 +268,24 @@ impl Bundle {
                 },
             ),
         ];
-        let integers: Vec<i64>;
-        match &self.head {
-            Head::Logistic(model)
-            | Head::LinearSvm(model)
-            | Head::MultiLabel(MultiLabel { model, .. }) => {
-                arrays.push(("scaler_mean", vector(&model.scaler.mean)));
-                arrays.push(("scaler_scale", vector(&model.scaler.scale)));
-                arrays.push(("weights", matrix(&model.weights)));
-                arrays.push(("intercept", vector(&model.intercept)));
-            }
-            Head::Centroid(model) => arrays.push(("centroids", matrix(&model.centroids))),
-            Head::Knn(model) => {
-                integers = model.labels.iter().map(|&l| l as i64).collect();
-                arrays.push(("knn_embeddings", matrix(&model.embeddings)));
-                arrays.push(("knn_labels", int64s(&integers)));
-            }
-            Head::GaussianNb(model) => {
-                integers = model.counts.iter().map(|&c| c as i64).collect();
-                arrays.push(("nb_means", matrix(&model.means)));
-                arrays.push(("nb_variances", matrix(&model.variances)));
-                arrays.push(("nb_log_priors", vector(&model.log_priors)));
-                arrays.push(("nb_counts", int64s(&integers)));
-            }
-        }
-        if let Head::MultiLabel(head) = &self.head {
-            arrays.push(("thresholds", vector(&head.thresholds)));
+        let head_arrays = self.head.model().arrays();
+        // Indices are kept as int64, numpy's integers.
+        let as_int64: Vec<Vec<i64>> = head_arrays
+            .iter()
+            .map(|(_, array)| match array {
+                StoredArray::Indices(values) => values.iter().map(|&v| v as i64).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        for ((name, array), integers) in head_arrays.iter().zip(&as_int64) {
+            arrays.push((
+                name,
+                match array {
+                    StoredArray::Vector(values) => vector(values),
+                    StoredArray::Matrix(values) => matrix(values),
+                    StoredArray::Indices(_) => int64s(integers),
+                },
+            ));
         }
         if let Some(novelty) = &self.novelty {
             arrays.push(("novelty_reference", matrix(&novelty.reference)));
@@ -372,83 +363,22 @@ impl Bundle {
                 )));
             }
         }
-        let vector = |name: &str| -> Result<Array1<f32>> {
-            match get(name) {
-                Some(NpyData::F32 { shape, data }) if shape.len() == 1 => {
-                    Ok(Array1::from(data.clone()))
-                }
-                _ => Err(bad(format!(
-                    "damaged bundle: '{name}' is missing or not a float vector"
-                ))),
-            }
-        };
-        let table = |name: &str| -> Result<Array2<f32>> {
-            match get(name) {
-                Some(NpyData::F32 { shape, data }) if shape.len() == 2 => {
-                    Array2::from_shape_vec((shape[0], shape[1]), data.clone())
-                        .map_err(|_| bad(format!("damaged bundle: '{name}' has the wrong size")))
-                }
-                _ => Err(bad(format!(
-                    "damaged bundle: '{name}' is missing or not a float matrix"
-                ))),
-            }
-        };
-        let integers = |name: &str| -> Result<Vec<usize>> {
-            match get(name) {
-                Some(NpyData::I64 { shape, data }) if shape.len() == 1 => data
-                    .iter()
-                    .map(|&v| usize::try_from(v))
-                    .collect::<std::result::Result<_, _>>()
-                    .map_err(|_| bad(format!("damaged bundle: '{name}' holds a negative number"))),
-                _ => Err(bad(format!(
-                    "damaged bundle: '{name}' is missing or not an integer vector"
-                ))),
-            }
-        };
+        let stored = BundleArrays(&arrays);
+        let damaged = |message: String| bad(format!("damaged bundle: {message}"));
+        let vector = |name: &str| stored.vector(name).map_err(damaged);
+        let table = |name: &str| stored.matrix(name).map_err(damaged);
+        let integers = |name: &str| stored.indices(name).map_err(damaged);
         let k = info.class_names.len();
-        let linear = || -> Result<LinearModel> {
-            Ok(LinearModel {
-                scaler: Scaler {
-                    mean: vector("scaler_mean")?,
-                    scale: vector("scaler_scale")?,
-                },
-                weights: table("weights")?,
-                intercept: vector("intercept")?,
-            })
-        };
-        let head = match info.training.head {
-            HeadKind::Logistic if info.training.multi_label => Head::MultiLabel(MultiLabel {
-                model: linear()?,
-                thresholds: vector("thresholds")?,
-            }),
-            HeadKind::Logistic => Head::Logistic(linear()?),
-            HeadKind::LinearSvm => Head::LinearSvm(linear()?),
-            HeadKind::Centroid => Head::Centroid(Centroid {
-                centroids: table("centroids")?,
-            }),
-            HeadKind::Knn => {
-                let labels = integers("knn_labels")?;
-                if labels.iter().any(|&l| l >= k) {
-                    return Err(bad("damaged bundle: a kNN label is not a class".into()));
-                }
-                Head::Knn(Knn {
-                    embeddings: table("knn_embeddings")?,
-                    labels,
-                    k: info.training.knn_k.unwrap_or(5),
-                    classes: k,
-                })
-            }
-            HeadKind::GaussianNb => Head::GaussianNb(NaiveBayes {
-                means: table("nb_means")?,
-                variances: table("nb_variances")?,
-                log_priors: vector("nb_log_priors")?,
-                counts: integers("nb_counts")?,
-            }),
-        };
-        if head.classes() != k || !consistent(&head) {
-            return Err(bad(
-                "damaged bundle: the head's arrays do not fit together".into()
-            ));
+        let head = Head::read(
+            info.training.head,
+            info.training.multi_label,
+            &stored,
+            k,
+            info.training.knn_k,
+        )
+        .map_err(damaged)?;
+        if head.classes() != k {
+            return Err(damaged("the head's arrays do not fit together".into()));
         }
         let novelty = match &info.training.open_set {
             Some(open_set) => {
@@ -518,30 +448,43 @@ impl Bundle {
     }
 }
 
-fn consistent(head: &Head) -> bool {
-    match head {
-        Head::Logistic(model) | Head::LinearSvm(model) => {
-            let d = model.weights.nrows();
-            model.scaler.mean.len() == d
-                && model.scaler.scale.len() == d
-                && model.intercept.len() == model.weights.ncols()
+/// A bundle file's arrays, as the heads read theirs.
+struct BundleArrays<'a>(&'a [(String, NpyData)]);
+
+impl BundleArrays<'_> {
+    fn get(&self, name: &str) -> Option<&NpyData> {
+        self.0.iter().find(|(n, _)| n == name).map(|(_, a)| a)
+    }
+}
+
+impl StoredArrays for BundleArrays<'_> {
+    fn vector(&self, name: &str) -> std::result::Result<Array1<f32>, String> {
+        match self.get(name) {
+            Some(NpyData::F32 { shape, data }) if shape.len() == 1 => {
+                Ok(Array1::from(data.clone()))
+            }
+            _ => Err(format!("'{name}' is missing or not a float vector")),
         }
-        Head::MultiLabel(head) => {
-            let model = &head.model;
-            let d = model.weights.nrows();
-            model.scaler.mean.len() == d
-                && model.scaler.scale.len() == d
-                && model.intercept.len() == model.weights.ncols()
-                && head.thresholds.len() == model.weights.ncols()
+    }
+
+    fn matrix(&self, name: &str) -> std::result::Result<Array2<f32>, String> {
+        match self.get(name) {
+            Some(NpyData::F32 { shape, data }) if shape.len() == 2 => {
+                Array2::from_shape_vec((shape[0], shape[1]), data.clone())
+                    .map_err(|_| format!("'{name}' has the wrong size"))
+            }
+            _ => Err(format!("'{name}' is missing or not a float matrix")),
         }
-        Head::Centroid(_) => true,
-        Head::Knn(model) => model.embeddings.nrows() == model.labels.len(),
-        Head::GaussianNb(model) => {
-            let k = model.means.nrows();
-            model.variances.dim() == model.means.dim()
-                && model.log_priors.len() == k
-                && model.counts.len() == k
-                && model.variances.iter().all(|v| v.is_finite() && *v > 0.0)
+    }
+
+    fn indices(&self, name: &str) -> std::result::Result<Vec<usize>, String> {
+        match self.get(name) {
+            Some(NpyData::I64 { shape, data }) if shape.len() == 1 => data
+                .iter()
+                .map(|&v| usize::try_from(v))
+                .collect::<std::result::Result<_, _>>()
+                .map_err(|_| format!("'{name}' holds a negative number")),
+            _ => Err(format!("'{name}' is missing or not an integer vector")),
         }
     }
 }
@@ -593,6 +536,7 @@ pub(crate) fn utc_now() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::head::{Centroid, Knn, LinearModel, NaiveBayes, Scaler};
     use ndarray::array;
 
     fn info(head: HeadKind, classes: usize) -> BundleInfo {

@@ -20,10 +20,11 @@ use crate::backbone::{
 use crate::bundle::Bundle;
 use crate::classifier::Classifier;
 use crate::error::{Error, Result};
-use crate::head::{ClassScores, Head, MultiLabel, Novelty};
+use crate::head::{ClassScores, Novelty};
+use crate::onnx::builder::GraphBuilder;
 use crate::onnx::proto::{
-    BOOL, DOUBLE, FLOAT, GraphProto, INT64, ModelProto, NodeProto, OperatorSetIdProto,
-    StringStringEntryProto, TensorProto, UINT8, ValueInfoProto,
+    BOOL, DOUBLE, FLOAT, INT64, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
+    UINT8, ValueInfoProto,
 };
 use crate::onnx::splice::{GraphEdit, edit_model};
 use crate::pooling::Pooling;
@@ -210,88 +211,8 @@ fn write_exported(
     })
 }
 
-/// Appends nodes to a graph, naming their outputs `headstart/...` so they cannot collide with the
-/// backbone's, and writing each op as the model's opset defines it.
-struct Builder {
-    graph: GraphProto,
-    opset: i64,
-    count: usize,
-}
-
-impl Builder {
-    fn new(opset: i64) -> Self {
-        Builder {
-            graph: GraphProto::default(),
-            opset,
-            count: 0,
-        }
-    }
-
-    fn name(&mut self, what: &str) -> String {
-        self.count += 1;
-        format!("headstart/{what}_{}", self.count)
-    }
-
-    fn node(
-        &mut self,
-        op: &str,
-        inputs: &[&str],
-        configure: impl FnOnce(NodeProto) -> NodeProto,
-    ) -> String {
-        let output = self.name(&op.to_lowercase());
-        self.graph
-            .node
-            .push(configure(NodeProto::new(op, inputs, &[output.as_str()])));
-        output
-    }
-
-    /// Adds a constant made by `tensor` under a fresh name, and returns the name.
-    fn initializer(&mut self, what: &str, tensor: impl FnOnce(&str) -> TensorProto) -> String {
-        let name = self.name(what);
-        self.graph.initializer.push(tensor(&name));
-        name
-    }
-
-    fn floats(&mut self, what: &str, dims: &[i64], values: &[f32]) -> String {
-        self.initializer(what, |name| TensorProto::floats(name, dims, values))
-    }
-
-    fn int64s(&mut self, what: &str, dims: &[i64], values: &[i64]) -> String {
-        self.initializer(what, |name| TensorProto::int64s(name, dims, values))
-    }
-
-    /// ReduceSum / ReduceMean over `axes`: the axes are an input from opset 13 (ReduceSum) or 18 (the
-    /// others), an attribute before.
-    fn reduce(&mut self, op: &str, input: &str, axes: &[i64], keep_dims: bool) -> String {
-        let axes_as_input = if op == "ReduceSum" {
-            self.opset >= 13
-        } else {
-            self.opset >= 18
-        };
-        let keep = i64::from(keep_dims);
-        if axes_as_input {
-            let axes = self.int64s("axes", &[axes.len() as i64], axes);
-            self.node(op, &[input, &axes], |n| n.with_int("keepdims", keep))
-        } else {
-            self.node(op, &[input], |n| {
-                n.with_ints("axes", axes).with_int("keepdims", keep)
-            })
-        }
-    }
-
-    fn unsqueeze(&mut self, input: &str, axes: &[i64]) -> String {
-        if self.opset >= 13 {
-            let axes = self.int64s("axes", &[axes.len() as i64], axes);
-            self.node("Unsqueeze", &[input, &axes], |n| n)
-        } else {
-            self.node("Unsqueeze", &[input], |n| n.with_ints("axes", axes))
-        }
-    }
-
-    fn doubles(&mut self, what: &str, dims: &[i64], values: &[f64]) -> String {
-        self.initializer(what, |name| TensorProto::doubles(name, dims, values))
-    }
-
+/// Export's own steps on a graph: raw pixel input, the head's outputs, novelty.
+impl GraphBuilder {
     /// Rounds float64 sums to 8-bit values as fast_image_resize does: floor(x + 0.5), clipped to 0–255
     /// (truncating a non-negative value is its floor).
     fn round_to_u8(&mut self, x: &str) -> String {
@@ -398,127 +319,12 @@ impl Builder {
         Ok(())
     }
 
-    /// Rows scaled to unit length, as [`crate::pooling::l2_normalize`] does.
-    fn l2_normalize(&mut self, x: &str) -> String {
-        let squares = self.node("Mul", &[x, x], |n| n);
-        let sum = self.reduce("ReduceSum", &squares, &[1], true);
-        let norm = self.node("Sqrt", &[&sum], |n| n);
-        let floor = self.floats("epsilon", &[], &[1e-12]);
-        let norm = self.node("Max", &[&norm, &floor], |n| n);
-        self.node("Div", &[x, &norm], |n| n)
-    }
-
-    /// kNN votes as [`Head::logits`] computes them: cosine similarity to every stored (unit-length) training
-    /// embedding, the `k` most similar, their labels counted per class, then log((votes + 1/K) / (k + 1)).
-    fn knn_logits(
-        &mut self,
-        embedding: &str,
-        stored: &ndarray::Array2<f32>,
-        labels: &[usize],
-        k: usize,
-        classes: usize,
-    ) -> Result<String> {
-        let (m, d) = (stored.nrows(), stored.ncols());
-        let k = k.min(m);
-        if k == 0 {
-            return Err(Error::Config(
-                "damaged bundle: the knn head holds no training embeddings".into(),
-            ));
-        }
-        let transposed: Vec<f32> = stored.t().iter().copied().collect();
-        let stored = self.floats("knn_embeddings", &[d as i64, m as i64], &transposed);
-        let mut one_hot = vec![0.0f32; m * classes];
-        for (row, &label) in labels.iter().enumerate() {
-            one_hot[row * classes + label] = 1.0;
-        }
-        let one_hot = self.floats("knn_labels", &[m as i64, classes as i64], &one_hot);
-        let unit = self.l2_normalize(embedding);
-        let similarity = self.node("MatMul", &[&unit, &stored], |n| n);
-        let (values, nearest) = (self.name("topk_values"), self.name("topk_indices"));
-        // k is an input from opset 10, an attribute before; the default is the k largest.
-        let topk = if self.opset >= 10 {
-            let count = self.int64s("k", &[1], &[k as i64]);
-            NodeProto::new("TopK", &[&similarity, &count], &[&values, &nearest])
-        } else {
-            NodeProto::new("TopK", &[&similarity], &[&values, &nearest]).with_int("k", k as i64)
-        };
-        self.graph.node.push(topk);
-        let votes = self.node("Gather", &[&one_hot, &nearest], |n| n.with_int("axis", 0));
-        let votes = self.reduce("ReduceSum", &votes, &[1], false);
-        let prior = self.floats("knn_prior", &[], &[1.0 / classes as f32]);
-        let total = self.floats("knn_total", &[], &[k as f32 + 1.0]);
-        let smoothed = self.node("Add", &[&votes, &prior], |n| n);
-        let shares = self.node("Div", &[&smoothed, &total], |n| n);
-        Ok(self.node("Log", &[&shares], |n| n))
-    }
-
-    /// Gaussian naive Bayes as [`crate::head::NaiveBayes`] scores: offset − ½·Σⱼ (xⱼ − μⱼ)² / σⱼ², the
-    /// differences taken per class ([N, K, D]) rather than expanded, which would cancel in float32.
-    fn naive_bayes_logits(&mut self, embedding: &str, model: &crate::head::NaiveBayes) -> String {
-        let (k, d) = (model.means.nrows() as i64, model.means.ncols() as i64);
-        let shape = self.int64s("rows_by_one", &[3], &[-1, 1, d]);
-        let rows = self.node("Reshape", &[embedding, &shape], |n| n);
-        let means = self.floats(
-            "nb_means",
-            &[k, d],
-            &model.means.iter().copied().collect::<Vec<_>>(),
-        );
-        let inverse: Vec<f32> = model.variances.iter().map(|v| 1.0 / v).collect();
-        let inverse = self.floats("nb_inverse_variances", &[k, d], &inverse);
-        let difference = self.node("Sub", &[&rows, &means], |n| n);
-        let squared = self.node("Mul", &[&difference, &difference], |n| n);
-        let scaled = self.node("Mul", &[&squared, &inverse], |n| n);
-        let distance = self.reduce("ReduceSum", &scaled, &[2], false);
-        let half = self.floats("minus_half", &[], &[-0.5]);
-        let halved = self.node("Mul", &[&distance, &half], |n| n);
-        let offsets = self.floats("nb_offsets", &[k], &model.offsets().to_vec());
-        self.node("Add", &[&halved, &offsets], |n| n)
-    }
-
     /// The head on `embedding` [N, D]: logits, softmax(logits / temperature), and the top class.
     fn head(&mut self, bundle: &Bundle, embedding: &str) -> Result<()> {
-        let logits = match &bundle.head {
-            Head::Logistic(model)
-            | Head::LinearSvm(model)
-            | Head::MultiLabel(MultiLabel { model, .. }) => {
-                let (d, k) = (model.weights.nrows() as i64, model.weights.ncols() as i64);
-                let mean = self.floats("scaler_mean", &[d], &model.scaler.mean.to_vec());
-                let scale = self.floats("scaler_scale", &[d], &model.scaler.scale.to_vec());
-                let w = self.floats(
-                    "weights",
-                    &[d, k],
-                    &model.weights.iter().copied().collect::<Vec<_>>(),
-                );
-                let b = self.floats("intercept", &[k], &model.intercept.to_vec());
-                let centred = self.node("Sub", &[embedding, &mean], |n| n);
-                let standard = self.node("Div", &[&centred, &scale], |n| n);
-                let product = self.node("MatMul", &[&standard, &w], |n| n);
-                self.node("Add", &[&product, &b], |n| n)
-            }
-            Head::Centroid(model) => {
-                let (k, d) = (
-                    model.centroids.nrows() as i64,
-                    model.centroids.ncols() as i64,
-                );
-                let transposed: Vec<f32> = model.centroids.t().iter().copied().collect();
-                let c = self.floats("centroids", &[d, k], &transposed);
-                let unit = self.l2_normalize(embedding);
-                let similarity = self.node("MatMul", &[&unit, &c], |n| n);
-                let scale = self.floats("centroid_scale", &[], &[crate::head::CENTROID_SCALE]);
-                self.node("Mul", &[&similarity, &scale], |n| n)
-            }
-            Head::Knn(model) => self.knn_logits(
-                embedding,
-                &model.embeddings,
-                &model.labels,
-                model.k,
-                model.classes,
-            )?,
-            Head::GaussianNb(model) => self.naive_bayes_logits(embedding, model),
-        };
+        let logits = bundle.head.model().lower(self, embedding)?;
         let classes = ClassScores::classes(&bundle.head) as i64;
         let k = Some(classes);
-        if let Head::MultiLabel(head) = &bundle.head {
+        if let Some(head) = bundle.head.multi_label() {
             // Each label's own probability, and whether it reaches the label's threshold.
             self.graph
                 .node
@@ -577,17 +383,7 @@ impl Builder {
         let reference = self.floats("novelty_reference", &[d as i64, m as i64], &transposed);
         let unit = self.l2_normalize(embedding);
         let similarity = self.node("MatMul", &[&unit, &reference], |n| n);
-        let (values, nearest) = (
-            self.name("novelty_topk_values"),
-            self.name("novelty_topk_indices"),
-        );
-        let topk = if self.opset >= 10 {
-            let count = self.int64s("novelty_k", &[1], &[k as i64]);
-            NodeProto::new("TopK", &[&similarity, &count], &[&values, &nearest])
-        } else {
-            NodeProto::new("TopK", &[&similarity], &[&values, &nearest]).with_int("k", k as i64)
-        };
-        self.graph.node.push(topk);
+        let (values, _) = self.top_k(&similarity, k, "novelty");
         let kth = self.reduce("ReduceMin", &values, &[1], false);
         let one = self.floats("one", &[], &[1.0]);
         self.graph
@@ -658,7 +454,7 @@ fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
 }
 
 fn head_only(bundle: &Bundle) -> Result<(Vec<u8>, Vec<String>)> {
-    let mut builder = Builder::new(HEAD_ONLY_OPSET);
+    let mut builder = GraphBuilder::new(HEAD_ONLY_OPSET);
     builder.graph.name = "headstart_head".into();
     builder.graph.input = vec![ValueInfoProto::tensor(
         EMBEDDING,
@@ -721,7 +517,7 @@ fn with_backbone(
             "imports no default-domain opset: not an ONNX model headstart can extend",
         )
     })?;
-    let mut builder = Builder::new(opset);
+    let mut builder = GraphBuilder::new(opset);
     let mut dropped = Vec::new();
     let mut raw_note = None;
     // The preprocessing makes the backbone's input: its nodes go before the backbone's.
@@ -820,7 +616,7 @@ fn default_opset(imports: &[OperatorSetIdProto]) -> Option<i64> {
 
 /// Pooling as nodes, mirroring [`crate::pooling::pool`] for the feature tensor's rank.
 fn pool(
-    builder: &mut Builder,
+    builder: &mut GraphBuilder,
     features: &str,
     shape: &[i64],
     pooling: Pooling,

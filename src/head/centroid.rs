@@ -7,8 +7,11 @@ use linfa::traits::Fit;
 use ndarray::{Array2, ArrayBase, ArrayView2, Data, Ix2};
 
 use super::cv::Estimator;
-use super::{ClassScores, Labelled, normalized, predict_top_class};
+use super::{
+    ClassScores, HeadModel, Labelled, StoredArray, StoredArrays, normalized, predict_top_class,
+};
 use crate::error::{Error, Result};
+use crate::onnx::builder::GraphBuilder;
 
 /// Cosine similarities are in [-1, 1]; this spreads them before the fitted temperature refines the scale.
 pub(crate) const CENTROID_SCALE: f32 = 10.0;
@@ -17,6 +20,31 @@ pub(crate) const CENTROID_SCALE: f32 = 10.0;
 #[derive(Debug, Clone, PartialEq)]
 pub struct Centroid {
     pub centroids: Array2<f32>,
+}
+
+impl Centroid {
+    pub(crate) fn read(arrays: &dyn StoredArrays) -> std::result::Result<Self, String> {
+        Ok(Centroid {
+            centroids: arrays.matrix("centroids")?,
+        })
+    }
+}
+
+impl HeadModel for Centroid {
+    fn arrays(&self) -> Vec<(&'static str, StoredArray<'_>)> {
+        vec![("centroids", StoredArray::Matrix(&self.centroids))]
+    }
+
+    /// Cosine similarity to each (unit-length) centroid, scaled.
+    fn lower(&self, graph: &mut GraphBuilder, embedding: &str) -> Result<String> {
+        let (k, d) = (self.centroids.nrows() as i64, self.centroids.ncols() as i64);
+        let transposed: Vec<f32> = self.centroids.t().iter().copied().collect();
+        let c = graph.floats("centroids", &[d, k], &transposed);
+        let unit = graph.l2_normalize(embedding);
+        let similarity = graph.node("MatMul", &[&unit, &c], |n| n);
+        let scale = graph.floats("centroid_scale", &[], &[CENTROID_SCALE]);
+        Ok(graph.node("Mul", &[&similarity, &scale], |n| n))
+    }
 }
 
 impl ClassScores for Centroid {

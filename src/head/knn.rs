@@ -7,8 +7,12 @@ use linfa::traits::Fit;
 use ndarray::{Array2, ArrayBase, ArrayView2, Data, Ix2};
 
 use super::cv::Estimator;
-use super::{ClassScores, Labelled, normalized, predict_top_class};
+use super::{
+    ClassScores, Head, HeadModel, Labelled, NewExamples, StoredArray, StoredArrays, normalized,
+    predict_top_class,
+};
 use crate::error::{Error, Result};
+use crate::onnx::builder::GraphBuilder;
 
 /// Unit-length training embeddings and their classes.
 #[derive(Debug, Clone, PartialEq)]
@@ -17,6 +21,89 @@ pub struct Knn {
     pub labels: Vec<usize>,
     pub k: usize,
     pub classes: usize,
+}
+
+impl Knn {
+    pub(crate) fn read(
+        arrays: &dyn StoredArrays,
+        classes: usize,
+        k: usize,
+    ) -> std::result::Result<Self, String> {
+        let labels = arrays.indices("knn_labels")?;
+        if labels.iter().any(|&l| l >= classes) {
+            return Err("a kNN label is not a class".into());
+        }
+        let embeddings = arrays.matrix("knn_embeddings")?;
+        if embeddings.nrows() != labels.len() {
+            return Err("the head's arrays do not fit together".into());
+        }
+        Ok(Knn {
+            embeddings,
+            labels,
+            k,
+            classes,
+        })
+    }
+}
+
+impl HeadModel for Knn {
+    fn arrays(&self) -> Vec<(&'static str, StoredArray<'_>)> {
+        vec![
+            ("knn_embeddings", StoredArray::Matrix(&self.embeddings)),
+            ("knn_labels", StoredArray::Indices(&self.labels)),
+        ]
+    }
+
+    /// Votes as [`ClassScores::scores`] counts them: cosine similarity to every stored (unit-length) training
+    /// embedding, the `k` most similar, their labels counted per class, then log((votes + 1/K) / (k + 1)).
+    fn lower(&self, graph: &mut GraphBuilder, embedding: &str) -> Result<String> {
+        let (m, d) = (self.embeddings.nrows(), self.embeddings.ncols());
+        let k = self.k.min(m);
+        if k == 0 {
+            return Err(Error::Config(
+                "damaged bundle: the knn head holds no training embeddings".into(),
+            ));
+        }
+        let classes = self.classes;
+        let transposed: Vec<f32> = self.embeddings.t().iter().copied().collect();
+        let stored = graph.floats("knn_embeddings", &[d as i64, m as i64], &transposed);
+        let mut one_hot = vec![0.0f32; m * classes];
+        for (row, &label) in self.labels.iter().enumerate() {
+            one_hot[row * classes + label] = 1.0;
+        }
+        let one_hot = graph.floats("knn_labels", &[m as i64, classes as i64], &one_hot);
+        let unit = graph.l2_normalize(embedding);
+        let similarity = graph.node("MatMul", &[&unit, &stored], |n| n);
+        let (_, nearest) = graph.top_k(&similarity, k, "knn");
+        let votes = graph.node("Gather", &[&one_hot, &nearest], |n| n.with_int("axis", 0));
+        let votes = graph.reduce("ReduceSum", &votes, &[1], false);
+        let prior = graph.floats("knn_prior", &[], &[1.0 / classes as f32]);
+        let total = graph.floats("knn_total", &[], &[k as f32 + 1.0]);
+        let smoothed = graph.node("Add", &[&votes, &prior], |n| n);
+        let shares = graph.node("Div", &[&smoothed, &total], |n| n);
+        Ok(graph.node("Log", &[&shares], |n| n))
+    }
+
+    /// The new embeddings join the stored ones.
+    fn with_examples(&self, examples: &NewExamples) -> Option<Result<Head>> {
+        let mut embeddings = self.embeddings.clone();
+        let unit = normalized(examples.x);
+        if let Err(e) = embeddings.append(ndarray::Axis(0), unit.view()) {
+            return Some(Err(Error::Config(format!("adding kNN embeddings: {e}"))));
+        }
+        let mut labels: Vec<usize> = self
+            .labels
+            .iter()
+            .map(|&l| examples.old_to_new[l])
+            .collect();
+        labels.extend(examples.labels);
+        Some(Ok(Head::Knn(Knn {
+            embeddings,
+            labels,
+            k: self.k,
+            classes: examples.classes,
+        })))
+    }
 }
 
 impl ClassScores for Knn {

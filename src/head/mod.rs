@@ -28,8 +28,8 @@ use ndarray::{Array1, Array2, ArrayBase, ArrayView1, ArrayView2, Axis, Data, Ix2
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::onnx::builder::GraphBuilder;
 
-pub(crate) use centroid::CENTROID_SCALE;
 pub use centroid::{Centroid, CentroidParams, CentroidValidParams};
 pub use cv::Estimator;
 pub use knn::{Knn, KnnParams, KnnValidParams};
@@ -162,6 +162,50 @@ pub(crate) fn top(row: ArrayView1<f32>) -> usize {
         .0
 }
 
+/// What each kind of head knows of itself beyond its scores: its arrays as a bundle keeps them, the ONNX nodes
+/// that compute its scores, and (for the heads that can) adding examples without the old ones. [`Head`]
+/// dispatches to it in one place; docs/heads.md lists what a new head touches.
+pub(crate) trait HeadModel: ClassScores {
+    /// Its arrays, named as the bundle file keeps them.
+    fn arrays(&self) -> Vec<(&'static str, StoredArray<'_>)>;
+
+    /// Appends nodes that compute its class scores from `embedding` ([N, D]); returns the scores' name.
+    fn lower(&self, graph: &mut GraphBuilder, embedding: &str) -> Result<String>;
+
+    /// This head with `examples` added from its own arrays, as training on all of them would make it; `None`
+    /// when it cannot (it needs the old embeddings).
+    fn with_examples(&self, _examples: &NewExamples) -> Option<Result<Head>> {
+        None
+    }
+}
+
+/// One array of a head, as a bundle file keeps it.
+pub(crate) enum StoredArray<'a> {
+    Vector(&'a Array1<f32>),
+    Matrix(&'a Array2<f32>),
+    /// Class indices or counts, kept as int64.
+    Indices(&'a [usize]),
+}
+
+/// A bundle's arrays, read back by name. A missing or misshapen array, or arrays that do not fit together, make
+/// a damaged bundle: the `Err` says what is wrong.
+pub(crate) trait StoredArrays {
+    fn vector(&self, name: &str) -> std::result::Result<Array1<f32>, String>;
+    fn matrix(&self, name: &str) -> std::result::Result<Array2<f32>, String>;
+    fn indices(&self, name: &str) -> std::result::Result<Vec<usize>, String>;
+}
+
+/// Examples added to a head without its old training data (see [`HeadModel::with_examples`]).
+pub(crate) struct NewExamples<'a> {
+    pub x: ArrayView2<'a, f32>,
+    /// Class indices among `classes`.
+    pub labels: &'a [usize],
+    /// The new class index of each old one.
+    pub old_to_new: &'a [usize],
+    pub classes: usize,
+    pub class_weight: ClassWeight,
+}
+
 /// A trained head, as bundles save it and exports compile it.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Head {
@@ -194,7 +238,8 @@ impl Head {
         }
     }
 
-    fn model(&self) -> &dyn ClassScores {
+    /// The one place that tells the kinds apart: everything else asks the model.
+    pub(crate) fn model(&self) -> &dyn HeadModel {
         match self {
             Head::Logistic(model) | Head::LinearSvm(model) => model,
             Head::Centroid(model) => model,
@@ -202,6 +247,25 @@ impl Head {
             Head::GaussianNb(model) => model,
             Head::MultiLabel(model) => model,
         }
+    }
+
+    /// A head of `kind` from a bundle's arrays (`multi_label`: the logistic kind with a threshold per label),
+    /// for `classes` classes; `knn_k` is a kNN head's neighbour count.
+    pub(crate) fn read(
+        kind: HeadKind,
+        multi_label: bool,
+        arrays: &dyn StoredArrays,
+        classes: usize,
+        knn_k: Option<usize>,
+    ) -> std::result::Result<Head, String> {
+        Ok(match kind {
+            HeadKind::Logistic if multi_label => Head::MultiLabel(MultiLabel::read(arrays)?),
+            HeadKind::Logistic => Head::Logistic(LinearModel::read(arrays)?),
+            HeadKind::LinearSvm => Head::LinearSvm(LinearModel::read(arrays)?),
+            HeadKind::Centroid => Head::Centroid(Centroid::read(arrays)?),
+            HeadKind::Knn => Head::Knn(Knn::read(arrays, classes, knn_k.unwrap_or(5))?),
+            HeadKind::GaussianNb => Head::GaussianNb(NaiveBayes::read(arrays)?),
+        })
     }
 }
 

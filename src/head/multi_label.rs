@@ -9,8 +9,12 @@ use ndarray::{Array1, Array2, ArrayView2};
 use serde::Serialize;
 
 use super::cv::{cross_validate, stratified_folds};
-use super::{ClassScores, Embeddings, LinearModel, LogisticParams, TrainParams, TrainWarning};
+use super::{
+    ClassScores, Embeddings, HeadModel, LinearModel, LogisticParams, StoredArray, StoredArrays,
+    TrainParams, TrainWarning,
+};
 use crate::error::{Error, Result};
+use crate::onnx::builder::GraphBuilder;
 
 /// Per-label logistic models (scores are log-odds) and thresholds on their probabilities.
 #[derive(Debug, Clone, PartialEq)]
@@ -18,6 +22,30 @@ pub struct MultiLabel {
     pub model: LinearModel,
     /// [K], in (0, 1].
     pub thresholds: Array1<f32>,
+}
+
+impl MultiLabel {
+    pub(crate) fn read(arrays: &dyn StoredArrays) -> std::result::Result<Self, String> {
+        let model = LinearModel::read(arrays)?;
+        let thresholds = arrays.vector("thresholds")?;
+        match thresholds.len() == model.weights.ncols() {
+            true => Ok(MultiLabel { model, thresholds }),
+            false => Err("the head's arrays do not fit together".into()),
+        }
+    }
+}
+
+impl HeadModel for MultiLabel {
+    fn arrays(&self) -> Vec<(&'static str, StoredArray<'_>)> {
+        let mut arrays = self.model.arrays();
+        arrays.push(("thresholds", StoredArray::Vector(&self.thresholds)));
+        arrays
+    }
+
+    /// Its logistic model's scores; each label's probability is their sigmoid.
+    fn lower(&self, graph: &mut GraphBuilder, embedding: &str) -> Result<String> {
+        self.model.lower(graph, embedding)
+    }
 }
 
 impl ClassScores for MultiLabel {

@@ -10,8 +10,12 @@ use ndarray::{Array1, Array2, ArrayBase, ArrayView2, Data, Ix2};
 use serde::Deserialize;
 
 use super::cv::Estimator;
-use super::{ClassScores, Labelled, predict_top_class};
+use super::{
+    ClassScores, ClassWeight, Head, HeadModel, Labelled, NewExamples, StoredArray, StoredArrays,
+    predict_top_class,
+};
 use crate::error::{Error, Result};
+use crate::onnx::builder::GraphBuilder;
 
 /// Per class (rows): feature means and variances [K, D], log prior [K] and the examples it was fitted on [K].
 /// A class without examples has mean 0, variance 1 and a prohibitive prior.
@@ -27,6 +31,24 @@ pub struct NaiveBayes {
 const ABSENT: f32 = -1e4;
 
 impl NaiveBayes {
+    pub(crate) fn read(arrays: &dyn StoredArrays) -> std::result::Result<Self, String> {
+        let model = NaiveBayes {
+            means: arrays.matrix("nb_means")?,
+            variances: arrays.matrix("nb_variances")?,
+            log_priors: arrays.vector("nb_log_priors")?,
+            counts: arrays.indices("nb_counts")?,
+        };
+        let k = model.means.nrows();
+        let fits = model.variances.dim() == model.means.dim()
+            && model.log_priors.len() == k
+            && model.counts.len() == k
+            && model.variances.iter().all(|v| v.is_finite() && *v > 0.0);
+        match fits {
+            true => Ok(model),
+            false => Err("the head's arrays do not fit together".into()),
+        }
+    }
+
     /// The model with its classes renumbered: old class `c` becomes `mapping[c]` of `classes` (new classes get
     /// no examples).
     pub fn with_classes(&self, mapping: &[usize], classes: usize) -> NaiveBayes {
@@ -69,6 +91,57 @@ impl NaiveBayes {
             *offset -= (0.5 * log_norm) as f32;
         }
         offsets
+    }
+}
+
+impl HeadModel for NaiveBayes {
+    fn arrays(&self) -> Vec<(&'static str, StoredArray<'_>)> {
+        vec![
+            ("nb_means", StoredArray::Matrix(&self.means)),
+            ("nb_variances", StoredArray::Matrix(&self.variances)),
+            ("nb_log_priors", StoredArray::Vector(&self.log_priors)),
+            ("nb_counts", StoredArray::Indices(&self.counts)),
+        ]
+    }
+
+    /// The scores as [`ClassScores::scores`] computes them: offset − ½·Σⱼ (xⱼ − μⱼ)² / σⱼ², the differences taken
+    /// per class ([N, K, D]) rather than expanded, which would cancel in float32.
+    fn lower(&self, graph: &mut GraphBuilder, embedding: &str) -> Result<String> {
+        let (k, d) = (self.means.nrows() as i64, self.means.ncols() as i64);
+        let shape = graph.int64s("rows_by_one", &[3], &[-1, 1, d]);
+        let rows = graph.node("Reshape", &[embedding, &shape], |n| n);
+        let means = graph.floats(
+            "nb_means",
+            &[k, d],
+            &self.means.iter().copied().collect::<Vec<_>>(),
+        );
+        let inverse: Vec<f32> = self.variances.iter().map(|v| 1.0 / v).collect();
+        let inverse = graph.floats("nb_inverse_variances", &[k, d], &inverse);
+        let difference = graph.node("Sub", &[&rows, &means], |n| n);
+        let squared = graph.node("Mul", &[&difference, &difference], |n| n);
+        let scaled = graph.node("Mul", &[&squared, &inverse], |n| n);
+        let distance = graph.reduce("ReduceSum", &scaled, &[2], false);
+        let half = graph.floats("minus_half", &[], &[-0.5]);
+        let halved = graph.node("Mul", &[&distance, &half], |n| n);
+        let offsets = graph.floats("nb_offsets", &[k], &self.offsets().to_vec());
+        Ok(graph.node("Add", &[&halved, &offsets], |n| n))
+    }
+
+    /// The statistics updated with the new examples (linfa-bayes's incremental fit).
+    fn with_examples(&self, examples: &NewExamples) -> Option<Result<Head>> {
+        let update = || -> Result<Head> {
+            let earlier = self.with_classes(examples.old_to_new, examples.classes);
+            let labels = ndarray::Array1::from(examples.labels.to_vec());
+            let mut updated = NaiveBayesParams::new()
+                .classes(examples.classes)
+                .check()?
+                .fit_with(Some(&earlier), &DatasetBase::new(examples.x, labels.view()))?;
+            if examples.class_weight == ClassWeight::Balanced {
+                updated.balance_priors();
+            }
+            Ok(Head::GaussianNb(updated))
+        };
+        Some(update())
     }
 }
 

@@ -1,6 +1,7 @@
 //! Reading ONNX files: a summary for `inspect`, validation of tensor names, tapping intermediate tensors as
 //! extra graph outputs, and a float16 copy for CUDA.
 
+pub(crate) mod builder;
 pub(crate) mod external;
 pub(crate) mod fp16;
 pub(crate) mod int8;

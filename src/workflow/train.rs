@@ -5,8 +5,6 @@ use std::collections::HashSet;
 use std::path::Path;
 use std::time::Instant;
 
-use linfa::ParamGuard;
-use linfa::traits::FitWith;
 use sha2::{Digest, Sha256};
 
 use crate::backbone::{Backbone, BackboneOptions, BackboneRef};
@@ -16,7 +14,7 @@ use crate::data::Data;
 use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet};
 use crate::error::{Error, Result};
 use crate::hash::hex;
-use crate::head::{self, HeadKind, Novelty, TrainParams, TrainReport};
+use crate::head::{self, HeadKind, NewExamples, Novelty, TrainParams, TrainReport};
 use crate::metrics::Metrics;
 use crate::runtime::RuntimeOptions;
 
@@ -321,43 +319,20 @@ fn update_bundle(
         .iter()
         .map(|&l| position(&new_set.class_names[l]))
         .collect();
-    let k = class_names.len();
-    let x = new_set.matrix();
-    let head = match &old.head {
-        head::Head::GaussianNb(model) => {
-            let earlier = model.with_classes(&old_to_new, k);
-            let labels = ndarray::Array1::from(new_labels.clone());
-            let mut updated = head::NaiveBayesParams::new()
-                .classes(k)
-                .check()?
-                .fit_with(Some(&earlier), &linfa::DatasetBase::new(x, labels.view()))?;
-            if old.info.training.class_weight == head::ClassWeight::Balanced {
-                updated.balance_priors();
-            }
-            head::Head::GaussianNb(updated)
-        }
-        head::Head::Knn(model) => {
-            let mut embeddings = model.embeddings.clone();
-            let unit = head::normalized(x);
-            embeddings
-                .append(ndarray::Axis(0), unit.view())
-                .map_err(|e| Error::Config(format!("adding kNN embeddings: {e}")))?;
-            let mut labels: Vec<usize> = model.labels.iter().map(|&l| old_to_new[l]).collect();
-            labels.extend(&new_labels);
-            head::Head::Knn(head::Knn {
-                embeddings,
-                labels,
-                k: model.k,
-                classes: k,
-            })
-        }
-        _ => {
-            return Err(Error::Config(format!(
-                "this bundle keeps no training embeddings, and its {kind} head cannot add examples from its own \
-                 arrays (gaussian-nb and knn can): train it again with its embeddings kept"
-            )));
-        }
+    let examples = NewExamples {
+        x: new_set.matrix(),
+        labels: &new_labels,
+        old_to_new: &old_to_new,
+        classes: class_names.len(),
+        class_weight: old.info.training.class_weight,
     };
+    let Some(head) = old.head.model().with_examples(&examples) else {
+        return Err(Error::Config(format!(
+            "this bundle keeps no training embeddings, and its {kind} head cannot add examples from its own \
+             arrays (gaussian-nb and knn can): train it again with its embeddings kept"
+        )));
+    };
+    let head = head?;
     let mut training = old.info.training.clone();
     training.samples += new_set.rows();
     training.dataset_fingerprint = fingerprint(

@@ -11,8 +11,12 @@ use ndarray::{Array1, Array2, ArrayBase, ArrayView2, Data, Ix2, s};
 use serde::{Deserialize, Serialize};
 
 use super::cv::Estimator;
-use super::{ClassScores, Embeddings, Labelled, Scaler, predict_top_class};
+use super::{
+    ClassScores, Embeddings, HeadModel, Labelled, Scaler, StoredArray, StoredArrays,
+    predict_top_class,
+};
 use crate::error::{Error, Result};
+use crate::onnx::builder::GraphBuilder;
 
 /// A linear model on standardised embeddings: scores = ((x − mean) / scale) · weights + intercept. The
 /// logistic and linear-SVM heads both fit one.
@@ -23,6 +27,55 @@ pub struct LinearModel {
     pub weights: Array2<f32>,
     /// [K].
     pub intercept: Array1<f32>,
+}
+
+impl LinearModel {
+    pub(crate) fn read(arrays: &dyn StoredArrays) -> std::result::Result<Self, String> {
+        let model = LinearModel {
+            scaler: Scaler {
+                mean: arrays.vector("scaler_mean")?,
+                scale: arrays.vector("scaler_scale")?,
+            },
+            weights: arrays.matrix("weights")?,
+            intercept: arrays.vector("intercept")?,
+        };
+        let d = model.weights.nrows();
+        let fits = model.scaler.mean.len() == d
+            && model.scaler.scale.len() == d
+            && model.intercept.len() == model.weights.ncols();
+        match fits {
+            true => Ok(model),
+            false => Err("the head's arrays do not fit together".into()),
+        }
+    }
+}
+
+impl HeadModel for LinearModel {
+    fn arrays(&self) -> Vec<(&'static str, StoredArray<'_>)> {
+        vec![
+            ("scaler_mean", StoredArray::Vector(&self.scaler.mean)),
+            ("scaler_scale", StoredArray::Vector(&self.scaler.scale)),
+            ("weights", StoredArray::Matrix(&self.weights)),
+            ("intercept", StoredArray::Vector(&self.intercept)),
+        ]
+    }
+
+    /// (x − mean) / scale · W + b.
+    fn lower(&self, graph: &mut GraphBuilder, embedding: &str) -> Result<String> {
+        let (d, k) = (self.weights.nrows() as i64, self.weights.ncols() as i64);
+        let mean = graph.floats("scaler_mean", &[d], &self.scaler.mean.to_vec());
+        let scale = graph.floats("scaler_scale", &[d], &self.scaler.scale.to_vec());
+        let w = graph.floats(
+            "weights",
+            &[d, k],
+            &self.weights.iter().copied().collect::<Vec<_>>(),
+        );
+        let b = graph.floats("intercept", &[k], &self.intercept.to_vec());
+        let centred = graph.node("Sub", &[embedding, &mean], |n| n);
+        let standard = graph.node("Div", &[&centred, &scale], |n| n);
+        let product = graph.node("MatMul", &[&standard, &w], |n| n);
+        Ok(graph.node("Add", &[&product, &b], |n| n))
+    }
 }
 
 impl ClassScores for LinearModel {
