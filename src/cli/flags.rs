@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use headstart::Modality;
 use headstart::augment::Augment;
 use headstart::backbone::{BackboneOptions, BackboneRef, CalibrationMethod, CalibrationSettings};
 use headstart::data::TextOptions;
@@ -13,9 +14,9 @@ use headstart::preprocess::{
 };
 use headstart::runtime::RuntimeOptions;
 use headstart::zoo;
-use headstart::{Error, Modality, Result};
 
 use super::progress::Progress;
+use crate::cli::failure::{Outcome, usage};
 
 /// How text data is read (embed, train, eval).
 #[derive(Args)]
@@ -181,9 +182,9 @@ impl BackboneArgs {
         &self,
         runtime: RuntimeOptions,
         tokenizer: Option<PathBuf>,
-    ) -> Result<BackboneOptions> {
+    ) -> Outcome<BackboneOptions> {
         if self.std.is_some_and(|s| s.contains(&0.0)) {
-            return Err(Error::Config("--std must not contain zero".into()));
+            return Err(usage("--std must not contain zero"));
         }
         Ok(BackboneOptions {
             tokenizer,

@@ -3,6 +3,7 @@
 //! in `flags`, printing that several share in `print`.
 
 mod commands;
+mod failure;
 mod flags;
 mod print;
 mod progress;
@@ -11,9 +12,10 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use headstart::Error;
 use headstart::runtime::{ConvSearch, Device, Precision, RuntimeOptions};
-use headstart::{Error, Result};
 
+use failure::{Failure, Outcome};
 use flags::flag;
 
 use commands::{
@@ -94,14 +96,18 @@ pub fn main() -> ExitCode {
     };
     match run(cli.command, runtime) {
         Ok(()) => ExitCode::SUCCESS,
-        Err(error) => {
-            eprintln!("error: {}", in_flags(&error));
+        Err(failure) => {
+            let message = match failure {
+                Failure::Library(error) => in_flags(&error),
+                Failure::Usage(message) => message,
+            };
+            eprintln!("error: {message}");
             ExitCode::FAILURE
         }
     }
 }
 
-fn run(command: Command, runtime: RuntimeOptions) -> Result<()> {
+fn run(command: Command, runtime: RuntimeOptions) -> Outcome {
     match command {
         Command::Demo(args) => demo::run(&args, &runtime),
         Command::Embed(args) => embed::run(*args, runtime),

@@ -1,8 +1,8 @@
 //! `headstart cache`: where the cache is, what it holds, and `cache clear`.
 
 use clap::{Args, Subcommand};
-use headstart::Result;
 
+use crate::cli::failure::Outcome;
 use crate::cli::print::megabytes;
 
 #[derive(Args)]
@@ -14,7 +14,7 @@ pub struct CacheArgs {
     pub json: bool,
 }
 
-pub fn run(args: CacheArgs) -> Result<()> {
+pub fn run(args: CacheArgs) -> Outcome {
     match args.action {
         None => show_cache(args.json),
         Some(CacheCommand::Clear { all }) => clear_cache(all, args.json),
@@ -32,7 +32,7 @@ pub enum CacheCommand {
     },
 }
 
-fn show_cache(json: bool) -> Result<()> {
+fn show_cache(json: bool) -> Outcome {
     let root = headstart::home::home()?;
     let parts = headstart::home::usage(&root)?;
     let embeddings = headstart::embeddings::cache::usage(&root.join("embeddings"))?;
@@ -71,7 +71,7 @@ fn show_cache(json: bool) -> Result<()> {
     Ok(())
 }
 
-fn clear_cache(everything: bool, json: bool) -> Result<()> {
+fn clear_cache(everything: bool, json: bool) -> Outcome {
     let root = headstart::home::home()?;
     let cleared = headstart::home::clear(&root, everything)?;
     if json {

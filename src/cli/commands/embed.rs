@@ -10,6 +10,7 @@ use headstart::runtime::RuntimeOptions;
 use headstart::workflow::{self, ParquetShard};
 use headstart::{Error, Modality, Result};
 
+use crate::cli::failure::{Outcome, usage};
 use crate::cli::flags::{BackboneArgs, EmbedFlags, TextFlags};
 use crate::cli::print::print_embed_summary;
 
@@ -47,7 +48,7 @@ pub enum SetFormat {
     Parquet,
 }
 
-pub fn run(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
+pub fn run(args: EmbedArgs, runtime: RuntimeOptions) -> Outcome {
     let options = args
         .backbone
         .options(runtime, args.text_flags.tokenizer.clone())?;
@@ -60,20 +61,20 @@ pub fn run(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
             // A single other file is an image to print, below.
             Ok(Data::Embeddings(_)) => {}
             Ok(data) => return embed_data(data, path, &args, &options),
-            Err(error) if path.exists() => return Err(error),
+            Err(error) if path.exists() => return Err(error.into()),
             // Not there: the image decoder below says so.
             Err(_) => {}
         }
     }
     if let Some(out) = &args.output_file {
-        return Err(Error::Config(format!(
+        return Err(usage(format!(
             "-o {} writes a data set's embeddings: give one folder or text table",
             out.display()
         )));
     }
     if args.shard.is_some() || args.format != SetFormat::Npz {
-        return Err(Error::Config(
-            "--shard and --format are for a data set: give one folder or text table, and -o".into(),
+        return Err(usage(
+            "--shard and --format are for a data set: give one folder or text table, and -o",
         ));
     }
     let (data, modality) = if args.text {
@@ -96,9 +97,9 @@ pub fn run(args: EmbedArgs, runtime: RuntimeOptions) -> Result<()> {
     Ok(())
 }
 
-fn embed_data(data: Data, path: &Path, args: &EmbedArgs, options: &BackboneOptions) -> Result<()> {
+fn embed_data(data: Data, path: &Path, args: &EmbedArgs, options: &BackboneOptions) -> Outcome {
     let out = args.output_file.clone().ok_or_else(|| {
-        Error::Config(format!(
+        usage(format!(
             "embedding {} writes an .npz (or Parquet shards with --format parquet): pass -o OUT",
             path.display()
         ))
@@ -113,17 +114,16 @@ fn embed_data(data: Data, path: &Path, args: &EmbedArgs, options: &BackboneOptio
             let (set, summary) =
                 embed_with_progress(&data, args.backbone.given().as_ref(), options, flags)?;
             if set.rows() == 0 {
-                return Err(Error::input(
-                    path,
-                    "nothing could be embedded; nothing written",
-                ));
+                return Err(
+                    Error::input(path, "nothing could be embedded; nothing written").into(),
+                );
             }
             set.write_npz(&out)?;
             (out, set.dim, set.rows(), summary)
         }
         SetFormat::Parquet => {
             if data.modality().is_none() {
-                return Err(Error::Config(format!(
+                return Err(usage(format!(
                     "{} holds embeddings already: --format parquet embeds a folder or text table",
                     path.display()
                 )));

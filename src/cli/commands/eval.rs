@@ -7,8 +7,9 @@ use headstart::backbone::BackboneRef;
 use headstart::data::{Data, TextOptions};
 use headstart::report::{self, ReportInput, Samples};
 use headstart::runtime::RuntimeOptions;
-use headstart::{Modality, Result, workflow};
+use headstart::{Modality, workflow};
 
+use crate::cli::failure::Outcome;
 use crate::cli::flags::EmbedFlags;
 use crate::cli::print::print_embed_summary;
 
@@ -32,7 +33,7 @@ pub struct EvalArgs {
     pub embed: EmbedFlags,
 }
 
-pub fn run(args: EvalArgs, runtime: RuntimeOptions) -> Result<()> {
+pub fn run(args: EvalArgs, runtime: RuntimeOptions) -> Outcome {
     let backbone = args.backbone.as_deref().map(BackboneRef::parse);
     let flags = &args.embed;
     let text = TextOptions::default()

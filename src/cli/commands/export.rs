@@ -3,11 +3,11 @@
 use std::path::PathBuf;
 
 use clap::Args;
-use headstart::Result;
 use headstart::backbone::{BackboneRef, CalibrationMethod, CalibrationSettings};
 use headstart::export::{self, ExportOptions};
 use headstart::runtime::RuntimeOptions;
 
+use crate::cli::failure::Outcome;
 use crate::cli::flags::parse_size;
 
 #[derive(Args)]
@@ -43,7 +43,7 @@ pub struct ExportArgs {
     pub calibration_method: CalibrationMethod,
 }
 
-pub fn run(args: &ExportArgs, runtime: &RuntimeOptions) -> Result<()> {
+pub fn run(args: &ExportArgs, runtime: &RuntimeOptions) -> Outcome {
     let mut options = ExportOptions::default()
         .head_only(args.head_only)
         .raw_input(args.raw_input)

@@ -2,8 +2,8 @@
 
 use std::path::PathBuf;
 
+use crate::cli::failure::Outcome;
 use clap::Args;
-use headstart::Result;
 use headstart::backbone;
 use headstart::runtime::RuntimeOptions;
 
@@ -14,7 +14,7 @@ pub struct InspectArgs {
     pub layers: bool,
 }
 
-pub fn run(args: &InspectArgs, runtime: &RuntimeOptions) -> Result<()> {
+pub fn run(args: &InspectArgs, runtime: &RuntimeOptions) -> Outcome {
     let report = backbone::inspect(&args.model, runtime)?;
     let s = &report.summary;
     println!("{}", report.path.display());

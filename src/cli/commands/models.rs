@@ -1,5 +1,6 @@
 //! `headstart models`: the zoo's backbones, listed or fetched.
 
+use crate::cli::failure::Outcome;
 use clap::Subcommand;
 use headstart::{Result, zoo};
 
@@ -15,7 +16,7 @@ pub enum ModelsCommand {
     },
 }
 
-fn list_models() -> Result<()> {
+fn list_models() -> Outcome {
     for model in zoo::models() {
         let default = if model.default { " (default)" } else { "" };
         println!(
@@ -44,7 +45,7 @@ fn list_models() -> Result<()> {
     Ok(())
 }
 
-pub fn run(command: ModelsCommand) -> Result<()> {
+pub fn run(command: ModelsCommand) -> Outcome {
     match command {
         ModelsCommand::List => list_models(),
         ModelsCommand::Fetch { names } => {

@@ -7,8 +7,9 @@ use headstart::backbone::BackboneRef;
 use headstart::classifier::{Classifier, PredictOptions};
 use headstart::data::{Data, files, texts};
 use headstart::runtime::RuntimeOptions;
-use headstart::{Error, Modality, Result};
+use headstart::{Error, Modality};
 
+use crate::cli::failure::{Outcome, usage};
 use crate::cli::flags::EmbedFlags;
 use crate::cli::print::{csv_field, printable, shortened};
 
@@ -42,7 +43,7 @@ pub enum OutputFormat {
     Json,
 }
 
-pub fn run(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
+pub fn run(args: PredictArgs, runtime: RuntimeOptions) -> Outcome {
     let backbone = args.backbone.as_deref().map(BackboneRef::parse);
     let mut classifier = Classifier::load(&args.bundle, &runtime, backbone.as_ref())?;
     let flags = &args.embed;
@@ -50,8 +51,8 @@ pub fn run(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
         Modality::Text => Data::Texts(texts_to_predict(&args)?),
         Modality::Image => {
             if args.inputs.is_empty() || args.from.is_some() {
-                return Err(Error::Config(
-                    "this bundle classifies images: give image files or folders".into(),
+                return Err(usage(
+                    "this bundle classifies images: give image files or folders",
                 ));
             }
             let paths: Vec<PathBuf> = args.inputs.iter().map(PathBuf::from).collect();
@@ -170,7 +171,7 @@ pub fn run(args: PredictArgs, runtime: RuntimeOptions) -> Result<()> {
 }
 
 /// A text bundle's inputs: the arguments, else lines of --from FILE or of stdin.
-fn texts_to_predict(args: &PredictArgs) -> Result<texts::TextDataset> {
+fn texts_to_predict(args: &PredictArgs) -> Outcome<texts::TextDataset> {
     let (lines, skipped) = match (&args.from, args.inputs.is_empty()) {
         (None, false) => (args.inputs.clone(), Vec::new()),
         (Some(path), _) if path.as_os_str() != "-" => {
@@ -180,8 +181,8 @@ fn texts_to_predict(args: &PredictArgs) -> Result<texts::TextDataset> {
         _ => texts::read_lines(std::io::stdin().lock(), "stdin")?,
     };
     if lines.is_empty() {
-        return Err(Error::Config(
-            "no text to classify: give texts as arguments, --from FILE, or lines on stdin".into(),
+        return Err(usage(
+            "no text to classify: give texts as arguments, --from FILE, or lines on stdin",
         ));
     }
     let mut data = texts::unlabelled("input", lines);

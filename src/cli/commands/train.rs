@@ -5,6 +5,7 @@ mod features;
 use std::path::PathBuf;
 
 use clap::Args;
+use headstart::Modality;
 use headstart::backbone::{BackboneOptions, BackboneRef};
 use headstart::bundle::Bundle;
 use headstart::data::multi_label::MultiLabelTable;
@@ -12,8 +13,8 @@ use headstart::data::{Data, TextOptions};
 use headstart::head::{ClassWeight, HeadKind, NoveltyParams, Solver, TrainParams};
 use headstart::runtime::RuntimeOptions;
 use headstart::workflow::{self, SearchSettings};
-use headstart::{Error, Modality, Result};
 
+use crate::cli::failure::{Outcome, usage};
 use crate::cli::flags::{BackboneArgs, EmbedFlags, TextFlags, flag};
 use crate::cli::print::{print_embed_summary, print_trained, trained_json};
 
@@ -91,7 +92,7 @@ pub struct TrainArgs {
     pub backbone: BackboneArgs,
 }
 
-pub fn run(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
+pub fn run(args: TrainArgs, runtime: RuntimeOptions) -> Outcome {
     let options = args
         .backbone
         .options(runtime, args.text_flags.tokenizer.clone())?;
@@ -138,9 +139,7 @@ pub fn run(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
         );
     }
     if !args.backbones.is_empty() || args.budget.is_some() {
-        return Err(Error::Config(
-            "--backbones and --budget are for --features auto".into(),
-        ));
+        return Err(usage("--backbones and --budget are for --features auto"));
     }
     let mut bar = flags.progress(data.modality().map_or("rows", Modality::unit));
     let result = match (&old, &args.from) {
@@ -181,11 +180,7 @@ pub fn run(args: TrainArgs, runtime: RuntimeOptions) -> Result<()> {
     Ok(())
 }
 
-fn train_multi_label(
-    args: &TrainArgs,
-    options: &BackboneOptions,
-    text: &TextOptions,
-) -> Result<()> {
+fn train_multi_label(args: &TrainArgs, options: &BackboneOptions, text: &TextOptions) -> Outcome {
     let refused = [
         (args.head.is_some_and(|h| h != HeadKind::Logistic), "--head"),
         (
@@ -195,7 +190,7 @@ fn train_multi_label(
         (args.solver == Some(Solver::Linfa), "--solver linfa"),
     ];
     if let Some((_, flag)) = refused.iter().find(|(given, _)| *given) {
-        return Err(Error::Config(format!(
+        return Err(usage(format!(
             "--multi-label trains one logistic model per label; {flag} does not apply"
         )));
     }

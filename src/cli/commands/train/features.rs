@@ -3,12 +3,13 @@
 use std::path::Path;
 use std::time::Duration;
 
+use headstart::Modality;
 use headstart::backbone::{BackboneOptions, BackboneRef};
 use headstart::data::Data;
 use headstart::head::TrainParams;
 use headstart::workflow::{self, FeatureSearch, SearchEvent, SearchSettings, Validation};
-use headstart::{Modality, Result};
 
+use crate::cli::failure::Outcome;
 use crate::cli::flags::EmbedFlags;
 use crate::cli::print::{print_embed_summary, print_trained, trained_json};
 
@@ -53,7 +54,7 @@ pub fn train_auto(
     params: &TrainParams,
     settings: &SearchSettings,
     output: &Path,
-) -> Result<()> {
+) -> Outcome {
     let talk = !flags.quiet && !flags.json;
     let mut bar = flags.progress(data.modality().map_or("rows", Modality::unit));
     let mut events = |event: SearchEvent| {
