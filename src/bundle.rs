@@ -233,7 +233,7 @@ impl Bundle {
             return Ok(None);
         };
         if embeddings.ncols() != novelty.dim() {
-            return Err(Error::Config(format!(
+            return Err(Error::Incompatible(format!(
                 "the backbone makes {}-value embeddings but the bundle's novelty reference has {}: a damaged bundle?",
                 embeddings.ncols(),
                 novelty.dim()
@@ -246,7 +246,7 @@ impl Bundle {
     pub fn predict_embeddings(&self, embeddings: ArrayView2<f32>) -> Result<Array2<f32>> {
         let expected = self.head.dim();
         if embeddings.ncols() != expected {
-            return Err(Error::Config(format!(
+            return Err(Error::Incompatible(format!(
                 "the backbone makes {}-value embeddings but the bundle's head expects {expected}: a damaged bundle?",
                 embeddings.ncols()
             )));

@@ -85,7 +85,7 @@ pub enum Error {
         wanted: String,
         available: Vec<String>,
     },
-    /// Fetching a file from a package registry failed.
+    /// A linfa estimator failed while training a head.
     #[error("training the {head} head: {source}")]
     HeadFit {
         head: &'static str,
@@ -93,9 +93,21 @@ pub enum Error {
     },
     #[error("linfa: {0}")]
     Linfa(#[from] linfa::Error),
+    /// Fetching a file from a package registry failed.
     #[error("{0}")]
     Fetch(String),
-    /// Options, data or files that cannot work together.
+    /// Training data a head cannot learn from: unlabelled, a single class, rows and labels that do not match,
+    /// values that are not finite, too many rows for the head.
+    #[error("{0}")]
+    TrainingData(String),
+    /// A combination the library does not do: raw pixel input for a text bundle, evaluating a multi-label
+    /// bundle on other data, adding examples to a head that cannot take them without its old data, ….
+    #[error("{0}")]
+    Unsupported(String),
+    /// Data and a bundle that do not fit together: other classes, or embeddings of another size.
+    #[error("{0}")]
+    Incompatible(String),
+    /// What is left: a failure inside headstart or a part it uses, or a setting of the machine.
     #[error("{0}")]
     Config(String),
     /// An input (image, text, table, bundle, .npz) that cannot be used.

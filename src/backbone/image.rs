@@ -410,21 +410,24 @@ fn resolve_preprocess(
     if let Some(layout) = shape_layout
         && preprocess.layout != layout
     {
-        return Err(Error::Config(format!(
-            "{}: layout {:?} does not fit the model's input shape {shape:?}",
-            path.display(),
-            preprocess.layout
-        )));
+        return Err(Error::model(
+            path,
+            format!(
+                "layout {:?} does not fit the model's input shape {shape:?}",
+                preprocess.layout
+            ),
+        ));
     }
     let (h_axis, w_axis) = spatial_axes(preprocess.layout);
     let fits = |axis: usize, want: u32| shape[axis] <= 0 || shape[axis] == want as i64;
     if !fits(h_axis, preprocess.height) || !fits(w_axis, preprocess.width) {
-        return Err(Error::Config(format!(
-            "{}: input size {}x{} does not fit the model's fixed input shape {shape:?}",
-            path.display(),
-            preprocess.width,
-            preprocess.height
-        )));
+        return Err(Error::model(
+            path,
+            format!(
+                "input size {}x{} does not fit the model's fixed input shape {shape:?}",
+                preprocess.width, preprocess.height
+            ),
+        ));
     }
     Ok(preprocess)
 }

@@ -59,7 +59,7 @@ impl TextBackbone {
             ),
             (None, Some(zoo_model)) => {
                 let text = zoo_model.text.as_ref().ok_or_else(|| {
-                    Error::Config(format!(
+                    Error::Unsupported(format!(
                         "{} is an image backbone, not a text model",
                         zoo_model.name
                     ))

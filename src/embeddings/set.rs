@@ -328,12 +328,12 @@ impl EmbeddedSet {
     /// rows in the order they were (as embedding a folder of both sets orders them).
     pub fn union(&self, other: &EmbeddedSet) -> Result<EmbeddedSet> {
         let (Some(mine), Some(theirs)) = (&self.labels, &other.labels) else {
-            return Err(Error::Config(
+            return Err(Error::TrainingData(
                 "adding examples needs labelled data (this data is unlabelled)".into(),
             ));
         };
         if self.dim != other.dim {
-            return Err(Error::Config(format!(
+            return Err(Error::TrainingData(format!(
                 "the new embeddings have {} values, the old ones {}",
                 other.dim, self.dim
             )));

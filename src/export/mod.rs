@@ -160,18 +160,15 @@ pub fn export_classifier(
 
 fn check_request(options: &ExportOptions, out: &Path) -> Result<()> {
     if matches!(out.extension(), Some(e) if e != "onnx") {
-        return Err(Error::Config(format!(
-            "{}: give the exported file an .onnx name",
-            out.display()
-        )));
+        return Err(Error::input(out, "give the exported file an .onnx name"));
     }
     if options.head_only && options.int8 {
-        return Err(Error::Config(
+        return Err(Error::Unsupported(
             "a head-only file has no backbone to make int8".into(),
         ));
     }
     if options.head_only && options.raw_input {
-        return Err(Error::Config(
+        return Err(Error::Unsupported(
             "raw pixel input builds image preprocessing into the backbone's graph; a head-only file has no backbone"
                 .into(),
         ));
@@ -239,7 +236,7 @@ impl GraphBuilder {
         }
         let (left, top, box_width, box_height) = preprocess.source_box(width, height);
         let unsupported = || {
-            Error::Config(format!(
+            Error::Unsupported(format!(
                 "raw pixel input cannot build {:?} resizing from ONNX nodes (bilinear and bicubic can be): \
                  export without it and resize on the device",
                 preprocess.interpolation
@@ -486,7 +483,7 @@ fn with_backbone(
             (b.preprocess().layout, None)
         }
         Backbone::Text(_) if options.raw_input => {
-            return Err(Error::Config(
+            return Err(Error::Unsupported(
                 "raw pixel input is for image bundles; a text bundle's file takes token ids".into(),
             ));
         }

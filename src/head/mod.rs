@@ -335,14 +335,16 @@ impl<'a> Labelled<'a> {
         let x = dataset.records.view();
         let y = dataset.as_single_targets();
         if x.nrows() != y.len() {
-            return Err(Error::Config(format!(
+            return Err(Error::TrainingData(format!(
                 "{} embeddings but {} labels",
                 x.nrows(),
                 y.len()
             )));
         }
         if x.nrows() == 0 {
-            return Err(Error::Config("there are no embeddings to train on".into()));
+            return Err(Error::TrainingData(
+                "there are no embeddings to train on".into(),
+            ));
         }
         if let Some((row, _)) = x
             .rows()
@@ -350,21 +352,21 @@ impl<'a> Labelled<'a> {
             .enumerate()
             .find(|(_, r)| r.iter().any(|v| !v.is_finite()))
         {
-            return Err(Error::Config(format!(
+            return Err(Error::TrainingData(format!(
                 "embedding row {row} contains NaN or Inf"
             )));
         }
         let weights = dataset.weights();
         if let Some(weights) = weights {
             if weights.len() != y.len() {
-                return Err(Error::Config(format!(
+                return Err(Error::TrainingData(format!(
                     "{} weights for {} embeddings",
                     weights.len(),
                     y.len()
                 )));
             }
             if weights.iter().any(|w| !(w.is_finite() && *w >= 0.0)) {
-                return Err(Error::Config(
+                return Err(Error::TrainingData(
                     "example weights must be finite and not negative".into(),
                 ));
             }
@@ -372,7 +374,7 @@ impl<'a> Labelled<'a> {
         let largest = y.iter().copied().max().unwrap_or(0);
         let classes = classes.unwrap_or(largest + 1);
         if largest >= classes {
-            return Err(Error::Config(format!(
+            return Err(Error::TrainingData(format!(
                 "label {largest} is not a class index (there are {classes} classes)"
             )));
         }

@@ -227,21 +227,21 @@ pub fn train_multi_label(
     let started = Instant::now();
     let k = label_names.len();
     if x.nrows() != y.len() {
-        return Err(Error::Config(format!(
+        return Err(Error::TrainingData(format!(
             "{} embeddings but {} label sets",
             x.nrows(),
             y.len()
         )));
     }
     if let Some(bad) = y.iter().flatten().find(|&&l| l >= k) {
-        return Err(Error::Config(format!(
+        return Err(Error::TrainingData(format!(
             "label {bad} is not a label index (there are {k} labels)"
         )));
     }
     let mut counts = vec![0usize; k];
     y.iter().flatten().for_each(|&l| counts[l] += 1);
     if let Some(empty) = counts.iter().position(|&c| c == 0) {
-        return Err(Error::Config(format!(
+        return Err(Error::TrainingData(format!(
             "label '{}' is on no example: nothing to learn it from",
             label_names[empty]
         )));
@@ -336,7 +336,7 @@ pub fn train_multi_label(
         scaler.get_or_insert(model.scaler);
     }
     let Some(scaler) = scaler else {
-        return Err(Error::Config(
+        return Err(Error::TrainingData(
             "multi-label training needs at least one label".into(),
         ));
     };

@@ -301,7 +301,7 @@ where
         if let Some(p) = previous
             && p.dim() != data.x.ncols()
         {
-            return Err(Error::Config(format!(
+            return Err(Error::TrainingData(format!(
                 "the model has {} features, the data {}",
                 p.dim(),
                 data.x.ncols()

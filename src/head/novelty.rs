@@ -79,7 +79,7 @@ impl Novelty {
     ) -> Result<Novelty> {
         params.check()?;
         if x.nrows() != fold_of.len() || x.nrows() == 0 {
-            return Err(Error::Config(
+            return Err(Error::TrainingData(
                 "open-set rejection needs training embeddings, one fold index each".into(),
             ));
         }
@@ -110,7 +110,7 @@ impl Novelty {
             out_of_fold.extend(scores);
         }
         if out_of_fold.is_empty() {
-            return Err(Error::Config(
+            return Err(Error::TrainingData(
                 "open-set rejection needs training embeddings in at least two folds".into(),
             ));
         }

@@ -145,7 +145,7 @@ where
         let data = Labelled::check(dataset, self.classes)?;
         let n = data.x.nrows();
         if n > MAX_SVM_SAMPLES {
-            return Err(Error::Config(format!(
+            return Err(Error::TrainingData(format!(
                 "the linear-svm head trains on at most {MAX_SVM_SAMPLES} examples (this data has {n}); \
                  the logistic head has no such limit"
             )));
@@ -154,7 +154,7 @@ where
         let x = scaler.transform(data.x).mapv(f64::from);
         let (present, compact) = present_classes(&data);
         if present.len() < 2 {
-            return Err(Error::Config(
+            return Err(Error::TrainingData(
                 "the linear-svm head needs examples of at least two classes".into(),
             ));
         }

@@ -202,7 +202,7 @@ pub fn train(
             .iter()
             .position(|&c| c > 0)
             .map_or("none".to_string(), |c| format!("'{}'", class_names[c]));
-        return Err(Error::Config(format!(
+        return Err(Error::TrainingData(format!(
             "training needs examples of at least two classes; only {only} has any"
         )));
     }

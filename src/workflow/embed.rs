@@ -95,7 +95,7 @@ pub(super) fn open_calibrated(
     held_out: &HashSet<String>,
 ) -> Result<Backbone> {
     let modality = data.modality().ok_or_else(|| {
-        Error::Config("embeddings read from a file need no backbone to make them".into())
+        Error::Unsupported("embeddings read from a file need no backbone to make them".into())
     })?;
     if !calibrates(options) {
         return Backbone::open(reference, modality, options);
@@ -136,7 +136,7 @@ pub fn embed_each(
     embed_options: &EmbedOptions,
 ) -> Result<EmbeddedSet> {
     let modality = data.modality().ok_or_else(|| {
-        Error::Config("embeddings read from a file need no backbone to make them".into())
+        Error::Unsupported("embeddings read from a file need no backbone to make them".into())
     })?;
     if let Data::Images(files) = data {
         for item in &files.items {
@@ -176,7 +176,7 @@ pub fn embed_parquet_shard(
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<ParquetShard> {
     let modality = data.modality().ok_or_else(|| {
-        Error::Config(
+        Error::Unsupported(
             "embeddings read from a file are embedded already: give a folder or a text table"
                 .into(),
         )

@@ -19,7 +19,7 @@ use super::split::labels_of;
 /// Metrics of a bundle on labelled embeddings made by the same backbone; also returns the probabilities.
 pub fn evaluate_set(bundle: &Bundle, set: &EmbeddedSet) -> Result<(Metrics, Array2<f32>)> {
     if bundle.info.training.multi_label {
-        return Err(Error::Config(
+        return Err(Error::Unsupported(
             "evaluating a multi-label bundle on other data is not supported yet; its training reports \
              cross-validated and held-out metrics (a validation split)"
                 .into(),
@@ -27,14 +27,14 @@ pub fn evaluate_set(bundle: &Bundle, set: &EmbeddedSet) -> Result<(Metrics, Arra
     }
     bundle.info.features.check(&set.features)?;
     if set.class_names != bundle.info.class_names {
-        return Err(Error::Config(format!(
+        return Err(Error::Incompatible(format!(
             "the data's classes {:?} differ from the bundle's {:?}",
             set.class_names, bundle.info.class_names
         )));
     }
     let y = labels_of(set)?;
     if set.dim != bundle.head.dim() {
-        return Err(Error::Config(format!(
+        return Err(Error::Incompatible(format!(
             "embeddings have {} values, the head expects {}",
             set.dim,
             bundle.head.dim()

@@ -179,13 +179,13 @@ pub fn search_features(
 ) -> Result<FeatureSearch> {
     let started = Instant::now();
     let modality = data.modality().ok_or_else(|| {
-        Error::Config(
+        Error::Unsupported(
             "choosing features needs images or texts to embed; an embeddings file's features are fixed"
                 .into(),
         )
     })?;
     if options.layer.is_some() || !options.joined.is_empty() {
-        return Err(Error::Config(
+        return Err(Error::Unsupported(
             "choosing features picks the layer itself: name no layer".into(),
         ));
     }
@@ -408,7 +408,7 @@ fn check_usable(backbone: &BackboneRef, modality: Modality) -> Result<()> {
         BackboneRef::Zoo(name) => {
             let model = zoo::find(name)?;
             if model.modality != modality {
-                return Err(Error::Config(format!(
+                return Err(Error::Unsupported(format!(
                     "{name} is a backbone for {}, and this data is {}",
                     model.modality.unit(),
                     modality.unit()

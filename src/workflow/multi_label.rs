@@ -42,7 +42,7 @@ pub fn train_multi_label(
         .iter()
         .map(|path| {
             table.sets.get(path).cloned().ok_or_else(|| {
-                Error::Config(format!("'{path}' was embedded but is not in the table"))
+                Error::TrainingData(format!("'{path}' was embedded but is not in the table"))
             })
         })
         .collect::<Result<_>>()?;

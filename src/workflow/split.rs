@@ -66,7 +66,7 @@ pub(super) fn split_by(set: &EmbeddedSet, held_out: &HashSet<String>) -> (Vec<us
 /// The set's labels; unlabelled data is an error.
 pub(super) fn labels_of(set: &EmbeddedSet) -> Result<&[usize]> {
     set.labels.as_deref().ok_or_else(|| {
-        Error::Config(
+        Error::TrainingData(
             "training and evaluation need labelled data: one sub-folder per class, or a table with a label column (this data is unlabelled)"
                 .into(),
         )

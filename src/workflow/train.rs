@@ -298,7 +298,7 @@ fn update_bundle(
     let started = Instant::now();
     let kind = old.info.training.head;
     if old.novelty.is_some() {
-        return Err(Error::Config(
+        return Err(Error::Unsupported(
             "this bundle rejects unknown inputs but keeps no training embeddings: its open-set threshold cannot \
              take new examples (train it again with its embeddings kept)"
                 .into(),
@@ -327,7 +327,7 @@ fn update_bundle(
         class_weight: old.info.training.class_weight,
     };
     let Some(head) = old.head.model().with_examples(&examples) else {
-        return Err(Error::Config(format!(
+        return Err(Error::Unsupported(format!(
             "this bundle keeps no training embeddings, and its {kind} head cannot add examples from its own \
              arrays (gaussian-nb and knn can): train it again with its embeddings kept"
         )));

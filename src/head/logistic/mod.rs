@@ -327,7 +327,7 @@ impl LogisticValidParams {
         let x = scaler.transform(data.x).mapv(f64::from);
         let (present, compact) = present_classes(data);
         if present.len() < 2 {
-            return Err(Error::Config(
+            return Err(Error::TrainingData(
                 "linfa-logistic needs examples of at least two classes".into(),
             ));
         }
