@@ -227,7 +227,7 @@ impl Bundle {
         self
     }
 
-    /// Novelty scores, [N], for embeddings made by the bundle's backbone; `None` without open-set rejection.
+    /// Novelty scores, \[N\], for embeddings made by the bundle's backbone; `None` without open-set rejection.
     pub fn novelty_scores(&self, embeddings: ArrayView2<f32>) -> Result<Option<Array1<f32>>> {
         let Some(novelty) = &self.novelty else {
             return Ok(None);

@@ -117,7 +117,7 @@ pub struct Prediction {
     pub label: Option<String>,
     /// The `k` most probable classes, most probable first.
     pub top: Vec<(String, f32)>,
-    /// How far the input is from the training data, for a bundle with open-set rejection ([`mark_novel`]).
+    /// How far the input is from the training data, for a bundle with open-set rejection (see [`Bundle::answer`]).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub novelty: Option<f32>,
     /// Whether the novelty is beyond the bundle's threshold (then the label is `None`).

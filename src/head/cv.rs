@@ -9,7 +9,7 @@ use super::{ClassScores, Embeddings};
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
 
-/// A head's checked parameters as cross-validation and [`super::train`] use them: linfa's `Fit` on
+/// A head's checked parameters as cross-validation and [`super::train()`] use them: linfa's `Fit` on
 /// [`Embeddings`], giving a model with [`ClassScores`].
 pub trait Estimator:
     for<'a> Fit<

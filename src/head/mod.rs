@@ -9,7 +9,7 @@
 //! - `centroid`: the nearest class mean, for 1–5 examples per class ([`CentroidParams`]);
 //! - `knn`: votes among the cosine-nearest training embeddings ([`KnnParams`]).
 //!
-//! [`train`] is the protocol around them: cross-validation picks the regularisation, out-of-fold scores fit a
+//! [`train()`] is the protocol around them: cross-validation picks the regularisation, out-of-fold scores fit a
 //! temperature, and probabilities are softmax(scores / temperature). Beside any head, [`Novelty`] can reject
 //! inputs far from all the training data (open-set rejection).
 

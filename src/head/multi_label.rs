@@ -20,7 +20,7 @@ use crate::onnx::builder::GraphBuilder;
 #[derive(Debug, Clone, PartialEq)]
 pub struct MultiLabel {
     pub model: LinearModel,
-    /// [K], in (0, 1].
+    /// \[K\], in (0, 1].
     pub thresholds: Array1<f32>,
 }
 

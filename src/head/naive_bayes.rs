@@ -17,7 +17,7 @@ use super::{
 use crate::error::{Error, Result};
 use crate::onnx::builder::GraphBuilder;
 
-/// Per class (rows): feature means and variances [K, D], log prior [K] and the examples it was fitted on [K].
+/// Per class (rows): feature means and variances \[K, D\], log prior \[K\] and the examples it was fitted on \[K\].
 /// A class without examples has mean 0, variance 1 and a prohibitive prior.
 #[derive(Debug, Clone, PartialEq)]
 pub struct NaiveBayes {

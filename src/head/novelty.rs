@@ -133,7 +133,7 @@ impl Novelty {
         self.reference.ncols()
     }
 
-    /// Novelty scores, [N]: 0 for an input on a training embedding, up to 2 for its opposite.
+    /// Novelty scores, \[N\]: 0 for an input on a training embedding, up to 2 for its opposite.
     pub fn scores(&self, x: ArrayView2<f32>) -> Array1<f32> {
         kth_distance(normalized(x).view(), self.reference.view(), self.k)
     }

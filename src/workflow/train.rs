@@ -126,7 +126,7 @@ pub struct TrainRun {
     pub validation_rows: usize,
 }
 
-/// Embeds `data` (see [`embeddings_for`]), sets validation rows apart as `validation` says, trains a head with
+/// Embeds `data` (see [`super::embeddings_for`]), sets validation rows apart as `validation` says, trains a head with
 /// `params` and measures it on them. The bundle is not saved.
 pub fn train(
     data: &Data,

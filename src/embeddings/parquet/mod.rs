@@ -2,7 +2,7 @@
 //! skipped input included with its reason, the backbone in the file's key-value metadata under `headstart.`.
 //! Columns are written and read directly with the `parquet` crate (no Arrow), and the reader takes what
 //! `headstart.ray.Embed` writes through Ray as well: a folder of shards is one set. Every column chunk's
-//! page headers are checked ([`pages`]) before the crate decodes it.
+//! page headers are checked (`pages.rs`) before the crate decodes it.
 
 mod pages;
 

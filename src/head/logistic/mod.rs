@@ -25,7 +25,7 @@ pub struct LinearModel {
     pub scaler: Scaler,
     /// [D, K].
     pub weights: Array2<f32>,
-    /// [K].
+    /// \[K\].
     pub intercept: Array1<f32>,
 }
 
