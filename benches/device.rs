@@ -42,17 +42,12 @@ fn main() {
         Ok("fp16") => Precision::Fp16,
         _ => Precision::Fp32,
     };
-    let runtime = RuntimeOptions {
-        device,
-        conv_search,
-        precision,
-        allow_cpu_nodes: std::env::var("HEADSTART_BENCH_ALLOW_CPU_NODES").is_ok_and(|v| v == "1"),
-        ..Default::default()
-    };
-    let options = BackboneOptions {
-        runtime: runtime.clone(),
-        ..Default::default()
-    };
+    let runtime = RuntimeOptions::default()
+        .device(device)
+        .conv_search(conv_search)
+        .precision(precision)
+        .allow_cpu_nodes(std::env::var("HEADSTART_BENCH_ALLOW_CPU_NODES").is_ok_and(|v| v == "1"));
+    let options = BackboneOptions::default().runtime(runtime.clone());
 
     let folder = tempfile::tempdir().expect("temp dir");
     let images = match std::env::var_os("HEADSTART_BENCH_FOLDER") {
@@ -65,10 +60,10 @@ fn main() {
     let reference = BackboneRef::Zoo("efficientnet-lite0".into());
     let mut backbone = ImageBackbone::open(&reference, &options).expect("backbone opens");
     let open_seconds = opened.elapsed().as_secs_f64();
-    let embed_options = EmbedOptions {
-        batch_size: setting("HEADSTART_BENCH_BATCH"),
-        use_cache: false,
-        ..Default::default()
+    let embed_options = {
+        let mut options = EmbedOptions::default().use_cache(false);
+        options.batch_size = setting("HEADSTART_BENCH_BATCH");
+        options
     };
     let batch = embed_options.batch_size_on(backbone.device());
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());

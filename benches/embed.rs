@@ -120,16 +120,11 @@ fn bench_set(
         .ok()
         .and_then(|v| v.parse().ok());
     let cache_dir = tempfile::tempdir().expect("temp dir");
-    let options = EmbedOptions {
-        batch_size: Some(BATCH),
-        cache_dir: Some(cache_dir.path().to_path_buf()),
-        workers: workers.unwrap_or(EmbedOptions::default().workers),
-        ..Default::default()
-    };
-    let cold = EmbedOptions {
-        use_cache: false,
-        ..options.clone()
-    };
+    let options = EmbedOptions::default()
+        .batch_size(BATCH)
+        .cache_dir(cache_dir.path())
+        .workers(workers.unwrap_or(EmbedOptions::default().workers));
+    let cold = options.clone().use_cache(false);
     embed_images(&data, pipeline, &options, &mut |_, _| {}).expect("fills the cache");
 
     let (mut pure, mut end_to_end, mut exactly, mut python, mut cached) =

@@ -47,15 +47,10 @@ fn main() {
     );
 
     let cache_dir = tempfile::tempdir().expect("temp dir");
-    let options = EmbedOptions {
-        batch_size: Some(BATCH),
-        cache_dir: Some(cache_dir.path().to_path_buf()),
-        ..Default::default()
-    };
-    let cold = EmbedOptions {
-        use_cache: false,
-        ..options.clone()
-    };
+    let options = EmbedOptions::default()
+        .batch_size(BATCH)
+        .cache_dir(cache_dir.path().to_path_buf());
+    let cold = options.clone().use_cache(false);
     // Warm-up, and fills the cache for (c).
     embed_texts(&data, &mut backbone, &options, &mut |_, _| {}).expect("embed");
 

@@ -86,11 +86,7 @@ fn every_head(case: &Case) {
             Solver::Linfa,
         )]);
     for (label, head, solver) in variants {
-        let params = TrainParams {
-            head,
-            solver,
-            ..TrainParams::default()
-        };
+        let params = TrainParams::default().head(head).solver(solver);
         let started = Instant::now();
         let row = match train(case.x_train.view(), &case.y_train, &names, &params) {
             Ok((trained, report)) => format!(

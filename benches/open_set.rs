@@ -89,13 +89,10 @@ fn measure(
     let params = TrainParams::default();
     let (head, report) = train(x_train.view(), &y_train, &train_names, &params).expect("trains");
     let fold_of = stratified_folds(&y_train, params.folds, params.seed);
-    let novelty_params = NoveltyParams {
-        k: std::env::var("HEADSTART_BENCH_NOVELTY_K")
-            .ok()
-            .and_then(|k| k.parse().ok())
-            .unwrap_or(NoveltyParams::default().k),
-        ..NoveltyParams::default()
-    };
+    let novelty_params = NoveltyParams::default().k(std::env::var("HEADSTART_BENCH_NOVELTY_K")
+        .ok()
+        .and_then(|k| k.parse().ok())
+        .unwrap_or(NoveltyParams::default().k));
     let novelty = Novelty::fit(x_train.view(), &fold_of, params.folds, &novelty_params)
         .expect("fits the novelty score");
 

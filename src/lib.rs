@@ -40,6 +40,21 @@
 //! # }
 //! ```
 
+/// Builder methods for an options struct, one per field named: `.field(value)` sets it (an `Option` field from
+/// its value). Options structs are `#[non_exhaustive]`, so a new field never breaks a user.
+macro_rules! setters {
+    ($options:ty { $($field:ident: $value:ty),* $(,)? }) => {
+        impl $options {
+            $(
+                pub fn $field(mut self, $field: $value) -> Self {
+                    self.$field = $field.into();
+                    self
+                }
+            )*
+        }
+    };
+}
+
 pub(crate) mod atomic;
 pub mod augment;
 pub mod backbone;

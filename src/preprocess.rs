@@ -128,6 +128,7 @@ impl Default for ImagePreprocess {
 
 /// Partial preprocessing: from flags or a JSON file beside a model, applied over a base.
 #[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
 pub struct PreprocessOverrides {
     pub size: Option<(u32, u32)>,
     pub resize: Option<Resize>,
@@ -139,6 +140,18 @@ pub struct PreprocessOverrides {
     pub colour: Option<ColourOrder>,
     pub jpeg_decode: Option<JpegDecode>,
 }
+
+setters!(PreprocessOverrides {
+    size: (u32, u32),
+    resize: Resize,
+    crop_pct: f32,
+    interpolation: Interpolation,
+    mean: [f32; 3],
+    std: [f32; 3],
+    layout: Layout,
+    colour: ColourOrder,
+    jpeg_decode: JpegDecode,
+});
 
 impl PreprocessOverrides {
     pub(crate) fn apply_to(&self, base: &mut ImagePreprocess) {

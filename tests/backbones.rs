@@ -24,10 +24,11 @@ fn photo(name: &str) -> image::DynamicImage {
 }
 
 fn efficientnet(output: Option<&str>, layer: Option<&str>) -> ImageBackbone {
-    let options = BackboneOptions {
-        output: output.map(String::from),
-        layer: layer.map(String::from),
-        ..Default::default()
+    let options = {
+        let mut options = BackboneOptions::default();
+        options.output = output.map(String::from);
+        options.layer = layer.map(String::from);
+        options
     };
     ImageBackbone::open(&BackboneRef::Zoo("efficientnet-lite0".into()), &options).unwrap()
 }
@@ -160,13 +161,8 @@ fn nhwc_bgr_backbone_with_tapped_pool_layer() {
     assert_eq!(bgr.dim(), (2, 1024));
     assert!(bgr.iter().all(|v| v.is_finite()));
 
-    let rgb_options = BackboneOptions {
-        preprocess: PreprocessOverrides {
-            colour: Some(ColourOrder::Rgb),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let rgb_options = BackboneOptions::default()
+        .preprocess(PreprocessOverrides::default().colour(ColourOrder::Rgb));
     let rgb = ImageBackbone::open(&reference, &rgb_options)
         .unwrap()
         .embed(&images)
@@ -203,18 +199,16 @@ fn nhwc_bgr_mean_subtraction_is_exact_on_a_generated_model() {
         ..Default::default()
     };
     std::fs::write(&path, ModelProto::new(graph, 13).encode_to_vec()).unwrap();
-    let options = BackboneOptions {
-        pooling: Some(Pooling::Mean),
-        preprocess: PreprocessOverrides {
-            mean: Some([104.0, 117.0, 123.0]),
-            std: Some([1.0, 1.0, 1.0]),
-            colour: Some(ColourOrder::Bgr),
-            resize: Some(Resize::Stretch),
-            interpolation: Some(Interpolation::Nearest),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let options = BackboneOptions::default()
+        .pooling(Pooling::Mean)
+        .preprocess(
+            PreprocessOverrides::default()
+                .mean([104.0, 117.0, 123.0])
+                .std([1.0, 1.0, 1.0])
+                .colour(ColourOrder::Bgr)
+                .resize(Resize::Stretch)
+                .interpolation(Interpolation::Nearest),
+        );
     let mut backbone = ImageBackbone::open(&BackboneRef::File(path), &options).unwrap();
     assert_eq!(
         backbone.preprocess().layout,
@@ -243,14 +237,8 @@ fn dynamic_size_and_fixed_batch_models() {
     let solid = |rgb: [u8; 3]| {
         image::DynamicImage::ImageRgb8(image::RgbImage::from_pixel(50, 40, image::Rgb(rgb)))
     };
-    let unit = BackboneOptions {
-        preprocess: PreprocessOverrides {
-            mean: Some([0.0; 3]),
-            std: Some([1.0; 3]),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let unit = BackboneOptions::default()
+        .preprocess(PreprocessOverrides::default().mean([0.0; 3]).std([1.0; 3]));
     let pool_model = |name: &str, dims: &[Option<i64>]| {
         let path = dir.path().join(name);
         let graph = GraphProto {
@@ -275,13 +263,7 @@ fn dynamic_size_and_fixed_batch_models() {
         (224, 224),
         "default size"
     );
-    let small = BackboneOptions {
-        preprocess: PreprocessOverrides {
-            size: Some((8, 16)),
-            ..unit.preprocess.clone()
-        },
-        ..Default::default()
-    };
+    let small = BackboneOptions::default().preprocess(unit.preprocess.clone().size((8, 16)));
     let mut backbone = ImageBackbone::open(&dynamic, &small).unwrap();
     assert_eq!(
         (backbone.preprocess().height, backbone.preprocess().width),
@@ -297,13 +279,8 @@ fn dynamic_size_and_fixed_batch_models() {
         .unwrap();
     assert_eq!(out.column(0).to_vec(), [1.0, 2.0, 3.0]);
 
-    let conflicting = BackboneOptions {
-        preprocess: PreprocessOverrides {
-            size: Some((8, 8)),
-            ..Default::default()
-        },
-        ..Default::default()
-    };
+    let conflicting =
+        BackboneOptions::default().preprocess(PreprocessOverrides::default().size((8, 8)));
     let err = ImageBackbone::open(&batch_of_one, &conflicting)
         .err()
         .unwrap()

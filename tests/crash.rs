@@ -202,10 +202,7 @@ fn a_torn_cache_entry_is_recomputed_not_served() {
     let dir = tempfile::tempdir().unwrap();
     let data = fresh_images(dir.path(), 6);
     let cache = dir.path().join("cache");
-    let options = EmbedOptions {
-        cache_dir: Some(cache.clone()),
-        ..Default::default()
-    };
+    let options = EmbedOptions::default().cache_dir(cache.clone());
     let mut backbone = ImageBackbone::open(
         &BackboneRef::Zoo("efficientnet-lite0".into()),
         &Default::default(),

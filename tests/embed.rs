@@ -106,13 +106,7 @@ fn awkward_images_are_converted_and_oriented() {
     // A PNG named .jpg: the content decides.
     save(&small, &root.join("modes/misnamed.jpg"), ImageFormat::Png);
 
-    let (set, summary) = run(
-        root,
-        &EmbedOptions {
-            use_cache: false,
-            ..Default::default()
-        },
-    );
+    let (set, summary) = run(root, &EmbedOptions::default().use_cache(false));
     assert!(summary.skipped.is_empty(), "{:?}", summary.skipped);
     assert_eq!(set.rows(), 12);
     assert_eq!(set.class_names, ["exif", "modes", "upright"]);
@@ -153,13 +147,7 @@ fn skips_empty_classes_and_flat_folders() {
     std::fs::create_dir_all(root.join("dogs")).unwrap();
     std::fs::write(root.join("README.txt"), b"about this dataset").unwrap();
 
-    let (set, summary) = run(
-        root,
-        &EmbedOptions {
-            use_cache: false,
-            ..Default::default()
-        },
-    );
+    let (set, summary) = run(root, &EmbedOptions::default().use_cache(false));
     assert_eq!(set.rows(), 1);
     assert_eq!(set.labels, Some(vec![0]));
     assert_eq!(summary.empty_classes, ["dogs"]);
@@ -183,11 +171,7 @@ fn skips_empty_classes_and_flat_folders() {
     );
 
     let data = dataset::scan(root).unwrap();
-    let strict = EmbedOptions {
-        use_cache: false,
-        strict: true,
-        ..Default::default()
-    };
+    let strict = EmbedOptions::default().use_cache(false).strict(true);
     let err = embed_images(&data, &mut backbone(), &strict, &mut |_, _| {})
         .err()
         .unwrap()
@@ -197,13 +181,7 @@ fn skips_empty_classes_and_flat_folders() {
     let flat = tempfile::tempdir().unwrap();
     save(&cat, &flat.path().join("a.png"), ImageFormat::Png);
     save(&cat.fliph(), &flat.path().join("b.png"), ImageFormat::Png);
-    let (set, _) = run(
-        flat.path(),
-        &EmbedOptions {
-            use_cache: false,
-            ..Default::default()
-        },
-    );
+    let (set, _) = run(flat.path(), &EmbedOptions::default().use_cache(false));
     assert_eq!(set.labels, None);
     assert!(set.class_names.is_empty());
 }
@@ -223,10 +201,7 @@ fn cache_hits_partial_cache_and_augmentation() {
             ImageFormat::Png,
         );
     }
-    let options = EmbedOptions {
-        cache_dir: Some(dir.path().join("cache")),
-        ..Default::default()
-    };
+    let options = EmbedOptions::default().cache_dir(dir.path().join("cache"));
     let (first, summary) = run(root, &options);
     assert_eq!((summary.from_cache, summary.computed), (0, 3));
     let (second, summary) = run(root, &options);
@@ -248,13 +223,10 @@ fn cache_hits_partial_cache_and_augmentation() {
         "only the new image is embedded"
     );
 
-    let augmented = EmbedOptions {
-        augment: Augment {
-            flip: true,
-            crop: true,
-        },
-        ..options
-    };
+    let augmented = options.augment(Augment {
+        flip: true,
+        crop: true,
+    });
     let (set, summary) = run(root, &augmented);
     assert_eq!(set.rows(), 12);
     assert_eq!((summary.from_cache, summary.computed), (4, 8));
@@ -324,13 +296,7 @@ fn embeddings_match_an_independent_reference() {
     .unwrap();
     std::fs::copy(elpv_cell("cell0001.png"), root.join("cell0001.png")).unwrap();
     std::fs::remove_dir(root.join("elpv")).unwrap();
-    let (set, _) = run(
-        root,
-        &EmbedOptions {
-            use_cache: false,
-            ..Default::default()
-        },
-    );
+    let (set, _) = run(root, &EmbedOptions::default().use_cache(false));
     for (name, key) in [
         ("chelsea.png", "chelsea.png"),
         ("coffee.png", "coffee.png"),
@@ -588,10 +554,7 @@ fn the_cache_keeps_reduced_and_full_decodings_of_a_photo_apart() {
     photo_folder(&folder, 1);
     let cat = image::open(photo("chelsea.png")).unwrap();
     save(&cat, &folder.join("cat.png"), ImageFormat::Png);
-    let options = EmbedOptions {
-        cache_dir: Some(dir.path().join("cache")),
-        ..Default::default()
-    };
+    let options = EmbedOptions::default().cache_dir(dir.path().join("cache"));
     let data = dataset::scan(&folder).unwrap();
     let mut scaled = backbone();
     let mut exact_options = headstart::backbone::BackboneOptions::default();
@@ -613,10 +576,7 @@ fn the_cache_keeps_reduced_and_full_decodings_of_a_photo_apart() {
     );
     assert_eq!(embed(&mut exact).1.computed, 0);
     assert_eq!(embed(&mut scaled).1.computed, 0);
-    let uncached = EmbedOptions {
-        use_cache: false,
-        ..options.clone()
-    };
+    let uncached = options.clone().use_cache(false);
     let (fresh, _) = embed_images(&data, &mut exact, &uncached, &mut |_, _| {}).unwrap();
     assert_eq!(full.embeddings, fresh.embeddings);
     assert_ne!(first.embeddings, full.embeddings);

@@ -40,14 +40,10 @@ fn seeds(target: &str) -> Vec<PathBuf> {
 #[test]
 fn image_seeds_decode_and_preprocess() {
     let preprocess = ImagePreprocess::default();
-    let strict = DecodeOptions {
-        max_pixels: 4_000_000,
-        allow_truncated: false,
-    };
-    let lenient = DecodeOptions {
-        allow_truncated: true,
-        ..strict
-    };
+    let strict = DecodeOptions::default()
+        .max_pixels(4_000_000)
+        .allow_truncated(false);
+    let lenient = strict.allow_truncated(true);
     for path in seeds("image_decode") {
         let bytes = std::fs::read(&path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy();

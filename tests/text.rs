@@ -140,11 +140,7 @@ fn sentence_embeddings_match_an_independent_python_reference() {
 
     // The dataset path (length buckets, cache off) gives the same vectors and counts the truncated text.
     let data = texts::unlabelled("test", texts.iter().map(|t| t.to_string()).collect());
-    let options = EmbedOptions {
-        use_cache: false,
-        batch_size: Some(4),
-        ..Default::default()
-    };
+    let options = EmbedOptions::default().use_cache(false).batch_size(4);
     let (set, summary) = embed_texts(&data, &mut backbone, &options, &mut |_, _| {}).unwrap();
     assert_eq!(summary.truncated, Some(1));
     assert_eq!((set.rows(), set.dim), (texts.len(), 384));

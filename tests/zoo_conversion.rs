@@ -42,15 +42,12 @@ fn dinov2_is_cut_from_its_package_to_the_manifest_sha256() {
             .unwrap()
     };
     let cls = embed(BackboneOptions::default());
-    let token0 = embed(BackboneOptions {
-        layer: Some("/backbone/layernorm/Add_1_output_0".into()),
-        pooling: Some(Pooling::Cls),
-        ..Default::default()
-    });
-    let patches = embed(BackboneOptions {
-        output: Some("patch_mean".into()),
-        ..Default::default()
-    });
+    let token0 = embed(
+        BackboneOptions::default()
+            .layer("/backbone/layernorm/Add_1_output_0".into())
+            .pooling(Pooling::Cls),
+    );
+    let patches = embed(BackboneOptions::default().output("patch_mean".into()));
     assert_eq!(cls.dim(), (2, 384));
     assert_eq!(patches.dim(), (2, 384));
     let largest = |a: &ndarray::Array2<f32>, b: &ndarray::Array2<f32>| {

@@ -30,10 +30,9 @@ fuzz_target!(|bytes: &[u8]| {
         },
     ];
     for allow_truncated in [false, true] {
-        let options = DecodeOptions {
-            max_pixels: MAX_PIXELS,
-            allow_truncated,
-        };
+        let options = DecodeOptions::default()
+            .max_pixels(MAX_PIXELS)
+            .allow_truncated(allow_truncated);
         // Every pixel, then as each preprocessing needs it (reduced-scale JPEG decoding where it may).
         let decodes = std::iter::once(None).chain(variants.iter().map(Some));
         for target in decodes {

@@ -88,10 +88,7 @@ impl Bundle {
     #[staticmethod]
     #[pyo3(signature = (path, device = "auto"))]
     fn load(py: Python<'_>, path: PathBuf, device: &str) -> PyResult<Self> {
-        let runtime = RuntimeOptions {
-            device: device.parse::<Device>().map_err(raise)?,
-            ..Default::default()
-        };
+        let runtime = RuntimeOptions::default().device(device.parse::<Device>().map_err(raise)?);
         let bundle = py
             .detach(|| headstart::Bundle::load(&path))
             .map_err(raise)?;
@@ -304,22 +301,18 @@ pub fn train(
     keep_embeddings: bool,
 ) -> PyResult<Bundle> {
     let defaults = TrainParams::default();
-    let params = TrainParams {
-        head: head.parse().map_err(raise)?,
-        folds,
-        grid: grid.unwrap_or(defaults.grid),
-        class_weight: class_weight.parse().map_err(raise)?,
-        solver: solver.parse().map_err(raise)?,
-        seed,
-        k,
-        max_iterations,
-        open_set: open_set.map(|rate| NoveltyParams {
-            false_rejection: rate,
-            seed,
-            ..NoveltyParams::default()
-        }),
-        keep_embeddings,
-    };
+    let mut params = TrainParams::default()
+        .head(head.parse().map_err(raise)?)
+        .folds(folds)
+        .grid(grid.unwrap_or(defaults.grid))
+        .class_weight(class_weight.parse().map_err(raise)?)
+        .solver(solver.parse().map_err(raise)?)
+        .seed(seed)
+        .k(k)
+        .max_iterations(max_iterations)
+        .keep_embeddings(keep_embeddings);
+    params.open_set =
+        open_set.map(|rate| NoveltyParams::default().false_rejection(rate).seed(seed));
     let (matrix, features, runtime) = match (embeddings.cast::<Embedded>(), embedder) {
         (Ok(embedded), _) => {
             let embedded = embedded.get();

@@ -99,19 +99,14 @@ impl Embedder {
             (None, BackboneRef::Zoo(name)) => zoo::find(name).map_err(raise)?.modality,
             (None, BackboneRef::File(_)) => Modality::Image,
         };
-        let runtime = RuntimeOptions {
-            device: device.parse::<Device>().map_err(raise)?,
-            threads,
-            ..Default::default()
-        };
-        let backbone_options = BackboneOptions {
-            runtime: runtime.clone(),
-            preprocess: PreprocessOverrides {
-                jpeg_decode: exact_decode.then_some(JpegDecode::Exact),
-                ..Default::default()
-            },
-            ..Default::default()
-        };
+        let mut runtime =
+            RuntimeOptions::default().device(device.parse::<Device>().map_err(raise)?);
+        runtime.threads = threads;
+        let mut preprocess = PreprocessOverrides::default();
+        preprocess.jpeg_decode = exact_decode.then_some(JpegDecode::Exact);
+        let backbone_options = BackboneOptions::default()
+            .runtime(runtime.clone())
+            .preprocess(preprocess);
         let mut options = EmbedOptions::default()
             .use_cache(cache)
             .allow_truncated(allow_truncated);

@@ -180,6 +180,7 @@ impl fmt::Display for BackboneRef {
 
 /// Everything about how a backbone is opened that a user can choose.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct BackboneOptions {
     pub runtime: RuntimeOptions,
     /// The graph output to take features from (default: the zoo's, else the first output).
@@ -202,6 +203,20 @@ pub struct BackboneOptions {
     pub calibration: Option<Calibration>,
     pub calibrate: CalibrationSettings,
 }
+
+setters!(BackboneOptions {
+    runtime: RuntimeOptions,
+    output: String,
+    layer: String,
+    joined: Vec<String>,
+    pooling: Pooling,
+    normalize: bool,
+    preprocess_file: PathBuf,
+    preprocess: PreprocessOverrides,
+    tokenizer: PathBuf,
+    calibration: Calibration,
+    calibrate: CalibrationSettings,
+});
 
 /// What identifies the features a backbone makes: a head trained on them is only valid with the same.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -79,16 +79,15 @@ impl EmbedFlags {
     pub fn options(&self) -> EmbedOptions {
         let defaults = EmbedOptions::default();
         let workers = self.workers.unwrap_or(defaults.workers);
-        EmbedOptions {
-            batch_size: self.batch_size,
-            ..defaults
-        }
-        .workers(workers)
-        .use_cache(!self.no_cache)
-        .augment(self.augment.unwrap_or_default())
-        .strict(self.strict)
-        .max_pixels(self.max_pixels)
-        .allow_truncated(self.allow_truncated)
+        let mut options = defaults
+            .workers(workers)
+            .use_cache(!self.no_cache)
+            .augment(self.augment.unwrap_or_default())
+            .strict(self.strict)
+            .max_pixels(self.max_pixels)
+            .allow_truncated(self.allow_truncated);
+        options.batch_size = self.batch_size;
+        options
     }
 
     pub fn progress(&self, unit: &'static str) -> Progress {
@@ -186,31 +185,33 @@ impl BackboneArgs {
         if self.std.is_some_and(|s| s.contains(&0.0)) {
             return Err(usage("--std must not contain zero"));
         }
-        Ok(BackboneOptions {
-            tokenizer,
-            runtime,
-            output: self.output.clone(),
-            layer: self.layer.first().cloned(),
-            joined: self.layer.iter().skip(1).cloned().collect(),
-            pooling: self.pooling,
-            normalize: self.normalize.then_some(true),
-            preprocess_file: self.preprocess.clone(),
-            preprocess: PreprocessOverrides {
-                size: self.size,
-                resize: self.resize,
-                crop_pct: self.crop_pct,
-                interpolation: self.interpolation,
-                mean: self.mean,
-                std: self.std,
-                layout: self.layout,
-                colour: self.colour,
-                jpeg_decode: self.exact_decode.then_some(JpegDecode::Exact),
-            },
-            calibration: None,
-            calibrate: CalibrationSettings::default()
-                .inputs(self.calibration)
-                .method(self.calibration_method),
-        })
+        // Flags not given leave the option unset: the bundle's, the zoo's or the model's own setting holds.
+        let mut preprocess = PreprocessOverrides::default();
+        preprocess.size = self.size;
+        preprocess.resize = self.resize;
+        preprocess.crop_pct = self.crop_pct;
+        preprocess.interpolation = self.interpolation;
+        preprocess.mean = self.mean;
+        preprocess.std = self.std;
+        preprocess.layout = self.layout;
+        preprocess.colour = self.colour;
+        preprocess.jpeg_decode = self.exact_decode.then_some(JpegDecode::Exact);
+        let mut options = BackboneOptions::default()
+            .runtime(runtime)
+            .joined(self.layer.iter().skip(1).cloned().collect())
+            .preprocess(preprocess)
+            .calibrate(
+                CalibrationSettings::default()
+                    .inputs(self.calibration)
+                    .method(self.calibration_method),
+            );
+        options.tokenizer = tokenizer;
+        options.output = self.output.clone();
+        options.layer = self.layer.first().cloned();
+        options.pooling = self.pooling;
+        options.normalize = self.normalize.then_some(true);
+        options.preprocess_file = self.preprocess.clone();
+        Ok(options)
     }
 
     pub fn reference(&self, modality: Modality) -> BackboneRef {

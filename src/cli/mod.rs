@@ -85,15 +85,13 @@ enum Command {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = RuntimeOptions {
-        library: cli.ort_lib.clone(),
-        device: cli.device,
-        threads: cli.threads,
-        intra_op_spinning: None,
-        allow_cpu_nodes: cli.allow_cpu_nodes,
-        conv_search: cli.conv_search,
-        precision: cli.precision,
-    };
+    let mut runtime = RuntimeOptions::default()
+        .device(cli.device)
+        .allow_cpu_nodes(cli.allow_cpu_nodes)
+        .conv_search(cli.conv_search)
+        .precision(cli.precision);
+    runtime.library = cli.ort_lib.clone();
+    runtime.threads = cli.threads;
     match run(cli.command, runtime) {
         Ok(()) => ExitCode::SUCCESS,
         Err(failure) => {

@@ -17,6 +17,7 @@ use crate::runtime::{DeviceUsed, Placement, Precision};
 
 /// How a dataset is embedded.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct EmbedOptions {
     /// Inputs per inference batch; `None`: the device's default ([`EmbedOptions::batch_size_on`]).
     pub batch_size: Option<usize>,

@@ -11,6 +11,7 @@ use crate::rng::SplitMix64;
 
 /// Validated by [`NoveltyParams::check`].
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct NoveltyParams {
     /// The neighbour whose similarity scores an input (1 = the nearest; fewer training embeddings than this,
     /// the farthest).
@@ -22,6 +23,13 @@ pub struct NoveltyParams {
     pub max_reference: usize,
     pub seed: u64,
 }
+
+setters!(NoveltyParams {
+    k: usize,
+    false_rejection: f64,
+    max_reference: usize,
+    seed: u64,
+});
 
 impl Default for NoveltyParams {
     fn default() -> Self {

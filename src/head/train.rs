@@ -45,6 +45,7 @@ impl std::str::FromStr for ClassWeight {
 
 /// Validated with [`TrainParams::check`] before training.
 #[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
 pub struct TrainParams {
     pub head: HeadKind,
     /// Cross-validation folds (at least 2).
@@ -64,6 +65,19 @@ pub struct TrainParams {
     /// Whether the bundle keeps the training embeddings, so that examples can be added later.
     pub keep_embeddings: bool,
 }
+
+setters!(TrainParams {
+    head: HeadKind,
+    folds: usize,
+    grid: Vec<f64>,
+    class_weight: ClassWeight,
+    solver: Solver,
+    seed: u64,
+    k: usize,
+    max_iterations: u64,
+    open_set: NoveltyParams,
+    keep_embeddings: bool,
+});
 
 impl Default for TrainParams {
     fn default() -> Self {

@@ -98,6 +98,7 @@ impl std::fmt::Display for Precision {
 
 /// How ONNX Runtime is loaded and sessions are configured.
 #[derive(Debug, Clone, Default)]
+#[non_exhaustive]
 pub struct RuntimeOptions {
     /// The libonnxruntime to load; `None` searches: `ORT_DYLIB_PATH`, beside the executable, the cache, an installed
     /// Python onnxruntime, else the pinned release from PyPI (onnxruntime-gpu when CUDA is wanted).
@@ -113,6 +114,16 @@ pub struct RuntimeOptions {
     pub conv_search: ConvSearch,
     pub precision: Precision,
 }
+
+setters!(RuntimeOptions {
+    library: PathBuf,
+    device: Device,
+    threads: usize,
+    intra_op_spinning: bool,
+    allow_cpu_nodes: bool,
+    conv_search: ConvSearch,
+    precision: Precision,
+});
 
 /// The device a session actually runs on.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]

@@ -116,19 +116,10 @@ const SENTENCES: [(&str, &str); 3] = [
 fn run_photos(runtime: &RuntimeOptions) -> Result<DemoReport> {
     let image_model = zoo::default_for(Modality::Image);
     let reference = BackboneRef::Zoo(image_model.name.clone());
-    let options = BackboneOptions {
-        runtime: runtime.clone(),
-        ..Default::default()
-    };
+    let options = BackboneOptions::default().runtime(runtime.clone());
     let mut backbone = ImageBackbone::open(&reference, &options)?;
     let (logits_output, labels) = zoo::labels(&image_model)?.unwrap_or_default();
-    let mut classifier = ImageBackbone::open(
-        &reference,
-        &BackboneOptions {
-            output: Some(logits_output),
-            ..options.clone()
-        },
-    )?;
+    let mut classifier = ImageBackbone::open(&reference, &options.clone().output(logits_output))?;
     let paths = datasets::sample_photos()?;
     let images = paths
         .iter()

@@ -267,35 +267,35 @@ fn train_params(args: &TrainArgs, old: Option<&Bundle>) -> TrainParams {
     let rate = args
         .open_set
         .or(before.and_then(|t| t.open_set.as_ref()).map(|o| o.rate));
-    TrainParams {
-        head: args
-            .head
-            .or(before.map(|t| t.head))
-            .unwrap_or(defaults.head),
-        folds: args
-            .folds
-            .or(before.map(|t| t.folds))
-            .unwrap_or(defaults.folds),
-        grid: args.grid.clone().unwrap_or(defaults.grid),
-        class_weight: args
-            .class_weight
-            .or(before.map(|t| t.class_weight))
-            .unwrap_or(defaults.class_weight),
-        solver: args
-            .solver
-            .or(before.and_then(|t| t.solver))
-            .unwrap_or(defaults.solver),
-        seed,
-        k: args
+    let mut params = TrainParams::default()
+        .head(
+            args.head
+                .or(before.map(|t| t.head))
+                .unwrap_or(defaults.head),
+        )
+        .folds(
+            args.folds
+                .or(before.map(|t| t.folds))
+                .unwrap_or(defaults.folds),
+        )
+        .grid(args.grid.clone().unwrap_or(defaults.grid))
+        .class_weight(
+            args.class_weight
+                .or(before.map(|t| t.class_weight))
+                .unwrap_or(defaults.class_weight),
+        )
+        .solver(
+            args.solver
+                .or(before.and_then(|t| t.solver))
+                .unwrap_or(defaults.solver),
+        )
+        .seed(seed)
+        .k(args
             .k
             .or(before.and_then(|t| t.knn_k))
-            .unwrap_or(defaults.k),
-        max_iterations: args.max_iterations,
-        open_set: rate.map(|rate| NoveltyParams {
-            false_rejection: rate,
-            seed,
-            ..NoveltyParams::default()
-        }),
-        keep_embeddings: args.keep_embeddings || before.is_some_and(|t| t.keeps_embeddings),
-    }
+            .unwrap_or(defaults.k))
+        .max_iterations(args.max_iterations)
+        .keep_embeddings(args.keep_embeddings || before.is_some_and(|t| t.keeps_embeddings));
+    params.open_set = rate.map(|rate| NoveltyParams::default().false_rejection(rate).seed(seed));
+    params
 }

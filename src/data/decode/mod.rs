@@ -21,12 +21,18 @@ pub const DEFAULT_MAX_PIXELS: u64 = 64_000_000;
 
 /// What decoding accepts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct DecodeOptions {
     /// Largest image, in pixels.
     pub max_pixels: u64,
     /// Decode what there is of a truncated or corrupt file (the decoder fills the rest) instead of refusing it.
     pub allow_truncated: bool,
 }
+
+setters!(DecodeOptions {
+    max_pixels: u64,
+    allow_truncated: bool,
+});
 
 impl Default for DecodeOptions {
     fn default() -> Self {
