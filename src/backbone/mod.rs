@@ -159,6 +159,13 @@ pub enum BackboneRef {
 }
 
 impl BackboneRef {
+    /// The backbone `given`, else the zoo's default for `modality`.
+    pub fn given_or_default(given: Option<&BackboneRef>, modality: Modality) -> Self {
+        given
+            .cloned()
+            .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name))
+    }
+
     /// A zoo name if the zoo has it, else a path.
     pub fn parse(text: &str) -> Self {
         if zoo::models().iter().any(|m| m.name == text) {

@@ -13,7 +13,6 @@ use headstart::preprocess::{
     ColourOrder, Interpolation, JpegDecode, Layout, PreprocessOverrides, Resize,
 };
 use headstart::runtime::RuntimeOptions;
-use headstart::zoo;
 
 use super::progress::Progress;
 use crate::cli::failure::{Outcome, usage};
@@ -215,8 +214,7 @@ impl BackboneArgs {
     }
 
     pub fn reference(&self, modality: Modality) -> BackboneRef {
-        self.given()
-            .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name))
+        BackboneRef::given_or_default(self.given().as_ref(), modality)
     }
 
     /// The backbone named with --backbone, if any.

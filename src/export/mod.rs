@@ -118,13 +118,14 @@ pub fn export(
 ) -> Result<Exported> {
     check_request(options, out)?;
     let bundle = Bundle::load(bundle_path)?;
-    check_int8(&bundle, bundle_path, options)?;
+    // Refused before the backbone is opened.
+    let calibrate_on = int8_images(&bundle, bundle_path, options)?;
     if options.head_only {
         let (bytes, inputs) = head_only(&bundle)?;
         return write_exported(out, &bytes, inputs, &bundle);
     }
     let classifier = Classifier::from_bundle(bundle, bundle_path, runtime, backbone)?;
-    export_classifier(&classifier, options, out)
+    write_with_backbone(&classifier, options, calibrate_on, out)
 }
 
 /// [`export`] for a bundle whose backbone is already open.
@@ -134,27 +135,26 @@ pub fn export_classifier(
     out: &Path,
 ) -> Result<Exported> {
     check_request(options, out)?;
-    let (bytes, inputs) = if options.head_only {
-        head_only(&classifier.bundle)?
-    } else {
-        check_int8(&classifier.bundle, classifier.path(), options)?;
-        // A bundle trained in fp32 and asked for int8 is calibrated now (check_int8 saw the images).
-        let calibration = match &options.calibration_images {
-            Some(images)
-                if classifier
-                    .bundle
-                    .info
-                    .features
-                    .backbone
-                    .calibration
-                    .is_none() =>
-            {
-                Some(classifier.calibrate(images, options.calibration)?)
-            }
-            _ => None,
-        };
-        with_backbone(classifier, options, calibration.as_ref())?
-    };
+    if options.head_only {
+        let (bytes, inputs) = head_only(&classifier.bundle)?;
+        return write_exported(out, &bytes, inputs, &classifier.bundle);
+    }
+    let calibrate_on = int8_images(&classifier.bundle, classifier.path(), options)?;
+    write_with_backbone(classifier, options, calibrate_on, out)
+}
+
+/// The file with the classifier's backbone, made int8 with ranges measured on `calibrate_on`'s images when
+/// given.
+fn write_with_backbone(
+    classifier: &Classifier,
+    options: &ExportOptions,
+    calibrate_on: Option<&Path>,
+    out: &Path,
+) -> Result<Exported> {
+    let calibration = calibrate_on
+        .map(|images| classifier.calibrate(images, options.calibration))
+        .transpose()?;
+    let (bytes, inputs) = with_backbone(classifier, options, calibration.as_ref())?;
     write_exported(out, &bytes, inputs, &classifier.bundle)
 }
 
@@ -176,19 +176,27 @@ fn check_request(options: &ExportOptions, out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// Refuses an int8 request the bundle cannot take: one trained in fp32 needs images to calibrate on, one trained
-/// in int8 has its own calibration.
-fn check_int8(bundle: &Bundle, path: &Path, options: &ExportOptions) -> Result<()> {
+/// The images to calibrate on, for a bundle trained in fp32 asked for int8 (`None`: exported as trained).
+/// Refuses a request the bundle cannot take: one trained in fp32 needs images to calibrate on, one trained in
+/// int8 has its own calibration.
+fn int8_images<'a>(
+    bundle: &Bundle,
+    path: &Path,
+    options: &'a ExportOptions,
+) -> Result<Option<&'a Path>> {
     let trained_in_int8 = bundle.info.features.backbone.calibration.is_some();
-    let wanted = options.int8 || options.calibration_images.is_some();
-    let needs_images = wanted && !trained_in_int8 && options.calibration_images.is_none();
-    if needs_images || (trained_in_int8 && options.calibration_images.is_some()) {
+    let images = options.calibration_images.as_deref();
+    let refused = match images {
+        Some(_) => trained_in_int8,
+        None => options.int8 && !trained_in_int8,
+    };
+    if refused {
         return Err(Error::Int8Calibration {
             bundle: path.to_path_buf(),
             trained_in_int8,
         });
     }
-    Ok(())
+    Ok(images)
 }
 
 fn write_exported(

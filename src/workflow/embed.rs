@@ -10,8 +10,8 @@ use crate::backbone::{Backbone, BackboneOptions, BackboneRef, ModelFile};
 use crate::data::{Data, Shard};
 use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed, parquet};
 use crate::error::{Error, Result};
+use crate::modality::Modality;
 use crate::runtime::Precision;
-use crate::zoo;
 
 /// Embeddings of `data`: embedded (through the cache) by `backbone`, by default the zoo's default for the
 /// data's modality, or read from an `.npz`.
@@ -52,9 +52,7 @@ pub(super) fn embeddings_reusing(
     let modality = data
         .modality()
         .expect("only embeddings files have no modality");
-    let reference = backbone
-        .cloned()
-        .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name));
+    let reference = BackboneRef::given_or_default(backbone, modality);
     let reusable = opened
         .as_ref()
         .is_some_and(|b| b.modality() == modality && b.source() == &reference);
@@ -94,9 +92,7 @@ pub(super) fn open_calibrated(
     embed_options: &EmbedOptions,
     held_out: &HashSet<String>,
 ) -> Result<Backbone> {
-    let modality = data.modality().ok_or_else(|| {
-        Error::Unsupported("embeddings read from a file need no backbone to make them".into())
-    })?;
+    let modality = modality_to_embed(data)?;
     if !calibrates(options) {
         return Backbone::open(reference, modality, options);
     }
@@ -126,6 +122,13 @@ pub(super) fn open_calibrated(
     Backbone::open(reference, modality, &calibrated)
 }
 
+/// The modality of data a backbone is to embed; embeddings read from a file have none.
+fn modality_to_embed(data: &Data) -> Result<Modality> {
+    data.modality().ok_or_else(|| {
+        Error::Unsupported("embeddings read from a file need no backbone to make them".into())
+    })
+}
+
 /// Embeddings of inputs named one by one (images or texts, see [`Data`]), one row each in the order given,
 /// through the cache: an answer for every input or an error naming the first that cannot be embedded. Image
 /// files are opened before the backbone is, so a wrong path never waits for a download.
@@ -135,9 +138,7 @@ pub fn embed_each(
     options: &BackboneOptions,
     embed_options: &EmbedOptions,
 ) -> Result<EmbeddedSet> {
-    let modality = data.modality().ok_or_else(|| {
-        Error::Unsupported("embeddings read from a file need no backbone to make them".into())
-    })?;
+    let modality = modality_to_embed(data)?;
     if let Data::Images(files) = data {
         for item in &files.items {
             std::fs::File::open(&item.path).map_err(|e| Error::io(&item.path, e))?;
@@ -181,9 +182,7 @@ pub fn embed_parquet_shard(
                 .into(),
         )
     })?;
-    let reference = backbone
-        .cloned()
-        .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name));
+    let reference = BackboneRef::given_or_default(backbone, modality);
     let data = data.shard(shard);
     let file = parquet::shard_path(dir, shard);
     // The backbone first: a finished shard is known by the backbone that made it.

@@ -189,9 +189,7 @@ pub fn search_features(
             "choosing features picks the layer itself: name no layer".into(),
         ));
     }
-    let first = backbone
-        .cloned()
-        .unwrap_or_else(|| BackboneRef::Zoo(zoo::default_for(modality).name));
+    let first = BackboneRef::given_or_default(backbone, modality);
     // Minutes of embedding may come before the other backbones: what cannot work is refused now.
     for other in &settings.backbones {
         check_usable(other, modality)?;

@@ -29,6 +29,25 @@ pub struct Trained {
     pub validation: Option<Metrics>,
 }
 
+impl Trained {
+    /// A trained bundle with its metrics on `validation`, when given.
+    fn measured(
+        bundle: Bundle,
+        report: TrainReport,
+        validation: Option<&EmbeddedSet>,
+    ) -> Result<Self> {
+        let validation = validation
+            .map(|v| evaluate_set(&bundle, v))
+            .transpose()?
+            .map(|(metrics, _)| metrics);
+        Ok(Trained {
+            bundle,
+            report,
+            validation,
+        })
+    }
+}
+
 /// sha256 (first 16 hex digits) of training embeddings and labels, after `earlier` (the fingerprint of the rows
 /// they were added to). Labels hash as the int64 values the .npz holds, so fingerprints stay comparable across
 /// versions.
@@ -96,15 +115,7 @@ pub fn train_bundle(
     if params.keep_embeddings {
         bundle = bundle.keeping(train_set.clone());
     }
-    let validation = validation
-        .map(|v| evaluate_set(&bundle, v))
-        .transpose()?
-        .map(|(m, _)| m);
-    Ok(Trained {
-        bundle,
-        report,
-        validation,
-    })
+    Trained::measured(bundle, report, validation)
 }
 
 /// Where a training run's validation rows come from.
@@ -363,15 +374,7 @@ fn update_bundle(
         warnings: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
     };
-    let validation = validation
-        .map(|v| evaluate_set(&bundle, v))
-        .transpose()?
-        .map(|(m, _)| m);
-    Ok(Trained {
-        bundle,
-        report,
-        validation,
-    })
+    Trained::measured(bundle, report, validation)
 }
 
 /// The whole job's result: what was embedded, the split's sizes, training, and metrics on the test rows.
