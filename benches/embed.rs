@@ -14,10 +14,10 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use headstart::backbone::JpegDecode;
 use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone};
 use headstart::data::{decode, files as dataset};
 use headstart::embeddings::{EmbedOptions, embed_images};
-use headstart::preprocess::JpegDecode;
 use headstart::{datasets, zoo};
 
 mod common;

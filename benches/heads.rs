@@ -11,13 +11,12 @@
 use std::path::Path;
 use std::time::Instant;
 
+use common::rng::SplitMix64;
 use headstart::backbone::{BackboneOptions, BackboneRef};
 use headstart::embeddings::EmbedOptions;
 use headstart::embeddings::npz::{NpyArray, write_npz};
 use headstart::head::cv::stratified_folds;
 use headstart::head::{ClassScores, HeadKind, Solver, TrainParams, train};
-use headstart::metrics::argmax;
-use headstart::rng::SplitMix64;
 use headstart::{datasets, workflow, zoo};
 use ndarray::{Array2, Axis};
 
@@ -242,6 +241,17 @@ fn accuracy(probabilities: &Array2<f32>, truth: &[usize]) -> f64 {
         .zip(truth)
         .filter(|(r, t)| argmax(r.as_slice().unwrap_or(&[])) == **t);
     correct.count() as f64 / truth.len() as f64
+}
+
+/// Index of the largest value (the first one on ties), as the library decides a prediction.
+fn argmax(values: &[f32]) -> usize {
+    values
+        .iter()
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
 }
 
 /// benches/reference_heads.py on the same data: (seconds, test accuracy).

@@ -12,11 +12,13 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+mod common;
+
+use common::rng::SplitMix64;
 use headstart::backbone::{BackboneOptions, BackboneRef};
 use headstart::embeddings::{EmbedOptions, EmbeddedSet};
 use headstart::head::cv::stratified_folds;
 use headstart::head::{ClassScores, Novelty, NoveltyParams, TrainParams, train};
-use headstart::rng::SplitMix64;
 use headstart::{Data, datasets, workflow, zoo};
 use ndarray::{Array2, Axis};
 

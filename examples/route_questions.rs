@@ -5,7 +5,7 @@
 //!
 //! The table needs a `text` and a `label` column (CSV, TSV or JSON lines).
 
-use headstart::prelude::*;
+use headstart::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

@@ -7,7 +7,7 @@
 //! For example `"$(headstart datasets fetch elpv)" examples/data/questions.csv`: one image data set and one
 //! text data set, one after the other.
 
-use headstart::prelude::*;
+use headstart::*;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let inputs: Vec<String> = std::env::args().skip(1).collect();

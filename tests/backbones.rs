@@ -5,11 +5,11 @@ use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone, TextBackb
 use headstart::data::decode::open_image;
 mod common;
 
+use common::onnx_proto::{FLOAT, GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use headstart::backbone::Pooling;
+use headstart::backbone::{ColourOrder, Interpolation, PreprocessOverrides, Resize};
 use headstart::datasets::sample_photos;
-use headstart::metrics::cosine;
-use headstart::onnx::proto::{FLOAT, GraphProto, ModelProto, NodeProto, ValueInfoProto};
-use headstart::pooling::Pooling;
-use headstart::preprocess::{ColourOrder, Interpolation, PreprocessOverrides, Resize};
+use headstart::embeddings::cosine;
 use headstart::zoo;
 use headstart::zoo::top_classes;
 use prost::Message;
@@ -151,7 +151,7 @@ fn nhwc_bgr_backbone_with_tapped_pool_layer() {
     assert_eq!(
         (p.layout, p.colour, p.mean),
         (
-            headstart::preprocess::Layout::Nhwc,
+            headstart::backbone::Layout::Nhwc,
             ColourOrder::Bgr,
             [104.0, 117.0, 123.0]
         )
@@ -212,7 +212,7 @@ fn nhwc_bgr_mean_subtraction_is_exact_on_a_generated_model() {
     let mut backbone = ImageBackbone::open(&BackboneRef::File(path), &options).unwrap();
     assert_eq!(
         backbone.preprocess().layout,
-        headstart::preprocess::Layout::Nhwc,
+        headstart::backbone::Layout::Nhwc,
         "layout comes from the input shape"
     );
     assert_eq!(

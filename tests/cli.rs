@@ -4,13 +4,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
+use common::onnx_proto::{FLOAT, GraphProto, ModelProto, NodeProto, ValueInfoProto};
 use common::{headstart, headstart_ok};
 use headstart::backbone::{BackboneIdentity, BackboneRef, Features, InputSpec};
 use headstart::bundle::Bundle;
 use headstart::embeddings::EmbeddedSet;
 use headstart::embeddings::npz::{NpyArray, NpyData, read_npz, write_npz};
-use headstart::fetch::{self, RegistryFile};
-use headstart::onnx::proto::{FLOAT, GraphProto, ModelProto, NodeProto, ValueInfoProto};
+use headstart::home::RegistryFile;
 use prost::Message;
 
 /// Runs a command that must fail, and returns its one error line.
@@ -141,7 +141,7 @@ fn runtime_that_is_too_old_or_missing() {
         sha256: "be3dd32e78f6906fd4fa6208dbd296031fa1c3ffb42b40f706cf68d3de269f2b".into(),
         platform: Some("manylinux_2_28_x86_64".into()),
     };
-    fetch::ensure(&spec, &old).unwrap();
+    headstart::home::ensure(&spec, &old).unwrap();
     let model = efficientnet_path();
     let err = fails(&[
         "inspect",

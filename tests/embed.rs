@@ -6,15 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use common::jpeg_with_orientation;
-use headstart::augment::Augment;
+use headstart::Augment;
+use headstart::backbone::JpegDecode;
 use headstart::backbone::{BackboneRef, ImageBackbone, InputSpec};
 use headstart::classifier::Classifier;
 use headstart::data::files as dataset;
 use headstart::datasets::sample_photos;
+use headstart::embeddings::cosine;
 use headstart::embeddings::npz::{NpyData, read_npz};
 use headstart::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, embed_images};
-use headstart::metrics::cosine;
-use headstart::preprocess::JpegDecode;
 use image::{DynamicImage, ImageFormat};
 
 fn backbone() -> ImageBackbone {
@@ -374,13 +374,13 @@ fn npz_output_is_complete_and_numpy_reads_it() {
     );
     assert!(matches!(get("backbone_sha256"), NpyData::Strings { data, .. } if data[0].len() == 64));
 
-    let pythonpath = headstart::fetch::python_packages("python", "numpy", &["numpy"]).unwrap();
+    let pythonpath = headstart::home::python_packages("python", "numpy", &["numpy"]).unwrap();
     let script = format!(
         "import numpy as np; d = np.load({:?}); print(d['embeddings'].shape, d['embeddings'].dtype, list(d['labels']), \
          list(d['class_names']), list(d['paths']), str(d['backbone']))",
         out.to_str().unwrap()
     );
-    let numpy = Command::new(headstart::fetch::python())
+    let numpy = Command::new(headstart::home::python())
         .envs(pythonpath.iter().map(|p| ("PYTHONPATH", p)))
         .args(["-c", &script])
         .output()

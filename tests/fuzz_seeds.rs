@@ -14,13 +14,13 @@
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
+use headstart::backbone::ImagePreprocess;
 use headstart::bundle::Bundle;
 use headstart::data::decode::{DecodeOptions, decode_image};
 use headstart::data::texts::{TableFormat, TextOptions, parse_table};
 use headstart::embeddings::EmbeddedSet;
 use headstart::embeddings::parquet::read_parquet_bytes;
 use headstart::head::ClassScores;
-use headstart::preprocess::ImagePreprocess;
 
 fn seeds(target: &str) -> Vec<PathBuf> {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR"))

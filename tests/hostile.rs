@@ -368,7 +368,7 @@ fn a_hostile_tree_is_embedded_skipped_and_trained_on_without_a_panic() {
     };
     let reference = row("oriented/exif-1.jpg");
     for orientation in 2..=8 {
-        let similarity = headstart::metrics::cosine(
+        let similarity = headstart::embeddings::cosine(
             &reference,
             &row(&format!("oriented/exif-{orientation}.jpg")),
         );

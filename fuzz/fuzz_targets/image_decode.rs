@@ -4,7 +4,7 @@
 #![no_main]
 
 use headstart::data::decode::{DecodeOptions, decode_image};
-use headstart::preprocess::{ImagePreprocess, Interpolation, Layout, Resize};
+use headstart::backbone::{ImagePreprocess, Interpolation, Layout, Resize};
 use libfuzzer_sys::fuzz_target;
 
 // Small enough that a hostile header is refused before memory runs out under the fuzzer's RSS limit.

@@ -6,9 +6,9 @@ use std::path::PathBuf;
 use std::sync::Mutex;
 
 use headstart::backbone::{Backbone, BackboneOptions, BackboneRef, Features};
+use headstart::backbone::{JpegDecode, PreprocessOverrides};
 use headstart::data::{Data, files, texts};
 use headstart::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet, feature_metadata};
-use headstart::preprocess::{JpegDecode, PreprocessOverrides};
 use headstart::runtime::{Device, RuntimeOptions};
 use headstart::{Modality, zoo};
 use ndarray::Array2;

@@ -18,13 +18,16 @@ use serde::{Deserialize, Serialize};
 use crate::error::{Error, Result};
 use crate::modality::Modality;
 use crate::onnx::{self, ModelSummary};
-use crate::pooling::{self, Pooling};
-use crate::preprocess::{ImagePreprocess, Layout, PreprocessOverrides};
+use crate::pooling;
 use crate::runtime::{
     self, BuiltSession, DeviceUsed, ModelBytes, Placement, Precision, RuntimeOptions,
 };
 use crate::zoo::{self, ZooModel};
 
+pub use crate::pooling::Pooling;
+pub use crate::preprocess::{
+    ColourOrder, ImagePreprocess, Interpolation, JpegDecode, Layout, PreprocessOverrides, Resize,
+};
 pub use calibrate::{Calibration, CalibrationMethod, CalibrationSettings};
 pub use features::Features;
 pub use image::{BatchBuffer, ImageBackbone};

@@ -3,15 +3,15 @@
 use std::path::PathBuf;
 
 use clap::Args;
+use headstart::Augment;
 use headstart::Modality;
-use headstart::augment::Augment;
+use headstart::backbone::Pooling;
 use headstart::backbone::{BackboneOptions, BackboneRef, CalibrationMethod, CalibrationSettings};
-use headstart::data::TextOptions;
-use headstart::embeddings::EmbedOptions;
-use headstart::pooling::Pooling;
-use headstart::preprocess::{
+use headstart::backbone::{
     ColourOrder, Interpolation, JpegDecode, Layout, PreprocessOverrides, Resize,
 };
+use headstart::data::TextOptions;
+use headstart::embeddings::EmbedOptions;
 use headstart::runtime::RuntimeOptions;
 
 use super::progress::Progress;

@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
+use headstart::Modality;
 use headstart::embeddings::EmbedSummary;
 use headstart::head::TrainReport;
-use headstart::modality::Modality;
 use headstart::workflow;
 
 use super::flags::flag;

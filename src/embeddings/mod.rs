@@ -10,6 +10,7 @@ pub mod parquet;
 mod set;
 mod texts;
 
+pub use crate::metrics::cosine;
 pub use cache::EmbeddingCache;
 pub use images::embed_images;
 pub use set::{EmbedOptions, EmbedSummary, EmbeddedSet, SkipReport, StageTimes, feature_metadata};

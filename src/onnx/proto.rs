@@ -158,7 +158,6 @@ pub const INT64: i32 = 7;
 pub const BOOL: i32 = 9;
 pub const FLOAT16: i32 = 10;
 pub const DOUBLE: i32 = 11;
-pub const ATTRIBUTE_FLOAT: i32 = 1;
 pub const ATTRIBUTE_INT: i32 = 2;
 pub const ATTRIBUTE_INTS: i32 = 7;
 
@@ -206,16 +205,6 @@ impl NodeProto {
             name: name.into(),
             r#type: ATTRIBUTE_INTS,
             ints: values.to_vec(),
-            ..Default::default()
-        });
-        self
-    }
-
-    pub fn with_float(mut self, name: &str, value: f32) -> Self {
-        self.attribute.push(AttributeProto {
-            name: name.into(),
-            r#type: ATTRIBUTE_FLOAT,
-            f: value,
             ..Default::default()
         });
         self

@@ -6,9 +6,11 @@ mod embed;
 mod evaluate;
 mod features;
 mod multi_label;
+pub mod report;
 mod split;
 mod train;
 
+pub use crate::metrics::{ClassMetrics, Metrics};
 pub use embed::{ParquetShard, embed_each, embed_parquet_shard, embeddings_for, open_backbone};
 pub use evaluate::{Evaluation, evaluate_bundle, evaluate_set};
 pub use features::{

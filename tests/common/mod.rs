@@ -1,6 +1,11 @@
 //! Helpers shared by the integration tests. Every test binary compiles this module and uses part of it.
 #![allow(dead_code)]
 
+// The ONNX messages the library writes with, compiled into the tests too: they build hostile models by hand,
+// and the messages are not part of the library's API.
+#[path = "../../src/onnx/proto.rs"]
+pub mod onnx_proto;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -140,7 +145,7 @@ pub fn jpeg_with_orientation(image: &DynamicImage, orientation: u16) -> Vec<u8> 
 /// A command that runs `tests/data/{script}` with the reference Python packages (onnxruntime pinned to
 /// headstart's version, tokenizers, numpy), installed into the cache when they are missing.
 pub fn python_reference(script: &str) -> Command {
-    let site = headstart::fetch::python_packages(
+    let site = headstart::home::python_packages(
         "python-reference",
         "numpy, onnx, onnxruntime, tokenizers",
         &[
@@ -151,7 +156,7 @@ pub fn python_reference(script: &str) -> Command {
         ],
     )
     .unwrap();
-    let mut command = Command::new(headstart::fetch::python());
+    let mut command = Command::new(headstart::home::python());
     command.envs(site.iter().map(|p| ("PYTHONPATH", p))).arg(
         Path::new(env!("CARGO_MANIFEST_DIR"))
             .join("tests/data")

@@ -44,7 +44,7 @@ pub fn environment(root: &Path, venv: &Path) -> PathBuf {
     let python = venv.join("bin/python");
     if std::fs::read_to_string(&installed).ok().as_deref() != Some(wanted.as_str()) {
         let _ = std::fs::remove_dir_all(venv);
-        run(Command::new(headstart::fetch::python())
+        run(Command::new(headstart::home::python())
             .args(["-m", "venv"])
             .arg(venv));
         run(Command::new(&python)

@@ -13,7 +13,7 @@ use headstart::data::decode::open_image;
 use headstart::runtime::RuntimeOptions;
 use headstart::workflow::{self, TestedJob};
 use headstart::zoo;
-use headstart::{Modality, Result, datasets, metrics};
+use headstart::{Modality, Result, datasets, embeddings};
 
 use crate::cli::failure::Outcome;
 use crate::cli::print::{print_embed_summary, print_train_report};
@@ -148,7 +148,7 @@ fn run_photos(runtime: &RuntimeOptions) -> Result<DemoReport> {
             Ok((
                 a.to_string(),
                 b.to_string(),
-                metrics::cosine(
+                embeddings::cosine(
                     e.row(0).as_slice().unwrap_or(&[]),
                     e.row(1).as_slice().unwrap_or(&[]),
                 ),

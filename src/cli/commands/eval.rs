@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 use headstart::backbone::BackboneRef;
 use headstart::data::{Data, TextOptions};
-use headstart::report::{self, ReportInput, Samples};
 use headstart::runtime::RuntimeOptions;
+use headstart::workflow::report::{self, ReportInput, Samples};
 use headstart::{Modality, workflow};
 
 use crate::cli::failure::Outcome;
