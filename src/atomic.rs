@@ -14,7 +14,7 @@ const ABANDONED_AFTER: Duration = Duration::from_secs(3600);
 
 /// A destination that can also seek: a zip writer goes back to finish its headers, so an `.npz` streams
 /// straight into the file instead of being assembled in memory first.
-pub trait WriteSeek: Write + Seek {}
+pub(crate) trait WriteSeek: Write + Seek {}
 impl<T: Write + Seek> WriteSeek for T {}
 
 /// Writes `path` atomically; `fill` writes the contents. Parent directories are created, and the file is on

@@ -109,7 +109,10 @@ mod input_fields {
         text: Option<TextInput>,
     }
 
-    pub fn serialize<S: Serializer>(input: &InputSpec, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(crate) fn serialize<S: Serializer>(
+        input: &InputSpec,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         let fields = match input {
             InputSpec::Image(preprocess) => Fields {
                 preprocess: Some(preprocess.clone()),
@@ -123,7 +126,9 @@ mod input_fields {
         fields.serialize(serializer)
     }
 
-    pub fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<InputSpec, D::Error> {
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<InputSpec, D::Error> {
         match Fields::deserialize(deserializer)? {
             Fields {
                 preprocess: Some(preprocess),

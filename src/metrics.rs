@@ -105,7 +105,7 @@ pub fn argmax(values: &[f32]) -> usize {
 }
 
 /// |accuracy − confidence| averaged over confidence bins, weighted by how many predictions fall in each.
-pub fn expected_calibration_error(
+pub(crate) fn expected_calibration_error(
     truth: &[usize],
     probabilities: ArrayView2<f32>,
     bins: usize,

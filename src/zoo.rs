@@ -165,7 +165,7 @@ pub fn registry_path(model_name: &str, file: &RegistryFile) -> Result<PathBuf> {
 
 /// Fetches what embedding with a zoo model needs (ONNX file, tokenizer), returning the ONNX path. Class-name
 /// files are left to [`labels`]: plain embedding must work offline once the model is cached.
-pub fn fetch_for_embedding(model: &ZooModel) -> Result<PathBuf> {
+pub(crate) fn fetch_for_embedding(model: &ZooModel) -> Result<PathBuf> {
     // A converted file already there is hashed once, here, not again by `onnx_path`.
     let onnx = match converted_file(model)? {
         Some(found) => found,

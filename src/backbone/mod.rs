@@ -17,13 +17,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::modality::Modality;
-use crate::onnx::{self, ModelSummary};
+use crate::onnx;
 use crate::pooling;
 use crate::runtime::{
     self, BuiltSession, DeviceUsed, ModelBytes, Placement, Precision, RuntimeOptions,
 };
 use crate::zoo::{self, ZooModel};
 
+pub use crate::onnx::ModelSummary;
+pub use crate::onnx::int8::TensorRange;
 pub use crate::pooling::Pooling;
 pub use crate::preprocess::{
     ColourOrder, ImagePreprocess, Interpolation, JpegDecode, Layout, PreprocessOverrides, Resize,
@@ -107,13 +109,13 @@ impl Backbone {
     }
 
     /// The shape of a tensor features are pooled from, as ONNX Runtime infers it.
-    pub fn tensor_shape(&self, tensor: &str) -> Option<Vec<i64>> {
+    pub(crate) fn tensor_shape(&self, tensor: &str) -> Option<Vec<i64>> {
         self.model().tensor_shape(tensor)
     }
 
     /// The length `tensor` pools to, worked out from the shape ONNX Runtime infers (unknown batch, spatial and
     /// token axes taken as 1: pooling does not keep them); `None` when it cannot tell.
-    pub fn pooled_dim(&self, tensor: &str) -> Option<usize> {
+    pub(crate) fn pooled_dim(&self, tensor: &str) -> Option<usize> {
         let probe: Vec<i64> = self
             .tensor_shape(tensor)?
             .iter()
@@ -130,7 +132,7 @@ impl Backbone {
     }
 
     /// How inputs become this backbone's tensors.
-    pub fn input_spec(&self) -> InputSpec {
+    pub(crate) fn input_spec(&self) -> InputSpec {
         match self {
             Backbone::Image(b) => InputSpec::Image(b.preprocess().clone()),
             Backbone::Text(b) => InputSpec::Text(b.input().clone()),
@@ -435,7 +437,7 @@ fn own_output(
 
 impl ModelFile {
     /// The graph output features come from when no layer is named (see [`BackboneOptions::output`]).
-    pub fn own_output(&self, options: &BackboneOptions) -> Result<String> {
+    pub(crate) fn own_output(&self, options: &BackboneOptions) -> Result<String> {
         let summary = onnx::summarize(&self.path, &self.bytes)?;
         own_output(&self.path, self.zoo.as_ref(), &summary, options)
     }
@@ -443,7 +445,7 @@ impl ModelFile {
 
 impl LoadedModel {
     /// A feature tensor's shape as ONNX Runtime infers it (−1: dynamic); `None` when it cannot tell.
-    pub fn tensor_shape(&self, tensor: &str) -> Option<Vec<i64>> {
+    pub(crate) fn tensor_shape(&self, tensor: &str) -> Option<Vec<i64>> {
         self.session
             .outputs()
             .iter()

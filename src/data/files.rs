@@ -35,7 +35,7 @@ pub struct Skip {
 }
 
 impl Files {
-    pub fn is_labelled(&self) -> bool {
+    pub(crate) fn is_labelled(&self) -> bool {
         !self.classes.is_empty()
     }
 }

@@ -96,7 +96,7 @@ impl Data {
 
 /// Whether `path` is a Parquet file, or a folder with Parquet files in it (a folder of shards: reading it
 /// refuses anything else visible there).
-pub fn is_parquet(path: &Path) -> bool {
+pub(crate) fn is_parquet(path: &Path) -> bool {
     let named = |p: &Path| p.extension().is_some_and(|e| e == "parquet");
     if path.is_dir() {
         return std::fs::read_dir(path).is_ok_and(|entries| {

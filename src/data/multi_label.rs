@@ -12,7 +12,7 @@ use super::texts::{self, TextOptions};
 use crate::error::{Error, Result};
 
 /// The column of image paths in an image table.
-pub const PATH_COLUMN: &str = "path";
+pub(crate) const PATH_COLUMN: &str = "path";
 /// The label column looked for when the configured one is missing.
 const LABELS_COLUMN: &str = "labels";
 

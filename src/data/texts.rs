@@ -48,7 +48,7 @@ pub struct TextDataset {
 }
 
 impl TextDataset {
-    pub fn is_labelled(&self) -> bool {
+    pub(crate) fn is_labelled(&self) -> bool {
         !self.classes.is_empty()
     }
 }
@@ -72,7 +72,7 @@ pub enum TableFormat {
 
 impl TableFormat {
     /// The format a file's extension names, or an error saying which ones are understood.
-    pub fn from_path(path: &Path) -> Result<Self> {
+    pub(crate) fn from_path(path: &Path) -> Result<Self> {
         match extension(path).as_str() {
             "csv" => Ok(TableFormat::Csv),
             "tsv" | "tab" => Ok(TableFormat::Tsv),
@@ -369,7 +369,7 @@ pub fn from_texts(texts: &[String]) -> TextDataset {
     dataset
 }
 
-pub fn from_folder(listed: Files) -> TextDataset {
+pub(crate) fn from_folder(listed: Files) -> TextDataset {
     let mut rows: Vec<(String, String, String)> = Vec::new();
     let mut skipped = listed.skipped;
     for item in listed.items {

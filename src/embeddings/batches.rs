@@ -80,7 +80,7 @@ impl Assembly {
     }
 
     /// The next row to write, waiting for a buffer to come back when all are in use; `None` once closed.
-    pub fn reserve(&self) -> Option<Slot> {
+    pub(crate) fn reserve(&self) -> Option<Slot> {
         let mut state = self.lock();
         loop {
             if state.closed {
@@ -156,7 +156,7 @@ impl Assembly {
     }
 
     /// A buffer the model is done with.
-    pub fn recycle(&self, buffer: BatchBuffer) {
+    pub(crate) fn recycle(&self, buffer: BatchBuffer) {
         self.lock().free.push(buffer);
         self.freed.notify_all();
     }

@@ -31,11 +31,11 @@ pub struct EmbeddingCache {
 }
 
 /// A cache key: 32 bytes of sha256.
-pub type Key = [u8; 32];
+pub(crate) type Key = [u8; 32];
 
 impl EmbeddingCache {
     /// The default cache root: `$HEADSTART_HOME/embeddings`.
-    pub fn default_root() -> Result<PathBuf> {
+    pub(crate) fn default_root() -> Result<PathBuf> {
         crate::home::part("embeddings")
     }
 
@@ -153,7 +153,7 @@ impl EmbeddingCache {
     }
 
     /// The key of a file's (or text's) content: its sha256.
-    pub fn content_key(bytes: &[u8]) -> Key {
+    pub(crate) fn content_key(bytes: &[u8]) -> Key {
         Sha256::digest(bytes).into()
     }
 }

@@ -1,5 +1,5 @@
 //! Edge export: a bundle as one ONNX file a device runs with nothing but an ONNX runtime. The backbone's graph
-//! is kept byte for byte (see [`crate::onnx::splice`]); pooling, normalisation, the scaler, the head and the
+//! is kept byte for byte (spliced field by field, not decoded); pooling, normalisation, the scaler, the head and the
 //! softmax are appended as ONNX nodes, and class names, preprocessing and headstart's version go into the
 //! model's metadata. `--raw-input` also builds the image preprocessing into the graph (8-bit RGB pixels in,
 //! resized exactly as headstart resizes, see `resample.rs`); `--head-only` writes the head alone: embedding in,
@@ -34,9 +34,9 @@ use crate::runtime::RuntimeOptions;
 pub const PROBABILITIES: &str = "probabilities";
 pub const CLASS_INDEX: &str = "class_index";
 /// The output of a multi-label file: bool [N, K], whether each label's probability reaches its threshold.
-pub const LABELS: &str = "labels";
+pub(crate) const LABELS: &str = "labels";
 /// The output with each input's novelty score, in a file exported from a bundle with open-set rejection.
-pub const NOVELTY: &str = "novelty";
+pub(crate) const NOVELTY: &str = "novelty";
 /// The input of a head-only file.
 pub const EMBEDDING: &str = "embedding";
 /// The input of a `--raw-input` file: uint8 RGB [N, H, W, 3].

@@ -39,7 +39,7 @@ fn filter(interpolation: Interpolation) -> Option<Filter> {
 
 /// One axis of a resize: a row-major [out, in] matrix whose rows weight the input pixels of one output pixel.
 #[derive(Debug, Clone, PartialEq)]
-pub struct Pass {
+pub(crate) struct Pass {
     pub matrix: Vec<f64>,
     pub input: usize,
     pub output: usize,
@@ -49,7 +49,7 @@ pub struct Pass {
 
 /// The pass fast_image_resize makes along one axis: from `in_size` pixels, the box [start, start + length),
 /// to `out_size` pixels. `None` if the interpolation cannot be reproduced.
-pub fn axis_pass(
+pub(crate) fn axis_pass(
     interpolation: Interpolation,
     in_size: u32,
     start: f64,

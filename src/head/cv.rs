@@ -53,7 +53,7 @@ type FoldScores = (Vec<usize>, Vec<Array2<f32>>);
 
 /// Out-of-fold scores [N, K] of each candidate: every fold (in parallel) fits the candidates on the other
 /// folds' rows (weights kept) and scores its own. `fold_of` is each row's fold, below `folds`.
-pub fn cross_validate<E: Estimator>(
+pub(crate) fn cross_validate<E: Estimator>(
     candidates: &[E],
     data: &Embeddings,
     fold_of: &[usize],

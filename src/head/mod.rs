@@ -307,7 +307,7 @@ impl Scaler {
         Scaler { mean, scale }
     }
 
-    pub fn transform(&self, x: ArrayView2<f32>) -> Array2<f32> {
+    pub(crate) fn transform(&self, x: ArrayView2<f32>) -> Array2<f32> {
         (&x - &self.mean) / &self.scale
     }
 }
@@ -395,7 +395,7 @@ impl<'a> Labelled<'a> {
 }
 
 /// Rows scaled to unit length.
-pub fn normalized(x: ArrayView2<f32>) -> Array2<f32> {
+pub(crate) fn normalized(x: ArrayView2<f32>) -> Array2<f32> {
     let mut out = x.to_owned();
     for mut row in out.rows_mut() {
         let norm = row.dot(&row).sqrt().max(1e-12);

@@ -51,7 +51,7 @@ impl NaiveBayes {
 
     /// The model with its classes renumbered: old class `c` becomes `mapping[c]` of `classes` (new classes get
     /// no examples).
-    pub fn with_classes(&self, mapping: &[usize], classes: usize) -> NaiveBayes {
+    pub(crate) fn with_classes(&self, mapping: &[usize], classes: usize) -> NaiveBayes {
         let d = self.dim();
         let mut out = NaiveBayes {
             means: Array2::zeros((classes, d)),
@@ -69,7 +69,7 @@ impl NaiveBayes {
     }
 
     /// Equal priors for every class with examples (what class weights `balanced` give).
-    pub fn balance_priors(&mut self) {
+    pub(crate) fn balance_priors(&mut self) {
         let present = self.counts.iter().filter(|&&c| c > 0).count().max(1);
         for (prior, &count) in self.log_priors.iter_mut().zip(&self.counts) {
             *prior = if count > 0 {

@@ -20,7 +20,7 @@ pub struct ModelProto {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct OperatorSetIdProto {
+pub(crate) struct OperatorSetIdProto {
     #[prost(string, tag = "1")]
     pub domain: String,
     #[prost(int64, tag = "2")]
@@ -66,7 +66,7 @@ pub struct NodeProto {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct AttributeProto {
+pub(crate) struct AttributeProto {
     #[prost(string, tag = "1")]
     pub name: String,
     /// AttributeType: FLOAT = 1, INT = 2, STRING = 3, TENSOR = 4, FLOATS = 6, INTS = 7.
@@ -117,13 +117,13 @@ pub struct ValueInfoProto {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct TypeProto {
+pub(crate) struct TypeProto {
     #[prost(message, optional, tag = "1")]
     pub tensor_type: Option<TensorTypeProto>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct TensorTypeProto {
+pub(crate) struct TensorTypeProto {
     #[prost(int32, tag = "1")]
     pub elem_type: i32,
     #[prost(message, optional, tag = "2")]
@@ -131,19 +131,19 @@ pub struct TensorTypeProto {
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct TensorShapeProto {
+pub(crate) struct TensorShapeProto {
     #[prost(message, repeated, tag = "1")]
     pub dim: Vec<Dimension>,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
-pub struct Dimension {
+pub(crate) struct Dimension {
     #[prost(oneof = "DimensionValue", tags = "1, 2")]
     pub value: Option<DimensionValue>,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
-pub enum DimensionValue {
+pub(crate) enum DimensionValue {
     #[prost(int64, tag = "1")]
     DimValue(i64),
     #[prost(string, tag = "2")]
@@ -152,14 +152,14 @@ pub enum DimensionValue {
 
 pub const FLOAT: i32 = 1;
 pub const UINT8: i32 = 2;
-pub const INT8: i32 = 3;
+pub(crate) const INT8: i32 = 3;
 pub const INT32: i32 = 6;
 pub const INT64: i32 = 7;
-pub const BOOL: i32 = 9;
+pub(crate) const BOOL: i32 = 9;
 pub const FLOAT16: i32 = 10;
-pub const DOUBLE: i32 = 11;
-pub const ATTRIBUTE_INT: i32 = 2;
-pub const ATTRIBUTE_INTS: i32 = 7;
+pub(crate) const DOUBLE: i32 = 11;
+pub(crate) const ATTRIBUTE_INT: i32 = 2;
+pub(crate) const ATTRIBUTE_INTS: i32 = 7;
 
 impl ValueInfoProto {
     /// A tensor value: `dims` entries that are `None` are dynamic (named `d0`, `d1`, ...).
@@ -200,7 +200,7 @@ impl NodeProto {
         }
     }
 
-    pub fn with_ints(mut self, name: &str, values: &[i64]) -> Self {
+    pub(crate) fn with_ints(mut self, name: &str, values: &[i64]) -> Self {
         self.attribute.push(AttributeProto {
             name: name.into(),
             r#type: ATTRIBUTE_INTS,
@@ -210,7 +210,7 @@ impl NodeProto {
         self
     }
 
-    pub fn with_int(mut self, name: &str, value: i64) -> Self {
+    pub(crate) fn with_int(mut self, name: &str, value: i64) -> Self {
         self.attribute.push(AttributeProto {
             name: name.into(),
             r#type: ATTRIBUTE_INT,
@@ -222,7 +222,7 @@ impl NodeProto {
 }
 
 impl TensorProto {
-    pub fn int64s(name: &str, dims: &[i64], values: &[i64]) -> Self {
+    pub(crate) fn int64s(name: &str, dims: &[i64], values: &[i64]) -> Self {
         Self::raw(
             name,
             dims,
@@ -231,7 +231,7 @@ impl TensorProto {
         )
     }
 
-    pub fn doubles(name: &str, dims: &[i64], values: &[f64]) -> Self {
+    pub(crate) fn doubles(name: &str, dims: &[i64], values: &[f64]) -> Self {
         Self::raw(
             name,
             dims,
@@ -249,15 +249,15 @@ impl TensorProto {
         )
     }
 
-    pub fn int8s(name: &str, dims: &[i64], values: &[i8]) -> Self {
+    pub(crate) fn int8s(name: &str, dims: &[i64], values: &[i8]) -> Self {
         Self::raw(name, dims, INT8, values.iter().map(|v| *v as u8).collect())
     }
 
-    pub fn uint8s(name: &str, dims: &[i64], values: &[u8]) -> Self {
+    pub(crate) fn uint8s(name: &str, dims: &[i64], values: &[u8]) -> Self {
         Self::raw(name, dims, UINT8, values.to_vec())
     }
 
-    pub fn int32s(name: &str, dims: &[i64], values: &[i32]) -> Self {
+    pub(crate) fn int32s(name: &str, dims: &[i64], values: &[i32]) -> Self {
         Self::raw(
             name,
             dims,
@@ -267,7 +267,7 @@ impl TensorProto {
     }
 
     /// A float tensor's values, from raw bytes or the repeated field; `None` for another type.
-    pub fn float_values(&self) -> Option<Vec<f32>> {
+    pub(crate) fn float_values(&self) -> Option<Vec<f32>> {
         if self.data_type != FLOAT {
             return None;
         }

@@ -81,7 +81,7 @@ pub(super) fn length_delimited(number: u32, payload: &[u8], out: &mut Vec<u8>) {
 }
 
 /// What to change in a model's graph and metadata.
-pub struct GraphEdit<'a> {
+pub(crate) struct GraphEdit<'a> {
     /// Graph inputs to remove (they become tensors computed by `additions`).
     pub drop_inputs: &'a [String],
     /// Remove every existing graph output.
@@ -96,7 +96,7 @@ pub struct GraphEdit<'a> {
 }
 
 /// Applies `edit` to a serialized model. `None` if the bytes are not a model with a graph.
-pub fn edit_model(model: &[u8], edit: &GraphEdit) -> Option<Vec<u8>> {
+pub(crate) fn edit_model(model: &[u8], edit: &GraphEdit) -> Option<Vec<u8>> {
     let top = fields(model)?;
     // Protobuf merges repeated occurrences of a message field: the graph is all of them, in order.
     let graph: Vec<u8> = top

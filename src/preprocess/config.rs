@@ -13,14 +13,14 @@ impl PreprocessOverrides {
     /// interpolation, crop_mode; also nested under "pretrained_cfg"), Hugging Face's
     /// `preprocessor_config.json` keys (size, crop_size, do_center_crop, image_mean, image_std, resample,
     /// do_rescale, rescale_factor), and headstart's own (layout, colour).
-    pub fn from_json_file(path: &Path) -> Result<Self> {
+    pub(crate) fn from_json_file(path: &Path) -> Result<Self> {
         let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
         let value: Value = serde_json::from_str(&text)
             .map_err(|e| Error::input(path, format!("not valid JSON: {e}")))?;
         Self::from_json(&value).map_err(|message| Error::input(path, message))
     }
 
-    pub fn from_json(value: &Value) -> std::result::Result<Self, String> {
+    pub(crate) fn from_json(value: &Value) -> std::result::Result<Self, String> {
         let cfg = value.get("pretrained_cfg").unwrap_or(value);
         let obj = cfg.as_object().ok_or("expected a JSON object")?;
         let mut out = PreprocessOverrides::default();

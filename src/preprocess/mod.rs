@@ -220,7 +220,7 @@ impl ImagePreprocess {
     }
 
     /// [`Self::apply`] for 8-bit RGB pixels, row-major, `width * height * 3` bytes (as numpy's [H, W, 3]).
-    pub fn apply_rgb(&self, pixels: &[u8], width: u32, height: u32, out: &mut [f32]) {
+    pub(crate) fn apply_rgb(&self, pixels: &[u8], width: u32, height: u32, out: &mut [f32]) {
         let (h, w) = (self.height, self.width);
         let resized = self.resize(pixels, width, height);
         let plane = (h * w) as usize;

@@ -26,7 +26,7 @@ pub use placement::Placement;
 /// The ONNX Runtime release headstart fetches when none is found.
 pub const PINNED_VERSION: &str = "1.31.1";
 /// The oldest ONNX Runtime minor version (1.x) the `ort` API level compiled in accepts.
-pub const MINIMUM_MINOR: u32 = 22;
+pub(crate) const MINIMUM_MINOR: u32 = 22;
 
 /// Where sessions run.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

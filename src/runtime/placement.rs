@@ -98,7 +98,7 @@ impl Placement {
 
     /// "36 of 402 nodes (DynamicQuantizeLinear ×12, MatMulInteger ×24)", or `None` when every node that
     /// matters runs on the GPU.
-    pub fn cpu_fallback(&self) -> Option<String> {
+    pub(crate) fn cpu_fallback(&self) -> Option<String> {
         if self.without_gpu_kernel.is_empty() {
             return None;
         }
@@ -176,7 +176,7 @@ impl SessionLog {
         }
     }
 
-    pub fn logger(&self) -> LoggerFunction {
+    pub(crate) fn logger(&self) -> LoggerFunction {
         let log = self.clone();
         Arc::new(move |level, _category, _id, _location, message| {
             if log.capturing.load(Ordering::Relaxed) {

@@ -50,7 +50,10 @@ pub fn open_image(path: &Path) -> Result<DynamicImage> {
 
 /// Opens and decodes an image file as embedding does for `preprocess` (a large JPEG at reduced scale when it
 /// says so), with the default options.
-pub fn open_image_for(path: &Path, preprocess: Option<&ImagePreprocess>) -> Result<DynamicImage> {
+pub(crate) fn open_image_for(
+    path: &Path,
+    preprocess: Option<&ImagePreprocess>,
+) -> Result<DynamicImage> {
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     decode_image(&bytes, &DecodeOptions::default(), preprocess)
         .map_err(|message| Error::input(path, message))
@@ -104,11 +107,11 @@ pub fn decode_image(
 
 /// Part of the cache key of a view decoded at reduced scale, raised whenever that decoding gives other pixels
 /// (2: progressive JPEGs decode without their last-bit scans), so older rows are not mixed with newer ones.
-pub const REDUCED_SCALE_REVISION: u32 = 2;
+pub(crate) const REDUCED_SCALE_REVISION: u32 = 2;
 
 /// What a file's header says before it is decoded for `preprocess`, read once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct DecodePlan {
+pub(crate) struct DecodePlan {
     /// Width and height as stored; `None` when the header cannot be read (decoding then says why).
     pub size: Option<(u32, u32)>,
     /// By how much [`decode_image`] will shrink the image: 1 unless it is a JPEG large enough for
@@ -117,7 +120,7 @@ pub struct DecodePlan {
 }
 
 /// Reads only the header of these bytes: their size and how they will be decoded for `preprocess`.
-pub fn plan_decoding(bytes: &[u8], preprocess: &ImagePreprocess) -> DecodePlan {
+pub(crate) fn plan_decoding(bytes: &[u8], preprocess: &ImagePreprocess) -> DecodePlan {
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
         return jpeg::plan(bytes, preprocess);
     }

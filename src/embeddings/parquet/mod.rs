@@ -28,7 +28,7 @@ use crate::data::Shard;
 use crate::error::{Error, Result};
 
 /// Prefix of headstart's entries in a file's key-value metadata.
-pub const METADATA_PREFIX: &str = "headstart.";
+pub(crate) const METADATA_PREFIX: &str = "headstart.";
 
 /// Rows per row group: a reader holds one group's columns at a time.
 const ROW_GROUP: usize = 4096;
@@ -268,7 +268,7 @@ fn labelled(set: EmbeddedSet, labels: Vec<Option<String>>, path: &Path) -> Resul
 }
 
 /// Where shard `shard` of a set goes in an output folder.
-pub fn shard_path(dir: &Path, shard: Shard) -> PathBuf {
+pub(crate) fn shard_path(dir: &Path, shard: Shard) -> PathBuf {
     dir.join(format!(
         "part-{:05}-of-{:05}.parquet",
         shard.index, shard.count
@@ -278,7 +278,7 @@ pub fn shard_path(dir: &Path, shard: Shard) -> PathBuf {
 /// Whether `path` already holds embeddings made as `backbone` and `input` make them: a shard an earlier run
 /// finished (files are only ever renamed into place whole). One made otherwise is an error, not a skip: a
 /// folder of shards is one set.
-pub fn is_finished(path: &Path, features: &Features) -> Result<bool> {
+pub(crate) fn is_finished(path: &Path, features: &Features) -> Result<bool> {
     if !path.exists() {
         return Ok(false);
     }

@@ -11,7 +11,7 @@ use ndarray::{Array2, ArrayView2, s};
 
 /// Validated by the caller ([`super::LogisticParams`]).
 #[derive(Debug, Clone, Copy)]
-pub struct SolverParams {
+pub(crate) struct SolverParams {
     /// Inverse regularisation strength, as in scikit-learn.
     pub c: f64,
     pub max_iterations: u64,
@@ -24,7 +24,7 @@ pub struct SolverParams {
 /// A fitted model: weights and intercept as one [D + 1, K] matrix (intercept last), in f64 so that a fit can
 /// warm-start the next one.
 #[derive(Debug, Clone)]
-pub struct SolverFit {
+pub(crate) struct SolverFit {
     pub params: Array2<f64>,
     pub iterations: u64,
     pub converged: bool,
