@@ -48,7 +48,7 @@ use crate::data::Data;
 use crate::data::decode::{DecodeOptions, open_image_for};
 use crate::embeddings::{self, EmbedOptions, EmbedSummary, EmbeddedSet};
 use crate::error::{Error, Result};
-use crate::head::{MultiLabel, Novelty};
+use crate::head::{ClassScores, MultiLabel, Novelty};
 use crate::modality::Modality;
 use crate::preprocess::{ImagePreprocess, PreprocessOverrides};
 use crate::runtime::{Precision, RuntimeOptions};
@@ -287,21 +287,56 @@ impl Classifier {
         &self.bundle.info.class_names
     }
 
+    /// Embeddings of texts, [N, D], by the bundle's backbone.
+    pub fn embed_texts(&mut self, texts: &[&str]) -> Result<Array2<f32>> {
+        match &mut self.backbone {
+            Backbone::Text(backbone) => backbone.embed(texts),
+            Backbone::Image(_) => Err(self.wrong_modality(Modality::Text)),
+        }
+    }
+
+    /// Embeddings of decoded images, [N, D], by the bundle's backbone.
+    pub fn embed_images(&mut self, images: &[DynamicImage]) -> Result<Array2<f32>> {
+        match &mut self.backbone {
+            Backbone::Image(backbone) => backbone.embed(images),
+            Backbone::Text(_) => Err(self.wrong_modality(Modality::Image)),
+        }
+    }
+
+    /// Embeddings, [N, D], of 8-bit RGB images as one [N, H, W, 3] array.
+    pub fn embed_pixels(&mut self, pixels: ArrayView4<u8>) -> Result<Array2<f32>> {
+        match &mut self.backbone {
+            Backbone::Image(backbone) => backbone.embed_pixels(pixels),
+            Backbone::Text(_) => Err(self.wrong_modality(Modality::Image)),
+        }
+    }
+
+    /// Embeddings, [N, D], of image files, decoded as the bundle's embeddings were. A file that cannot be
+    /// decoded is an error naming it: rows must stay in step with `paths`.
+    pub fn embed_paths(&mut self, paths: &[PathBuf]) -> Result<Array2<f32>> {
+        let mut rows = Vec::new();
+        let mut dim = self.bundle.head.dim();
+        for chunk in paths.chunks(PATH_BATCH) {
+            let images = chunk
+                .iter()
+                .map(|path| self.open_image(path))
+                .collect::<Result<Vec<_>>>()?;
+            let embeddings = self.embed_images(&images)?;
+            dim = embeddings.ncols();
+            rows.extend(embeddings);
+        }
+        stacked(rows, paths.len(), dim)
+    }
+
     /// Class probabilities, [N, K], for texts.
     pub fn predict_texts(&mut self, texts: &[&str]) -> Result<Array2<f32>> {
-        let embeddings = match &mut self.backbone {
-            Backbone::Text(backbone) => backbone.embed(texts)?,
-            Backbone::Image(_) => return Err(self.wrong_modality(Modality::Text)),
-        };
+        let embeddings = self.embed_texts(texts)?;
         self.predict_embeddings(embeddings.view())
     }
 
     /// Class probabilities, [N, K], for decoded images.
     pub fn predict_images(&mut self, images: &[DynamicImage]) -> Result<Array2<f32>> {
-        let embeddings = match &mut self.backbone {
-            Backbone::Image(backbone) => backbone.embed(images)?,
-            Backbone::Text(_) => return Err(self.wrong_modality(Modality::Image)),
-        };
+        let embeddings = self.embed_images(images)?;
         self.predict_embeddings(embeddings.view())
     }
 
@@ -338,33 +373,36 @@ impl Classifier {
 
     /// Class probabilities, [N, K], for 8-bit RGB images as one [N, H, W, 3] array.
     pub fn predict_pixels(&mut self, pixels: ArrayView4<u8>) -> Result<Array2<f32>> {
-        let embeddings = match &mut self.backbone {
-            Backbone::Image(backbone) => backbone.embed_pixels(pixels)?,
-            Backbone::Text(_) => return Err(self.wrong_modality(Modality::Image)),
-        };
+        let embeddings = self.embed_pixels(pixels)?;
         self.predict_embeddings(embeddings.view())
     }
 
-    /// Class probabilities, [N, K], for image files, decoded as the bundle's embeddings were. A file that
-    /// cannot be decoded is an error naming it: rows must stay in step with `paths`.
+    /// Class probabilities, [N, K], for image files, decoded as the bundle's embeddings were (see
+    /// [`Self::embed_paths`]).
     pub fn predict_paths(&mut self, paths: &[PathBuf]) -> Result<Array2<f32>> {
         let mut rows = Vec::new();
         for chunk in paths.chunks(PATH_BATCH) {
-            let images = chunk
-                .iter()
-                .map(|path| self.open_image(path))
-                .collect::<Result<Vec<_>>>()?;
-            rows.extend(self.predict_images(&images)?);
+            let embeddings = self.embed_paths(chunk)?;
+            rows.extend(self.predict_embeddings(embeddings.view())?);
         }
-        let classes = self.class_names().len();
-        Array2::from_shape_vec((paths.len(), classes), rows)
-            .map_err(|e| Error::Config(format!("unexpected probabilities: {e}")))
+        stacked(rows, paths.len(), self.class_names().len())
+    }
+
+    /// The bundle this classifier answers with.
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
     }
 
     /// Class probabilities for embeddings made by the same backbone.
     pub fn predict_embeddings(&self, embeddings: ArrayView2<f32>) -> Result<Array2<f32>> {
         self.bundle.predict_embeddings(embeddings)
     }
+}
+
+/// Rows made chunk by chunk as one [rows, columns] array.
+fn stacked(values: Vec<f32>, rows: usize, columns: usize) -> Result<Array2<f32>> {
+    Array2::from_shape_vec((rows, columns), values)
+        .map_err(|e| Error::Config(format!("rows made in chunks do not fit together: {e}")))
 }
 
 /// Image files decoded at a time by [`Classifier::predict_paths`]: memory stays flat for long lists.

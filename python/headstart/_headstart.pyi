@@ -1,5 +1,5 @@
 from os import PathLike
-from typing import Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import numpy.typing as npt
@@ -93,6 +93,14 @@ class Bundle:
         inputs: Embedded | npt.ArrayLike | Sequence[str],
     ) -> npt.NDArray[np.float32]:
         """Class probabilities [N, K] for embeddings, pixels [N, H, W, 3], image paths or texts."""
+    def predict(
+        self,
+        inputs: Embedded | npt.ArrayLike | Sequence[str],
+        *,
+        top_k: int = 1,
+        min_confidence: float = 0.0,
+    ) -> list[dict[str, Any]]:
+        """One answer per input: label (None for unknown), top, novel, novelty, labels."""
     def export(
         self,
         path: str | PathLike[str],

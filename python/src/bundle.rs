@@ -10,9 +10,11 @@ use headstart::embeddings::EmbeddedSet;
 use headstart::export::{ExportOptions, export_classifier};
 use headstart::head::{NoveltyParams, TrainParams};
 use headstart::runtime::{Device, RuntimeOptions};
-use headstart::{Classifier, Modality, workflow};
+use headstart::{Classifier, Modality, PredictOptions, workflow};
+use ndarray::ArrayView2;
 use numpy::{PyArray1, PyArray2};
 use pyo3::prelude::*;
+use pyo3::types::PyDict;
 
 use crate::embedder::{Embedded, Embedder};
 use crate::{HeadstartError, arrays, raise};
@@ -73,6 +75,61 @@ impl Bundle {
             job(state.classifier()?)
         })
         .map_err(raise)
+    }
+
+    /// Runs `answer` on the bundle and the embeddings of `inputs`: an `Embedded` or a float array [N, D] as they
+    /// are; a uint8 array [N, H, W, 3] of RGB images, or a list of image paths or texts, through the backbone
+    /// (with the GIL released). `called` names the method in the error for any other input.
+    fn with_embeddings<T: Send>(
+        &self,
+        py: Python<'_>,
+        inputs: &Bound<'_, PyAny>,
+        called: &str,
+        answer: impl FnOnce(&headstart::Bundle, ArrayView2<f32>) -> headstart::Result<T> + Send,
+    ) -> PyResult<T> {
+        if let Ok(embedded) = inputs.cast::<Embedded>() {
+            let embedded = embedded.get();
+            self.check_features(&embedded.features)?;
+            let matrix = embedded.matrix(py)?;
+            return self
+                .read(|bundle| answer(bundle, matrix.view()))
+                .map_err(raise);
+        }
+        if let Ok(strings) = inputs.extract::<Vec<String>>() {
+            let modality = self.read(|bundle| bundle.info.features.input.modality());
+            return self.with_classifier(py, |classifier| {
+                let embeddings = match modality {
+                    Modality::Text => {
+                        let texts: Vec<&str> = strings.iter().map(String::as_str).collect();
+                        classifier.embed_texts(&texts)?
+                    }
+                    Modality::Image => {
+                        let paths: Vec<PathBuf> = strings.iter().map(PathBuf::from).collect();
+                        classifier.embed_paths(&paths)?
+                    }
+                };
+                answer(classifier.bundle(), embeddings.view())
+            });
+        }
+        let array = numpy_array(py, inputs)?;
+        match array.getattr("ndim")?.extract::<usize>()? {
+            4 => {
+                let pixels = arrays::pixels(&array)?;
+                let view = arrays::images(&pixels)?;
+                self.with_classifier(py, |classifier| {
+                    let embeddings = classifier.embed_pixels(view)?;
+                    answer(classifier.bundle(), embeddings.view())
+                })
+            }
+            2 => {
+                let embeddings = arrays::contiguous::<f32>(&array, "float32")?;
+                let view = arrays::matrix(&embeddings, "embeddings")?;
+                self.read(|bundle| answer(bundle, view)).map_err(raise)
+            }
+            other => Err(HeadstartError::new_err(format!(
+                "{called} takes embeddings [N, D], RGB pixels [N, H, W, 3] or a list of paths or texts; got a {other}-dimensional array"
+            ))),
+        }
     }
 
     fn check_features(&self, features: &Features) -> PyResult<()> {
@@ -174,46 +231,43 @@ impl Bundle {
         py: Python<'py>,
         inputs: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArray2<f32>>> {
-        let probabilities = if let Ok(embedded) = inputs.cast::<Embedded>() {
-            let embedded = embedded.get();
-            self.check_features(&embedded.features)?;
-            let matrix = embedded.matrix(py)?;
-            self.read(|bundle| bundle.predict_embeddings(matrix.view()))
-                .map_err(raise)?
-        } else if let Ok(strings) = inputs.extract::<Vec<String>>() {
-            let modality = self.read(|bundle| bundle.info.features.input.modality());
-            self.with_classifier(py, |classifier| match modality {
-                Modality::Text => {
-                    let texts: Vec<&str> = strings.iter().map(String::as_str).collect();
-                    classifier.predict_texts(&texts)
-                }
-                Modality::Image => {
-                    let paths: Vec<PathBuf> = strings.iter().map(PathBuf::from).collect();
-                    classifier.predict_paths(&paths)
-                }
-            })?
-        } else {
-            let array = numpy_array(py, inputs)?;
-            match array.getattr("ndim")?.extract::<usize>()? {
-                4 => {
-                    let pixels = arrays::pixels(&array)?;
-                    let view = arrays::images(&pixels)?;
-                    self.with_classifier(py, |classifier| classifier.predict_pixels(view))?
-                }
-                2 => {
-                    let embeddings = arrays::contiguous::<f32>(&array, "float32")?;
-                    let view = arrays::matrix(&embeddings, "embeddings")?;
-                    self.read(|bundle| bundle.predict_embeddings(view))
-                        .map_err(raise)?
-                }
-                other => {
-                    return Err(HeadstartError::new_err(format!(
-                        "predict_proba takes embeddings [N, D], RGB pixels [N, H, W, 3] or a list of paths or texts; got a {other}-dimensional array"
-                    )));
-                }
-            }
-        };
+        let probabilities =
+            self.with_embeddings(py, inputs, "predict_proba", |bundle, embeddings| {
+                bundle.predict_embeddings(embeddings)
+            })?;
         arrays::to_numpy(py, probabilities)
+    }
+
+    /// One answer per input (the inputs `predict_proba` takes), as the command line's `predict` gives them: a
+    /// dict with `label` (the top class, or None for "unknown": below `min_confidence`, or novel to an
+    /// open-set bundle), `top` (the `top_k` most probable (class, probability) pairs), `novel`, `novelty` (None
+    /// without open_set) and `labels` (a multi-label bundle's labels at their thresholds, else None).
+    #[pyo3(signature = (inputs, *, top_k = 1, min_confidence = 0.0))]
+    fn predict<'py>(
+        &self,
+        py: Python<'py>,
+        inputs: &Bound<'py, PyAny>,
+        top_k: usize,
+        min_confidence: f32,
+    ) -> PyResult<Vec<Bound<'py, PyDict>>> {
+        let options = PredictOptions::default()
+            .top_k(top_k)
+            .min_confidence(min_confidence);
+        let answers = self.with_embeddings(py, inputs, "predict", |bundle, embeddings| {
+            bundle.answer(embeddings, &options)
+        })?;
+        answers
+            .into_iter()
+            .map(|answer| {
+                let dict = PyDict::new(py);
+                dict.set_item("label", answer.label)?;
+                dict.set_item("top", answer.top)?;
+                dict.set_item("novel", answer.novel)?;
+                dict.set_item("novelty", answer.novelty)?;
+                dict.set_item("labels", answer.labels)?;
+                Ok(dict)
+            })
+            .collect()
     }
 
     /// Writes one ONNX file: backbone, pooling, head and softmax (or the head alone with `head_only`);

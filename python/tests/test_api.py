@@ -194,6 +194,32 @@ def test_every_head_and_open_set_rejection(embedded: headstart.Embedded, small_s
         reference.novelty(embedded)
 
 
+def test_predict_answers_as_the_cli_does(embedded: headstart.Embedded, small_set: Path, tmp_path: Path) -> None:
+    files = listed(small_set)
+    bundle = headstart.train(embedded, [files[i].parent.name for i in embedded.indices], open_set=0.05)
+    saved = tmp_path / "open.hs"
+    bundle.save(saved)
+    paths = [str(files[i]) for i in embedded.indices[:8]]
+    options = ["--top-k", "2", "--min-confidence", "0.8"]
+    by_cli = cli_json("predict", str(saved), *paths, "--format", "json", *options, "--device", "cpu")["predictions"]
+    answers = bundle.predict(paths, top_k=2, min_confidence=0.8)
+    assert [a["label"] or "unknown" for a in answers] == [row["label"] for row in by_cli]
+    assert [a["novel"] for a in answers] == [row["novel"] for row in by_cli]
+    for answer, row in zip(answers, by_cli):
+        assert [name for name, _ in answer["top"]] == [t["class"] for t in row["top"]]
+        assert abs(answer["novelty"] - row["novelty"]) < 1e-4
+    # Embeddings answer as the files they came from; a label is the top class unless held back.
+    probabilities = bundle.predict_proba(embedded)
+    for answer, row in zip(bundle.predict(embedded), probabilities):
+        top_class, top_probability = answer["top"][0]
+        assert top_class == bundle.class_names[int(np.argmax(row))] and abs(top_probability - row.max()) < 1e-6
+        assert answer["label"] == (None if answer["novel"] else top_class) and answer["labels"] is None
+    # Inputs unlike anything trained on are unknown.
+    assert all(a["novel"] and a["label"] is None for a in bundle.predict(-embedded.embeddings))
+    with pytest.raises(headstart.HeadstartError, match="between 0 and 1"):
+        bundle.predict(embedded, min_confidence=2.0)
+
+
 def test_export_writes_what_the_cli_writes(embedded: headstart.Embedded, small_set: Path, tmp_path: Path) -> None:
     files = listed(small_set)
     bundle = headstart.train(embedded, [files[i].parent.name for i in embedded.indices])
