@@ -76,7 +76,7 @@ fn main() {
 /// Each head with the default protocol (5 folds, the default grid for logistic and linear-svm).
 fn every_head(case: &Case) {
     let names: Vec<String> = (0..case.classes).map(|c| format!("class{c}")).collect();
-    let variants = HeadKind::ALL
+    let variants = HeadKind::SINGLE_LABEL
         .into_iter()
         .map(|head| (head.name().to_string(), head, Solver::Lbfgs))
         .chain([(

@@ -20,7 +20,7 @@ use crate::head::{
 pub const FORMAT_VERSION: u32 = 2;
 
 /// The format a bundle with this head (and open-set rejection, or not) is written in: the oldest that knows
-/// them. A multi-label bundle is format 2 (see [`TrainingInfo::multi_label`]).
+/// them. A multi-label bundle is format 2 (stored as the logistic kind with `multi_label` set).
 fn format_version_for(head: &Head, open_set: bool) -> u32 {
     match head {
         Head::Logistic(_) | Head::Centroid(_) | Head::Knn(_) if !open_set => 1,
@@ -145,6 +145,7 @@ mod input_fields {
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(from = "StoredTraining", into = "StoredTraining")]
 pub struct TrainingInfo {
     pub head: HeadKind,
     pub chosen_c: Option<f64>,
@@ -152,18 +153,12 @@ pub struct TrainingInfo {
     pub folds: usize,
     pub class_weight: ClassWeight,
     /// The logistic head's solver (absent for other heads and in bundles from before it could be chosen).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub solver: Option<Solver>,
     pub seed: u64,
     pub knn_k: Option<usize>,
     /// Open-set rejection's settings (its reference embeddings are an array of the bundle).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub open_set: Option<OpenSetInfo>,
-    /// Whether the head gives several labels per input (`Head::MultiLabel`); its classes are the labels.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub multi_label: bool,
     /// Whether the bundle keeps its training embeddings (older headstarts ignore them).
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub keeps_embeddings: bool,
     pub samples: usize,
     /// sha256 (first 16 hex digits) of the training embeddings and labels.
@@ -171,6 +166,82 @@ pub struct TrainingInfo {
     pub headstart_version: String,
     /// UTC, RFC 3339.
     pub date: String,
+}
+
+/// [`TrainingInfo`] as the file stores it: a multi-label head is the logistic kind with `multi_label` set, as
+/// format 2 wrote it.
+#[derive(Serialize, Deserialize)]
+struct StoredTraining {
+    head: HeadKind,
+    chosen_c: Option<f64>,
+    cv_accuracy: f64,
+    folds: usize,
+    class_weight: ClassWeight,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    solver: Option<Solver>,
+    seed: u64,
+    knn_k: Option<usize>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    open_set: Option<OpenSetInfo>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    multi_label: bool,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    keeps_embeddings: bool,
+    samples: usize,
+    dataset_fingerprint: String,
+    headstart_version: String,
+    date: String,
+}
+
+impl From<StoredTraining> for TrainingInfo {
+    fn from(stored: StoredTraining) -> Self {
+        TrainingInfo {
+            head: match (stored.head, stored.multi_label) {
+                (HeadKind::Logistic, true) => HeadKind::MultiLabel,
+                (head, _) => head,
+            },
+            chosen_c: stored.chosen_c,
+            cv_accuracy: stored.cv_accuracy,
+            folds: stored.folds,
+            class_weight: stored.class_weight,
+            solver: stored.solver,
+            seed: stored.seed,
+            knn_k: stored.knn_k,
+            open_set: stored.open_set,
+            keeps_embeddings: stored.keeps_embeddings,
+            samples: stored.samples,
+            dataset_fingerprint: stored.dataset_fingerprint,
+            headstart_version: stored.headstart_version,
+            date: stored.date,
+        }
+    }
+}
+
+impl From<TrainingInfo> for StoredTraining {
+    fn from(info: TrainingInfo) -> Self {
+        let multi_label = info.head == HeadKind::MultiLabel;
+        StoredTraining {
+            head: if multi_label {
+                HeadKind::Logistic
+            } else {
+                info.head
+            },
+            chosen_c: info.chosen_c,
+            cv_accuracy: info.cv_accuracy,
+            folds: info.folds,
+            class_weight: info.class_weight,
+            solver: info.solver,
+            seed: info.seed,
+            knn_k: info.knn_k,
+            open_set: info.open_set,
+            multi_label,
+            keeps_embeddings: info.keeps_embeddings,
+            samples: info.samples,
+            dataset_fingerprint: info.dataset_fingerprint,
+            headstart_version: info.headstart_version,
+            date: info.date,
+        }
+    }
 }
 
 /// How a bundle rejects inputs far from its training data ([`Novelty`]).
@@ -374,14 +445,8 @@ impl Bundle {
         let table = |name: &str| stored.matrix(name).map_err(damaged);
         let integers = |name: &str| stored.indices(name).map_err(damaged);
         let k = info.class_names.len();
-        let head = Head::read(
-            info.training.head,
-            info.training.multi_label,
-            &stored,
-            k,
-            info.training.knn_k,
-        )
-        .map_err(damaged)?;
+        let head =
+            Head::read(info.training.head, &stored, k, info.training.knn_k).map_err(damaged)?;
         if head.classes() != k {
             return Err(damaged("the head's arrays do not fit together".into()));
         }
@@ -573,7 +638,6 @@ mod tests {
                 seed: 42,
                 knn_k: Some(3),
                 open_set: None,
-                multi_label: false,
                 keeps_embeddings: false,
                 samples: 10,
                 dataset_fingerprint: "0123456789abcdef".into(),
@@ -581,6 +645,19 @@ mod tests {
                 date: utc_now(),
             },
         }
+    }
+
+    #[test]
+    fn a_multi_label_head_is_stored_as_format_2_wrote_it() {
+        let mut training = info(HeadKind::MultiLabel, 2).training;
+        let stored = serde_json::to_value(&training).unwrap();
+        assert_eq!(stored["head"], "logistic");
+        assert_eq!(stored["multi_label"], true);
+        let read: TrainingInfo = serde_json::from_value(stored).unwrap();
+        assert_eq!(read.head, HeadKind::MultiLabel);
+        training.head = HeadKind::Logistic;
+        let stored = serde_json::to_value(&training).unwrap();
+        assert!(stored.get("multi_label").is_none(), "{stored}");
     }
 
     #[test]

@@ -48,7 +48,7 @@ use crate::data::Data;
 use crate::data::decode::{DecodeOptions, open_image_for};
 use crate::embeddings::{self, EmbedOptions, EmbedSummary, EmbeddedSet};
 use crate::error::{Error, Result};
-use crate::head::{ClassScores, MultiLabel, Novelty};
+use crate::head::{ClassScores, Novelty};
 use crate::modality::Modality;
 use crate::preprocess::{ImagePreprocess, PreprocessOverrides};
 use crate::runtime::{Precision, RuntimeOptions};
@@ -440,8 +440,8 @@ impl Bundle {
             options.top_k,
             options.min_confidence,
         );
-        if let Some(head) = self.head.multi_label() {
-            mark_labels(&mut answers, probabilities.view(), head, names);
+        if let Some(label_sets) = self.head.model().label_sets(probabilities.view()) {
+            mark_labels(&mut answers, label_sets, names);
         }
         if let (Some(scores), Some(novelty)) = (self.novelty_scores(embeddings)?, &self.novelty) {
             mark_novel(&mut answers, scores.view(), novelty);
@@ -494,13 +494,8 @@ fn predictions(
 }
 
 /// Sets each answer of a multi-label head to its labels (`probabilities` are that head's).
-fn mark_labels(
-    answers: &mut [Prediction],
-    probabilities: ArrayView2<f32>,
-    head: &MultiLabel,
-    names: &[String],
-) {
-    for (answer, labels) in answers.iter_mut().zip(head.labels(probabilities)) {
+fn mark_labels(answers: &mut [Prediction], label_sets: Vec<Vec<usize>>, names: &[String]) {
+    for (answer, labels) in answers.iter_mut().zip(label_sets) {
         let labels: Vec<String> = labels.into_iter().map(|l| names[l].clone()).collect();
         answer.label = Some(labels.join("|"));
         answer.labels = Some(labels);

@@ -833,7 +833,7 @@ fn multi_label_images_train_predict_and_export() {
         "{validation}"
     );
     let loaded = Bundle::load(&bundle).unwrap();
-    assert!(loaded.info.training.multi_label);
+    assert_eq!(loaded.info.training.head, headstart::HeadKind::MultiLabel);
     assert_eq!(loaded.info.format_version, 2);
 
     // predict: every label at or above its threshold, as the library computes them.

@@ -175,7 +175,8 @@ impl Bundle {
         self.read(|bundle| bundle.info.features.source.to_string())
     }
 
-    /// "logistic", "centroid", "knn", "gaussian-nb" or "linear-svm".
+    /// "logistic", "centroid", "knn", "gaussian-nb", "linear-svm", or "multi-label" (a bundle from `headstart train
+    /// --multi-label`).
     #[getter]
     fn head(&self) -> String {
         self.read(|bundle| bundle.info.training.head.name().to_string())

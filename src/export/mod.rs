@@ -23,18 +23,15 @@ use crate::error::{Error, Result};
 use crate::head::{ClassScores, Novelty};
 use crate::onnx::builder::GraphBuilder;
 use crate::onnx::proto::{
-    BOOL, DOUBLE, FLOAT, INT64, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto,
-    UINT8, ValueInfoProto,
+    DOUBLE, FLOAT, INT64, ModelProto, NodeProto, OperatorSetIdProto, StringStringEntryProto, UINT8,
+    ValueInfoProto,
 };
 use crate::onnx::splice::{GraphEdit, edit_model};
 use crate::pooling::Pooling;
 use crate::preprocess::{ColourOrder, ImagePreprocess, Layout};
 use crate::runtime::RuntimeOptions;
 
-pub const PROBABILITIES: &str = "probabilities";
-pub const CLASS_INDEX: &str = "class_index";
-/// The output of a multi-label file: bool [N, K], whether each label's probability reaches its threshold.
-pub(crate) const LABELS: &str = "labels";
+pub use crate::onnx::builder::{CLASS_INDEX, LABELS, PROBABILITIES};
 /// The output with each input's novelty score, in a file exported from a bundle with open-set rejection.
 pub(crate) const NOVELTY: &str = "novelty";
 /// The input of a head-only file.
@@ -324,54 +321,15 @@ impl GraphBuilder {
         Ok(())
     }
 
-    /// The head on `embedding` [N, D]: logits, softmax(logits / temperature), and the top class.
+    /// The head on `embedding` [N, D]: its scores, the outputs it gives from them, and the novelty score.
     fn head(&mut self, bundle: &Bundle, embedding: &str) -> Result<()> {
-        let logits = bundle.head.model().lower(self, embedding)?;
-        let classes = ClassScores::classes(&bundle.head) as i64;
-        let k = Some(classes);
-        if let Some(head) = bundle.head.multi_label() {
-            // Each label's own probability, and whether it reaches the label's threshold.
-            self.graph
-                .node
-                .push(NodeProto::new("Sigmoid", &[&logits], &[PROBABILITIES]));
-            let thresholds = self.floats("thresholds", &[classes], &head.thresholds.to_vec());
-            let below = self.node("Less", &[PROBABILITIES, &thresholds], |n| n);
-            self.graph
-                .node
-                .push(NodeProto::new("Not", &[&below], &[LABELS]));
-            self.graph.output = vec![
-                ValueInfoProto::tensor(PROBABILITIES, FLOAT, &[None, k]),
-                ValueInfoProto::tensor(LABELS, BOOL, &[None, k]),
-            ];
-        } else {
-            self.softmax_outputs(bundle, &logits, k);
-        }
+        let model = bundle.head.model();
+        let scores = model.lower(self, embedding)?;
+        model.lower_outputs(self, &scores, bundle.temperature);
         if let Some(novelty) = &bundle.novelty {
             self.novelty(embedding, novelty)?;
         }
         Ok(())
-    }
-
-    /// softmax(logits / temperature) and the top class.
-    fn softmax_outputs(&mut self, bundle: &Bundle, logits: &str, k: Option<i64>) {
-        let temperature = self.floats("temperature", &[], &[bundle.temperature.max(1e-6)]);
-        let scaled = self.node("Div", &[logits, &temperature], |n| n);
-        let axis = if self.opset >= 13 { -1 } else { 1 };
-        let probabilities = self.node("Softmax", &[&scaled], |n| n.with_int("axis", axis));
-        self.graph.node.push(NodeProto::new(
-            "Identity",
-            &[&probabilities],
-            &[PROBABILITIES],
-        ));
-        self.graph.node.push(
-            NodeProto::new("ArgMax", &[PROBABILITIES], &[CLASS_INDEX])
-                .with_int("axis", 1)
-                .with_int("keepdims", 0),
-        );
-        self.graph.output = vec![
-            ValueInfoProto::tensor(PROBABILITIES, FLOAT, &[None, k]),
-            ValueInfoProto::tensor(CLASS_INDEX, INT64, &[None]),
-        ];
     }
 
     /// [`Novelty::scores`] as an output: 1 − the k-th largest cosine similarity to the stored reference, which
@@ -405,13 +363,7 @@ impl GraphBuilder {
 fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
     let info = &bundle.info;
     let json = |value: serde_json::Value| value.to_string();
-    let mut outputs = if bundle.head.multi_label().is_some() {
-        format!(
-            "{PROBABILITIES}: float [N, K] sigmoid per label; {LABELS}: bool [N, K], probability at or above headstart.thresholds"
-        )
-    } else {
-        format!("{PROBABILITIES}: float [N, K] softmax; {CLASS_INDEX}: int64 [N]")
-    };
+    let (mut outputs, head_entries) = bundle.head.model().outputs_metadata();
     if bundle.novelty.is_some() {
         outputs.push_str(&format!(
             "; {NOVELTY}: float [N], unknown above headstart.novelty_threshold"
@@ -434,12 +386,7 @@ fn metadata(bundle: &Bundle, variant: &str) -> Vec<StringStringEntryProto> {
         ),
         ("headstart.outputs", outputs),
     ];
-    if let Some(head) = bundle.head.multi_label() {
-        entries.push((
-            "headstart.thresholds",
-            json(serde_json::json!(head.thresholds.to_vec())),
-        ));
-    }
+    entries.extend(head_entries);
     if let Some(novelty) = &bundle.novelty {
         entries.push(("headstart.novelty_threshold", novelty.threshold.to_string()));
     }

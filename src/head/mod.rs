@@ -28,7 +28,7 @@ use ndarray::{Array1, Array2, ArrayBase, ArrayView1, ArrayView2, Axis, Data, Ix2
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::onnx::builder::GraphBuilder;
+use crate::onnx::builder::{CLASS_INDEX, GraphBuilder, PROBABILITIES};
 
 pub use centroid::{Centroid, CentroidParams, CentroidValidParams};
 pub use cv::Estimator;
@@ -59,10 +59,15 @@ pub enum HeadKind {
     /// Linear support vector machines, one against the rest (linfa-svm); regularisation chosen by
     /// cross-validation.
     LinearSvm,
+    /// Several labels per input: a logistic model and a threshold per label, trained from a table of label
+    /// sets ([`train_multi_label`]) rather than chosen with `head`.
+    #[cfg_attr(feature = "cli", value(skip))]
+    MultiLabel,
 }
 
 impl HeadKind {
-    pub const ALL: [HeadKind; 5] = [
+    /// The kinds [`train`] fits from one class per input.
+    pub const SINGLE_LABEL: [HeadKind; 5] = [
         HeadKind::Logistic,
         HeadKind::Centroid,
         HeadKind::Knn,
@@ -77,6 +82,7 @@ impl HeadKind {
             HeadKind::Knn => "knn",
             HeadKind::GaussianNb => "gaussian-nb",
             HeadKind::LinearSvm => "linear-svm",
+            HeadKind::MultiLabel => "multi-label",
         }
     }
 }
@@ -91,11 +97,11 @@ impl std::str::FromStr for HeadKind {
     type Err = Error;
 
     fn from_str(name: &str) -> Result<Self> {
-        HeadKind::ALL
+        HeadKind::SINGLE_LABEL
             .into_iter()
             .find(|kind| kind.name() == name)
             .ok_or_else(|| {
-                let names: Vec<&str> = HeadKind::ALL.iter().map(|k| k.name()).collect();
+                let names: Vec<&str> = HeadKind::SINGLE_LABEL.iter().map(|k| k.name()).collect();
                 Error::parameter(
                     "head",
                     format!("'{name}' is not one of {}", names.join(", ")),
@@ -172,6 +178,24 @@ pub(crate) trait HeadModel: ClassScores {
     /// Appends nodes that compute its class scores from `embedding` ([N, D]); returns the scores' name.
     fn lower(&self, graph: &mut GraphBuilder, embedding: &str) -> Result<String>;
 
+    /// Appends an exported file's outputs, computed from its `scores`: by default the class probabilities,
+    /// softmax(scores / temperature), and the top class.
+    fn lower_outputs(&self, graph: &mut GraphBuilder, scores: &str, temperature: f32) {
+        graph.softmax_outputs(scores, temperature, self.classes());
+    }
+
+    /// What an exported file's outputs are, for its metadata, and the entries they need there.
+    fn outputs_metadata(&self) -> (String, Vec<(&'static str, String)>) {
+        let described = format!("{PROBABILITIES}: float [N, K] softmax; {CLASS_INDEX}: int64 [N]");
+        (described, Vec::new())
+    }
+
+    /// The labels of each row of `probabilities` [N, K], for a head that gives several (or none) per input;
+    /// `None` for a head that gives one class.
+    fn label_sets(&self, _probabilities: ArrayView2<f32>) -> Option<Vec<Vec<usize>>> {
+        None
+    }
+
     /// This head with `examples` added from its own arrays, as training on all of them would make it; `None`
     /// when it cannot (it needs the old embeddings).
     fn with_examples(&self, _examples: &NewExamples) -> Option<Result<Head>> {
@@ -226,7 +250,7 @@ impl Head {
             Head::Knn(_) => HeadKind::Knn,
             Head::GaussianNb(_) => HeadKind::GaussianNb,
             Head::LinearSvm(_) => HeadKind::LinearSvm,
-            Head::MultiLabel(_) => HeadKind::Logistic,
+            Head::MultiLabel(_) => HeadKind::MultiLabel,
         }
     }
 
@@ -249,17 +273,15 @@ impl Head {
         }
     }
 
-    /// A head of `kind` from a bundle's arrays (`multi_label`: the logistic kind with a threshold per label),
-    /// for `classes` classes; `knn_k` is a kNN head's neighbour count.
+    /// A head of `kind` from a bundle's arrays, for `classes` classes; `knn_k` is a kNN head's neighbour count.
     pub(crate) fn read(
         kind: HeadKind,
-        multi_label: bool,
         arrays: &dyn StoredArrays,
         classes: usize,
         knn_k: Option<usize>,
     ) -> std::result::Result<Head, String> {
         Ok(match kind {
-            HeadKind::Logistic if multi_label => Head::MultiLabel(MultiLabel::read(arrays)?),
+            HeadKind::MultiLabel => Head::MultiLabel(MultiLabel::read(arrays)?),
             HeadKind::Logistic => Head::Logistic(LinearModel::read(arrays)?),
             HeadKind::LinearSvm => Head::LinearSvm(LinearModel::read(arrays)?),
             HeadKind::Centroid => Head::Centroid(Centroid::read(arrays)?),
@@ -472,7 +494,7 @@ mod tests {
 
     #[test]
     fn head_names_parse_back() {
-        for kind in HeadKind::ALL {
+        for kind in HeadKind::SINGLE_LABEL {
             assert_eq!(kind.name().parse::<HeadKind>().unwrap(), kind);
             assert_eq!(
                 serde_json::to_string(&kind).unwrap(),

@@ -14,7 +14,8 @@ use super::{
     TrainParams, TrainWarning,
 };
 use crate::error::{Error, Result};
-use crate::onnx::builder::GraphBuilder;
+use crate::onnx::builder::{GraphBuilder, LABELS, PROBABILITIES};
+use crate::onnx::proto::{BOOL, FLOAT, NodeProto, ValueInfoProto};
 
 /// Per-label logistic models (scores are log-odds) and thresholds on their probabilities.
 #[derive(Debug, Clone, PartialEq)]
@@ -45,6 +46,41 @@ impl HeadModel for MultiLabel {
     /// Its logistic model's scores; each label's probability is their sigmoid.
     fn lower(&self, graph: &mut GraphBuilder, embedding: &str) -> Result<String> {
         self.model.lower(graph, embedding)
+    }
+
+    /// Each label's own probability, and whether it reaches the label's threshold.
+    fn lower_outputs(&self, graph: &mut GraphBuilder, scores: &str, _temperature: f32) {
+        let k = Some(self.classes() as i64);
+        graph
+            .graph
+            .node
+            .push(NodeProto::new("Sigmoid", &[scores], &[PROBABILITIES]));
+        let thresholds = graph.floats(
+            "thresholds",
+            &[self.classes() as i64],
+            &self.thresholds.to_vec(),
+        );
+        let below = graph.node("Less", &[PROBABILITIES, &thresholds], |n| n);
+        graph
+            .graph
+            .node
+            .push(NodeProto::new("Not", &[&below], &[LABELS]));
+        graph.graph.output = vec![
+            ValueInfoProto::tensor(PROBABILITIES, FLOAT, &[None, k]),
+            ValueInfoProto::tensor(LABELS, BOOL, &[None, k]),
+        ];
+    }
+
+    fn outputs_metadata(&self) -> (String, Vec<(&'static str, String)>) {
+        let described = format!(
+            "{PROBABILITIES}: float [N, K] sigmoid per label; {LABELS}: bool [N, K], probability at or above headstart.thresholds"
+        );
+        let thresholds = serde_json::json!(self.thresholds.to_vec()).to_string();
+        (described, vec![("headstart.thresholds", thresholds)])
+    }
+
+    fn label_sets(&self, probabilities: ArrayView2<f32>) -> Option<Vec<Vec<usize>>> {
+        Some(self.labels(probabilities))
     }
 }
 

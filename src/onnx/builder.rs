@@ -1,6 +1,13 @@
 //! Building ONNX graphs node by node: what export appends to a backbone, and what each head lowers itself to.
 
-use super::proto::{GraphProto, NodeProto, TensorProto};
+use super::proto::{FLOAT, GraphProto, INT64, NodeProto, TensorProto, ValueInfoProto};
+
+/// The class probabilities output of an exported file: float [N, K].
+pub const PROBABILITIES: &str = "probabilities";
+/// The top class output of a single-label file: int64 [N].
+pub const CLASS_INDEX: &str = "class_index";
+/// The output of a multi-label file: bool [N, K], whether each label's probability reaches its threshold.
+pub const LABELS: &str = "labels";
 
 /// Appends nodes to a graph, naming their outputs `headstart/...` so they cannot collide with the
 /// backbone's, and writing each op as the model's opset defines it.
@@ -46,6 +53,29 @@ impl GraphBuilder {
         let name = self.name(what);
         self.graph.initializer.push(tensor(&name));
         name
+    }
+
+    /// The outputs of a single-label head from its `scores` [N, `classes`]: softmax(scores / temperature) and
+    /// the top class.
+    pub(crate) fn softmax_outputs(&mut self, scores: &str, temperature: f32, classes: usize) {
+        let temperature = self.floats("temperature", &[], &[temperature.max(1e-6)]);
+        let scaled = self.node("Div", &[scores, &temperature], |n| n);
+        let axis = if self.opset >= 13 { -1 } else { 1 };
+        let probabilities = self.node("Softmax", &[&scaled], |n| n.with_int("axis", axis));
+        self.graph.node.push(NodeProto::new(
+            "Identity",
+            &[&probabilities],
+            &[PROBABILITIES],
+        ));
+        self.graph.node.push(
+            NodeProto::new("ArgMax", &[PROBABILITIES], &[CLASS_INDEX])
+                .with_int("axis", 1)
+                .with_int("keepdims", 0),
+        );
+        self.graph.output = vec![
+            ValueInfoProto::tensor(PROBABILITIES, FLOAT, &[None, Some(classes as i64)]),
+            ValueInfoProto::tensor(CLASS_INDEX, INT64, &[None]),
+        ];
     }
 
     pub(crate) fn floats(&mut self, what: &str, dims: &[i64], values: &[f32]) -> String {

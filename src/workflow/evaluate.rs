@@ -10,7 +10,7 @@ use crate::classifier::Classifier;
 use crate::data::Data;
 use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet};
 use crate::error::{Error, Result};
-use crate::head::ClassScores;
+use crate::head::{ClassScores, HeadKind};
 use crate::metrics::{Metrics, evaluate};
 use crate::runtime::RuntimeOptions;
 
@@ -18,7 +18,7 @@ use super::split::labels_of;
 
 /// Metrics of a bundle on labelled embeddings made by the same backbone; also returns the probabilities.
 pub fn evaluate_set(bundle: &Bundle, set: &EmbeddedSet) -> Result<(Metrics, Array2<f32>)> {
-    if bundle.info.training.multi_label {
+    if bundle.info.training.head == HeadKind::MultiLabel {
         return Err(Error::Unsupported(
             "evaluating a multi-label bundle on other data is not supported yet; its training reports \
              cross-validated and held-out metrics (a validation split)"

@@ -82,7 +82,7 @@ pub fn train_multi_label(
         .flat_map(|set| set.iter().map(|&l| l as i64).chain([-1]));
     let fingerprint = fingerprint(None, x.as_slice().unwrap_or(&[]), labels);
     let training = TrainingInfo {
-        head: HeadKind::Logistic,
+        head: HeadKind::MultiLabel,
         chosen_c: Some(report.chosen_c),
         cv_accuracy: report.cross_validated.subset_accuracy,
         folds: params.folds,
@@ -94,7 +94,6 @@ pub fn train_multi_label(
             .as_ref()
             .zip(params.open_set.as_ref())
             .map(|(n, p)| OpenSetInfo::of(n, p.false_rejection)),
-        multi_label: true,
         keeps_embeddings: false,
         samples: y.len(),
         dataset_fingerprint: fingerprint,

@@ -97,7 +97,6 @@ pub fn train_bundle(
             .as_ref()
             .zip(params.open_set.as_ref())
             .map(|(n, p)| OpenSetInfo::of(n, p.false_rejection)),
-        multi_label: false,
         keeps_embeddings: false,
         samples: y.len(),
         dataset_fingerprint: fingerprint,
