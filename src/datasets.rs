@@ -26,7 +26,7 @@ pub(crate) struct ElpvCell {
 
 /// Fetches ELPV (once) and returns its folder (images/ and labels.csv).
 pub fn elpv() -> Result<PathBuf> {
-    let dir = crate::home::part("datasets")?.join("elpv");
+    let dir = crate::home_dir::part("datasets")?.join("elpv");
     fetch::ensure_folder(&elpv_source(), &dir)?;
     Ok(dir)
 }
@@ -64,7 +64,7 @@ pub(crate) fn elpv_cells(dir: &Path) -> Result<Vec<ElpvCell>> {
 pub fn elpv_by_defect() -> Result<PathBuf> {
     let source = elpv()?;
     let cells = elpv_cells(&source)?;
-    let dir = crate::home::part("datasets")?.join("elpv-defect");
+    let dir = crate::home_dir::part("datasets")?.join("elpv-defect");
     if tree_matches(&cells, &dir) {
         return Ok(dir);
     }
@@ -145,7 +145,7 @@ pub(crate) fn vader_movies_source() -> SourceFile {
 /// The movie snippets as a text table (`.jsonl`, columns `text`, `label`, `score`): `positive` when the mean
 /// score is above 0, else `negative`. Fetched and converted once; the table is written atomically.
 pub fn vader_movies() -> Result<PathBuf> {
-    let dir = crate::home::part("datasets")?.join("vader");
+    let dir = crate::home_dir::part("datasets")?.join("vader");
     let table = dir.join("movie-snippets.jsonl");
     if table.is_file() {
         return Ok(table);
@@ -208,7 +208,7 @@ const PHOTOS: [(&str, &str); 5] = [
 
 /// Fetches (once) and returns the sample photos.
 pub fn sample_photos() -> Result<Vec<PathBuf>> {
-    let dir = crate::home::part("samples")?.join("scikit-image");
+    let dir = crate::home_dir::part("samples")?.join("scikit-image");
     let files: Vec<(RegistryFile, PathBuf)> = PHOTOS
         .iter()
         .map(|(name, sha256)| {
@@ -237,7 +237,7 @@ struct DebianPhotos {
 impl DebianPhotos {
     /// Fetches (once) the photos with `apt-get download` into `$HEADSTART_HOME/datasets/NAME` and returns it.
     fn fetch(&self, name: &str) -> Result<PathBuf> {
-        let dir = crate::home::part("datasets")?.join(name);
+        let dir = crate::home_dir::part("datasets")?.join(name);
         fetch::ensure_debian_files(&DebianFiles {
             package: self.package.into(),
             version: self.version.into(),

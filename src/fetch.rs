@@ -87,7 +87,7 @@ fn display_dir(path: &Path) -> String {
 
 /// The folder of wheels headstart takes packages from before asking pip: seed it to work offline.
 pub fn wheel_folder() -> Result<PathBuf> {
-    Ok(crate::home::home()?.join("wheels"))
+    Ok(crate::home_dir::home()?.join("wheels"))
 }
 
 /// The Python build whose wheels the sha256 pins are for: a native wheel's members can differ between builds.
@@ -101,7 +101,7 @@ pub(crate) fn local_wheel(package: &str) -> Result<Option<PathBuf>> {
     };
     let prefix = format!("{}-{version}-", name.replace(['-', '.'], "_")).to_lowercase();
     let folder = wheel_folder()?;
-    let Some(entries) = crate::home::read_dir_if_present(&folder)? else {
+    let Some(entries) = crate::home_dir::read_dir_if_present(&folder)? else {
         return Ok(None);
     };
     let pinned_tag = format!("-{}-", pinned_python_tag());
@@ -153,7 +153,7 @@ pub fn python_packages(site: &str, imports: &str, packages: &[&str]) -> Result<O
     if importable(None) {
         return Ok(None);
     }
-    let dir = crate::home::part(site)?;
+    let dir = crate::home_dir::part(site)?;
     // Two pip installs into one folder at once trip over each other; the second waits, then finds its imports.
     let _lock = lock_beside(&dir)?;
     if !importable(Some(&dir)) {

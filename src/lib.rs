@@ -70,7 +70,7 @@ pub mod export;
 mod fetch;
 mod hash;
 pub mod head;
-pub mod home;
+mod home_dir;
 mod metrics;
 mod modality;
 mod onnx;
@@ -81,6 +81,14 @@ mod rng;
 pub mod runtime;
 pub mod workflow;
 pub mod zoo;
+
+/// The folder where headstart keeps what it fetches and caches (`HEADSTART_HOME`, else the per-user cache
+/// directory): what is in it and clearing it, and fetching pinned, sha256-verified registry files into it (the
+/// Python that tests and benches run, a package's file).
+pub mod home {
+    pub use crate::fetch::{RegistryFile, ensure, python, python_packages};
+    pub use crate::home_dir::{Cleared, MARKER, PartUsage, clear, home, usage};
+}
 
 // What a library user needs for the whole job: open data, embed it, train, save, load, predict, export.
 pub use augment::Augment;

@@ -120,7 +120,7 @@ pub fn default_for(modality: Modality) -> ZooModel {
 
 /// The directory in the cache that holds a zoo model's files.
 pub fn cache_dir(name: &str) -> Result<PathBuf> {
-    Ok(crate::home::part("models")?.join(name))
+    Ok(crate::home_dir::part("models")?.join(name))
 }
 
 /// The model's ONNX file, verified; fetched or converted first if needed.

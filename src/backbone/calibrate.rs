@@ -380,7 +380,7 @@ fn cache_key(
 }
 
 fn cache_path(key: &str) -> Option<PathBuf> {
-    crate::home::part("calibration")
+    crate::home_dir::part("calibration")
         .ok()
         .map(|dir| dir.join(format!("{}.json", &key[..32])))
 }

@@ -14,7 +14,7 @@ use crate::atomic::{remove_abandoned_partials, write_atomic, write_atomic_unsync
 use crate::backbone::{BackboneIdentity, InputSpec};
 use crate::error::{Error, Result};
 use crate::hash::hex;
-use crate::home::read_dir_if_present;
+use crate::home_dir::read_dir_if_present;
 use crate::preprocess::{ImagePreprocess, JpegDecode};
 
 const MAGIC: &[u8; 4] = b"HSE1";
@@ -36,7 +36,7 @@ pub(crate) type Key = [u8; 32];
 impl EmbeddingCache {
     /// The default cache root: `$HEADSTART_HOME/embeddings`.
     pub(crate) fn default_root() -> Result<PathBuf> {
-        crate::home::part("embeddings")
+        crate::home_dir::part("embeddings")
     }
 
     /// The cache for this backbone and input preparation, unless the options turn it off.
@@ -79,7 +79,7 @@ impl EmbeddingCache {
         let config = config.to_string();
         let digest = hex(&Sha256::digest(config.as_bytes()));
         // A cache root headstart makes is marked as its own, wherever it is (`cache clear` looks for that).
-        let _ = crate::home::make_marked(root);
+        let _ = crate::home_dir::make_marked(root);
         let dir = root.join(&digest[..24]);
         let described = dir.join(CONFIGURATION_FILE);
         if !described.exists() {

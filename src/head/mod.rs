@@ -66,7 +66,7 @@ pub enum HeadKind {
 }
 
 impl HeadKind {
-    /// The kinds [`train`] fits from one class per input.
+    /// The kinds [`train()`] fits from one class per input.
     pub const SINGLE_LABEL: [HeadKind; 5] = [
         HeadKind::Logistic,
         HeadKind::Centroid,

@@ -2,9 +2,9 @@
 
 use super::proto::{FLOAT, GraphProto, INT64, NodeProto, TensorProto, ValueInfoProto};
 
-/// The class probabilities output of an exported file: float [N, K].
+/// The class probabilities output of an exported file: float \[N, K\].
 pub const PROBABILITIES: &str = "probabilities";
-/// The top class output of a single-label file: int64 [N].
+/// The top class output of a single-label file: int64 \[N\].
 pub const CLASS_INDEX: &str = "class_index";
 /// The output of a multi-label file: bool [N, K], whether each label's probability reaches its threshold.
 pub const LABELS: &str = "labels";

@@ -110,14 +110,14 @@ fn gpu_cache_library() -> Result<PathBuf> {
 
 /// Where the fetched CPU runtime lives in the cache.
 pub(crate) fn cpu_cache_path() -> Result<PathBuf> {
-    Ok(crate::home::part("runtime")?
+    Ok(crate::home_dir::part("runtime")?
         .join(format!("onnxruntime-{PINNED_VERSION}"))
         .join(library_file_name()))
 }
 
 /// Where the fetched CUDA runtime (libonnxruntime and its two providers) lives in the cache.
 pub(crate) fn gpu_cache_dir() -> Result<PathBuf> {
-    Ok(crate::home::part("runtime")?.join(format!("onnxruntime-gpu-{PINNED_VERSION}")))
+    Ok(crate::home_dir::part("runtime")?.join(format!("onnxruntime-gpu-{PINNED_VERSION}")))
 }
 
 fn library_file_name() -> String {

@@ -314,7 +314,7 @@ fn load_global(path: &Path) -> std::result::Result<(), String> {
 
 /// Where fetched NVIDIA libraries live: one folder (their RUNPATH is `$ORIGIN`, so they find each other).
 pub(crate) fn cache_dir() -> Result<PathBuf> {
-    Ok(crate::home::part("runtime")?.join("nvidia-cu13"))
+    Ok(crate::home_dir::part("runtime")?.join("nvidia-cu13"))
 }
 
 /// The NVIDIA wheels onnxruntime-gpu 1.31.1 declares (extras `cuda` and `cudnn`, and what those wheels

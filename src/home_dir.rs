@@ -1,5 +1,5 @@
 //! Where headstart keeps what it fetches: `HEADSTART_HOME`, else the per-user cache directory; what is in
-//! it, and clearing it; fetching a pinned registry file into it. The cache root may be a folder the user had before, so each folder headstart makes
+//! it, and clearing it. The cache root may be a folder the user had before, so each folder headstart makes
 //! there is marked, and clearing removes only marked folders.
 
 use std::path::{Path, PathBuf};
@@ -7,10 +7,6 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::error::{Error, Result};
-
-// Fetching is plumbing, but a program that needs the same pinned, sha256-verified files (the Python the tests
-// and benches run, a registry package) fetches them into the home folder the same way.
-pub use crate::fetch::{RegistryFile, ensure, python, python_packages};
 
 /// The file in each folder headstart made under the cache root.
 pub const MARKER: &str = ".made-by-headstart";
