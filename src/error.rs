@@ -107,6 +107,12 @@ pub enum Error {
     /// Data and a bundle that do not fit together: other classes, or embeddings of another size.
     #[error("{0}")]
     Incompatible(String),
+    /// A served model asked for by a name that is not served.
+    #[error("no model named '{0}' is served")]
+    UnknownModel(String),
+    /// A service's queue is full: the call may be tried again shortly.
+    #[error("too many requests are waiting: try again shortly")]
+    Busy,
     /// What is left: a failure inside headstart or a part it uses, or a setting of the machine.
     #[error("{0}")]
     Config(String),

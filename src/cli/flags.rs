@@ -236,10 +236,11 @@ pub fn flag(name: &'static str) -> String {
 }
 
 /// The library options that no flag sets.
-pub const WITHOUT_FLAG: [&str; 6] = [
+pub const WITHOUT_FLAG: [&str; 7] = [
     "c",
     "classes",
     "max_reference",
+    "models",
     "pixels",
     "tolerance",
     "var_smoothing",

@@ -5,6 +5,7 @@
 mod commands;
 mod failure;
 mod flags;
+mod http;
 mod print;
 mod progress;
 
@@ -19,7 +20,7 @@ use failure::{Failure, Outcome};
 use flags::flag;
 
 use commands::{
-    cache, datasets, demo, doctor, embed, eval, export, inspect, models, predict, train,
+    cache, datasets, demo, doctor, embed, eval, export, inspect, models, predict, serve, train,
 };
 
 #[derive(Parser)]
@@ -65,6 +66,9 @@ enum Command {
     Eval(Box<eval::EvalArgs>),
     /// Classify images, or texts with a text bundle: top-k classes with probabilities
     Predict(Box<predict::PredictArgs>),
+    /// Serve bundles over HTTP: JSON answers, inputs from concurrent clients batched, bundles on one backbone
+    /// sharing its runs
+    Serve(Box<serve::ServeArgs>),
     /// Export a bundle as one ONNX file (backbone + pooling + head + softmax), or --head-only
     Export(export::ExportArgs),
     /// Show an ONNX file's inputs, outputs and opsets; --layers lists the tensors --layer can tap
@@ -112,6 +116,7 @@ fn run(command: Command, runtime: RuntimeOptions) -> Outcome {
         Command::Train(args) => train::run(*args, runtime),
         Command::Eval(args) => eval::run(*args, runtime),
         Command::Predict(args) => predict::run(*args, runtime),
+        Command::Serve(args) => serve::run(&args, runtime),
         Command::Export(args) => export::run(&args, &runtime),
         Command::Inspect(args) => inspect::run(&args, &runtime),
         Command::Doctor(args) => doctor::run(&args, &runtime),

@@ -2,10 +2,10 @@
 
 use std::path::Path;
 
-use headstart::Modality;
 use headstart::embeddings::EmbedSummary;
 use headstart::head::TrainReport;
 use headstart::workflow;
+use headstart::{Modality, Prediction};
 
 use super::flags::flag;
 
@@ -165,6 +165,26 @@ pub fn csv_field(text: &str) -> String {
 
 pub fn megabytes(bytes: u64) -> String {
     format!("{:.1} MB", bytes as f64 / 1e6)
+}
+
+/// One answer as `predict --format json` and `headstart serve` give it: the label ("unknown" for none), the top
+/// classes with their probabilities, and the novelty and labels where the bundle gives them.
+pub fn answer_json(answer: &Prediction) -> serde_json::Value {
+    let top: Vec<serde_json::Value> = answer
+        .top
+        .iter()
+        .map(|(class, probability)| serde_json::json!({"class": class, "probability": probability}))
+        .collect();
+    let label = answer.label.as_deref().unwrap_or("unknown");
+    let mut item = serde_json::json!({"label": label, "top": top});
+    if let Some(novelty) = answer.novelty {
+        item["novelty"] = serde_json::json!(novelty);
+        item["novel"] = serde_json::json!(answer.novel);
+    }
+    if let Some(labels) = &answer.labels {
+        item["labels"] = serde_json::json!(labels);
+    }
+    item
 }
 
 #[cfg(test)]

@@ -10,4 +10,5 @@ pub mod export;
 pub mod inspect;
 pub mod models;
 pub mod predict;
+pub mod serve;
 pub mod train;

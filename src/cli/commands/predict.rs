@@ -11,7 +11,7 @@ use headstart::{Error, Modality};
 
 use crate::cli::failure::{Outcome, usage};
 use crate::cli::flags::EmbedFlags;
-use crate::cli::print::{csv_field, printable, shortened};
+use crate::cli::print::{self, csv_field, printable, shortened};
 
 #[derive(Args)]
 pub struct PredictArgs {
@@ -81,16 +81,8 @@ pub fn run(args: PredictArgs, runtime: RuntimeOptions) -> Outcome {
             let items: Vec<serde_json::Value> = rows
                 .iter()
                 .map(|(path, p)| {
-                    let top: Vec<serde_json::Value> =
-                        p.top.iter().map(|(c, prob)| serde_json::json!({"class": c, "probability": prob})).collect();
-                    let mut item = serde_json::json!({column: path, "label": p.label.as_deref().unwrap_or("unknown"), "top": top});
-                    if let Some(novelty) = p.novelty {
-                        item["novelty"] = serde_json::json!(novelty);
-                        item["novel"] = serde_json::json!(p.novel);
-                    }
-                    if let Some(labels) = &p.labels {
-                        item["labels"] = serde_json::json!(labels);
-                    }
+                    let mut item = print::answer_json(p);
+                    item[column] = serde_json::json!(path);
                     item
                 })
                 .collect();

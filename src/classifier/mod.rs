@@ -32,6 +32,10 @@
 //! # }
 //! ```
 
+mod service;
+
+pub use service::{Input, InputAnswers, Reply, ServedModel, Service, ServiceOptions};
+
 use std::path::{Path, PathBuf};
 
 use image::DynamicImage;

@@ -1,0 +1,76 @@
+//! `headstart serve`: bundles behind an HTTP API; bundles on the same backbone share its runs.
+
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Args;
+use headstart::classifier::{Service, ServiceOptions};
+use headstart::runtime::RuntimeOptions;
+
+use crate::cli::failure::{Outcome, usage};
+use crate::cli::http::{self, Settings};
+
+#[derive(Args)]
+pub struct ServeArgs {
+    /// Bundles to serve, each under its file stem
+    #[arg(value_name = "BUNDLE.hs", required_unless_present = "name")]
+    pub bundles: Vec<PathBuf>,
+    /// A bundle served under another name (repeatable)
+    #[arg(long, value_name = "NAME=PATH")]
+    pub name: Vec<String>,
+    #[arg(long, default_value = "127.0.0.1")]
+    pub host: IpAddr,
+    /// 0 takes a free port (the address is printed)
+    #[arg(long, default_value_t = 8080)]
+    pub port: u16,
+    /// The most inputs in one backbone run
+    #[arg(long, default_value_t = 32)]
+    pub max_batch: usize,
+    /// How long a backbone with inputs waits for more before it runs
+    #[arg(long, value_name = "MS", default_value_t = 2)]
+    pub max_wait_ms: u64,
+    /// Requests waiting per backbone; beyond it requests are refused with 429
+    #[arg(long, default_value_t = 256)]
+    pub max_queue: usize,
+    /// The largest request body, in MiB (413 beyond it)
+    #[arg(long, value_name = "MIB", default_value_t = 16)]
+    pub max_body: usize,
+}
+
+pub fn run(args: &ServeArgs, runtime: RuntimeOptions) -> Outcome {
+    let mut bundles: Vec<(String, PathBuf)> = Vec::new();
+    for path in &args.bundles {
+        let Some(stem) = path.file_stem().and_then(|s| s.to_str()) else {
+            return Err(usage(format!(
+                "{} has no name to serve it under: use --name NAME=PATH",
+                path.display()
+            )));
+        };
+        bundles.push((stem.to_string(), path.clone()));
+    }
+    for named in &args.name {
+        let Some((name, path)) = named
+            .split_once('=')
+            .filter(|(n, p)| !n.is_empty() && !p.is_empty())
+        else {
+            return Err(usage(format!("--name takes NAME=PATH, not '{named}'")));
+        };
+        bundles.push((name.to_string(), PathBuf::from(path)));
+    }
+    let options = ServiceOptions::default()
+        .max_batch(args.max_batch)
+        .max_wait(Duration::from_millis(args.max_wait_ms))
+        .max_queue(args.max_queue)
+        .runtime(runtime);
+    let service = Service::open(&bundles, &options)?;
+    let settings = Settings {
+        address: SocketAddr::new(args.host, args.port),
+        max_body: args.max_body.saturating_mul(1 << 20),
+    };
+    let names: Vec<&str> = bundles.iter().map(|(name, _)| name.as_str()).collect();
+    http::serve(service, settings, |address| {
+        eprintln!("serving {} on http://{address}", names.join(", "));
+    })
+    .map_err(|e| usage(format!("cannot serve on {}:{}: {e}", args.host, args.port)))
+}

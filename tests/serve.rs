@@ -1,0 +1,313 @@
+//! `headstart serve` for real: the built binary on a free port, asked by a real HTTP client. One server holds two
+//! image bundles on one backbone and a text bundle; its answers must be `headstart predict`'s.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+use base64::Engine;
+use common::{elpv_cells, headstart_ok, train_small_bundle};
+use serde_json::{Value, json};
+
+/// The server, stopped with SIGTERM when the test is done with it.
+struct Server {
+    child: Child,
+    url: String,
+}
+
+impl Server {
+    /// Starts `headstart serve ARGS --port 0` and waits for the address it prints.
+    fn start(args: &[&str]) -> Server {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
+            .arg("serve")
+            .args(args)
+            .args(["--port", "0"])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let line = lines.next().unwrap().unwrap();
+        let address = line.rsplit("http://").next().unwrap().to_string();
+        assert!(line.starts_with("serving "), "{line}");
+        // Keep draining stderr so the server never blocks on a full pipe.
+        std::thread::spawn(move || lines.for_each(drop));
+        Server {
+            child,
+            url: format!("http://{address}"),
+        }
+    }
+
+    /// SIGTERM, and the exit status.
+    fn stop(mut self) -> std::process::ExitStatus {
+        let pid = self.child.id().to_string();
+        assert!(
+            Command::new("kill")
+                .args(["-TERM", &pid])
+                .status()
+                .unwrap()
+                .success()
+        );
+        self.child.wait().unwrap()
+    }
+}
+
+fn client() -> ureq::Agent {
+    ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into()
+}
+
+/// POSTs `body` with `content_type`; returns the status and the JSON answer.
+fn post(agent: &ureq::Agent, url: &str, content_type: &str, body: &[u8]) -> (u16, Value) {
+    let mut response = agent
+        .post(url)
+        .header("content-type", content_type)
+        .send(body)
+        .unwrap();
+    let status = response.status().as_u16();
+    let text = response.body_mut().read_to_string().unwrap();
+    let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{status} {text}: {e}"));
+    (status, value)
+}
+
+fn post_json(agent: &ureq::Agent, url: &str, body: &Value) -> (u16, Value) {
+    post(agent, url, "application/json", body.to_string().as_bytes())
+}
+
+/// The same label and classes, and probabilities within float noise.
+fn assert_same_answer(served: &Value, by_cli: &Value) {
+    assert_eq!(served["label"], by_cli["label"], "{served} vs {by_cli}");
+    let top = |v: &Value| -> Vec<(String, f64)> {
+        v["top"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| {
+                (
+                    t["class"].as_str().unwrap().to_string(),
+                    t["probability"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let (a, b) = (top(served), top(by_cli));
+    assert_eq!(a.len(), b.len(), "{served} vs {by_cli}");
+    for ((class_a, p_a), (class_b, p_b)) in a.iter().zip(&b) {
+        assert_eq!(class_a, class_b);
+        assert!((p_a - p_b).abs() < 1e-4, "{served} vs {by_cli}");
+    }
+}
+
+fn predict_json(bundle: &Path, inputs: &[&str]) -> Vec<Value> {
+    let mut args = vec!["predict", bundle.to_str().unwrap()];
+    args.extend_from_slice(inputs);
+    args.extend_from_slice(&["--format", "json", "--top-k", "2"]);
+    let out: Value = serde_json::from_str(&headstart_ok(&args)).unwrap();
+    out["predictions"].as_array().unwrap().clone()
+}
+
+#[test]
+fn serves_what_predict_answers_and_stops_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cells, copies) = elpv_cells(dir.path(), 8);
+    let defects = dir.path().join("defects.hs");
+    train_small_bundle(&cells, &defects, "fp32");
+    let centroid = dir.path().join("centroid.hs");
+    headstart_ok(&[
+        "train",
+        cells.to_str().unwrap(),
+        "-o",
+        centroid.to_str().unwrap(),
+        "--head",
+        "centroid",
+        "-q",
+    ]);
+    let questions = dir.path().join("questions.hs");
+    let table = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/questions.csv");
+    headstart_ok(&[
+        "train",
+        table.to_str().unwrap(),
+        "-o",
+        questions.to_str().unwrap(),
+        "-q",
+    ]);
+
+    let server = Server::start(&[
+        defects.to_str().unwrap(),
+        centroid.to_str().unwrap(),
+        "--name",
+        &format!("router={}", questions.display()),
+        "--max-body",
+        "1",
+    ]);
+    let agent = client();
+    let url = |path: &str| format!("{}{path}", server.url);
+
+    let mut response = agent.get(url("/v1/models")).call().unwrap();
+    let models: Value = response.body_mut().read_json().unwrap();
+    let names: Vec<&str> = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["defects", "centroid", "router"]);
+    assert_eq!(models["models"][2]["modality"], "text");
+    assert_eq!(models["models"][1]["head"], "centroid");
+
+    // One image as the raw body, as `predict` answers it.
+    let images: Vec<&Path> = copies.iter().step_by(3).map(|p| p.as_path()).collect();
+    let paths: Vec<&str> = images.iter().map(|p| p.to_str().unwrap()).collect();
+    let by_cli = predict_json(&defects, &paths);
+    let first = std::fs::read(images[0]).unwrap();
+    let (status, answer) = post(
+        &agent,
+        &url("/v1/models/defects/predict?top_k=2"),
+        "image/png",
+        &first,
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_same_answer(&answer["predictions"][0], &by_cli[0]);
+
+    // Several images as base64 JSON, with a truncated one in the middle: one error entry in its place.
+    let encode = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    let mut inputs: Vec<String> = images
+        .iter()
+        .map(|p| encode(&std::fs::read(p).unwrap()))
+        .collect();
+    inputs.insert(1, encode(&first[..first.len() / 2]));
+    let (status, answer) = post_json(
+        &agent,
+        &url("/v1/models/defects/predict?top_k=2"),
+        &json!({ "inputs": inputs }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let predictions = answer["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), images.len() + 1);
+    assert!(
+        predictions[1]["error"]
+            .as_str()
+            .unwrap()
+            .starts_with("truncated"),
+        "{}",
+        predictions[1]
+    );
+    let decoded: Vec<&Value> = predictions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, p)| p)
+        .collect();
+    for (served, cli) in decoded.iter().zip(&by_cli) {
+        assert_same_answer(served, cli);
+    }
+
+    // Two heads over one embedding of each input answer as each does alone.
+    let by_centroid = predict_json(&centroid, &paths);
+    let (status, answer) = post_json(
+        &agent,
+        &url("/v1/predict?top_k=2"),
+        &json!({ "models": ["defects", "centroid"], "inputs": inputs }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let predictions = answer["predictions"].as_array().unwrap();
+    assert!(predictions[1]["error"].is_string());
+    let decoded: Vec<&Value> = predictions
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 1)
+        .map(|(_, p)| p)
+        .collect();
+    for ((served, defects_cli), centroid_cli) in decoded.iter().zip(&by_cli).zip(&by_centroid) {
+        assert_same_answer(&served["models"]["defects"], defects_cli);
+        assert_same_answer(&served["models"]["centroid"], centroid_cli);
+    }
+
+    // Texts, as JSON and as a plain body.
+    let texts = [
+        "where is my parcel?",
+        "I was charged twice this month",
+        "how do I change my password",
+    ];
+    let by_cli = predict_json(&questions, &texts);
+    let (status, answer) = post_json(
+        &agent,
+        &url("/v1/models/router/predict?top_k=2"),
+        &json!({ "inputs": texts }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    for (served, cli) in answer["predictions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(&by_cli)
+    {
+        assert_same_answer(served, cli);
+    }
+    let (status, answer) = post(
+        &agent,
+        &url("/v1/models/router/predict?top_k=2"),
+        "text/plain",
+        texts[0].as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_same_answer(&answer["predictions"][0], &by_cli[0]);
+
+    // What the caller got wrong is a 4xx with a JSON reason, never a 500.
+    let (status, answer) = post(
+        &agent,
+        &url("/v1/models/nothing/predict"),
+        "image/png",
+        &first,
+    );
+    assert_eq!(
+        (status, answer["error"].as_str().unwrap()),
+        (404, "no model named 'nothing' is served")
+    );
+    let (status, answer) = post_json(
+        &agent,
+        &url("/v1/models/defects/predict"),
+        &json!({ "inputs": ["%%%"] }),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"].as_str().unwrap().contains("not base64"),
+        "{answer}"
+    );
+    let (status, answer) = post_json(
+        &agent,
+        &url("/v1/predict"),
+        &json!({ "models": ["defects", "router"], "inputs": [] }),
+    );
+    assert_eq!(status, 400, "{answer}");
+    assert!(
+        answer["error"]
+            .as_str()
+            .unwrap()
+            .contains("different backbones"),
+        "{answer}"
+    );
+    let (status, answer) = post(
+        &agent,
+        &url("/v1/models/defects/predict?min_confidence=2"),
+        "image/png",
+        &first,
+    );
+    assert_eq!(status, 400, "{answer}");
+    let oversized = vec![0u8; (1 << 20) + 1024];
+    let (status, answer) = post(
+        &agent,
+        &url("/v1/models/defects/predict"),
+        "image/png",
+        &oversized,
+    );
+    assert_eq!(status, 413, "{answer}");
+    assert!(answer["error"].is_string());
+
+    let status = server.stop();
+    assert!(status.success(), "{status:?}");
+}
