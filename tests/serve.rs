@@ -310,4 +310,44 @@ fn serves_what_predict_answers_and_stops_cleanly() {
 
     let status = server.stop();
     assert!(status.success(), "{status:?}");
+
+    // A full queue refuses with 429 and Retry-After; what it took is answered.
+    let busy = Server::start(&[
+        defects.to_str().unwrap(),
+        "--max-queue",
+        "1",
+        "--max-batch",
+        "1",
+    ]);
+    let request = json!({ "inputs": inputs });
+    let statuses: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
+        let calls: Vec<_> = (0..24)
+            .map(|_| {
+                scope.spawn(|| {
+                    let mut response = client()
+                        .post(format!("{}/v1/models/defects/predict", busy.url))
+                        .header("content-type", "application/json")
+                        .send(request.to_string().as_bytes())
+                        .unwrap();
+                    let retry = response
+                        .headers()
+                        .get("retry-after")
+                        .map(|v| v.to_str().unwrap().to_string());
+                    let _ = response.body_mut().read_to_string();
+                    (response.status().as_u16(), retry)
+                })
+            })
+            .collect();
+        calls.into_iter().map(|call| call.join().unwrap()).collect()
+    });
+    let refused = statuses.iter().filter(|(status, _)| *status == 429).count();
+    assert!(refused > 0, "{statuses:?}");
+    for (status, retry) in &statuses {
+        match status {
+            200 => {}
+            429 => assert_eq!(retry.as_deref(), Some("1")),
+            other => panic!("{other}: {statuses:?}"),
+        }
+    }
+    assert!(busy.stop().success());
 }
