@@ -311,14 +311,30 @@ fn serves_what_predict_answers_and_stops_cleanly() {
     let status = server.stop();
     assert!(status.success(), "{status:?}");
 
-    // A full queue refuses with 429 and Retry-After; what it took is answered.
+    // With a key, only /health and /ready answer without it.
     let busy = Server::start(&[
         defects.to_str().unwrap(),
         "--max-queue",
         "1",
         "--max-batch",
         "1",
+        "--api-key",
+        "s3cret",
     ]);
+    let status = |path: &str, key: Option<&str>| {
+        let mut request = agent.get(format!("{}{path}", busy.url));
+        if let Some(key) = key {
+            request = request.header("authorization", format!("Bearer {key}"));
+        }
+        request.call().unwrap().status().as_u16()
+    };
+    assert_eq!(status("/health", None), 200);
+    assert_eq!(status("/ready", None), 200);
+    assert_eq!(status("/v1/models", None), 401);
+    assert_eq!(status("/v1/models", Some("wrong")), 401);
+    assert_eq!(status("/v1/models", Some("s3cret")), 200);
+
+    // A full queue refuses with 429 and Retry-After; what it took is answered.
     let request = json!({ "inputs": inputs });
     let statuses: Vec<(u16, Option<String>)> = std::thread::scope(|scope| {
         let calls: Vec<_> = (0..24)
@@ -327,6 +343,7 @@ fn serves_what_predict_answers_and_stops_cleanly() {
                     let mut response = client()
                         .post(format!("{}/v1/models/defects/predict", busy.url))
                         .header("content-type", "application/json")
+                        .header("authorization", "Bearer s3cret")
                         .send(request.to_string().as_bytes())
                         .unwrap();
                     let retry = response

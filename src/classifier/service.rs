@@ -288,7 +288,10 @@ fn run_batches(
                 Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
             }
         }
-        answer_batch(&mut backbone, jobs);
+        // A panic is a bug: it is printed, the batch's callers get no answer, and the backbone serves on.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            answer_batch(&mut backbone, jobs)
+        }));
     }
 }
 

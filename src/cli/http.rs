@@ -9,8 +9,9 @@ use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
@@ -18,6 +19,7 @@ use headstart::classifier::{Input, InputAnswers, Service};
 use headstart::{Error, Modality, PredictOptions};
 use serde::Deserialize;
 use serde_json::{Value, json};
+use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::cli::print::answer_json;
 
@@ -26,6 +28,8 @@ pub struct Settings {
     pub address: SocketAddr,
     /// The largest request body, in bytes.
     pub max_body: usize,
+    /// The bearer key every route but `/health` and `/ready` asks for; `None`: no key.
+    pub api_key: Option<String>,
 }
 
 /// Serves until SIGTERM or Ctrl-C, then stops taking connections and answers every request already taken;
@@ -42,21 +46,44 @@ pub fn serve(
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(settings.address).await?;
         listening(listener.local_addr()?);
-        let app = router(Arc::new(service), settings.max_body);
+        let app = router(Arc::new(service), settings.max_body, settings.api_key);
         axum::serve(listener, app)
             .with_graceful_shutdown(stop_signal())
             .await
     })
 }
 
-fn router(service: Arc<Service>, max_body: usize) -> Router {
+fn router(service: Arc<Service>, max_body: usize, api_key: Option<String>) -> Router {
+    let mut api = Router::new()
+        .route("/v1/models", get(models))
+        .route("/v1/models/{name}/predict", post(predict_one))
+        .route("/v1/predict", post(predict_many));
+    if let Some(key) = api_key {
+        let expected: Arc<str> = format!("Bearer {key}").into();
+        api = api.route_layer(middleware::from_fn(move |request: Request, next: Next| {
+            let expected = expected.clone();
+            async move {
+                let given = request.headers().get(header::AUTHORIZATION);
+                match given.is_some_and(|value| value.as_bytes() == expected.as_bytes()) {
+                    true => next.run(request).await,
+                    false => Failure(StatusCode::UNAUTHORIZED, "a bearer key is needed".into())
+                        .into_response(),
+                }
+            }
+        }));
+    }
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(|| async { Json(json!({"status": "ready"})) }))
-        .route("/v1/models", get(models))
-        .route("/v1/models/{name}/predict", post(predict_one))
-        .route("/v1/predict", post(predict_many))
+        .merge(api)
         .layer(DefaultBodyLimit::max(max_body))
+        .layer(CatchPanicLayer::custom(|_| {
+            Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "headstart failed answering this request".into(),
+            )
+            .into_response()
+        }))
         .with_state(service)
 }
 

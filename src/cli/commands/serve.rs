@@ -36,6 +36,14 @@ pub struct ServeArgs {
     /// The largest request body, in MiB (413 beyond it)
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub max_body: usize,
+    /// A bearer key every route but /health and /ready asks for (401 without it)
+    #[arg(
+        long,
+        value_name = "KEY",
+        env = "HEADSTART_API_KEY",
+        hide_env_values = true
+    )]
+    pub api_key: Option<String>,
 }
 
 pub fn run(args: &ServeArgs, runtime: RuntimeOptions) -> Outcome {
@@ -67,6 +75,7 @@ pub fn run(args: &ServeArgs, runtime: RuntimeOptions) -> Outcome {
     let settings = Settings {
         address: SocketAddr::new(args.host, args.port),
         max_body: args.max_body.saturating_mul(1 << 20),
+        api_key: args.api_key.clone(),
     };
     let names: Vec<&str> = bundles.iter().map(|(name, _)| name.as_str()).collect();
     http::serve(service, settings, |address| {
