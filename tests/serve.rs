@@ -24,6 +24,7 @@ impl Server {
             .arg("serve")
             .args(args)
             .args(["--port", "0"])
+            .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
@@ -42,6 +43,7 @@ impl Server {
 
     /// SIGTERM, and the exit status.
     fn stop(mut self) -> std::process::ExitStatus {
+        // `self` is dropped after: killing a process already reaped does nothing.
         let pid = self.child.id().to_string();
         assert!(
             Command::new("kill")
@@ -51,6 +53,14 @@ impl Server {
                 .success()
         );
         self.child.wait().unwrap()
+    }
+}
+
+impl Drop for Server {
+    /// A failed test leaves no server behind.
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }
 
@@ -307,6 +317,58 @@ fn serves_what_predict_answers_and_stops_cleanly() {
     );
     assert_eq!(status, 413, "{answer}");
     assert!(answer["error"].is_string());
+
+    let (status, answer) = post(
+        &agent,
+        &url("/v1/models/defects/predict?top_k=many"),
+        "image/png",
+        &first,
+    );
+    assert_eq!(status, 400, "{answer}");
+
+    // /metrics counts what was sent, by model and status.
+    let metrics = agent
+        .get(url("/metrics"))
+        .call()
+        .unwrap()
+        .body_mut()
+        .read_to_string()
+        .unwrap();
+    let value = |line: &str| -> f64 {
+        let found = metrics
+            .lines()
+            .find(|l| l.starts_with(line))
+            .unwrap_or_else(|| panic!("{line}:\n{metrics}"));
+        found[line.len()..].trim().parse().unwrap()
+    };
+    assert_eq!(
+        value("headstart_requests_total{model=\"defects\",status=\"200\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("headstart_requests_total{model=\"defects\",status=\"400\"}"),
+        3.0
+    );
+    assert_eq!(
+        value("headstart_requests_total{model=\"defects\",status=\"413\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("headstart_requests_total{model=\"nothing\",status=\"404\"}"),
+        1.0
+    );
+    assert_eq!(
+        value("headstart_requests_total{model=\"router\",status=\"200\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("headstart_requests_total{model=\"defects+centroid\",status=\"200\"}"),
+        1.0
+    );
+    let answered = 1 + 2 * (images.len() + 1) + texts.len() + 1;
+    assert_eq!(value("headstart_inputs_total"), answered as f64);
+    assert_eq!(value("headstart_batch_inputs_count"), 5.0);
+    assert_eq!(value("headstart_queue_waiting"), 0.0);
 
     let status = server.stop();
     assert!(status.success(), "{status:?}");

@@ -34,7 +34,9 @@
 
 mod service;
 
-pub use service::{Input, InputAnswers, Reply, ServedModel, Service, ServiceOptions};
+pub use service::{
+    Answered, BatchRun, Input, InputAnswers, Reply, ServedModel, Service, ServiceOptions,
+};
 
 use std::path::{Path, PathBuf};
 

@@ -4,6 +4,7 @@
 
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
@@ -60,8 +61,25 @@ pub enum Input {
 /// One input's answers, one per model asked, in the order asked; or why the input could not be embedded.
 pub type InputAnswers = std::result::Result<Vec<Prediction>, String>;
 
-/// Where a call's answers go, once its batch has run: one entry per input, in input order.
-pub type Reply = Box<dyn FnOnce(Result<Vec<InputAnswers>>) + Send>;
+/// A call's answers, one entry per input in input order, and how its batch ran.
+pub struct Answered {
+    pub answers: Vec<InputAnswers>,
+    pub batch: BatchRun,
+}
+
+/// How the batch that answered a call ran.
+#[derive(Debug, Clone, Copy)]
+pub struct BatchRun {
+    /// Inputs embedded in that backbone run, from every call in it.
+    pub inputs: usize,
+    /// How long the call waited in the queue before its batch started.
+    pub waited: Duration,
+    /// How long the backbone run and the heads took.
+    pub ran: Duration,
+}
+
+/// Where a call's answers go, once its batch has run.
+pub type Reply = Box<dyn FnOnce(Result<Answered>) + Send>;
 
 /// A served bundle.
 pub struct ServedModel {
@@ -83,6 +101,8 @@ struct BackboneQueue {
     features: Features,
     sender: Option<SyncSender<Job>>,
     worker: Option<JoinHandle<()>>,
+    /// Calls sent and not yet taken by the backbone's thread.
+    waiting: Arc<AtomicUsize>,
 }
 
 /// Inputs ready for the backbone: preprocessed image tensors or texts, with the inputs that failed to decode.
@@ -92,6 +112,7 @@ enum Prepared {
 }
 
 struct Job {
+    sent: Instant,
     models: Vec<Arc<Bundle>>,
     inputs: Prepared,
     options: PredictOptions,
@@ -128,6 +149,7 @@ impl Service {
                         features,
                         sender: None,
                         worker: None,
+                        waiting: Arc::new(AtomicUsize::new(0)),
                     });
                     workers.push(Some(classifier));
                     backbones.len() - 1
@@ -145,10 +167,14 @@ impl Service {
             let Some(classifier) = classifier.take() else {
                 continue;
             };
-            let (max_batch, max_wait) = (options.max_batch, options.max_wait);
+            let batching = Batching {
+                max_batch: options.max_batch,
+                max_wait: options.max_wait,
+                waiting: queue.waiting.clone(),
+            };
             let worker = std::thread::Builder::new()
                 .name("headstart-backbone".into())
-                .spawn(move || run_batches(classifier.backbone, receiver, max_batch, max_wait))
+                .spawn(move || run_batches(classifier.backbone, receiver, batching))
                 .map_err(|e| Error::Runtime(format!("cannot start a backbone thread: {e}")))?;
             queue.sender = Some(sender);
             queue.worker = Some(worker);
@@ -159,6 +185,14 @@ impl Service {
     /// The served bundles, in the order given.
     pub fn models(&self) -> &[ServedModel] {
         &self.models
+    }
+
+    /// Calls waiting for a backbone, over all backbones.
+    pub fn waiting(&self) -> usize {
+        self.backbones
+            .iter()
+            .map(|queue| queue.waiting.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Answers `inputs` with each of the bundles named `models` (which must share a backbone), through
@@ -198,6 +232,7 @@ impl Service {
         let queue = &self.backbones[first.backbone];
         let inputs = prepare(&queue.features, inputs)?;
         let job = Job {
+            sent: Instant::now(),
             models: chosen.iter().map(|m| m.bundle.clone()).collect(),
             inputs,
             options: options.clone(),
@@ -206,9 +241,13 @@ impl Service {
         let Some(sender) = &queue.sender else {
             return Err(Error::Busy);
         };
+        queue.waiting.fetch_add(1, Ordering::Relaxed);
         match sender.try_send(job) {
             Ok(()) => Ok(()),
-            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => Err(Error::Busy),
+            Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
+                queue.waiting.fetch_sub(1, Ordering::Relaxed);
+                Err(Error::Busy)
+            }
         }
     }
 }
@@ -266,22 +305,26 @@ fn preprocessed(
     Ok(tensor)
 }
 
-/// The backbone's thread: waits for a call, gathers more for up to `max_wait` (or until `max_batch` inputs),
-/// embeds them in one run and answers each call; ends when the service closes the queue and it is empty.
-fn run_batches(
-    mut backbone: Backbone,
-    receiver: Receiver<Job>,
+/// How a backbone's thread gathers calls into a batch.
+struct Batching {
     max_batch: usize,
     max_wait: Duration,
-) {
+    waiting: Arc<AtomicUsize>,
+}
+
+/// The backbone's thread: waits for a call, gathers more for up to `max_wait` (or until `max_batch` inputs),
+/// embeds them in one run and answers each call; ends when the service closes the queue and it is empty.
+fn run_batches(mut backbone: Backbone, receiver: Receiver<Job>, batching: Batching) {
     while let Ok(first) = receiver.recv() {
+        batching.waiting.fetch_sub(1, Ordering::Relaxed);
         let mut count = first.inputs.len();
         let mut jobs = vec![first];
-        let deadline = Instant::now() + max_wait;
-        while count < max_batch {
+        let deadline = Instant::now() + batching.max_wait;
+        while count < batching.max_batch {
             let left = deadline.saturating_duration_since(Instant::now());
             match receiver.recv_timeout(left) {
                 Ok(job) => {
+                    batching.waiting.fetch_sub(1, Ordering::Relaxed);
                     count += job.inputs.len();
                     jobs.push(job);
                 }
@@ -306,18 +349,32 @@ impl Prepared {
 
 /// Embeds every decodable input of `jobs` in one run and sends each job its answers.
 fn answer_batch(backbone: &mut Backbone, jobs: Vec<Job>) {
+    let started = Instant::now();
+    let inputs = jobs.iter().map(|job| job.inputs.len()).sum();
     let embedded = embed_jobs(backbone, &jobs);
     let mut row = 0;
-    for job in jobs {
-        let answers = match &embedded {
-            Ok(embeddings) => {
-                let (answers, used) = job_answers(&job, embeddings, row);
-                row += used;
-                answers
-            }
-            Err(message) => Err(Error::Runtime(message.clone())),
+    let answered: Vec<_> = jobs
+        .into_iter()
+        .map(|job| {
+            let answers = match &embedded {
+                Ok(embeddings) => {
+                    let (answers, used) = job_answers(&job, embeddings, row);
+                    row += used;
+                    answers
+                }
+                Err(message) => Err(Error::Runtime(message.clone())),
+            };
+            (job, answers)
+        })
+        .collect();
+    let ran = started.elapsed();
+    for (job, answers) in answered {
+        let batch = BatchRun {
+            inputs,
+            waited: started.saturating_duration_since(job.sent),
+            ran,
         };
-        (job.reply)(answers);
+        (job.reply)(answers.map(|answers| Answered { answers, batch }));
     }
 }
 

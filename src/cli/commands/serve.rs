@@ -36,7 +36,7 @@ pub struct ServeArgs {
     /// The largest request body, in MiB (413 beyond it)
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub max_body: usize,
-    /// A bearer key every route but /health and /ready asks for (401 without it)
+    /// A bearer key every route but /health, /ready and /metrics asks for (401 without it)
     #[arg(
         long,
         value_name = "KEY",

@@ -2,33 +2,43 @@
 //! handler reads the request, hands the inputs to the service on a blocking thread (decoding happens there) and
 //! writes the answers; errors are JSON `{"error": "..."}` with a 4xx status for what the caller sent.
 
+mod metrics;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use axum::Json;
 use axum::Router;
 use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
-use headstart::classifier::{Input, InputAnswers, Service};
+use headstart::classifier::{Answered, Input, Service};
 use headstart::{Error, Modality, PredictOptions};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use crate::cli::print::answer_json;
+use metrics::Metrics;
+
+/// What every handler shares.
+struct App {
+    service: Service,
+    metrics: Metrics,
+}
 
 /// Where and how much the server takes.
 pub struct Settings {
     pub address: SocketAddr,
     /// The largest request body, in bytes.
     pub max_body: usize,
-    /// The bearer key every route but `/health` and `/ready` asks for; `None`: no key.
+    /// The bearer key every route but `/health`, `/ready` and `/metrics` asks for; `None`: no key.
     pub api_key: Option<String>,
 }
 
@@ -46,14 +56,18 @@ pub fn serve(
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(settings.address).await?;
         listening(listener.local_addr()?);
-        let app = router(Arc::new(service), settings.max_body, settings.api_key);
+        let app = App {
+            service,
+            metrics: Metrics::new(),
+        };
+        let app = router(Arc::new(app), settings.max_body, settings.api_key);
         axum::serve(listener, app)
             .with_graceful_shutdown(stop_signal())
             .await
     })
 }
 
-fn router(service: Arc<Service>, max_body: usize, api_key: Option<String>) -> Router {
+fn router(app: Arc<App>, max_body: usize, api_key: Option<String>) -> Router {
     let mut api = Router::new()
         .route("/v1/models", get(models))
         .route("/v1/models/{name}/predict", post(predict_one))
@@ -75,6 +89,7 @@ fn router(service: Arc<Service>, max_body: usize, api_key: Option<String>) -> Ro
     Router::new()
         .route("/health", get(|| async { Json(json!({"status": "ok"})) }))
         .route("/ready", get(|| async { Json(json!({"status": "ready"})) }))
+        .route("/metrics", get(scrape))
         .merge(api)
         .layer(DefaultBodyLimit::max(max_body))
         .layer(CatchPanicLayer::custom(|_| {
@@ -84,7 +99,7 @@ fn router(service: Arc<Service>, max_body: usize, api_key: Option<String>) -> Ro
             )
             .into_response()
         }))
-        .with_state(service)
+        .with_state(app)
 }
 
 async fn stop_signal() {
@@ -149,12 +164,25 @@ impl From<BytesRejection> for Failure {
     }
 }
 
+impl From<QueryRejection> for Failure {
+    fn from(rejection: QueryRejection) -> Self {
+        Failure(rejection.status(), rejection.body_text())
+    }
+}
+
 fn bad_request(message: impl Into<String>) -> Failure {
     Failure(StatusCode::BAD_REQUEST, message.into())
 }
 
-async fn models(State(service): State<Arc<Service>>) -> Json<Value> {
-    let models: Vec<Value> = service
+async fn scrape(State(app): State<Arc<App>>) -> Response {
+    let text = app.metrics.render(app.service.waiting());
+    let content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
+}
+
+async fn models(State(app): State<Arc<App>>) -> Json<Value> {
+    let models: Vec<Value> = app
+        .service
         .models()
         .iter()
         .map(|model| {
@@ -205,14 +233,30 @@ impl AnswerQuery {
 
 /// One model: the raw body is one image, or JSON `{"inputs": [...]}` holds base64 images or texts.
 async fn predict_one(
-    State(service): State<Arc<Service>>,
+    State(app): State<Arc<App>>,
     Path(name): Path<String>,
-    Query(query): Query<AnswerQuery>,
+    query: Result<Query<AnswerQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let started = Instant::now();
+    let response = answer_one(app.clone(), name.clone(), query, headers, body)
+        .await
+        .into_response();
+    app.metrics
+        .request(&name, response.status(), started.elapsed());
+    response
+}
+
+async fn answer_one(
+    app: Arc<App>,
+    name: String,
+    query: Result<Query<AnswerQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<Value>, Failure> {
     let body = body?;
-    let modality = modality_of(&service, &name)?;
+    let modality = modality_of(&app.service, &name)?;
     let inputs = if is_json(&headers) {
         let request: InputsRequest = parse_json(&body)?;
         inputs_from_json(request.inputs, modality)?
@@ -224,7 +268,7 @@ async fn predict_one(
     } else {
         vec![Input::Image(body.to_vec())]
     };
-    let answers = answer(service, vec![name], inputs, query.options()).await?;
+    let answers = answer(app, vec![name], inputs, query?.options()).await?;
     let predictions: Vec<Value> = answers
         .into_iter()
         .map(|answer| match answer {
@@ -237,18 +281,39 @@ async fn predict_one(
 
 /// Several models over one embedding of each input: JSON `{"models": [...], "inputs": [...]}`.
 async fn predict_many(
-    State(service): State<Arc<Service>>,
-    Query(query): Query<AnswerQuery>,
+    State(app): State<Arc<App>>,
+    query: Result<Query<AnswerQuery>, QueryRejection>,
     body: Result<Bytes, BytesRejection>,
-) -> Result<Json<Value>, Failure> {
+) -> Response {
+    let started = Instant::now();
+    let response = answer_many(app.clone(), query, body).await.into_response();
+    // Counted under the models' names joined with '+' (an empty name for a request that named none readably).
+    let models = response
+        .extensions()
+        .get::<ModelNames>()
+        .map_or_else(String::new, |names| names.0.clone());
+    app.metrics
+        .request(&models, response.status(), started.elapsed());
+    response
+}
+
+/// The models a request over several named, for its metrics.
+#[derive(Clone)]
+struct ModelNames(String);
+
+async fn answer_many(
+    app: Arc<App>,
+    query: Result<Query<AnswerQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, Failure> {
     let request: ModelsRequest = parse_json(&body?)?;
     let Some(first) = request.models.first() else {
         return Err(bad_request("models must name at least one model"));
     };
-    let modality = modality_of(&service, first)?;
+    let modality = modality_of(&app.service, first)?;
     let inputs = inputs_from_json(request.inputs, modality)?;
     let names = request.models.clone();
-    let answers = answer(service, request.models, inputs, query.options()).await?;
+    let answers = answer(app, request.models, inputs, query?.options()).await?;
     let predictions: Vec<Value> = answers
         .into_iter()
         .map(|answer| match answer {
@@ -263,7 +328,11 @@ async fn predict_many(
             Err(reason) => json!({ "error": reason }),
         })
         .collect();
-    Ok(Json(json!({ "predictions": predictions })))
+    let mut response = Json(json!({ "predictions": predictions })).into_response();
+    response
+        .extensions_mut()
+        .insert(ModelNames(names.join("+")));
+    Ok(response)
 }
 
 #[derive(Deserialize)]
@@ -316,30 +385,35 @@ fn inputs_from_json(inputs: Vec<String>, modality: Modality) -> Result<Vec<Input
 
 /// Hands the inputs to the service on a blocking thread (it decodes them there) and waits for the answers.
 async fn answer(
-    service: Arc<Service>,
+    app: Arc<App>,
     models: Vec<String>,
     inputs: Vec<Input>,
     options: PredictOptions,
-) -> Result<Vec<InputAnswers>, Failure> {
+) -> Result<Vec<headstart::classifier::InputAnswers>, Failure> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
-    tokio::task::spawn_blocking(move || {
+    let count = inputs.len();
+    let service = app.clone();
+    let decode = tokio::task::spawn_blocking(move || {
+        let started = Instant::now();
         let names: Vec<&str> = models.iter().map(String::as_str).collect();
-        service.predict(
+        service.service.predict(
             &names,
             inputs,
             &options,
             Box::new(move |answers| {
                 let _ = sender.send(answers);
             }),
-        )
+        )?;
+        Ok::<Duration, Error>(started.elapsed())
     })
     .await
     .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
-    let answers = receiver.await.map_err(|_| {
+    let Answered { answers, batch } = receiver.await.map_err(|_| {
         Failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the backbone stopped before answering".into(),
         )
     })??;
+    app.metrics.answered(count, decode, &batch);
     Ok(answers)
 }
