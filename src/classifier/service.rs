@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use ndarray::Array2;
 
-use super::{Classifier, PredictOptions, Prediction};
+use super::{Classifier, PredictOptions, Prediction, check_confidence};
 use crate::backbone::{Backbone, Features, InputSpec};
 use crate::bundle::Bundle;
 use crate::data::decode::{DecodeOptions, decode_image};
@@ -125,9 +125,12 @@ impl Service {
         if options.max_batch == 0 {
             return Err(Error::parameter("max_batch", "must be at least 1"));
         }
+        if options.max_queue == 0 {
+            return Err(Error::parameter("max_queue", "must be at least 1"));
+        }
         let mut models: Vec<ServedModel> = Vec::new();
         let mut backbones: Vec<BackboneQueue> = Vec::new();
-        let mut workers: Vec<Option<Classifier>> = Vec::new();
+        let mut workers: Vec<Classifier> = Vec::new();
         for (name, path) in bundles {
             if models.iter().any(|m| &m.name == name) {
                 return Err(Error::parameter(
@@ -151,7 +154,7 @@ impl Service {
                         worker: None,
                         waiting: Arc::new(AtomicUsize::new(0)),
                     });
-                    workers.push(Some(classifier));
+                    workers.push(classifier);
                     backbones.len() - 1
                 }
             };
@@ -162,11 +165,8 @@ impl Service {
                 backbone,
             });
         }
-        for (queue, classifier) in backbones.iter_mut().zip(&mut workers) {
-            let (sender, receiver) = sync_channel(options.max_queue.max(1));
-            let Some(classifier) = classifier.take() else {
-                continue;
-            };
+        for (queue, classifier) in backbones.iter_mut().zip(workers) {
+            let (sender, receiver) = sync_channel(options.max_queue);
             let batching = Batching {
                 max_batch: options.max_batch,
                 max_wait: options.max_wait,
@@ -223,12 +223,7 @@ impl Service {
                 first.name, other.name
             )));
         }
-        if !(0.0..=1.0).contains(&options.min_confidence) {
-            return Err(Error::parameter(
-                "min_confidence",
-                "must be between 0 and 1",
-            ));
-        }
+        check_confidence(options)?;
         let queue = &self.backbones[first.backbone];
         let inputs = prepare(&queue.features, inputs)?;
         let job = Job {

@@ -286,27 +286,29 @@ async fn predict_many(
     body: Result<Bytes, BytesRejection>,
 ) -> Response {
     let started = Instant::now();
-    let response = answer_many(app.clone(), query, body).await.into_response();
-    // Counted under the models' names joined with '+' (an empty name for a request that named none readably).
-    let models = response
-        .extensions()
-        .get::<ModelNames>()
-        .map_or_else(String::new, |names| names.0.clone());
+    let request = body
+        .map_err(Failure::from)
+        .and_then(|body| parse_json::<ModelsRequest>(&body));
+    // Counted under the models' names joined with '+' (an empty name for a body that could not be read).
+    let models = request
+        .as_ref()
+        .map_or_else(|_| String::new(), |request| request.models.join("+"));
+    let response = match request {
+        Ok(request) => answer_many(app.clone(), query, request)
+            .await
+            .into_response(),
+        Err(failure) => failure.into_response(),
+    };
     app.metrics
         .request(&models, response.status(), started.elapsed());
     response
 }
 
-/// The models a request over several named, for its metrics.
-#[derive(Clone)]
-struct ModelNames(String);
-
 async fn answer_many(
     app: Arc<App>,
     query: Result<Query<AnswerQuery>, QueryRejection>,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Response, Failure> {
-    let request: ModelsRequest = parse_json(&body?)?;
+    request: ModelsRequest,
+) -> Result<Json<Value>, Failure> {
     let Some(first) = request.models.first() else {
         return Err(bad_request("models must name at least one model"));
     };
@@ -328,11 +330,7 @@ async fn answer_many(
             Err(reason) => json!({ "error": reason }),
         })
         .collect();
-    let mut response = Json(json!({ "predictions": predictions })).into_response();
-    response
-        .extensions_mut()
-        .insert(ModelNames(names.join("+")));
-    Ok(response)
+    Ok(Json(json!({ "predictions": predictions })))
 }
 
 #[derive(Deserialize)]
@@ -392,11 +390,11 @@ async fn answer(
 ) -> Result<Vec<headstart::classifier::InputAnswers>, Failure> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let count = inputs.len();
-    let service = app.clone();
+    let shared = app.clone();
     let decode = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         let names: Vec<&str> = models.iter().map(String::as_str).collect();
-        service.service.predict(
+        shared.service.predict(
             &names,
             inputs,
             &options,
