@@ -112,6 +112,38 @@ fn assert_same_answer(served: &Value, by_cli: &Value) {
     }
 }
 
+/// Equal to `expected` within float noise (the server batches inputs the library embedded apart).
+fn assert_close(served: &Value, expected: &[f32]) {
+    let served: Vec<f64> = served
+        .as_array()
+        .unwrap_or_else(|| panic!("not an embedding: {served}"))
+        .iter()
+        .map(|v| v.as_f64().unwrap())
+        .collect();
+    assert_eq!(served.len(), expected.len());
+    for (a, b) in served.iter().zip(expected) {
+        assert!((a - f64::from(*b)).abs() < 1e-4, "{a} vs {b}");
+    }
+}
+
+/// A multipart/form-data body with one file part per entry of `parts`.
+fn multipart(boundary: &str, parts: &[Vec<u8>]) -> Vec<u8> {
+    let mut body = Vec::new();
+    for (index, part) in parts.iter().enumerate() {
+        body.extend_from_slice(
+            format!(
+                "--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{index}.png\"\r\n\
+                 Content-Type: image/png\r\n\r\n"
+            )
+            .as_bytes(),
+        );
+        body.extend_from_slice(part);
+        body.extend_from_slice(b"\r\n");
+    }
+    body.extend_from_slice(format!("--{boundary}--\r\n").as_bytes());
+    body
+}
+
 fn predict_json(bundle: &Path, inputs: &[&str]) -> Vec<Value> {
     let mut args = vec!["predict", bundle.to_str().unwrap()];
     args.extend_from_slice(inputs);
@@ -173,6 +205,7 @@ fn serves_what_predict_answers_and_stops_cleanly() {
     let images: Vec<&Path> = copies.iter().step_by(3).map(|p| p.as_path()).collect();
     let paths: Vec<&str> = images.iter().map(|p| p.to_str().unwrap()).collect();
     let by_cli = predict_json(&defects, &paths);
+    let by_cli_images = by_cli.clone();
     let first = std::fs::read(images[0]).unwrap();
     let (status, answer) = post(
         &agent,
@@ -267,6 +300,75 @@ fn serves_what_predict_answers_and_stops_cleanly() {
     assert_eq!(status, 200, "{answer}");
     assert_same_answer(&answer["predictions"][0], &by_cli[0]);
 
+    // Several images as multipart parts, the truncated one among them.
+    let parts: Vec<Vec<u8>> = vec![
+        first.clone(),
+        first[..first.len() / 2].to_vec(),
+        std::fs::read(images[1]).unwrap(),
+    ];
+    let (status, answer) = post(
+        &agent,
+        &url("/v1/models/defects/predict?top_k=2"),
+        "multipart/form-data; boundary=headstart-test",
+        &multipart("headstart-test", &parts),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let predictions = answer["predictions"].as_array().unwrap();
+    assert_eq!(predictions.len(), 3, "{answer}");
+    assert_same_answer(&predictions[0], &by_cli_images[0]);
+    assert!(predictions[1]["error"].is_string(), "{answer}");
+    assert_same_answer(&predictions[2], &by_cli_images[1]);
+
+    // Embeddings are the library's, for images and texts; OpenAI's route gives the texts' too.
+    let mut library = headstart::Classifier::load(&defects, &Default::default(), None).unwrap();
+    let expected = library
+        .embed_paths(&[images[0].to_path_buf(), images[1].to_path_buf()])
+        .unwrap();
+    let (status, answer) = post(
+        &agent,
+        &url("/v1/models/centroid/embed"),
+        "multipart/form-data; boundary=headstart-test",
+        &multipart("headstart-test", &parts),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let embeddings = answer["embeddings"].as_array().unwrap();
+    assert_close(&embeddings[0], expected.row(0).as_slice().unwrap());
+    assert!(embeddings[1]["error"].is_string(), "{answer}");
+    assert_close(&embeddings[2], expected.row(1).as_slice().unwrap());
+    let mut library = headstart::Classifier::load(&questions, &Default::default(), None).unwrap();
+    let expected = library.embed_texts(&texts).unwrap();
+    let (status, answer) = post_json(
+        &agent,
+        &url("/v1/embeddings"),
+        &json!({ "model": "router", "input": texts }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["object"], "list");
+    for (index, item) in answer["data"].as_array().unwrap().iter().enumerate() {
+        assert_eq!(item["index"], index);
+        assert_close(&item["embedding"], expected.row(index).as_slice().unwrap());
+    }
+    let (status, answer) = post_json(
+        &agent,
+        &url("/v1/embeddings"),
+        &json!({ "model": "router", "input": texts[2], "encoding_format": "base64" }),
+    );
+    assert_eq!(status, 200, "{answer}");
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(answer["data"][0]["embedding"].as_str().unwrap())
+        .unwrap();
+    let values: Vec<f32> = bytes
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    assert_close(&json!(values), expected.row(2).as_slice().unwrap());
+    let (status, answer) = post_json(
+        &agent,
+        &url("/v1/embeddings"),
+        &json!({ "model": "defects", "input": "a text" }),
+    );
+    assert_eq!(status, 400, "{answer}");
+
     // What the caller got wrong is a 4xx with a JSON reason, never a 500.
     let (status, answer) = post(
         &agent,
@@ -342,32 +444,48 @@ fn serves_what_predict_answers_and_stops_cleanly() {
         found[line.len()..].trim().parse().unwrap()
     };
     assert_eq!(
-        value("headstart_requests_total{model=\"defects\",status=\"200\"}"),
-        2.0
-    );
-    assert_eq!(
-        value("headstart_requests_total{model=\"defects\",status=\"400\"}"),
+        value("headstart_requests_total{route=\"predict\",model=\"defects\",status=\"200\"}"),
         3.0
     );
     assert_eq!(
-        value("headstart_requests_total{model=\"defects\",status=\"413\"}"),
+        value("headstart_requests_total{route=\"predict\",model=\"defects\",status=\"400\"}"),
+        3.0
+    );
+    assert_eq!(
+        value("headstart_requests_total{route=\"predict\",model=\"defects\",status=\"413\"}"),
         1.0
     );
     assert_eq!(
-        value("headstart_requests_total{model=\"nothing\",status=\"404\"}"),
+        value("headstart_requests_total{route=\"predict\",model=\"nothing\",status=\"404\"}"),
         1.0
     );
     assert_eq!(
-        value("headstart_requests_total{model=\"router\",status=\"200\"}"),
+        value("headstart_requests_total{route=\"predict\",model=\"router\",status=\"200\"}"),
         2.0
     );
     assert_eq!(
-        value("headstart_requests_total{model=\"defects+centroid\",status=\"200\"}"),
+        value(
+            "headstart_requests_total{route=\"predict\",model=\"defects+centroid\",status=\"200\"}"
+        ),
         1.0
     );
-    let answered = 1 + 2 * (images.len() + 1) + texts.len() + 1;
-    assert_eq!(value("headstart_inputs_total"), answered as f64);
-    assert_eq!(value("headstart_batch_inputs_count"), 5.0);
+    // Predicted: one raw image, the JSON images twice (one head, two heads), the texts as JSON and plain, the
+    // multipart images; embedded: the multipart images, the texts and one text in base64.
+    let predicted = 1 + 2 * (images.len() + 1) + texts.len() + 1 + parts.len();
+    let embedded = parts.len() + texts.len() + 1;
+    assert_eq!(
+        value("headstart_inputs_total"),
+        (predicted + embedded) as f64
+    );
+    assert_eq!(value("headstart_batch_inputs_count"), 9.0);
+    assert_eq!(
+        value("headstart_requests_total{route=\"embeddings\",model=\"router\",status=\"200\"}"),
+        2.0
+    );
+    assert_eq!(
+        value("headstart_requests_total{route=\"embed\",model=\"centroid\",status=\"200\"}"),
+        1.0
+    );
     assert_eq!(value("headstart_queue_waiting"), 0.0);
 
     let status = server.stop();

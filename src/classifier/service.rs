@@ -1,20 +1,22 @@
 //! Many bundles answering concurrent callers: each distinct backbone is opened once, inputs from different calls
 //! are batched into one backbone run, and every head asked about an input answers over the same embedding. The
-//! serving core `headstart serve` puts behind HTTP; it owns the batching, the HTTP layer only translates.
+//! serving core `headstart serve` puts behind HTTP; it owns the batching and the reloading, the HTTP layer only
+//! translates.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError, sync_channel};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use ndarray::Array2;
+use ndarray::{Array2, ArrayView2, s};
 
 use super::{Classifier, PredictOptions, Prediction, check_confidence};
 use crate::backbone::{Backbone, Features, InputSpec};
 use crate::bundle::Bundle;
 use crate::data::decode::{DecodeOptions, decode_image};
+use crate::embeddings::EmbedOptions;
 use crate::error::{Error, Result};
 use crate::modality::Modality;
 use crate::preprocess::ImagePreprocess;
@@ -24,8 +26,9 @@ use crate::runtime::RuntimeOptions;
 #[derive(Debug, Clone)]
 #[non_exhaustive]
 pub struct ServiceOptions {
-    /// The most inputs in one backbone run.
-    pub max_batch: usize,
+    /// The most inputs in one backbone run; `None`: the device's batch, as `embed` uses
+    /// ([`EmbedOptions::batch_size_on`]).
+    pub max_batch: Option<usize>,
     /// How long a backbone that has inputs waits for more before it runs (zero: it runs whenever it is free).
     pub max_wait: Duration,
     /// Calls waiting per backbone; beyond it [`Service::predict`] refuses with [`Error::Busy`].
@@ -34,16 +37,22 @@ pub struct ServiceOptions {
 }
 
 setters!(ServiceOptions {
-    max_batch: usize,
     max_wait: Duration,
     max_queue: usize,
     runtime: RuntimeOptions,
 });
 
+impl ServiceOptions {
+    pub fn max_batch(mut self, max_batch: usize) -> Self {
+        self.max_batch = Some(max_batch);
+        self
+    }
+}
+
 impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
-            max_batch: 32,
+            max_batch: None,
             max_wait: Duration::from_millis(2),
             max_queue: 256,
             runtime: RuntimeOptions::default(),
@@ -61,9 +70,10 @@ pub enum Input {
 /// One input's answers, one per model asked, in the order asked; or why the input could not be embedded.
 pub type InputAnswers = std::result::Result<Vec<Prediction>, String>;
 
-/// A call's answers, one entry per input in input order, and how its batch ran.
-pub struct Answered {
-    pub answers: Vec<InputAnswers>,
+/// A call's answers (`T` per input, or why that input could not be embedded), in input order, and how its
+/// batch ran.
+pub struct Answered<T> {
+    pub answers: Vec<std::result::Result<T, String>>,
     pub batch: BatchRun,
 }
 
@@ -79,24 +89,40 @@ pub struct BatchRun {
 }
 
 /// Where a call's answers go, once its batch has run.
-pub type Reply = Box<dyn FnOnce(Result<Answered>) + Send>;
+pub type Reply<T> = Box<dyn FnOnce(Result<Answered<T>>) + Send>;
 
-/// A served bundle.
+/// A served bundle, as it is loaded now.
+#[derive(Clone)]
 pub struct ServedModel {
     pub name: String,
     pub path: PathBuf,
     pub bundle: Arc<Bundle>,
-    /// The index of its backbone among the service's.
-    backbone: usize,
 }
 
-/// Bundles behind shared backbones, each backbone with a thread that batches what callers send it.
+/// Bundles behind shared backbones, each backbone with a thread that batches what callers send it. Bundles can
+/// be reloaded from their files while calls go on.
 pub struct Service {
-    models: Vec<ServedModel>,
-    backbones: Vec<BackboneQueue>,
+    slots: Vec<Slot>,
+    options: ServiceOptions,
+    /// One reload at a time, so that bundles moving to the same new backbone open it once.
+    reloading: Mutex<()>,
 }
 
-/// A backbone's queue: what callers need to prepare inputs for it and send them.
+/// A name served, and what answers under it now.
+struct Slot {
+    name: String,
+    path: PathBuf,
+    loaded: RwLock<Loaded>,
+}
+
+#[derive(Clone)]
+struct Loaded {
+    bundle: Arc<Bundle>,
+    backbone: Arc<BackboneQueue>,
+}
+
+/// A backbone's queue: what callers need to prepare inputs for it and send them. Dropped with the last bundle
+/// on it, it closes its queue and waits for the calls in it to be answered.
 struct BackboneQueue {
     features: Features,
     sender: Option<SyncSender<Job>>,
@@ -105,91 +131,94 @@ struct BackboneQueue {
     waiting: Arc<AtomicUsize>,
 }
 
-/// Inputs ready for the backbone: preprocessed image tensors or texts, with the inputs that failed to decode.
+/// Inputs ready for the backbone: preprocessed image tensors or texts (only those that decoded).
 enum Prepared {
-    Images(Vec<std::result::Result<Vec<f32>, String>>),
+    Images(Vec<Vec<f32>>),
     Texts(Vec<String>),
 }
 
+/// What a call does with its rows of the batch's embeddings (or the reason the batch failed).
+type Finish = Box<dyn FnOnce(std::result::Result<ArrayView2<'_, f32>, String>, BatchRun) + Send>;
+
 struct Job {
     sent: Instant,
-    models: Vec<Arc<Bundle>>,
     inputs: Prepared,
-    options: PredictOptions,
-    reply: Reply,
+    finish: Finish,
 }
 
 impl Service {
     /// Opens `bundles` (name, path); bundles trained on the same backbone configuration share one backbone.
     pub fn open(bundles: &[(String, PathBuf)], options: &ServiceOptions) -> Result<Service> {
-        if options.max_batch == 0 {
+        if options.max_batch == Some(0) {
             return Err(Error::parameter("max_batch", "must be at least 1"));
         }
         if options.max_queue == 0 {
             return Err(Error::parameter("max_queue", "must be at least 1"));
         }
-        let mut models: Vec<ServedModel> = Vec::new();
-        let mut backbones: Vec<BackboneQueue> = Vec::new();
-        let mut workers: Vec<Classifier> = Vec::new();
+        let mut slots: Vec<Slot> = Vec::new();
         for (name, path) in bundles {
-            if models.iter().any(|m| &m.name == name) {
+            if slots.iter().any(|slot| &slot.name == name) {
                 return Err(Error::parameter(
                     "name",
                     format!("two bundles are served as '{name}'"),
                 ));
             }
-            let bundle = Bundle::load(path)?;
-            let features = bundle.info.features.clone();
-            let shared = backbones
-                .iter()
-                .position(|b| b.features.check(&features).is_ok());
-            let backbone = match shared {
-                Some(index) => index,
-                None => {
-                    let classifier =
-                        Classifier::from_bundle(bundle.clone(), path, &options.runtime, None)?;
-                    backbones.push(BackboneQueue {
-                        features,
-                        sender: None,
-                        worker: None,
-                        waiting: Arc::new(AtomicUsize::new(0)),
-                    });
-                    workers.push(classifier);
-                    backbones.len() - 1
-                }
-            };
-            models.push(ServedModel {
+            let opened = slots.iter().map(|slot| slot.loaded().backbone);
+            let loaded = load(path, opened, options)?;
+            slots.push(Slot {
                 name: name.clone(),
                 path: path.clone(),
-                bundle: Arc::new(bundle),
-                backbone,
+                loaded: RwLock::new(loaded),
             });
         }
-        for (queue, classifier) in backbones.iter_mut().zip(workers) {
-            let (sender, receiver) = sync_channel(options.max_queue);
-            let batching = Batching {
-                max_batch: options.max_batch,
-                max_wait: options.max_wait,
-                waiting: queue.waiting.clone(),
-            };
-            let worker = std::thread::Builder::new()
-                .name("headstart-backbone".into())
-                .spawn(move || run_batches(classifier.backbone, receiver, batching))
-                .map_err(|e| Error::Runtime(format!("cannot start a backbone thread: {e}")))?;
-            queue.sender = Some(sender);
-            queue.worker = Some(worker);
-        }
-        Ok(Service { models, backbones })
+        Ok(Service {
+            slots,
+            options: options.clone(),
+            reloading: Mutex::new(()),
+        })
     }
 
-    /// The served bundles, in the order given.
-    pub fn models(&self) -> &[ServedModel] {
-        &self.models
+    /// The served bundles as loaded now, in the order given.
+    pub fn models(&self) -> Vec<ServedModel> {
+        self.slots.iter().map(Slot::served).collect()
+    }
+
+    /// The bundle served as `name`, as loaded now.
+    pub fn model(&self, name: &str) -> Result<ServedModel> {
+        self.slot(name).map(Slot::served)
+    }
+
+    /// Reads `name`'s bundle again from its file and answers with it from the next call on; calls already sent
+    /// are answered by the bundle they were sent to. A bundle trained on another backbone configuration gets
+    /// that backbone (opened, or shared with another bundle on it). A file that cannot be loaded is an error
+    /// and the bundle loaded before goes on serving.
+    pub fn reload(&self, name: &str) -> Result<ServedModel> {
+        let slot = self.slot(name)?;
+        let _one_at_a_time = self
+            .reloading
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let opened = self.slots.iter().map(|slot| slot.loaded().backbone);
+        let loaded = load(&slot.path, opened, &self.options)?;
+        let replaced = std::mem::replace(
+            &mut *slot.loaded.write().unwrap_or_else(PoisonError::into_inner),
+            loaded,
+        );
+        // Dropped here, out of the lock: a backbone no bundle uses any more finishes its queue and stops.
+        drop(replaced);
+        Ok(slot.served())
     }
 
     /// Calls waiting for a backbone, over all backbones.
     pub fn waiting(&self) -> usize {
-        self.backbones
+        let mut counted: Vec<Arc<BackboneQueue>> = Vec::new();
+        for slot in &self.slots {
+            let backbone = slot.loaded().backbone;
+            if !counted.iter().any(|seen| Arc::ptr_eq(seen, &backbone)) {
+                counted.push(backbone);
+            }
+        }
+        counted
             .iter()
             .map(|queue| queue.waiting.load(Ordering::Relaxed))
             .sum()
@@ -203,90 +232,235 @@ impl Service {
         models: &[&str],
         inputs: Vec<Input>,
         options: &PredictOptions,
-        reply: Reply,
+        reply: Reply<Vec<Prediction>>,
     ) -> Result<()> {
         let chosen = models
             .iter()
-            .map(|name| {
-                self.models
-                    .iter()
-                    .find(|m| m.name == *name)
-                    .ok_or_else(|| Error::UnknownModel((*name).to_string()))
-            })
+            .map(|name| self.slot(name).map(|slot| (slot, slot.loaded())))
             .collect::<Result<Vec<_>>>()?;
-        let Some(first) = chosen.first() else {
+        let Some((first, loaded)) = chosen.first() else {
             return Err(Error::parameter("models", "must name at least one model"));
         };
-        if let Some(other) = chosen.iter().find(|m| m.backbone != first.backbone) {
+        if let Some((other, _)) = chosen
+            .iter()
+            .find(|(_, other)| !Arc::ptr_eq(&other.backbone, &loaded.backbone))
+        {
             return Err(Error::Incompatible(format!(
                 "'{}' and '{}' were trained on different backbones: ask them apart",
                 first.name, other.name
             )));
         }
         check_confidence(options)?;
-        let queue = &self.backbones[first.backbone];
-        let inputs = prepare(&queue.features, inputs)?;
-        let job = Job {
-            sent: Instant::now(),
-            models: chosen.iter().map(|m| m.bundle.clone()).collect(),
-            inputs,
-            options: options.clone(),
-            reply,
+        let queue = loaded.backbone.clone();
+        let (inputs, failed) = prepare(&queue.features, inputs)?;
+        let bundles: Vec<Arc<Bundle>> = chosen.into_iter().map(|(_, l)| l.bundle).collect();
+        let options = options.clone();
+        let finish: Finish = Box::new(move |rows, batch| {
+            let answers = rows
+                .map_err(Error::Runtime)
+                .and_then(|rows| heads_answer(&bundles, rows, &options))
+                .map(|answers| Answered {
+                    answers: in_place(failed, answers),
+                    batch,
+                });
+            reply(answers);
+        });
+        queue.send(inputs, finish)
+    }
+
+    /// The embeddings of `inputs` by the backbone of the bundle served as `model`, through `reply` once their
+    /// batch has run; an input that cannot be decoded is an `Err` entry in its place.
+    pub fn embed(&self, model: &str, inputs: Vec<Input>, reply: Reply<Vec<f32>>) -> Result<()> {
+        let queue = self.slot(model)?.loaded().backbone;
+        let (inputs, failed) = prepare(&queue.features, inputs)?;
+        let finish: Finish = Box::new(move |rows, batch| {
+            let answers = rows.map_err(Error::Runtime).map(|rows| Answered {
+                answers: in_place(failed, rows.outer_iter().map(|row| row.to_vec())),
+                batch,
+            });
+            reply(answers);
+        });
+        queue.send(inputs, finish)
+    }
+
+    fn slot(&self, name: &str) -> Result<&Slot> {
+        self.slots
+            .iter()
+            .find(|slot| slot.name == name)
+            .ok_or_else(|| Error::UnknownModel(name.to_string()))
+    }
+}
+
+impl Slot {
+    fn loaded(&self) -> Loaded {
+        self.loaded
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    fn served(&self) -> ServedModel {
+        ServedModel {
+            name: self.name.clone(),
+            path: self.path.clone(),
+            bundle: self.loaded().bundle,
+        }
+    }
+}
+
+/// Loads the bundle at `path` onto one of the `opened` backbones that matches its configuration, or onto a
+/// backbone opened for it.
+fn load(
+    path: &std::path::Path,
+    mut opened: impl Iterator<Item = Arc<BackboneQueue>>,
+    options: &ServiceOptions,
+) -> Result<Loaded> {
+    let bundle = Bundle::load(path)?;
+    let backbone = match opened.find(|queue| queue.features.check(&bundle.info.features).is_ok()) {
+        Some(queue) => queue,
+        None => Arc::new(BackboneQueue::open(&bundle, path, options)?),
+    };
+    Ok(Loaded {
+        bundle: Arc::new(bundle),
+        backbone,
+    })
+}
+
+impl BackboneQueue {
+    /// Opens the backbone `bundle` was trained on and starts its thread.
+    fn open(bundle: &Bundle, path: &std::path::Path, options: &ServiceOptions) -> Result<Self> {
+        let classifier = Classifier::from_bundle(bundle.clone(), path, &options.runtime, None)?;
+        let backbone = classifier.backbone;
+        let max_batch = options
+            .max_batch
+            .unwrap_or_else(|| EmbedOptions::default().batch_size_on(backbone.device()));
+        let waiting = Arc::new(AtomicUsize::new(0));
+        let (sender, receiver) = sync_channel(options.max_queue);
+        let batching = Batching {
+            max_batch,
+            max_wait: options.max_wait,
+            waiting: waiting.clone(),
         };
-        let Some(sender) = &queue.sender else {
+        let worker = std::thread::Builder::new()
+            .name("headstart-backbone".into())
+            .spawn(move || run_batches(backbone, receiver, batching))
+            .map_err(|e| Error::Runtime(format!("cannot start a backbone thread: {e}")))?;
+        Ok(BackboneQueue {
+            features: bundle.info.features.clone(),
+            sender: Some(sender),
+            worker: Some(worker),
+            waiting,
+        })
+    }
+
+    /// Queues a call, or refuses it with [`Error::Busy`] when the queue is full.
+    fn send(&self, inputs: Prepared, finish: Finish) -> Result<()> {
+        let Some(sender) = &self.sender else {
             return Err(Error::Busy);
         };
-        queue.waiting.fetch_add(1, Ordering::Relaxed);
+        let job = Job {
+            sent: Instant::now(),
+            inputs,
+            finish,
+        };
+        self.waiting.fetch_add(1, Ordering::Relaxed);
         match sender.try_send(job) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_) | TrySendError::Disconnected(_)) => {
-                queue.waiting.fetch_sub(1, Ordering::Relaxed);
+                self.waiting.fetch_sub(1, Ordering::Relaxed);
                 Err(Error::Busy)
             }
         }
     }
 }
 
-impl Drop for Service {
-    /// Closes the queues and waits for every call already queued to be answered.
+impl Drop for BackboneQueue {
+    /// Closes the queue and waits for every call already in it to be answered.
     fn drop(&mut self) {
-        for queue in &mut self.backbones {
-            queue.sender = None;
-        }
-        for queue in &mut self.backbones {
-            if let Some(worker) = queue.worker.take() {
-                let _ = worker.join();
-            }
+        self.sender = None;
+        if let Some(worker) = self.worker.take() {
+            let _ = worker.join();
         }
     }
 }
 
+/// Every head's answers for `rows`, one entry per row with one answer per head, in the heads' order.
+fn heads_answer(
+    bundles: &[Arc<Bundle>],
+    rows: ArrayView2<f32>,
+    options: &PredictOptions,
+) -> Result<Vec<Vec<Prediction>>> {
+    if rows.nrows() == 0 {
+        return Ok(Vec::new());
+    }
+    let mut per_head = bundles
+        .iter()
+        .map(|bundle| bundle.answer(rows, options).map(Vec::into_iter))
+        .collect::<Result<Vec<_>>>()?;
+    Ok((0..rows.nrows())
+        .map(|_| per_head.iter_mut().filter_map(Iterator::next).collect())
+        .collect())
+}
+
+/// The answers of the inputs that decoded, in order, with the reasons of those that did not in their places.
+fn in_place<T>(
+    failed: Vec<Option<String>>,
+    answers: impl IntoIterator<Item = T>,
+) -> Vec<std::result::Result<T, String>> {
+    let mut answers = answers.into_iter();
+    failed
+        .into_iter()
+        .map(|failure| match failure {
+            Some(reason) => Err(reason),
+            None => answers
+                .next()
+                .ok_or_else(|| "the backbone gave no embedding for this input".to_string()),
+        })
+        .collect()
+}
+
 /// Decodes and preprocesses images for the backbone (the costly part, kept off its thread), or checks that
-/// texts go to a text backbone.
-fn prepare(features: &Features, inputs: Vec<Input>) -> Result<Prepared> {
+/// texts go to a text backbone. Also says, per input, why it could not be decoded (`None`: it was).
+fn prepare(features: &Features, inputs: Vec<Input>) -> Result<(Prepared, Vec<Option<String>>)> {
+    let given = |input: &Input| match input {
+        Input::Image(_) => Modality::Image,
+        Input::Text(_) => Modality::Text,
+    };
+    let trained = features.input.modality();
+    if let Some(other) = inputs.iter().find(|input| given(input) != trained) {
+        return Err(Error::InputMismatch {
+            trained,
+            given: given(other),
+        });
+    }
     match &features.input {
-        InputSpec::Image(preprocess) => inputs
-            .into_iter()
-            .map(|input| match input {
-                Input::Image(bytes) => Ok(preprocessed(&bytes, preprocess)),
-                Input::Text(_) => Err(Error::InputMismatch {
-                    trained: Modality::Image,
-                    given: Modality::Text,
-                }),
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Prepared::Images),
-        InputSpec::Text(_) => inputs
-            .into_iter()
-            .map(|input| match input {
-                Input::Text(text) => Ok(text),
-                Input::Image(_) => Err(Error::InputMismatch {
-                    trained: Modality::Text,
-                    given: Modality::Image,
-                }),
-            })
-            .collect::<Result<Vec<_>>>()
-            .map(Prepared::Texts),
+        InputSpec::Image(preprocess) => {
+            let mut failed = Vec::with_capacity(inputs.len());
+            let mut images = Vec::with_capacity(inputs.len());
+            for input in inputs {
+                if let Input::Image(bytes) = input {
+                    match preprocessed(&bytes, preprocess) {
+                        Ok(tensor) => {
+                            images.push(tensor);
+                            failed.push(None);
+                        }
+                        Err(reason) => failed.push(Some(reason)),
+                    }
+                }
+            }
+            Ok((Prepared::Images(images), failed))
+        }
+        InputSpec::Text(_) => {
+            let texts: Vec<String> = inputs
+                .into_iter()
+                .filter_map(|input| match input {
+                    Input::Text(text) => Some(text),
+                    Input::Image(_) => None,
+                })
+                .collect();
+            let failed = vec![None; texts.len()];
+            Ok((Prepared::Texts(texts), failed))
+        }
     }
 }
 
@@ -308,7 +482,7 @@ struct Batching {
 }
 
 /// The backbone's thread: waits for a call, gathers more for up to `max_wait` (or until `max_batch` inputs),
-/// embeds them in one run and answers each call; ends when the service closes the queue and it is empty.
+/// embeds them in one run and answers each call; ends when its queue is closed and empty.
 fn run_batches(mut backbone: Backbone, receiver: Receiver<Job>, batching: Batching) {
     while let Ok(first) = receiver.recv() {
         batching.waiting.fetch_sub(1, Ordering::Relaxed);
@@ -342,44 +516,36 @@ impl Prepared {
     }
 }
 
-/// Embeds every decodable input of `jobs` in one run and sends each job its answers.
+/// Embeds the inputs of `jobs` in one run and hands each job its rows.
 fn answer_batch(backbone: &mut Backbone, jobs: Vec<Job>) {
     let started = Instant::now();
     let inputs = jobs.iter().map(|job| job.inputs.len()).sum();
-    let embedded = embed_jobs(backbone, &jobs);
-    let mut row = 0;
-    let answered: Vec<_> = jobs
-        .into_iter()
-        .map(|job| {
-            let answers = match &embedded {
-                Ok(embeddings) => {
-                    let (answers, used) = job_answers(&job, embeddings, row);
-                    row += used;
-                    answers
-                }
-                Err(message) => Err(Error::Runtime(message.clone())),
-            };
-            (job, answers)
-        })
-        .collect();
+    let embedded = embed_jobs(backbone, &jobs, inputs);
     let ran = started.elapsed();
-    for (job, answers) in answered {
+    let mut row = 0;
+    for job in jobs {
+        let rows = job.inputs.len();
         let batch = BatchRun {
             inputs,
             waited: started.saturating_duration_since(job.sent),
             ran,
         };
-        (job.reply)(answers.map(|answers| Answered { answers, batch }));
+        let slice = match &embedded {
+            Ok(embeddings) => Ok(embeddings.slice(s![row..row + rows, ..])),
+            Err(message) => Err(message.clone()),
+        };
+        row += rows;
+        (job.finish)(slice, batch);
     }
 }
 
-/// One embedding row per decodable input of every job, in order.
-fn embed_jobs(backbone: &mut Backbone, jobs: &[Job]) -> std::result::Result<Array2<f32>, String> {
-    let decodable = |job: &Job| match &job.inputs {
-        Prepared::Images(images) => images.iter().filter(|i| i.is_ok()).count(),
-        Prepared::Texts(texts) => texts.len(),
-    };
-    if jobs.iter().map(decodable).sum::<usize>() == 0 {
+/// One embedding row per input of every job, in order.
+fn embed_jobs(
+    backbone: &mut Backbone,
+    jobs: &[Job],
+    inputs: usize,
+) -> std::result::Result<Array2<f32>, String> {
+    if inputs == 0 {
         return Ok(Array2::zeros((0, 0)));
     }
     let embedded = match backbone {
@@ -387,9 +553,7 @@ fn embed_jobs(backbone: &mut Backbone, jobs: &[Job]) -> std::result::Result<Arra
             let batch: Vec<f32> = jobs
                 .iter()
                 .flat_map(|job| match &job.inputs {
-                    Prepared::Images(images) => {
-                        images.iter().flatten().flatten().copied().collect()
-                    }
+                    Prepared::Images(images) => images.iter().flatten().copied().collect(),
                     Prepared::Texts(_) => Vec::new(),
                 })
                 .collect();
@@ -407,52 +571,4 @@ fn embed_jobs(backbone: &mut Backbone, jobs: &[Job]) -> std::result::Result<Arra
         }
     };
     embedded.map_err(|e| e.to_string())
-}
-
-/// A job's answers from its rows of `embeddings`, starting at `row`; also how many rows it used.
-fn job_answers(
-    job: &Job,
-    embeddings: &Array2<f32>,
-    row: usize,
-) -> (Result<Vec<InputAnswers>>, usize) {
-    let decoded: Vec<std::result::Result<(), String>> = match &job.inputs {
-        Prepared::Images(images) => images
-            .iter()
-            .map(|image| image.as_ref().map(|_| ()).map_err(Clone::clone))
-            .collect(),
-        Prepared::Texts(texts) => texts.iter().map(|_| Ok(())).collect(),
-    };
-    let used = decoded.iter().filter(|d| d.is_ok()).count();
-    if used == 0 {
-        let failed = decoded
-            .into_iter()
-            .map(|d| d.map(|()| Vec::new()))
-            .collect();
-        return (Ok(failed), 0);
-    }
-    let rows = embeddings.slice(ndarray::s![row..row + used, ..]);
-    let per_model = job
-        .models
-        .iter()
-        .map(|bundle| bundle.answer(rows, &job.options))
-        .collect::<Result<Vec<_>>>();
-    let per_model = match per_model {
-        Ok(per_model) => per_model,
-        Err(e) => return (Err(e), used),
-    };
-    let mut next = 0;
-    let answers = decoded
-        .into_iter()
-        .map(|decoded| {
-            decoded.map(|()| {
-                let answers = per_model
-                    .iter()
-                    .map(|answers| answers[next].clone())
-                    .collect();
-                next += 1;
-                answers
-            })
-        })
-        .collect();
-    (Ok(answers), used)
 }

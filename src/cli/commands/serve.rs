@@ -24,15 +24,21 @@ pub struct ServeArgs {
     /// 0 takes a free port (the address is printed)
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// The most inputs in one backbone run
-    #[arg(long, default_value_t = 32)]
-    pub max_batch: usize,
+    /// The most inputs in one backbone run [default: the device's batch, 32 on the CPU, 256 on CUDA]
+    #[arg(long, value_name = "N")]
+    pub max_batch: Option<usize>,
     /// How long a backbone with inputs waits for more before it runs
     #[arg(long, value_name = "MS", default_value_t = 2)]
     pub max_wait_ms: u64,
     /// Requests waiting per backbone; beyond it requests are refused with 429
     #[arg(long, default_value_t = 256)]
     pub max_queue: usize,
+    /// Requests answered at once; more are refused with 429
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    pub max_concurrent: usize,
+    /// Seconds a request may take before it is answered 503 (0: no limit)
+    #[arg(long, value_name = "SECONDS", default_value_t = 60.0)]
+    pub timeout: f64,
     /// The largest request body, in MiB (413 beyond it)
     #[arg(long, value_name = "MIB", default_value_t = 16)]
     pub max_body: usize,
@@ -44,6 +50,9 @@ pub struct ServeArgs {
         hide_env_values = true
     )]
     pub api_key: Option<String>,
+    /// One line per request on standard error (method, path, status, milliseconds)
+    #[arg(long, short)]
+    pub verbose: bool,
 }
 
 pub fn run(args: &ServeArgs, runtime: RuntimeOptions) -> Outcome {
@@ -66,16 +75,31 @@ pub fn run(args: &ServeArgs, runtime: RuntimeOptions) -> Outcome {
         };
         bundles.push((name.to_string(), PathBuf::from(path)));
     }
-    let options = ServiceOptions::default()
-        .max_batch(args.max_batch)
+    if args.max_concurrent == 0 {
+        return Err(usage("--max-concurrent must be at least 1"));
+    }
+    let timeout = match args.timeout {
+        0.0 => None,
+        seconds => Some(
+            Duration::try_from_secs_f64(seconds)
+                .map_err(|_| usage(format!("--timeout takes seconds, not {seconds}")))?,
+        ),
+    };
+    let mut options = ServiceOptions::default()
         .max_wait(Duration::from_millis(args.max_wait_ms))
         .max_queue(args.max_queue)
         .runtime(runtime);
+    if let Some(max_batch) = args.max_batch {
+        options = options.max_batch(max_batch);
+    }
     let service = Service::open(&bundles, &options)?;
     let settings = Settings {
         address: SocketAddr::new(args.host, args.port),
         max_body: args.max_body.saturating_mul(1 << 20),
+        max_concurrent: args.max_concurrent,
+        timeout,
         api_key: args.api_key.clone(),
+        access_log: args.verbose,
     };
     let names: Vec<&str> = bundles.iter().map(|(name, _)| name.as_str()).collect();
     http::serve(service, settings, |address| {

@@ -1,4 +1,4 @@
-//! What `GET /metrics` reports, in Prometheus' text format (prometheus-client): requests by model and status,
+//! What `GET /metrics` reports, in Prometheus' text format (prometheus-client): requests by route, model and status,
 //! inputs answered, request / decode / queue / inference durations, batch sizes, and calls waiting.
 
 use std::time::Duration;
@@ -15,6 +15,7 @@ use prometheus_client::registry::Registry;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct RequestLabels {
+    route: &'static str,
     model: String,
     status: u16,
 }
@@ -47,13 +48,13 @@ impl Metrics {
         let waiting = Gauge::default();
         registry.register(
             "headstart_requests",
-            "Prediction requests by model and status",
+            "Prediction and embedding requests by route, model and status",
             requests.clone(),
         );
         registry.register("headstart_inputs", "Inputs answered", inputs.clone());
         registry.register(
             "headstart_request_duration_seconds",
-            "Prediction requests, from the body read to the answer",
+            "Prediction and embedding requests, from the body read to the answer",
             request_seconds.clone(),
         );
         registry.register(
@@ -94,9 +95,10 @@ impl Metrics {
         }
     }
 
-    /// A prediction request answered with `status` after `took`.
-    pub fn request(&self, model: &str, status: StatusCode, took: Duration) {
+    /// A request to `route` (predict, embed, embeddings) answered with `status` after `took`.
+    pub fn request(&self, route: &'static str, model: &str, status: StatusCode, took: Duration) {
         let labels = RequestLabels {
+            route,
             model: model.to_string(),
             status: status.as_u16(),
         };
