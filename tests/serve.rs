@@ -6,6 +6,9 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use common::{elpv_cells, headstart_ok, train_small_bundle};
@@ -15,6 +18,8 @@ use serde_json::{Value, json};
 struct Server {
     child: Child,
     url: String,
+    /// What it printed on standard error after its address.
+    printed: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -34,24 +39,46 @@ impl Server {
         let address = line.rsplit("http://").next().unwrap().to_string();
         assert!(line.starts_with("serving "), "{line}");
         // Keep draining stderr so the server never blocks on a full pipe.
-        std::thread::spawn(move || lines.for_each(drop));
+        let printed = Arc::new(Mutex::new(Vec::new()));
+        let kept = printed.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                kept.lock().unwrap().push(line);
+            }
+        });
         Server {
             child,
             url: format!("http://{address}"),
+            printed,
         }
+    }
+
+    fn signal(&self, signal: &str) {
+        let pid = self.child.id().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{signal}"), &pid])
+            .status()
+            .unwrap();
+        assert!(sent.success());
+    }
+
+    /// Waits (up to a minute) for a line starting with `start` on its standard error, and returns it.
+    fn printed_line(&self, start: &str) -> String {
+        for _ in 0..600 {
+            let printed = self.printed.lock().unwrap();
+            if let Some(line) = printed.iter().find(|line| line.starts_with(start)) {
+                return line.clone();
+            }
+            drop(printed);
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        panic!("no line '{start}…' in {:?}", self.printed.lock().unwrap());
     }
 
     /// SIGTERM, and the exit status.
     fn stop(mut self) -> std::process::ExitStatus {
         // `self` is dropped after: killing a process already reaped does nothing.
-        let pid = self.child.id().to_string();
-        assert!(
-            Command::new("kill")
-                .args(["-TERM", &pid])
-                .status()
-                .unwrap()
-                .success()
-        );
+        self.signal("TERM");
         self.child.wait().unwrap()
     }
 }
@@ -547,4 +574,191 @@ fn serves_what_predict_answers_and_stops_cleanly() {
         }
     }
     assert!(busy.stop().success());
+}
+
+/// What clients under load saw: per request, when it was sent, when its answer (or failure) came, and what.
+struct Seen {
+    sent: Instant,
+    done: Instant,
+    outcome: Result<(u16, String), String>,
+}
+
+/// `clients` threads asking `url` for one image's answer, again and again, until `stop` is set or a request
+/// fails to connect after it.
+fn load(url: &str, image: &[u8], clients: usize, stop: &AtomicBool) -> Vec<Seen> {
+    std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| {
+                    let agent = client();
+                    let mut seen = Vec::new();
+                    while !stop.load(Ordering::SeqCst) {
+                        let sent = Instant::now();
+                        let outcome = agent
+                            .post(url)
+                            .header("content-type", "image/png")
+                            .send(image)
+                            .map_err(|e| e.to_string())
+                            .and_then(|mut response| {
+                                let status = response.status().as_u16();
+                                let body = response.body_mut().read_to_string();
+                                body.map(|body| (status, body)).map_err(|e| e.to_string())
+                            });
+                        let failed = outcome.is_err();
+                        seen.push(Seen {
+                            sent,
+                            done: Instant::now(),
+                            outcome,
+                        });
+                        if failed {
+                            break;
+                        }
+                    }
+                    seen
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|thread| thread.join().unwrap())
+            .collect()
+    })
+}
+
+/// The head answering as `name`, from /v1/models.
+fn served_head(agent: &ureq::Agent, url: &str, name: &str) -> String {
+    let mut response = agent.get(format!("{url}/v1/models")).call().unwrap();
+    let models: Value = response.body_mut().read_json().unwrap();
+    let model = models["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == name)
+        .unwrap()
+        .clone();
+    model["head"].as_str().unwrap().to_string()
+}
+
+/// Replaces `path` with `bytes` as a deploy would: written beside it, then renamed over it.
+fn replace_file(path: &Path, bytes: &[u8]) {
+    let beside = path.with_extension("partial");
+    std::fs::write(&beside, bytes).unwrap();
+    std::fs::rename(&beside, path).unwrap();
+}
+
+#[test]
+fn reloads_and_stops_under_load_without_dropping_a_request() {
+    let dir = tempfile::tempdir().unwrap();
+    let (cells, copies) = elpv_cells(dir.path(), 8);
+    let logistic = dir.path().join("logistic.hs");
+    train_small_bundle(&cells, &logistic, "fp32");
+    let centroid = dir.path().join("centroid.hs");
+    headstart_ok(&[
+        "train",
+        cells.to_str().unwrap(),
+        "-o",
+        centroid.to_str().unwrap(),
+        "--head",
+        "centroid",
+        "-q",
+    ]);
+    let live = dir.path().join("live.hs");
+    std::fs::copy(&logistic, &live).unwrap();
+    let server = Server::start(&[live.to_str().unwrap(), "--max-wait-ms", "5", "-v"]);
+    let agent = client();
+    let image = std::fs::read(&copies[0]).unwrap();
+    let predict = format!("{}/v1/models/live/predict", server.url);
+    assert_eq!(served_head(&agent, &server.url, "live"), "logistic");
+
+    // Under load: a new bundle by SIGHUP, a broken file by SIGHUP and by the route (the new one keeps
+    // serving), then the first bundle again by the route. Every request is answered 200.
+    let stop = AtomicBool::new(false);
+    let seen = std::thread::scope(|scope| {
+        let clients = scope.spawn(|| load(&predict, &image, 4, &stop));
+        std::thread::sleep(Duration::from_millis(300));
+        replace_file(&live, &std::fs::read(&centroid).unwrap());
+        server.signal("HUP");
+        server.printed_line("reloaded live from");
+        assert_eq!(served_head(&agent, &server.url, "live"), "centroid");
+
+        let whole = std::fs::read(&logistic).unwrap();
+        replace_file(&live, &whole[..whole.len() / 2]);
+        server.signal("HUP");
+        let kept = server.printed_line("kept the live loaded before");
+        assert!(kept.contains("live.hs"), "{kept}");
+        let reload = format!("{}/v1/models/live/reload", server.url);
+        let (status, answer) = post(&agent, &reload, "application/json", b"");
+        assert_eq!(status, 422, "{answer}");
+        assert!(
+            answer["error"]
+                .as_str()
+                .unwrap()
+                .contains("goes on serving"),
+            "{answer}"
+        );
+        assert_eq!(served_head(&agent, &server.url, "live"), "centroid");
+
+        replace_file(&live, &whole);
+        let (status, answer) = post(&agent, &reload, "application/json", b"");
+        assert_eq!(status, 200, "{answer}");
+        assert_eq!(answer["reloaded"]["head"], "logistic");
+        std::thread::sleep(Duration::from_millis(300));
+        stop.store(true, Ordering::SeqCst);
+        clients.join().unwrap()
+    });
+    assert!(seen.len() > 20, "{} requests", seen.len());
+    for request in &seen {
+        match &request.outcome {
+            Ok((200, _)) => {}
+            other => panic!("{other:?}"),
+        }
+    }
+    let (status, answer) = post(
+        &agent,
+        &format!("{}/v1/models/nothing/reload", server.url),
+        "application/json",
+        b"",
+    );
+    assert_eq!(status, 404, "{answer}");
+    // -v: one line per request.
+    server.printed_line("POST /v1/models/live/predict 200 ");
+
+    // SIGTERM under load: every request the server took is answered 200, and it exits 0. Requests after it
+    // stopped taking connections fail to connect, which clients see as an error, not as an answer.
+    let stop = AtomicBool::new(false);
+    let mut signalled = None;
+    let (seen, status) = std::thread::scope(|scope| {
+        let clients = scope.spawn(|| load(&predict, &image, 8, &stop));
+        std::thread::sleep(Duration::from_millis(500));
+        signalled = Some(Instant::now());
+        let status = server.stop();
+        stop.store(true, Ordering::SeqCst);
+        (clients.join().unwrap(), status)
+    });
+    assert!(status.success(), "{status:?}");
+    let signalled = signalled.unwrap();
+    let mut answered_across = 0;
+    for request in &seen {
+        match &request.outcome {
+            Ok((200, _)) if request.sent < signalled && request.done > signalled => {
+                answered_across += 1
+            }
+            Ok((200, _)) => {}
+            Ok(other) => panic!("{other:?}"),
+            Err(why) => assert!(request.sent >= signalled, "failed before SIGTERM: {why}"),
+        }
+    }
+    assert!(answered_across > 0, "no request was in flight at SIGTERM");
+
+    // --timeout: a request not answered in time is a 503 with Retry-After.
+    let hasty = Server::start(&[live.to_str().unwrap(), "--timeout", "0.000001"]);
+    let mut response = client()
+        .post(format!("{}/v1/models/live/predict", hasty.url))
+        .header("content-type", "image/png")
+        .send(&image[..])
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    assert_eq!(response.headers().get("retry-after").unwrap(), "1");
+    let _ = response.body_mut().read_to_string();
+    assert!(hasty.stop().success());
 }
