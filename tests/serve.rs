@@ -6,7 +6,7 @@ mod common;
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -761,4 +761,132 @@ fn reloads_and_stops_under_load_without_dropping_a_request() {
     assert_eq!(response.headers().get("retry-after").unwrap(), "1");
     let _ = response.body_mut().read_to_string();
     assert!(hasty.stop().success());
+}
+
+/// A request's status and JSON answer, or why none came.
+type Outcome = Result<(u16, Value), String>;
+
+/// Resident and peak resident memory of `pid`, in MiB (Linux: /proc/PID/status).
+fn memory_mib(pid: u32) -> (f64, f64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> f64 {
+        let line = status.lines().find(|l| l.starts_with(name)).unwrap();
+        let kib: f64 = line[name.len()..]
+            .trim()
+            .trim_end_matches("kB")
+            .trim()
+            .parse()
+            .unwrap();
+        kib / 1024.0
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// 20,000 requests (HEADSTART_LOAD_REQUESTS) from 64 clients, a few hundred of them corrupt images or bodies
+/// over the limit: every valid one is answered with a label, every corrupt one with an error entry, every
+/// oversized one with 413 (or its connection closed while it was still sending), and memory stays flat.
+#[test]
+fn answers_every_valid_request_of_a_long_load() {
+    let total: usize = std::env::var("HEADSTART_LOAD_REQUESTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20_000);
+    let clients = 64;
+    let dir = tempfile::tempdir().unwrap();
+    let (cells, copies) = elpv_cells(dir.path(), 8);
+    let bundle = dir.path().join("defects.hs");
+    train_small_bundle(&cells, &bundle, "fp32");
+    let server = Server::start(&[bundle.to_str().unwrap(), "--max-body", "1"]);
+    let url = format!("{}/v1/models/defects/predict", server.url);
+    let images: Vec<Vec<u8>> = copies.iter().map(|p| std::fs::read(p).unwrap()).collect();
+    let corrupt = {
+        let mut bytes = images[0].clone();
+        bytes.truncate(bytes.len() / 3);
+        bytes
+    };
+    let oversized = vec![7u8; (1 << 20) + (1 << 19)];
+    // Every 50th request is corrupt, every 97th oversized.
+    let kind = |i: usize| match (i % 50, i % 97) {
+        (_, 0) => "oversized",
+        (0, _) => "corrupt",
+        _ => "valid",
+    };
+    let next = AtomicUsize::new(0);
+    let samples = Mutex::new(Vec::new());
+    let pid = server.child.id();
+    let outcomes: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..clients)
+            .map(|_| {
+                scope.spawn(|| {
+                    let agent = client();
+                    let mut outcomes = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= total {
+                            break outcomes;
+                        }
+                        if i.is_multiple_of((total / 10).max(1)) {
+                            samples.lock().unwrap().push((i, memory_mib(pid)));
+                        }
+                        let body: &[u8] = match kind(i) {
+                            "oversized" => &oversized,
+                            "corrupt" => &corrupt,
+                            _ => &images[i % images.len()],
+                        };
+                        let outcome = agent
+                            .post(&url)
+                            .header("content-type", "image/png")
+                            .send(body)
+                            .map_err(|e| e.to_string())
+                            .and_then(|mut response| {
+                                let status = response.status().as_u16();
+                                let text = response.body_mut().read_to_string();
+                                let text = text.map_err(|e| e.to_string())?;
+                                let value =
+                                    serde_json::from_str(&text).map_err(|e| e.to_string())?;
+                                Ok((status, value))
+                            });
+                        outcomes.push((i, outcome));
+                    }
+                })
+            })
+            .collect();
+        threads
+            .into_iter()
+            .flat_map(|t| t.join().unwrap())
+            .collect()
+    });
+    assert_eq!(outcomes.len(), total);
+    let mut counts = std::collections::BTreeMap::new();
+    for (i, outcome) in &outcomes {
+        let kind = kind(*i);
+        *counts.entry(kind).or_insert(0) += 1;
+        match (kind, outcome) {
+            ("valid", Ok((200, answer))) => {
+                assert!(answer["predictions"][0]["label"].is_string(), "{answer}")
+            }
+            ("corrupt", Ok((200, answer))) => {
+                assert!(answer["predictions"][0]["error"].is_string(), "{answer}")
+            }
+            ("oversized", Ok((413, _)) | Err(_)) => {}
+            (kind, other) => panic!("request {i} ({kind}): {other:?}"),
+        }
+    }
+    let mut samples = samples.into_inner().unwrap();
+    samples.sort_by_key(|(i, _)| *i);
+    let (settled, _) = samples[1].1;
+    let (resident, peak) = memory_mib(pid);
+    eprintln!(
+        "{total} requests from {clients} clients ({counts:?}): resident MiB by request {:?}, at the end {resident:.0}, peak {peak:.0}",
+        samples
+            .iter()
+            .map(|(i, (rss, _))| (*i, rss.round()))
+            .collect::<Vec<_>>()
+    );
+    // Flat: what it holds at the end is near what it held once warm.
+    assert!(
+        resident < settled * 1.5 + 64.0,
+        "{settled} MiB then {resident} MiB"
+    );
+    assert!(server.stop().success());
 }

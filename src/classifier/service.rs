@@ -29,7 +29,8 @@ pub struct ServiceOptions {
     /// The most inputs in one backbone run; `None`: the device's batch, as `embed` uses
     /// ([`EmbedOptions::batch_size_on`]).
     pub max_batch: Option<usize>,
-    /// How long a backbone that has inputs waits for more before it runs (zero: it runs whenever it is free).
+    /// How long a backbone that has inputs waits for more before it runs. Zero (the default): it runs whenever
+    /// it is free, and what arrived while it ran forms the next batch, so a lone call waits for nothing.
     pub max_wait: Duration,
     /// Calls waiting per backbone; beyond it [`Service::predict`] refuses with [`Error::Busy`].
     pub max_queue: usize,
@@ -53,7 +54,7 @@ impl Default for ServiceOptions {
     fn default() -> Self {
         ServiceOptions {
             max_batch: None,
-            max_wait: Duration::from_millis(2),
+            max_wait: Duration::ZERO,
             max_queue: 256,
             runtime: RuntimeOptions::default(),
         }

@@ -27,8 +27,9 @@ pub struct ServeArgs {
     /// The most inputs in one backbone run [default: the device's batch, 32 on the CPU, 256 on CUDA]
     #[arg(long, value_name = "N")]
     pub max_batch: Option<usize>,
-    /// How long a backbone with inputs waits for more before it runs
-    #[arg(long, value_name = "MS", default_value_t = 2)]
+    /// How long a backbone with inputs waits for more before it runs (0: it runs whenever it is free, and what
+    /// arrives meanwhile forms the next batch)
+    #[arg(long, value_name = "MS", default_value_t = 0)]
     pub max_wait_ms: u64,
     /// Requests waiting per backbone; beyond it requests are refused with 429
     #[arg(long, default_value_t = 256)]

@@ -31,6 +31,8 @@ use metrics::Metrics;
 struct App {
     service: Service,
     metrics: Metrics,
+    /// Requests decoding at once: one per core, so decoding does not crowd out the backbone's threads.
+    decoding: Semaphore,
 }
 
 /// Where and how much the server takes.
@@ -62,9 +64,11 @@ pub fn serve(
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(settings.address).await?;
         listening(listener.local_addr()?);
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let app = Arc::new(App {
             service,
             metrics: Metrics::new(),
+            decoding: Semaphore::new(cores),
         });
         tokio::spawn(reload_on_hangup(app.clone()));
         axum::serve(listener, router(app, &settings))
@@ -216,10 +220,17 @@ struct Failure(StatusCode, String);
 impl IntoResponse for Failure {
     fn into_response(self) -> Response {
         let mut response = (self.0, Json(json!({"error": self.1}))).into_response();
-        if self.0 == StatusCode::TOO_MANY_REQUESTS || self.0 == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        let headers = response.headers_mut();
+        match self.0 {
+            StatusCode::TOO_MANY_REQUESTS | StatusCode::SERVICE_UNAVAILABLE => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            // The body was left unread, so the connection cannot carry another request: say so, or a client
+            // sends its next request on it and finds it closed.
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
+            }
+            _ => {}
         }
         response
     }

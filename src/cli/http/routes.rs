@@ -332,6 +332,11 @@ async fn call<T: Send + 'static>(
 ) -> Result<Vec<Result<T, String>>, Failure> {
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let shared = app.clone();
+    let decoding = app
+        .decoding
+        .acquire()
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let decode = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
         ask(
@@ -344,6 +349,7 @@ async fn call<T: Send + 'static>(
     })
     .await
     .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    drop(decoding);
     let Answered { answers, batch } = receiver.await.map_err(|_| {
         Failure(
             StatusCode::INTERNAL_SERVER_ERROR,
