@@ -14,6 +14,7 @@
 //!   HEADSTART_BENCH_IMAGES=N     ELPV images sent (256)
 //!   HEADSTART_BENCH_REQUESTS=N   requests per level and server (512)
 //!   HEADSTART_BENCH_ROUNDS=N     rounds (2)
+//!   HEADSTART_BENCH_MAX_BATCH=N  serve's --max-batch (its default: the device's batch)
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -359,9 +360,11 @@ struct Server {
 
 impl Server {
     fn headstart(args: &[&str]) -> Server {
+        let max_batch = std::env::var("HEADSTART_BENCH_MAX_BATCH").ok();
         let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
             .arg("serve")
             .args(args)
+            .args(max_batch.iter().flat_map(|n| ["--max-batch", n.as_str()]))
             .args(["--port", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -24,7 +24,7 @@ pub struct ServeArgs {
     /// 0 takes a free port (the address is printed)
     #[arg(long, default_value_t = 8080)]
     pub port: u16,
-    /// The most inputs in one backbone run [default: the device's batch, 32 on the CPU, 256 on CUDA]
+    /// The most inputs in one backbone run [default: 8 on the CPU, 256 on CUDA]
     #[arg(long, value_name = "N")]
     pub max_batch: Option<usize>,
     /// How long a backbone with inputs waits for more before it runs (0: it runs whenever it is free, and what
