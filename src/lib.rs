@@ -4,7 +4,8 @@
 //! The public modules follow the data path: [`data`] (files → images, texts; [`Data::open`] tells which) →
 //! [`backbone`] (preprocessing, the ONNX Runtime session, pooling) → [`embeddings`] (pipelines, cache, `.npz`,
 //! Parquet) → [`head`] (training, cross-validation, novelty) → [`bundle`] → [`classifier`] (prediction) →
-//! [`export`]. [`workflow`] strings them together for the command line, Python and library users alike.
+//! [`export`]; [`audit`] finds what is wrong with labelled embeddings before a head is trained on them.
+//! [`workflow`] strings them together for the command line, Python and library users alike.
 //! [`runtime`] finds and loads ONNX Runtime; [`zoo`] and [`datasets`] name verified backbones and demo data from
 //! package registries, fetched into the [`home`] folder.
 //!
@@ -58,6 +59,7 @@ macro_rules! setters {
 // The public modules follow the data path: files → backbone → embeddings → head → bundle → classifier / export,
 // with the flows that chain them in `workflow`. The rest is plumbing, reached through re-exports.
 mod atomic;
+pub mod audit;
 mod augment;
 pub mod backbone;
 pub mod bundle;

@@ -20,7 +20,8 @@ use failure::{Failure, Outcome};
 use flags::flag;
 
 use commands::{
-    cache, datasets, demo, doctor, embed, eval, export, inspect, models, predict, serve, train,
+    audit, cache, datasets, demo, doctor, embed, eval, export, inspect, models, predict, serve,
+    train,
 };
 
 #[derive(Parser)]
@@ -62,6 +63,9 @@ enum Command {
     Embed(Box<embed::EmbedArgs>),
     /// Train a head on labelled images or texts (embedded through the cache) or an .npz; writes a bundle
     Train(Box<train::TrainArgs>),
+    /// Find what is wrong with labelled data before training on it: labels the out-of-fold probabilities
+    /// contradict, duplicates (and leakage into --val), outliers
+    Audit(Box<audit::AuditArgs>),
     /// Evaluate a bundle on labelled data or an .npz: accuracy, macro-F1, per-class metrics, confusion matrix
     Eval(Box<eval::EvalArgs>),
     /// Classify images, or texts with a text bundle: top-k classes with probabilities
@@ -114,6 +118,7 @@ fn run(command: Command, runtime: RuntimeOptions) -> Outcome {
         Command::Demo(args) => demo::run(&args, &runtime),
         Command::Embed(args) => embed::run(*args, runtime),
         Command::Train(args) => train::run(*args, runtime),
+        Command::Audit(args) => audit::run(*args, runtime),
         Command::Eval(args) => eval::run(*args, runtime),
         Command::Predict(args) => predict::run(*args, runtime),
         Command::Serve(args) => serve::run(&args, runtime),

@@ -135,6 +135,10 @@ pub struct TrainReport {
     pub samples: usize,
     pub warnings: Vec<TrainWarning>,
     pub seconds: f64,
+    /// The chosen configuration's out-of-fold scores, [N, K] (probabilities after [`super::softmax`] at
+    /// `temperature`): what an audit judges the labels by.
+    #[serde(skip)]
+    pub out_of_fold: Array2<f32>,
 }
 
 /// Something about a training run worth knowing that does not stop it.
@@ -332,6 +336,7 @@ pub fn train(
         samples: y.len(),
         warnings,
         seconds: started.elapsed().as_secs_f64(),
+        out_of_fold: selected.out_of_fold,
     };
     Ok((head, report))
 }

@@ -2,6 +2,7 @@
 //! `.npz`, a stratified train / validation split, training into a bundle, and evaluation. Prediction is
 //! [`Classifier::predict`](crate::classifier::Classifier::predict).
 
+mod audit;
 mod embed;
 mod evaluate;
 mod features;
@@ -11,6 +12,7 @@ mod split;
 mod train;
 
 pub use crate::metrics::{ClassMetrics, Metrics};
+pub use audit::{AuditRun, audit_data};
 pub use embed::{ParquetShard, embed_each, embed_parquet_shard, embeddings_for, open_backbone};
 pub use evaluate::{Evaluation, evaluate_bundle, evaluate_set};
 pub use features::{

@@ -372,6 +372,7 @@ fn update_bundle(
         samples: bundle.info.training.samples,
         warnings: Vec::new(),
         seconds: started.elapsed().as_secs_f64(),
+        out_of_fold: ndarray::Array2::zeros((0, 0)),
     };
     Trained::measured(bundle, report, validation)
 }

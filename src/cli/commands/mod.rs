@@ -1,5 +1,6 @@
 //! One file per command: its arguments, the library call it makes, and how it prints the answer.
 
+pub mod audit;
 pub mod cache;
 pub mod datasets;
 pub mod demo;

@@ -1,0 +1,407 @@
+//! What is wrong with a labelled set before it is trained on: labels the out-of-fold probabilities contradict
+//! (confident learning), the same input more than once (exact copies by content, near copies by embedding),
+//! inputs shared with a validation set (leakage), and inputs far from everything else (outliers). Works on
+//! embeddings; [`crate::workflow::audit`] embeds a folder or table and names its files' contents.
+
+mod labels;
+mod neighbours;
+
+pub use labels::{Contradicted, LabelNoise, confident_learning};
+
+use std::collections::BTreeMap;
+
+use ndarray::ArrayView2;
+use serde::Serialize;
+
+use crate::embeddings::EmbeddedSet;
+use crate::error::{Error, Result};
+use crate::head::{self, TrainParams, normalized, softmax};
+use neighbours::{Neighbours, nearest, outlier_fence, same_input_similarity};
+
+/// How an audit looks.
+#[derive(Debug, Clone)]
+#[non_exhaustive]
+pub struct AuditOptions {
+    /// The head and cross-validation whose out-of-fold probabilities judge the labels.
+    pub train: TrainParams,
+    /// The similarity from which two inputs count as the same; `None`: calibrated on the data.
+    pub same_input_similarity: Option<f32>,
+    /// The neighbour whose distance scores an outlier (1 = the nearest).
+    pub outlier_k: usize,
+}
+
+setters!(AuditOptions {
+    train: TrainParams,
+    outlier_k: usize,
+});
+
+impl AuditOptions {
+    pub fn same_input_similarity(mut self, similarity: f32) -> Self {
+        self.same_input_similarity = Some(similarity);
+        self
+    }
+}
+
+impl Default for AuditOptions {
+    fn default() -> Self {
+        AuditOptions {
+            train: TrainParams::default(),
+            same_input_similarity: None,
+            // As the open-set score: the 5th neighbour, so a few copies of an odd input do not hide it.
+            outlier_k: 5,
+        }
+    }
+}
+
+/// Calibrated cut-offs never fall below this similarity: below it two inputs are merely alike.
+const SAME_INPUT_FLOOR: f32 = 0.9;
+/// Neighbours kept per input: near copies are found among them, and groups join through them.
+const NEIGHBOURS: usize = 10;
+
+/// A labelled set to audit: its embeddings and, per row, an identity of its content (equal for inputs with the
+/// same bytes or text, e.g. a sha256).
+pub struct AuditSet<'a> {
+    pub set: &'a EmbeddedSet,
+    pub content: &'a [String],
+}
+
+/// An input whose given class the out-of-fold probabilities contradict.
+#[derive(Debug, Clone, Serialize)]
+pub struct LabelIssue {
+    pub path: String,
+    pub given: String,
+    pub suggested: String,
+    /// 1 − the probability of the given class.
+    pub score: f32,
+}
+
+/// Inputs that are one input: the same content, or embeddings closer than the cut-off.
+#[derive(Debug, Clone, Serialize)]
+pub struct DuplicateGroup {
+    pub paths: Vec<String>,
+    pub classes: Vec<String>,
+    /// The lowest similarity between two of them that joined the group (1 for exact copies).
+    pub similarity: f32,
+    /// Whether every one is an exact copy of the others.
+    pub exact: bool,
+    /// Whether they were given more than one class.
+    pub conflicting: bool,
+}
+
+/// A validation input that is also a training input.
+#[derive(Debug, Clone, Serialize)]
+pub struct Leak {
+    pub validation: String,
+    pub train: String,
+    pub similarity: f32,
+    pub exact: bool,
+}
+
+/// An input far from every other.
+#[derive(Debug, Clone, Serialize)]
+pub struct Outlier {
+    pub path: String,
+    pub class: String,
+    /// 1 − the cosine similarity to its k-th nearest other input.
+    pub score: f32,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct AuditSummary {
+    pub rows: usize,
+    /// Inputs per class, in class order.
+    pub classes: BTreeMap<String, usize>,
+    pub label_issues: usize,
+    pub duplicate_groups: usize,
+    pub conflicting_groups: usize,
+    pub leaked: usize,
+    pub outliers: usize,
+    /// The estimated fraction of inputs whose given class is not their true one.
+    pub noise_rate: f64,
+    /// Out-of-fold accuracy over every input, and over the inputs nothing was flagged on.
+    pub cv_accuracy: f64,
+    pub cv_accuracy_unflagged: f64,
+    /// The cut-offs used: similarity from which inputs are one, outlier score beyond which one stands out.
+    pub same_input_similarity: f32,
+    pub outlier_score: f32,
+}
+
+/// What an audit found, each list ranked worst first.
+#[derive(Debug, Clone, Serialize)]
+pub struct Audit {
+    pub label_issues: Vec<LabelIssue>,
+    pub duplicates: Vec<DuplicateGroup>,
+    pub leakage: Vec<Leak>,
+    pub outliers: Vec<Outlier>,
+    pub summary: AuditSummary,
+}
+
+/// Audits `train` (and leakage into `validation`, embedded by the same backbone).
+pub fn audit(
+    train: &AuditSet,
+    validation: Option<&AuditSet>,
+    options: &AuditOptions,
+) -> Result<Audit> {
+    let set = train.set;
+    let labels = set.labels.as_deref().ok_or_else(|| {
+        Error::TrainingData("an audit needs labelled data: one sub-folder per class, or a table with a label column".into())
+    })?;
+    if train.content.len() != set.rows() {
+        return Err(Error::parameter(
+            "content",
+            "must name the content of every row",
+        ));
+    }
+    let names = &set.class_names;
+    let (_, report) = head::train(set.matrix(), labels, names, &options.train)?;
+    let probabilities = softmax(report.out_of_fold.clone(), report.temperature);
+    let noise = confident_learning(probabilities.view(), labels);
+
+    let unit = normalized(set.matrix());
+    let neighbours = nearest(
+        unit.view(),
+        unit.view(),
+        NEIGHBOURS.max(options.outlier_k),
+        true,
+    );
+    let nearest_similarities: Vec<f32> = neighbours
+        .iter()
+        .filter_map(|n| n.first().map(|&(_, s)| s))
+        .collect();
+    let cut = options
+        .same_input_similarity
+        .unwrap_or_else(|| same_input_similarity(&nearest_similarities, SAME_INPUT_FLOOR));
+    let duplicates = duplicate_groups(set, train.content, &neighbours, cut);
+    let (outliers, outlier_score) = outliers(set, &neighbours, options.outlier_k);
+    let leakage = match validation {
+        Some(validation) => leaks(train, validation, unit.view(), cut)?,
+        None => Vec::new(),
+    };
+
+    let mut flagged = vec![false; set.rows()];
+    noise.issues.iter().for_each(|i| flagged[i.row] = true);
+    outliers.iter().for_each(|&(row, _)| flagged[row] = true);
+    for group in duplicates.iter().filter(|g| g.conflicting) {
+        group.rows.iter().for_each(|&row| flagged[row] = true);
+    }
+    let correct = |row: &usize| top(probabilities.row(*row).iter()) == labels[*row];
+    let unflagged: Vec<usize> = (0..set.rows()).filter(|&r| !flagged[r]).collect();
+    let classes = names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| (name.clone(), labels.iter().filter(|&&l| l == c).count()))
+        .collect();
+    let summary = AuditSummary {
+        rows: set.rows(),
+        classes,
+        label_issues: noise.issues.len(),
+        duplicate_groups: duplicates.len(),
+        conflicting_groups: duplicates.iter().filter(|g| g.conflicting).count(),
+        leaked: leakage.len(),
+        outliers: outliers.len(),
+        noise_rate: noise.noise_rate,
+        cv_accuracy: report.cv_accuracy,
+        cv_accuracy_unflagged: unflagged.iter().filter(|r| correct(r)).count() as f64
+            / unflagged.len().max(1) as f64,
+        same_input_similarity: cut,
+        outlier_score,
+    };
+    Ok(Audit {
+        label_issues: noise
+            .issues
+            .iter()
+            .map(|issue| LabelIssue {
+                path: set.paths[issue.row].clone(),
+                given: names[labels[issue.row]].clone(),
+                suggested: names[issue.suggested].clone(),
+                score: issue.score,
+            })
+            .collect(),
+        duplicates: duplicates.into_iter().map(|g| g.group).collect(),
+        leakage,
+        outliers: outliers
+            .into_iter()
+            .map(|(row, score)| Outlier {
+                path: set.paths[row].clone(),
+                class: names[labels[row]].clone(),
+                score,
+            })
+            .collect(),
+        summary,
+    })
+}
+
+fn top<'a>(values: impl Iterator<Item = &'a f32>) -> usize {
+    values
+        .enumerate()
+        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
+            if v > best.1 { (i, v) } else { best }
+        })
+        .0
+}
+
+/// A duplicate group and its rows.
+struct Grouped {
+    rows: Vec<usize>,
+    group: DuplicateGroup,
+    conflicting: bool,
+}
+
+impl std::ops::Deref for Grouped {
+    type Target = DuplicateGroup;
+    fn deref(&self) -> &DuplicateGroup {
+        &self.group
+    }
+}
+
+/// Rows joined by equal content or by a similarity of at least `cut`, in groups of two or more; conflicting
+/// groups first, then the closest.
+fn duplicate_groups(
+    set: &EmbeddedSet,
+    content: &[String],
+    neighbours: &[Neighbours],
+    cut: f32,
+) -> Vec<Grouped> {
+    let n = set.rows();
+    let mut parent: Vec<usize> = (0..n).collect();
+    fn root(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    let mut joined_at = vec![1.0f32; n];
+    let mut by_content: BTreeMap<&str, usize> = BTreeMap::new();
+    let mut join = |parent: &mut Vec<usize>, a: usize, b: usize, similarity: f32| {
+        let (ra, rb) = (root(parent, a), root(parent, b));
+        if ra != rb {
+            parent[rb] = ra;
+            joined_at[ra] = joined_at[ra].min(joined_at[rb]).min(similarity);
+        }
+    };
+    for (row, id) in content.iter().enumerate() {
+        match by_content.get(id.as_str()) {
+            Some(&first) => join(&mut parent, first, row, 1.0),
+            None => {
+                by_content.insert(id, row);
+            }
+        }
+    }
+    for (row, near) in neighbours.iter().enumerate() {
+        for &(other, similarity) in near.iter().filter(|(_, s)| *s >= cut) {
+            let exact = content[row] == content[other];
+            join(
+                &mut parent,
+                row,
+                other,
+                if exact { 1.0 } else { similarity },
+            );
+        }
+    }
+    let mut members: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+    for row in 0..n {
+        let r = root(&mut parent, row);
+        members.entry(r).or_default().push(row);
+    }
+    let labels = set.labels.as_deref().unwrap_or(&[]);
+    let mut groups: Vec<Grouped> = members
+        .into_iter()
+        .filter(|(_, rows)| rows.len() > 1)
+        .map(|(r, rows)| {
+            let class_of = |row: usize| labels.get(row).map(|&c| set.class_names[c].clone());
+            let classes: Vec<String> = rows.iter().filter_map(|&row| class_of(row)).collect();
+            let conflicting = classes.iter().any(|c| *c != classes[0]);
+            let exact = rows.iter().all(|&row| content[row] == content[rows[0]]);
+            let group = DuplicateGroup {
+                paths: rows.iter().map(|&row| set.paths[row].clone()).collect(),
+                classes,
+                similarity: if exact { 1.0 } else { joined_at[r] },
+                exact,
+                conflicting,
+            };
+            Grouped {
+                rows,
+                group,
+                conflicting,
+            }
+        })
+        .collect();
+    groups.sort_by(|a, b| {
+        b.conflicting
+            .cmp(&a.conflicting)
+            .then(b.group.similarity.total_cmp(&a.group.similarity))
+    });
+    groups
+}
+
+/// Rows whose `k`-th nearest other row is beyond the fence calibrated on every row's, farthest first; and the fence.
+fn outliers(set: &EmbeddedSet, neighbours: &[Neighbours], k: usize) -> (Vec<(usize, f32)>, f32) {
+    let k = k.max(1);
+    let scores: Vec<f32> = neighbours
+        .iter()
+        .map(|near| {
+            near.get(k - 1)
+                .or(near.last())
+                .map_or(2.0, |&(_, s)| 1.0 - s)
+        })
+        .collect();
+    let fence = outlier_fence(&scores);
+    let mut found: Vec<(usize, f32)> = scores
+        .iter()
+        .enumerate()
+        .filter(|&(_, &score)| score > fence)
+        .map(|(row, &score)| (row, score))
+        .collect();
+    found.sort_by(|a, b| b.1.total_cmp(&a.1));
+    debug_assert!(found.iter().all(|&(row, _)| row < set.rows()));
+    (found, fence)
+}
+
+/// Validation rows with the same content as a training row, or within the cut-off of one.
+fn leaks(
+    train: &AuditSet,
+    validation: &AuditSet,
+    train_unit: ArrayView2<f32>,
+    cut: f32,
+) -> Result<Vec<Leak>> {
+    let other = validation.set;
+    if other.dim != train.set.dim {
+        return Err(Error::Incompatible(format!(
+            "the validation embeddings have {} values, the training ones {}",
+            other.dim, train.set.dim
+        )));
+    }
+    let by_content: BTreeMap<&str, usize> = train
+        .content
+        .iter()
+        .enumerate()
+        .map(|(row, id)| (id.as_str(), row))
+        .collect();
+    let unit = normalized(other.matrix());
+    let nearest_train = nearest(unit.view(), train_unit, 1, false);
+    let mut found: Vec<Leak> = Vec::new();
+    for (row, near) in nearest_train.iter().enumerate() {
+        let same = validation
+            .content
+            .get(row)
+            .and_then(|id| by_content.get(id.as_str()));
+        let leak = match (same, near.first()) {
+            (Some(&twin), _) => Some((twin, 1.0, true)),
+            (None, Some(&(twin, similarity))) if similarity >= cut => {
+                Some((twin, similarity, false))
+            }
+            _ => None,
+        };
+        if let Some((twin, similarity, exact)) = leak {
+            found.push(Leak {
+                validation: other.paths[row].clone(),
+                train: train.set.paths[twin].clone(),
+                similarity,
+                exact,
+            });
+        }
+    }
+    found.sort_by(|a, b| b.similarity.total_cmp(&a.similarity));
+    Ok(found)
+}

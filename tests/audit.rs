@@ -1,0 +1,161 @@
+//! `headstart audit` on small sets with planted problems: the binary, real embeddings, real cross-validation.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use common::{elpv_class, headstart_ok};
+use serde_json::Value;
+
+/// `image` re-encoded as a JPEG (quality 90) and a little brighter: the same picture, other bytes.
+fn near_copy(image: &Path, to: &Path) {
+    let picture = image::open(image).unwrap().brighten(4);
+    let mut bytes = Vec::new();
+    let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut bytes, 90);
+    picture.to_rgb8().write_with_encoder(encoder).unwrap();
+    std::fs::write(to, bytes).unwrap();
+}
+
+fn copy_into(file: &Path, folder: &Path, name: &str) -> PathBuf {
+    std::fs::create_dir_all(folder).unwrap();
+    let target = folder.join(name);
+    std::fs::copy(file, &target).unwrap();
+    target
+}
+
+fn audit_json(args: &[&str]) -> Value {
+    let mut all = vec!["audit"];
+    all.extend_from_slice(args);
+    all.push("--json");
+    serde_json::from_str(&headstart_ok(&all)).unwrap()
+}
+
+fn paths(list: &Value, field: &str) -> Vec<String> {
+    list.as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[field].as_str().unwrap().to_string())
+        .collect()
+}
+
+/// Cells against photos, two classes nobody confuses, with mistakes planted: cells filed as photos and photos
+/// as cells, an exact copy, a near copy, and a validation set holding training inputs.
+#[test]
+fn finds_the_planted_label_issues_duplicates_and_leakage() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let cells: Vec<PathBuf> = elpv_class("defective")
+        .into_iter()
+        .take(30)
+        .chain(elpv_class("functional").into_iter().take(30))
+        .collect();
+    // The two photos planted among the cells come first: a dragonfly and a cat, which the backbone tells from
+    // a cell at a glance (a bridge's girders, by contrast, look like a cell's grid to it).
+    let mut photos = Vec::new();
+    for folder in [
+        headstart::datasets::camera_photos().unwrap(),
+        headstart::datasets::wallpaper_photos().unwrap(),
+    ] {
+        let mut found: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        found.sort();
+        photos.extend(found);
+    }
+    photos.extend(headstart::datasets::sample_photos().unwrap());
+    assert!(photos.len() >= 30, "{} photos", photos.len());
+    for (place, wanted) in ["Dragonfly_by_Bolly.jpg", "chelsea.png"].iter().enumerate() {
+        let at = photos
+            .iter()
+            .position(|p| p.ends_with(wanted))
+            .unwrap_or_else(|| panic!("no {wanted} among the photos"));
+        photos.swap(place, at);
+    }
+
+    let name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_string();
+    for cell in &cells[2..] {
+        copy_into(cell, &data.join("cell"), &name(cell));
+    }
+    for photo in &photos[2..] {
+        copy_into(photo, &data.join("photo"), &name(photo));
+    }
+    // Planted label issues: two cells filed as photos, two photos filed as cells.
+    let mut planted = Vec::new();
+    for cell in &cells[..2] {
+        copy_into(cell, &data.join("photo"), &name(cell));
+        planted.push(format!("photo/{}", name(cell)));
+    }
+    for photo in &photos[..2] {
+        copy_into(photo, &data.join("cell"), &name(photo));
+        planted.push(format!("cell/{}", name(photo)));
+    }
+    // An exact copy and a near copy, each in its own class.
+    copy_into(&cells[5], &data.join("cell"), "copy-of-a-cell.png");
+    near_copy(
+        &cells[9],
+        &data.join("cell").join("near-copy-of-a-cell.jpg"),
+    );
+    // Validation: a training photo as it is, a training cell re-encoded, and two cells not in training.
+    let validation = dir.path().join("validation");
+    copy_into(&photos[6], &validation.join("photo"), "same-photo.jpg");
+    std::fs::create_dir_all(validation.join("cell")).unwrap();
+    near_copy(&cells[12], &validation.join("cell").join("re-encoded.jpg"));
+    for cell in elpv_class("functional").into_iter().skip(100).take(2) {
+        copy_into(&cell, &validation.join("cell"), &name(&cell));
+    }
+
+    let report = audit_json(&[
+        data.to_str().unwrap(),
+        "--val",
+        validation.to_str().unwrap(),
+    ]);
+    let issues = paths(&report["label_issues"], "path");
+    let mut top: Vec<String> = issues.iter().take(planted.len()).cloned().collect();
+    top.sort();
+    planted.sort();
+    assert_eq!(top, planted, "{}", report["label_issues"]);
+    for issue in report["label_issues"].as_array().unwrap().iter().take(4) {
+        let expected = if issue["given"] == "cell" {
+            "photo"
+        } else {
+            "cell"
+        };
+        assert_eq!(issue["suggested"], expected, "{issue}");
+    }
+
+    let groups = report["duplicates"].as_array().unwrap();
+    let exact: Vec<&Value> = groups.iter().filter(|g| g["exact"] == true).collect();
+    assert_eq!(exact.len(), 1, "{groups:?}");
+    let mut members: Vec<&str> = exact[0]["paths"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p.as_str().unwrap())
+        .collect();
+    members.sort();
+    let first = format!("cell/{}", name(&cells[5]));
+    assert_eq!(members, [first.as_str(), "cell/copy-of-a-cell.png"]);
+    let near: Vec<&Value> = groups.iter().filter(|g| g["exact"] == false).collect();
+    assert_eq!(near.len(), 1, "{groups:?}");
+    assert!(
+        near[0]["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p == "cell/near-copy-of-a-cell.jpg"),
+        "{groups:?}"
+    );
+    assert!(groups.iter().all(|g| g["conflicting"] == false));
+
+    let mut leaked = paths(&report["leakage"], "validation");
+    leaked.sort();
+    assert_eq!(leaked, ["cell/re-encoded.jpg", "photo/same-photo.jpg"]);
+    let summary = &report["summary"];
+    assert_eq!(summary["label_issues"], issues.len());
+    assert!(summary["noise_rate"].as_f64().unwrap() > 0.0);
+    assert!(
+        summary["cv_accuracy_unflagged"].as_f64().unwrap()
+            >= summary["cv_accuracy"].as_f64().unwrap()
+    );
+}
