@@ -16,7 +16,7 @@ use serde::Serialize;
 use crate::embeddings::EmbeddedSet;
 use crate::error::{Error, Result};
 use crate::head::{self, TrainParams, normalized, softmax};
-use neighbours::{Neighbours, nearest, outlier_fence, same_input_similarity};
+use neighbours::{Neighbours, SameInput, nearest, outlier_fence};
 
 /// How an audit looks.
 #[derive(Debug, Clone)]
@@ -24,7 +24,8 @@ use neighbours::{Neighbours, nearest, outlier_fence, same_input_similarity};
 pub struct AuditOptions {
     /// The head and cross-validation whose out-of-fold probabilities judge the labels.
     pub train: TrainParams,
-    /// The similarity from which two inputs count as the same; `None`: calibrated on the data.
+    /// The similarity from which two inputs count as the same; `None`: calibrated on the data, relative to how
+    /// close each input's neighbours are.
     pub same_input_similarity: Option<f32>,
     /// The neighbour whose distance scores an outlier (1 = the nearest).
     pub outlier_k: usize,
@@ -121,8 +122,10 @@ pub struct AuditSummary {
     /// Out-of-fold accuracy over every input, and over the inputs nothing was flagged on.
     pub cv_accuracy: f64,
     pub cv_accuracy_unflagged: f64,
-    /// The cut-offs used: similarity from which inputs are one, outlier score beyond which one stands out.
-    pub same_input_similarity: f32,
+    /// The calibrated cut-off for inputs to count as one: their distance over the distance to the first one's
+    /// 10th nearest input (`None` where a similarity was given).
+    pub same_input_ratio: Option<f32>,
+    /// The outlier score beyond which an input stands out.
     pub outlier_score: f32,
 }
 
@@ -164,17 +167,14 @@ pub fn audit(
         NEIGHBOURS.max(options.outlier_k),
         true,
     );
-    let nearest_similarities: Vec<f32> = neighbours
-        .iter()
-        .filter_map(|n| n.first().map(|&(_, s)| s))
-        .collect();
-    let cut = options
-        .same_input_similarity
-        .unwrap_or_else(|| same_input_similarity(&nearest_similarities, SAME_INPUT_FLOOR));
-    let duplicates = duplicate_groups(set, train.content, &neighbours, cut);
+    let same = match options.same_input_similarity {
+        Some(similarity) => SameInput::Similarity(similarity),
+        None => SameInput::calibrated(&neighbours, SAME_INPUT_FLOOR),
+    };
+    let duplicates = duplicate_groups(set, train.content, &neighbours, &same);
     let (outliers, outlier_score) = outliers(set, &neighbours, options.outlier_k);
     let leakage = match validation {
-        Some(validation) => leaks(train, validation, unit.view(), cut)?,
+        Some(validation) => leaks(train, validation, unit.view(), &same)?,
         None => Vec::new(),
     };
 
@@ -203,7 +203,10 @@ pub fn audit(
         cv_accuracy: report.cv_accuracy,
         cv_accuracy_unflagged: unflagged.iter().filter(|r| correct(r)).count() as f64
             / unflagged.len().max(1) as f64,
-        same_input_similarity: cut,
+        same_input_ratio: match &same {
+            SameInput::Relative { ratio, .. } => Some(*ratio),
+            SameInput::Similarity(_) => None,
+        },
         outlier_score,
     };
     Ok(Audit {
@@ -254,13 +257,13 @@ impl std::ops::Deref for Grouped {
     }
 }
 
-/// Rows joined by equal content or by a similarity of at least `cut`, in groups of two or more; conflicting
+/// Rows joined by equal content or as `same` says, in groups of two or more; conflicting
 /// groups first, then the closest.
 fn duplicate_groups(
     set: &EmbeddedSet,
     content: &[String],
     neighbours: &[Neighbours],
-    cut: f32,
+    same: &SameInput,
 ) -> Vec<Grouped> {
     let n = set.rows();
     let mut parent: Vec<usize> = (0..n).collect();
@@ -289,7 +292,7 @@ fn duplicate_groups(
         }
     }
     for (row, near) in neighbours.iter().enumerate() {
-        for &(other, similarity) in near.iter().filter(|(_, s)| *s >= cut) {
+        for &(other, similarity) in near.iter().filter(|&&(_, s)| same.joins(row, s)) {
             let exact = content[row] == content[other];
             join(
                 &mut parent,
@@ -358,12 +361,12 @@ fn outliers(set: &EmbeddedSet, neighbours: &[Neighbours], k: usize) -> (Vec<(usi
     (found, fence)
 }
 
-/// Validation rows with the same content as a training row, or within the cut-off of one.
+/// Validation rows with the same content as a training row, or that `same` joins to one.
 fn leaks(
     train: &AuditSet,
     validation: &AuditSet,
     train_unit: ArrayView2<f32>,
-    cut: f32,
+    same: &SameInput,
 ) -> Result<Vec<Leak>> {
     let other = validation.set;
     if other.dim != train.set.dim {
@@ -382,13 +385,13 @@ fn leaks(
     let nearest_train = nearest(unit.view(), train_unit, 1, false);
     let mut found: Vec<Leak> = Vec::new();
     for (row, near) in nearest_train.iter().enumerate() {
-        let same = validation
+        let copied = validation
             .content
             .get(row)
             .and_then(|id| by_content.get(id.as_str()));
-        let leak = match (same, near.first()) {
+        let leak = match (copied, near.first()) {
             (Some(&twin), _) => Some((twin, 1.0, true)),
-            (None, Some(&(twin, similarity))) if similarity >= cut => {
+            (None, Some(&(twin, similarity))) if same.joins(twin, similarity) => {
                 Some((twin, similarity, false))
             }
             _ => None,

@@ -44,22 +44,65 @@ pub fn nearest(
     found
 }
 
-/// The similarity from which two inputs count as one: far above what nearest neighbours usually are. On the log
-/// of the distance to the nearest neighbour (1 − similarity), it is the lower Tukey far-out fence, Q1 − 3 × IQR:
-/// re-encoded, resized or slightly edited copies sit orders of magnitude closer than distinct inputs, whatever the
-/// data. Never below `floor`.
-pub fn same_input_similarity(nearest_similarities: &[f32], floor: f32) -> f32 {
-    let mut logs: Vec<f64> = nearest_similarities
-        .iter()
-        .map(|&s| (1.0 - f64::from(s)).max(1e-9).ln())
-        .collect();
-    if logs.len() < 4 {
-        return floor.max(0.99);
+/// When two inputs count as one.
+#[derive(Debug, Clone)]
+pub enum SameInput {
+    /// From this cosine similarity on.
+    Similarity(f32),
+    /// When their distance (1 − similarity) is at most `ratio` times the distance from the first of them to its
+    /// `NEIGHBOURS`-th nearest input (`reach`, per row): closer than everything around it, whatever the density
+    /// of its part of the data (cells of one kind sit far closer together than holiday photos). Never below
+    /// `floor`.
+    Relative {
+        ratio: f32,
+        reach: Vec<f32>,
+        floor: f32,
+    },
+}
+
+impl SameInput {
+    /// Calibrated on the data: `ratio` is the lower Tukey far-out fence (Q1 − 3 × IQR) of the log of every row's
+    /// nearest-neighbour distance over its reach; re-encoded, resized or slightly edited copies sit orders of
+    /// magnitude below it.
+    pub fn calibrated(neighbours: &[Neighbours], floor: f32) -> SameInput {
+        let reach: Vec<f32> = neighbours
+            .iter()
+            .map(|near| near.last().map_or(2.0, |&(_, s)| 1.0 - s))
+            .collect();
+        let mut logs: Vec<f64> = neighbours
+            .iter()
+            .zip(&reach)
+            .filter_map(|(near, &reach)| {
+                let nearest = 1.0 - near.first()?.1;
+                (reach > 0.0).then(|| (f64::from(nearest.max(1e-9)) / f64::from(reach)).ln())
+            })
+            .collect();
+        logs.sort_by(f64::total_cmp);
+        // Too few rows to tell a copy from a neighbour: only exact copies join.
+        let ratio = if logs.len() < 8 {
+            0.0
+        } else {
+            let (q1, q3) = (quantile(&logs, 0.25), quantile(&logs, 0.75));
+            (q1 - 3.0 * (q3 - q1)).exp() as f32
+        };
+        SameInput::Relative {
+            ratio,
+            reach,
+            floor,
+        }
     }
-    logs.sort_by(f64::total_cmp);
-    let (q1, q3) = (quantile(&logs, 0.25), quantile(&logs, 0.75));
-    let fence = q1 - 3.0 * (q3 - q1);
-    (1.0 - fence.exp()).max(f64::from(floor)) as f32
+
+    /// Whether `row` and an input at `similarity` from it count as one.
+    pub fn joins(&self, row: usize, similarity: f32) -> bool {
+        match self {
+            SameInput::Similarity(cut) => similarity >= *cut,
+            SameInput::Relative {
+                ratio,
+                reach,
+                floor,
+            } => similarity >= *floor && 1.0 - similarity <= ratio * reach[row],
+        }
+    }
 }
 
 /// The score above which an input stands out: the upper Tukey far-out fence, Q3 + 3 × IQR.
@@ -101,12 +144,29 @@ mod tests {
     }
 
     #[test]
-    fn copies_are_far_closer_than_the_fence() {
-        // Distinct neighbours at 0.80-0.95, two copies at 0.9999.
-        let mut similarities: Vec<f32> = (0..40).map(|i| 0.80 + 0.15 * i as f32 / 40.0).collect();
-        similarities.extend([0.9999, 0.9999]);
-        let cut = same_input_similarity(&similarities, 0.5);
-        assert!(cut > 0.95 && cut < 0.9999, "{cut}");
+    fn copies_are_far_closer_than_their_neighbourhood() {
+        // A tight cluster (nearest at 0.02, 10th at 0.04) and a loose one (0.2 and 0.4), each with a copy at a
+        // tenth of its nearest distance's scale... and two inputs a thousandth of their reach apart.
+        let mut neighbours: Vec<Neighbours> = Vec::new();
+        for i in 0..40 {
+            let (nearest, reach) = if i % 2 == 0 { (0.02, 0.04) } else { (0.2, 0.4) };
+            let mut near: Neighbours = vec![(0, 1.0 - nearest)];
+            near.extend((1..10).map(|k| (k, 1.0 - (nearest + (reach - nearest) * k as f32 / 9.0))));
+            neighbours.push(near);
+        }
+        let copy = |reach: f32| -> Neighbours {
+            let mut near: Neighbours = vec![(0, 1.0 - reach / 1000.0)];
+            near.extend((1..10).map(|k| (k, 1.0 - reach * k as f32 / 9.0)));
+            near
+        };
+        neighbours.push(copy(0.04));
+        neighbours.push(copy(0.4));
+        let same = SameInput::calibrated(&neighbours, 0.5);
+        assert!(same.joins(40, 1.0 - 0.04 / 1000.0));
+        assert!(same.joins(41, 1.0 - 0.4 / 1000.0));
+        // The tight cluster's ordinary nearest neighbours do not join, however similar.
+        assert!(!same.joins(0, 0.98));
+        assert!(!same.joins(1, 0.8));
         let scores: Vec<f32> = (0..40)
             .map(|i| 0.1 + 0.01 * (i % 5) as f32)
             .chain([0.9])

@@ -127,9 +127,15 @@ fn print_audit(audit: &Audit, show: usize) {
         }
         more(audit.label_issues.len(), show);
     }
+    let cut = match summary.same_input_ratio {
+        Some(ratio) => {
+            format!("closer than {ratio:.3} of the distance to their 10th nearest input")
+        }
+        None => "from the similarity given".to_string(),
+    };
     println!(
-        "\nduplicates: {} groups, {} of them across classes (the same input from similarity {:.4})",
-        summary.duplicate_groups, summary.conflicting_groups, summary.same_input_similarity
+        "\nduplicates: {} groups, {} of them across classes (the same input: {cut})",
+        summary.duplicate_groups, summary.conflicting_groups
     );
     for group in audit.duplicates.iter().take(show) {
         let kind = match (group.exact, group.conflicting) {
