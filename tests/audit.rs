@@ -159,3 +159,50 @@ fn finds_the_planted_label_issues_duplicates_and_leakage() {
             >= summary["cv_accuracy"].as_f64().unwrap()
     );
 }
+
+/// Cells with three things that are not cells among them: a blank frame, a black one, and a screenshot-like page of
+/// text lines. They are the most isolated inputs.
+#[test]
+fn finds_non_photos_among_cells() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let name = |p: &Path| p.file_name().unwrap().to_str().unwrap().to_string();
+    for class in ["defective", "functional"] {
+        for cell in elpv_class(class).into_iter().take(20) {
+            copy_into(&cell, &data.join(class), &name(&cell));
+        }
+    }
+    let functional = data.join("functional");
+    image::RgbImage::from_pixel(300, 300, image::Rgb([255, 255, 255]))
+        .save(functional.join("blank.png"))
+        .unwrap();
+    image::RgbImage::from_pixel(300, 300, image::Rgb([0, 0, 0]))
+        .save(functional.join("black.png"))
+        .unwrap();
+    let page = image::RgbImage::from_fn(400, 300, |x, y| {
+        let line = (y / 12) % 2 == 0 && y > 20 && x > 20 && x < 20 + (y * 7 % 300);
+        if line {
+            image::Rgb([30, 30, 30])
+        } else {
+            image::Rgb([250, 250, 250])
+        }
+    });
+    page.save(functional.join("screenshot.png")).unwrap();
+
+    let report = audit_json(&[data.to_str().unwrap()]);
+    let mut top: Vec<String> = paths(&report["outliers"], "path")
+        .into_iter()
+        .take(3)
+        .collect();
+    top.sort();
+    assert_eq!(
+        top,
+        [
+            "functional/black.png",
+            "functional/blank.png",
+            "functional/screenshot.png"
+        ],
+        "{}",
+        report["outliers"]
+    );
+}

@@ -103,7 +103,7 @@ pub struct Leak {
 pub struct Outlier {
     pub path: String,
     pub class: String,
-    /// 1 − the cosine similarity to its k-th nearest other input.
+    /// How many times farther its k-th nearest input is than theirs are from them.
     pub score: f32,
 }
 
@@ -125,8 +125,8 @@ pub struct AuditSummary {
     /// The calibrated cut-off for inputs to count as one: their distance over the distance to the first one's
     /// 10th nearest input (`None` where a similarity was given).
     pub same_input_ratio: Option<f32>,
-    /// The outlier score beyond which an input stands out.
-    pub outlier_score: f32,
+    /// The outlier factor beyond which an input stands out.
+    pub outlier_factor: f32,
 }
 
 /// What an audit found, each list ranked worst first.
@@ -172,7 +172,7 @@ pub fn audit(
         None => SameInput::calibrated(&neighbours, SAME_INPUT_FLOOR),
     };
     let duplicates = duplicate_groups(set, train.content, &neighbours, &same);
-    let (outliers, outlier_score) = outliers(set, &neighbours, options.outlier_k);
+    let (outliers, outlier_factor) = outliers(&neighbours, options.outlier_k);
     let leakage = match validation {
         Some(validation) => leaks(train, validation, unit.view(), &same)?,
         None => Vec::new(),
@@ -207,7 +207,7 @@ pub fn audit(
             SameInput::Relative { ratio, .. } => Some(*ratio),
             SameInput::Similarity(_) => None,
         },
-        outlier_score,
+        outlier_factor,
     };
     Ok(Audit {
         label_issues: noise
@@ -338,10 +338,14 @@ fn duplicate_groups(
     groups
 }
 
-/// Rows whose `k`-th nearest other row is beyond the fence calibrated on every row's, farthest first; and the fence.
-fn outliers(set: &EmbeddedSet, neighbours: &[Neighbours], k: usize) -> (Vec<(usize, f32)>, f32) {
+/// Rows in far sparser surroundings than their neighbours, most isolated first; and the cut-off. A row's factor is its
+/// distance to its `k`-th nearest row over the mean of that distance among those `k` rows (the local outlier factor
+/// of Breunig et al., 2000, in its simplest form): a blank frame among tight cells and a screenshot among loose photos
+/// both stand out, where an absolute distance would flag the loose photos first. The cut-off is the upper Tukey
+/// far-out fence of every row's factor, on a log scale.
+fn outliers(neighbours: &[Neighbours], k: usize) -> (Vec<(usize, f32)>, f32) {
     let k = k.max(1);
-    let scores: Vec<f32> = neighbours
+    let reach: Vec<f32> = neighbours
         .iter()
         .map(|near| {
             near.get(k - 1)
@@ -349,15 +353,24 @@ fn outliers(set: &EmbeddedSet, neighbours: &[Neighbours], k: usize) -> (Vec<(usi
                 .map_or(2.0, |&(_, s)| 1.0 - s)
         })
         .collect();
-    let fence = outlier_fence(&scores);
-    let mut found: Vec<(usize, f32)> = scores
+    let factors: Vec<f32> = neighbours
+        .iter()
+        .zip(&reach)
+        .map(|(near, &own)| {
+            let around: Vec<f32> = near.iter().take(k).map(|&(j, _)| reach[j]).collect();
+            let mean = around.iter().sum::<f32>() / around.len().max(1) as f32;
+            own.max(1e-9) / mean.max(1e-9)
+        })
+        .collect();
+    let logs: Vec<f32> = factors.iter().map(|f| f.ln()).collect();
+    let fence = outlier_fence(&logs).exp();
+    let mut found: Vec<(usize, f32)> = factors
         .iter()
         .enumerate()
-        .filter(|&(_, &score)| score > fence)
-        .map(|(row, &score)| (row, score))
+        .filter(|&(_, &factor)| factor > fence)
+        .map(|(row, &factor)| (row, factor))
         .collect();
     found.sort_by(|a, b| b.1.total_cmp(&a.1));
-    debug_assert!(found.iter().all(|&(row, _)| row < set.rows()));
     (found, fence)
 }
 

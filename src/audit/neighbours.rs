@@ -61,9 +61,9 @@ pub enum SameInput {
 }
 
 impl SameInput {
-    /// Calibrated on the data: `ratio` is the lower Tukey far-out fence (Q1 − 3 × IQR) of the log of every row's
-    /// nearest-neighbour distance over its reach; re-encoded, resized or slightly edited copies sit orders of
-    /// magnitude below it.
+    /// Calibrated on the data: `ratio` is the lower Tukey fence (Q1 − 1.5 × IQR) of the log of every row's
+    /// nearest-neighbour distance over its reach; re-encoded, resized or slightly edited copies sit far below the
+    /// bulk of those ratios.
     pub fn calibrated(neighbours: &[Neighbours], floor: f32) -> SameInput {
         let reach: Vec<f32> = neighbours
             .iter()
@@ -83,7 +83,7 @@ impl SameInput {
             0.0
         } else {
             let (q1, q3) = (quantile(&logs, 0.25), quantile(&logs, 0.75));
-            (q1 - 3.0 * (q3 - q1)).exp() as f32
+            (q1 - 1.5 * (q3 - q1)).exp() as f32
         };
         SameInput::Relative {
             ratio,
@@ -105,7 +105,7 @@ impl SameInput {
     }
 }
 
-/// The score above which an input stands out: the upper Tukey far-out fence, Q3 + 3 × IQR.
+/// The value above which one of `scores` stands out: the upper Tukey far-out fence, Q3 + 3 × IQR.
 pub fn outlier_fence(scores: &[f32]) -> f32 {
     let mut sorted: Vec<f64> = scores.iter().map(|&s| f64::from(s)).collect();
     if sorted.is_empty() {

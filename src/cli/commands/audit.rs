@@ -168,8 +168,8 @@ fn print_audit(audit: &Audit, show: usize) {
         more(audit.leakage.len(), show);
     }
     println!(
-        "\noutliers: {} (far from every other input: score above {:.3})",
-        summary.outliers, summary.outlier_score
+        "\noutliers: {} (in far sparser surroundings than their neighbours: factor above {:.2})",
+        summary.outliers, summary.outlier_factor
     );
     for outlier in audit.outliers.iter().take(show) {
         println!(
