@@ -56,6 +56,8 @@ impl Default for AuditOptions {
 
 /// Calibrated cut-offs never fall below this similarity: below it two inputs are merely alike.
 const SAME_INPUT_FLOOR: f32 = 0.9;
+/// Classes with fewer inputs than this have no quartiles of their own to fence outliers with.
+const MIN_CLASS_FOR_FENCE: usize = 8;
 /// Neighbours kept per input: near copies are found among them, and groups join through them.
 const NEIGHBOURS: usize = 10;
 
@@ -103,7 +105,7 @@ pub struct Leak {
 pub struct Outlier {
     pub path: String,
     pub class: String,
-    /// How many times farther its k-th nearest input is than theirs are from them.
+    /// 1 − the cosine similarity to its k-th nearest other input.
     pub score: f32,
 }
 
@@ -125,8 +127,8 @@ pub struct AuditSummary {
     /// The calibrated cut-off for inputs to count as one: their distance over the distance to the first one's
     /// 10th nearest input (`None` where a similarity was given).
     pub same_input_ratio: Option<f32>,
-    /// The outlier factor beyond which an input stands out.
-    pub outlier_factor: f32,
+    /// Per class, the distance to the k-th nearest input beyond which one of its inputs stands out.
+    pub outlier_distance: BTreeMap<String, f32>,
 }
 
 /// What an audit found, each list ranked worst first.
@@ -172,7 +174,7 @@ pub fn audit(
         None => SameInput::calibrated(&neighbours, SAME_INPUT_FLOOR),
     };
     let duplicates = duplicate_groups(set, train.content, &neighbours, &same);
-    let (outliers, outlier_factor) = outliers(&neighbours, options.outlier_k);
+    let (outliers, fences) = outliers(&neighbours, labels, names.len(), options.outlier_k);
     let leakage = match validation {
         Some(validation) => leaks(train, validation, unit.view(), &same)?,
         None => Vec::new(),
@@ -207,7 +209,7 @@ pub fn audit(
             SameInput::Relative { ratio, .. } => Some(*ratio),
             SameInput::Similarity(_) => None,
         },
-        outlier_factor,
+        outlier_distance: names.iter().cloned().zip(fences).collect(),
     };
     Ok(Audit {
         label_issues: noise
@@ -338,14 +340,18 @@ fn duplicate_groups(
     groups
 }
 
-/// Rows in far sparser surroundings than their neighbours, most isolated first; and the cut-off. A row's factor is its
-/// distance to its `k`-th nearest row over the mean of that distance among those `k` rows (the local outlier factor
-/// of Breunig et al., 2000, in its simplest form): a blank frame among tight cells and a screenshot among loose photos
-/// both stand out, where an absolute distance would flag the loose photos first. The cut-off is the upper Tukey
-/// far-out fence of every row's factor, on a log scale.
-fn outliers(neighbours: &[Neighbours], k: usize) -> (Vec<(usize, f32)>, f32) {
+/// Rows far from the other inputs, farthest first; and the cut-off per class. A row's score is its distance to its
+/// `k`-th nearest input (1 − cosine similarity); it stands out beyond the upper Tukey far-out fence (Q3 + 3 × IQR) of
+/// the scores of its class, so that a blank frame among tight cells stands out although loose holiday photos in
+/// another class sit as far from each other. Classes too small for quartiles share the fence of all rows.
+fn outliers(
+    neighbours: &[Neighbours],
+    labels: &[usize],
+    classes: usize,
+    k: usize,
+) -> (Vec<(usize, f32)>, Vec<f32>) {
     let k = k.max(1);
-    let reach: Vec<f32> = neighbours
+    let scores: Vec<f32> = neighbours
         .iter()
         .map(|near| {
             near.get(k - 1)
@@ -353,25 +359,31 @@ fn outliers(neighbours: &[Neighbours], k: usize) -> (Vec<(usize, f32)>, f32) {
                 .map_or(2.0, |&(_, s)| 1.0 - s)
         })
         .collect();
-    let factors: Vec<f32> = neighbours
-        .iter()
-        .zip(&reach)
-        .map(|(near, &own)| {
-            let around: Vec<f32> = near.iter().take(k).map(|&(j, _)| reach[j]).collect();
-            let mean = around.iter().sum::<f32>() / around.len().max(1) as f32;
-            own.max(1e-9) / mean.max(1e-9)
+    let everyone = outlier_fence(&scores);
+    let fences: Vec<f32> = (0..classes)
+        .map(|class| {
+            let members: Vec<f32> = scores
+                .iter()
+                .zip(labels)
+                .filter(|&(_, &label)| label == class)
+                .map(|(&score, _)| score)
+                .collect();
+            if members.len() < MIN_CLASS_FOR_FENCE {
+                everyone
+            } else {
+                outlier_fence(&members)
+            }
         })
         .collect();
-    let logs: Vec<f32> = factors.iter().map(|f| f.ln()).collect();
-    let fence = outlier_fence(&logs).exp();
-    let mut found: Vec<(usize, f32)> = factors
+    let mut found: Vec<(usize, f32)> = scores
         .iter()
+        .zip(labels)
         .enumerate()
-        .filter(|&(_, &factor)| factor > fence)
-        .map(|(row, &factor)| (row, factor))
+        .filter(|&(_, (&score, &label))| score > fences[label])
+        .map(|(row, (&score, _))| (row, score))
         .collect();
     found.sort_by(|a, b| b.1.total_cmp(&a.1));
-    (found, fence)
+    (found, fences)
 }
 
 /// Validation rows with the same content as a training row, or that `same` joins to one.

@@ -168,8 +168,8 @@ fn print_audit(audit: &Audit, show: usize) {
         more(audit.leakage.len(), show);
     }
     println!(
-        "\noutliers: {} (in far sparser surroundings than their neighbours: factor above {:.2})",
-        summary.outliers, summary.outlier_factor
+        "\noutliers: {} (far from the other inputs, for their class: distance to the 5th nearest)",
+        summary.outliers
     );
     for outlier in audit.outliers.iter().take(show) {
         println!(
