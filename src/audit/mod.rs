@@ -1,7 +1,7 @@
 //! What is wrong with a labelled set before it is trained on: labels the out-of-fold probabilities contradict
 //! (confident learning), the same input more than once (exact copies by content, near copies by embedding),
 //! inputs shared with a validation set (leakage), and inputs far from everything else (outliers). Works on
-//! embeddings; [`crate::workflow::audit`] embeds a folder or table and names its files' contents.
+//! embeddings; [`crate::workflow::audit_data`] embeds a folder or table and names its files' contents.
 
 mod labels;
 mod neighbours;
@@ -155,6 +155,14 @@ pub fn audit(
         return Err(Error::parameter(
             "content",
             "must name the content of every row",
+        ));
+    }
+    if let Some(similarity) = options.same_input_similarity
+        && !(similarity > 0.0 && similarity <= 1.0)
+    {
+        return Err(Error::parameter(
+            "same_input_similarity",
+            "must be a cosine similarity above 0 and at most 1",
         ));
     }
     let names = &set.class_names;

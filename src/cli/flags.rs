@@ -236,9 +236,10 @@ pub fn flag(name: &'static str) -> String {
 }
 
 /// The library options that no flag sets.
-pub const WITHOUT_FLAG: [&str; 7] = [
+pub const WITHOUT_FLAG: [&str; 8] = [
     "c",
     "classes",
+    "content",
     "max_reference",
     "models",
     "pixels",

@@ -33,7 +33,7 @@ pub struct AuditArgs {
     pub seed: Option<u64>,
     /// The cosine similarity from which two inputs count as the same [default: calibrated on the data]
     #[arg(long, value_name = "SIMILARITY")]
-    pub same_input: Option<f32>,
+    pub same_input_similarity: Option<f32>,
     /// Rows listed per kind of problem on the terminal (--json lists them all)
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub show: usize,
@@ -63,7 +63,7 @@ pub fn run(args: AuditArgs, runtime: RuntimeOptions) -> Outcome {
         .folds(args.folds.unwrap_or(defaults.folds))
         .seed(args.seed.unwrap_or(defaults.seed));
     let mut audit_options = AuditOptions::default().train(train);
-    if let Some(similarity) = args.same_input {
+    if let Some(similarity) = args.same_input_similarity {
         audit_options = audit_options.same_input_similarity(similarity);
     }
     let mut bar = flags.progress(data.modality().map_or("rows", Modality::unit));
