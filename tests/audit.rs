@@ -104,10 +104,14 @@ fn finds_the_planted_label_issues_duplicates_and_leakage() {
         copy_into(&cell, &validation.join("cell"), &name(&cell));
     }
 
+    let before = snapshot(dir.path());
+    let fixes = dir.path().join("fixes.csv");
     let report = audit_json(&[
         data.to_str().unwrap(),
         "--val",
         validation.to_str().unwrap(),
+        "--write-fixes",
+        fixes.to_str().unwrap(),
     ]);
     let groups = report["duplicates"].as_array().unwrap();
     let exact: Vec<&Value> = groups.iter().filter(|g| g["exact"] == true).collect();
@@ -168,6 +172,164 @@ fn finds_the_planted_label_issues_duplicates_and_leakage() {
         summary["cv_accuracy_unflagged"].as_f64().unwrap()
             >= summary["cv_accuracy"].as_f64().unwrap()
     );
+
+    acting_on_the_fixes(&report, &data, &fixes, &planted);
+    assert_eq!(
+        snapshot(dir.path()),
+        before.into_iter().chain(written(&fixes)).collect()
+    );
+}
+
+/// Every file under `root` with its bytes.
+fn snapshot(root: &Path) -> std::collections::BTreeMap<PathBuf, Vec<u8>> {
+    let mut files = std::collections::BTreeMap::new();
+    let mut folders = vec![root.to_path_buf()];
+    while let Some(folder) = folders.pop() {
+        for entry in std::fs::read_dir(&folder).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                folders.push(path);
+            } else {
+                files.insert(path.clone(), std::fs::read(&path).unwrap());
+            }
+        }
+    }
+    files
+}
+
+fn written(file: &Path) -> Option<(PathBuf, Vec<u8>)> {
+    Some((file.to_path_buf(), std::fs::read(file).ok()?))
+}
+
+/// The fixes file names each flagged input once with the audit's action; `--exclude` and `--relabel` change what
+/// is trained on, as edited.
+fn acting_on_the_fixes(report: &Value, data: &Path, fixes: &Path, planted: &[String]) {
+    let mut reader = csv::Reader::from_path(fixes).unwrap();
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["path", "given", "action", "suggested", "reason"]
+    );
+    let rows: Vec<Vec<String>> = reader
+        .records()
+        .map(|r| r.unwrap().iter().map(str::to_string).collect())
+        .collect();
+    let action = |path: &str| {
+        let row = rows
+            .iter()
+            .find(|r| r[0] == path)
+            .unwrap_or_else(|| panic!("{path} not in {rows:?}"));
+        (row[2].clone(), row[3].clone())
+    };
+    for path in planted {
+        let suggested = if path.starts_with("cell/") {
+            "photo"
+        } else {
+            "cell"
+        };
+        // The dragonfly is also the cells' outlier: relabelling it wins.
+        assert_eq!(
+            action(path),
+            ("relabel".to_string(), suggested.to_string()),
+            "{rows:?}"
+        );
+    }
+    for leak in report["leakage"].as_array().unwrap() {
+        assert_eq!(
+            action(leak["train"].as_str().unwrap()).0,
+            "exclude",
+            "{rows:?}"
+        );
+    }
+    for group in report["duplicates"].as_array().unwrap() {
+        let mut actions: Vec<String> = group["paths"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| action(p.as_str().unwrap()).0)
+            .collect();
+        actions.sort();
+        assert!(
+            actions == ["exclude", "keep"] || actions == ["exclude", "exclude"],
+            "{actions:?}"
+        );
+    }
+    let excluded = rows.iter().filter(|r| r[2] == "exclude").count();
+    assert!(excluded >= 3, "{rows:?}");
+
+    let samples = |extra: &[&str]| {
+        let bundle = data.with_extension("hs");
+        let mut args = vec![
+            "train",
+            data.to_str().unwrap(),
+            "-o",
+            bundle.to_str().unwrap(),
+            "--json",
+        ];
+        args.extend_from_slice(extra);
+        let trained: Value = serde_json::from_str(&headstart_ok(&args)).unwrap();
+        std::fs::remove_file(&bundle).unwrap();
+        trained["train"]["samples"].as_u64().unwrap() as usize
+    };
+    let fixes_arg = fixes.to_str().unwrap();
+    let all = samples(&[]);
+    assert_eq!(all, report["summary"]["rows"].as_u64().unwrap() as usize);
+    assert_eq!(samples(&["--exclude", fixes_arg]), all - excluded);
+    assert_eq!(samples(&["--relabel", fixes_arg]), all);
+
+    // The user keeps the dragonfly among the cells; the other inputs to relabel move to their suggested class.
+    let moving = |to: &str| {
+        rows.iter()
+            .filter(|r| r[2] == "relabel" && r[3] == to && r[0] != "cell/Dragonfly_by_Bolly.jpg")
+            .count() as u64
+    };
+    let (to_cell, to_photo) = (moving("cell"), moving("photo"));
+    assert!(to_cell >= 2, "{rows:?}");
+    let edited: String = std::fs::read_to_string(fixes)
+        .unwrap()
+        .lines()
+        .map(|line| {
+            if line.starts_with("cell/Dragonfly_by_Bolly.jpg,") {
+                line.replacen(",relabel,", ",keep,", 1)
+            } else {
+                line.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n");
+    let edited_file = fixes.with_file_name("edited.csv");
+    std::fs::write(&edited_file, edited).unwrap();
+    let counts = |report: &Value| {
+        let classes = &report["summary"]["classes"];
+        (
+            classes["cell"].as_u64().unwrap(),
+            classes["photo"].as_u64().unwrap(),
+        )
+    };
+    let (cells, photos) = counts(report);
+    let relabelled = audit_json(&[
+        data.to_str().unwrap(),
+        "--relabel",
+        edited_file.to_str().unwrap(),
+    ]);
+    assert_eq!(
+        counts(&relabelled),
+        (cells + to_cell - to_photo, photos + to_photo - to_cell)
+    );
+    let issues = paths(&relabelled["label_issues"], "path");
+    assert!(
+        issues
+            .iter()
+            .take(1)
+            .all(|p| p == "cell/Dragonfly_by_Bolly.jpg"),
+        "{issues:?}"
+    );
+    assert!(
+        !issues
+            .iter()
+            .any(|p| p.starts_with("photo/") && planted.contains(p)),
+        "{issues:?}"
+    );
+    std::fs::remove_file(edited_file).unwrap();
 }
 
 /// Cells with three things that are not cells among them: a blank frame, a black one, and a screenshot-like page of

@@ -3,9 +3,11 @@
 //! inputs shared with a validation set (leakage), and inputs far from everything else (outliers). Works on
 //! embeddings; [`crate::workflow::audit_data`] embeds a folder or table and names its files' contents.
 
+mod fixes;
 mod labels;
 mod neighbours;
 
+pub use fixes::{Action, Amended, Apply, Fix, amend, read_fixes, write_fixes};
 pub use labels::{Contradicted, LabelNoise, confident_learning};
 
 use std::collections::BTreeMap;
@@ -16,6 +18,7 @@ use serde::Serialize;
 use crate::embeddings::EmbeddedSet;
 use crate::error::{Error, Result};
 use crate::head::{self, TrainParams, normalized, softmax};
+use crate::metrics::argmax;
 use neighbours::{Neighbours, SameInput, nearest, outlier_fence};
 
 /// How an audit looks.
@@ -96,6 +99,8 @@ pub struct DuplicateGroup {
 pub struct Leak {
     pub validation: String,
     pub train: String,
+    /// The training input's class.
+    pub class: String,
     pub similarity: f32,
     pub exact: bool,
 }
@@ -191,10 +196,10 @@ pub fn audit(
     let mut flagged = vec![false; set.rows()];
     noise.issues.iter().for_each(|i| flagged[i.row] = true);
     outliers.iter().for_each(|&(row, _)| flagged[row] = true);
-    for group in duplicates.iter().filter(|g| g.conflicting) {
+    for group in duplicates.iter().filter(|g| g.group.conflicting) {
         group.rows.iter().for_each(|&row| flagged[row] = true);
     }
-    let correct = |row: &usize| top(probabilities.row(*row).iter()) == labels[*row];
+    let correct = |row: &usize| argmax(&probabilities.row(*row).to_vec()) == labels[*row];
     let unflagged: Vec<usize> = (0..set.rows()).filter(|&r| !flagged[r]).collect();
     let classes = names
         .iter()
@@ -206,7 +211,7 @@ pub fn audit(
         classes,
         label_issues: noise.issues.len(),
         duplicate_groups: duplicates.len(),
-        conflicting_groups: duplicates.iter().filter(|g| g.conflicting).count(),
+        conflicting_groups: duplicates.iter().filter(|g| g.group.conflicting).count(),
         leaked: leakage.len(),
         outliers: outliers.len(),
         noise_rate: noise.noise_rate,
@@ -244,27 +249,10 @@ pub fn audit(
     })
 }
 
-fn top<'a>(values: impl Iterator<Item = &'a f32>) -> usize {
-    values
-        .enumerate()
-        .fold((0, f32::NEG_INFINITY), |best, (i, &v)| {
-            if v > best.1 { (i, v) } else { best }
-        })
-        .0
-}
-
 /// A duplicate group and its rows.
 struct Grouped {
     rows: Vec<usize>,
     group: DuplicateGroup,
-    conflicting: bool,
-}
-
-impl std::ops::Deref for Grouped {
-    type Target = DuplicateGroup;
-    fn deref(&self) -> &DuplicateGroup {
-        &self.group
-    }
 }
 
 /// Rows joined by equal content or as `same` says, in groups of two or more; conflicting
@@ -333,16 +321,13 @@ fn duplicate_groups(
                 exact,
                 conflicting,
             };
-            Grouped {
-                rows,
-                group,
-                conflicting,
-            }
+            Grouped { rows, group }
         })
         .collect();
     groups.sort_by(|a, b| {
-        b.conflicting
-            .cmp(&a.conflicting)
+        b.group
+            .conflicting
+            .cmp(&a.group.conflicting)
             .then(b.group.similarity.total_cmp(&a.group.similarity))
     });
     groups
@@ -433,6 +418,9 @@ fn leaks(
             found.push(Leak {
                 validation: other.paths[row].clone(),
                 train: train.set.paths[twin].clone(),
+                class: train.set.labels.as_ref().map_or(String::new(), |labels| {
+                    train.set.class_names[labels[twin]].clone()
+                }),
                 similarity,
                 exact,
             });

@@ -5,12 +5,13 @@ use std::path::PathBuf;
 use clap::Args;
 use headstart::Augment;
 use headstart::Modality;
+use headstart::audit::{Apply, amend, read_fixes};
 use headstart::backbone::Pooling;
 use headstart::backbone::{BackboneOptions, BackboneRef, CalibrationMethod, CalibrationSettings};
 use headstart::backbone::{
     ColourOrder, Interpolation, JpegDecode, Layout, PreprocessOverrides, Resize,
 };
-use headstart::data::TextOptions;
+use headstart::data::{Data, TextOptions};
 use headstart::embeddings::EmbedOptions;
 use headstart::runtime::RuntimeOptions;
 
@@ -36,6 +37,51 @@ impl TextFlags {
         TextOptions::default()
             .text_column(&self.text_column)
             .label_column(&self.label_column)
+    }
+}
+
+/// Fixes written by `headstart audit --write-fixes`, applied to what is trained (train, audit). The files stay
+/// where they are.
+#[derive(Args)]
+pub struct FixFlags {
+    /// Leave out the inputs this fixes file (from `headstart audit --write-fixes`) marks `exclude`
+    #[arg(long, value_name = "FIXES.csv")]
+    pub exclude: Option<PathBuf>,
+    /// Train the inputs this fixes file marks `relabel` as its `suggested` class
+    #[arg(long, value_name = "FIXES.csv")]
+    pub relabel: Option<PathBuf>,
+}
+
+impl FixFlags {
+    /// `data` with the fixes applied; what they did is said on stderr unless `quiet`.
+    pub fn apply(&self, mut data: Data, quiet: bool) -> Outcome<Data> {
+        for (file, apply) in [
+            (&self.exclude, Apply::Exclusions),
+            (&self.relabel, Apply::Relabels),
+        ] {
+            let Some(file) = file else { continue };
+            let (amended, done) = amend(data, &read_fixes(file)?, apply)?;
+            data = amended;
+            if quiet {
+                continue;
+            }
+            match apply {
+                Apply::Exclusions => {
+                    eprintln!("{}: left out {} inputs", file.display(), done.excluded)
+                }
+                Apply::Relabels => {
+                    eprintln!("{}: relabelled {} inputs", file.display(), done.relabelled)
+                }
+            }
+            if let Some(first) = done.missing.first() {
+                eprintln!(
+                    "warning: {}: {} of its inputs are not in the data (moved or renamed since the audit?), e.g. {first}; skipped",
+                    file.display(),
+                    done.missing.len()
+                );
+            }
+        }
+        Ok(data)
     }
 }
 

@@ -4,14 +4,14 @@ use std::path::PathBuf;
 
 use clap::Args;
 use headstart::Modality;
-use headstart::audit::{Audit, AuditOptions};
+use headstart::audit::{Action, Audit, AuditOptions, write_fixes};
 use headstart::data::Data;
 use headstart::head::{HeadKind, TrainParams};
 use headstart::runtime::RuntimeOptions;
 use headstart::workflow::{self, AuditRun};
 
 use crate::cli::failure::Outcome;
-use crate::cli::flags::{BackboneArgs, EmbedFlags, TextFlags};
+use crate::cli::flags::{BackboneArgs, EmbedFlags, FixFlags, TextFlags};
 use crate::cli::print::print_embed_summary;
 
 #[derive(Args)]
@@ -34,9 +34,15 @@ pub struct AuditArgs {
     /// The cosine similarity from which two inputs count as the same [default: calibrated on the data]
     #[arg(long, value_name = "SIMILARITY")]
     pub same_input_similarity: Option<f32>,
+    /// Write a fixes file: one row per flagged input (path, given, action, suggested, reason) with the action
+    /// suggested (relabel, exclude, keep), to edit and give to `headstart train --exclude / --relabel`
+    #[arg(long, value_name = "FIXES.csv")]
+    pub write_fixes: Option<PathBuf>,
     /// Rows listed per kind of problem on the terminal (--json lists them all)
     #[arg(long, default_value_t = 20, value_name = "N")]
     pub show: usize,
+    #[command(flatten)]
+    pub fixes: FixFlags,
     #[command(flatten)]
     pub text_flags: TextFlags,
     #[command(flatten)]
@@ -51,7 +57,9 @@ pub fn run(args: AuditArgs, runtime: RuntimeOptions) -> Outcome {
         .options(runtime, args.text_flags.tokenizer.clone())?;
     let text = args.text_flags.options();
     let flags = &args.embed;
-    let data = Data::open(&args.input, &text)?;
+    let data = args
+        .fixes
+        .apply(Data::open(&args.input, &text)?, flags.quiet)?;
     let validation = args
         .val
         .as_deref()
@@ -78,6 +86,10 @@ pub fn run(args: AuditArgs, runtime: RuntimeOptions) -> Outcome {
     );
     bar.finish();
     let AuditRun { audit, summary } = result?;
+    let fixes = audit.fixes();
+    if let Some(path) = &args.write_fixes {
+        write_fixes(path, &fixes)?;
+    }
     if flags.json {
         let value = serde_json::json!({
             "label_issues": audit.label_issues,
@@ -85,6 +97,7 @@ pub fn run(args: AuditArgs, runtime: RuntimeOptions) -> Outcome {
             "leakage": audit.leakage,
             "outliers": audit.outliers,
             "summary": audit.summary,
+            "fixes": fixes,
             "embed": summary,
         });
         println!("{value}");
@@ -95,6 +108,17 @@ pub fn run(args: AuditArgs, runtime: RuntimeOptions) -> Outcome {
     }
     if !flags.quiet {
         print_audit(&audit, args.show);
+        if let Some(path) = &args.write_fixes {
+            let count = |action: Action| fixes.iter().filter(|f| f.action == action).count();
+            println!(
+                "\nwrote {}: {} to relabel, {} to leave out, {} to keep — edit the action column, then \
+                 `headstart train ... --exclude {0} --relabel {0}`",
+                path.display(),
+                count(Action::Relabel),
+                count(Action::Exclude),
+                count(Action::Keep)
+            );
+        }
     }
     Ok(())
 }

@@ -15,7 +15,7 @@ use headstart::runtime::RuntimeOptions;
 use headstart::workflow::{self, SearchSettings};
 
 use crate::cli::failure::{Outcome, usage};
-use crate::cli::flags::{BackboneArgs, EmbedFlags, TextFlags, flag};
+use crate::cli::flags::{BackboneArgs, EmbedFlags, FixFlags, TextFlags, flag};
 use crate::cli::print::{print_embed_summary, print_trained, trained_json};
 
 #[derive(Args)]
@@ -37,7 +37,7 @@ pub struct TrainArgs {
     /// Several labels per input: INPUT is a table (.csv, .tsv, .jsonl) with a text column, or a `path` column of
     /// images, and a label column (`label` or `labels`) of `a|b` or JSON lists; one logistic model per label with
     /// its own threshold
-    #[arg(long, conflicts_with_all = ["from", "keep_embeddings", "val"])]
+    #[arg(long, conflicts_with_all = ["from", "keep_embeddings", "val", "exclude", "relabel"])]
     pub multi_label: bool,
     /// [default: logistic]
     #[arg(long, value_enum)]
@@ -85,6 +85,8 @@ pub struct TrainArgs {
     #[arg(long, value_name = "TIME", value_parser = features::parse_duration)]
     pub budget: Option<std::time::Duration>,
     #[command(flatten)]
+    pub fixes: FixFlags,
+    #[command(flatten)]
     pub text_flags: TextFlags,
     #[command(flatten)]
     pub embed: EmbedFlags,
@@ -101,7 +103,9 @@ pub fn run(args: TrainArgs, runtime: RuntimeOptions) -> Outcome {
     if args.multi_label {
         return train_multi_label(&args, &options, &text);
     }
-    let data = Data::open(&args.input, &text)?;
+    let data = args
+        .fixes
+        .apply(Data::open(&args.input, &text)?, flags.quiet)?;
     let validation_data = args
         .val
         .as_deref()
