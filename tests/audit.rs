@@ -1,5 +1,6 @@
 //! `headstart audit` on small sets with planted problems: the binary, real embeddings, real cross-validation.
 
+mod browser;
 mod common;
 
 use std::path::{Path, PathBuf};
@@ -106,12 +107,15 @@ fn finds_the_planted_label_issues_duplicates_and_leakage() {
 
     let before = snapshot(dir.path());
     let fixes = dir.path().join("fixes.csv");
+    let page = dir.path().join("audit.html");
     let report = audit_json(&[
         data.to_str().unwrap(),
         "--val",
         validation.to_str().unwrap(),
         "--write-fixes",
         fixes.to_str().unwrap(),
+        "--report",
+        page.to_str().unwrap(),
     ]);
     let groups = report["duplicates"].as_array().unwrap();
     let exact: Vec<&Value> = groups.iter().filter(|g| g["exact"] == true).collect();
@@ -173,11 +177,97 @@ fn finds_the_planted_label_issues_duplicates_and_leakage() {
             >= summary["cv_accuracy"].as_f64().unwrap()
     );
 
+    the_page_shows_them(&page, &planted);
     acting_on_the_fixes(&report, &data, &fixes, &planted);
     assert_eq!(
         snapshot(dir.path()),
-        before.into_iter().chain(written(&fixes)).collect()
+        before
+            .into_iter()
+            .chain(written(&fixes))
+            .chain(written(&page))
+            .collect()
     );
+}
+
+/// The HTML page in a real headless Chromium: the flagged inputs are there as decoded thumbnails, beside typical
+/// inputs of their classes, and the buttons show one kind of problem at a time.
+fn the_page_shows_them(page: &Path, planted: &[String]) {
+    let browser = browser::Browser::start();
+    browser.open(&format!("file://{}", page.display()));
+    let sections = || {
+        browser.script(
+            "const found = {};
+             document.querySelectorAll('section[data-kind]').forEach(s => found[s.dataset.kind] = {
+               visible: s.getClientRects().length > 0,
+               items: Array.from(s.querySelectorAll('.item')).map(i => i.dataset.path),
+               images: Array.from(s.querySelectorAll('img')).map(i => i.complete ? i.naturalWidth : 0),
+               examples: Array.from(s.querySelectorAll('.ex'))
+                 .map(e => getComputedStyle(e).backgroundImage.startsWith('url(\"data:image/jpeg')),
+             });
+             return found;",
+            serde_json::json!([]),
+        )
+    };
+    let shown = sections();
+    let items = |kind: &str| -> Vec<String> {
+        shown[kind]["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_str().unwrap().to_string())
+            .collect()
+    };
+    let mut top: Vec<String> = items("label-issues")
+        .into_iter()
+        .take(planted.len())
+        .collect();
+    top.sort();
+    assert_eq!(top, planted, "{shown}");
+    assert!(
+        items("duplicates")
+            .iter()
+            .any(|p| p.contains("cell/copy-of-a-cell.png")),
+        "{shown}"
+    );
+    let mut leaked = items("leakage");
+    leaked.sort();
+    assert_eq!(
+        leaked,
+        ["cell/re-encoded.jpg", "photo/same-photo.jpg"],
+        "{shown}"
+    );
+    assert_eq!(
+        items("outliers"),
+        ["cell/Dragonfly_by_Bolly.jpg"],
+        "{shown}"
+    );
+    for kind in ["label-issues", "duplicates", "leakage", "outliers"] {
+        let images = shown[kind]["images"].as_array().unwrap();
+        assert!(!images.is_empty(), "{kind}: {shown}");
+        // Every thumbnail decoded, 128 pixels on its longer side.
+        assert!(
+            images.iter().all(|w| w.as_u64().unwrap() > 0),
+            "{kind}: {shown}"
+        );
+        assert_eq!(shown[kind]["visible"], true);
+    }
+    let examples = shown["label-issues"]["examples"].as_array().unwrap();
+    assert!(
+        !examples.is_empty() && examples.iter().all(|e| e == true),
+        "{shown}"
+    );
+    browser.screenshot(&browser::screenshot_dir().join("audit.png"));
+
+    browser.click("nav button[data-kind=outliers]");
+    let shown = sections();
+    for kind in ["label-issues", "duplicates", "leakage"] {
+        assert_eq!(
+            shown[kind]["visible"], false,
+            "{kind} after choosing outliers"
+        );
+    }
+    assert_eq!(shown["outliers"]["visible"], true);
+    browser.screenshot(&browser::screenshot_dir().join("audit-outliers.png"));
 }
 
 /// Every file under `root` with its bytes.

@@ -61,6 +61,8 @@ impl Default for AuditOptions {
 const SAME_INPUT_FLOOR: f32 = 0.9;
 /// Classes with fewer inputs than this have no quartiles of their own to fence outliers with.
 const MIN_CLASS_FOR_FENCE: usize = 8;
+/// Inputs kept per class to show what it looks like.
+const EXAMPLES_PER_CLASS: usize = 4;
 /// Neighbours kept per input: near copies are found among them, and groups join through them.
 const NEIGHBOURS: usize = 10;
 
@@ -144,6 +146,9 @@ pub struct Audit {
     pub leakage: Vec<Leak>,
     pub outliers: Vec<Outlier>,
     pub summary: AuditSummary,
+    /// Per class, a few inputs nothing was flagged on, the most typical first: what the class looks like.
+    #[serde(skip)]
+    pub examples: BTreeMap<String, Vec<String>>,
 }
 
 /// Audits `train` (and leakage into `validation`, embedded by the same backbone).
@@ -206,6 +211,20 @@ pub fn audit(
         .enumerate()
         .map(|(c, name)| (name.clone(), labels.iter().filter(|&&l| l == c).count()))
         .collect();
+    let mut typical = unflagged.clone();
+    typical
+        .sort_by(|&a, &b| probabilities[[b, labels[b]]].total_cmp(&probabilities[[a, labels[a]]]));
+    let examples = names
+        .iter()
+        .enumerate()
+        .map(|(c, name)| {
+            let rows = typical
+                .iter()
+                .filter(|&&r| labels[r] == c)
+                .take(EXAMPLES_PER_CLASS);
+            (name.clone(), rows.map(|&r| set.paths[r].clone()).collect())
+        })
+        .collect();
     let summary = AuditSummary {
         rows: set.rows(),
         classes,
@@ -246,6 +265,7 @@ pub fn audit(
             })
             .collect(),
         summary,
+        examples,
     })
 }
 

@@ -8,6 +8,7 @@ use headstart::audit::{Action, Audit, AuditOptions, write_fixes};
 use headstart::data::Data;
 use headstart::head::{HeadKind, TrainParams};
 use headstart::runtime::RuntimeOptions;
+use headstart::workflow::report::{AuditPage, Shown, write_audit_report};
 use headstart::workflow::{self, AuditRun};
 
 use crate::cli::failure::Outcome;
@@ -34,6 +35,9 @@ pub struct AuditArgs {
     /// The cosine similarity from which two inputs count as the same [default: calibrated on the data]
     #[arg(long, value_name = "SIMILARITY")]
     pub same_input_similarity: Option<f32>,
+    /// Write an HTML page of what was found: thumbnails or texts beside typical inputs of their classes
+    #[arg(long, value_name = "AUDIT.html")]
+    pub report: Option<PathBuf>,
     /// Write a fixes file: one row per flagged input (path, given, action, suggested, reason) with the action
     /// suggested (relabel, exclude, keep), to edit and give to `headstart train --exclude / --relabel`
     #[arg(long, value_name = "FIXES.csv")]
@@ -90,6 +94,15 @@ pub fn run(args: AuditArgs, runtime: RuntimeOptions) -> Outcome {
     if let Some(path) = &args.write_fixes {
         write_fixes(path, &fixes)?;
     }
+    if let Some(path) = &args.report {
+        let page = AuditPage {
+            title: format!("Audit of {}", args.input.display()),
+            audit: &audit,
+            train: Shown::of(&data),
+            validation: validation.as_ref().map(Shown::of),
+        };
+        write_audit_report(path, &page)?;
+    }
     if flags.json {
         let value = serde_json::json!({
             "label_issues": audit.label_issues,
@@ -108,6 +121,9 @@ pub fn run(args: AuditArgs, runtime: RuntimeOptions) -> Outcome {
     }
     if !flags.quiet {
         print_audit(&audit, args.show);
+        if let Some(path) = &args.report {
+            println!("\nwrote {}", path.display());
+        }
         if let Some(path) = &args.write_fixes {
             let count = |action: Action| fixes.iter().filter(|f| f.action == action).count();
             println!(

@@ -1,6 +1,10 @@
-//! `eval --report`: one self-contained HTML page (no scripts, no external files) with the metrics, a
-//! confusion-matrix heatmap, the misclassified images as thumbnails (or the misclassified texts) with true vs
-//! predicted class and confidence, and a 2-D PCA scatter of the embeddings coloured by class.
+//! Self-contained HTML pages (no external files). `eval --report` (no scripts): the metrics, a confusion-matrix
+//! heatmap, the misclassified images as thumbnails (or the misclassified texts) with true vs predicted class and
+//! confidence, and a 2-D PCA scatter of the embeddings coloured by class. `audit --report`: see [`audit`].
+
+pub mod audit;
+
+pub use audit::{AuditPage, Shown, write_audit_report};
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
@@ -223,11 +227,19 @@ fn misclassified(r: &ReportInput) -> String {
 
 /// The text as a quotation, cut after `MAX_TEXT_CHARS` characters.
 fn excerpt(text: &str) -> String {
-    let mut shown: String = text.chars().take(MAX_TEXT_CHARS).collect();
+    format!(
+        "<blockquote>{}</blockquote>",
+        escape(&cut(text, MAX_TEXT_CHARS))
+    )
+}
+
+/// The first `chars` characters of `text`, and an ellipsis if there were more.
+fn cut(text: &str, chars: usize) -> String {
+    let mut shown: String = text.chars().take(chars).collect();
     if shown.len() < text.len() {
         shown.push('…');
     }
-    format!("<blockquote>{}</blockquote>", escape(&shown))
+    shown
 }
 
 /// A 128-pixel JPEG thumbnail, base64-encoded; `None` if the file cannot be read. A large JPEG is decoded at
