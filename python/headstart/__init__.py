@@ -10,6 +10,7 @@ same backbones, cache, preprocessing and bundle files.
     bundle = headstart.train(embedded, labels)      # one label per row
     bundle.save("photos.hs")
     bundle.predict_proba(["new.jpg"])               # float32 [N, K], columns in bundle.class_names order
+    found = headstart.audit(embedded, labels)       # label issues, duplicates, outliers (as `headstart audit`)
 """
 
 from ._headstart import (
@@ -18,8 +19,9 @@ from ._headstart import (
     Embedder,
     HeadstartError,
     __version__,
+    audit,
     load,
     train,
 )
 
-__all__ = ["Bundle", "Embedded", "Embedder", "HeadstartError", "__version__", "load", "train"]
+__all__ = ["Bundle", "Embedded", "Embedder", "HeadstartError", "__version__", "audit", "load", "train"]

@@ -128,3 +128,16 @@ def train(
     open_set: float | None = None,
     keep_embeddings: bool = False,
 ) -> Bundle: ...
+def audit(
+    embeddings: Embedded | npt.ArrayLike,
+    labels: Sequence[str] | Sequence[int] | npt.ArrayLike,
+    *,
+    names: Sequence[str] | None = None,
+    embedder: Embedder | None = None,
+    head: str = "logistic",
+    folds: int = 5,
+    seed: int = 42,
+    same_input_similarity: float | None = None,
+) -> dict[str, Any]:
+    """label_issues, duplicates, leakage, outliers, summary and fixes, as `headstart audit --json`, each input
+    with its row."""

@@ -368,6 +368,33 @@ pub fn train(
         .keep_embeddings(keep_embeddings);
     params.open_set =
         open_set.map(|rate| NoveltyParams::default().false_rejection(rate).seed(seed));
+    let Labelled { set, runtime } = labelled(py, embeddings, &labels, embedder, "train", None)?;
+    let trained = py
+        .detach(|| workflow::train_bundle(&set, None, &params))
+        .map_err(raise)?;
+    Ok(Bundle::new(
+        trained.bundle,
+        PathBuf::from("(trained in Python)"),
+        runtime,
+    ))
+}
+
+/// Embeddings with one label per row, as the library takes them, and the runtime of the embedder that made them.
+pub(crate) struct Labelled {
+    pub set: EmbeddedSet,
+    pub runtime: RuntimeOptions,
+}
+
+/// `embeddings` (an `Embedded`, or an array [N, D] made by `embedder`) labelled by `labels`, rows named by `names`
+/// (their positions when `None`); `doing` names the call in errors.
+pub(crate) fn labelled(
+    py: Python<'_>,
+    embeddings: &Bound<'_, PyAny>,
+    labels: &[Bound<'_, PyAny>],
+    embedder: Option<&Bound<'_, Embedder>>,
+    doing: &str,
+    names: Option<Vec<String>>,
+) -> PyResult<Labelled> {
     let (matrix, features, runtime) = match (embeddings.cast::<Embedded>(), embedder) {
         (Ok(embedded), _) => {
             let embedded = embedded.get();
@@ -384,38 +411,42 @@ pub fn train(
             (matrix, embedder.features(), embedder.runtime.clone())
         }
         (Err(_), None) => {
-            return Err(HeadstartError::new_err(
-                "train needs to know which backbone made the embeddings: pass an Embedded, or embedder=",
-            ));
+            return Err(HeadstartError::new_err(format!(
+                "{doing} needs to know which backbone made the embeddings: pass an Embedded, or embedder="
+            )));
         }
     };
-    let (class_names, label_indices) = classes(&labels)?;
-    if label_indices.len() != matrix.nrows() {
+    let (class_names, label_indices) = classes(labels)?;
+    let rows = matrix.nrows();
+    if label_indices.len() != rows {
         return Err(HeadstartError::new_err(format!(
-            "{} labels for {} rows of embeddings: give one label per row",
+            "{} labels for {rows} rows of embeddings: give one label per row",
             label_indices.len(),
-            matrix.nrows()
         )));
     }
-    let rows = matrix.nrows();
-    let dim = matrix.ncols();
-    let set = EmbeddedSet {
-        dim,
-        embeddings: matrix.into_iter().collect(),
-        labels: Some(label_indices),
-        class_names,
-        paths: (0..rows).map(|i| i.to_string()).collect(),
-        augmented: vec![false; rows],
-        features,
+    let paths = match names {
+        Some(names) if names.len() != rows => {
+            return Err(HeadstartError::new_err(format!(
+                "{} names for {rows} rows of embeddings: give one name per row",
+                names.len()
+            )));
+        }
+        Some(names) => names,
+        None => (0..rows).map(|i| i.to_string()).collect(),
     };
-    let trained = py
-        .detach(|| workflow::train_bundle(&set, None, &params))
-        .map_err(raise)?;
-    Ok(Bundle::new(
-        trained.bundle,
-        PathBuf::from("(trained in Python)"),
+    let dim = matrix.ncols();
+    Ok(Labelled {
+        set: EmbeddedSet {
+            dim,
+            embeddings: matrix.into_iter().collect(),
+            labels: Some(label_indices),
+            class_names,
+            paths,
+            augmented: vec![false; rows],
+            features,
+        },
         runtime,
-    ))
+    })
 }
 
 /// Class names (sorted: numerically for integer labels) and each label's index among them.

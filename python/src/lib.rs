@@ -3,6 +3,7 @@
 //! element); errors are `headstart.HeadstartError` with the message the command line prints.
 
 mod arrays;
+mod audit;
 mod bundle;
 mod embedder;
 
@@ -29,5 +30,6 @@ fn _headstart(module: &Bound<'_, PyModule>) -> PyResult<()> {
     module.add_class::<bundle::Bundle>()?;
     module.add_function(wrap_pyfunction!(bundle::train, module)?)?;
     module.add_function(wrap_pyfunction!(bundle::load, module)?)?;
+    module.add_function(wrap_pyfunction!(audit::audit, module)?)?;
     Ok(())
 }

@@ -174,6 +174,42 @@ def test_train_takes_arrays_with_the_embedder_that_made_them(
         headstart.train(embedded, labels, head="forest")
 
 
+def test_audit_answers_as_the_cli_does_and_finds_planted_flips(
+    embedded: headstart.Embedded, small_set: Path
+) -> None:
+    files = listed(small_set)
+    names = [str(files[i].relative_to(small_set)) for i in embedded.indices]
+    labels = [files[i].parent.name for i in embedded.indices]
+    ours = headstart.audit(embedded, labels, names=names)
+    theirs = cli_json("audit", str(small_set), "--json", "--device", "cpu", "--no-cache")
+    for kind in ("label_issues", "outliers"):
+        assert [(i["path"], i.get("suggested")) for i in ours[kind]] == [
+            (i["path"], i.get("suggested")) for i in theirs[kind]
+        ]
+        assert all(names[i["row"]] == i["path"] for i in ours[kind])
+        assert np.allclose([i["score"] for i in ours[kind]], [i["score"] for i in theirs[kind]], atol=1e-4)
+    for count in ("rows", "label_issues", "outliers", "duplicate_groups"):
+        assert ours["summary"][count] == theirs["summary"][count], count
+
+    # Two labels flipped, and a row given twice (once more at the end, in the other class): the flips are the top
+    # of the ranking, the copy is an exact duplicate group across classes.
+    flipped = [4, 25]
+    other = {"defective": "functional", "functional": "defective"}
+    noisy = [other[label] if row in flipped else label for row, label in enumerate(labels)]
+    rows = np.vstack([embedded.embeddings, embedded.embeddings[7:8]])
+    noisy.append(other[noisy[7]])
+    embedder = headstart.Embedder("efficientnet-lite0", device="cpu", cache=False)
+    found = headstart.audit(rows, noisy, embedder=embedder)
+    top = sorted(i["row"] for i in found["label_issues"][: len(flipped)])
+    assert top == flipped, found["label_issues"]
+    assert all(i["suggested"] == labels[i["row"]] for i in found["label_issues"][: len(flipped)])
+    exact = [g for g in found["duplicates"] if g["exact"]]
+    assert [g["rows"] for g in exact] == [[7, len(labels)]] and exact[0]["conflicting"]
+    assert {f["row"]: f["action"] for f in found["fixes"]}[len(labels)] == "exclude"
+    with pytest.raises(headstart.HeadstartError, match="one name per row"):
+        headstart.audit(embedded, labels, names=names[:-1])
+
+
 def test_every_head_and_open_set_rejection(embedded: headstart.Embedded, small_set: Path) -> None:
     files = listed(small_set)
     labels = [files[i].parent.name for i in embedded.indices]

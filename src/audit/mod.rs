@@ -17,6 +17,7 @@ use serde::Serialize;
 
 use crate::embeddings::EmbeddedSet;
 use crate::error::{Error, Result};
+use crate::hash::sha256_hex;
 use crate::head::{self, TrainParams, normalized, softmax};
 use crate::metrics::argmax;
 use neighbours::{Neighbours, SameInput, nearest, outlier_fence};
@@ -71,6 +72,19 @@ const NEIGHBOURS: usize = 10;
 pub struct AuditSet<'a> {
     pub set: &'a EmbeddedSet,
     pub content: &'a [String],
+}
+
+/// Per row of `set`, an identity of its values (a sha256): the content of rows whose inputs are not at hand, so
+/// that only identical embeddings count as exact copies.
+pub fn embedding_identities(set: &EmbeddedSet) -> Vec<String> {
+    set.matrix()
+        .rows()
+        .into_iter()
+        .map(|row| {
+            let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
+            sha256_hex(&bytes)
+        })
+        .collect()
 }
 
 /// An input whose given class the out-of-fold probabilities contradict.

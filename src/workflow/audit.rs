@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 
-use crate::audit::{Audit, AuditOptions, AuditSet, audit};
+use crate::audit::{Audit, AuditOptions, AuditSet, audit, embedding_identities};
 use crate::backbone::{BackboneOptions, BackboneRef};
 use crate::data::Data;
 use crate::embeddings::{EmbedOptions, EmbedSummary, EmbeddedSet};
@@ -94,14 +94,6 @@ fn contents(data: &Data, set: &EmbeddedSet) -> Result<Vec<String>> {
                 })
                 .collect()
         }
-        Data::Embeddings(_) => Ok(set
-            .matrix()
-            .rows()
-            .into_iter()
-            .map(|row| {
-                let bytes: Vec<u8> = row.iter().flat_map(|v| v.to_le_bytes()).collect();
-                sha256_hex(&bytes)
-            })
-            .collect()),
+        Data::Embeddings(_) => Ok(embedding_identities(set)),
     }
 }
