@@ -129,8 +129,16 @@ fn finds_the_planted_label_issues_duplicates_and_leakage() {
     members.sort();
     let first = format!("cell/{}", name(&cells[5]));
     assert_eq!(members, [first.as_str(), "cell/copy-of-a-cell.png"]);
+    // The planted near copy is the closest; the other near pair is ELPV's own: cells 87 and 88 show one grain
+    // pattern (wafers cut next to each other), at similarity 0.986.
     let near: Vec<&Value> = groups.iter().filter(|g| g["exact"] == false).collect();
-    assert_eq!(near.len(), 1, "{groups:?}");
+    let mut others: Vec<String> = near[1..].iter().map(|g| g["paths"].to_string()).collect();
+    others.sort();
+    assert_eq!(
+        others,
+        [r#"["cell/cell0087.png","cell/cell0088.png"]"#],
+        "{groups:?}"
+    );
     assert!(
         near[0]["paths"]
             .as_array()

@@ -19,8 +19,20 @@ pub fn python_reference(
     packages: &[&str],
     args: &[&OsStr],
 ) -> Result<serde_json::Value, String> {
-    let site = headstart::home::python_packages("python-bench", imports, packages)
-        .map_err(|e| e.to_string())?;
+    python_reference_in("python-bench", script, imports, packages, args)
+}
+
+/// [`python_reference`] with its packages in their own folder of the cache, `site`: for pins that would clash
+/// with the other benches' packages.
+pub fn python_reference_in(
+    site: &str,
+    script: &str,
+    imports: &str,
+    packages: &[&str],
+    args: &[&OsStr],
+) -> Result<serde_json::Value, String> {
+    let site =
+        headstart::home::python_packages(site, imports, packages).map_err(|e| e.to_string())?;
     let script = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("benches")
         .join(script);

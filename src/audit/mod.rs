@@ -145,11 +145,18 @@ pub struct AuditSummary {
     /// Out-of-fold accuracy over every input, and over the inputs nothing was flagged on.
     pub cv_accuracy: f64,
     pub cv_accuracy_unflagged: f64,
-    /// The calibrated cut-off for inputs to count as one: their distance over the distance to the first one's
-    /// 10th nearest input (`None` where a similarity was given).
-    pub same_input_ratio: Option<f32>,
+    /// The calibrated cut-offs for inputs to count as one: their distance over the distance from the first one to
+    /// its n-th nearest input, at any of these neighbours (none where a similarity was given).
+    pub same_input_ratios: Vec<SameInputRatio>,
     /// Per class, the distance to the k-th nearest input beyond which one of its inputs stands out.
     pub outlier_distance: BTreeMap<String, f32>,
+}
+
+/// Two inputs count as one when their distance is at most `ratio` times the distance to the `neighbour`-th nearest.
+#[derive(Debug, Clone, Serialize)]
+pub struct SameInputRatio {
+    pub neighbour: usize,
+    pub ratio: f32,
 }
 
 /// What an audit found, each list ranked worst first.
@@ -251,9 +258,15 @@ pub fn audit(
         cv_accuracy: report.cv_accuracy,
         cv_accuracy_unflagged: unflagged.iter().filter(|r| correct(r)).count() as f64
             / unflagged.len().max(1) as f64,
-        same_input_ratio: match &same {
-            SameInput::Relative { ratio, .. } => Some(*ratio),
-            SameInput::Similarity(_) => None,
+        same_input_ratios: match &same {
+            SameInput::Relative { scales, .. } => scales
+                .iter()
+                .map(|scale| SameInputRatio {
+                    neighbour: scale.neighbour,
+                    ratio: scale.ratio,
+                })
+                .collect(),
+            SameInput::Similarity(_) => Vec::new(),
         },
         outlier_distance: names.iter().cloned().zip(fences).collect(),
     };

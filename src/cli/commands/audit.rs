@@ -167,11 +167,20 @@ fn print_audit(audit: &Audit, show: usize) {
         }
         more(audit.label_issues.len(), show);
     }
-    let cut = match summary.same_input_ratio {
-        Some(ratio) => {
-            format!("closer than {ratio:.3} of the distance to their 10th nearest input")
-        }
-        None => "from the similarity given".to_string(),
+    let cuts: Vec<String> = summary
+        .same_input_ratios
+        .iter()
+        .map(|cut| {
+            format!(
+                "{:.3} of the distance to their {}th nearest input",
+                cut.ratio, cut.neighbour
+            )
+        })
+        .collect();
+    let cut = if cuts.is_empty() {
+        "from the similarity given".to_string()
+    } else {
+        format!("closer than {}", cuts.join(" or "))
     };
     println!(
         "\nduplicates: {} groups, {} of them across classes (the same input: {cut})",
