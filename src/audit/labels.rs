@@ -2,9 +2,14 @@
 //! dataset labels", JAIR 2021): from out-of-fold probabilities, count the inputs confidently in another class than
 //! the one given (per-class thresholds at the class's mean self-confidence), calibrate those counts into the joint
 //! of given and true classes, and flag, for each pair of classes, as many inputs as the joint says are mislabelled
-//! that way: those whose probability of the other class most exceeds that of their own.
+//! that way: those whose probability of the other class most exceeds that of their own. Inputs at least nine to one
+//! in another class are flagged too: where a class is easy its threshold (the mean self-confidence) sits near 1,
+//! and a misfiled input the model puts there at 0.95 would slip under it.
 
 use ndarray::ArrayView2;
+
+/// The probability of another class from which an input is flagged whatever the thresholds: nine to one.
+const CONFIDENT_CONTRADICTION: f32 = 0.9;
 
 /// An input whose given class the out-of-fold probabilities contradict.
 #[derive(Debug, Clone, PartialEq)]
@@ -91,6 +96,11 @@ pub fn confident_learning(probabilities: ArrayView2<f32>, labels: &[usize]) -> L
             }
         }
     }
+    for (row, &given) in labels.iter().enumerate() {
+        if (0..k).any(|j| j != given && probabilities[[row, j]] >= CONFIDENT_CONTRADICTION) {
+            flagged[row] = true;
+        }
+    }
     let mut issues: Vec<Contradicted> = (0..n)
         .filter(|&row| flagged[row])
         .filter_map(|row| {
@@ -108,8 +118,8 @@ pub fn confident_learning(probabilities: ArrayView2<f32>, labels: &[usize]) -> L
         .collect();
     issues.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.row.cmp(&b.row)));
     LabelNoise {
+        noise_rate: (mislabelled / n as f64).max(issues.len() as f64 / n as f64),
         issues,
-        noise_rate: mislabelled / n as f64,
     }
 }
 
@@ -146,6 +156,26 @@ mod tests {
             "{}",
             found.noise_rate
         );
+    }
+
+    #[test]
+    fn a_misfiled_row_under_an_easy_class_threshold_is_flagged() {
+        // Class 0 is easy (self-confidence 0.98 on average); row 6, given 1, is 0.946 class 0: under that threshold,
+        // nine to one against its class.
+        let p = array![
+            [0.99, 0.01],
+            [0.98, 0.02],
+            [0.97, 0.03],
+            [0.98, 0.02],
+            [0.05, 0.95],
+            [0.1, 0.9],
+            [0.946, 0.054],
+            [0.2, 0.8],
+        ];
+        let found = confident_learning(p.view(), &[0, 0, 0, 0, 1, 1, 1, 1]);
+        assert_eq!(found.issues.len(), 1);
+        assert_eq!(found.issues[0].row, 6);
+        assert!(found.noise_rate >= 1.0 / 8.0);
     }
 
     #[test]
