@@ -213,7 +213,6 @@ fn the_page_shows_them(page: &Path, planted: &[String]) {
                  .map(e => getComputedStyle(e).backgroundImage.startsWith('url(\"data:image/jpeg')),
              });
              return found;",
-            serde_json::json!([]),
         )
     };
     let shown = sections();

@@ -21,7 +21,7 @@ use flags::flag;
 
 use commands::{
     audit, cache, datasets, demo, doctor, embed, eval, export, inspect, models, predict, serve,
-    train,
+    studio, train,
 };
 
 #[derive(Parser)]
@@ -73,6 +73,8 @@ enum Command {
     /// Serve bundles over HTTP: JSON answers, inputs from concurrent clients batched, bundles on one backbone
     /// sharing its runs
     Serve(Box<serve::ServeArgs>),
+    /// The whole loop in a browser over a dataset folder: see and fix the data, train, try it, take the bundle
+    Studio(Box<studio::StudioArgs>),
     /// Export a bundle as one ONNX file (backbone + pooling + head + softmax), or --head-only
     Export(export::ExportArgs),
     /// Show an ONNX file's inputs, outputs and opsets; --layers lists the tensors --layer can tap
@@ -122,6 +124,7 @@ fn run(command: Command, runtime: RuntimeOptions) -> Outcome {
         Command::Eval(args) => eval::run(*args, runtime),
         Command::Predict(args) => predict::run(*args, runtime),
         Command::Serve(args) => serve::run(&args, runtime),
+        Command::Studio(args) => studio::run(&args, runtime),
         Command::Export(args) => export::run(&args, &runtime),
         Command::Inspect(args) => inspect::run(&args, &runtime),
         Command::Doctor(args) => doctor::run(&args, &runtime),

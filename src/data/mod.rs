@@ -3,6 +3,7 @@
 
 pub mod decode;
 pub mod files;
+pub mod folder;
 pub mod multi_label;
 pub mod shard;
 pub mod texts;
@@ -13,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::modality::Modality;
 
 pub use files::{Files, Skip};
+pub use folder::DatasetFolder;
 pub use shard::Shard;
 pub use texts::{TextDataset, TextOptions};
 

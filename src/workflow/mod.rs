@@ -8,6 +8,7 @@ mod evaluate;
 mod features;
 mod multi_label;
 pub mod report;
+mod review;
 mod split;
 mod train;
 
@@ -19,6 +20,7 @@ pub use features::{
     Candidate, FeatureSearch, Scored, SearchEvent, SearchSettings, search_features,
 };
 pub use multi_label::{MultiLabelRun, train_multi_label};
+pub use review::{HeldOutAnswer, Reviewed, train_reviewed};
 pub use split::stratified_split;
 pub use train::{
     TestedJob, TrainRun, Trained, Validation, train, train_and_test, train_bundle, train_from,

@@ -105,6 +105,7 @@ impl Browser {
         };
         let capabilities = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
+            "timeouts": {"script": 120_000},
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 // Root in a container: no sandbox; no GPU; /dev/shm may be small.
@@ -158,22 +159,58 @@ impl Browser {
             .collect()
     }
 
-    pub fn click(&self, css: &str) {
+    /// The one element `css` selects.
+    pub fn find(&self, css: &str) -> String {
         let found = self.find_all(css);
         assert_eq!(found.len(), 1, "one element for {css}");
+        found[0].clone()
+    }
+
+    pub fn click(&self, css: &str) {
+        let element = self.find(css);
+        self.request("POST", &self.at(&format!("/element/{element}/click")), None);
+    }
+
+    /// Types `text` into the element `css` selects; for a file input, file paths (one per line) to choose.
+    pub fn send_keys(&self, css: &str, text: &str) {
+        let element = self.find(css);
         self.request(
             "POST",
-            &self.at(&format!("/element/{}/click", found[0])),
-            None,
+            &self.at(&format!("/element/{element}/value")),
+            Some(json!({ "text": text })),
         );
     }
 
-    /// Runs `script` (a function body; `arguments` are `args`) in the page and returns what it returns.
-    pub fn script(&self, script: &str, args: Value) -> Value {
+    /// Runs `script` until it returns something other than null or false; that value. Fails the test after
+    /// `limit`.
+    pub fn wait_for(&self, script: &str, limit: Duration) -> Value {
+        let started = Instant::now();
+        loop {
+            let value = self.script(script);
+            if !value.is_null() && value != false {
+                return value;
+            }
+            assert!(started.elapsed() < limit, "waited {limit:?} for: {script}");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Runs `script` as an asynchronous function body: it ends by calling `done(value)`.
+    pub fn script_async(&self, script: &str) -> Value {
+        let body = format!("const done = arguments[arguments.length - 1]; {script}");
+        self.request(
+            "POST",
+            &self.at("/execute/async"),
+            Some(json!({"script": body, "args": []})),
+        )
+    }
+
+    /// Runs `script` (a function body) in the page and returns what it returns.
+    pub fn script(&self, script: &str) -> Value {
         self.request(
             "POST",
             &self.at("/execute/sync"),
-            Some(json!({"script": script, "args": args})),
+            Some(json!({"script": script, "args": []})),
         )
     }
 

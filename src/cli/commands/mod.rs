@@ -12,4 +12,5 @@ pub mod inspect;
 pub mod models;
 pub mod predict;
 pub mod serve;
+pub mod studio;
 pub mod train;

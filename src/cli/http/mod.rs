@@ -6,6 +6,7 @@
 mod inputs;
 mod metrics;
 mod routes;
+pub mod studio;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

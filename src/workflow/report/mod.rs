@@ -242,9 +242,14 @@ fn cut(text: &str, chars: usize) -> String {
     shown
 }
 
-/// A 128-pixel JPEG thumbnail, base64-encoded; `None` if the file cannot be read. A large JPEG is decoded at
-/// reduced scale: a thumbnail needs little of a photo's pixels.
+/// A 128-pixel JPEG thumbnail, base64-encoded; `None` if the file cannot be read.
 fn thumbnail(path: &Path) -> Option<String> {
+    thumbnail_jpeg(path).map(|jpeg| base64(&jpeg))
+}
+
+/// A 128-pixel JPEG thumbnail of an image file; `None` if the file cannot be read. A large JPEG is decoded at
+/// reduced scale: a thumbnail needs little of a photo's pixels.
+pub fn thumbnail_jpeg(path: &Path) -> Option<Vec<u8>> {
     let thumbnail_size = ImagePreprocess {
         height: 128,
         width: 128,
@@ -259,7 +264,7 @@ fn thumbnail(path: &Path) -> Option<String> {
         .to_rgb8()
         .write_to(&mut jpeg, image::ImageFormat::Jpeg)
         .ok()?;
-    Some(base64(jpeg.get_ref()))
+    Some(jpeg.into_inner())
 }
 
 fn base64(bytes: &[u8]) -> String {

@@ -1,0 +1,72 @@
+//! `headstart studio`: the whole loop over a dataset folder in a browser (see and fix the data, train, try it,
+//! take the bundle), served on this machine only.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use clap::Args;
+use headstart::data::DatasetFolder;
+use headstart::runtime::RuntimeOptions;
+
+use crate::cli::failure::{Outcome, usage};
+use crate::cli::flags::BackboneArgs;
+use crate::cli::http::studio::{StudioSettings, studio};
+
+#[derive(Args)]
+pub struct StudioArgs {
+    /// A folder with one sub-folder per class (made if it does not exist)
+    pub folder: PathBuf,
+    /// 0 takes a free port
+    #[arg(long, default_value_t = 8090)]
+    pub port: u16,
+    /// The address to listen on; other machines (and other users of them) reach a studio on anything but
+    /// 127.0.0.1 with its token alone
+    #[arg(long, default_value_t = IpAddr::V4(Ipv4Addr::LOCALHOST))]
+    pub host: IpAddr,
+    /// Open the studio in the default browser
+    #[arg(long)]
+    pub open: bool,
+    /// One line per request on standard error (method, path, status, milliseconds)
+    #[arg(long, short)]
+    pub verbose: bool,
+    #[command(flatten)]
+    pub backbone: BackboneArgs,
+}
+
+pub fn run(args: &StudioArgs, runtime: RuntimeOptions) -> Outcome {
+    let folder = DatasetFolder::open(&args.folder)?;
+    let settings = StudioSettings {
+        address: SocketAddr::new(args.host, args.port),
+        backbone: args.backbone.given(),
+        options: args.backbone.options(runtime, None)?,
+        access_log: args.verbose,
+    };
+    let open = args.open;
+    studio(folder, settings, |address, token| {
+        let host = if address.ip().is_loopback() {
+            format!("127.0.0.1:{}", address.port())
+        } else {
+            address.to_string()
+        };
+        let url = format!("http://{host}/?token={token}");
+        eprintln!("headstart studio on {url}");
+        if open {
+            open_in_browser(&url);
+        }
+    })
+    .map_err(|e| usage(format!("cannot listen on {}:{}: {e}", args.host, args.port)))
+}
+
+/// Asks the desktop to open `url`; says so when there is no way to.
+fn open_in_browser(url: &str) {
+    let opener = if cfg!(target_os = "macos") {
+        "open"
+    } else if cfg!(windows) {
+        "explorer"
+    } else {
+        "xdg-open"
+    };
+    if std::process::Command::new(opener).arg(url).spawn().is_err() {
+        eprintln!("could not start {opener}: open the address above in a browser");
+    }
+}

@@ -1,0 +1,207 @@
+//! `headstart studio`'s server: the page (served from the binary) and a JSON API over a dataset folder, on the
+//! same stack as `headstart serve`. Only the person who started it may drive it: every request must carry the
+//! random token it printed (the page keeps it in a cookie), name the address it listens on as its `Host` (no DNS
+//! rebinding), and come from no other web page (`Origin`).
+
+mod routes;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, RwLock};
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use headstart::backbone::{BackboneOptions, BackboneRef};
+use headstart::classifier::Service;
+use headstart::data::DatasetFolder;
+use tower_http::catch_panic::CatchPanicLayer;
+
+use super::{Failure, log_access, stop_signal};
+
+/// What the studio works on, and how.
+pub struct StudioSettings {
+    pub address: SocketAddr,
+    pub backbone: Option<BackboneRef>,
+    pub options: BackboneOptions,
+    /// One line per request on standard error.
+    pub access_log: bool,
+}
+
+/// The studio's state, shared by its handlers.
+struct Studio {
+    folder: DatasetFolder,
+    token: String,
+    /// `Host` values it answers: its address, by number and as `localhost`.
+    hosts: Vec<String>,
+    backbone: Option<BackboneRef>,
+    options: BackboneOptions,
+    /// How far the training running now is.
+    progress: Mutex<Progress>,
+    /// One training at a time.
+    training: tokio::sync::Mutex<()>,
+    /// The last bundle trained, serving "try it".
+    model: RwLock<Option<Model>>,
+    /// Thumbnails made, by path, with the file's modification time they were made from.
+    thumbnails: Mutex<HashMap<String, (std::time::SystemTime, Arc<Vec<u8>>)>>,
+}
+
+#[derive(Debug, Clone, Default, serde::Serialize)]
+struct Progress {
+    stage: String,
+    done: usize,
+    total: usize,
+}
+
+struct Model {
+    service: Arc<Service>,
+    /// What training answered: metrics, confusion cells, mistakes.
+    report: serde_json::Value,
+}
+
+/// Serves the studio over `folder` until SIGTERM or Ctrl-C; `listening` is told the address it answers on and
+/// the token to open it with.
+pub fn studio(
+    folder: DatasetFolder,
+    settings: StudioSettings,
+    listening: impl FnOnce(SocketAddr, &str),
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(settings.address).await?;
+        let address = listener.local_addr()?;
+        let token = random_token();
+        listening(address, &token);
+        let port = address.port();
+        let mut hosts = vec![format!("localhost:{port}"), address.to_string()];
+        if address.ip().is_loopback() {
+            hosts.push(format!("127.0.0.1:{port}"));
+        }
+        let studio = Arc::new(Studio {
+            folder,
+            token,
+            hosts,
+            backbone: settings.backbone,
+            options: settings.options,
+            progress: Mutex::new(Progress::default()),
+            training: tokio::sync::Mutex::new(()),
+            model: RwLock::new(None),
+            thumbnails: Mutex::new(HashMap::new()),
+        });
+        axum::serve(listener, router(studio, settings.access_log))
+            .with_graceful_shutdown(stop_signal())
+            .await
+    })
+}
+
+/// The largest upload taken at once.
+const MAX_UPLOAD: usize = 256 << 20;
+
+fn router(studio: Arc<Studio>, access_log: bool) -> Router {
+    let mut router = Router::new()
+        .route("/", get(routes::page))
+        .route("/studio.js", get(routes::script))
+        .route("/studio.css", get(routes::style))
+        .route("/api/data", get(routes::data))
+        .route("/api/thumbnail/{*path}", get(routes::thumbnail))
+        .route("/api/image/{*path}", get(routes::image))
+        .route("/api/classes", post(routes::add_class))
+        .route("/api/images/{class}", post(routes::add_images))
+        .route("/api/move", post(routes::move_image))
+        .route("/api/trash", post(routes::trash))
+        .route("/api/restore", post(routes::restore))
+        .route("/api/train", post(routes::train))
+        .route("/api/progress", get(routes::progress))
+        .route("/api/model", get(routes::model))
+        .route("/api/predict", post(routes::predict))
+        .route("/api/audit", post(routes::audit))
+        .route("/api/bundle", get(routes::bundle))
+        .route_layer(middleware::from_fn_with_state(studio.clone(), guard))
+        .layer(DefaultBodyLimit::max(MAX_UPLOAD))
+        .layer(CatchPanicLayer::custom(|_| {
+            Failure(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "headstart failed answering this request".into(),
+            )
+            .into_response()
+        }));
+    if access_log {
+        router = router.layer(middleware::from_fn(log_access));
+    }
+    router.with_state(studio)
+}
+
+/// Refuses a request that does not name the studio's own address as its `Host`, comes from another page's
+/// `Origin`, or carries no token (in the query, the cookie the page set, or `X-Headstart-Token`).
+async fn guard(State(studio): State<Arc<Studio>>, request: Request, next: Next) -> Response {
+    let headers = request.headers();
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or("");
+    if !studio.hosts.iter().any(|allowed| allowed == host) {
+        return Failure(
+            StatusCode::FORBIDDEN,
+            format!("this studio answers as {}, not {host}", studio.hosts[0]),
+        )
+        .into_response();
+    }
+    if let Some(origin) = headers.get(header::ORIGIN) {
+        let own = origin.to_str().ok().and_then(|o| o.strip_prefix("http://"));
+        if !own.is_some_and(|o| studio.hosts.iter().any(|allowed| allowed == o)) {
+            return Failure(
+                StatusCode::FORBIDDEN,
+                "requests from other web pages are refused".into(),
+            )
+            .into_response();
+        }
+    }
+    let in_query = request.uri().query().is_some_and(|query| {
+        query
+            .split('&')
+            .any(|pair| pair.strip_prefix("token=") == Some(studio.token.as_str()))
+    });
+    if in_query || carries_token(headers, &studio.token) {
+        return next.run(request).await;
+    }
+    Failure(
+        StatusCode::UNAUTHORIZED,
+        "this studio needs its token: open the address `headstart studio` printed".into(),
+    )
+    .into_response()
+}
+
+/// The cookie the page keeps the token in.
+const COOKIE: &str = "headstart_studio";
+
+fn carries_token(headers: &HeaderMap, token: &str) -> bool {
+    let in_header = headers
+        .get("x-headstart-token")
+        .is_some_and(|value| value.as_bytes() == token.as_bytes());
+    let in_cookie = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|cookies| cookies.split(';'))
+        .filter_map(|cookie| cookie.trim().split_once('='))
+        .any(|(name, value)| name == COOKIE && value == token);
+    in_header || in_cookie
+}
+
+/// 128 random bits as hex, from the operating system's seed of the standard library's hasher.
+fn random_token() -> String {
+    use std::hash::{BuildHasher, Hasher};
+    (0..2)
+        .map(|_| {
+            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
+            hasher.write_u64(std::process::id().into());
+            format!("{:016x}", hasher.finish())
+        })
+        .collect()
+}

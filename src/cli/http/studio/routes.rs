@@ -1,0 +1,475 @@
+//! The studio's page and API. Work on files and the model runs on blocking threads; errors are JSON
+//! `{"error": "..."}` with a 4xx status for what the page sent.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{Multipart, Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use headstart::classifier::{Input, ServiceOptions};
+use headstart::data::{Data, TextOptions};
+use headstart::embeddings::EmbedOptions;
+use headstart::head::{HeadKind, TrainParams};
+use headstart::workflow::{self, report::thumbnail_jpeg};
+use headstart::{PredictOptions, classifier::Service};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::{COOKIE, Model, Progress, Studio};
+use crate::cli::http::{Failure, bad_request};
+use crate::cli::print::answer_json;
+
+const PAGE: &str = include_str!("page.html");
+const SCRIPT: &str = include_str!("studio.js");
+const STYLE: &str = include_str!("studio.css");
+/// Where the studio keeps the bundle it trains, inside the dataset folder (hidden: not a class).
+const BUNDLE: &str = ".headstart/studio.hs";
+
+/// The page; it sets the cookie that carries the token on every later request.
+pub async fn page(State(studio): State<Arc<Studio>>) -> Response {
+    let cookie = format!(
+        "{COOKIE}={}; HttpOnly; SameSite=Strict; Path=/",
+        studio.token
+    );
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8".to_string()),
+            (header::SET_COOKIE, cookie),
+            (header::CACHE_CONTROL, "no-store".to_string()),
+        ],
+        PAGE,
+    )
+        .into_response()
+}
+
+pub async fn script() -> Response {
+    (
+        [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+        SCRIPT,
+    )
+        .into_response()
+}
+
+pub async fn style() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], STYLE).into_response()
+}
+
+/// Runs `work` on a blocking thread.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> headstart::Result<T> + Send + 'static,
+) -> Result<T, Failure> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(Failure::from)
+}
+
+/// The classes and their images (paths relative to the folder), and images outside any class.
+pub async fn data(State(studio): State<Arc<Studio>>) -> Result<Json<Value>, Failure> {
+    let shared = studio.clone();
+    let files = blocking(move || shared.folder.list()).await?;
+    let mut images: Vec<Vec<String>> = vec![Vec::new(); files.classes.len()];
+    let mut unfiled = Vec::new();
+    for item in files.items {
+        match item.label {
+            Some(label) => images[label].push(item.relative),
+            None => unfiled.push(item.relative),
+        }
+    }
+    let classes: Vec<Value> = files
+        .classes
+        .iter()
+        .zip(images)
+        .map(|(name, images)| json!({"name": name, "images": images}))
+        .collect();
+    Ok(Json(json!({
+        "folder": studio.folder.root().display().to_string(),
+        "classes": classes,
+        "unfiled": unfiled,
+    })))
+}
+
+/// A 128-pixel JPEG of an image in the folder, made once per version of the file.
+pub async fn thumbnail(
+    State(studio): State<Arc<Studio>>,
+    Path(relative): Path<String>,
+) -> Result<Response, Failure> {
+    let shared = studio.clone();
+    let jpeg = blocking(move || {
+        let path = shared.folder.existing_file(&relative)?;
+        let modified = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .map_err(|e| headstart::Error::io(&path, e))?;
+        if let Some((made, jpeg)) = shared.cached_thumbnail(&relative)
+            && made == modified
+        {
+            return Ok(jpeg);
+        }
+        let jpeg = Arc::new(
+            thumbnail_jpeg(&path)
+                .ok_or_else(|| headstart::Error::input(&relative, "cannot be read as an image"))?,
+        );
+        shared.keep_thumbnail(relative, modified, jpeg.clone());
+        Ok(jpeg)
+    })
+    .await?;
+    Ok((
+        [
+            (header::CONTENT_TYPE, "image/jpeg"),
+            (header::CACHE_CONTROL, "private, no-cache"),
+        ],
+        jpeg.as_ref().clone(),
+    )
+        .into_response())
+}
+
+/// An image of the folder as it is on disk.
+pub async fn image(
+    State(studio): State<Arc<Studio>>,
+    Path(relative): Path<String>,
+) -> Result<Response, Failure> {
+    let shared = studio.clone();
+    let bytes = blocking(move || {
+        let path = shared.folder.existing_file(&relative)?;
+        std::fs::read(&path).map_err(|e| headstart::Error::io(&path, e))
+    })
+    .await?;
+    let kind = image::guess_format(&bytes).map_or("application/octet-stream", |f| f.to_mime_type());
+    Ok(([(header::CONTENT_TYPE, kind)], bytes).into_response())
+}
+
+#[derive(Deserialize)]
+pub struct NewClass {
+    name: String,
+}
+
+pub async fn add_class(
+    State(studio): State<Arc<Studio>>,
+    Json(body): Json<NewClass>,
+) -> Result<Json<Value>, Failure> {
+    blocking(move || studio.folder.add_class(&body.name)).await?;
+    Ok(Json(json!({"added": true})))
+}
+
+/// Images uploaded into a class, one per multipart part; a part that is not an image is refused on its own.
+pub async fn add_images(
+    State(studio): State<Arc<Studio>>,
+    Path(class): Path<String>,
+    mut multipart: Multipart,
+) -> Result<Json<Value>, Failure> {
+    let mut added = Vec::new();
+    let mut refused = Vec::new();
+    while let Some(field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| bad_request(e.body_text()))?
+    {
+        // Browsers send a bare name; anything before a separator is dropped, never followed.
+        let name = field
+            .file_name()
+            .unwrap_or("upload")
+            .rsplit(['/', '\\'])
+            .next()
+            .unwrap_or("upload")
+            .to_string();
+        let bytes = field
+            .bytes()
+            .await
+            .map_err(|e| bad_request(e.body_text()))?;
+        let shared = studio.clone();
+        let class = class.clone();
+        let shown = name.clone();
+        match blocking(move || shared.folder.add_image(&class, &name, &bytes)).await {
+            Ok(path) => added.push(path),
+            Err(Failure(_, reason)) => refused.push(json!({"name": shown, "error": reason})),
+        }
+    }
+    Ok(Json(json!({"added": added, "refused": refused})))
+}
+
+#[derive(Deserialize)]
+pub struct Move {
+    path: String,
+    class: String,
+}
+
+pub async fn move_image(
+    State(studio): State<Arc<Studio>>,
+    Json(body): Json<Move>,
+) -> Result<Json<Value>, Failure> {
+    let path = blocking(move || studio.folder.move_to(&body.path, &body.class)).await?;
+    Ok(Json(json!({ "path": path })))
+}
+
+#[derive(Deserialize)]
+pub struct Named {
+    path: String,
+}
+
+pub async fn trash(
+    State(studio): State<Arc<Studio>>,
+    Json(body): Json<Named>,
+) -> Result<Json<Value>, Failure> {
+    let trashed = blocking(move || studio.folder.trash(&body.path)).await?;
+    Ok(Json(json!({ "trashed": trashed })))
+}
+
+pub async fn restore(
+    State(studio): State<Arc<Studio>>,
+    Json(body): Json<Named>,
+) -> Result<Json<Value>, Failure> {
+    let path = blocking(move || studio.folder.restore(&body.path)).await?;
+    Ok(Json(json!({ "path": path })))
+}
+
+/// The settings the page's training form sends; what is left out is `headstart train`'s default.
+#[derive(Deserialize, Default)]
+pub struct TrainForm {
+    head: Option<String>,
+    folds: Option<usize>,
+    seed: Option<u64>,
+}
+
+/// Trains on the folder as it is now (embeddings come from the cache where the files are unchanged), keeps the
+/// bundle for "try it" and answers with the out-of-fold metrics and every input's out-of-fold answer.
+pub async fn train(
+    State(studio): State<Arc<Studio>>,
+    body: Option<Json<TrainForm>>,
+) -> Result<Json<Value>, Failure> {
+    let Ok(_one_at_a_time) = studio.training.try_lock() else {
+        return Err(Failure(
+            StatusCode::CONFLICT,
+            "a training is running already".into(),
+        ));
+    };
+    let form = body.map(|Json(form)| form).unwrap_or_default();
+    let shared = studio.clone();
+    let report = blocking(move || shared.train(&form)).await;
+    studio.set_progress("", 0, 0);
+    Ok(Json(report?))
+}
+
+pub async fn progress(State(studio): State<Arc<Studio>>) -> Json<Progress> {
+    Json(studio.progress())
+}
+
+/// What the last training answered, or `{"trained": false}`.
+pub async fn model(State(studio): State<Arc<Studio>>) -> Json<Value> {
+    let model = studio.model.read().unwrap_or_else(|e| e.into_inner());
+    Json(match model.as_ref() {
+        Some(model) => model.report.clone(),
+        None => json!({"trained": false}),
+    })
+}
+
+/// The trained bundle's answer for one image (the request's body), every class ranked.
+pub async fn predict(
+    State(studio): State<Arc<Studio>>,
+    body: Bytes,
+) -> Result<Json<Value>, Failure> {
+    let (service, classes) = {
+        let model = studio.model.read().unwrap_or_else(|e| e.into_inner());
+        let model = model
+            .as_ref()
+            .ok_or_else(|| bad_request("train first: there is no model yet"))?;
+        let classes = model.report["class_names"].as_array().map_or(1, Vec::len);
+        (model.service.clone(), classes)
+    };
+    let started = Instant::now();
+    let (sender, receiver) = tokio::sync::oneshot::channel();
+    let options = PredictOptions::default().top_k(classes);
+    blocking(move || {
+        service.predict(
+            &["studio"],
+            vec![Input::Image(body.to_vec())],
+            &options,
+            Box::new(move |answers| {
+                let _ = sender.send(answers);
+            }),
+        )
+    })
+    .await?;
+    let answered = receiver.await.map_err(|_| {
+        Failure(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the backbone stopped before answering".into(),
+        )
+    })??;
+    let answer = match answered.answers.into_iter().next() {
+        Some(Ok(per_model)) => per_model.first().map_or(Value::Null, answer_json),
+        Some(Err(reason)) => return Err(bad_request(reason)),
+        None => Value::Null,
+    };
+    Ok(Json(json!({
+        "answer": answer,
+        "milliseconds": started.elapsed().as_secs_f64() * 1e3,
+    })))
+}
+
+/// `headstart audit` of the folder as it is now.
+pub async fn audit(State(studio): State<Arc<Studio>>) -> Result<Json<Value>, Failure> {
+    let shared = studio.clone();
+    let found = blocking(move || {
+        let data = Data::open(shared.folder.root(), &TextOptions::default())?;
+        workflow::audit_data(
+            &data,
+            None,
+            shared.backbone.as_ref(),
+            &shared.options,
+            &EmbedOptions::default(),
+            &Default::default(),
+            &mut |done, total| shared.set_progress("embedding", done, total),
+        )
+    })
+    .await;
+    studio.set_progress("", 0, 0);
+    let audit = found?.audit;
+    Ok(Json(json!({
+        "label_issues": audit.label_issues,
+        "duplicates": audit.duplicates,
+        "outliers": audit.outliers,
+        "summary": audit.summary,
+        "fixes": audit.fixes(),
+    })))
+}
+
+/// The bundle trained last, as a file to save.
+pub async fn bundle(State(studio): State<Arc<Studio>>) -> Result<Response, Failure> {
+    let path = studio.folder.root().join(BUNDLE);
+    let name = studio.folder.root().file_name().map_or_else(
+        || "studio".to_string(),
+        |n| n.to_string_lossy().into_owned(),
+    );
+    let bytes = blocking(move || {
+        if !path.is_file() {
+            return Err(headstart::Error::input(
+                &path,
+                "train first: there is no bundle yet",
+            ));
+        }
+        std::fs::read(&path).map_err(|e| headstart::Error::io(&path, e))
+    })
+    .await?;
+    let disposition = format!("attachment; filename=\"{}.hs\"", name.replace('"', ""));
+    Ok((
+        [
+            (header::CONTENT_TYPE, "application/octet-stream".to_string()),
+            (header::CONTENT_DISPOSITION, disposition),
+        ],
+        bytes,
+    )
+        .into_response())
+}
+
+impl Studio {
+    fn progress(&self) -> Progress {
+        self.progress
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    fn set_progress(&self, stage: &str, done: usize, total: usize) {
+        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Progress {
+            stage: stage.to_string(),
+            done,
+            total,
+        };
+    }
+
+    fn cached_thumbnail(&self, relative: &str) -> Option<(std::time::SystemTime, Arc<Vec<u8>>)> {
+        self.thumbnails
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(relative)
+            .cloned()
+    }
+
+    fn keep_thumbnail(
+        &self,
+        relative: String,
+        modified: std::time::SystemTime,
+        jpeg: Arc<Vec<u8>>,
+    ) {
+        self.thumbnails
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(relative, (modified, jpeg));
+    }
+
+    /// Embeds and trains on the folder, saves the bundle, and serves it for "try it".
+    fn train(&self, form: &TrainForm) -> headstart::Result<Value> {
+        let started = Instant::now();
+        let data = Data::open(self.folder.root(), &TextOptions::default())?;
+        self.set_progress("embedding", 0, 0);
+        let (set, summary) = workflow::embeddings_for(
+            &data,
+            self.backbone.as_ref(),
+            &self.options,
+            &EmbedOptions::default(),
+            &mut |done, total| self.set_progress("embedding", done, total),
+        )?;
+        self.set_progress("training", 0, 0);
+        let defaults = TrainParams::default();
+        let head = match &form.head {
+            Some(name) => name.parse::<HeadKind>()?,
+            None => defaults.head,
+        };
+        let params = TrainParams::default()
+            .head(head)
+            .folds(form.folds.unwrap_or(defaults.folds))
+            .seed(form.seed.unwrap_or(defaults.seed));
+        let reviewed = workflow::train_reviewed(&set, &params)?;
+        let path: PathBuf = self.folder.root().join(BUNDLE);
+        reviewed.trained.bundle.save(&path)?;
+        let previous = {
+            let model = self.model.read().unwrap_or_else(|e| e.into_inner());
+            model.as_ref().map(|m| m.report["accuracy"].clone())
+        };
+        let service = self.service_for(&path)?;
+        let report = &reviewed.trained.report;
+        let value = json!({
+            "trained": true,
+            "accuracy": reviewed.metrics.accuracy,
+            "previous_accuracy": previous,
+            "fold_accuracies": report.fold_accuracies,
+            "folds": report.folds,
+            "head": report.head,
+            "samples": report.samples,
+            "class_names": set.class_names,
+            "per_class": reviewed.metrics.per_class,
+            "confusion": reviewed.metrics.confusion,
+            "ece": reviewed.metrics.ece,
+            "answers": reviewed.answers,
+            "embedded": summary,
+            "seconds": started.elapsed().as_secs_f64(),
+        });
+        *self.model.write().unwrap_or_else(|e| e.into_inner()) = Some(Model {
+            service,
+            report: value.clone(),
+        });
+        Ok(value)
+    }
+
+    /// The service for the bundle at `path`: the running one reloads it (keeping its backbone when the bundle's
+    /// is the same), or a new one opens it.
+    fn service_for(&self, path: &std::path::Path) -> headstart::Result<Arc<Service>> {
+        let running = {
+            let model = self.model.read().unwrap_or_else(|e| e.into_inner());
+            model.as_ref().map(|m| m.service.clone())
+        };
+        if let Some(service) = running {
+            service.reload("studio")?;
+            return Ok(service);
+        }
+        let options = ServiceOptions::default().runtime(self.options.runtime.clone());
+        Ok(Arc::new(Service::open(
+            &[("studio".to_string(), path.to_path_buf())],
+            &options,
+        )?))
+    }
+}

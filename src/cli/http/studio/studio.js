@@ -1,0 +1,423 @@
+// headstart studio: the page's behaviour. Plain browser JavaScript, no build step; every request goes to this
+// studio's own API, the token riding in the cookie the page set.
+"use strict";
+
+const state = { classes: [], model: null, trainedAt: null };
+
+const $ = (selector, root = document) => root.querySelector(selector);
+const element = (tag, attributes = {}, ...children) => {
+  const made = document.createElement(tag);
+  for (const [name, value] of Object.entries(attributes)) {
+    if (name.startsWith("on")) made.addEventListener(name.slice(2), value);
+    else if (value !== undefined && value !== null) made.setAttribute(name, value);
+  }
+  for (const child of children.flat()) {
+    if (child !== null && child !== undefined) made.append(child);
+  }
+  return made;
+};
+const encodePath = (path) => path.split("/").map(encodeURIComponent).join("/");
+const thumbnailUrl = (path) => "/api/thumbnail/" + encodePath(path);
+
+async function api(path, options = {}) {
+  const response = await fetch(path, options);
+  const text = await response.text();
+  const answer = text ? JSON.parse(text) : {};
+  if (!response.ok) throw new Error(answer.error || response.statusText);
+  return answer;
+}
+const postJson = (path, body) =>
+  api(path, { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) });
+
+let messageTimer = null;
+function say(text, { error = false, undo = null } = {}) {
+  const box = $("#message");
+  box.replaceChildren(element("span", {}, text));
+  if (undo) box.append(element("button", { onclick: () => { box.hidden = true; undo(); } }, "undo"));
+  box.className = error ? "error" : "";
+  box.hidden = false;
+  clearTimeout(messageTimer);
+  messageTimer = setTimeout(() => { box.hidden = true; }, error ? 8000 : 5000);
+}
+const failed = (error) => say(error.message, { error: true });
+
+function showTab(name) {
+  for (const button of document.querySelectorAll("nav button")) {
+    button.classList.toggle("on", button.dataset.tab === name);
+  }
+  for (const section of document.querySelectorAll("main > section")) {
+    section.hidden = section.id !== "tab-" + name;
+  }
+  if (name === "ship") renderShip();
+}
+
+// ---- Data ----
+
+function figureOf(path, { caption = null, actions = true } = {}) {
+  const name = path.split("/").pop();
+  const figure = element("figure", { "data-path": path },
+    element("img", { src: thumbnailUrl(path), loading: "lazy", alt: name, title: path }),
+    element("figcaption", {}, caption ?? name));
+  if (actions) figure.append(imageActions(path));
+  return figure;
+}
+
+function imageActions(path) {
+  const current = path.split("/")[0];
+  const move = element("select", { class: "move", title: "move to another class" },
+    element("option", { value: "" }, "move to…"),
+    state.classes.filter((c) => c.name !== current).map((c) => element("option", { value: c.name }, c.name)));
+  move.addEventListener("change", () => { if (move.value) moveImage(path, move.value); });
+  const trash = element("button", { class: "trash", title: "put in .headstart-trash (undo-able)",
+    onclick: () => trashImage(path) }, "remove");
+  return element("div", { class: "actions" }, move, trash);
+}
+
+async function loadData() {
+  const data = await api("/api/data");
+  state.classes = data.classes;
+  $("#folder").textContent = data.folder;
+  const total = data.classes.reduce((sum, c) => sum + c.images.length, 0);
+  $("#data-summary").textContent =
+    `${data.classes.length} classes, ${total} images` + (data.unfiled.length ? `, ${data.unfiled.length} outside any class` : "");
+  const holder = $("#classes");
+  holder.replaceChildren(...data.classes.map(classSection));
+  if (!data.classes.length) {
+    holder.append(element("p", { class: "hint" }, "No classes yet: add one above, then drop images onto it."));
+  }
+}
+
+function classSection(klass) {
+  const input = element("input", { type: "file", multiple: "", accept: "image/*", class: "upload" });
+  input.addEventListener("change", () => upload(klass.name, input.files));
+  const section = element("section", { class: "class", "data-class": klass.name },
+    element("h2", {}, klass.name, element("span", { class: "count" }, `${klass.images.length} images`),
+      element("label", { class: "hint" }, "add images ", input),
+      element("button", { class: "small", onclick: () => capture(klass.name) }, "webcam")),
+    element("div", { class: "grid" }, klass.images.map((path) => figureOf(path))));
+  section.addEventListener("dragover", (event) => { event.preventDefault(); section.classList.add("over"); });
+  section.addEventListener("dragleave", () => section.classList.remove("over"));
+  section.addEventListener("drop", (event) => {
+    event.preventDefault();
+    section.classList.remove("over");
+    upload(klass.name, event.dataTransfer.files);
+  });
+  return section;
+}
+
+async function addClass() {
+  const name = $("#new-class").value.trim();
+  if (!name) return;
+  try {
+    await postJson("/api/classes", { name });
+    $("#new-class").value = "";
+    await loadData();
+  } catch (error) { failed(error); }
+}
+
+async function upload(klass, files) {
+  if (!files || !files.length) return;
+  const form = new FormData();
+  for (const file of files) form.append("image", file, file.name);
+  try {
+    const answer = await api("/api/images/" + encodeURIComponent(klass), { method: "POST", body: form });
+    await loadData();
+    const refused = answer.refused.map((r) => `${r.name}: ${r.error}`).join("; ");
+    say(`added ${answer.added.length} to ${klass}` + (refused ? `; refused ${refused}` : ""), { error: !!refused });
+  } catch (error) { failed(error); }
+}
+
+async function moveImage(path, klass) {
+  try {
+    const answer = await postJson("/api/move", { path, class: klass });
+    await refreshAfterEdit();
+    say(`moved to ${klass}`, { undo: () => moveImage(answer.path, path.split("/")[0]) });
+  } catch (error) { failed(error); }
+}
+
+async function trashImage(path) {
+  try {
+    const answer = await postJson("/api/trash", { path });
+    await refreshAfterEdit();
+    say(`removed ${path} (kept in .headstart-trash)`, {
+      undo: async () => {
+        try { await postJson("/api/restore", { path: answer.trashed }); await refreshAfterEdit(); }
+        catch (error) { failed(error); }
+      },
+    });
+  } catch (error) { failed(error); }
+}
+
+async function refreshAfterEdit() {
+  await loadData();
+  for (const figure of document.querySelectorAll("#cell figure, #audit-result figure")) {
+    if (!document.querySelector(`#classes figure[data-path="${CSS.escape(figure.dataset.path)}"]`)) {
+      figure.closest(".issue, figure")?.classList.add("done");
+      figure.style.opacity = "0.3";
+    }
+  }
+}
+
+// One frame from the webcam into a class.
+async function capture(klass) {
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: true });
+    const video = element("video", { autoplay: "", muted: "", playsinline: "" });
+    video.srcObject = stream;
+    await video.play();
+    const canvas = element("canvas", { width: video.videoWidth, height: video.videoHeight });
+    canvas.getContext("2d").drawImage(video, 0, 0);
+    stream.getTracks().forEach((track) => track.stop());
+    const blob = await new Promise((done) => canvas.toBlob(done, "image/jpeg", 0.92));
+    const name = `webcam-${new Date().toISOString().replace(/[:.]/g, "-")}.jpg`;
+    await upload(klass, [new File([blob], name, { type: "image/jpeg" })]);
+  } catch (error) { failed(error); }
+}
+
+// ---- Train ----
+
+async function train(event) {
+  event.preventDefault();
+  const form = new FormData($("#train-form"));
+  const settings = { head: form.get("head"), folds: Number(form.get("folds")), seed: Number(form.get("seed")) };
+  $("#train").disabled = true;
+  $("#progress").hidden = false;
+  const poll = setInterval(showProgress, 250);
+  try {
+    const report = await postJson("/api/train", settings);
+    state.model = report;
+    renderTrained(report);
+  } catch (error) { failed(error); }
+  finally {
+    clearInterval(poll);
+    $("#progress").hidden = true;
+    $("#train").disabled = false;
+  }
+}
+
+async function showProgress() {
+  try {
+    const progress = await api("/api/progress");
+    const bar = $("#progress-bar");
+    if (progress.total) { bar.max = progress.total; bar.value = progress.done; } else bar.removeAttribute("value");
+    $("#progress-text").textContent = progress.stage +
+      (progress.total ? ` ${progress.done} of ${progress.total}` : "");
+  } catch (error) { /* the next poll tells */ }
+}
+
+const spread = (values) => {
+  const mean = values.reduce((a, b) => a + b, 0) / values.length;
+  return Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
+};
+
+function renderTrained(report) {
+  const holder = $("#train-result");
+  const names = report.class_names;
+  const before = report.previous_accuracy === null || report.previous_accuracy === undefined ? null
+    : element("div", { id: "before-after" },
+      `before ${(report.previous_accuracy * 100).toFixed(1)} % → now ${(report.accuracy * 100).toFixed(1)} %`);
+  const headline = element("div", {},
+    element("span", { class: "accuracy", id: "accuracy" }, (report.accuracy * 100).toFixed(1) + " %"),
+    ` cross-validated accuracy ± ${(spread(report.fold_accuracies) * 100).toFixed(1)} over ${report.folds} folds · ` +
+    `${report.samples} inputs · ${report.head} · ${report.seconds.toFixed(2)} s`, before);
+  const perClass = element("table", { id: "per-class" },
+    element("tr", {}, ["class", "precision", "recall", "F1", "inputs"].map((h) => element("th", {}, h))),
+    report.per_class.map((c) => element("tr", {}, element("td", { class: "name" }, c.name),
+      [c.precision, c.recall, c.f1].map((v) => element("td", {}, v.toFixed(3))), element("td", {}, c.support))));
+  const largest = Math.max(1, ...report.confusion.flat());
+  const confusion = element("table", { class: "confusion", id: "confusion" },
+    element("tr", {}, element("th", {}, "true \\ predicted"), names.map((n) => element("th", {}, n))),
+    report.confusion.map((row, t) => element("tr", {}, element("th", {}, names[t]),
+      row.map((count, p) => element("td", {
+        class: "cell", "data-truth": t, "data-predicted": p, title: `${names[t]} answered as ${names[p]}`,
+        style: `background: rgba(${t === p ? "31,119,180" : "214,39,40"}, ${(0.1 + 0.8 * count / largest).toFixed(2)})`,
+        onclick: () => openCell(t, p),
+      }, count)))));
+  holder.replaceChildren(headline,
+    element("div", { class: "result-grid" },
+      element("div", {}, element("h3", {}, "Per class"), perClass),
+      element("div", {}, element("h3", {}, "Confusion (click a cell)"), confusion),
+      element("div", {}, element("h3", {}, "Calibration"), calibration(report.answers))),
+    element("h3", {}, "Mistakes, most confident first"),
+    element("div", { class: "grid", id: "mistakes" }, report.answers
+      .filter((a) => a.truth !== a.predicted)
+      .sort((a, b) => b.confidence - a.confidence)
+      .slice(0, 60)
+      .map((a) => figureOf(a.path, { caption: `${names[a.truth]} → ${names[a.predicted]} ${(a.confidence * 100).toFixed(0)} %` }))));
+}
+
+// Reliability: per band of confidence, how often the answer was right.
+function calibration(answers) {
+  const bands = Array.from({ length: 10 }, () => ({ count: 0, right: 0 }));
+  for (const a of answers) {
+    const band = bands[Math.min(9, Math.floor(a.confidence * 10))];
+    band.count += 1;
+    band.right += a.truth === a.predicted ? 1 : 0;
+  }
+  const width = 220, height = 160;
+  const svg = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+  svg.setAttribute("width", width);
+  svg.setAttribute("height", height);
+  svg.setAttribute("id", "calibration");
+  const line = document.createElementNS(svg.namespaceURI, "line");
+  Object.entries({ x1: 0, y1: height, x2: width, y2: 0, stroke: "#999", "stroke-dasharray": "4" })
+    .forEach(([k, v]) => line.setAttribute(k, v));
+  svg.append(line);
+  bands.forEach((band, i) => {
+    if (!band.count) return;
+    const bar = document.createElementNS(svg.namespaceURI, "rect");
+    const accuracy = band.right / band.count;
+    Object.entries({ x: i * width / 10 + 2, width: width / 10 - 4, y: height - accuracy * height,
+      height: accuracy * height, fill: "#1f77b4" }).forEach(([k, v]) => bar.setAttribute(k, v));
+    const title = document.createElementNS(svg.namespaceURI, "title");
+    title.textContent = `confidence ${i * 10}-${i * 10 + 10} %: ${(accuracy * 100).toFixed(0)} % right of ${band.count}`;
+    bar.append(title);
+    svg.append(bar);
+  });
+  return element("div", { class: "hint" }, svg, element("div", {}, "bars: right answers per confidence band"));
+}
+
+function openCell(truth, predicted) {
+  const report = state.model;
+  const names = report.class_names;
+  const rows = report.answers.filter((a) => a.truth === truth && a.predicted === predicted);
+  const view = $("#cell");
+  view.replaceChildren(
+    element("div", { class: "bar" }, element("b", {}, `${names[truth]} answered as ${names[predicted]}: ${rows.length}`),
+      element("button", { id: "cell-close", onclick: () => { view.hidden = true; } }, "close")),
+    element("div", { class: "grid" }, rows.slice(0, 500).map((a) =>
+      figureOf(a.path, { caption: `${(a.confidence * 100).toFixed(0)} % ${a.path.split("/").pop()}` }))));
+  view.hidden = false;
+}
+
+// ---- Audit ----
+
+async function runAudit() {
+  const holder = $("#audit-result");
+  holder.replaceChildren(element("p", { class: "hint" }, "auditing…"));
+  try {
+    const found = await postJson("/api/audit", {});
+    const summary = found.summary;
+    holder.replaceChildren(
+      element("p", { id: "audit-summary" }, `${summary.label_issues} label issues (estimated noise ` +
+        `${(summary.noise_rate * 100).toFixed(1)} %), ${summary.duplicate_groups} duplicate groups, ` +
+        `${summary.outliers} outliers; accuracy ${summary.cv_accuracy.toFixed(3)}, ` +
+        `${summary.cv_accuracy_unflagged.toFixed(3)} on what nothing was flagged on`),
+      element("h3", {}, "Label issues"),
+      found.label_issues.map((issue) => auditRow(issue.path,
+        `given ${issue.given}, looks like ${issue.suggested} (${issue.score.toFixed(3)})`, issue.suggested)),
+      element("h3", {}, "Duplicates"),
+      found.duplicates.map((group) => element("div", { class: "issue" },
+        group.paths.map((path) => figureOf(path)),
+        element("div", { class: "why" }, `${group.exact ? "exact" : "near"} copies, similarity ${group.similarity.toFixed(4)}` +
+          (group.conflicting ? ", across classes" : "")))),
+      element("h3", {}, "Outliers"),
+      found.outliers.map((outlier) => auditRow(outlier.path, `far from the rest (${outlier.score.toFixed(3)})`, null)));
+  } catch (error) { holder.replaceChildren(); failed(error); }
+}
+
+function auditRow(path, why, suggested) {
+  const row = element("div", { class: "issue", "data-path": path }, figureOf(path, { actions: false }),
+    element("div", { class: "why" }, why));
+  const done = () => { row.style.opacity = "0.3"; };
+  if (suggested) {
+    row.append(element("button", { class: "small suggested", onclick: async () => { await moveImage(path, suggested); done(); } },
+      `move to ${suggested}`));
+  }
+  row.append(element("button", { class: "small exclude", onclick: async () => { await trashImage(path); done(); } }, "exclude"),
+    element("button", { class: "small keep", onclick: () => row.remove() }, "keep"));
+  return row;
+}
+
+// ---- Try it ----
+
+let answering = false;
+async function tryImage(blob) {
+  if (answering) return;
+  answering = true;
+  try {
+    const answer = await api("/api/predict", { method: "POST", body: blob });
+    renderAnswer(answer);
+  } catch (error) { failed(error); }
+  finally { answering = false; }
+}
+
+function renderAnswer({ answer, milliseconds }) {
+  const holder = $("#try-result");
+  holder.replaceChildren(
+    element("div", { class: "answer", id: "answer" }, answer.label),
+    element("div", { class: "bars" }, answer.top.map((t) => element("div", {},
+      element("span", { class: "label" }, t.class),
+      element("span", { class: "fill", style: `width: ${Math.round(t.probability * 240)}px` }),
+      element("span", {}, (t.probability * 100).toFixed(1) + " %")))),
+    element("div", { class: "hint", id: "answer-time" }, `answered in ${milliseconds.toFixed(0)} ms`));
+}
+
+let webcam = null;
+async function toggleWebcam() {
+  const video = $("#try-video");
+  if (webcam) {
+    clearInterval(webcam.timer);
+    webcam.stream.getTracks().forEach((track) => track.stop());
+    webcam = null;
+    video.hidden = true;
+    return;
+  }
+  try {
+    const stream = await navigator.mediaDevices.getUserMedia({ video: true });
+    video.srcObject = stream;
+    video.hidden = false;
+    const canvas = document.createElement("canvas");
+    const timer = setInterval(() => {
+      if (!video.videoWidth || answering) return;
+      canvas.width = video.videoWidth;
+      canvas.height = video.videoHeight;
+      canvas.getContext("2d").drawImage(video, 0, 0);
+      canvas.toBlob((blob) => blob && tryImage(blob), "image/jpeg", 0.85);
+    }, 200);
+    webcam = { stream, timer };
+  } catch (error) { failed(error); }
+}
+
+// ---- Ship it ----
+
+function renderShip() {
+  const holder = $("#ship");
+  if (!state.model) {
+    holder.replaceChildren(element("p", { class: "hint" }, "Train first: then the bundle is here to take."));
+    return;
+  }
+  holder.replaceChildren(
+    element("p", {}, element("a", { href: "/api/bundle", download: "", id: "download-bundle" }, "Download the bundle (.hs)")),
+    element("p", {}, "Serve it to other programs:"),
+    element("pre", {}, "headstart serve model.hs --port 8080\ncurl --data-binary @photo.jpg http://127.0.0.1:8080/v1/models/model/predict"),
+    element("p", {}, "Export one ONNX file for a device:"),
+    element("pre", {}, "headstart export model.hs -o model.onnx --raw-input\nheadstart export model.hs -o model-int8.onnx --int8"),
+    element("p", {}, "From Python:"),
+    element("pre", {}, "import headstart\nbundle = headstart.load(\"model.hs\")\nbundle.predict([\"photo.jpg\"])"));
+}
+
+// ---- Wiring ----
+
+document.querySelectorAll("nav button").forEach((button) => button.addEventListener("click", () => showTab(button.dataset.tab)));
+$("#add-class").addEventListener("click", addClass);
+$("#new-class").addEventListener("keydown", (event) => { if (event.key === "Enter") addClass(); });
+$("#train-form").addEventListener("submit", train);
+$("#run-audit").addEventListener("click", runAudit);
+$("#try-file").addEventListener("change", (event) => { const file = event.target.files[0]; if (file) tryImage(file); });
+$("#try-webcam").addEventListener("click", toggleWebcam);
+const tryDrop = $("#try-drop");
+tryDrop.addEventListener("dragover", (event) => event.preventDefault());
+tryDrop.addEventListener("drop", (event) => {
+  event.preventDefault();
+  const file = event.dataTransfer.files[0];
+  if (file) tryImage(file);
+});
+document.addEventListener("paste", (event) => {
+  const file = [...event.clipboardData.files].find((f) => f.type.startsWith("image/"));
+  if (file) { showTab("try"); tryImage(file); }
+});
+// The token was in the address once; the cookie carries it now, so it leaves the address bar.
+if (location.search.includes("token=")) history.replaceState(null, "", "/");
+loadData().catch(failed);
+api("/api/model").then((report) => { if (report.trained) { state.model = report; renderTrained(report); } }).catch(() => {});

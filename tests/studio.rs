@@ -1,0 +1,295 @@
+//! `headstart studio` in a real headless Chromium: the loop from an empty folder to a bundle `headstart predict`
+//! takes, driven through the page as a person would, and the token and address checks from a plain HTTP client.
+
+mod browser;
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use browser::{Browser, screenshot_dir};
+use common::{elpv_class, headstart_ok};
+use serde_json::Value;
+
+struct Studio {
+    child: Child,
+    /// The address it printed, token included.
+    url: String,
+    /// http://host:port
+    base: String,
+    token: String,
+}
+
+impl Studio {
+    fn start(folder: &Path) -> Studio {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
+            .args(["studio", folder.to_str().unwrap(), "--port", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let stderr = child.stderr.take().unwrap();
+        let mut lines = BufReader::new(stderr).lines();
+        let line = lines.next().unwrap().unwrap();
+        let url = line.rsplit(' ').next().unwrap().to_string();
+        assert!(
+            line.starts_with("headstart studio on http://127.0.0.1:"),
+            "{line}"
+        );
+        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        let (base, token) = url.split_once("/?token=").unwrap();
+        Studio {
+            child,
+            base: base.to_string(),
+            token: token.to_string(),
+            url,
+        }
+    }
+}
+
+impl Drop for Studio {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// GET `path` with these headers; the status.
+fn status_of(studio: &Studio, path: &str, headers: &[(&str, &str)]) -> u16 {
+    let agent: ureq::Agent = ureq::Agent::config_builder()
+        .http_status_as_error(false)
+        .build()
+        .into();
+    let mut request = agent.get(format!("{}{path}", studio.base));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    request.call().unwrap().status().as_u16()
+}
+
+#[test]
+fn only_its_token_on_its_own_address_drives_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let studio = Studio::start(&dir.path().join("new"));
+    let token = studio.token.as_str();
+    assert_eq!(status_of(&studio, "/api/data", &[]), 401);
+    assert_eq!(status_of(&studio, "/", &[]), 401);
+    assert_eq!(
+        status_of(&studio, "/api/data", &[("x-headstart-token", "guess")]),
+        401
+    );
+    assert_eq!(
+        status_of(&studio, "/api/data", &[("x-headstart-token", token)]),
+        200
+    );
+    assert_eq!(status_of(&studio, &format!("/?token={token}"), &[]), 200);
+    let cookie = format!("headstart_studio={token}");
+    assert_eq!(status_of(&studio, "/api/data", &[("cookie", &cookie)]), 200);
+    // A page elsewhere, or a name that resolves here (DNS rebinding), is refused even with the token.
+    assert_eq!(
+        status_of(
+            &studio,
+            "/api/data",
+            &[
+                ("x-headstart-token", token),
+                ("origin", "http://evil.example")
+            ]
+        ),
+        403
+    );
+    assert_eq!(
+        status_of(
+            &studio,
+            "/api/data",
+            &[("x-headstart-token", token), ("host", "evil.example:80")]
+        ),
+        403
+    );
+    // Paths that lead out of the folder are refused.
+    assert_eq!(
+        status_of(
+            &studio,
+            "/api/image/..%2F..%2Fetc%2Fpasswd",
+            &[("x-headstart-token", token)]
+        ),
+        400
+    );
+}
+
+fn photos() -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = Vec::new();
+    for folder in [
+        headstart::datasets::camera_photos().unwrap(),
+        headstart::datasets::wallpaper_photos().unwrap(),
+    ] {
+        let mut listed: Vec<PathBuf> = std::fs::read_dir(&folder)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        listed.sort();
+        found.extend(listed);
+    }
+    found
+}
+
+fn lines(paths: &[PathBuf]) -> String {
+    paths
+        .iter()
+        .map(|p| p.to_str().unwrap())
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// From an empty folder: two classes, images uploaded into them (a cell among the photos), trained, a confusion
+/// cell opened, an image tried, the misfiled cell found by the audit and moved, trained again, the bundle taken.
+#[test]
+fn the_loop_from_an_empty_folder_to_a_bundle() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("my-data");
+    let studio = Studio::start(&folder);
+    let browser = Browser::start();
+    let shots = screenshot_dir();
+    browser.open(&studio.url);
+    browser.wait_for(
+        "return document.querySelector('#data-summary').textContent",
+        Duration::from_secs(10),
+    );
+    // The token leaves the address bar; the cookie carries it.
+    assert_eq!(browser.script("return location.search"), "");
+
+    for class in ["cell", "photo"] {
+        browser.send_keys("#new-class", class);
+        browser.click("#add-class");
+        browser.wait_for(
+            &format!("return document.querySelector('section.class[data-class={class}]') !== null"),
+            Duration::from_secs(10),
+        );
+    }
+    let cells: Vec<PathBuf> = elpv_class("functional").into_iter().take(24).collect();
+    let photos = photos();
+    let photos = &photos[..24];
+    let misfiled = &cells[0];
+    browser.send_keys("section[data-class=cell] input.upload", &lines(&cells[1..]));
+    browser.wait_for(
+        "return document.querySelectorAll('section[data-class=cell] figure').length === 23",
+        Duration::from_secs(30),
+    );
+    let mut into_photo = photos.to_vec();
+    into_photo.push(misfiled.clone());
+    browser.send_keys(
+        "section[data-class=photo] input.upload",
+        &lines(&into_photo),
+    );
+    browser.wait_for(
+        "return document.querySelectorAll('section[data-class=photo] figure').length === 25",
+        Duration::from_secs(30),
+    );
+    // Thumbnails arrive decoded.
+    browser.wait_for(
+        "return [...document.querySelectorAll('#classes img')].slice(0, 8).every(i => i.complete && i.naturalWidth > 0)",
+        Duration::from_secs(30),
+    );
+    browser.screenshot(&shots.join("studio-data.png"));
+
+    browser.click("nav button[data-tab=train]");
+    let started = Instant::now();
+    browser.click("#train");
+    let accuracy = browser.wait_for(
+        "const a = document.querySelector('#accuracy'); return a && a.textContent",
+        Duration::from_secs(120),
+    );
+    eprintln!(
+        "first training answered in {:.2} s: {accuracy}",
+        started.elapsed().as_secs_f64()
+    );
+    let accuracy: f64 = accuracy
+        .as_str()
+        .unwrap()
+        .trim_end_matches(" %")
+        .parse()
+        .unwrap();
+    assert!(accuracy > 80.0, "{accuracy}");
+    browser.screenshot(&shots.join("studio-train.png"));
+
+    // The cell of photos answered as photos holds as many images as it says.
+    let count: u64 = browser
+        .script(
+            "return document.querySelector('#confusion td.cell[data-truth=\"1\"][data-predicted=\"1\"]').textContent"
+        )
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    browser.click("#confusion td.cell[data-truth=\"1\"][data-predicted=\"1\"]");
+    let shown = browser.wait_for(
+        "const v = document.querySelector('#cell'); return !v.hidden && v.querySelectorAll('figure').length",
+        Duration::from_secs(10),
+    );
+    assert_eq!(shown.as_u64().unwrap(), count);
+    browser.click("#cell-close");
+
+    browser.click("nav button[data-tab=try]");
+    let tried = elpv_class("defective")[3].clone();
+    browser.send_keys("#try-file", tried.to_str().unwrap());
+    let answer = browser.wait_for(
+        "const a = document.querySelector('#answer'); return a && a.textContent",
+        Duration::from_secs(30),
+    );
+    assert_eq!(answer, "cell");
+    let took = browser.script("return document.querySelector('#answer-time').textContent");
+    eprintln!("try it: {took}");
+    browser.screenshot(&shots.join("studio-try.png"));
+
+    browser.click("nav button[data-tab=audit]");
+    browser.click("#run-audit");
+    let name = misfiled.file_name().unwrap().to_str().unwrap();
+    let flagged = format!("photo/{name}");
+    browser.wait_for(
+        &format!("return document.querySelector('.issue[data-path=\"{flagged}\"] button.suggested') !== null"),
+        Duration::from_secs(60),
+    );
+    browser.screenshot(&shots.join("studio-audit.png"));
+    browser.click(&format!(".issue[data-path=\"{flagged}\"] button.suggested"));
+    browser.wait_for(
+        &format!("return document.querySelector('section[data-class=cell] figure[data-path=\"cell/{name}\"]') !== null"),
+        Duration::from_secs(10),
+    );
+    assert!(folder.join("cell").join(name).is_file());
+    assert!(!folder.join("photo").join(name).exists());
+
+    browser.click("nav button[data-tab=train]");
+    let started = Instant::now();
+    browser.click("#train");
+    let before_after = browser.wait_for(
+        "const a = document.querySelector('#before-after'); return a && a.textContent",
+        Duration::from_secs(60),
+    );
+    eprintln!(
+        "retraining after the move answered in {:.2} s: {before_after}",
+        started.elapsed().as_secs_f64()
+    );
+
+    browser.click("nav button[data-tab=ship]");
+    let bundle = browser.script_async(
+        "fetch(document.querySelector('#download-bundle').href).then(r => r.arrayBuffer()).then(b => {
+           let s = ''; new Uint8Array(b).forEach(c => s += String.fromCharCode(c)); done(btoa(s)); })",
+    );
+    let bytes = base64::engine::general_purpose::STANDARD
+        .decode(bundle.as_str().unwrap())
+        .unwrap();
+    let saved = dir.path().join("from-the-page.hs");
+    std::fs::write(&saved, bytes).unwrap();
+    let predicted = headstart_ok(&[
+        "predict",
+        saved.to_str().unwrap(),
+        tried.to_str().unwrap(),
+        "--format",
+        "json",
+    ]);
+    let predicted: Value = serde_json::from_str(&predicted).unwrap();
+    assert_eq!(predicted["predictions"][0]["label"], "cell", "{predicted}");
+    browser.screenshot(&shots.join("studio-ship.png"));
+}
