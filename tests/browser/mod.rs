@@ -1,6 +1,8 @@
 //! A real headless Chromium, driven through WebDriver (Debian's `chromium` and `chromium-driver`, installed with
 //! apt-get when missing, as tests/arm.rs installs qemu): pages are tested as a browser renders them and runs their
 //! scripts, not by reading their HTML.
+// Each test compiles its own copy and uses only part of it.
+#![allow(dead_code)]
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -190,7 +192,15 @@ impl Browser {
             if !value.is_null() && value != false {
                 return value;
             }
-            assert!(started.elapsed() < limit, "waited {limit:?} for: {script}");
+            if started.elapsed() > limit {
+                let shot = screenshot_dir().join("timed-out.png");
+                self.screenshot(&shot);
+                let text = self.script("return document.body.innerText.slice(0, 2000)");
+                panic!(
+                    "waited {limit:?} for: {script}\n(page saved as {}) the page says: {text}",
+                    shot.display()
+                );
+            }
             std::thread::sleep(Duration::from_millis(50));
         }
     }

@@ -45,8 +45,8 @@ struct Studio {
     training: tokio::sync::Mutex<()>,
     /// The last bundle trained, serving "try it".
     model: RwLock<Option<Model>>,
-    /// Thumbnails made, by path, with the file's modification time they were made from.
-    thumbnails: Mutex<HashMap<String, (std::time::SystemTime, Arc<Vec<u8>>)>>,
+    /// Thumbnails made, by path.
+    thumbnails: Mutex<HashMap<String, Thumbnail>>,
 }
 
 #[derive(Debug, Clone, Default, serde::Serialize)]
@@ -56,8 +56,18 @@ struct Progress {
     total: usize,
 }
 
+/// A JPEG thumbnail and the modification time of the file it was made from.
+#[derive(Clone)]
+struct Thumbnail {
+    made_from: std::time::SystemTime,
+    jpeg: Arc<Vec<u8>>,
+}
+
 struct Model {
     service: Arc<Service>,
+    head: headstart::head::HeadKind,
+    /// The regularisation strength cross-validation chose (logistic, linear-svm).
+    chosen_c: Option<f64>,
     /// What training answered: metrics, confusion cells, mistakes.
     report: serde_json::Value,
 }
@@ -122,6 +132,7 @@ fn router(studio: Arc<Studio>, access_log: bool) -> Router {
         .route("/api/predict", post(routes::predict))
         .route("/api/audit", post(routes::audit))
         .route("/api/bundle", get(routes::bundle))
+        .route("/api/export/{kind}", get(routes::export))
         .route_layer(middleware::from_fn_with_state(studio.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
         .layer(CatchPanicLayer::custom(|_| {

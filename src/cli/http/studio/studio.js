@@ -179,7 +179,8 @@ async function capture(klass) {
 async function train(event) {
   event.preventDefault();
   const form = new FormData($("#train-form"));
-  const settings = { head: form.get("head"), folds: Number(form.get("folds")), seed: Number(form.get("seed")) };
+  const settings = { head: form.get("head"), folds: Number(form.get("folds")), seed: Number(form.get("seed")),
+    search: form.get("search") === "on" };
   $("#train").disabled = true;
   $("#progress").hidden = false;
   const poll = setInterval(showProgress, 250);
@@ -219,7 +220,9 @@ function renderTrained(report) {
   const headline = element("div", {},
     element("span", { class: "accuracy", id: "accuracy" }, (report.accuracy * 100).toFixed(1) + " %"),
     ` cross-validated accuracy ± ${(spread(report.fold_accuracies) * 100).toFixed(1)} over ${report.folds} folds · ` +
-    `${report.samples} inputs · ${report.head} · ${report.seconds.toFixed(2)} s`, before);
+    `${report.samples} inputs · ${report.head}` +
+    (report.chosen_c === null ? "" : ` · C = ${report.chosen_c}${report.c_kept ? " (kept from the last training)" : " (searched)"}`) +
+    ` · ${report.seconds.toFixed(2)} s`, before);
   const perClass = element("table", { id: "per-class" },
     element("tr", {}, ["class", "precision", "recall", "F1", "inputs"].map((h) => element("th", {}, h))),
     report.per_class.map((c) => element("tr", {}, element("td", { class: "name" }, c.name),
@@ -298,7 +301,7 @@ async function runAudit() {
   try {
     const found = await postJson("/api/audit", {});
     const summary = found.summary;
-    holder.replaceChildren(
+    holder.replaceChildren(...[
       element("p", { id: "audit-summary" }, `${summary.label_issues} label issues (estimated noise ` +
         `${(summary.noise_rate * 100).toFixed(1)} %), ${summary.duplicate_groups} duplicate groups, ` +
         `${summary.outliers} outliers; accuracy ${summary.cv_accuracy.toFixed(3)}, ` +
@@ -312,7 +315,8 @@ async function runAudit() {
         element("div", { class: "why" }, `${group.exact ? "exact" : "near"} copies, similarity ${group.similarity.toFixed(4)}` +
           (group.conflicting ? ", across classes" : "")))),
       element("h3", {}, "Outliers"),
-      found.outliers.map((outlier) => auditRow(outlier.path, `far from the rest (${outlier.score.toFixed(3)})`, null)));
+      found.outliers.map((outlier) => auditRow(outlier.path, `far from the rest (${outlier.score.toFixed(3)})`, null)),
+    ].flat());
   } catch (error) { holder.replaceChildren(); failed(error); }
 }
 
@@ -336,13 +340,14 @@ async function tryImage(blob) {
   if (answering) return;
   answering = true;
   try {
+    const sent = performance.now();
     const answer = await api("/api/predict", { method: "POST", body: blob });
-    renderAnswer(answer);
+    renderAnswer(answer, performance.now() - sent);
   } catch (error) { failed(error); }
   finally { answering = false; }
 }
 
-function renderAnswer({ answer, milliseconds }) {
+function renderAnswer({ answer, milliseconds }, roundTrip) {
   const holder = $("#try-result");
   holder.replaceChildren(
     element("div", { class: "answer", id: "answer" }, answer.label),
@@ -350,7 +355,8 @@ function renderAnswer({ answer, milliseconds }) {
       element("span", { class: "label" }, t.class),
       element("span", { class: "fill", style: `width: ${Math.round(t.probability * 240)}px` }),
       element("span", {}, (t.probability * 100).toFixed(1) + " %")))),
-    element("div", { class: "hint", id: "answer-time" }, `answered in ${milliseconds.toFixed(0)} ms`));
+    element("div", { class: "hint", id: "answer-time", "data-round-trip": roundTrip.toFixed(1) },
+      `answered in ${roundTrip.toFixed(0)} ms (${milliseconds.toFixed(0)} ms of it in the studio)`));
 }
 
 let webcam = null;
@@ -387,12 +393,16 @@ function renderShip() {
     holder.replaceChildren(element("p", { class: "hint" }, "Train first: then the bundle is here to take."));
     return;
   }
+  const exports = [["fp32", "backbone and head, float"], ["int8", "a quarter of the size"],
+    ["raw", "uint8 pixels in, resizing in the graph"], ["head", "the head alone, embeddings in"]];
   holder.replaceChildren(
-    element("p", {}, element("a", { href: "/api/bundle", download: "", id: "download-bundle" }, "Download the bundle (.hs)")),
+    element("p", {}, element("a", { href: "/api/bundle", download: "", id: "download-bundle" }, "Download the bundle (.hs)"),
+      ` · ${state.model.head} head on ${state.model.samples} inputs, ${(state.model.accuracy * 100).toFixed(1)} % cross-validated`),
+    element("p", {}, "One ONNX file for a device (made on request; int8 calibrates on this folder's images):"),
+    element("ul", {}, exports.map(([kind, what]) => element("li", {},
+      element("a", { href: "/api/export/" + kind, download: "", id: "export-" + kind }, `${kind}.onnx`), ` ${what}`))),
     element("p", {}, "Serve it to other programs:"),
     element("pre", {}, "headstart serve model.hs --port 8080\ncurl --data-binary @photo.jpg http://127.0.0.1:8080/v1/models/model/predict"),
-    element("p", {}, "Export one ONNX file for a device:"),
-    element("pre", {}, "headstart export model.hs -o model.onnx --raw-input\nheadstart export model.hs -o model-int8.onnx --int8"),
     element("p", {}, "From Python:"),
     element("pre", {}, "import headstart\nbundle = headstart.load(\"model.hs\")\nbundle.predict([\"photo.jpg\"])"));
 }
