@@ -20,7 +20,7 @@ use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use headstart::audit::{AuditOptions, AuditSet, audit};
+use headstart::audit::{Audit, AuditOptions, AuditSet, audit};
 use headstart::data::{Data, TextOptions};
 use headstart::embeddings::EmbeddedSet;
 use headstart::{datasets, workflow};
@@ -88,18 +88,7 @@ fn label_issues(work: &Path, name: &str, set: &EmbeddedSet) {
     println!("|---:|---|---:|---:|---:|---:|---:|---:|");
     for rate in [0.05, 0.20] {
         let (noisy, flipped) = flip(set, rate, 11);
-        let content: Vec<String> = (0..noisy.rows()).map(|row| row.to_string()).collect();
-        let started = Instant::now();
-        let found = audit(
-            &AuditSet {
-                set: &noisy,
-                content: &content,
-            },
-            None,
-            &AuditOptions::default(),
-        )
-        .expect("audit");
-        let seconds = started.elapsed().as_secs_f64();
+        let (found, seconds) = timed_audit(&noisy);
         let row_of = |path: &str| noisy.paths.iter().position(|p| p == path).expect("row");
         let ranked: Vec<usize> = found.label_issues.iter().map(|i| row_of(&i.path)).collect();
         report(rate, "headstart audit", &ranked, &flipped, seconds);
@@ -167,18 +156,7 @@ fn near_copies(work: &Path, elpv: &Path, cells: &EmbeddedSet, count: usize) {
         "| tool | planted pairs found | recall | pairs flagged | flagged / planted | label issues | outliers | seconds (whole audit) |"
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|");
-    let content: Vec<String> = (0..set.rows()).map(|row| row.to_string()).collect();
-    let started = Instant::now();
-    let found = audit(
-        &AuditSet {
-            set: &set,
-            content: &content,
-        },
-        None,
-        &AuditOptions::default(),
-    )
-    .expect("audit");
-    let seconds = started.elapsed().as_secs_f64();
+    let (found, seconds) = timed_audit(&set);
     let row_of = |path: &String| set.paths.iter().position(|p| p == path).expect("row");
     let groups: Vec<Vec<usize>> = found
         .duplicates
@@ -213,6 +191,22 @@ fn near_copies(work: &Path, elpv: &Path, cells: &EmbeddedSet, count: usize) {
         }
         Err(why) => println!("| cleanlab | not run: {why} | | | | | | |"),
     }
+}
+
+/// headstart's whole audit of `set` (every row its own content: no exact copies) and its seconds.
+fn timed_audit(set: &EmbeddedSet) -> (Audit, f64) {
+    let content: Vec<String> = (0..set.rows()).map(|row| row.to_string()).collect();
+    let started = Instant::now();
+    let found = audit(
+        &AuditSet {
+            set,
+            content: &content,
+        },
+        None,
+        &AuditOptions::default(),
+    )
+    .expect("audit");
+    (found, started.elapsed().as_secs_f64())
 }
 
 /// Embeddings of image files, unlabelled, in the order given.

@@ -205,6 +205,44 @@ fn the_loop_from_an_empty_folder_to_a_bundle() {
     );
     browser.screenshot(&shots.join("studio-data.png"));
 
+    // A frame from the camera into a class.
+    browser.click("section[data-class=cell] h2 button");
+    browser.wait_for(
+        "return [...document.querySelectorAll('section[data-class=cell] figure')].some(f => f.dataset.path.startsWith('cell/webcam-'))",
+        Duration::from_secs(30),
+    );
+    let frame = std::fs::read_dir(folder.join("cell"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.file_name()
+                .unwrap()
+                .to_str()
+                .unwrap()
+                .starts_with("webcam-")
+        })
+        .unwrap();
+    assert!(image::open(&frame).is_ok(), "{}", frame.display());
+    // It is not a cell: out of the way before training, into the trash, and back, and into the trash again.
+    let trashed = format!("cell/{}", frame.file_name().unwrap().to_str().unwrap());
+    browser.click(&format!("figure[data-path=\"{trashed}\"] button.trash"));
+    browser.wait_for(
+        &format!("return document.querySelector('figure[data-path=\"{trashed}\"]') === null"),
+        Duration::from_secs(10),
+    );
+    assert!(!frame.exists() && folder.join(".headstart-trash").join(&trashed).is_file());
+    browser.click("#message button");
+    browser.wait_for(
+        &format!("return document.querySelector('figure[data-path=\"{trashed}\"]') !== null"),
+        Duration::from_secs(10),
+    );
+    assert!(frame.is_file());
+    browser.click(&format!("figure[data-path=\"{trashed}\"] button.trash"));
+    browser.wait_for(
+        &format!("return document.querySelector('figure[data-path=\"{trashed}\"]') === null"),
+        Duration::from_secs(10),
+    );
+
     browser.click("nav button[data-tab=train]");
     let started = Instant::now();
     browser.click("#train");
@@ -253,6 +291,17 @@ fn the_loop_from_an_empty_folder_to_a_bundle() {
     let took = browser.script("return document.querySelector('#answer-time').textContent");
     eprintln!("try it: {took}");
     browser.screenshot(&shots.join("studio-try.png"));
+    // Live from the (test pattern) camera: answers keep coming while it runs.
+    browser.click("#try-webcam");
+    let live = browser.wait_for(
+        "const t = document.querySelector('#answer-time');
+         return t && t.dataset.roundTrip !== undefined && document.querySelector('#try-video').hidden === false
+           && window.performance.getEntriesByName(location.origin + '/api/predict').length >= 3
+           && performance.getEntriesByName(location.origin + '/api/predict').length",
+        Duration::from_secs(30),
+    );
+    eprintln!("live webcam: {live} answers so far");
+    browser.click("#try-webcam");
 
     browser.click("nav button[data-tab=audit]");
     browser.click("#run-audit");

@@ -63,7 +63,8 @@ pub fn screenshot_dir() -> PathBuf {
     dir
 }
 
-/// A chromedriver on a free port with one headless Chromium session; both end when it is dropped.
+/// A chromedriver on a free port with one headless Chromium session (its camera a test pattern); both end when it
+/// is dropped.
 pub struct Browser {
     driver: Child,
     session: String,
@@ -111,8 +112,10 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": "/usr/bin/chromium",
                 // Root in a container: no sandbox; no GPU; /dev/shm may be small.
+                // Chromium's own test camera (a moving pattern) stands in for a webcam, allowed without asking.
                 "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                         "--window-size=1280,1000"]
+                         "--window-size=1280,1000", "--use-fake-device-for-media-stream",
+                         "--use-fake-ui-for-media-stream"]
             }
         }}});
         let created = browser.request("POST", "/session", Some(capabilities));
