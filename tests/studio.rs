@@ -368,6 +368,12 @@ fn the_loop_from_an_empty_folder_to_a_bundle() {
         "--head-only",
     ]);
     assert_eq!(head, std::fs::read(&by_cli).unwrap());
+    // The folder keeps the bundle, not the exports made from it.
+    let kept: Vec<String> = std::fs::read_dir(folder.join(".headstart"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(kept, ["studio.hs"]);
     browser.screenshot(&shots.join("studio-ship.png"));
 }
 

@@ -389,6 +389,7 @@ pub async fn export(
                 "train first: there is no bundle yet",
             ));
         }
+        // Written beside the bundle only while it is read back: the folder is the user's, not a store of exports.
         let out = root.join(format!(".headstart/studio-{kind}.onnx"));
         export::export(
             &bundle,
@@ -397,7 +398,9 @@ pub async fn export(
             &options,
             &out,
         )?;
-        std::fs::read(&out).map_err(|e| headstart::Error::io(&out, e))
+        let bytes = std::fs::read(&out).map_err(|e| headstart::Error::io(&out, e));
+        let _ = std::fs::remove_file(&out);
+        bytes
     })
     .await?;
     Ok(download(bytes, &name))
