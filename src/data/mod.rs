@@ -6,6 +6,7 @@ pub mod files;
 pub mod folder;
 pub mod multi_label;
 pub mod shard;
+pub mod table;
 pub mod texts;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +17,7 @@ use crate::modality::Modality;
 pub use files::{Files, Skip};
 pub use folder::DatasetFolder;
 pub use shard::Shard;
+pub use table::TextTable;
 pub use texts::{TextDataset, TextOptions};
 
 /// What a path holds.

@@ -4,6 +4,7 @@
 //! reason and counted, never fatal; a missing column is an error that names the columns there are.
 
 use std::collections::BTreeSet;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 
 use super::files::{Files, Skip};
@@ -71,6 +72,15 @@ pub enum TableFormat {
 }
 
 impl TableFormat {
+    /// The field separator of a delimited table (JSON Lines has none: a comma, unused).
+    pub(crate) fn delimiter(self) -> u8 {
+        if self == TableFormat::Tsv {
+            b'\t'
+        } else {
+            b','
+        }
+    }
+
     /// The format a file's extension names, or an error saying which ones are understood.
     pub(crate) fn from_path(path: &Path) -> Result<Self> {
         match extension(path).as_str() {
@@ -102,34 +112,42 @@ pub fn parse_table(
     columns: &TextOptions,
     origin: &Path,
 ) -> Result<TextDataset> {
-    let mut rows: Vec<(String, String, String)> = Vec::new();
-    let mut skipped = Vec::new();
+    parse_with_spans(bytes, format, columns, origin).map(|(dataset, _)| dataset)
+}
+
+/// [`parse_table`], with where each item's record lies in `bytes` (its line terminator left out), in item order.
+pub(crate) fn parse_with_spans(
+    bytes: &[u8],
+    format: TableFormat,
+    columns: &TextOptions,
+    origin: &Path,
+) -> Result<(TextDataset, Vec<Range<usize>>)> {
+    let mut rows = Rows::default();
     let name = origin
         .file_name()
         .map_or(String::new(), |n| n.to_string_lossy().into_owned());
     let body = strip_bom(bytes);
     match format {
         TableFormat::Csv | TableFormat::Tsv => {
-            let delimiter = if format == TableFormat::Csv {
-                b','
-            } else {
-                b'\t'
-            };
-            read_delimited(
-                origin,
-                &name,
-                body,
-                delimiter,
-                columns,
-                &mut rows,
-                &mut skipped,
-            )?
+            read_delimited(origin, &name, body, format.delimiter(), columns, &mut rows)?
         }
-        TableFormat::JsonLines => {
-            read_json_lines(origin, &name, body, columns, &mut rows, &mut skipped)?
-        }
+        TableFormat::JsonLines => read_json_lines(origin, &name, body, columns, &mut rows)?,
     }
-    Ok(labelled(origin, rows, skipped))
+    let bom = bytes.len() - body.len();
+    let spans = rows
+        .spans
+        .iter()
+        .map(|span| span.start + bom..span.end + bom)
+        .collect();
+    Ok((labelled(origin, rows.kept, rows.skipped), spans))
+}
+
+/// What a reader kept (id, text, label) and where each lies, and what it skipped.
+#[derive(Default)]
+struct Rows {
+    kept: Vec<(String, String, String)>,
+    spans: Vec<Range<usize>>,
+    skipped: Vec<Skip>,
 }
 
 /// Class names in sorted order, and each row's label as an index into them.
@@ -170,8 +188,8 @@ fn accept(
     id: String,
     text: Option<&[u8]>,
     label: Option<&[u8]>,
-    rows: &mut Vec<(String, String, String)>,
-    skipped: &mut Vec<Skip>,
+    span: Range<usize>,
+    rows: &mut Rows,
 ) {
     let decoded = |field: Option<&[u8]>, what: &str| -> std::result::Result<String, String> {
         let bytes = field.ok_or_else(|| format!("no {what}"))?;
@@ -182,9 +200,26 @@ fn accept(
         Ok(text.to_string())
     };
     match (decoded(text, "text"), decoded(label, "label")) {
-        (Ok(text), Ok(label)) => rows.push((id, text, label.trim().to_string())),
-        (Err(reason), _) | (_, Err(reason)) => skipped.push(Skip { path: id, reason }),
+        (Ok(text), Ok(label)) => {
+            rows.kept.push((id, text, label.trim().to_string()));
+            rows.spans.push(span);
+        }
+        (Err(reason), _) | (_, Err(reason)) => rows.skipped.push(Skip { path: id, reason }),
     }
+}
+
+/// `start..end` without the line breaks around it: a record read by `csv` may start at the newline that ended
+/// the one before (or at blank lines) and ends after its own.
+fn trimmed(body: &[u8], mut start: usize, mut end: usize) -> Range<usize> {
+    let end_of_line = |b: &u8| *b == b'\n' || *b == b'\r';
+    end = end.min(body.len());
+    while start < end && end_of_line(&body[start]) {
+        start += 1;
+    }
+    while end > start && end_of_line(&body[end - 1]) {
+        end -= 1;
+    }
+    start..end
 }
 
 fn column_index(path: &Path, header: &[String], wanted: &str, role: &'static str) -> Result<usize> {
@@ -205,8 +240,7 @@ fn read_delimited(
     body: &[u8],
     delimiter: u8,
     columns: &TextOptions,
-    rows: &mut Vec<(String, String, String)>,
-    skipped: &mut Vec<Skip>,
+    rows: &mut Rows,
 ) -> Result<()> {
     let mut reader = csv::ReaderBuilder::new()
         .delimiter(delimiter)
@@ -245,7 +279,7 @@ fn read_delimited(
                 let line = line_at(byte + usize::from(body.get(byte) == Some(&b'\n')));
                 if record.len() != header.len() {
                     // An unquoted delimiter inside a text shifts the columns after it.
-                    skipped.push(Skip {
+                    rows.skipped.push(Skip {
                         path: format!("{name}:{line}"),
                         reason: format!(
                             "{} fields where the header has {}: quote a text that holds the delimiter",
@@ -255,16 +289,17 @@ fn read_delimited(
                     });
                     continue;
                 }
+                let end = reader.position().byte() as usize;
                 accept(
                     format!("{name}:{line}"),
                     record.get(text_column),
                     record.get(label_column),
+                    trimmed(body, start, end),
                     rows,
-                    skipped,
                 );
             }
             // A malformed record (e.g. an unclosed quote) costs that record only.
-            Err(e) => skipped.push(Skip {
+            Err(e) => rows.skipped.push(Skip {
                 path: format!(
                     "{name}:{}",
                     line_at(start + usize::from(body.get(start) == Some(&b'\n')))
@@ -281,12 +316,14 @@ fn read_json_lines(
     name: &str,
     body: &[u8],
     columns: &TextOptions,
-    rows: &mut Vec<(String, String, String)>,
-    skipped: &mut Vec<Skip>,
+    rows: &mut Rows,
 ) -> Result<()> {
     let mut keys_seen = BTreeSet::new();
     let mut has = (false, false);
+    let mut line_start = 0;
     for (number, line) in body.split(|&b| b == b'\n').enumerate() {
+        let span = trimmed(body, line_start, line_start + line.len());
+        line_start += line.len() + 1;
         let line = line.strip_suffix(b"\r").unwrap_or(line);
         if line.iter().all(u8::is_ascii_whitespace) {
             continue;
@@ -300,12 +337,12 @@ fn read_json_lines(
                 } else {
                     format!("not a JSON object: {e}")
                 };
-                skipped.push(Skip { path: id, reason });
+                rows.skipped.push(Skip { path: id, reason });
                 continue;
             }
         };
         let Some(object) = value.as_object() else {
-            skipped.push(Skip {
+            rows.skipped.push(Skip {
                 path: id,
                 reason: "not a JSON object".into(),
             });
@@ -326,8 +363,8 @@ fn read_json_lines(
             id,
             text.as_deref().map(str::as_bytes),
             label.as_deref().map(str::as_bytes),
+            span,
             rows,
-            skipped,
         );
     }
     let keys: Vec<String> = keys_seen.into_iter().collect();
@@ -370,18 +407,20 @@ pub fn from_texts(texts: &[String]) -> TextDataset {
 }
 
 pub(crate) fn from_folder(listed: Files) -> TextDataset {
-    let mut rows: Vec<(String, String, String)> = Vec::new();
-    let mut skipped = listed.skipped;
+    let mut rows = Rows {
+        skipped: listed.skipped,
+        ..Rows::default()
+    };
     for item in listed.items {
         let Some(label) = item.label else {
-            skipped.push(Skip {
+            rows.skipped.push(Skip {
                 path: item.relative,
                 reason: "not inside a class folder".into(),
             });
             continue;
         };
         if extension(&item.path) != "txt" {
-            skipped.push(Skip {
+            rows.skipped.push(Skip {
                 path: item.relative,
                 reason: "not a .txt file".into(),
             });
@@ -392,16 +431,16 @@ pub(crate) fn from_folder(listed: Files) -> TextDataset {
                 item.relative,
                 Some(strip_bom(&bytes)),
                 Some(listed.classes[label].as_bytes()),
+                0..0,
                 &mut rows,
-                &mut skipped,
             ),
-            Err(e) => skipped.push(Skip {
+            Err(e) => rows.skipped.push(Skip {
                 path: item.relative,
                 reason: format!("unreadable: {e}"),
             }),
         }
     }
-    labelled(&listed.root, rows, skipped)
+    labelled(&listed.root, rows.kept, rows.skipped)
 }
 
 /// Whether a file's name says it is a text table (.csv, .tsv, .jsonl).
