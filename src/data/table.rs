@@ -3,7 +3,6 @@
 //! only the record it touches; every other byte of the file stays as it was, columns headstart does not read
 //! included.
 
-use std::io::Write;
 use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;

@@ -444,7 +444,7 @@ pub(crate) fn from_folder(listed: Files) -> TextDataset {
 }
 
 /// Whether a file's name says it is a text table (.csv, .tsv, .jsonl).
-pub(crate) fn is_table(path: &Path) -> bool {
+pub fn is_table(path: &Path) -> bool {
     TableFormat::from_path(path).is_ok()
 }
 

@@ -5,17 +5,18 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Args;
-use headstart::data::DatasetFolder;
+use headstart::data::{DatasetFolder, TextTable, texts};
 use headstart::runtime::RuntimeOptions;
 
 use crate::cli::failure::{Outcome, usage};
-use crate::cli::flags::BackboneArgs;
-use crate::cli::http::studio::{StudioSettings, studio};
+use crate::cli::flags::{BackboneArgs, TextFlags};
+use crate::cli::http::studio::{Dataset, StudioSettings, studio};
 
 #[derive(Args)]
 pub struct StudioArgs {
-    /// A folder with one sub-folder per class (made if it does not exist)
-    pub folder: PathBuf,
+    /// A folder with one sub-folder per class (made if it does not exist), or a text table (.csv, .tsv,
+    /// .jsonl; made by the first rows added)
+    pub dataset: PathBuf,
     /// 0 takes a free port
     #[arg(long, default_value_t = 8090)]
     pub port: u16,
@@ -31,18 +32,26 @@ pub struct StudioArgs {
     pub verbose: bool,
     #[command(flatten)]
     pub backbone: BackboneArgs,
+    #[command(flatten)]
+    pub text: TextFlags,
 }
 
 pub fn run(args: &StudioArgs, runtime: RuntimeOptions) -> Outcome {
-    let folder = DatasetFolder::open(&args.folder)?;
+    let dataset = if texts::is_table(&args.dataset) {
+        Dataset::Texts(TextTable::open(&args.dataset, args.text.options())?)
+    } else {
+        Dataset::Images(DatasetFolder::open(&args.dataset)?)
+    };
     let settings = StudioSettings {
         address: SocketAddr::new(args.host, args.port),
         backbone: args.backbone.given(),
-        options: args.backbone.options(runtime, None)?,
+        options: args
+            .backbone
+            .options(runtime, args.text.tokenizer.clone())?,
         access_log: args.verbose,
     };
     let open = args.open;
-    studio(folder, settings, |address, token| {
+    studio(dataset, settings, |address, token| {
         let host = if address.ip().is_loopback() {
             format!("127.0.0.1:{}", address.port())
         } else {

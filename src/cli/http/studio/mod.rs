@@ -1,4 +1,4 @@
-//! `headstart studio`'s server: the page (served from the binary) and a JSON API over a dataset folder, on the
+//! `headstart studio`'s server: the page (served from the binary) and a JSON API over a dataset, on the
 //! same stack as `headstart serve`. Only the person who started it may drive it: every request must carry the
 //! random token it printed (the page keeps it in a cookie), name the address it listens on as its `Host` (no DNS
 //! rebinding), and come from no other web page (`Origin`).
@@ -17,7 +17,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use headstart::backbone::{BackboneOptions, BackboneRef};
 use headstart::classifier::Service;
-use headstart::data::DatasetFolder;
+use headstart::data::{Data, DatasetFolder, TextOptions, TextTable};
 use tower_http::catch_panic::CatchPanicLayer;
 
 use super::{Failure, log_access, stop_signal};
@@ -31,9 +31,35 @@ pub struct StudioSettings {
     pub access_log: bool,
 }
 
+/// What a studio edits.
+pub enum Dataset {
+    /// A folder with one sub-folder of images per class.
+    Images(DatasetFolder),
+    /// A text table: a text and a label column.
+    Texts(TextTable),
+}
+
+impl Dataset {
+    /// The folder the dataset lives in (the class folders' parent, or the table's).
+    fn home(&self) -> &std::path::Path {
+        match self {
+            Dataset::Images(folder) => folder.root(),
+            Dataset::Texts(table) => table.path().parent().unwrap_or(table.path()),
+        }
+    }
+
+    /// The dataset as training reads it now.
+    fn data(&self) -> headstart::Result<Data> {
+        Ok(match self {
+            Dataset::Images(folder) => Data::open(folder.root(), &TextOptions::default())?,
+            Dataset::Texts(table) => Data::Texts(table.read()?),
+        })
+    }
+}
+
 /// The studio's state, shared by its handlers.
 struct Studio {
-    folder: DatasetFolder,
+    dataset: Dataset,
     token: String,
     /// `Host` values it answers: its address, by number and as `localhost`.
     hosts: Vec<String>,
@@ -72,10 +98,10 @@ struct Model {
     report: serde_json::Value,
 }
 
-/// Serves the studio over `folder` until SIGTERM or Ctrl-C; `listening` is told the address it answers on and
+/// Serves the studio over `dataset` until SIGTERM or Ctrl-C; `listening` is told the address it answers on and
 /// the token to open it with.
 pub fn studio(
-    folder: DatasetFolder,
+    dataset: Dataset,
     settings: StudioSettings,
     listening: impl FnOnce(SocketAddr, &str),
 ) -> std::io::Result<()> {
@@ -94,7 +120,7 @@ pub fn studio(
             hosts.push(format!("127.0.0.1:{port}"));
         }
         let studio = Arc::new(Studio {
-            folder,
+            dataset,
             token,
             hosts,
             backbone: settings.backbone,
@@ -123,6 +149,7 @@ fn router(studio: Arc<Studio>, access_log: bool) -> Router {
         .route("/api/image/{*path}", get(routes::image))
         .route("/api/classes", post(routes::add_class))
         .route("/api/images/{class}", post(routes::add_images))
+        .route("/api/texts", post(routes::add_texts))
         .route("/api/move", post(routes::move_image))
         .route("/api/trash", post(routes::trash))
         .route("/api/restore", post(routes::restore))

@@ -12,7 +12,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use headstart::backbone::CalibrationSettings;
 use headstart::classifier::{Input, ServiceOptions};
-use headstart::data::{Data, TextOptions};
+use headstart::data::DatasetFolder;
 use headstart::embeddings::EmbedOptions;
 use headstart::export::{self, ExportOptions};
 use headstart::head::{HeadKind, TrainParams};
@@ -21,15 +21,15 @@ use headstart::{PredictOptions, classifier::Service};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{COOKIE, Model, Progress, Studio, Thumbnail};
+use super::{COOKIE, Dataset, Model, Progress, Studio, Thumbnail};
 use crate::cli::http::{Failure, bad_request};
 use crate::cli::print::answer_json;
 
 const PAGE: &str = include_str!("page.html");
 const SCRIPT: &str = include_str!("studio.js");
 const STYLE: &str = include_str!("studio.css");
-/// Where the studio keeps the bundle it trains, inside the dataset folder (hidden: not a class).
-const BUNDLE: &str = ".headstart/studio.hs";
+/// Where the studio keeps what it makes, inside the dataset's folder (hidden: not a class).
+const KEPT: &str = ".headstart";
 
 /// The page; it sets the cookie that carries the token on every later request.
 pub async fn page(State(studio): State<Arc<Studio>>) -> Response {
@@ -70,29 +70,62 @@ async fn blocking<T: Send + 'static>(
         .map_err(Failure::from)
 }
 
-/// The classes and their images (paths relative to the folder), and images outside any class.
+/// The classes and their images (paths relative to the folder) and images outside any class; or, for a text
+/// table, the classes and their rows.
 pub async fn data(State(studio): State<Arc<Studio>>) -> Result<Json<Value>, Failure> {
     let shared = studio.clone();
-    let files = blocking(move || shared.folder.list()).await?;
-    let mut images: Vec<Vec<String>> = vec![Vec::new(); files.classes.len()];
-    let mut unfiled = Vec::new();
-    for item in files.items {
-        match item.label {
-            Some(label) => images[label].push(item.relative),
-            None => unfiled.push(item.relative),
+    blocking(move || match &shared.dataset {
+        Dataset::Images(folder) => {
+            let files = folder.list()?;
+            let mut images: Vec<Vec<String>> = vec![Vec::new(); files.classes.len()];
+            let mut unfiled = Vec::new();
+            for item in files.items {
+                match item.label {
+                    Some(label) => images[label].push(item.relative),
+                    None => unfiled.push(item.relative),
+                }
+            }
+            let classes: Vec<Value> = files
+                .classes
+                .iter()
+                .zip(images)
+                .map(|(name, images)| json!({"name": name, "images": images}))
+                .collect();
+            Ok(json!({
+                "kind": "images",
+                "folder": folder.root().display().to_string(),
+                "classes": classes,
+                "unfiled": unfiled,
+            }))
         }
-    }
-    let classes: Vec<Value> = files
-        .classes
-        .iter()
-        .zip(images)
-        .map(|(name, images)| json!({"name": name, "images": images}))
-        .collect();
-    Ok(Json(json!({
-        "folder": studio.folder.root().display().to_string(),
-        "classes": classes,
-        "unfiled": unfiled,
-    })))
+        Dataset::Texts(table) => {
+            let texts = table.read()?;
+            let mut rows: Vec<Vec<Value>> = vec![Vec::new(); texts.classes.len()];
+            for item in &texts.items {
+                if let Some(label) = item.label {
+                    rows[label].push(json!({"id": item.id, "text": item.text}));
+                }
+            }
+            let classes: Vec<Value> = texts
+                .classes
+                .iter()
+                .zip(rows)
+                .map(|(name, rows)| json!({"name": name, "rows": rows}))
+                .collect();
+            Ok(json!({
+                "kind": "texts",
+                "folder": table.path().display().to_string(),
+                "classes": classes,
+                "skipped": texts
+                    .skipped
+                    .iter()
+                    .map(|skip| json!({"id": skip.path, "reason": skip.reason}))
+                    .collect::<Vec<_>>(),
+            }))
+        }
+    })
+    .await
+    .map(Json)
 }
 
 /// A 128-pixel JPEG of an image in the folder, made once per version of the file.
@@ -102,7 +135,7 @@ pub async fn thumbnail(
 ) -> Result<Response, Failure> {
     let shared = studio.clone();
     let jpeg = blocking(move || {
-        let path = shared.folder.existing_file(&relative)?;
+        let path = shared.folder()?.existing_file(&relative)?;
         let modified = std::fs::metadata(&path)
             .and_then(|m| m.modified())
             .map_err(|e| headstart::Error::io(&path, e))?;
@@ -136,7 +169,7 @@ pub async fn image(
 ) -> Result<Response, Failure> {
     let shared = studio.clone();
     let bytes = blocking(move || {
-        let path = shared.folder.existing_file(&relative)?;
+        let path = shared.folder()?.existing_file(&relative)?;
         std::fs::read(&path).map_err(|e| headstart::Error::io(&path, e))
     })
     .await?;
@@ -153,7 +186,7 @@ pub async fn add_class(
     State(studio): State<Arc<Studio>>,
     Json(body): Json<NewClass>,
 ) -> Result<Json<Value>, Failure> {
-    blocking(move || studio.folder.add_class(&body.name)).await?;
+    blocking(move || studio.folder()?.add_class(&body.name)).await?;
     Ok(Json(json!({"added": true})))
 }
 
@@ -185,7 +218,7 @@ pub async fn add_images(
         let shared = studio.clone();
         let class = class.clone();
         let shown = name.clone();
-        match blocking(move || shared.folder.add_image(&class, &name, &bytes)).await {
+        match blocking(move || shared.folder()?.add_image(&class, &name, &bytes)).await {
             Ok(path) => added.push(path),
             Err(Failure(_, reason)) => refused.push(json!({"name": shown, "error": reason})),
         }
@@ -194,29 +227,68 @@ pub async fn add_images(
 }
 
 #[derive(Deserialize)]
-pub struct Move {
+pub struct NewRows {
+    label: String,
+    texts: Vec<String>,
+}
+
+/// Rows added to a text table, all with one label (a new label makes a new class).
+pub async fn add_texts(
+    State(studio): State<Arc<Studio>>,
+    Json(body): Json<NewRows>,
+) -> Result<Json<Value>, Failure> {
+    let added = blocking(move || studio.table()?.add_rows(&body.label, &body.texts)).await?;
+    Ok(Json(json!({ "added": added })))
+}
+
+/// An image, or a text table's row, by its path or id; a row also by the text the page showed, so that an edit
+/// never lands on another row when the table changed.
+#[derive(Deserialize)]
+pub struct Named {
     path: String,
+    text: Option<String>,
+}
+
+impl Named {
+    fn text(&self) -> Result<&str, headstart::Error> {
+        self.text
+            .as_deref()
+            .ok_or_else(|| headstart::Error::input(&self.path, "a row is named with its text"))
+    }
+}
+
+#[derive(Deserialize)]
+pub struct Move {
+    #[serde(flatten)]
+    named: Named,
     class: String,
 }
 
+/// An image moved to another class folder, or a row relabelled.
 pub async fn move_image(
     State(studio): State<Arc<Studio>>,
     Json(body): Json<Move>,
 ) -> Result<Json<Value>, Failure> {
-    let path = blocking(move || studio.folder.move_to(&body.path, &body.class)).await?;
+    let path = blocking(move || match &studio.dataset {
+        Dataset::Images(folder) => folder.move_to(&body.named.path, &body.class),
+        Dataset::Texts(table) => table
+            .relabel(&body.named.path, body.named.text()?, &body.class)
+            .map(|()| body.named.path.clone()),
+    })
+    .await?;
     Ok(Json(json!({ "path": path })))
 }
 
-#[derive(Deserialize)]
-pub struct Named {
-    path: String,
-}
-
+/// An image or a row put in the trash; answers what names it there.
 pub async fn trash(
     State(studio): State<Arc<Studio>>,
     Json(body): Json<Named>,
 ) -> Result<Json<Value>, Failure> {
-    let trashed = blocking(move || studio.folder.trash(&body.path)).await?;
+    let trashed = blocking(move || match &studio.dataset {
+        Dataset::Images(folder) => folder.trash(&body.path),
+        Dataset::Texts(table) => table.trash(&body.path, body.text()?),
+    })
+    .await?;
     Ok(Json(json!({ "trashed": trashed })))
 }
 
@@ -224,7 +296,11 @@ pub async fn restore(
     State(studio): State<Arc<Studio>>,
     Json(body): Json<Named>,
 ) -> Result<Json<Value>, Failure> {
-    let path = blocking(move || studio.folder.restore(&body.path)).await?;
+    let path = blocking(move || match &studio.dataset {
+        Dataset::Images(folder) => folder.restore(&body.path),
+        Dataset::Texts(table) => table.restore(&body.path),
+    })
+    .await?;
     Ok(Json(json!({ "path": path })))
 }
 
@@ -272,7 +348,7 @@ pub async fn model(State(studio): State<Arc<Studio>>) -> Json<Value> {
     })
 }
 
-/// The trained bundle's answer for one image (the request's body), every class ranked.
+/// The trained bundle's answer for one image or text (the request's body), every class ranked.
 pub async fn predict(
     State(studio): State<Arc<Studio>>,
     body: Bytes,
@@ -285,13 +361,19 @@ pub async fn predict(
         let classes = model.report["class_names"].as_array().map_or(1, Vec::len);
         (model.service.clone(), classes)
     };
+    let input = match &studio.dataset {
+        Dataset::Images(_) => Input::Image(body.to_vec()),
+        Dataset::Texts(_) => Input::Text(
+            String::from_utf8(body.to_vec()).map_err(|_| bad_request("the text is not UTF-8"))?,
+        ),
+    };
     let started = Instant::now();
     let (sender, receiver) = tokio::sync::oneshot::channel();
     let options = PredictOptions::default().top_k(classes);
     blocking(move || {
         service.predict(
             &["studio"],
-            vec![Input::Image(body.to_vec())],
+            vec![input],
             &options,
             Box::new(move |answers| {
                 let _ = sender.send(answers);
@@ -316,11 +398,11 @@ pub async fn predict(
     })))
 }
 
-/// `headstart audit` of the folder as it is now.
+/// `headstart audit` of the dataset as it is now.
 pub async fn audit(State(studio): State<Arc<Studio>>) -> Result<Json<Value>, Failure> {
     let shared = studio.clone();
     let found = blocking(move || {
-        let data = Data::open(shared.folder.root(), &TextOptions::default())?;
+        let data = shared.dataset.data()?;
         workflow::audit_data(
             &data,
             None,
@@ -345,7 +427,7 @@ pub async fn audit(State(studio): State<Arc<Studio>>) -> Result<Json<Value>, Fai
 
 /// The bundle trained last, as a file to save.
 pub async fn bundle(State(studio): State<Arc<Studio>>) -> Result<Response, Failure> {
-    let path = studio.folder.root().join(BUNDLE);
+    let path = studio.bundle_path();
     let bytes = blocking(move || {
         if !path.is_file() {
             return Err(headstart::Error::input(
@@ -360,29 +442,34 @@ pub async fn bundle(State(studio): State<Arc<Studio>>) -> Result<Response, Failu
 }
 
 /// The trained bundle as one ONNX file: `fp32`, `int8` (calibrated on the folder's images), `raw` (uint8 pixels
-/// in) or `head` (embeddings in), as `headstart export` writes them.
+/// in) or `head` (embeddings in), as `headstart export` writes them. A text bundle has `fp32` (token ids in)
+/// and `head`.
 pub async fn export(
     State(studio): State<Arc<Studio>>,
     Path(kind): Path<String>,
 ) -> Result<Response, Failure> {
-    let root = studio.folder.root().to_path_buf();
-    let options = match kind.as_str() {
-        "fp32" => ExportOptions::default(),
-        "int8" => ExportOptions::default()
+    let options = match (kind.as_str(), &studio.dataset) {
+        ("fp32", _) => ExportOptions::default(),
+        ("int8", Dataset::Images(folder)) => ExportOptions::default()
             .int8(true)
-            .calibrate_on(&root, CalibrationSettings::default()),
-        "raw" => ExportOptions::default().raw_input(true),
-        "head" => ExportOptions::default().head_only(true),
-        other => {
+            .calibrate_on(folder.root(), CalibrationSettings::default()),
+        ("raw", Dataset::Images(_)) => ExportOptions::default().raw_input(true),
+        ("head", _) => ExportOptions::default().head_only(true),
+        (other, Dataset::Images(_)) => {
             return Err(bad_request(format!(
                 "{other} is not an export: fp32, int8, raw or head"
+            )));
+        }
+        (other, Dataset::Texts(_)) => {
+            return Err(bad_request(format!(
+                "{other} is not an export of a text bundle: fp32 or head"
             )));
         }
     };
     let shared = studio.clone();
     let name = format!("{}-{kind}.onnx", studio.name());
     let bytes = blocking(move || {
-        let bundle = root.join(BUNDLE);
+        let bundle = shared.bundle_path();
         if !bundle.is_file() {
             return Err(headstart::Error::input(
                 &bundle,
@@ -390,7 +477,7 @@ pub async fn export(
             ));
         }
         // Written beside the bundle only while it is read back: the folder is the user's, not a store of exports.
-        let out = root.join(format!(".headstart/studio-{kind}.onnx"));
+        let out = bundle.with_extension(format!("{kind}.onnx"));
         export::export(
             &bundle,
             shared.backbone.as_ref(),
@@ -420,12 +507,46 @@ fn download(bytes: Vec<u8>, name: &str) -> Response {
 }
 
 impl Studio {
-    /// The folder's name, for the files it hands out.
+    /// The dataset's name (its folder's, or its table's without the extension), for the files it hands out.
     fn name(&self) -> String {
-        self.folder.root().file_name().map_or_else(
+        let path = match &self.dataset {
+            Dataset::Images(folder) => folder.root().file_name(),
+            Dataset::Texts(table) => table.path().file_stem(),
+        };
+        path.map_or_else(
             || "studio".to_string(),
             |n| n.to_string_lossy().into_owned(),
         )
+    }
+
+    /// Where the bundle trained last is kept: `.headstart/studio.hs` in an image folder, `.headstart/NAME.hs`
+    /// beside a table.
+    fn bundle_path(&self) -> PathBuf {
+        let file = match &self.dataset {
+            Dataset::Images(_) => "studio.hs".to_string(),
+            Dataset::Texts(_) => format!("{}.hs", self.name()),
+        };
+        self.dataset.home().join(KEPT).join(file)
+    }
+
+    fn folder(&self) -> headstart::Result<&DatasetFolder> {
+        match &self.dataset {
+            Dataset::Images(folder) => Ok(folder),
+            Dataset::Texts(table) => Err(headstart::Error::input(
+                table.path(),
+                "is a text table: it has rows, not images",
+            )),
+        }
+    }
+
+    fn table(&self) -> headstart::Result<&headstart::data::TextTable> {
+        match &self.dataset {
+            Dataset::Texts(table) => Ok(table),
+            Dataset::Images(folder) => Err(headstart::Error::input(
+                folder.root(),
+                "is an image folder: add images to it, not texts",
+            )),
+        }
     }
 
     fn progress(&self) -> Progress {
@@ -472,7 +593,7 @@ impl Studio {
     /// Embeds and trains on the folder, saves the bundle, and serves it for "try it".
     fn train(&self, form: &TrainForm) -> headstart::Result<Value> {
         let started = Instant::now();
-        let data = Data::open(self.folder.root(), &TextOptions::default())?;
+        let data = self.dataset.data()?;
         self.set_progress("embedding", 0, 0);
         let (set, summary) = workflow::embeddings_for(
             &data,
@@ -500,7 +621,7 @@ impl Studio {
             .seed(form.seed.unwrap_or(defaults.seed))
             .grid(kept_c.map_or(defaults.grid, |c| vec![c]));
         let reviewed = workflow::train_reviewed(&set, &params)?;
-        let path: PathBuf = self.folder.root().join(BUNDLE);
+        let path = self.bundle_path();
         reviewed.trained.bundle.save(&path)?;
         let previous = {
             let model = self.model.read().unwrap_or_else(|e| e.into_inner());

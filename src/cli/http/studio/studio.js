@@ -2,7 +2,9 @@
 // studio's own API, the token riding in the cookie the page set.
 "use strict";
 
-const state = { classes: [], model: null, trainedAt: null };
+// kind: "images" (a class-folder dataset) or "texts" (a table); rows: a table's rows by id, {text, label}.
+const state = { kind: "images", classes: [], rows: new Map(), model: null };
+const isTexts = () => state.kind === "texts";
 
 const $ = (selector, root = document) => root.querySelector(selector);
 const element = (tag, attributes = {}, ...children) => {
@@ -53,17 +55,29 @@ function showTab(name) {
 
 // ---- Data ----
 
-function figureOf(path, { caption = null, actions = true } = {}) {
+// An image's thumbnail or a row's text, with a caption and (optionally) move/remove actions.
+function itemOf(path, { caption = null, actions = true } = {}) {
+  if (isTexts()) {
+    const row = state.rows.get(path);
+    const item = element("div", { class: "item text-item", "data-path": path },
+      element("div", { class: "text" }, row ? row.text : "(no longer in the table)"),
+      element("div", { class: "hint" }, caption ?? path));
+    if (actions && row) item.append(itemActions(path));
+    return item;
+  }
   const name = path.split("/").pop();
-  const figure = element("figure", { "data-path": path },
+  const figure = element("figure", { class: "item", "data-path": path },
     element("img", { src: thumbnailUrl(path), loading: "lazy", alt: name, title: path }),
     element("figcaption", {}, caption ?? name));
-  if (actions) figure.append(imageActions(path));
+  if (actions) figure.append(itemActions(path));
   return figure;
 }
 
-function imageActions(path) {
-  const current = path.split("/")[0];
+const classOf = (path) => isTexts() ? state.rows.get(path)?.label : path.split("/")[0];
+const textOf = (path) => state.rows.get(path)?.text;
+
+function itemActions(path) {
+  const current = classOf(path);
   const move = element("select", { class: "move", title: "move to another class" },
     element("option", { value: "" }, "move to…"),
     state.classes.filter((c) => c.name !== current).map((c) => element("option", { value: c.name }, c.name)));
@@ -75,16 +89,64 @@ function imageActions(path) {
 
 async function loadData() {
   const data = await api("/api/data");
+  state.kind = data.kind;
   state.classes = data.classes;
+  const texts = isTexts();
   $("#folder").textContent = data.folder;
-  const total = data.classes.reduce((sum, c) => sum + c.images.length, 0);
-  $("#data-summary").textContent =
-    `${data.classes.length} classes, ${total} images` + (data.unfiled.length ? `, ${data.unfiled.length} outside any class` : "");
-  const holder = $("#classes");
-  holder.replaceChildren(...data.classes.map(classSection));
-  if (!data.classes.length) {
-    holder.append(element("p", { class: "hint" }, "No classes yet: add one above, then drop images onto it."));
+  $("#image-bar").hidden = texts;
+  $("#text-bar").hidden = !texts;
+  $("#try-images").hidden = texts;
+  $("#try-texts").hidden = !texts;
+  $("#class-names").replaceChildren(...data.classes.map((c) => element("option", { value: c.name })));
+  let summary;
+  if (texts) {
+    state.rows = new Map(data.classes.flatMap((c) => c.rows.map((r) => [r.id, { text: r.text, label: c.name }])));
+    summary = `${data.classes.length} classes, ${state.rows.size} rows` + (data.skipped.length
+      ? `, ${data.skipped.length} rows skipped (${data.skipped[0].id}: ${data.skipped[0].reason}${data.skipped.length > 1 ? ", …" : ""})` : "");
+  } else {
+    const total = data.classes.reduce((sum, c) => sum + c.images.length, 0);
+    summary = `${data.classes.length} classes, ${total} images` + (data.unfiled.length ? `, ${data.unfiled.length} outside any class` : "");
   }
+  $("#data-summary").textContent = summary;
+  const holder = $("#classes");
+  holder.replaceChildren(...data.classes.map(texts ? textClassSection : classSection));
+  if (!data.classes.length) {
+    holder.append(element("p", { class: "hint" }, texts ? "No rows yet: type texts above with their label."
+      : "No classes yet: add one above, then drop images onto it."));
+  }
+}
+
+// The rows shown per class; the rest are counted (a table is edited here, not read end to end).
+const ROWS_SHOWN = 500;
+
+function textClassSection(klass) {
+  const row = (r) => {
+    const label = element("input", { class: "label", list: "class-names", value: klass.name, title: "type or pick a label" });
+    label.addEventListener("change", () => {
+      const value = label.value.trim();
+      if (value && value !== klass.name) moveImage(r.id, value);
+    });
+    return element("tr", { "data-path": r.id }, element("td", { class: "text" }, r.text), element("td", {}, label),
+      element("td", {}, element("button", { class: "small trash", title: "put in .headstart-trash (undo-able)",
+        onclick: () => trashImage(r.id) }, "remove")));
+  };
+  const hidden = klass.rows.length - ROWS_SHOWN;
+  return element("section", { class: "class", "data-class": klass.name },
+    element("h2", {}, klass.name, element("span", { class: "count" }, `${klass.rows.length} rows`)),
+    element("table", { class: "rows" }, klass.rows.slice(0, ROWS_SHOWN).map(row)),
+    hidden > 0 ? element("p", { class: "hint" }, `and ${hidden} more`) : null);
+}
+
+async function addTexts() {
+  const texts = $("#new-texts").value.split("\n").map((t) => t.trim()).filter(Boolean);
+  const label = $("#new-label").value.trim();
+  if (!texts.length || !label) { say("type texts, one per line, and their label", { error: true }); return; }
+  try {
+    const answer = await postJson("/api/texts", { label, texts });
+    $("#new-texts").value = "";
+    await loadData();
+    say(`added ${answer.added} to ${label}`);
+  } catch (error) { failed(error); }
 }
 
 function classSection(klass) {
@@ -94,7 +156,7 @@ function classSection(klass) {
     element("h2", {}, klass.name, element("span", { class: "count" }, `${klass.images.length} images`),
       element("label", { class: "hint" }, "add images ", input),
       element("button", { class: "small", onclick: () => capture(klass.name) }, "webcam")),
-    element("div", { class: "grid" }, klass.images.map((path) => figureOf(path))));
+    element("div", { class: "grid" }, klass.images.map((path) => itemOf(path))));
   section.addEventListener("dragover", (event) => { event.preventDefault(); section.classList.add("over"); });
   section.addEventListener("dragleave", () => section.classList.remove("over"));
   section.addEventListener("drop", (event) => {
@@ -127,19 +189,21 @@ async function upload(klass, files) {
   } catch (error) { failed(error); }
 }
 
+// An image moved to another class, or a row relabelled.
 async function moveImage(path, klass) {
+  const from = classOf(path);
   try {
-    const answer = await postJson("/api/move", { path, class: klass });
+    const answer = await postJson("/api/move", { path, class: klass, text: textOf(path) });
     await refreshAfterEdit();
-    say(`moved to ${klass}`, { undo: () => moveImage(answer.path, path.split("/")[0]) });
+    say(`moved to ${klass}`, { undo: () => moveImage(answer.path, from) });
   } catch (error) { failed(error); }
 }
 
 async function trashImage(path) {
   try {
-    const answer = await postJson("/api/trash", { path });
+    const answer = await postJson("/api/trash", { path, text: textOf(path) });
     await refreshAfterEdit();
-    say(`removed ${path} (kept in .headstart-trash)`, {
+    say(`removed ${isTexts() ? "row " : ""}${path} (kept in .headstart-trash)`, {
       undo: async () => {
         try { await postJson("/api/restore", { path: answer.trashed }); await refreshAfterEdit(); }
         catch (error) { failed(error); }
@@ -150,10 +214,10 @@ async function trashImage(path) {
 
 async function refreshAfterEdit() {
   await loadData();
-  for (const figure of document.querySelectorAll("#cell figure, #audit-result figure")) {
-    if (!document.querySelector(`#classes figure[data-path="${CSS.escape(figure.dataset.path)}"]`)) {
-      figure.closest(".issue, figure")?.classList.add("done");
-      figure.style.opacity = "0.3";
+  for (const item of document.querySelectorAll("#cell .item, #audit-result .item")) {
+    if (!document.querySelector(`#classes [data-path="${CSS.escape(item.dataset.path)}"]`)) {
+      item.classList.add("done");
+      item.style.opacity = "0.3";
     }
   }
 }
@@ -246,7 +310,7 @@ function renderTrained(report) {
       .filter((a) => a.truth !== a.predicted)
       .sort((a, b) => b.confidence - a.confidence)
       .slice(0, 60)
-      .map((a) => figureOf(a.path, { caption: `${names[a.truth]} → ${names[a.predicted]} ${(a.confidence * 100).toFixed(0)} %` }))));
+      .map((a) => itemOf(a.path, { caption: `${names[a.truth]} → ${names[a.predicted]} ${(a.confidence * 100).toFixed(0)} %` }))));
 }
 
 // Reliability: per band of confidence, how often the answer was right.
@@ -289,7 +353,7 @@ function openCell(truth, predicted) {
     element("div", { class: "bar" }, element("b", {}, `${names[truth]} answered as ${names[predicted]}: ${rows.length}`),
       element("button", { id: "cell-close", onclick: () => { view.hidden = true; } }, "close")),
     element("div", { class: "grid" }, rows.slice(0, 500).map((a) =>
-      figureOf(a.path, { caption: `${(a.confidence * 100).toFixed(0)} % ${a.path.split("/").pop()}` }))));
+      itemOf(a.path, { caption: `${(a.confidence * 100).toFixed(0)} % ${a.path.split("/").pop()}` }))));
   view.hidden = false;
 }
 
@@ -311,7 +375,7 @@ async function runAudit() {
         `given ${issue.given}, looks like ${issue.suggested} (${issue.score.toFixed(3)})`, issue.suggested)),
       element("h3", {}, "Duplicates"),
       found.duplicates.map((group) => element("div", { class: "issue" },
-        group.paths.map((path) => figureOf(path)),
+        group.paths.map((path) => itemOf(path)),
         element("div", { class: "why" }, `${group.exact ? "exact" : "near"} copies, similarity ${group.similarity.toFixed(4)}` +
           (group.conflicting ? ", across classes" : "")))),
       element("h3", {}, "Outliers"),
@@ -321,7 +385,7 @@ async function runAudit() {
 }
 
 function auditRow(path, why, suggested) {
-  const row = element("div", { class: "issue", "data-path": path }, figureOf(path, { actions: false }),
+  const row = element("div", { class: "issue", "data-path": path }, itemOf(path, { actions: false }),
     element("div", { class: "why" }, why));
   const done = () => { row.style.opacity = "0.3"; };
   if (suggested) {
@@ -336,7 +400,8 @@ function auditRow(path, why, suggested) {
 // ---- Try it ----
 
 let answering = false;
-async function tryImage(blob) {
+// An image (or a text, as a text/plain blob) to the trained bundle.
+async function tryInput(blob) {
   if (answering) return;
   answering = true;
   try {
@@ -379,7 +444,7 @@ async function toggleWebcam() {
       canvas.width = video.videoWidth;
       canvas.height = video.videoHeight;
       canvas.getContext("2d").drawImage(video, 0, 0);
-      canvas.toBlob((blob) => blob && tryImage(blob), "image/jpeg", 0.85);
+      canvas.toBlob((blob) => blob && tryInput(blob), "image/jpeg", 0.85);
     }, 200);
     webcam = { stream, timer };
   } catch (error) { failed(error); }
@@ -387,24 +452,36 @@ async function toggleWebcam() {
 
 // ---- Ship it ----
 
+function tryText(event) {
+  event.preventDefault();
+  const text = $("#try-text").value;
+  if (text.trim()) tryInput(new Blob([text], { type: "text/plain; charset=utf-8" }));
+}
+
 function renderShip() {
   const holder = $("#ship");
   if (!state.model) {
     holder.replaceChildren(element("p", { class: "hint" }, "Train first: then the bundle is here to take."));
     return;
   }
-  const exports = [["fp32", "backbone and head, float"], ["int8", "a quarter of the size"],
-    ["raw", "uint8 pixels in, resizing in the graph"], ["head", "the head alone, embeddings in"]];
+  const texts = isTexts();
+  const exports = texts ? [["fp32", "backbone and head, token ids in"], ["head", "the head alone, embeddings in"]]
+    : [["fp32", "backbone and head, float"], ["int8", "a quarter of the size"],
+      ["raw", "uint8 pixels in, resizing in the graph"], ["head", "the head alone, embeddings in"]];
   holder.replaceChildren(
     element("p", {}, element("a", { href: "/api/bundle", download: "", id: "download-bundle" }, "Download the bundle (.hs)"),
       ` · ${state.model.head} head on ${state.model.samples} inputs, ${(state.model.accuracy * 100).toFixed(1)} % cross-validated`),
-    element("p", {}, "One ONNX file for a device (made on request; int8 calibrates on this folder's images):"),
+    element("p", {}, texts ? "One ONNX file (made on request):"
+      : "One ONNX file for a device (made on request; int8 calibrates on this folder's images):"),
     element("ul", {}, exports.map(([kind, what]) => element("li", {},
       element("a", { href: "/api/export/" + kind, download: "", id: "export-" + kind }, `${kind}.onnx`), ` ${what}`))),
     element("p", {}, "Serve it to other programs:"),
-    element("pre", {}, "headstart serve model.hs --port 8080\ncurl --data-binary @photo.jpg http://127.0.0.1:8080/v1/models/model/predict"),
+    element("pre", {}, "headstart serve model.hs --port 8080\n" + (texts
+      ? "curl -H 'content-type: application/json' -d '{\"inputs\": [\"where is my parcel?\"]}' http://127.0.0.1:8080/v1/models/model/predict"
+      : "curl --data-binary @photo.jpg http://127.0.0.1:8080/v1/models/model/predict")),
     element("p", {}, "From Python:"),
-    element("pre", {}, "import headstart\nbundle = headstart.load(\"model.hs\")\nbundle.predict([\"photo.jpg\"])"));
+    element("pre", {}, "import headstart\nbundle = headstart.load(\"model.hs\")\nbundle.predict([" +
+      (texts ? "\"where is my parcel?\"" : "\"photo.jpg\"") + "])"));
 }
 
 // ---- Wiring ----
@@ -414,18 +491,20 @@ $("#add-class").addEventListener("click", addClass);
 $("#new-class").addEventListener("keydown", (event) => { if (event.key === "Enter") addClass(); });
 $("#train-form").addEventListener("submit", train);
 $("#run-audit").addEventListener("click", runAudit);
-$("#try-file").addEventListener("change", (event) => { const file = event.target.files[0]; if (file) tryImage(file); });
+$("#try-file").addEventListener("change", (event) => { const file = event.target.files[0]; if (file) tryInput(file); });
 $("#try-webcam").addEventListener("click", toggleWebcam);
+$("#try-texts").addEventListener("submit", tryText);
+$("#add-texts").addEventListener("click", addTexts);
 const tryDrop = $("#try-drop");
 tryDrop.addEventListener("dragover", (event) => event.preventDefault());
 tryDrop.addEventListener("drop", (event) => {
   event.preventDefault();
   const file = event.dataTransfer.files[0];
-  if (file) tryImage(file);
+  if (file) tryInput(file);
 });
 document.addEventListener("paste", (event) => {
   const file = [...event.clipboardData.files].find((f) => f.type.startsWith("image/"));
-  if (file) { showTab("try"); tryImage(file); }
+  if (file && !isTexts()) { showTab("try"); tryInput(file); }
 });
 // The token was in the address once; the cookie carries it now, so it leaves the address bar.
 if (location.search.includes("token=")) history.replaceState(null, "", "/");
