@@ -3,91 +3,45 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use base64::Engine;
+use common::running::Running;
 use common::{elpv_cells, headstart_ok, train_small_bundle};
 use serde_json::{Value, json};
 
 /// The server, stopped with SIGTERM when the test is done with it.
 struct Server {
-    child: Child,
+    running: Running,
     url: String,
-    /// What it printed on standard error after its address.
-    printed: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     /// Starts `headstart serve ARGS --port 0` and waits for the address it prints.
     fn start(args: &[&str]) -> Server {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
-            .arg("serve")
-            .args(args)
-            .args(["--port", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let line = lines.next().unwrap().unwrap();
-        let address = line.rsplit("http://").next().unwrap().to_string();
+        let running = Running::start(&[&["serve"], args].concat());
+        let line = &running.first_line;
         assert!(line.starts_with("serving "), "{line}");
-        // Keep draining stderr so the server never blocks on a full pipe.
-        let printed = Arc::new(Mutex::new(Vec::new()));
-        let kept = printed.clone();
-        std::thread::spawn(move || {
-            for line in lines.map_while(Result::ok) {
-                kept.lock().unwrap().push(line);
-            }
-        });
+        let address = line.rsplit("http://").next().unwrap();
         Server {
-            child,
             url: format!("http://{address}"),
-            printed,
+            running,
         }
     }
 
-    fn signal(&self, signal: &str) {
-        let pid = self.child.id().to_string();
-        let sent = Command::new("kill")
-            .args([&format!("-{signal}"), &pid])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-    }
-
-    /// Waits (up to a minute) for a line starting with `start` on its standard error, and returns it.
-    fn printed_line(&self, start: &str) -> String {
-        for _ in 0..600 {
-            let printed = self.printed.lock().unwrap();
-            if let Some(line) = printed.iter().find(|line| line.starts_with(start)) {
-                return line.clone();
-            }
-            drop(printed);
-            std::thread::sleep(Duration::from_millis(100));
-        }
-        panic!("no line '{start}…' in {:?}", self.printed.lock().unwrap());
-    }
-
-    /// SIGTERM, and the exit status.
-    fn stop(mut self) -> std::process::ExitStatus {
-        // `self` is dropped after: killing a process already reaped does nothing.
-        self.signal("TERM");
-        self.child.wait().unwrap()
+    fn stop(self) -> std::process::ExitStatus {
+        self.running.stop()
     }
 }
 
-impl Drop for Server {
-    /// A failed test leaves no server behind.
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+impl std::ops::Deref for Server {
+    type Target = Running;
+
+    fn deref(&self) -> &Running {
+        &self.running
     }
 }
 
@@ -811,7 +765,7 @@ fn answers_every_valid_request_of_a_long_load() {
     };
     let next = AtomicUsize::new(0);
     let samples = Mutex::new(Vec::new());
-    let pid = server.child.id();
+    let pid = server.pid();
     let outcomes: Vec<(usize, Outcome)> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..clients)
             .map(|_| {

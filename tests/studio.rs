@@ -6,12 +6,12 @@ mod common;
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
 use browser::{Browser, screenshot_dir};
+use common::running::Running;
 use common::{elpv_class, headstart_ok};
 use serde_json::Value;
 
@@ -23,7 +23,7 @@ fn alone() -> std::sync::MutexGuard<'static, ()> {
 }
 
 struct Studio {
-    child: Child,
+    running: Running,
     /// The address it printed, token included.
     url: String,
     /// http://host:port
@@ -32,36 +32,25 @@ struct Studio {
 }
 
 impl Studio {
-    fn start(folder: &Path) -> Studio {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
-            .args(["studio", folder.to_str().unwrap(), "--port", "0"])
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        let stderr = child.stderr.take().unwrap();
-        let mut lines = BufReader::new(stderr).lines();
-        let line = lines.next().unwrap().unwrap();
-        let url = line.rsplit(' ').next().unwrap().to_string();
+    fn start(dataset: &Path) -> Studio {
+        let running = Running::start(&["studio", dataset.to_str().unwrap()]);
+        let line = &running.first_line;
         assert!(
             line.starts_with("headstart studio on http://127.0.0.1:"),
             "{line}"
         );
-        std::thread::spawn(move || lines.map_while(Result::ok).for_each(drop));
+        let url = line.rsplit(' ').next().unwrap().to_string();
         let (base, token) = url.split_once("/?token=").unwrap();
         Studio {
-            child,
             base: base.to_string(),
             token: token.to_string(),
             url,
+            running,
         }
     }
-}
 
-impl Drop for Studio {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+    fn stop(self) -> std::process::ExitStatus {
+        self.running.stop()
     }
 }
 
@@ -85,6 +74,7 @@ fn only_its_token_on_its_own_address_drives_it() {
     let token = studio.token.as_str();
     assert_eq!(status_of(&studio, "/api/data", &[]), 401);
     assert_eq!(status_of(&studio, "/", &[]), 401);
+    assert_eq!(status_of(&studio, "/api/progress", &[]), 401);
     assert_eq!(
         status_of(&studio, "/api/data", &[("x-headstart-token", "guess")]),
         401
@@ -125,6 +115,21 @@ fn only_its_token_on_its_own_address_drives_it() {
         ),
         400
     );
+    // The progress stream tells the state now (idle); one left open does not keep the studio from stopping.
+    let mut stream = ureq::get(format!("{}/api/progress", studio.base))
+        .header("x-headstart-token", token)
+        .call()
+        .unwrap();
+    assert_eq!(
+        stream.headers()["content-type"].to_str().unwrap(),
+        "text/event-stream"
+    );
+    let mut first = String::new();
+    BufReader::new(stream.body_mut().as_reader())
+        .read_line(&mut first)
+        .unwrap();
+    assert_eq!(first.trim(), r#"data: {"stage":"","done":0,"total":0}"#);
+    assert!(studio.stop().success());
 }
 
 fn photos() -> Vec<PathBuf> {
@@ -267,6 +272,14 @@ fn the_loop_from_an_empty_folder_to_a_bundle() {
         .parse()
         .unwrap();
     assert!(accuracy > 80.0, "{accuracy}");
+    // Progress came as a stream while it trained: the embedding, then the cross-validation.
+    let stages = browser.script("return document.querySelector('#progress').dataset.stages");
+    let stages: Vec<&str> = stages.as_str().unwrap().split('|').collect();
+    let at = |stage: &str| stages.iter().position(|s| s.starts_with(stage));
+    assert!(
+        at("embedding").unwrap() < at("cross-validating over 5 folds, 5 values of C").unwrap(),
+        "{stages:?}"
+    );
     browser.screenshot(&shots.join("studio-train.png"));
 
     // The cell of photos answered as photos holds as many images as it says.

@@ -5,6 +5,7 @@
 // and the messages are not part of the library's API.
 #[path = "../../src/onnx/proto.rs"]
 pub mod onnx_proto;
+pub mod running;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};

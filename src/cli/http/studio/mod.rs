@@ -65,8 +65,8 @@ struct Studio {
     hosts: Vec<String>,
     backbone: Option<BackboneRef>,
     options: BackboneOptions,
-    /// How far the training running now is.
-    progress: Mutex<Progress>,
+    /// How far the training (or audit) running now is; idle when its stage is empty.
+    progress: tokio::sync::watch::Sender<Progress>,
     /// One training at a time.
     training: tokio::sync::Mutex<()>,
     /// The last bundle trained, serving "try it".
@@ -125,13 +125,18 @@ pub fn studio(
             hosts,
             backbone: settings.backbone,
             options: settings.options,
-            progress: Mutex::new(Progress::default()),
+            progress: tokio::sync::watch::Sender::new(Progress::default()),
             training: tokio::sync::Mutex::new(()),
             model: RwLock::new(None),
             thumbnails: Mutex::new(HashMap::new()),
         });
+        let stopping = studio.clone();
         axum::serve(listener, router(studio, settings.access_log))
-            .with_graceful_shutdown(stop_signal())
+            .with_graceful_shutdown(async move {
+                stop_signal().await;
+                // Ends the progress streams pages hold open, which would keep the server waiting for them.
+                stopping.progress.send_replace(Progress::default());
+            })
             .await
     })
 }

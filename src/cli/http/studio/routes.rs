@@ -1,6 +1,7 @@
 //! The studio's page and API. Work on files and the model runs on blocking threads; errors are JSON
 //! `{"error": "..."}` with a 4xx status for what the page sent.
 
+use std::convert::Infallible;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,6 +10,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::{Multipart, Path, State};
 use axum::http::{StatusCode, header};
+use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use headstart::backbone::CalibrationSettings;
 use headstart::classifier::{Input, ServiceOptions};
@@ -335,8 +337,27 @@ pub async fn train(
     Ok(Json(report?))
 }
 
-pub async fn progress(State(studio): State<Arc<Studio>>) -> Json<Progress> {
-    Json(studio.progress())
+/// The progress of the training or audit running now, as server-sent events: the state now, then each change,
+/// until it is idle again after one (a page opens the stream as it starts one; a stream that outlived its work
+/// would hold the server open on Ctrl-C).
+pub async fn progress(
+    State(studio): State<Arc<Studio>>,
+) -> Sse<impl futures_util::Stream<Item = Result<Event, Infallible>>> {
+    let receiver = studio.progress.subscribe();
+    let events = futures_util::stream::unfold(
+        (receiver, Some(false)),
+        |(mut receiver, changed)| async move {
+            let changed = changed?;
+            if changed && receiver.changed().await.is_err() {
+                return None;
+            }
+            let progress = receiver.borrow_and_update().clone();
+            let idle_again = changed && progress.stage.is_empty();
+            let event = Event::default().data(serde_json::to_string(&progress).unwrap_or_default());
+            Some((Ok(event), (receiver, (!idle_again).then_some(true))))
+        },
+    );
+    Sse::new(events).keep_alive(KeepAlive::default())
 }
 
 /// What the last training answered, or `{"trained": false}`.
@@ -549,19 +570,12 @@ impl Studio {
         }
     }
 
-    fn progress(&self) -> Progress {
-        self.progress
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .clone()
-    }
-
     fn set_progress(&self, stage: &str, done: usize, total: usize) {
-        *self.progress.lock().unwrap_or_else(|e| e.into_inner()) = Progress {
+        self.progress.send_replace(Progress {
             stage: stage.to_string(),
             done,
             total,
-        };
+        });
     }
 
     fn cached_thumbnail(&self, relative: &str) -> Option<Thumbnail> {
@@ -590,9 +604,11 @@ impl Studio {
             );
     }
 
-    /// Embeds and trains on the folder, saves the bundle, and serves it for "try it".
+    /// Embeds and trains on the dataset, saves the bundle, and serves it for "try it"; each stage is told to the
+    /// progress stream.
     fn train(&self, form: &TrainForm) -> headstart::Result<Value> {
         let started = Instant::now();
+        self.set_progress("reading the data", 0, 0);
         let data = self.dataset.data()?;
         self.set_progress("embedding", 0, 0);
         let (set, summary) = workflow::embeddings_for(
@@ -602,31 +618,40 @@ impl Studio {
             &EmbedOptions::default(),
             &mut |done, total| self.set_progress("embedding", done, total),
         )?;
-        self.set_progress("training", 0, 0);
         let defaults = TrainParams::default();
         let head = match &form.head {
             Some(name) => name.parse::<HeadKind>()?,
             None => defaults.head,
         };
-        let kept_c = {
+        let (previous, kept_c) = {
             let model = self.model.read().unwrap_or_else(|e| e.into_inner());
-            model
+            let previous = model.as_ref().map(|m| m.report["accuracy"].clone());
+            let kept_c = model
                 .as_ref()
                 .filter(|m| !form.search && m.head == head)
-                .and_then(|m| m.chosen_c)
+                .and_then(|m| m.chosen_c);
+            (previous, kept_c)
         };
         let params = TrainParams::default()
             .head(head)
             .folds(form.folds.unwrap_or(defaults.folds))
             .seed(form.seed.unwrap_or(defaults.seed))
             .grid(kept_c.map_or(defaults.grid, |c| vec![c]));
+        let searched = match head {
+            HeadKind::Logistic | HeadKind::LinearSvm if params.grid.len() > 1 => {
+                format!(", {} values of C", params.grid.len())
+            }
+            _ => String::new(),
+        };
+        self.set_progress(
+            &format!("cross-validating over {} folds{searched}", params.folds),
+            0,
+            0,
+        );
         let reviewed = workflow::train_reviewed(&set, &params)?;
+        self.set_progress("saving the bundle", 0, 0);
         let path = self.bundle_path();
         reviewed.trained.bundle.save(&path)?;
-        let previous = {
-            let model = self.model.read().unwrap_or_else(|e| e.into_inner());
-            model.as_ref().map(|m| m.report["accuracy"].clone())
-        };
         let service = self.service_for(&path)?;
         let report = &reviewed.trained.report;
         let value = json!({

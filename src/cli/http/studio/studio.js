@@ -246,29 +246,37 @@ async function train(event) {
   const settings = { head: form.get("head"), folds: Number(form.get("folds")), seed: Number(form.get("seed")),
     search: form.get("search") === "on" };
   $("#train").disabled = true;
-  $("#progress").hidden = false;
-  const poll = setInterval(showProgress, 250);
+  const holder = $("#progress");
+  holder.hidden = false;
+  holder.dataset.stages = "";
+  const progress = followProgress((p) => {
+    const bar = $("#progress-bar");
+    if (p.total) { bar.max = p.total; bar.value = p.done; } else bar.removeAttribute("value");
+    $("#progress-text").textContent = describe(p);
+    // The stages this training went through, for whoever looks at the page (and the browser test).
+    if (p.stage && !holder.dataset.stages.split("|").includes(p.stage)) {
+      holder.dataset.stages += (holder.dataset.stages ? "|" : "") + p.stage;
+    }
+  });
   try {
     const report = await postJson("/api/train", settings);
     state.model = report;
     renderTrained(report);
   } catch (error) { failed(error); }
   finally {
-    clearInterval(poll);
-    $("#progress").hidden = true;
+    progress.close();
+    holder.hidden = true;
     $("#train").disabled = false;
   }
 }
 
-async function showProgress() {
-  try {
-    const progress = await api("/api/progress");
-    const bar = $("#progress-bar");
-    if (progress.total) { bar.max = progress.total; bar.value = progress.done; } else bar.removeAttribute("value");
-    $("#progress-text").textContent = progress.stage +
-      (progress.total ? ` ${progress.done} of ${progress.total}` : "");
-  } catch (error) { /* the next poll tells */ }
+// Follows the studio's progress stream (server-sent events) until closed.
+function followProgress(show) {
+  const source = new EventSource("/api/progress");
+  source.onmessage = (event) => show(JSON.parse(event.data));
+  return source;
 }
+const describe = (p) => p.stage + (p.total ? ` ${p.done} of ${p.total}` : "");
 
 const spread = (values) => {
   const mean = values.reduce((a, b) => a + b, 0) / values.length;
@@ -361,7 +369,9 @@ function openCell(truth, predicted) {
 
 async function runAudit() {
   const holder = $("#audit-result");
-  holder.replaceChildren(element("p", { class: "hint" }, "auditing…"));
+  const hint = element("p", { class: "hint" }, "auditing…");
+  holder.replaceChildren(hint);
+  const progress = followProgress((p) => { if (p.stage) hint.textContent = "auditing: " + describe(p); });
   try {
     const found = await postJson("/api/audit", {});
     const summary = found.summary;
@@ -382,6 +392,7 @@ async function runAudit() {
       found.outliers.map((outlier) => auditRow(outlier.path, `far from the rest (${outlier.score.toFixed(3)})`, null)),
     ].flat());
   } catch (error) { holder.replaceChildren(); failed(error); }
+  finally { progress.close(); }
 }
 
 function auditRow(path, why, suggested) {
