@@ -58,13 +58,8 @@ pub fn serve(
     settings: Settings,
     listening: impl FnOnce(SocketAddr),
 ) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(settings.address).await?;
-        listening(listener.local_addr()?);
+    run(settings.address, move |address| {
+        listening(address);
         let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
         let app = Arc::new(App {
             service,
@@ -72,10 +67,40 @@ pub fn serve(
             decoding: Semaphore::new(cores),
         });
         tokio::spawn(reload_on_hangup(app.clone()));
-        axum::serve(listener, router(app, &settings))
-            .with_graceful_shutdown(stop_signal())
+        Ok((router(app, &settings), || {}))
+    })
+}
+
+/// Serves the router `build` makes on a runtime of its own until SIGTERM or Ctrl-C. `build` is told the address
+/// bound (port 0 becomes a free port) and runs inside the runtime (it may spawn tasks); with the router it gives
+/// what to do once the signal came.
+fn run<Stopping: FnOnce() + Send + 'static>(
+    address: SocketAddr,
+    build: impl FnOnce(SocketAddr) -> std::io::Result<(Router, Stopping)>,
+) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_io()
+        .enable_time()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(address).await?;
+        let (router, stopping) = build(listener.local_addr()?)?;
+        axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                stop_signal().await;
+                stopping();
+            })
             .await
     })
+}
+
+/// What a request that panicked is answered: a 500 that says no more (the server goes on).
+fn panic_answer(_: Box<dyn std::any::Any + Send>) -> Response {
+    Failure(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "headstart failed answering this request".into(),
+    )
+    .into_response()
 }
 
 fn router(app: Arc<App>, settings: &Settings) -> Router {
@@ -107,13 +132,7 @@ fn router(app: Arc<App>, settings: &Settings) -> Router {
         .route("/metrics", get(routes::scrape))
         .merge(api)
         .layer(DefaultBodyLimit::max(settings.max_body))
-        .layer(CatchPanicLayer::custom(|_| {
-            Failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "headstart failed answering this request".into(),
-            )
-            .into_response()
-        }));
+        .layer(CatchPanicLayer::custom(panic_answer));
     if settings.access_log {
         router = router.layer(middleware::from_fn(log_access));
     }

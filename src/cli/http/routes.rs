@@ -324,38 +324,46 @@ async fn openai_answer(app: Arc<App>, request: OpenAiRequest) -> Result<Json<Val
 }
 
 /// Makes `ask` send the inputs to the service on a blocking thread (the service decodes them there) and waits
-/// for the answers.
+/// for the answers; at most one request per core decodes at a time.
 async fn call<T: Send + 'static>(
     app: Arc<App>,
     inputs: usize,
     ask: impl FnOnce(&Service, Reply<T>) -> Result<(), Error> + Send + 'static,
 ) -> Result<Vec<Result<T, String>>, Failure> {
-    let (sender, receiver) = tokio::sync::oneshot::channel();
-    let shared = app.clone();
     let decoding = app
         .decoding
         .acquire()
         .await
         .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let shared = app.clone();
+    let (Answered { answers, batch }, decode) =
+        answered(move |reply| ask(&shared.service, reply), Some(decoding)).await?;
+    app.metrics.answered(inputs, decode, &batch);
+    Ok(answers)
+}
+
+/// Runs `ask` (which hands inputs to a service, answering through the reply it is given) on a blocking thread,
+/// lets `decoding` go once it returns, and waits for the answers; also says how long `ask` took.
+pub(super) async fn answered<T: Send + 'static>(
+    ask: impl FnOnce(Reply<T>) -> Result<(), Error> + Send + 'static,
+    decoding: Option<tokio::sync::SemaphorePermit<'_>>,
+) -> Result<(Answered<T>, Duration), Failure> {
+    let (sender, receiver) = tokio::sync::oneshot::channel();
     let decode = tokio::task::spawn_blocking(move || {
         let started = Instant::now();
-        ask(
-            &shared.service,
-            Box::new(move |answers| {
-                let _ = sender.send(answers);
-            }),
-        )?;
+        ask(Box::new(move |answers| {
+            let _ = sender.send(answers);
+        }))?;
         Ok::<Duration, Error>(started.elapsed())
     })
     .await
     .map_err(|e| Failure(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
     drop(decoding);
-    let Answered { answers, batch } = receiver.await.map_err(|_| {
+    let answered = receiver.await.map_err(|_| {
         Failure(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the backbone stopped before answering".into(),
         )
     })??;
-    app.metrics.answered(inputs, decode, &batch);
-    Ok(answers)
+    Ok((answered, decode))
 }

@@ -20,7 +20,7 @@ use headstart::classifier::Service;
 use headstart::data::{Data, DatasetFolder, TextOptions, TextTable};
 use tower_http::catch_panic::CatchPanicLayer;
 
-use super::{Failure, log_access, stop_signal};
+use super::{Failure, log_access, panic_answer};
 
 /// What the studio works on, and how.
 pub struct StudioSettings {
@@ -105,13 +105,7 @@ pub fn studio(
     settings: StudioSettings,
     listening: impl FnOnce(SocketAddr, &str),
 ) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_io()
-        .enable_time()
-        .build()?;
-    runtime.block_on(async move {
-        let listener = tokio::net::TcpListener::bind(settings.address).await?;
-        let address = listener.local_addr()?;
+    super::run(settings.address, move |address| {
         let token = random_token();
         listening(address, &token);
         let port = address.port();
@@ -131,13 +125,11 @@ pub fn studio(
             thumbnails: Mutex::new(HashMap::new()),
         });
         let stopping = studio.clone();
-        axum::serve(listener, router(studio, settings.access_log))
-            .with_graceful_shutdown(async move {
-                stop_signal().await;
-                // Ends the progress streams pages hold open, which would keep the server waiting for them.
-                stopping.progress.send_replace(Progress::default());
-            })
-            .await
+        // Ends the progress streams pages hold open, which would keep the server waiting for them.
+        let end_streams = move || {
+            stopping.progress.send_replace(Progress::default());
+        };
+        Ok((router(studio, settings.access_log), end_streams))
     })
 }
 
@@ -167,13 +159,7 @@ fn router(studio: Arc<Studio>, access_log: bool) -> Router {
         .route("/api/export/{kind}", get(routes::export))
         .route_layer(middleware::from_fn_with_state(studio.clone(), guard))
         .layer(DefaultBodyLimit::max(MAX_UPLOAD))
-        .layer(CatchPanicLayer::custom(|_| {
-            Failure(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "headstart failed answering this request".into(),
-            )
-            .into_response()
-        }));
+        .layer(CatchPanicLayer::custom(panic_answer));
     if access_log {
         router = router.layer(middleware::from_fn(log_access));
     }

@@ -24,6 +24,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::{COOKIE, Dataset, Model, Progress, Studio, Thumbnail};
+use crate::cli::http::routes::answered;
 use crate::cli::http::{Failure, bad_request};
 use crate::cli::print::answer_json;
 
@@ -389,25 +390,12 @@ pub async fn predict(
         ),
     };
     let started = Instant::now();
-    let (sender, receiver) = tokio::sync::oneshot::channel();
     let options = PredictOptions::default().top_k(classes);
-    blocking(move || {
-        service.predict(
-            &["studio"],
-            vec![input],
-            &options,
-            Box::new(move |answers| {
-                let _ = sender.send(answers);
-            }),
-        )
-    })
+    let (answered, _) = answered(
+        move |reply| service.predict(&["studio"], vec![input], &options, reply),
+        None,
+    )
     .await?;
-    let answered = receiver.await.map_err(|_| {
-        Failure(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "the backbone stopped before answering".into(),
-        )
-    })??;
     let answer = match answered.answers.into_iter().next() {
         Some(Ok(per_model)) => per_model.first().map_or(Value::Null, answer_json),
         Some(Err(reason)) => return Err(bad_request(reason)),
