@@ -66,6 +66,10 @@ pub fn scan(root: &Path) -> Result<Files> {
         .any(|(name, path)| !is_hidden(name) && path.is_dir());
     for (name, path) in entries {
         let relative = name.clone();
+        // headstart's own folders (the studio's bundle, the trash) are not the user's data to report on.
+        if name == super::folder::OWN || name == super::folder::TRASH {
+            continue;
+        }
         if is_hidden(&name) {
             dataset.skipped.push(Skip {
                 path: relative,
@@ -273,6 +277,9 @@ mod tests {
         touch(&root.join("cats/z.jpg"));
         touch(&root.join("cats/.DS_Store"));
         touch(&root.join("README.md"));
+        touch(&root.join(".headstart/studio.hs"));
+        touch(&root.join(".headstart-trash/cats/y.jpg"));
+        touch(&root.join(".git/HEAD"));
         std::fs::create_dir_all(root.join("birds")).unwrap();
         let d = scan(root).unwrap();
         assert_eq!(d.classes, ["birds", "cats", "dogs"]);
@@ -291,7 +298,7 @@ mod tests {
         );
         assert_eq!(d.empty_classes, ["birds"]);
         let skipped: Vec<&str> = d.skipped.iter().map(|s| s.path.as_str()).collect();
-        assert_eq!(skipped, ["README.md", "cats/.DS_Store"]);
+        assert_eq!(skipped, [".git", "README.md", "cats/.DS_Store"]);
     }
 
     #[test]

@@ -31,8 +31,6 @@ use crate::cli::print::answer_json;
 const PAGE: &str = include_str!("page.html");
 const SCRIPT: &str = include_str!("studio.js");
 const STYLE: &str = include_str!("studio.css");
-/// Where the studio keeps what it makes, inside the dataset's folder (hidden: not a class).
-const KEPT: &str = ".headstart";
 
 /// The page; it sets the cookie that carries the token on every later request.
 pub async fn page(State(studio): State<Arc<Studio>>) -> Response {
@@ -535,7 +533,10 @@ impl Studio {
             Dataset::Images(_) => "studio.hs".to_string(),
             Dataset::Texts(_) => format!("{}.hs", self.name()),
         };
-        self.dataset.home().join(KEPT).join(file)
+        self.dataset
+            .home()
+            .join(headstart::data::folder::OWN)
+            .join(file)
     }
 
     fn folder(&self) -> headstart::Result<&DatasetFolder> {

@@ -3,7 +3,8 @@
 "use strict";
 
 // kind: "images" (a class-folder dataset) or "texts" (a table); rows: a table's rows by id, {text, label}.
-const state = { kind: "images", classes: [], rows: new Map(), model: null };
+// present: every image path or row id the dataset holds now; shown: how many items each class shows.
+const state = { kind: "images", classes: [], rows: new Map(), present: new Set(), shown: new Map(), model: null };
 const isTexts = () => state.kind === "texts";
 
 const $ = (selector, root = document) => root.querySelector(selector);
@@ -51,6 +52,8 @@ function showTab(name) {
     section.hidden = section.id !== "tab-" + name;
   }
   if (name === "ship") renderShip();
+  // A tab opens at its top, not at wherever the last one was scrolled to.
+  window.scrollTo(0, 0);
 }
 
 // ---- Data ----
@@ -101,10 +104,12 @@ async function loadData() {
   let summary;
   if (texts) {
     state.rows = new Map(data.classes.flatMap((c) => c.rows.map((r) => [r.id, { text: r.text, label: c.name }])));
+    state.present = new Set(state.rows.keys());
     summary = `${data.classes.length} classes, ${state.rows.size} rows` + (data.skipped.length
       ? `, ${data.skipped.length} rows skipped (${data.skipped[0].id}: ${data.skipped[0].reason}${data.skipped.length > 1 ? ", …" : ""})` : "");
   } else {
-    const total = data.classes.reduce((sum, c) => sum + c.images.length, 0);
+    state.present = new Set(data.classes.flatMap((c) => c.images));
+    const total = state.present.size;
     summary = `${data.classes.length} classes, ${total} images` + (data.unfiled.length ? `, ${data.unfiled.length} outside any class` : "");
   }
   $("#data-summary").textContent = summary;
@@ -116,8 +121,25 @@ async function loadData() {
   }
 }
 
-// The rows shown per class; the rest are counted (a table is edited here, not read end to end).
-const ROWS_SHOWN = 500;
+// Items are put on the page a chunk at a time: thousands of thumbnails or rows at once take seconds to lay out.
+const CHUNK = 240;
+
+// Appends `items` to `holder` as `render` makes them, as many as the class showed before (one chunk at first);
+// answers a button that shows the next chunk.
+function chunked(holder, klass, items, render) {
+  const more = element("button", { class: "small more" });
+  let shown = 0;
+  const upTo = (count) => {
+    holder.append(...items.slice(shown, count).map(render));
+    shown = Math.min(items.length, count);
+    state.shown.set(klass, Math.max(shown, CHUNK));
+    more.hidden = shown >= items.length;
+    more.textContent = `show ${Math.min(CHUNK, items.length - shown)} more (${items.length - shown} not shown)`;
+  };
+  more.addEventListener("click", () => upTo(shown + CHUNK));
+  upTo(state.shown.get(klass) ?? CHUNK);
+  return more;
+}
 
 function textClassSection(klass) {
   const row = (r) => {
@@ -130,11 +152,10 @@ function textClassSection(klass) {
       element("td", {}, element("button", { class: "small trash", title: "put in .headstart-trash (undo-able)",
         onclick: () => trashImage(r.id) }, "remove")));
   };
-  const hidden = klass.rows.length - ROWS_SHOWN;
+  const table = element("table", { class: "rows" });
   return element("section", { class: "class", "data-class": klass.name },
     element("h2", {}, klass.name, element("span", { class: "count" }, `${klass.rows.length} rows`)),
-    element("table", { class: "rows" }, klass.rows.slice(0, ROWS_SHOWN).map(row)),
-    hidden > 0 ? element("p", { class: "hint" }, `and ${hidden} more`) : null);
+    table, chunked(table, klass.name, klass.rows, row));
 }
 
 async function addTexts() {
@@ -152,11 +173,12 @@ async function addTexts() {
 function classSection(klass) {
   const input = element("input", { type: "file", multiple: "", accept: "image/*", class: "upload" });
   input.addEventListener("change", () => upload(klass.name, input.files));
+  const grid = element("div", { class: "grid" });
   const section = element("section", { class: "class", "data-class": klass.name },
     element("h2", {}, klass.name, element("span", { class: "count" }, `${klass.images.length} images`),
       element("label", { class: "hint" }, "add images ", input),
       element("button", { class: "small", onclick: () => capture(klass.name) }, "webcam")),
-    element("div", { class: "grid" }, klass.images.map((path) => itemOf(path))));
+    grid, chunked(grid, klass.name, klass.images, (path) => itemOf(path)));
   section.addEventListener("dragover", (event) => { event.preventDefault(); section.classList.add("over"); });
   section.addEventListener("dragleave", () => section.classList.remove("over"));
   section.addEventListener("drop", (event) => {
@@ -215,7 +237,7 @@ async function trashImage(path) {
 async function refreshAfterEdit() {
   await loadData();
   for (const item of document.querySelectorAll("#cell .item, #audit-result .item")) {
-    if (!document.querySelector(`#classes [data-path="${CSS.escape(item.dataset.path)}"]`)) {
+    if (!state.present.has(item.dataset.path)) {
       item.classList.add("done");
       item.style.opacity = "0.3";
     }
