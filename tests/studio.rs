@@ -132,6 +132,45 @@ fn only_its_token_on_its_own_address_drives_it() {
     assert!(studio.stop().success());
 }
 
+/// `--open` hands the address it prints, token included, to the desktop's opener (here a stand-in `xdg-open`
+/// on the PATH that writes down what it was given: this machine has no desktop).
+#[cfg(target_os = "linux")]
+#[test]
+fn open_hands_its_address_to_the_desktop() {
+    use std::os::unix::fs::PermissionsExt;
+    let dir = tempfile::tempdir().unwrap();
+    let bin = dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let opened = dir.path().join("opened");
+    let opener = bin.join("xdg-open");
+    std::fs::write(
+        &opener,
+        // Written aside and renamed: the test never reads it half-written.
+        format!(
+            "#!/bin/sh\nprintf '%s' \"$1\" > '{0}.part' && mv '{0}.part' '{0}'\n",
+            opened.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(&opener, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let running = Running::start_with_env(
+        &[
+            "studio",
+            dir.path().join("data").to_str().unwrap(),
+            "--open",
+        ],
+        &[("PATH", &path)],
+    );
+    let printed = running.first_line.rsplit(' ').next().unwrap().to_string();
+    let started = Instant::now();
+    while !opened.is_file() && started.elapsed() < Duration::from_secs(10) {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(std::fs::read_to_string(&opened).unwrap(), printed);
+    assert!(running.stop().success());
+}
+
 fn photos() -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = Vec::new();
     for folder in [
@@ -387,6 +426,29 @@ fn the_loop_from_an_empty_folder_to_a_bundle() {
         "--head-only",
     ]);
     assert_eq!(head, std::fs::read(&by_cli).unwrap());
+    // The int8 file, calibrated on the folder's images, is what `headstart export --int8` makes of the bundle
+    // calibrated on the same folder.
+    let int8 = browser.script_async(
+        "fetch(document.querySelector('#export-int8').href).then(r => r.arrayBuffer()).then(b => {
+           let s = ''; new Uint8Array(b).forEach(c => s += String.fromCharCode(c)); done(btoa(s)); })",
+    );
+    let int8 = base64::engine::general_purpose::STANDARD
+        .decode(int8.as_str().unwrap())
+        .unwrap();
+    let by_cli = dir.path().join("int8.onnx");
+    headstart_ok(&[
+        "export",
+        saved.to_str().unwrap(),
+        "-o",
+        by_cli.to_str().unwrap(),
+        "--int8",
+        "--calibration-data",
+        folder.to_str().unwrap(),
+    ]);
+    assert!(
+        int8 == std::fs::read(&by_cli).unwrap(),
+        "the int8 files differ"
+    );
     // The folder keeps the bundle, not the exports made from it.
     let kept: Vec<String> = std::fs::read_dir(folder.join(".headstart"))
         .unwrap()

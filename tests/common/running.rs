@@ -16,8 +16,14 @@ pub struct Running {
 impl Running {
     /// Starts `headstart ARGS --port 0` and waits for its first line on standard error.
     pub fn start(args: &[&str]) -> Running {
+        Running::start_with_env(args, &[])
+    }
+
+    /// [`Running::start`] with these environment variables set.
+    pub fn start_with_env(args: &[&str], env: &[(&str, &str)]) -> Running {
         let mut child = Command::new(env!("CARGO_BIN_EXE_headstart"))
             .args(args)
+            .envs(env.iter().copied())
             .args(["--port", "0"])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
