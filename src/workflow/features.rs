@@ -84,8 +84,9 @@ impl Candidate {
         }
     }
 
-    /// `base` with this candidate's tensors as the layer and the joined ones.
-    fn options(&self, base: &BackboneOptions) -> BackboneOptions {
+    /// `base` with this candidate's tensors as the layer and the joined ones: the options that embed with these
+    /// features.
+    pub fn options(&self, base: &BackboneOptions) -> BackboneOptions {
         BackboneOptions {
             layer: self.tensors.first().cloned(),
             joined: self.tensors.iter().skip(1).cloned().collect(),

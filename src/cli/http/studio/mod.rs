@@ -48,6 +48,13 @@ impl Dataset {
         }
     }
 
+    fn modality(&self) -> headstart::Modality {
+        match self {
+            Dataset::Images(_) => headstart::Modality::Image,
+            Dataset::Texts(_) => headstart::Modality::Text,
+        }
+    }
+
     /// The dataset as training reads it now.
     fn data(&self) -> headstart::Result<Data> {
         Ok(match self {
@@ -91,11 +98,18 @@ struct Thumbnail {
 
 struct Model {
     service: Arc<Service>,
-    head: headstart::head::HeadKind,
+    /// What it was trained with: a retraining with the same keeps its regularisation strength.
+    setting: Setting,
     /// The regularisation strength cross-validation chose (logistic, linear-svm).
     chosen_c: Option<f64>,
     /// What training answered: metrics, confusion cells, mistakes.
     report: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+struct Setting {
+    head: headstart::head::HeadKind,
+    backbone: BackboneRef,
 }
 
 /// Serves the studio over `dataset` until SIGTERM or Ctrl-C; `listening` is told the address it answers on and

@@ -13,17 +13,21 @@ use axum::http::{StatusCode, header};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use headstart::backbone::CalibrationSettings;
+use headstart::backbone::{BackboneOptions, BackboneRef};
 use headstart::classifier::{Input, ServiceOptions};
+use headstart::data::Data;
 use headstart::data::DatasetFolder;
 use headstart::embeddings::EmbedOptions;
 use headstart::export::{self, ExportOptions};
-use headstart::head::{HeadKind, TrainParams};
+use headstart::head::{HeadKind, NoveltyParams, TrainParams};
 use headstart::workflow::{self, report::thumbnail_jpeg};
+use headstart::workflow::{SearchEvent, SearchSettings};
+use headstart::zoo;
 use headstart::{PredictOptions, classifier::Service};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::{COOKIE, Dataset, Model, Progress, Studio, Thumbnail};
+use super::{COOKIE, Dataset, Model, Progress, Setting, Studio, Thumbnail};
 use crate::cli::http::routes::answered;
 use crate::cli::http::{Failure, bad_request};
 use crate::cli::print::answer_json;
@@ -126,7 +130,10 @@ pub async fn data(State(studio): State<Arc<Studio>>) -> Result<Json<Value>, Fail
         }
     })
     .await
-    .map(Json)
+    .map(|mut data| {
+        data["backbones"] = json!(studio.backbones());
+        Json(data)
+    })
 }
 
 /// A 128-pixel JPEG of an image in the folder, made once per version of the file.
@@ -308,9 +315,18 @@ pub async fn restore(
 /// The settings the page's training form sends; what is left out is `headstart train`'s default.
 #[derive(Deserialize, Default)]
 pub struct TrainForm {
+    /// A zoo backbone of the dataset's kind, or the one the studio was started with.
+    backbone: Option<String>,
+    /// `given` (the backbone's output) or `auto` (chosen by cross-validation among its late layers too).
+    features: Option<String>,
     head: Option<String>,
     folds: Option<usize>,
     seed: Option<u64>,
+    class_weight: Option<String>,
+    /// Neighbours of the knn head.
+    k: Option<usize>,
+    /// Answer `unknown` for inputs unlike the training data, rejecting this fraction of known ones.
+    open_set: Option<f64>,
     /// Search the regularisation strength again; otherwise a retraining with the same head keeps the one chosen
     /// last (five fits instead of twenty-five: a fix is retrained in about a second on ELPV).
     #[serde(default)]
@@ -599,33 +615,61 @@ impl Studio {
         let started = Instant::now();
         self.set_progress("reading the data", 0, 0);
         let data = self.dataset.data()?;
-        self.set_progress("embedding", 0, 0);
-        let (set, summary) = workflow::embeddings_for(
-            &data,
-            self.backbone.as_ref(),
-            &self.options,
-            &EmbedOptions::default(),
-            &mut |done, total| self.set_progress("embedding", done, total),
-        )?;
         let defaults = TrainParams::default();
         let head = match &form.head {
             Some(name) => name.parse::<HeadKind>()?,
             None => defaults.head,
         };
+        let backbone = self.backbone_named(form.backbone.as_deref())?;
+        let auto = match form.features.as_deref() {
+            None | Some("given") => false,
+            Some("auto") => true,
+            Some(other) => {
+                return Err(headstart::Error::InvalidParameter {
+                    name: "features",
+                    message: format!("'{other}' is neither given nor auto"),
+                });
+            }
+        };
+        let setting = Setting {
+            head,
+            backbone: backbone.clone(),
+        };
         let (previous, kept_c) = {
             let model = self.model.read().unwrap_or_else(|e| e.into_inner());
             let previous = model.as_ref().map(|m| m.report["accuracy"].clone());
+            // Other features (chosen again, or another backbone) may want another strength.
             let kept_c = model
                 .as_ref()
-                .filter(|m| !form.search && m.head == head)
+                .filter(|m| !form.search && !auto && m.setting == setting)
                 .and_then(|m| m.chosen_c);
             (previous, kept_c)
         };
-        let params = TrainParams::default()
+        let mut params = TrainParams::default()
             .head(head)
             .folds(form.folds.unwrap_or(defaults.folds))
             .seed(form.seed.unwrap_or(defaults.seed))
+            .k(form.k.unwrap_or(defaults.k))
             .grid(kept_c.map_or(defaults.grid, |c| vec![c]));
+        if let Some(weight) = &form.class_weight {
+            params = params.class_weight(weight.parse()?);
+        }
+        if let Some(rate) = form.open_set {
+            let seed = params.seed;
+            params = params.open_set(NoveltyParams::default().false_rejection(rate).seed(seed));
+        }
+        let (backbone, options, compared) = match auto {
+            true => self.choose_features(&data, Some(&backbone), &params)?,
+            false => (backbone, self.options.clone(), Value::Null),
+        };
+        self.set_progress("embedding", 0, 0);
+        let (set, summary) = workflow::embeddings_for(
+            &data,
+            Some(&backbone),
+            &options,
+            &EmbedOptions::default(),
+            &mut |done, total| self.set_progress("embedding", done, total),
+        )?;
         let searched = match head {
             HeadKind::Logistic | HeadKind::LinearSvm if params.grid.len() > 1 => {
                 format!(", {} values of C", params.grid.len())
@@ -650,6 +694,9 @@ impl Studio {
             "fold_accuracies": report.fold_accuracies,
             "folds": report.folds,
             "head": report.head,
+            "backbone": backbone.to_string(),
+            "features": compared,
+            "open_set": params.open_set.is_some(),
             "chosen_c": report.chosen_c,
             "c_kept": kept_c.is_some(),
             "samples": report.samples,
@@ -663,11 +710,100 @@ impl Studio {
         });
         *self.model.write().unwrap_or_else(|e| e.into_inner()) = Some(Model {
             service,
-            head,
+            setting,
             chosen_c: report.chosen_c,
             report: value.clone(),
         });
         Ok(value)
+    }
+
+    /// The backbone the form names: one of the zoo's for the dataset's kind, or the one the studio was started
+    /// with (a page may not name files).
+    fn backbone_named(&self, name: Option<&str>) -> headstart::Result<BackboneRef> {
+        let started =
+            BackboneRef::given_or_default(self.backbone.as_ref(), self.dataset.modality());
+        match name {
+            None => Ok(started),
+            Some(name) if name == started.to_string() => Ok(started),
+            Some(name) => match zoo::find(name) {
+                Ok(model) if model.modality == self.dataset.modality() => {
+                    Ok(BackboneRef::Zoo(model.name))
+                }
+                _ => Err(headstart::Error::InvalidParameter {
+                    name: "backbone",
+                    message: format!(
+                        "'{name}' is not one of this studio's: {}",
+                        self.backbones().join(", ")
+                    ),
+                }),
+            },
+        }
+    }
+
+    /// The backbones the form offers: the one the studio was started with, then the zoo's others of its kind.
+    pub(super) fn backbones(&self) -> Vec<String> {
+        let started =
+            BackboneRef::given_or_default(self.backbone.as_ref(), self.dataset.modality())
+                .to_string();
+        let mut names = vec![started.clone()];
+        names.extend(
+            zoo::models()
+                .into_iter()
+                .filter(|m| m.modality == self.dataset.modality() && m.name != started)
+                .map(|m| m.name),
+        );
+        names
+    }
+
+    /// `train --features auto` on the dataset: compares the backbone's output with its late layers by
+    /// cross-validation; answers the backbone and options with the chosen features, and the comparison.
+    fn choose_features(
+        &self,
+        data: &Data,
+        backbone: Option<&BackboneRef>,
+        params: &TrainParams,
+    ) -> headstart::Result<(BackboneRef, BackboneOptions, Value)> {
+        let stage = std::cell::RefCell::new("choosing features".to_string());
+        let search = workflow::search_features(
+            data,
+            &workflow::Validation::None,
+            backbone,
+            &self.options,
+            &EmbedOptions::default(),
+            params,
+            &SearchSettings::default(),
+            &mut |event| {
+                if let SearchEvent::Starting {
+                    index,
+                    planned,
+                    candidate,
+                } = event
+                {
+                    *stage.borrow_mut() =
+                        format!("choosing features: {} of {planned}, {candidate}", index + 1);
+                    self.set_progress(&stage.borrow(), 0, 0);
+                }
+            },
+            &mut |done, total| self.set_progress(&stage.borrow(), done, total),
+        )?;
+        let candidates: Vec<Value> = search
+            .scored
+            .iter()
+            .map(|s| {
+                json!({
+                    "features": s.candidate.to_string(),
+                    "dim": s.dim,
+                    "cv_accuracy": s.cv_accuracy,
+                    "fold_spread": s.fold_spread(),
+                })
+            })
+            .collect();
+        let chosen = &search.scored[search.chosen].candidate;
+        Ok((
+            chosen.backbone.clone(),
+            chosen.options(&self.options),
+            json!({"candidates": candidates, "chosen": search.chosen}),
+        ))
     }
 
     /// The service for the bundle at `path`: the running one reloads it (keeping its backbone when the bundle's

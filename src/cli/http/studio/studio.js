@@ -101,6 +101,8 @@ async function loadData() {
   $("#try-images").hidden = texts;
   $("#try-texts").hidden = !texts;
   $("#class-names").replaceChildren(...data.classes.map((c) => element("option", { value: c.name })));
+  const backbone = $("#backbone");
+  if (!backbone.options.length) backbone.replaceChildren(...data.backbones.map((name) => element("option", {}, name)));
   let summary;
   if (texts) {
     state.rows = new Map(data.classes.flatMap((c) => c.rows.map((r) => [r.id, { text: r.text, label: c.name }])));
@@ -265,8 +267,10 @@ async function capture(klass) {
 async function train(event) {
   event.preventDefault();
   const form = new FormData($("#train-form"));
-  const settings = { head: form.get("head"), folds: Number(form.get("folds")), seed: Number(form.get("seed")),
-    search: form.get("search") === "on" };
+  const settings = { backbone: form.get("backbone"), features: form.get("features"), head: form.get("head"),
+    k: Number(form.get("k")), class_weight: form.get("class_weight"), folds: Number(form.get("folds")),
+    seed: Number(form.get("seed")), search: form.get("search") === "on",
+    open_set: form.get("open_set") === "on" ? Number(form.get("open_set_rate")) : null };
   $("#train").disabled = true;
   const holder = $("#progress");
   holder.hidden = false;
@@ -300,9 +304,11 @@ function followProgress(show) {
 }
 const describe = (p) => p.stage + (p.total ? ` ${p.done} of ${p.total}` : "");
 
+// The sample standard deviation, as the CLI reports a fold spread.
 const spread = (values) => {
+  if (values.length < 2) return 0;
   const mean = values.reduce((a, b) => a + b, 0) / values.length;
-  return Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / values.length);
+  return Math.sqrt(values.reduce((a, b) => a + (b - mean) ** 2, 0) / (values.length - 1));
 };
 
 function renderTrained(report) {
@@ -314,7 +320,7 @@ function renderTrained(report) {
   const headline = element("div", {},
     element("span", { class: "accuracy", id: "accuracy" }, (report.accuracy * 100).toFixed(1) + " %"),
     ` cross-validated accuracy ± ${(spread(report.fold_accuracies) * 100).toFixed(1)} over ${report.folds} folds · ` +
-    `${report.samples} inputs · ${report.head}` +
+    `${report.samples} inputs · ${report.head} on ${report.backbone}` + (report.open_set ? " · answers unknown" : "") +
     (report.chosen_c === null ? "" : ` · C = ${report.chosen_c}${report.c_kept ? " (kept from the last training)" : " (searched)"}`) +
     ` · ${report.seconds.toFixed(2)} s`, before);
   const perClass = element("table", { id: "per-class" },
@@ -330,7 +336,14 @@ function renderTrained(report) {
         style: `background: rgba(${t === p ? "31,119,180" : "214,39,40"}, ${(0.1 + 0.8 * count / largest).toFixed(2)})`,
         onclick: () => openCell(t, p),
       }, count)))));
-  holder.replaceChildren(headline,
+  const features = report.features ? element("div", {}, element("h3", {}, "Features compared (cross-validated)"),
+    element("table", { id: "features" },
+      element("tr", {}, ["features", "dim", "accuracy", "± folds"].map((h) => element("th", {}, h))),
+      report.features.candidates.map((c, i) => element("tr", { class: i === report.features.chosen ? "chosen" : "" },
+        element("td", { class: "name" }, c.features + (i === report.features.chosen ? " (chosen)" : "")),
+        element("td", {}, c.dim), element("td", {}, c.cv_accuracy.toFixed(4)), element("td", {}, c.fold_spread.toFixed(4))))))
+    : null;
+  holder.replaceChildren(headline, features,
     element("div", { class: "result-grid" },
       element("div", {}, element("h3", {}, "Per class"), perClass),
       element("div", {}, element("h3", {}, "Confusion (click a cell)"), confusion),
@@ -449,6 +462,9 @@ function renderAnswer({ answer, milliseconds }, roundTrip) {
   const holder = $("#try-result");
   holder.replaceChildren(
     element("div", { class: "answer", id: "answer" }, answer.label),
+    answer.novelty === undefined ? null : element("div", { class: "hint", id: "novelty" },
+      answer.novel ? `unlike anything it was trained on (novelty ${answer.novelty.toFixed(3)}): the classes below are its guess`
+        : `like what it was trained on (novelty ${answer.novelty.toFixed(3)})`),
     element("div", { class: "bars" }, answer.top.map((t) => element("div", {},
       element("span", { class: "label" }, t.class),
       element("span", { class: "fill", style: `width: ${Math.round(t.probability * 240)}px` }),
