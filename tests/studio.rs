@@ -171,6 +171,33 @@ fn open_hands_its_address_to_the_desktop() {
     assert!(running.stop().success());
 }
 
+/// What the studio cannot open is a clear error, and nothing is made: a file that is not a table, a folder of
+/// .txt class folders (not editable here yet), a table in a folder that does not exist.
+#[test]
+fn what_it_cannot_open_is_refused_clearly() {
+    let dir = tempfile::tempdir().unwrap();
+    let sheet = dir.path().join("notes.xlsx");
+    std::fs::write(&sheet, b"x").unwrap();
+    let texts = dir.path().join("texts");
+    for (class, text) in [("a", "hello"), ("b", "goodbye")] {
+        std::fs::create_dir_all(texts.join(class)).unwrap();
+        std::fs::write(texts.join(class).join("1.txt"), text).unwrap();
+    }
+    let nowhere = dir.path().join("nowhere/questions.csv");
+    for (path, says) in [
+        (&sheet, "is a file: the studio opens a folder"),
+        (&texts, "holds class folders of .txt files"),
+        (&nowhere, "No such file or directory"),
+    ] {
+        let (code, _, stderr) =
+            common::headstart(&["studio", path.to_str().unwrap(), "--port", "0"]);
+        assert_eq!(code, 1, "{stderr}");
+        assert!(stderr.contains(says), "{stderr}");
+    }
+    assert!(!dir.path().join("nowhere").exists());
+    assert!(!texts.join(".headstart").exists());
+}
+
 fn photos() -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = Vec::new();
     for folder in [

@@ -5,7 +5,7 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 
 use clap::Args;
-use headstart::data::{DatasetFolder, TextTable, texts};
+use headstart::data::{Data, DatasetFolder, TextTable, texts};
 use headstart::runtime::RuntimeOptions;
 
 use crate::cli::failure::{Outcome, usage};
@@ -39,8 +39,22 @@ pub struct StudioArgs {
 pub fn run(args: &StudioArgs, runtime: RuntimeOptions) -> Outcome {
     let dataset = if texts::is_table(&args.dataset) {
         Dataset::Texts(TextTable::open(&args.dataset, args.text.options())?)
+    } else if args.dataset.is_file() {
+        return Err(usage(format!(
+            "{} is a file: the studio opens a folder with one sub-folder per class, or a text table \
+             (.csv, .tsv, .jsonl)",
+            args.dataset.display()
+        )));
     } else {
-        Dataset::Images(DatasetFolder::open(&args.dataset)?)
+        let folder = DatasetFolder::open(&args.dataset)?;
+        if let Data::Texts(_) = Data::open(folder.root(), &args.text.options())? {
+            return Err(usage(format!(
+                "{} holds class folders of .txt files: the studio edits image folders and text tables \
+                 (.csv, .tsv, .jsonl) so far",
+                args.dataset.display()
+            )));
+        }
+        Dataset::Images(folder)
     };
     let settings = StudioSettings {
         address: SocketAddr::new(args.host, args.port),
