@@ -198,6 +198,17 @@ fn what_it_cannot_open_is_refused_clearly() {
     assert!(!texts.join(".headstart").exists());
 }
 
+/// The bytes behind the page's link `selector`, fetched by the page itself (its cookie carrying the token).
+fn downloaded(browser: &Browser, selector: &str) -> Vec<u8> {
+    let encoded = browser.script_async(&format!(
+        "fetch(document.querySelector('{selector}').href).then(r => r.arrayBuffer()).then(b => {{
+           let s = ''; new Uint8Array(b).forEach(c => s += String.fromCharCode(c)); done(btoa(s)); }})"
+    ));
+    base64::engine::general_purpose::STANDARD
+        .decode(encoded.as_str().unwrap())
+        .unwrap()
+}
+
 fn photos() -> Vec<PathBuf> {
     let mut found: Vec<PathBuf> = Vec::new();
     for folder in [
@@ -418,13 +429,7 @@ fn the_loop_from_an_empty_folder_to_a_bundle() {
     );
 
     browser.click("nav button[data-tab=ship]");
-    let bundle = browser.script_async(
-        "fetch(document.querySelector('#download-bundle').href).then(r => r.arrayBuffer()).then(b => {
-           let s = ''; new Uint8Array(b).forEach(c => s += String.fromCharCode(c)); done(btoa(s)); })",
-    );
-    let bytes = base64::engine::general_purpose::STANDARD
-        .decode(bundle.as_str().unwrap())
-        .unwrap();
+    let bytes = downloaded(&browser, "#download-bundle");
     let saved = dir.path().join("from-the-page.hs");
     std::fs::write(&saved, bytes).unwrap();
     let predicted = headstart_ok(&[
@@ -437,13 +442,7 @@ fn the_loop_from_an_empty_folder_to_a_bundle() {
     let predicted: Value = serde_json::from_str(&predicted).unwrap();
     assert_eq!(predicted["predictions"][0]["label"], "cell", "{predicted}");
     // The head alone, exported from the page, is what `headstart export --head-only` writes from the bundle.
-    let head = browser.script_async(
-        "fetch(document.querySelector('#export-head').href).then(r => r.arrayBuffer()).then(b => {
-           let s = ''; new Uint8Array(b).forEach(c => s += String.fromCharCode(c)); done(btoa(s)); })",
-    );
-    let head = base64::engine::general_purpose::STANDARD
-        .decode(head.as_str().unwrap())
-        .unwrap();
+    let head = downloaded(&browser, "#export-head");
     let by_cli = dir.path().join("head.onnx");
     headstart_ok(&[
         "export",
@@ -455,13 +454,7 @@ fn the_loop_from_an_empty_folder_to_a_bundle() {
     assert_eq!(head, std::fs::read(&by_cli).unwrap());
     // The int8 file, calibrated on the folder's images, is what `headstart export --int8` makes of the bundle
     // calibrated on the same folder.
-    let int8 = browser.script_async(
-        "fetch(document.querySelector('#export-int8').href).then(r => r.arrayBuffer()).then(b => {
-           let s = ''; new Uint8Array(b).forEach(c => s += String.fromCharCode(c)); done(btoa(s)); })",
-    );
-    let int8 = base64::engine::general_purpose::STANDARD
-        .decode(int8.as_str().unwrap())
-        .unwrap();
+    let int8 = downloaded(&browser, "#export-int8");
     let by_cli = dir.path().join("int8.onnx");
     headstart_ok(&[
         "export",
@@ -815,18 +808,9 @@ fn the_loop_on_a_text_table() {
     );
 
     browser.click("nav button[data-tab=ship]");
-    let bundle = browser.script_async(
-        "fetch(document.querySelector('#download-bundle').href).then(r => r.arrayBuffer()).then(b => {
-           let s = ''; new Uint8Array(b).forEach(c => s += String.fromCharCode(c)); done(btoa(s)); })",
-    );
+    let bundle = downloaded(&browser, "#download-bundle");
     let saved = dir.path().join("from-the-page.hs");
-    std::fs::write(
-        &saved,
-        base64::engine::general_purpose::STANDARD
-            .decode(bundle.as_str().unwrap())
-            .unwrap(),
-    )
-    .unwrap();
+    std::fs::write(&saved, bundle).unwrap();
     let predicted = headstart_ok(&[
         "predict",
         saved.to_str().unwrap(),

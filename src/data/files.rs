@@ -7,6 +7,11 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// Where removed images go, inside the dataset folder: hidden, so listing and training skip it.
+pub const TRASH: &str = ".headstart-trash";
+/// Where tools keep what they make for a dataset (the studio's bundle), inside its folder: hidden too.
+pub const OWN: &str = ".headstart";
+
 #[derive(Debug, Clone)]
 pub struct Files {
     pub root: PathBuf,
@@ -67,7 +72,7 @@ pub fn scan(root: &Path) -> Result<Files> {
     for (name, path) in entries {
         let relative = name.clone();
         // headstart's own folders (the studio's bundle, the trash) are not the user's data to report on.
-        if name == super::folder::OWN || name == super::folder::TRASH {
+        if name == OWN || name == TRASH {
             continue;
         }
         if is_hidden(&name) {

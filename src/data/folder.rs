@@ -9,10 +9,7 @@ use crate::error::{Error, Result};
 
 use super::files::{Files, scan};
 
-/// Where removed images go, inside the dataset folder: hidden, so listing and training skip it.
-pub const TRASH: &str = ".headstart-trash";
-/// Where tools keep what they make for a dataset (the studio's bundle), inside its folder: hidden too.
-pub const OWN: &str = ".headstart";
+pub use super::files::{OWN, TRASH};
 /// The longest class or file name taken, in bytes.
 const MAX_NAME: usize = 200;
 
