@@ -426,6 +426,26 @@ fn acting_on_the_fixes(report: &Value, data: &Path, fixes: &Path, planted: &[Str
             .any(|p| p.starts_with("photo/") && planted.contains(p)),
         "{issues:?}"
     );
+    // A relabel to a class the data lacks is an error that names the fixes file, and nothing is written.
+    let unknown = fixes.with_file_name("to-a-tree.csv");
+    std::fs::write(
+        &unknown,
+        "path,given,action,suggested,reason\ncell/Dragonfly_by_Bolly.jpg,cell,relabel,tree,by hand\n",
+    )
+    .unwrap();
+    let (code, _, stderr) = common::headstart(&[
+        "audit",
+        data.to_str().unwrap(),
+        "--relabel",
+        unknown.to_str().unwrap(),
+    ]);
+    assert_ne!(code, 0);
+    assert!(
+        stderr.contains("to-a-tree.csv")
+            && stderr.contains("relabelled tree, which is not one of the classes"),
+        "{stderr}"
+    );
+    std::fs::remove_file(unknown).unwrap();
     std::fs::remove_file(edited_file).unwrap();
 }
 

@@ -60,7 +60,14 @@ impl FixFlags {
             (&self.relabel, Apply::Relabels),
         ] {
             let Some(file) = file else { continue };
-            let (amended, done) = amend(data, &read_fixes(file)?, apply)?;
+            // The library knows the rows, not the file they came from: its complaints name the file here.
+            let (amended, done) =
+                amend(data, &read_fixes(file)?, apply).map_err(|error| match error {
+                    headstart::Error::TrainingData(message) => {
+                        headstart::Error::input(file, message)
+                    }
+                    other => other,
+                })?;
             data = amended;
             if quiet {
                 continue;
