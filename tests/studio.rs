@@ -33,7 +33,12 @@ struct Studio {
 
 impl Studio {
     fn start(dataset: &Path) -> Studio {
-        let running = Running::start(&["studio", dataset.to_str().unwrap()]);
+        Studio::start_with(&["studio", dataset.to_str().unwrap()])
+    }
+
+    /// `headstart ARGS`, a studio.
+    fn start_with(args: &[&str]) -> Studio {
+        let running = Running::start(args);
         let line = &running.first_line;
         assert!(
             line.starts_with("headstart studio on http://127.0.0.1:"),
@@ -129,6 +134,46 @@ fn only_its_token_on_its_own_address_drives_it() {
         .read_line(&mut first)
         .unwrap();
     assert_eq!(first.trim(), r#"data: {"stage":"","done":0,"total":0}"#);
+    assert!(studio.stop().success());
+}
+
+/// Listening on every address, it answers any IP address of this machine with its token, but still no name but
+/// localhost (a name is how DNS rebinding would come in).
+#[test]
+fn on_every_address_it_takes_ip_addresses_and_no_other_names() {
+    let dir = tempfile::tempdir().unwrap();
+    let folder = dir.path().join("data");
+    let studio = Studio::start_with(&["studio", folder.to_str().unwrap(), "--host", "0.0.0.0"]);
+    let port = studio.base.rsplit(':').next().unwrap();
+    let token = studio.token.as_str();
+    for (host, status) in [
+        (format!("127.0.0.1:{port}"), 200),
+        (format!("10.1.2.3:{port}"), 200),
+        (format!("localhost:{port}"), 200),
+        (
+            format!("10.1.2.3:{}", port.parse::<u16>().unwrap().wrapping_add(1)),
+            403,
+        ),
+        (format!("evil.example:{port}"), 403),
+    ] {
+        assert_eq!(
+            status_of(
+                &studio,
+                "/api/data",
+                &[("x-headstart-token", token), ("host", &host)]
+            ),
+            status,
+            "{host}"
+        );
+    }
+    assert_eq!(
+        status_of(
+            &studio,
+            "/api/data",
+            &[("host", &format!("10.1.2.3:{port}"))]
+        ),
+        401
+    );
     assert!(studio.stop().success());
 }
 

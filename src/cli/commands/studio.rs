@@ -66,10 +66,13 @@ pub fn run(args: &StudioArgs, runtime: RuntimeOptions) -> Outcome {
     };
     let open = args.open;
     studio(dataset, settings, |address, token| {
-        let host = if address.ip().is_loopback() {
-            format!("127.0.0.1:{}", address.port())
-        } else {
-            address.to_string()
+        // Listening everywhere includes this machine: the address to open here is its loopback.
+        let host = match address.ip() {
+            IpAddr::V4(ip) if ip.is_loopback() || ip.is_unspecified() => {
+                format!("127.0.0.1:{}", address.port())
+            }
+            IpAddr::V6(ip) if ip.is_unspecified() => format!("[::1]:{}", address.port()),
+            _ => address.to_string(),
         };
         let url = format!("http://{host}/?token={token}");
         eprintln!("headstart studio on {url}");

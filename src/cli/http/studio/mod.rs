@@ -70,6 +70,8 @@ struct Studio {
     token: String,
     /// `Host` values it answers: its address, by number and as `localhost`.
     hosts: Vec<String>,
+    /// The address it listens on.
+    address: SocketAddr,
     backbone: Option<BackboneRef>,
     options: BackboneOptions,
     /// How far the training (or audit) running now is; idle when its stage is empty.
@@ -100,6 +102,8 @@ struct Model {
     service: Arc<Service>,
     /// What it was trained with: a retraining with the same keeps its regularisation strength.
     setting: Setting,
+    /// How its backbone embedded (the features `auto` chose among them): the audit embeds the same way.
+    embedding: BackboneOptions,
     /// The regularisation strength cross-validation chose (logistic, linear-svm).
     chosen_c: Option<f64>,
     /// What training answered: metrics, confusion cells, mistakes.
@@ -131,6 +135,7 @@ pub fn studio(
             dataset,
             token,
             hosts,
+            address,
             backbone: settings.backbone,
             options: settings.options,
             progress: tokio::sync::watch::Sender::new(Progress::default()),
@@ -188,7 +193,7 @@ async fn guard(State(studio): State<Arc<Studio>>, request: Request, next: Next) 
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
-    if !studio.hosts.iter().any(|allowed| allowed == host) {
+    if !studio.answers_as(host) {
         return Failure(
             StatusCode::FORBIDDEN,
             format!("this studio answers as {}, not {host}", studio.hosts[0]),
@@ -197,7 +202,7 @@ async fn guard(State(studio): State<Arc<Studio>>, request: Request, next: Next) 
     }
     if let Some(origin) = headers.get(header::ORIGIN) {
         let own = origin.to_str().ok().and_then(|o| o.strip_prefix("http://"));
-        if !own.is_some_and(|o| studio.hosts.iter().any(|allowed| allowed == o)) {
+        if !own.is_some_and(|o| studio.answers_as(o)) {
             return Failure(
                 StatusCode::FORBIDDEN,
                 "requests from other web pages are refused".into(),
@@ -218,6 +223,19 @@ async fn guard(State(studio): State<Arc<Studio>>, request: Request, next: Next) 
         "this studio needs its token: open the address `headstart studio` printed".into(),
     )
     .into_response()
+}
+
+impl Studio {
+    /// Whether `host` (a `Host` header, or an `Origin` without its scheme) names this studio: its address, by number
+    /// or as `localhost`; listening on every address (0.0.0.0, ::), any IP address with its port, as the machine's
+    /// other addresses are. A name other than localhost never passes: that is how DNS rebinding would come in.
+    fn answers_as(&self, host: &str) -> bool {
+        self.hosts.iter().any(|allowed| allowed == host)
+            || (self.address.ip().is_unspecified()
+                && host
+                    .parse::<SocketAddr>()
+                    .is_ok_and(|at| at.port() == self.address.port()))
+    }
 }
 
 /// The cookie the page keeps the token in.

@@ -421,16 +421,27 @@ pub async fn predict(
     })))
 }
 
-/// `headstart audit` of the dataset as it is now.
+/// `headstart audit` of the dataset as it is now, on the features the last training used (the studio's backbone
+/// before any).
 pub async fn audit(State(studio): State<Arc<Studio>>) -> Result<Json<Value>, Failure> {
     let shared = studio.clone();
     let found = blocking(move || {
         let data = shared.dataset.data()?;
+        let (backbone, options) = {
+            let model = shared.model.read().unwrap_or_else(|e| e.into_inner());
+            match model.as_ref() {
+                Some(model) => (
+                    Some(model.setting.backbone.clone()),
+                    model.embedding.clone(),
+                ),
+                None => (shared.backbone.clone(), shared.options.clone()),
+            }
+        };
         workflow::audit_data(
             &data,
             None,
-            shared.backbone.as_ref(),
-            &shared.options,
+            backbone.as_ref(),
+            &options,
             &EmbedOptions::default(),
             &Default::default(),
             &mut |done, total| shared.set_progress("embedding", done, total),
@@ -711,6 +722,7 @@ impl Studio {
         *self.model.write().unwrap_or_else(|e| e.into_inner()) = Some(Model {
             service,
             setting,
+            embedding: options,
             chosen_c: report.chosen_c,
             report: value.clone(),
         });
