@@ -216,22 +216,16 @@ fn open_hands_its_address_to_the_desktop() {
     assert!(running.stop().success());
 }
 
-/// What the studio cannot open is a clear error, and nothing is made: a file that is not a table, a folder of
-/// .txt class folders (not editable here yet), a table in a folder that does not exist.
+/// What the studio cannot open is a clear error, and nothing is made: a file that is not a table, a table in a
+/// folder that does not exist.
 #[test]
 fn what_it_cannot_open_is_refused_clearly() {
     let dir = tempfile::tempdir().unwrap();
     let sheet = dir.path().join("notes.xlsx");
     std::fs::write(&sheet, b"x").unwrap();
-    let texts = dir.path().join("texts");
-    for (class, text) in [("a", "hello"), ("b", "goodbye")] {
-        std::fs::create_dir_all(texts.join(class)).unwrap();
-        std::fs::write(texts.join(class).join("1.txt"), text).unwrap();
-    }
     let nowhere = dir.path().join("nowhere/questions.csv");
     for (path, says) in [
         (&sheet, "is a file: the studio opens a folder"),
-        (&texts, "holds class folders of .txt files"),
         (&nowhere, "No such file or directory"),
     ] {
         let (code, _, stderr) =
@@ -240,7 +234,6 @@ fn what_it_cannot_open_is_refused_clearly() {
         assert!(stderr.contains(says), "{stderr}");
     }
     assert!(!dir.path().join("nowhere").exists());
-    assert!(!texts.join(".headstart").exists());
 }
 
 /// The bytes behind the page's link `selector`, fetched by the page itself (its cookie carrying the token).
@@ -633,6 +626,26 @@ fn table_rows(path: &Path) -> Vec<(String, String)> {
         .collect()
 }
 
+/// Types `texts` into the data page with their `label`, and waits for the class to show as many rows.
+fn type_texts(browser: &Browser, label: &str, texts: &[String]) {
+    browser.script("document.querySelector('#new-label').value = ''");
+    browser.send_keys("#new-texts", &texts.join("\n"));
+    browser.send_keys("#new-label", label);
+    browser.click("#add-texts");
+    browser.wait_for(
+        &format!(
+            "return document.querySelectorAll('section[data-class={label}] tr').length === {}",
+            texts.len()
+        ),
+        Duration::from_secs(10),
+    );
+}
+
+/// The demo's customer questions, (text, label) in its order.
+fn questions() -> Vec<(String, String)> {
+    table_rows(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/questions.csv"))
+}
+
 /// The same loop on a text table made from nothing: rows typed in with their labels (one filed under the wrong
 /// one), a label edited and undone, a row removed and put back, trained, a confusion cell opened, a question
 /// tried, the misfiled row found by the audit and relabelled, trained again, the bundle taken.
@@ -659,8 +672,7 @@ fn the_loop_on_a_text_table() {
     );
 
     // The demo's questions, class by class in its order; its first delivery question goes in as billing.
-    let examples =
-        table_rows(&Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/data/questions.csv"));
+    let examples = questions();
     let misfiled = "Where is my parcel?";
     let mut typed: Vec<(String, Vec<String>)> = Vec::new();
     for (text, label) in &examples {
@@ -675,17 +687,7 @@ fn the_loop_on_a_text_table() {
         }
     }
     for (label, texts) in &typed {
-        browser.script("document.querySelector('#new-label').value = ''");
-        browser.send_keys("#new-texts", &texts.join("\n"));
-        browser.send_keys("#new-label", label);
-        browser.click("#add-texts");
-        browser.wait_for(
-            &format!(
-                "return document.querySelectorAll('section[data-class={label}] tr').length === {}",
-                texts.len()
-            ),
-            Duration::from_secs(10),
-        );
+        type_texts(&browser, label, texts);
     }
     let expected: Vec<(String, String)> = typed
         .iter()
@@ -878,4 +880,139 @@ fn the_loop_on_a_text_table() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(kept, ["questions.hs"]);
+}
+
+/// A folder of `.txt` class folders: one class written before, two typed in the page (each text a file named after
+/// its first words), a label edited (the file moves to the other class folder) and undone, a text removed to the
+/// trash and put back, trained, a question tried, the bundle taken.
+#[test]
+fn the_loop_on_a_folder_of_texts() {
+    let _alone = alone();
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("questions");
+    let folder = headstart::data::DatasetFolder::open(&root).unwrap();
+    let mut by_class: Vec<(String, Vec<String>)> = Vec::new();
+    for (text, label) in questions() {
+        match by_class.iter_mut().find(|(l, _)| *l == label) {
+            Some((_, texts)) => texts.push(text),
+            None => by_class.push((label, vec![text])),
+        }
+    }
+    let (first, texts) = &by_class[0];
+    for text in texts {
+        folder.add_text(first, text).unwrap();
+    }
+    let studio = Studio::start(&root);
+    let browser = Browser::start();
+    browser.open(&studio.url);
+    browser.wait_for(
+        "return document.querySelector('#text-bar').hidden === false",
+        Duration::from_secs(10),
+    );
+    for (label, texts) in &by_class[1..] {
+        type_texts(&browser, label, texts);
+    }
+    // Every text is a file in its class's folder.
+    let on_disk = || -> Vec<(String, String)> {
+        let headstart::data::Data::Texts(read) =
+            headstart::data::Data::open(&root, &Default::default()).unwrap()
+        else {
+            panic!("not texts")
+        };
+        let mut rows: Vec<(String, String)> = read
+            .items
+            .iter()
+            .map(|i| {
+                (
+                    i.id.clone(),
+                    std::fs::read_to_string(root.join(&i.id)).unwrap(),
+                )
+            })
+            .collect();
+        rows.sort();
+        rows
+    };
+    let before = on_disk();
+    assert_eq!(before.len(), 48);
+    assert!(before.iter().all(|(id, text)| {
+        by_class
+            .iter()
+            .any(|(label, texts)| id.starts_with(&format!("{label}/")) && texts.contains(text))
+    }));
+
+    let edited = browser.script(
+        "const input = document.querySelector('section[data-class=account] input.label');
+         const id = input.closest('tr').dataset.path; input.value = 'delivery';
+         input.dispatchEvent(new Event('change')); return id",
+    );
+    let name = edited
+        .as_str()
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_string();
+    browser.wait_for(
+        &format!("return document.querySelector('section[data-class=delivery] tr[data-path=\"delivery/{name}\"]') !== null"),
+        Duration::from_secs(10),
+    );
+    assert!(
+        root.join("delivery").join(&name).is_file() && !root.join("account").join(&name).exists()
+    );
+    browser.click("#message button");
+    browser.wait_for(
+        &format!("return document.querySelector('section[data-class=account] tr[data-path=\"account/{name}\"]') !== null"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(on_disk(), before);
+    browser.click(&format!("tr[data-path=\"account/{name}\"] button.trash"));
+    browser.wait_for(
+        &format!("return document.querySelector('tr[data-path=\"account/{name}\"]') === null"),
+        Duration::from_secs(10),
+    );
+    assert!(root.join(".headstart-trash/account").join(&name).is_file());
+    browser.click("#message button");
+    browser.wait_for(
+        &format!("return document.querySelector('tr[data-path=\"account/{name}\"]') !== null"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(on_disk(), before);
+
+    browser.click("nav button[data-tab=train]");
+    browser.click("#train");
+    let accuracy = browser.wait_for(
+        "const a = document.querySelector('#accuracy'); return a && a.textContent",
+        Duration::from_secs(120),
+    );
+    let accuracy: f64 = accuracy
+        .as_str()
+        .unwrap()
+        .trim_end_matches(" %")
+        .parse()
+        .unwrap();
+    assert!(accuracy > 80.0, "{accuracy}");
+    browser.click("nav button[data-tab=try]");
+    let question = "My package still has not arrived, where is it?";
+    browser.send_keys("#try-text", question);
+    browser.click("#try-ask");
+    let answer = browser.wait_for(
+        "const a = document.querySelector('#answer'); return a && a.textContent",
+        Duration::from_secs(30),
+    );
+    assert_eq!(answer, "delivery");
+    browser.click("nav button[data-tab=ship]");
+    let saved = dir.path().join("from-the-page.hs");
+    std::fs::write(&saved, downloaded(&browser, "#download-bundle")).unwrap();
+    let predicted = headstart_ok(&[
+        "predict",
+        saved.to_str().unwrap(),
+        question,
+        "--format",
+        "json",
+    ]);
+    let predicted: Value = serde_json::from_str(&predicted).unwrap();
+    assert_eq!(
+        predicted["predictions"][0]["label"], "delivery",
+        "{predicted}"
+    );
 }

@@ -63,6 +63,32 @@ impl DatasetFolder {
         Ok(self.relative(&target))
     }
 
+    /// Writes `text` into `class` (made if new) as a `.txt` file named after its first words; returns its path
+    /// relative to the folder. A blank text is refused.
+    pub fn add_text(&self, class: &str, text: &str) -> Result<String> {
+        if text.trim().is_empty() {
+            return Err(Error::input(class, "a blank text is not added"));
+        }
+        self.add_class(class)?;
+        let folder = self.class_folder(class)?;
+        let words: Vec<String> = text
+            .split(|c: char| !c.is_alphanumeric())
+            .filter(|word| !word.is_empty())
+            .take(6)
+            .map(str::to_lowercase)
+            .collect();
+        let stem: String = match words.join("-") {
+            stem if stem.is_empty() => "text".into(),
+            stem => stem.chars().take(60).collect(),
+        };
+        let target = free_name(&folder, &format!("{stem}.txt"));
+        write_atomic(&target, |out| {
+            out.write_all(text.as_bytes())
+                .map_err(|e| Error::io(&target, e))
+        })?;
+        Ok(self.relative(&target))
+    }
+
     /// Moves the image at `relative` into `class`; returns where it is now.
     pub fn move_to(&self, relative: &str, class: &str) -> Result<String> {
         let from = self.existing_file(relative)?;
@@ -236,6 +262,29 @@ mod tests {
         assert_eq!(listed.items.len(), 1);
         assert_eq!(folder.restore("dogs/a.png").unwrap(), "dogs/a.png");
         assert!(folder.root().join("dogs/a.png").is_file());
+    }
+
+    #[test]
+    fn texts_are_written_under_their_first_words() {
+        let dir = tempfile::tempdir().unwrap();
+        let folder = DatasetFolder::open(dir.path()).unwrap();
+        let first = folder
+            .add_text("billing", "Why was I charged twice?")
+            .unwrap();
+        assert_eq!(first, "billing/why-was-i-charged-twice.txt");
+        assert_eq!(
+            folder
+                .add_text("billing", "why was I charged TWICE")
+                .unwrap(),
+            "billing/why-was-i-charged-twice-2.txt"
+        );
+        assert_eq!(folder.add_text("other", "?!").unwrap(), "other/text.txt");
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join(&first)).unwrap(),
+            "Why was I charged twice?"
+        );
+        assert!(folder.add_text("billing", "  \n").is_err());
+        assert!(folder.add_text("../out", "x").is_err());
     }
 
     #[test]

@@ -14,8 +14,8 @@ use crate::cli::http::studio::{Dataset, StudioSettings, studio};
 
 #[derive(Args)]
 pub struct StudioArgs {
-    /// A folder with one sub-folder per class (made if it does not exist), or a text table (.csv, .tsv,
-    /// .jsonl; made by the first rows added)
+    /// A folder with one sub-folder per class, of images or of .txt files (made if it does not exist), or a
+    /// text table (.csv, .tsv, .jsonl; made by the first rows added)
     pub dataset: PathBuf,
     /// 0 takes a free port
     #[arg(long, default_value_t = 8090)]
@@ -47,14 +47,10 @@ pub fn run(args: &StudioArgs, runtime: RuntimeOptions) -> Outcome {
         )));
     } else {
         let folder = DatasetFolder::open(&args.dataset)?;
-        if let Data::Texts(_) = Data::open(folder.root(), &args.text.options())? {
-            return Err(usage(format!(
-                "{} holds class folders of .txt files: the studio edits image folders and text tables \
-                 (.csv, .tsv, .jsonl) so far",
-                args.dataset.display()
-            )));
+        match Data::open(folder.root(), &args.text.options())? {
+            Data::Texts(_) => Dataset::TextFolder(folder),
+            _ => Dataset::Images(folder),
         }
-        Dataset::Images(folder)
     };
     let settings = StudioSettings {
         address: SocketAddr::new(args.host, args.port),

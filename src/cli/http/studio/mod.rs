@@ -37,13 +37,15 @@ pub enum Dataset {
     Images(DatasetFolder),
     /// A text table: a text and a label column.
     Texts(TextTable),
+    /// A folder with one sub-folder of `.txt` files per class.
+    TextFolder(DatasetFolder),
 }
 
 impl Dataset {
     /// The folder the dataset lives in (the class folders' parent, or the table's).
     fn home(&self) -> &std::path::Path {
         match self {
-            Dataset::Images(folder) => folder.root(),
+            Dataset::Images(folder) | Dataset::TextFolder(folder) => folder.root(),
             Dataset::Texts(table) => table.path().parent().unwrap_or(table.path()),
         }
     }
@@ -51,14 +53,16 @@ impl Dataset {
     fn modality(&self) -> headstart::Modality {
         match self {
             Dataset::Images(_) => headstart::Modality::Image,
-            Dataset::Texts(_) => headstart::Modality::Text,
+            Dataset::Texts(_) | Dataset::TextFolder(_) => headstart::Modality::Text,
         }
     }
 
     /// The dataset as training reads it now.
     fn data(&self) -> headstart::Result<Data> {
         Ok(match self {
-            Dataset::Images(folder) => Data::open(folder.root(), &TextOptions::default())?,
+            Dataset::Images(folder) | Dataset::TextFolder(folder) => {
+                Data::open(folder.root(), &TextOptions::default())?
+            }
             Dataset::Texts(table) => Data::Texts(table.read()?),
         })
     }

@@ -103,36 +103,45 @@ pub async fn data(State(studio): State<Arc<Studio>>) -> Result<Json<Value>, Fail
                 "unfiled": unfiled,
             }))
         }
-        Dataset::Texts(table) => {
-            let texts = table.read()?;
-            let mut rows: Vec<Vec<Value>> = vec![Vec::new(); texts.classes.len()];
-            for item in &texts.items {
-                if let Some(label) = item.label {
-                    rows[label].push(json!({"id": item.id, "text": item.text}));
-                }
-            }
-            let classes: Vec<Value> = texts
-                .classes
-                .iter()
-                .zip(rows)
-                .map(|(name, rows)| json!({"name": name, "rows": rows}))
-                .collect();
-            Ok(json!({
-                "kind": "texts",
-                "folder": table.path().display().to_string(),
-                "classes": classes,
-                "skipped": texts
-                    .skipped
-                    .iter()
-                    .map(|skip| json!({"id": skip.path, "reason": skip.reason}))
-                    .collect::<Vec<_>>(),
-            }))
-        }
+        Dataset::Texts(table) => Ok(rows_json(table.path(), &table.read()?)),
+        Dataset::TextFolder(folder) => match shared.dataset.data()? {
+            Data::Texts(texts) => Ok(rows_json(folder.root(), &texts)),
+            _ => Err(headstart::Error::input(
+                folder.root(),
+                "no longer holds only .txt files: restart the studio on it",
+            )),
+        },
     })
     .await
     .map(|mut data| {
         data["backbones"] = json!(studio.backbones());
         Json(data)
+    })
+}
+
+/// A text dataset's classes and their rows (id and text), and the rows skipped.
+fn rows_json(source: &std::path::Path, texts: &headstart::data::TextDataset) -> Value {
+    let mut rows: Vec<Vec<Value>> = vec![Vec::new(); texts.classes.len()];
+    for item in &texts.items {
+        if let Some(label) = item.label {
+            rows[label].push(json!({"id": item.id, "text": item.text}));
+        }
+    }
+    let classes: Vec<Value> = texts
+        .classes
+        .iter()
+        .zip(rows)
+        .map(|(name, rows)| json!({"name": name, "rows": rows}))
+        .collect();
+    json!({
+        "kind": "texts",
+        "folder": source.display().to_string(),
+        "classes": classes,
+        "skipped": texts
+            .skipped
+            .iter()
+            .map(|skip| json!({"id": skip.path, "reason": skip.reason}))
+            .collect::<Vec<_>>(),
     })
 }
 
@@ -245,7 +254,20 @@ pub async fn add_texts(
     State(studio): State<Arc<Studio>>,
     Json(body): Json<NewRows>,
 ) -> Result<Json<Value>, Failure> {
-    let added = blocking(move || studio.table()?.add_rows(&body.label, &body.texts)).await?;
+    let added = blocking(move || match &studio.dataset {
+        Dataset::Texts(table) => table.add_rows(&body.label, &body.texts),
+        Dataset::TextFolder(folder) => {
+            for text in &body.texts {
+                folder.add_text(&body.label, text)?;
+            }
+            Ok(body.texts.len())
+        }
+        Dataset::Images(folder) => Err(headstart::Error::input(
+            folder.root(),
+            "is an image folder: add images to it, not texts",
+        )),
+    })
+    .await?;
     Ok(Json(json!({ "added": added })))
 }
 
@@ -278,7 +300,9 @@ pub async fn move_image(
     Json(body): Json<Move>,
 ) -> Result<Json<Value>, Failure> {
     let path = blocking(move || match &studio.dataset {
-        Dataset::Images(folder) => folder.move_to(&body.named.path, &body.class),
+        Dataset::Images(folder) | Dataset::TextFolder(folder) => {
+            folder.move_to(&body.named.path, &body.class)
+        }
         Dataset::Texts(table) => table
             .relabel(&body.named.path, body.named.text()?, &body.class)
             .map(|()| body.named.path.clone()),
@@ -293,7 +317,7 @@ pub async fn trash(
     Json(body): Json<Named>,
 ) -> Result<Json<Value>, Failure> {
     let trashed = blocking(move || match &studio.dataset {
-        Dataset::Images(folder) => folder.trash(&body.path),
+        Dataset::Images(folder) | Dataset::TextFolder(folder) => folder.trash(&body.path),
         Dataset::Texts(table) => table.trash(&body.path, body.text()?),
     })
     .await?;
@@ -305,7 +329,7 @@ pub async fn restore(
     Json(body): Json<Named>,
 ) -> Result<Json<Value>, Failure> {
     let path = blocking(move || match &studio.dataset {
-        Dataset::Images(folder) => folder.restore(&body.path),
+        Dataset::Images(folder) | Dataset::TextFolder(folder) => folder.restore(&body.path),
         Dataset::Texts(table) => table.restore(&body.path),
     })
     .await?;
@@ -399,7 +423,7 @@ pub async fn predict(
     };
     let input = match &studio.dataset {
         Dataset::Images(_) => Input::Image(body.to_vec()),
-        Dataset::Texts(_) => Input::Text(
+        Dataset::Texts(_) | Dataset::TextFolder(_) => Input::Text(
             String::from_utf8(body.to_vec()).map_err(|_| bad_request("the text is not UTF-8"))?,
         ),
     };
@@ -494,7 +518,7 @@ pub async fn export(
                 "{other} is not an export: fp32, int8, raw or head"
             )));
         }
-        (other, Dataset::Texts(_)) => {
+        (other, Dataset::Texts(_) | Dataset::TextFolder(_)) => {
             return Err(bad_request(format!(
                 "{other} is not an export of a text bundle: fp32 or head"
             )));
@@ -544,7 +568,7 @@ impl Studio {
     /// The dataset's name (its folder's, or its table's without the extension), for the files it hands out.
     fn name(&self) -> String {
         let path = match &self.dataset {
-            Dataset::Images(folder) => folder.root().file_name(),
+            Dataset::Images(folder) | Dataset::TextFolder(folder) => folder.root().file_name(),
             Dataset::Texts(table) => table.path().file_stem(),
         };
         path.map_or_else(
@@ -557,7 +581,7 @@ impl Studio {
     /// beside a table.
     fn bundle_path(&self) -> PathBuf {
         let file = match &self.dataset {
-            Dataset::Images(_) => "studio.hs".to_string(),
+            Dataset::Images(_) | Dataset::TextFolder(_) => "studio.hs".to_string(),
             Dataset::Texts(_) => format!("{}.hs", self.name()),
         };
         self.dataset
@@ -569,19 +593,9 @@ impl Studio {
     fn folder(&self) -> headstart::Result<&DatasetFolder> {
         match &self.dataset {
             Dataset::Images(folder) => Ok(folder),
-            Dataset::Texts(table) => Err(headstart::Error::input(
-                table.path(),
-                "is a text table: it has rows, not images",
-            )),
-        }
-    }
-
-    fn table(&self) -> headstart::Result<&headstart::data::TextTable> {
-        match &self.dataset {
-            Dataset::Texts(table) => Ok(table),
-            Dataset::Images(folder) => Err(headstart::Error::input(
-                folder.root(),
-                "is an image folder: add images to it, not texts",
+            Dataset::Texts(_) | Dataset::TextFolder(_) => Err(headstart::Error::input(
+                self.dataset.home(),
+                "holds texts: it has rows, not images",
             )),
         }
     }
