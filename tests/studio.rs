@@ -236,6 +236,16 @@ fn what_it_cannot_open_is_refused_clearly() {
     assert!(!dir.path().join("nowhere").exists());
 }
 
+/// Sets the first `control` (a select or input of an image or row) to `value` as a person would, and returns the
+/// path or id of the image or row.
+fn change(browser: &Browser, control: &str, value: &str) -> String {
+    let item = browser.script(&format!(
+        "const c = document.querySelector('{control}'); const item = c.closest('[data-path]').dataset.path;
+         c.value = '{value}'; c.dispatchEvent(new Event('change')); return item"
+    ));
+    item.as_str().unwrap().to_string()
+}
+
 /// The bytes behind the page's link `selector`, fetched by the page itself (its cookie carrying the token).
 fn downloaded(browser: &Browser, selector: &str) -> Vec<u8> {
     let encoded = browser.script_async(&format!(
@@ -575,18 +585,12 @@ fn timings_on_all_of_elpv() {
         first.as_f64().unwrap()
     );
 
-    let moved = browser.script(
-        "const s = document.querySelector('section[data-class=functional] figure select.move');
-         const path = s.closest('figure').dataset.path; s.value = 'defective';
-         s.dispatchEvent(new Event('change')); return path",
+    let moved = change(
+        &browser,
+        "section[data-class=functional] figure select.move",
+        "defective",
     );
-    let name = moved
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let name = moved.rsplit('/').next().unwrap().to_string();
     browser.wait_for(
         &format!(
             "return document.querySelector('figure[data-path=\"defective/{name}\"]') !== null"
@@ -702,12 +706,12 @@ fn the_loop_on_a_text_table() {
 
     // A label edited in place, and undone: the file is as it was.
     let before_edit = std::fs::read(&table).unwrap();
-    let edited = browser.script(
-        "const input = document.querySelector('section[data-class=account] input.label');
-         const id = input.closest('tr').dataset.path; input.value = 'delivery';
-         input.dispatchEvent(new Event('change')); return id",
+    let edited = change(
+        &browser,
+        "section[data-class=account] input.label",
+        "delivery",
     );
-    let edited = edited.as_str().unwrap();
+    let edited = edited.as_str();
     browser.wait_for(
         &format!("return document.querySelector('section[data-class=delivery] tr[data-path=\"{edited}\"]') !== null"),
         Duration::from_secs(10),
@@ -940,18 +944,12 @@ fn the_loop_on_a_folder_of_texts() {
             .any(|(label, texts)| id.starts_with(&format!("{label}/")) && texts.contains(text))
     }));
 
-    let edited = browser.script(
-        "const input = document.querySelector('section[data-class=account] input.label');
-         const id = input.closest('tr').dataset.path; input.value = 'delivery';
-         input.dispatchEvent(new Event('change')); return id",
+    let edited = change(
+        &browser,
+        "section[data-class=account] input.label",
+        "delivery",
     );
-    let name = edited
-        .as_str()
-        .unwrap()
-        .rsplit('/')
-        .next()
-        .unwrap()
-        .to_string();
+    let name = edited.rsplit('/').next().unwrap().to_string();
     browser.wait_for(
         &format!("return document.querySelector('section[data-class=delivery] tr[data-path=\"delivery/{name}\"]') !== null"),
         Duration::from_secs(10),
