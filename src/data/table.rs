@@ -71,11 +71,12 @@ impl TextTable {
         }
         let _one_at_a_time = self.lock();
         let (mut bytes, _, _) = self.load()?;
+        let header = self.header(&bytes)?;
         if bytes.is_empty() {
-            bytes = self.header_line()?;
+            bytes = self.header_line(&bytes)?;
         }
         for text in texts {
-            let record = self.new_record(text, label)?;
+            let record = self.new_record(&header, text, label)?;
             append_record(&mut bytes, &record);
         }
         self.write(&bytes)?;
@@ -89,7 +90,7 @@ impl TextTable {
         let _one_at_a_time = self.lock();
         let (bytes, dataset, spans) = self.load()?;
         let span = find(&self.path, &dataset, &spans, id, Some(text))?;
-        let record = self.relabelled(&bytes[span.clone()], label)?;
+        let record = self.relabelled(&self.header(&bytes)?, &bytes[span.clone()], label)?;
         let mut edited = bytes[..span.start].to_vec();
         edited.extend_from_slice(&record);
         edited.extend_from_slice(&bytes[span.end..]);
@@ -103,7 +104,7 @@ impl TextTable {
         let (bytes, dataset, spans) = self.load()?;
         let span = find(&self.path, &dataset, &spans, id, Some(text))?;
         let trash = self.trash_table()?;
-        let trashed = trash.append_raw(&bytes[span.clone()], &self.header_line()?)?;
+        let trashed = trash.append_raw(&bytes[span.clone()], || self.header_line(&bytes))?;
         self.write(&cut(&bytes, span))?;
         Ok(trashed)
     }
@@ -115,7 +116,9 @@ impl TextTable {
         let trash = self.trash_table()?;
         let (trash_bytes, trash_rows, trash_spans) = trash.load()?;
         let span = find(&trash.path, &trash_rows, &trash_spans, trashed, None)?;
-        let restored = self.append_raw(&trash_bytes[span.clone()], &self.header_line()?)?;
+        let restored = self.append_raw(&trash_bytes[span.clone()], || {
+            trash.header_line(&trash_bytes)
+        })?;
         trash.write(&cut(&trash_bytes, span))?;
         Ok(restored)
     }
@@ -150,11 +153,16 @@ impl TextTable {
         })
     }
 
-    /// Appends a record as it is (making the file, with `header`, if it is new); returns the record's id.
-    fn append_raw(&self, record: &[u8], header: &[u8]) -> Result<String> {
+    /// Appends a record as it is (making the file, starting with what `header` gives, if it is new); returns the
+    /// record's id.
+    fn append_raw(
+        &self,
+        record: &[u8],
+        header: impl FnOnce() -> Result<Vec<u8>>,
+    ) -> Result<String> {
         let (mut bytes, _, _) = self.load()?;
         if bytes.is_empty() {
-            bytes = header.to_vec();
+            bytes = header()?;
         }
         let start = append_record(&mut bytes, record);
         self.write(&bytes)?;
@@ -177,28 +185,31 @@ impl TextTable {
         TextTable::open(&folder.join(self.file_name()), self.columns.clone())
     }
 
-    /// The header line a new delimited table starts with (with its line break); JSON Lines has none.
-    fn header_line(&self) -> Result<Vec<u8>> {
+    /// The header line a table with this one's columns starts with (with `bytes`'s line break), `bytes` being
+    /// this table's as loaded; JSON Lines has none.
+    fn header_line(&self, bytes: &[u8]) -> Result<Vec<u8>> {
         match self.format {
             TableFormat::JsonLines => Ok(Vec::new()),
             TableFormat::Csv | TableFormat::Tsv => {
-                let (bytes, _, _) = self.load()?;
-                let header = match bytes.is_empty() {
-                    true => vec![
-                        self.columns.text_column.clone().into_bytes(),
-                        self.columns.label_column.clone().into_bytes(),
-                    ],
-                    false => self.header(&bytes)?,
-                };
-                let mut line = self.delimited(&header)?;
-                line.extend_from_slice(line_break(&bytes));
+                let mut line = self.delimited(&self.header(bytes)?)?;
+                line.extend_from_slice(line_break(bytes));
                 Ok(line)
             }
         }
     }
 
-    /// The fields of a delimited table's header line.
+    /// The fields of a delimited table's header line, from its bytes as loaded (a new table's are the text and
+    /// label columns); JSON Lines has none.
     fn header(&self, bytes: &[u8]) -> Result<Vec<Vec<u8>>> {
+        if self.format == TableFormat::JsonLines {
+            return Ok(Vec::new());
+        }
+        if bytes.is_empty() {
+            return Ok(vec![
+                self.columns.text_column.clone().into_bytes(),
+                self.columns.label_column.clone().into_bytes(),
+            ]);
+        }
         let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
         let mut reader = csv::ReaderBuilder::new()
             .delimiter(self.format.delimiter())
@@ -226,8 +237,8 @@ impl TextTable {
         Ok(record)
     }
 
-    /// A new row holding `text` and `label`, other columns empty.
-    fn new_record(&self, text: &str, label: &str) -> Result<Vec<u8>> {
+    /// A new row holding `text` and `label`, other columns empty (`header`: the table's, from [`Self::header`]).
+    fn new_record(&self, header: &[Vec<u8>], text: &str, label: &str) -> Result<Vec<u8>> {
         match self.format {
             TableFormat::JsonLines => {
                 let mut object = serde_json::Map::new();
@@ -236,25 +247,16 @@ impl TextTable {
                 Ok(serde_json::Value::Object(object).to_string().into_bytes())
             }
             TableFormat::Csv | TableFormat::Tsv => {
-                let header = match std::fs::read(&self.path) {
-                    Ok(bytes) if !bytes.iter().all(u8::is_ascii_whitespace) => {
-                        self.header(&bytes)?
-                    }
-                    _ => vec![
-                        self.columns.text_column.clone().into_bytes(),
-                        self.columns.label_column.clone().into_bytes(),
-                    ],
-                };
                 let mut fields = vec![Vec::new(); header.len()];
-                fields[self.column(&header, &self.columns.text_column)?] = text.into();
-                fields[self.column(&header, &self.columns.label_column)?] = label.into();
+                fields[self.column(header, &self.columns.text_column)?] = text.into();
+                fields[self.column(header, &self.columns.label_column)?] = label.into();
                 self.delimited(&fields)
             }
         }
     }
 
-    /// `record` (one record's bytes) with its label replaced.
-    fn relabelled(&self, record: &[u8], label: &str) -> Result<Vec<u8>> {
+    /// `record` (one record's bytes) with its label replaced (`header`: the table's, from [`Self::header`]).
+    fn relabelled(&self, header: &[Vec<u8>], record: &[u8], label: &str) -> Result<Vec<u8>> {
         match self.format {
             TableFormat::JsonLines => {
                 let mut value: serde_json::Value = serde_json::from_slice(record)
@@ -266,8 +268,6 @@ impl TextTable {
                 Ok(value.to_string().into_bytes())
             }
             TableFormat::Csv | TableFormat::Tsv => {
-                let header =
-                    self.header(&std::fs::read(&self.path).map_err(|e| Error::io(&self.path, e))?)?;
                 let mut reader = csv::ReaderBuilder::new()
                     .delimiter(self.format.delimiter())
                     .has_headers(false)
@@ -278,7 +278,7 @@ impl TextTable {
                     .read_byte_record(&mut fields)
                     .map_err(|e| Error::input(&self.path, format!("cannot read a row: {e}")))?;
                 let mut fields: Vec<Vec<u8>> = fields.iter().map(<[u8]>::to_vec).collect();
-                let at = self.column(&header, &self.columns.label_column)?;
+                let at = self.column(header, &self.columns.label_column)?;
                 let field = fields
                     .get_mut(at)
                     .ok_or_else(|| Error::input(&self.path, "a row lacks the label column"))?;
