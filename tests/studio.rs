@@ -236,6 +236,31 @@ fn what_it_cannot_open_is_refused_clearly() {
     assert!(!dir.path().join("nowhere").exists());
 }
 
+/// Trains from the page with the form as it is; the cross-validated accuracy it shows, in percent.
+fn trained_in_page(browser: &Browser) -> f64 {
+    browser.click("nav button[data-tab=train]");
+    browser.click("#train");
+    let accuracy = browser.wait_for(
+        "const a = document.querySelector('#accuracy'); return a && a.textContent",
+        Duration::from_secs(120),
+    );
+    accuracy
+        .as_str()
+        .unwrap()
+        .trim_end_matches(" %")
+        .parse()
+        .unwrap()
+}
+
+/// Waits (up to 10 s) until something matches `css`, or until nothing does.
+fn wait_shown(browser: &Browser, css: &str, shown: bool) {
+    let test = if shown { "!==" } else { "===" };
+    browser.wait_for(
+        &format!("return document.querySelector('{css}') {test} null"),
+        Duration::from_secs(10),
+    );
+}
+
 /// Sets the first `control` (a select or input of an image or row) to `value` as a person would, and returns the
 /// path or id of the image or row.
 fn change(browser: &Browser, control: &str, value: &str) -> String {
@@ -308,9 +333,10 @@ fn the_loop_from_an_empty_folder_to_a_bundle() {
     for class in ["cell", "photo"] {
         browser.send_keys("#new-class", class);
         browser.click("#add-class");
-        browser.wait_for(
-            &format!("return document.querySelector('section.class[data-class={class}]') !== null"),
-            Duration::from_secs(10),
+        wait_shown(
+            &browser,
+            &format!("section.class[data-class={class}]"),
+            true,
         );
     }
     let cells: Vec<PathBuf> = elpv_class("functional").into_iter().take(24).collect();
@@ -362,40 +388,20 @@ fn the_loop_from_an_empty_folder_to_a_bundle() {
     // It is not a cell: out of the way before training, into the trash, and back, and into the trash again.
     let trashed = format!("cell/{}", frame.file_name().unwrap().to_str().unwrap());
     browser.click(&format!("figure[data-path=\"{trashed}\"] button.trash"));
-    browser.wait_for(
-        &format!("return document.querySelector('figure[data-path=\"{trashed}\"]') === null"),
-        Duration::from_secs(10),
-    );
+    wait_shown(&browser, &format!("figure[data-path=\"{trashed}\"]"), false);
     assert!(!frame.exists() && folder.join(".headstart-trash").join(&trashed).is_file());
     browser.click("#message button");
-    browser.wait_for(
-        &format!("return document.querySelector('figure[data-path=\"{trashed}\"]') !== null"),
-        Duration::from_secs(10),
-    );
+    wait_shown(&browser, &format!("figure[data-path=\"{trashed}\"]"), true);
     assert!(frame.is_file());
     browser.click(&format!("figure[data-path=\"{trashed}\"] button.trash"));
-    browser.wait_for(
-        &format!("return document.querySelector('figure[data-path=\"{trashed}\"]') === null"),
-        Duration::from_secs(10),
-    );
+    wait_shown(&browser, &format!("figure[data-path=\"{trashed}\"]"), false);
 
-    browser.click("nav button[data-tab=train]");
     let started = Instant::now();
-    browser.click("#train");
-    let accuracy = browser.wait_for(
-        "const a = document.querySelector('#accuracy'); return a && a.textContent",
-        Duration::from_secs(120),
-    );
+    let accuracy = trained_in_page(&browser);
     eprintln!(
-        "first training answered in {:.2} s: {accuracy}",
+        "first training answered in {:.2} s: {accuracy} %",
         started.elapsed().as_secs_f64()
     );
-    let accuracy: f64 = accuracy
-        .as_str()
-        .unwrap()
-        .trim_end_matches(" %")
-        .parse()
-        .unwrap();
     assert!(accuracy > 80.0, "{accuracy}");
     // Progress came as a stream while it trained: the embedding, then the cross-validation.
     let stages = browser.script("return document.querySelector('#progress').dataset.stages");
@@ -457,9 +463,10 @@ fn the_loop_from_an_empty_folder_to_a_bundle() {
     );
     browser.screenshot(&shots.join("studio-audit.png"));
     browser.click(&format!(".issue[data-path=\"{flagged}\"] button.suggested"));
-    browser.wait_for(
-        &format!("return document.querySelector('section[data-class=cell] figure[data-path=\"cell/{name}\"]') !== null"),
-        Duration::from_secs(10),
+    wait_shown(
+        &browser,
+        &format!("section[data-class=cell] figure[data-path=\"cell/{name}\"]"),
+        true,
     );
     assert!(folder.join("cell").join(name).is_file());
     assert!(!folder.join("photo").join(name).exists());
@@ -712,49 +719,34 @@ fn the_loop_on_a_text_table() {
         "delivery",
     );
     let edited = edited.as_str();
-    browser.wait_for(
-        &format!("return document.querySelector('section[data-class=delivery] tr[data-path=\"{edited}\"]') !== null"),
-        Duration::from_secs(10),
+    wait_shown(
+        &browser,
+        &format!("section[data-class=delivery] tr[data-path=\"{edited}\"]"),
+        true,
     );
     let line: usize = edited.rsplit(':').next().unwrap().parse().unwrap();
     assert_eq!(table_rows(&table)[line - 2].1, "delivery");
     browser.click("#message button");
-    browser.wait_for(
-        &format!("return document.querySelector('section[data-class=account] tr[data-path=\"{edited}\"]') !== null"),
-        Duration::from_secs(10),
+    wait_shown(
+        &browser,
+        &format!("section[data-class=account] tr[data-path=\"{edited}\"]"),
+        true,
     );
     assert_eq!(std::fs::read(&table).unwrap(), before_edit);
 
     // The last row removed to the trash table and put back.
     let last = "questions.csv:49";
     browser.click(&format!("tr[data-path=\"{last}\"] button.trash"));
-    browser.wait_for(
-        &format!("return document.querySelector('tr[data-path=\"{last}\"]') === null"),
-        Duration::from_secs(10),
-    );
+    wait_shown(&browser, &format!("tr[data-path=\"{last}\"]"), false);
     let trash = dir.path().join(".headstart-trash").join("questions.csv");
     assert_eq!(table_rows(&trash), [expected[47].clone()]);
     assert_eq!(table_rows(&table), expected[..47]);
     browser.click("#message button");
-    browser.wait_for(
-        &format!("return document.querySelector('tr[data-path=\"{last}\"]') !== null"),
-        Duration::from_secs(10),
-    );
+    wait_shown(&browser, &format!("tr[data-path=\"{last}\"]"), true);
     assert_eq!(std::fs::read(&table).unwrap(), before_edit);
     assert!(table_rows(&trash).is_empty());
 
-    browser.click("nav button[data-tab=train]");
-    browser.click("#train");
-    let accuracy = browser.wait_for(
-        "const a = document.querySelector('#accuracy'); return a && a.textContent",
-        Duration::from_secs(120),
-    );
-    let accuracy: f64 = accuracy
-        .as_str()
-        .unwrap()
-        .trim_end_matches(" %")
-        .parse()
-        .unwrap();
+    let accuracy = trained_in_page(&browser);
     assert!(accuracy > 80.0, "{accuracy}");
     browser.screenshot(&shots.join("studio-text-train.png"));
     // The misfiled question is among the mistakes, shown as its text.
@@ -796,9 +788,10 @@ fn the_loop_on_a_text_table() {
     );
     assert_eq!(why, "move to delivery");
     browser.click(&format!(".issue[data-path=\"{flagged}\"] button.suggested"));
-    browser.wait_for(
-        &format!("return document.querySelector('section[data-class=delivery] tr[data-path=\"{flagged}\"]') !== null"),
-        Duration::from_secs(10),
+    wait_shown(
+        &browser,
+        &format!("section[data-class=delivery] tr[data-path=\"{flagged}\"]"),
+        true,
     );
     let mut fixed = expected.clone();
     fixed[16].1 = "delivery".into();
@@ -950,44 +943,33 @@ fn the_loop_on_a_folder_of_texts() {
         "delivery",
     );
     let name = edited.rsplit('/').next().unwrap().to_string();
-    browser.wait_for(
-        &format!("return document.querySelector('section[data-class=delivery] tr[data-path=\"delivery/{name}\"]') !== null"),
-        Duration::from_secs(10),
+    wait_shown(
+        &browser,
+        &format!("section[data-class=delivery] tr[data-path=\"delivery/{name}\"]"),
+        true,
     );
     assert!(
         root.join("delivery").join(&name).is_file() && !root.join("account").join(&name).exists()
     );
     browser.click("#message button");
-    browser.wait_for(
-        &format!("return document.querySelector('section[data-class=account] tr[data-path=\"account/{name}\"]') !== null"),
-        Duration::from_secs(10),
+    wait_shown(
+        &browser,
+        &format!("section[data-class=account] tr[data-path=\"account/{name}\"]"),
+        true,
     );
     assert_eq!(on_disk(), before);
     browser.click(&format!("tr[data-path=\"account/{name}\"] button.trash"));
-    browser.wait_for(
-        &format!("return document.querySelector('tr[data-path=\"account/{name}\"]') === null"),
-        Duration::from_secs(10),
+    wait_shown(
+        &browser,
+        &format!("tr[data-path=\"account/{name}\"]"),
+        false,
     );
     assert!(root.join(".headstart-trash/account").join(&name).is_file());
     browser.click("#message button");
-    browser.wait_for(
-        &format!("return document.querySelector('tr[data-path=\"account/{name}\"]') !== null"),
-        Duration::from_secs(10),
-    );
+    wait_shown(&browser, &format!("tr[data-path=\"account/{name}\"]"), true);
     assert_eq!(on_disk(), before);
 
-    browser.click("nav button[data-tab=train]");
-    browser.click("#train");
-    let accuracy = browser.wait_for(
-        "const a = document.querySelector('#accuracy'); return a && a.textContent",
-        Duration::from_secs(120),
-    );
-    let accuracy: f64 = accuracy
-        .as_str()
-        .unwrap()
-        .trim_end_matches(" %")
-        .parse()
-        .unwrap();
+    let accuracy = trained_in_page(&browser);
     assert!(accuracy > 80.0, "{accuracy}");
     browser.click("nav button[data-tab=try]");
     let question = "My package still has not arrived, where is it?";
