@@ -236,12 +236,14 @@ fn what_it_cannot_open_is_refused_clearly() {
     assert!(!dir.path().join("nowhere").exists());
 }
 
-/// Trains from the page with the form as it is; the cross-validated accuracy it shows, in percent.
+/// Trains from the page with the form as it is; the cross-validated accuracy it shows, in percent. The button is
+/// disabled from the click until the answer is shown, so an earlier training's accuracy is never read.
 fn trained_in_page(browser: &Browser) -> f64 {
     browser.click("nav button[data-tab=train]");
     browser.click("#train");
     let accuracy = browser.wait_for(
-        "const a = document.querySelector('#accuracy'); return a && a.textContent",
+        "const a = document.querySelector('#accuracy');
+         return !document.querySelector('#train').disabled && a && a.textContent",
         Duration::from_secs(120),
     );
     accuracy
@@ -899,7 +901,13 @@ fn the_loop_on_a_folder_of_texts() {
     for text in texts {
         folder.add_text(first, text).unwrap();
     }
-    let studio = Studio::start(&root);
+    // Started on a backbone named, to train on another from the form below.
+    let studio = Studio::start_with(&[
+        "studio",
+        root.to_str().unwrap(),
+        "--backbone",
+        "all-minilm-l6-v2",
+    ]);
     let browser = Browser::start();
     browser.open(&studio.url);
     browser.wait_for(
@@ -995,4 +1003,32 @@ fn the_loop_on_a_folder_of_texts() {
         predicted["predictions"][0]["label"], "delivery",
         "{predicted}"
     );
+
+    // Trained again on the float32 backbone chosen in the form: the ONNX file is made with that backbone, not
+    // the one the studio was started with.
+    browser.script("document.querySelector('#backbone').value = 'all-minilm-l6-v2-fp32'");
+    let accuracy = trained_in_page(&browser);
+    assert!(accuracy > 80.0, "{accuracy}");
+    let headline =
+        browser.script("return document.querySelector('#accuracy').parentElement.textContent");
+    assert!(
+        headline
+            .as_str()
+            .unwrap()
+            .contains("on all-minilm-l6-v2-fp32"),
+        "{headline}"
+    );
+    let exported = ureq::get(format!("{}/api/export/fp32", studio.base))
+        .header("x-headstart-token", &studio.token)
+        .call()
+        .unwrap()
+        .into_body()
+        .with_config()
+        .limit(1 << 30)
+        .read_to_vec()
+        .unwrap();
+    let onnx = dir.path().join("questions-fp32.onnx");
+    std::fs::write(&onnx, &exported).unwrap();
+    let described = headstart_ok(&["inspect", onnx.to_str().unwrap()]);
+    assert!(described.contains("attention_mask"), "{described}");
 }

@@ -485,14 +485,9 @@ pub async fn audit(State(studio): State<Arc<Studio>>) -> Result<Json<Value>, Fai
 
 /// The bundle trained last, as a file to save.
 pub async fn bundle(State(studio): State<Arc<Studio>>) -> Result<Response, Failure> {
-    let path = studio.bundle_path();
+    let shared = studio.clone();
     let bytes = blocking(move || {
-        if !path.is_file() {
-            return Err(headstart::Error::input(
-                &path,
-                "train first: there is no bundle yet",
-            ));
-        }
+        let (path, _) = shared.trained_bundle()?;
         std::fs::read(&path).map_err(|e| headstart::Error::io(&path, e))
     })
     .await?;
@@ -527,18 +522,12 @@ pub async fn export(
     let shared = studio.clone();
     let name = format!("{}-{kind}.onnx", studio.name());
     let bytes = blocking(move || {
-        let bundle = shared.bundle_path();
-        if !bundle.is_file() {
-            return Err(headstart::Error::input(
-                &bundle,
-                "train first: there is no bundle yet",
-            ));
-        }
+        let (bundle, backbone) = shared.trained_bundle()?;
         // Written beside the bundle only while it is read back: the folder is the user's, not a store of exports.
         let out = bundle.with_extension(format!("{kind}.onnx"));
         export::export(
             &bundle,
-            shared.backbone.as_ref(),
+            backbone.as_ref(),
             &shared.options.runtime,
             &options,
             &out,
@@ -588,6 +577,24 @@ impl Studio {
             .home()
             .join(headstart::data::folder::OWN)
             .join(file)
+    }
+
+    /// The bundle trained last and the backbone to open it with: the one it was trained on (the form may have
+    /// chosen another than the studio's), or the studio's for a bundle from before it started.
+    fn trained_bundle(&self) -> headstart::Result<(PathBuf, Option<BackboneRef>)> {
+        let path = self.bundle_path();
+        if !path.is_file() {
+            return Err(headstart::Error::input(
+                &path,
+                "train first: there is no bundle yet",
+            ));
+        }
+        let model = self.model.read().unwrap_or_else(|e| e.into_inner());
+        let backbone = match model.as_ref() {
+            Some(model) => Some(model.setting.backbone.clone()),
+            None => self.backbone.clone(),
+        };
+        Ok((path, backbone))
     }
 
     fn folder(&self) -> headstart::Result<&DatasetFolder> {
